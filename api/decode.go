@@ -1,0 +1,171 @@
+package api
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+
+	yamlv2 "go.yaml.in/yaml/v2"
+	sigsjson "sigs.k8s.io/json"
+	"sigs.k8s.io/yaml"
+)
+
+// MaxDocumentBytes bounds one document, the same bound the HTTP API puts on
+// a request body.
+const MaxDocumentBytes = 1 << 20
+
+// SplitDocuments splits a YAML stream on "---" lines. Empty documents
+// (only whitespace and comments) are dropped. JSON input is one document.
+func SplitDocuments(data []byte) [][]byte {
+	var docs [][]byte
+	var cur bytes.Buffer
+	flush := func() {
+		if hasContent(cur.Bytes()) {
+			docs = append(docs, bytes.Clone(cur.Bytes()))
+		}
+		cur.Reset()
+	}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 64*1024), len(data)+1)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if bytes.Equal(bytes.TrimRight(line, " \t\r"), []byte("---")) || bytes.HasPrefix(line, []byte("--- ")) {
+			flush()
+			continue
+		}
+		cur.Write(line)
+		cur.WriteByte('\n')
+	}
+	flush()
+	return docs
+}
+
+func hasContent(doc []byte) bool {
+	for _, line := range bytes.Split(doc, []byte("\n")) {
+		t := bytes.TrimSpace(line)
+		if len(t) > 0 && t[0] != '#' && !bytes.Equal(t, []byte("...")) {
+			return true
+		}
+	}
+	return false
+}
+
+var strictErrRE = regexp.MustCompile(`^(?:json: )?(unknown|duplicate) field "(.*)"$`)
+
+// Decode reads one MqttCluster from YAML or JSON, strictly: an unknown or
+// duplicate field is an error naming its path, and so is a value of the
+// wrong type. It returns the object decoded so far with every such error,
+// so callers can go on to validate the rest and report all at once. A
+// document that is not YAML at all returns a nil object.
+func Decode(doc []byte) (*MqttCluster, ErrorList) {
+	var errs ErrorList
+	if len(doc) > MaxDocumentBytes {
+		errs.add("", ReasonSyntax, "document is larger than %d bytes", MaxDocumentBytes)
+		return nil, errs
+	}
+	// Duplicate keys, with their paths, before they are folded away.
+	var tree yamlv2.MapSlice
+	if err := yamlv2.Unmarshal(doc, &tree); err != nil {
+		errs.add("", ReasonSyntax, "%s", cleanYAMLError(err))
+		return nil, errs
+	}
+	findDuplicates(tree, "", &errs)
+
+	js, err := yaml.YAMLToJSON(doc)
+	if err != nil {
+		errs.add("", ReasonSyntax, "%s", cleanYAMLError(err))
+		return nil, errs
+	}
+	obj := &MqttCluster{}
+	strict, err := sigsjson.UnmarshalStrict(js, obj, sigsjson.DisallowDuplicateFields, sigsjson.DisallowUnknownFields)
+	for _, se := range strict {
+		m := strictErrRE.FindStringSubmatch(se.Error())
+		if m == nil {
+			errs.add("", ReasonInvalid, "%s", se.Error())
+			continue
+		}
+		if m[1] == "duplicate" {
+			if !errs.has(m[2], ReasonDuplicate) {
+				errs.add(m[2], ReasonDuplicate, "duplicate field")
+			}
+			continue
+		}
+		errs.add(m[2], ReasonUnknown, "unknown field")
+	}
+	if err != nil {
+		if m := typeErrRE.FindStringSubmatch(err.Error()); m != nil {
+			errs.add(m[2], ReasonTypeInvalid, "expected %s, got %s", jsonTypeName(m[3]), m[1])
+		} else {
+			errs.add("", ReasonSyntax, "%s", err.Error())
+		}
+	}
+	return obj, errs
+}
+
+func (l ErrorList) has(field, reason string) bool {
+	for _, e := range l {
+		if e.Field == field && e.Reason == reason {
+			return true
+		}
+	}
+	return false
+}
+
+var typeErrRE = regexp.MustCompile(`cannot unmarshal (\w+) into Go struct field \w+\.(\S+) of type \*?(\S+)$`)
+
+func jsonTypeName(goType string) string {
+	switch strings.TrimPrefix(goType, "api.") {
+	case "int", "int8", "int16", "int32", "int64", "uint", "uint8", "uint16", "uint32", "uint64":
+		return "integer"
+	case "float32", "float64":
+		return "number"
+	case "bool":
+		return "boolean"
+	case "string":
+		return "string"
+	case "Duration", "Quantity", "BalanceMode":
+		return "string"
+	}
+	if strings.HasPrefix(goType, "[]") {
+		return "list"
+	}
+	if strings.HasPrefix(goType, "map[") {
+		return "object"
+	}
+	return "object"
+}
+
+func findDuplicates(node any, path string, errs *ErrorList) {
+	switch n := node.(type) {
+	case yamlv2.MapSlice:
+		seen := map[string]bool{}
+		for _, item := range n {
+			key := fmt.Sprint(item.Key)
+			p := key
+			if path != "" {
+				p = path + "." + key
+			}
+			if seen[key] {
+				if !errs.has(p, ReasonDuplicate) {
+					errs.add(p, ReasonDuplicate, "duplicate field")
+				}
+			}
+			seen[key] = true
+			findDuplicates(item.Value, p, errs)
+		}
+	case []any:
+		for i, v := range n {
+			findDuplicates(v, path+"["+strconv.Itoa(i)+"]", errs)
+		}
+	}
+}
+
+func cleanYAMLError(err error) string {
+	s := err.Error()
+	s = strings.TrimPrefix(s, "error converting YAML to JSON: ")
+	s = strings.TrimPrefix(s, "yaml: ")
+	return s
+}

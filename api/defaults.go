@@ -1,0 +1,103 @@
+package api
+
+import (
+	"strings"
+	"time"
+)
+
+// Built-in defaults. Image defaults are the official images; an operator
+// installed offline passes its own through Defaults.
+const (
+	DefaultBrokerImage       = "eclipse-mosquitto:2.0"
+	DefaultLoadBalancerImage = "haproxy:2.8"
+	DefaultReplicas          = 3
+	DefaultLBReplicas        = 2
+	DefaultMQTTPort          = 1883
+	DefaultMQTTSPort         = 8883
+	DefaultAutosaveInterval  = Duration("30s")
+	DefaultCertDuration      = Duration("2160h")
+	DefaultSyncDelay         = Duration("1s")
+	DefaultBalance           = BalanceClientID
+)
+
+// Defaults are the operator's configurable defaults.
+type Defaults struct {
+	BrokerImage       string
+	LoadBalancerImage string
+}
+
+// BuiltinDefaults are the defaults with no operator configuration.
+func BuiltinDefaults() Defaults {
+	return Defaults{BrokerImage: DefaultBrokerImage, LoadBalancerImage: DefaultLoadBalancerImage}
+}
+
+// Default fills every omitted field of obj in place. It never overwrites a
+// value the user gave, valid or not: validation reports those.
+func Default(obj *MqttCluster, d Defaults) {
+	if obj.APIVersion == "" {
+		obj.APIVersion = APIVersion
+	}
+	if obj.Kind == "" {
+		obj.Kind = KindMqttCluster
+	}
+	if d.BrokerImage == "" {
+		d.BrokerImage = DefaultBrokerImage
+	}
+	if d.LoadBalancerImage == "" {
+		d.LoadBalancerImage = DefaultLoadBalancerImage
+	}
+	s := &obj.Spec
+	setInt32(&s.Replicas, DefaultReplicas)
+	setString(&s.Broker.Image, d.BrokerImage)
+	setBool(&s.Broker.Persistence.Enabled, true)
+	setString((*string)(&s.Broker.Persistence.AutosaveInterval), string(DefaultAutosaveInterval))
+	setString(&s.LoadBalancer.Image, d.LoadBalancerImage)
+	setInt32(&s.LoadBalancer.Replicas, DefaultLBReplicas)
+	setString((*string)(&s.LoadBalancer.Balance), string(DefaultBalance))
+	setInt32(&s.LoadBalancer.Ports.MQTT, DefaultMQTTPort)
+	setInt32(&s.LoadBalancer.Ports.MQTTS, DefaultMQTTSPort)
+	setString((*string)(&s.TLS.Duration), string(DefaultCertDuration))
+	if s.TLS.RenewBefore == "" {
+		// A third of the lifetime, as cert-manager does. An unparsable
+		// duration is left for validation to report.
+		if d, err := s.TLS.Duration.Parse(); err == nil && d > 0 {
+			s.TLS.RenewBefore = FormatDuration(d / 3)
+		}
+	}
+	setBool(&s.Auth.AllowAnonymous, false)
+	setBool(&s.Sync.Enabled, false)
+	setString((*string)(&s.Sync.Delay), string(DefaultSyncDelay))
+}
+
+// FormatDuration writes d the way people do: 720h, not 720h0m0s.
+func FormatDuration(d time.Duration) Duration {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return Duration(s)
+}
+
+func setInt32(p **int32, v int32) {
+	if *p == nil {
+		*p = &v
+	}
+}
+
+func setBool(p **bool, v bool) {
+	if *p == nil {
+		*p = &v
+	}
+}
+
+func setString(p *string, v string) {
+	if *p == "" {
+		*p = v
+	}
+}
+
+// Ptr returns a pointer to v, for building specs in code and tests.
+func Ptr[T any](v T) *T { return &v }

@@ -1,0 +1,279 @@
+package api
+
+import (
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Group, version and kind of the objects this package describes.
+const (
+	Group           = "mqtt.swarm"
+	Version         = "v1alpha1"
+	APIVersion      = Group + "/" + Version
+	KindMqttCluster = "MqttCluster"
+	// Resource is the plural, lower-case name used in URLs and the CRD.
+	Resource = "mqttclusters"
+)
+
+// MqttCluster is a highly available MQTT cluster on Docker Swarm: Mosquitto
+// brokers bridged into one logical broker behind HAProxy, with TLS
+// certificates issued and rotated by the operator.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:path=mqttclusters,singular=mqttcluster,shortName=mqc,scope=Cluster
+// +kubebuilder:subresource:status
+// +kubebuilder:printcolumn:name="Replicas",type=integer,JSONPath=`.spec.replicas`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type MqttCluster struct {
+	metav1.TypeMeta `json:",inline"`
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	// +optional
+	Spec MqttClusterSpec `json:"spec,omitempty"`
+	// +optional
+	Status MqttClusterStatus `json:"status,omitempty"`
+}
+
+// MqttClusterSpec is the desired state of a cluster. Every field is
+// optional: the server fills defaults at admission and stores the result.
+type MqttClusterSpec struct {
+	// Replicas is the number of Mosquitto brokers, 1 to 15.
+	// +optional
+	// +kubebuilder:default=3
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=15
+	Replicas *int32 `json:"replicas,omitempty"`
+	// +optional
+	// +kubebuilder:default={}
+	Broker BrokerSpec `json:"broker,omitempty"`
+	// +optional
+	// +kubebuilder:default={}
+	LoadBalancer LoadBalancerSpec `json:"loadBalancer,omitempty"`
+	// +optional
+	// +kubebuilder:default={}
+	TLS TLSSpec `json:"tls,omitempty"`
+	// +optional
+	// +kubebuilder:default={}
+	Auth AuthSpec `json:"auth,omitempty"`
+	// +optional
+	// +kubebuilder:default={}
+	Sync SyncSpec `json:"sync,omitempty"`
+	// +optional
+	// +kubebuilder:default={}
+	Placement PlacementSpec `json:"placement,omitempty"`
+}
+
+// BrokerSpec configures the Mosquitto brokers.
+type BrokerSpec struct {
+	// Image is the Mosquitto image. Default: the operator's --broker-image
+	// (built in: eclipse-mosquitto:2.0).
+	// +optional
+	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(\.[a-zA-Z0-9-]+)*(:[0-9]+)?(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@[A-Za-z][A-Za-z0-9]*([-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$`
+	Image string `json:"image,omitempty"`
+	// +optional
+	// +kubebuilder:default={}
+	Persistence PersistenceSpec `json:"persistence,omitempty"`
+	// +optional
+	// +kubebuilder:default={}
+	Resources ResourcesSpec `json:"resources,omitempty"`
+}
+
+// PersistenceSpec configures Mosquitto's on-disk persistence.
+type PersistenceSpec struct {
+	// Enabled keeps sessions, queued and retained messages on a volume.
+	// +optional
+	// +kubebuilder:default=true
+	Enabled *bool `json:"enabled,omitempty"`
+	// AutosaveInterval is how often Mosquitto writes its state to disk.
+	// +optional
+	// +kubebuilder:default="30s"
+	AutosaveInterval Duration `json:"autosaveInterval,omitempty"`
+}
+
+// ResourcesSpec limits each broker's resources. Empty means no limit.
+type ResourcesSpec struct {
+	// Memory limit as a quantity (256Mi, 1Gi), at least 6Mi.
+	// +optional
+	Memory Quantity `json:"memory,omitempty"`
+	// CPUs limit as a quantity ("0.5", "500m", "2").
+	// +optional
+	CPUs Quantity `json:"cpus,omitempty"`
+}
+
+// BalanceMode is how HAProxy picks a broker for a new connection.
+// +kubebuilder:validation:Enum=clientid;leastconn;roundrobin
+type BalanceMode string
+
+// Balance modes.
+const (
+	BalanceClientID   BalanceMode = "clientid"
+	BalanceLeastConn  BalanceMode = "leastconn"
+	BalanceRoundRobin BalanceMode = "roundrobin"
+)
+
+// LoadBalancerSpec configures HAProxy in front of the brokers.
+type LoadBalancerSpec struct {
+	// Image is the HAProxy image. Default: the operator's --lb-image
+	// (built in: haproxy:2.8).
+	// +optional
+	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(\.[a-zA-Z0-9-]+)*(:[0-9]+)?(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@[A-Za-z][A-Za-z0-9]*([-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$`
+	Image string `json:"image,omitempty"`
+	// Replicas is the number of HAProxy tasks, 1 to 15, at most one per node.
+	// +optional
+	// +kubebuilder:default=2
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=15
+	Replicas *int32 `json:"replicas,omitempty"`
+	// Balance: clientid (hash of the MQTT client identifier, so a client
+	// returns to the same broker), leastconn or roundrobin.
+	// +optional
+	// +kubebuilder:default=clientid
+	Balance BalanceMode `json:"balance,omitempty"`
+	// +optional
+	// +kubebuilder:default={}
+	Ports PortsSpec `json:"ports,omitempty"`
+}
+
+// PortsSpec lists the host ports HAProxy publishes. 0 turns a listener off;
+// at least one must stay on and the two must differ.
+// +kubebuilder:validation:XValidation:rule="!has(self.mqtt) || !has(self.mqtts) || self.mqtt != 0 || self.mqtts != 0",message="mqtt and mqtts must not both be 0"
+// +kubebuilder:validation:XValidation:rule="!has(self.mqtt) || !has(self.mqtts) || self.mqtt == 0 || self.mqtt != self.mqtts",message="mqtt and mqtts must differ"
+type PortsSpec struct {
+	// MQTT is the plain MQTT port; 0 turns plain MQTT off.
+	// +optional
+	// +kubebuilder:default=1883
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=65535
+	MQTT *int32 `json:"mqtt,omitempty"`
+	// MQTTS is the MQTT over TLS port (TLS ends at HAProxy); 0 turns it off.
+	// +optional
+	// +kubebuilder:default=8883
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=65535
+	MQTTS *int32 `json:"mqtts,omitempty"`
+}
+
+// TLSSpec configures the server certificate the operator issues.
+// +kubebuilder:validation:XValidation:rule="!has(self.duration) || !has(self.renewBefore) || duration(self.renewBefore) < duration(self.duration)",message="renewBefore must be shorter than duration"
+type TLSSpec struct {
+	// DNSNames the certificate is valid for, besides the cluster's own
+	// service names.
+	// +optional
+	// +kubebuilder:validation:MaxItems=100
+	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:Pattern=`^(\*\.)?[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$`
+	DNSNames []string `json:"dnsNames,omitempty"`
+	// IPAddresses the certificate is valid for.
+	// +optional
+	// +kubebuilder:validation:MaxItems=100
+	// +kubebuilder:validation:items:Pattern=`^([0-9.]+|[0-9a-fA-F:.]+)$`
+	IPAddresses []string `json:"ipAddresses,omitempty"`
+	// Duration is the server certificate's lifetime, at least 1m.
+	// +optional
+	// +kubebuilder:default="2160h"
+	Duration Duration `json:"duration,omitempty"`
+	// RenewBefore is how long before expiry the certificate is renewed.
+	// Default: a third of duration.
+	// +optional
+	RenewBefore Duration `json:"renewBefore,omitempty"`
+}
+
+// AuthSpec configures client authentication on the brokers.
+type AuthSpec struct {
+	// AllowAnonymous lets clients connect without a user name.
+	// +optional
+	// +kubebuilder:default=false
+	AllowAnonymous *bool `json:"allowAnonymous,omitempty"`
+	// PasswordFileSecret names a Docker secret holding a Mosquitto password
+	// file. Empty: the operator generates one with a single user.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9]+([a-zA-Z0-9_.-]*[a-zA-Z0-9])?$`
+	PasswordFileSecret string `json:"passwordFileSecret,omitempty"`
+}
+
+// SyncSpec configures lsyncd replication of each broker's data to the
+// nodes where Swarm may reschedule it.
+type SyncSpec struct {
+	// Enabled turns data replication on.
+	// +optional
+	// +kubebuilder:default=false
+	Enabled *bool `json:"enabled,omitempty"`
+	// Delay is how long lsyncd gathers changes before a sync, 0s to 1h.
+	// +optional
+	// +kubebuilder:default="1s"
+	Delay Duration `json:"delay,omitempty"`
+}
+
+// PlacementSpec restricts the nodes brokers run on.
+type PlacementSpec struct {
+	// Constraints in Swarm's form, KEY==VALUE or KEY!=VALUE, for example
+	// node.labels.mqtt == true.
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:Pattern=`^\s*(node\.(id|hostname|role|platform\.os|platform\.arch)|(node|engine)\.labels\.[A-Za-z0-9_.-]+)\s*(==|!=)\s*[A-Za-z0-9:_.*()?+\[\]\\^$|/ -]*[A-Za-z0-9:_.*()?+\[\]\\^$|/-]\s*$`
+	Constraints []string `json:"constraints,omitempty"`
+}
+
+// MqttClusterStatus is the observed state, written by the operator.
+type MqttClusterStatus struct {
+	// ObservedGeneration is the generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Conditions: Ready, Progressing, Degraded.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// Brokers is the state of each broker.
+	// +optional
+	Brokers []BrokerStatus `json:"brokers,omitempty"`
+	// Endpoints are the addresses clients connect to.
+	// +optional
+	Endpoints []string `json:"endpoints,omitempty"`
+	// CAFingerprint is the SHA-256 fingerprint of the cluster CA.
+	// +optional
+	CAFingerprint string `json:"caFingerprint,omitempty"`
+}
+
+// Condition types.
+const (
+	ConditionReady       = "Ready"
+	ConditionProgressing = "Progressing"
+	ConditionDegraded    = "Degraded"
+)
+
+// BrokerStatus is the observed state of one broker.
+type BrokerStatus struct {
+	Name string `json:"name"`
+	// +optional
+	Node string `json:"node,omitempty"`
+	// +optional
+	State string `json:"state,omitempty"`
+	// +optional
+	Since *metav1.Time `json:"since,omitempty"`
+}
+
+// MqttClusterList is a list of clusters, as the list endpoint answers.
+type MqttClusterList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []MqttCluster `json:"items"`
+}
+
+// Duration is a Go duration string such as 30s or 2160h.
+// +kubebuilder:validation:Type=string
+// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+type Duration string
+
+// Parse returns the duration value.
+func (d Duration) Parse() (time.Duration, error) { return time.ParseDuration(string(d)) }
+
+// Quantity is a Kubernetes-style quantity string such as 256Mi or 0.5.
+// +kubebuilder:validation:Type=string
+// +kubebuilder:validation:Pattern=`^(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$`
+type Quantity string

@@ -1,0 +1,298 @@
+package api
+
+import (
+	"fmt"
+	"maps"
+	"net"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/distribution/reference"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+// Limits the validation enforces.
+const (
+	MaxNameLength   = 40
+	MinReplicas     = 1
+	MaxReplicas     = 15
+	MinCertDuration = time.Minute
+	MaxSyncDelay    = time.Hour
+	// MinMemoryBytes is Docker's smallest memory limit (6 MB).
+	MinMemoryBytes = 6 * 1024 * 1024
+	// MinNanoCPUs is Docker's smallest CPU limit (0.01 CPU).
+	MinNanoCPUs = 10_000_000
+)
+
+// Validate checks a defaulted object and returns every rule it breaks, with
+// field paths. An empty list means the object is valid.
+func Validate(obj *MqttCluster) ErrorList {
+	var errs ErrorList
+	if obj.APIVersion != APIVersion {
+		errs.add("apiVersion", ReasonNotSupported, "unsupported value %q: must be %s", obj.APIVersion, APIVersion)
+	}
+	if obj.Kind != KindMqttCluster {
+		errs.add("kind", ReasonNotSupported, "unsupported value %q: must be %s", obj.Kind, KindMqttCluster)
+	}
+	validateMeta(obj, &errs)
+	validateSpec(&obj.Spec, &errs)
+	return errs
+}
+
+// ValidateName checks an object name on its own (used for URL paths).
+func ValidateName(name string) ErrorList {
+	var errs ErrorList
+	validateName(name, "metadata.name", &errs)
+	return errs
+}
+
+func validateName(name, path string, errs *ErrorList) {
+	switch {
+	case name == "":
+		errs.add(path, ReasonRequired, "required")
+	case len(name) > MaxNameLength:
+		errs.add(path, ReasonInvalid, "must be at most %d characters, got %d", MaxNameLength, len(name))
+	default:
+		if msgs := validation.IsDNS1123Label(name); len(msgs) > 0 {
+			errs.add(path, ReasonInvalid, "%q is not a DNS label: %s", name, strings.Join(msgs, "; "))
+		}
+	}
+}
+
+func validateMeta(obj *MqttCluster, errs *ErrorList) {
+	m := &obj.ObjectMeta
+	validateName(m.Name, "metadata.name", errs)
+	for _, k := range sortedKeys(m.Labels) {
+		p := "metadata.labels[" + k + "]"
+		for _, msg := range validation.IsQualifiedName(k) {
+			errs.add(p, ReasonInvalid, "invalid key %q: %s", k, msg)
+		}
+		for _, msg := range validation.IsValidLabelValue(m.Labels[k]) {
+			errs.add(p, ReasonInvalid, "invalid value %q: %s", m.Labels[k], msg)
+		}
+	}
+	total := 0
+	for _, k := range sortedKeys(m.Annotations) {
+		for _, msg := range validation.IsQualifiedName(k) {
+			errs.add("metadata.annotations["+k+"]", ReasonInvalid, "invalid key %q: %s", k, msg)
+		}
+		total += len(k) + len(m.Annotations[k])
+	}
+	if total > 256*1024 {
+		errs.add("metadata.annotations", ReasonInvalid, "must be at most 256 KiB in all, got %d bytes", total)
+	}
+	forbid := func(set bool, field string) {
+		if set {
+			errs.add("metadata."+field, ReasonForbidden, "not supported by this API: must not be set")
+		}
+	}
+	forbid(m.Namespace != "", "namespace")
+	forbid(m.GenerateName != "", "generateName")
+	forbid(len(m.Finalizers) > 0, "finalizers")
+	forbid(len(m.OwnerReferences) > 0, "ownerReferences")
+	forbid(len(m.ManagedFields) > 0, "managedFields")
+	forbid(m.DeletionTimestamp != nil, "deletionTimestamp")
+	forbid(m.DeletionGracePeriodSeconds != nil, "deletionGracePeriodSeconds")
+	forbid(m.SelfLink != "", "selfLink")
+}
+
+func validateSpec(s *MqttClusterSpec, errs *ErrorList) {
+	validateRange(s.Replicas, "spec.replicas", MinReplicas, MaxReplicas, errs)
+
+	validateImage(s.Broker.Image, "spec.broker.image", errs)
+	validateDuration(s.Broker.Persistence.AutosaveInterval, "spec.broker.persistence.autosaveInterval", time.Second, 24*time.Hour, errs)
+	if q, ok := validateQuantity(s.Broker.Resources.Memory, "spec.broker.resources.memory", errs); ok {
+		if q.Value() < MinMemoryBytes {
+			errs.add("spec.broker.resources.memory", ReasonInvalid, "must be at least 6Mi (Docker's smallest limit), got %s", s.Broker.Resources.Memory)
+		}
+	}
+	if q, ok := validateQuantity(s.Broker.Resources.CPUs, "spec.broker.resources.cpus", errs); ok {
+		if nano := q.ScaledValue(resource.Nano); nano < MinNanoCPUs {
+			errs.add("spec.broker.resources.cpus", ReasonInvalid, "must be at least 0.01 (10m), got %s", s.Broker.Resources.CPUs)
+		}
+	}
+
+	lb := &s.LoadBalancer
+	validateImage(lb.Image, "spec.loadBalancer.image", errs)
+	validateRange(lb.Replicas, "spec.loadBalancer.replicas", MinReplicas, MaxReplicas, errs)
+	switch lb.Balance {
+	case BalanceClientID, BalanceLeastConn, BalanceRoundRobin:
+	default:
+		errs.add("spec.loadBalancer.balance", ReasonNotSupported, "unsupported value %q: must be one of clientid, leastconn, roundrobin", lb.Balance)
+	}
+	mqttOK := validatePort(lb.Ports.MQTT, "spec.loadBalancer.ports.mqtt", errs)
+	mqttsOK := validatePort(lb.Ports.MQTTS, "spec.loadBalancer.ports.mqtts", errs)
+	if mqttOK && mqttsOK {
+		mqtt, mqtts := *lb.Ports.MQTT, *lb.Ports.MQTTS
+		switch {
+		case mqtt == 0 && mqtts == 0:
+			errs.add("spec.loadBalancer.ports", ReasonInvalid, "mqtt and mqtts must not both be 0: at least one listener must stay on")
+		case mqtt != 0 && mqtt == mqtts:
+			errs.add("spec.loadBalancer.ports.mqtts", ReasonDuplicate, "must differ from spec.loadBalancer.ports.mqtt (both %d)", mqtt)
+		}
+	}
+
+	t := &s.TLS
+	for i, n := range t.DNSNames {
+		p := fmt.Sprintf("spec.tls.dnsNames[%d]", i)
+		name := strings.TrimPrefix(n, "*.")
+		if msgs := validation.IsDNS1123Subdomain(name); len(msgs) > 0 {
+			errs.add(p, ReasonInvalid, "%q is not a DNS name: %s", n, strings.Join(msgs, "; "))
+		}
+	}
+	if len(t.DNSNames) > 100 {
+		errs.add("spec.tls.dnsNames", ReasonInvalid, "must have at most 100 items, got %d", len(t.DNSNames))
+	}
+	for i, ip := range t.IPAddresses {
+		if net.ParseIP(ip) == nil {
+			errs.add(fmt.Sprintf("spec.tls.ipAddresses[%d]", i), ReasonInvalid, "%q is not an IP address", ip)
+		}
+	}
+	if len(t.IPAddresses) > 100 {
+		errs.add("spec.tls.ipAddresses", ReasonInvalid, "must have at most 100 items, got %d", len(t.IPAddresses))
+	}
+	dur, durOK := validateDuration(t.Duration, "spec.tls.duration", MinCertDuration, 100*365*24*time.Hour, errs)
+	renew, renewOK := validateDuration(t.RenewBefore, "spec.tls.renewBefore", time.Second, 100*365*24*time.Hour, errs)
+	if durOK && renewOK && renew >= dur {
+		errs.add("spec.tls.renewBefore", ReasonInvalid, "must be shorter than spec.tls.duration (%s), got %s", t.Duration, t.RenewBefore)
+	}
+
+	if sec := s.Auth.PasswordFileSecret; sec != "" {
+		validateSecretName(sec, "spec.auth.passwordFileSecret", errs)
+	}
+
+	validateDuration(s.Sync.Delay, "spec.sync.delay", 0, MaxSyncDelay, errs)
+
+	if len(s.Placement.Constraints) > 32 {
+		errs.add("spec.placement.constraints", ReasonInvalid, "must have at most 32 items, got %d", len(s.Placement.Constraints))
+	}
+	for i, c := range s.Placement.Constraints {
+		if msg := checkConstraint(c); msg != "" {
+			errs.add(fmt.Sprintf("spec.placement.constraints[%d]", i), ReasonInvalid, "%q %s", c, msg)
+		}
+	}
+}
+
+func validateRange(v *int32, path string, min, max int32, errs *ErrorList) {
+	if v == nil {
+		errs.add(path, ReasonRequired, "required")
+		return
+	}
+	if *v < min || *v > max {
+		errs.add(path, ReasonInvalid, "must be between %d and %d, got %d", min, max, *v)
+	}
+}
+
+func validatePort(v *int32, path string, errs *ErrorList) bool {
+	if v == nil {
+		errs.add(path, ReasonRequired, "required")
+		return false
+	}
+	if *v < 0 || *v > 65535 {
+		errs.add(path, ReasonInvalid, "must be between 1 and 65535, or 0 to turn the listener off, got %d", *v)
+		return false
+	}
+	return true
+}
+
+func validateImage(img, path string, errs *ErrorList) {
+	if img == "" {
+		errs.add(path, ReasonRequired, "required")
+		return
+	}
+	if len(img) > 255 {
+		errs.add(path, ReasonInvalid, "must be at most 255 characters, got %d", len(img))
+		return
+	}
+	if _, err := reference.ParseNormalizedNamed(img); err != nil {
+		errs.add(path, ReasonInvalid, "%q is not a valid image reference: %v", img, err)
+	}
+}
+
+func validateDuration(d Duration, path string, min, max time.Duration, errs *ErrorList) (time.Duration, bool) {
+	if d == "" {
+		errs.add(path, ReasonRequired, "required")
+		return 0, false
+	}
+	v, err := d.Parse()
+	if err != nil {
+		errs.add(path, ReasonInvalid, "%q is not a duration (use units such as 30s, 15m, 2160h)", string(d))
+		return 0, false
+	}
+	if v < min || v > max {
+		errs.add(path, ReasonInvalid, "must be between %s and %s, got %s", fmtDur(min), fmtDur(max), d)
+		return v, false
+	}
+	return v, true
+}
+
+func fmtDur(d time.Duration) string { return string(FormatDuration(d)) }
+
+var quantityRE = regexp.MustCompile(`^(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$`)
+
+func validateQuantity(q Quantity, path string, errs *ErrorList) (resource.Quantity, bool) {
+	if q == "" {
+		return resource.Quantity{}, false
+	}
+	// The regular expression is the CRD's pattern: no sign, no spaces.
+	if !quantityRE.MatchString(string(q)) {
+		errs.add(path, ReasonInvalid, "%q is not a quantity (use forms such as 256Mi, 1Gi, 0.5, 500m)", string(q))
+		return resource.Quantity{}, false
+	}
+	v, err := resource.ParseQuantity(string(q))
+	if err != nil {
+		errs.add(path, ReasonInvalid, "%q is not a quantity: %v", string(q), err)
+		return resource.Quantity{}, false
+	}
+	return v, true
+}
+
+var secretNameRE = regexp.MustCompile(`^[a-zA-Z0-9]+([a-zA-Z0-9_.-]*[a-zA-Z0-9])?$`)
+
+func validateSecretName(name, path string, errs *ErrorList) {
+	if len(name) > 64 || !secretNameRE.MatchString(name) {
+		errs.add(path, ReasonInvalid, "%q is not a Docker secret name (letters, digits, '-', '_', '.', at most 64, starting and ending with a letter or digit)", name)
+	}
+}
+
+var (
+	constraintKeyRE = regexp.MustCompile(`^(node\.(id|hostname|role|platform\.os|platform\.arch)|(node|engine)\.labels\.[A-Za-z0-9_.-]+)$`)
+	// Swarm's own value rule (swarmkit manager/constraint).
+	constraintValueRE = regexp.MustCompile(`^[A-Za-z0-9:\-_\s.*()?+\[\]\\^$|/]+$`)
+)
+
+// checkConstraint returns why a placement constraint is malformed, or "".
+func checkConstraint(c string) string {
+	op := ""
+	i := strings.Index(c, "==")
+	j := strings.Index(c, "!=")
+	switch {
+	case i >= 0 && (j < 0 || i < j):
+		op = "=="
+	case j >= 0:
+		op = "!="
+		i = j
+	default:
+		return "must have the form KEY==VALUE or KEY!=VALUE"
+	}
+	key := strings.TrimSpace(c[:i])
+	val := strings.TrimSpace(c[i+len(op):])
+	if !constraintKeyRE.MatchString(key) {
+		return fmt.Sprintf("has unknown key %q: use node.id, node.hostname, node.role, node.platform.os, node.platform.arch, node.labels.NAME or engine.labels.NAME", key)
+	}
+	if val == "" {
+		return "has an empty value"
+	}
+	if strings.Contains(val, "==") || strings.Contains(val, "!=") {
+		return "has more than one operator"
+	}
+	if !constraintValueRE.MatchString(val) {
+		return fmt.Sprintf("has an invalid value %q", val)
+	}
+	return ""
+}
+
+func sortedKeys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }
