@@ -1,0 +1,260 @@
+package store
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"sync"
+
+	"github.com/hashicorp/raft"
+)
+
+// snapshotVersion is written first in every snapshot.
+const snapshotVersion = 1
+
+type key struct{ kind, name string }
+
+// FSM is the raft state machine: every stored object, by kind and name.
+type FSM struct {
+	log *slog.Logger
+
+	mu      sync.RWMutex
+	objects map[key]*Object
+	index   uint64 // last applied raft index that changed state
+	watch   chan struct{}
+}
+
+// NewFSM returns an empty state machine.
+func NewFSM(log *slog.Logger) *FSM {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &FSM{log: log, objects: map[key]*Object{}, watch: make(chan struct{})}
+}
+
+type dispatch func(f *FSM, index uint64, data []byte) any
+
+// handlers is the dispatch table: one entry per message type.
+var handlers = map[MessageType]dispatch{
+	ApplyObjectType:  (*FSM).applyObject,
+	DeleteObjectType: (*FSM).deleteObject,
+	UpdateStatusType: (*FSM).updateStatus,
+}
+
+// Apply applies one committed log entry. A payload that does not decode is
+// a bug and panics; business errors are returned as the response.
+func (f *FSM) Apply(l *raft.Log) any {
+	if l.Type != raft.LogCommand || len(l.Data) == 0 {
+		return nil
+	}
+	t := MessageType(l.Data[0])
+	ignoreUnknown := t&IgnoreUnknownTypeFlag != 0
+	t &^= IgnoreUnknownTypeFlag
+	h, ok := handlers[t]
+	if !ok {
+		if ignoreUnknown {
+			f.log.Warn("skipping unknown optional raft message", "type", t, "index", l.Index)
+			return nil
+		}
+		panic(fmt.Errorf("store: unknown raft message type %d at index %d", t, l.Index))
+	}
+	return h(f, l.Index, l.Data[1:])
+}
+
+func mustDecode(data []byte, v any) {
+	if err := json.Unmarshal(data, v); err != nil {
+		panic(fmt.Errorf("store: undecodable raft message: %w", err))
+	}
+}
+
+func checkVersion(cur *Object, expect *uint64) error {
+	if expect == nil {
+		return nil
+	}
+	switch {
+	case *expect == 0 && cur != nil:
+		return fmt.Errorf("%w: %s %q already exists", ErrConflict, cur.Kind, cur.Name)
+	case *expect != 0 && cur == nil:
+		return fmt.Errorf("%w: object no longer exists", ErrConflict)
+	case *expect != 0 && cur.ModifyIndex != *expect:
+		return fmt.Errorf("%w: %s %q was modified (resourceVersion %d, the request had %d)", ErrConflict, cur.Kind, cur.Name, cur.ModifyIndex, *expect)
+	}
+	return nil
+}
+
+func (f *FSM) applyObject(index uint64, data []byte) any {
+	var req ApplyRequest
+	mustDecode(data, &req)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	k := key{req.Kind, req.Name}
+	cur := f.objects[k]
+	if err := checkVersion(cur, req.ExpectVersion); err != nil {
+		return &response{Err: err}
+	}
+	if cur == nil {
+		obj := &Object{
+			Kind: req.Kind, Name: req.Name, UID: req.UID, Generation: 1,
+			CreateIndex: index, ModifyIndex: index, Created: req.Now.UTC(),
+			Labels: req.Labels, Annotations: req.Annotations, Spec: req.Spec,
+		}
+		f.set(k, obj, index)
+		return &response{Result: Created, Object: obj}
+	}
+	specChanged := !bytes.Equal(cur.Spec, req.Spec)
+	if !specChanged && maps.Equal(cur.Labels, req.Labels) && maps.Equal(cur.Annotations, req.Annotations) {
+		return &response{Result: Unchanged, Object: cur}
+	}
+	obj := *cur
+	obj.Labels, obj.Annotations, obj.Spec = req.Labels, req.Annotations, req.Spec
+	obj.ModifyIndex = index
+	if specChanged {
+		obj.Generation++
+	}
+	f.set(k, &obj, index)
+	return &response{Result: Configured, Object: &obj}
+}
+
+func (f *FSM) deleteObject(index uint64, data []byte) any {
+	var req DeleteRequest
+	mustDecode(data, &req)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	k := key{req.Kind, req.Name}
+	cur := f.objects[k]
+	if cur == nil {
+		return &response{Err: fmt.Errorf("%w: %s %q", ErrNotFound, req.Kind, req.Name)}
+	}
+	if err := checkVersion(cur, req.ExpectVersion); err != nil {
+		return &response{Err: err}
+	}
+	delete(f.objects, k)
+	f.changed(index)
+	return &response{Result: Deleted, Object: cur}
+}
+
+func (f *FSM) updateStatus(index uint64, data []byte) any {
+	var req StatusRequest
+	mustDecode(data, &req)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	k := key{req.Kind, req.Name}
+	cur := f.objects[k]
+	if cur == nil || (req.ExpectUID != "" && cur.UID != req.ExpectUID) {
+		return &response{Err: fmt.Errorf("%w: %s %q", ErrNotFound, req.Kind, req.Name)}
+	}
+	if err := checkVersion(cur, req.ExpectVersion); err != nil {
+		return &response{Err: err}
+	}
+	if bytes.Equal(cur.Status, req.Status) {
+		return &response{Result: Unchanged, Object: cur}
+	}
+	obj := *cur
+	obj.Status = req.Status
+	obj.ModifyIndex = index
+	f.set(k, &obj, index)
+	return &response{Result: Configured, Object: &obj}
+}
+
+// set stores obj and wakes watchers. Callers hold f.mu.
+func (f *FSM) set(k key, obj *Object, index uint64) {
+	f.objects[k] = obj
+	f.changed(index)
+}
+
+func (f *FSM) changed(index uint64) {
+	f.index = index
+	close(f.watch)
+	f.watch = make(chan struct{})
+}
+
+// Get returns the object, or nil. The object must not be modified.
+func (f *FSM) Get(kind, name string) *Object {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.objects[key{kind, name}]
+}
+
+// List returns every object of a kind, sorted by name, and the index of the
+// state it was read from.
+func (f *FSM) List(kind string) ([]*Object, uint64) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	var out []*Object
+	for k, o := range f.objects {
+		if k.kind == kind {
+			out = append(out, o)
+		}
+	}
+	sortObjects(out)
+	return out, f.index
+}
+
+// Watch returns a channel closed at the next change of state, and the index
+// of the state now.
+func (f *FSM) Watch() (<-chan struct{}, uint64) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.watch, f.index
+}
+
+// Index is the raft index of the last change applied.
+func (f *FSM) Index() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.index
+}
+
+type snapshotFile struct {
+	Version int       `json:"version"`
+	Index   uint64    `json:"index"`
+	Objects []*Object `json:"objects"`
+}
+
+// Snapshot clones the state under the lock; Persist writes it later.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	objs := make([]*Object, 0, len(f.objects))
+	for _, o := range f.objects {
+		objs = append(objs, o) // objects are immutable: sharing is a clone
+	}
+	return &fsmSnapshot{file: snapshotFile{Version: snapshotVersion, Index: f.index, Objects: objs}}, nil
+}
+
+// Restore replaces the state with a snapshot's.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	var file snapshotFile
+	if err := json.NewDecoder(rc).Decode(&file); err != nil {
+		return fmt.Errorf("restore snapshot: %w", err)
+	}
+	if file.Version != snapshotVersion {
+		return fmt.Errorf("restore snapshot: unsupported version %d", file.Version)
+	}
+	objects := make(map[key]*Object, len(file.Objects))
+	for _, o := range file.Objects {
+		objects[key{o.Kind, o.Name}] = o
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.objects = objects
+	f.changed(file.Index)
+	return nil
+}
+
+type fsmSnapshot struct{ file snapshotFile }
+
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	sortObjects(s.file.Objects)
+	if err := json.NewEncoder(sink).Encode(&s.file); err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("persist snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+func (s *fsmSnapshot) Release() {}

@@ -1,0 +1,419 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	wal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
+)
+
+// Config configures a store.
+type Config struct {
+	// DataDir holds the raft log, stable store, snapshots and node id.
+	DataDir string
+	// NodeID is this server's stable raft id. Empty: read from
+	// DataDir/node-id, or generated there on first start.
+	NodeID string
+	// BindAddr is the raft transport's listen address (host:port).
+	BindAddr string
+	// AdvertiseAddr is the address other servers reach this one at. Empty:
+	// BindAddr, or 127.0.0.1 with its port when BindAddr has no host.
+	AdvertiseAddr string
+	// Bootstrap makes a store with no state bootstrap a configuration with
+	// itself as the only voter. Joining an existing cluster (step 5) turns
+	// it off.
+	Bootstrap bool
+	// ApplyTimeout bounds one write. Default 10s.
+	ApplyTimeout time.Duration
+	// Logger receives the store's and raft's logs.
+	Logger *slog.Logger
+	// LogOutput receives raft's own log lines. Default: stderr.
+	LogOutput io.Writer
+}
+
+// Store is the raft-backed object store.
+type Store struct {
+	cfg    Config
+	raft   *raft.Raft
+	fsm    *FSM
+	trans  *raft.NetworkTransport
+	wal    *wal.WAL
+	meta   *metadb.BoltMetaDB
+	nodeID raft.ServerID
+	log    *slog.Logger
+}
+
+// Open starts the store: it opens (or creates) the raft state in DataDir
+// and, when asked and there is no state yet, bootstraps a one-voter
+// cluster.
+func Open(cfg Config) (*Store, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("store: data dir is required")
+	}
+	if cfg.ApplyTimeout == 0 {
+		cfg.ApplyTimeout = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.LogOutput == nil {
+		cfg.LogOutput = os.Stderr
+	}
+	raftDir := filepath.Join(cfg.DataDir, "raft")
+	if err := os.MkdirAll(raftDir, 0o700); err != nil {
+		return nil, fmt.Errorf("store: create data dir: %w", err)
+	}
+	id, err := nodeID(cfg)
+	if err != nil {
+		return nil, err
+	}
+	adv, err := advertiseAddr(cfg)
+	if err != nil {
+		return nil, err
+	}
+	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: cfg.LogOutput})
+
+	walDir := filepath.Join(raftDir, "wal")
+	if err := os.MkdirAll(walDir, 0o700); err != nil {
+		return nil, fmt.Errorf("store: create wal dir: %w", err)
+	}
+	// raft-wal's Close leaves the meta database open (and locked): own it.
+	meta := &metadb.BoltMetaDB{}
+	logStore, err := wal.Open(walDir, wal.WithLogger(hlog), wal.WithSegmentSize(8<<20), wal.WithMetaStore(meta))
+	if err != nil {
+		meta.Close()
+		return nil, fmt.Errorf("store: open raft log: %w", err)
+	}
+	logs, err := raft.NewLogCache(512, logStore)
+	if err != nil {
+		logStore.Close()
+		meta.Close()
+		return nil, err
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(raftDir, 3, hlog)
+	if err != nil {
+		logStore.Close()
+		meta.Close()
+		return nil, fmt.Errorf("store: open snapshots: %w", err)
+	}
+	trans, err := raft.NewTCPTransportWithLogger(cfg.BindAddr, adv, 3, 10*time.Second, hlog)
+	if err != nil {
+		logStore.Close()
+		meta.Close()
+		return nil, fmt.Errorf("store: raft transport on %s: %w", cfg.BindAddr, err)
+	}
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(id)
+	rc.Logger = hlog
+	rc.SnapshotThreshold = 4096
+	rc.SnapshotInterval = 2 * time.Minute
+	rc.TrailingLogs = 4096
+
+	fsm := NewFSM(cfg.Logger)
+	s := &Store{cfg: cfg, fsm: fsm, trans: trans, wal: logStore, meta: meta, nodeID: rc.LocalID, log: cfg.Logger}
+
+	if cfg.Bootstrap {
+		has, err := raft.HasExistingState(logs, logStore, snaps)
+		if err != nil {
+			s.closeFiles()
+			return nil, fmt.Errorf("store: inspect raft state: %w", err)
+		}
+		if !has {
+			conf := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: trans.LocalAddr(), Suffrage: raft.Voter}}}
+			if err := raft.BootstrapCluster(rc, logs, logStore, snaps, trans, conf); err != nil {
+				s.closeFiles()
+				return nil, fmt.Errorf("store: bootstrap: %w", err)
+			}
+			s.log.Info("bootstrapped a new one-voter raft cluster", "id", id, "address", trans.LocalAddr())
+		}
+	}
+	r, err := raft.NewRaft(rc, fsm, logs, logStore, snaps, trans)
+	if err != nil {
+		s.closeFiles()
+		return nil, fmt.Errorf("store: start raft: %w", err)
+	}
+	s.raft = r
+	return s, nil
+}
+
+func (s *Store) closeFiles() {
+	if s.trans != nil {
+		s.trans.Close()
+	}
+	if s.wal != nil {
+		s.wal.Close()
+	}
+	if s.meta != nil {
+		s.meta.Close()
+	}
+}
+
+// Close stops raft and closes the files. Committed writes are on disk.
+func (s *Store) Close() error {
+	var errs []error
+	if s.raft != nil {
+		errs = append(errs, s.raft.Shutdown().Error())
+	}
+	errs = append(errs, s.trans.Close(), s.wal.Close(), s.meta.Close())
+	return errors.Join(errs...)
+}
+
+func nodeID(cfg Config) (string, error) {
+	if cfg.NodeID != "" {
+		return cfg.NodeID, nil
+	}
+	p := filepath.Join(cfg.DataDir, "node-id")
+	if b, err := os.ReadFile(p); err == nil {
+		if id := strings.TrimSpace(string(b)); id != "" {
+			return id, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("store: read node id: %w", err)
+	}
+	buf := make([]byte, 8)
+	_, _ = rand.Read(buf)
+	id := "node-" + hex.EncodeToString(buf)
+	if err := os.WriteFile(p, []byte(id+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("store: write node id: %w", err)
+	}
+	return id, nil
+}
+
+func advertiseAddr(cfg Config) (net.Addr, error) {
+	a := cfg.AdvertiseAddr
+	if a == "" {
+		host, port, err := net.SplitHostPort(cfg.BindAddr)
+		if err != nil {
+			return nil, fmt.Errorf("store: raft address %q: %w", cfg.BindAddr, err)
+		}
+		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+			host = "127.0.0.1"
+		}
+		a = net.JoinHostPort(host, port)
+	}
+	addr, err := net.ResolveTCPAddr("tcp", a)
+	if err != nil {
+		return nil, fmt.Errorf("store: raft advertise address %q: %w", a, err)
+	}
+	return addr, nil
+}
+
+// WaitLeader blocks until the cluster has a leader or ctx ends.
+func (s *Store) WaitLeader(ctx context.Context) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if addr, _ := s.raft.LeaderWithID(); addr != "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("store: no raft leader: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// raftApply proposes one message and unwraps the FSM's response.
+func (s *Store) raftApply(t MessageType, msg any) (*response, error) {
+	buf, err := encode(t, msg)
+	if err != nil {
+		return nil, err
+	}
+	f := s.raft.Apply(buf, s.cfg.ApplyTimeout)
+	if err := f.Error(); err != nil {
+		switch {
+		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+			return nil, fmt.Errorf("%w: %v", ErrNotLeader, err)
+		case errors.Is(err, raft.ErrRaftShutdown):
+			return nil, ErrClosed
+		}
+		return nil, fmt.Errorf("store: raft apply: %w", err)
+	}
+	resp, ok := f.Response().(*response)
+	if !ok || resp == nil {
+		return nil, fmt.Errorf("store: raft apply: unexpected response %T", f.Response())
+	}
+	if resp.Err != nil {
+		return nil, resp.Err
+	}
+	return resp, nil
+}
+
+// Apply creates or replaces an object. A request that would change nothing
+// is answered from local state without a raft write.
+func (s *Store) Apply(req ApplyRequest) (Result, *Object, error) {
+	if cur := s.fsm.Get(req.Kind, req.Name); cur != nil && req.ExpectVersion == nil &&
+		slices.Equal(cur.Spec, req.Spec) && equalMaps(cur.Labels, req.Labels) && equalMaps(cur.Annotations, req.Annotations) {
+		return Unchanged, cur, nil
+	}
+	if req.UID == "" {
+		req.UID = newUID()
+	}
+	if req.Now.IsZero() {
+		req.Now = time.Now()
+	}
+	resp, err := s.raftApply(ApplyObjectType, &req)
+	if err != nil {
+		return "", nil, err
+	}
+	return resp.Result, resp.Object, nil
+}
+
+// Delete removes an object.
+func (s *Store) Delete(req DeleteRequest) (*Object, error) {
+	resp, err := s.raftApply(DeleteObjectType, &req)
+	if err != nil {
+		return nil, err
+	}
+	return resp.Object, nil
+}
+
+// UpdateStatus replaces an object's status; an identical status makes no
+// raft write.
+func (s *Store) UpdateStatus(req StatusRequest) (Result, *Object, error) {
+	cur := s.fsm.Get(req.Kind, req.Name)
+	if cur == nil || (req.ExpectUID != "" && cur.UID != req.ExpectUID) {
+		return "", nil, fmt.Errorf("%w: %s %q", ErrNotFound, req.Kind, req.Name)
+	}
+	if req.ExpectVersion == nil && slices.Equal(cur.Status, req.Status) {
+		return Unchanged, cur, nil
+	}
+	resp, err := s.raftApply(UpdateStatusType, &req)
+	if err != nil {
+		return "", nil, err
+	}
+	return resp.Result, resp.Object, nil
+}
+
+// Get reads an object from local state; it returns nil if there is none.
+func (s *Store) Get(kind, name string) *Object { return s.fsm.Get(kind, name) }
+
+// List reads every object of a kind from local state, with its index.
+func (s *Store) List(kind string) ([]*Object, uint64) { return s.fsm.List(kind) }
+
+// Watch returns a channel closed at the next change, and the current index.
+func (s *Store) Watch() (<-chan struct{}, uint64) { return s.fsm.Watch() }
+
+// Barrier waits until every earlier committed write is applied locally:
+// reads after it are consistent. Only the leader can call it.
+func (s *Store) Barrier(timeout time.Duration) error {
+	if err := s.raft.Barrier(timeout).Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) {
+			return ErrNotLeader
+		}
+		return err
+	}
+	return nil
+}
+
+// IsLeader reports whether this node is the raft leader.
+func (s *Store) IsLeader() bool { return s.raft.State() == raft.Leader }
+
+// LeaderCh signals leadership changes (true: became leader).
+func (s *Store) LeaderCh() <-chan bool { return s.raft.LeaderCh() }
+
+// NodeID is this server's raft id.
+func (s *Store) NodeID() string { return string(s.nodeID) }
+
+// LeaderInfo describes the raft leader as this node sees it.
+type LeaderInfo struct {
+	LeaderID      string    `json:"leaderID"`
+	LeaderAddress string    `json:"leaderAddress"`
+	NodeID        string    `json:"nodeID"`
+	NodeAddress   string    `json:"nodeAddress"`
+	IsLeader      bool      `json:"isLeader"`
+	State         string    `json:"state"`
+	Term          uint64    `json:"term"`
+	CommitIndex   uint64    `json:"commitIndex"`
+	AppliedIndex  uint64    `json:"appliedIndex"`
+	LastIndex     uint64    `json:"lastIndex"`
+	LastContact   time.Time `json:"lastContact,omitzero"`
+}
+
+// Leader reports the leader and this node's raft progress.
+func (s *Store) Leader() LeaderInfo {
+	addr, id := s.raft.LeaderWithID()
+	st := s.raft.State()
+	info := LeaderInfo{
+		LeaderID: string(id), LeaderAddress: string(addr),
+		NodeID: string(s.nodeID), NodeAddress: string(s.trans.LocalAddr()),
+		IsLeader: st == raft.Leader, State: st.String(),
+		Term:         s.raft.CurrentTerm(),
+		CommitIndex:  s.raft.CommitIndex(),
+		AppliedIndex: s.raft.AppliedIndex(),
+		LastIndex:    s.raft.LastIndex(),
+	}
+	if st != raft.Leader {
+		info.LastContact = s.raft.LastContact()
+	}
+	return info
+}
+
+// Peer is one server of the raft configuration.
+type Peer struct {
+	ID       string `json:"id"`
+	Address  string `json:"address"`
+	Suffrage string `json:"suffrage"`
+	Leader   bool   `json:"leader"`
+}
+
+// Peers lists the raft configuration.
+func (s *Store) Peers() ([]Peer, error) {
+	f := s.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, fmt.Errorf("store: raft configuration: %w", err)
+	}
+	_, leader := s.raft.LeaderWithID()
+	var out []Peer
+	for _, srv := range f.Configuration().Servers {
+		out = append(out, Peer{ID: string(srv.ID), Address: string(srv.Address), Suffrage: srv.Suffrage.String(), Leader: srv.ID == leader})
+	}
+	return out, nil
+}
+
+// Snapshot forces a raft snapshot (used by tests and backups).
+func (s *Store) Snapshot() error { return s.raft.Snapshot().Error() }
+
+func newUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = (b[6] & 0x0f) | 0x40 // version 4
+	b[8] = (b[8] & 0x3f) | 0x80 // RFC 4122 variant
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+func equalMaps(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+func sortObjects(objs []*Object) {
+	slices.SortFunc(objs, func(a, b *Object) int {
+		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Name, b.Name))
+	})
+}

@@ -1,0 +1,251 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+func rawLog(t MessageType, index uint64, msg any) *raft.Log {
+	b, err := encode(t, msg)
+	if err != nil {
+		panic(err)
+	}
+	return &raft.Log{Index: index, Type: raft.LogCommand, Data: b}
+}
+
+func applyOK(t *testing.T, f *FSM, l *raft.Log) *response {
+	t.Helper()
+	r, ok := f.Apply(l).(*response)
+	if !ok || r.Err != nil {
+		t.Fatalf("apply index %d: %+v", l.Index, r)
+	}
+	return r
+}
+
+func u64(v uint64) *uint64 { return &v }
+
+func TestFSMGenerationAndVersions(t *testing.T) {
+	t.Parallel()
+	f := NewFSM(nil)
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	r := applyOK(t, f, rawLog(ApplyObjectType, 5, ApplyRequest{Kind: "K", Name: "a", UID: "u1", Now: now, Spec: json.RawMessage(`{"r":1}`)}))
+	if r.Result != Created || r.Object.Generation != 1 || r.Object.ModifyIndex != 5 || r.Object.CreateIndex != 5 || r.Object.UID != "u1" || !r.Object.Created.Equal(now) {
+		t.Fatalf("create: %+v %+v", r.Result, r.Object)
+	}
+	// Same spec, new label: configured, generation stays.
+	r = applyOK(t, f, rawLog(ApplyObjectType, 6, ApplyRequest{Kind: "K", Name: "a", UID: "other", Labels: map[string]string{"x": "y"}, Spec: json.RawMessage(`{"r":1}`)}))
+	if r.Result != Configured || r.Object.Generation != 1 || r.Object.ModifyIndex != 6 || r.Object.UID != "u1" {
+		t.Fatalf("label change: %+v %+v", r.Result, r.Object)
+	}
+	// Status never bumps generation.
+	r = applyOK(t, f, rawLog(UpdateStatusType, 7, StatusRequest{Kind: "K", Name: "a", Status: json.RawMessage(`{"ok":true}`)}))
+	if r.Object.Generation != 1 || r.Object.ModifyIndex != 7 || string(r.Object.Spec) != `{"r":1}` {
+		t.Fatalf("status: %+v", r.Object)
+	}
+	// Spec change bumps generation and keeps status.
+	r = applyOK(t, f, rawLog(ApplyObjectType, 8, ApplyRequest{Kind: "K", Name: "a", Labels: map[string]string{"x": "y"}, Spec: json.RawMessage(`{"r":2}`)}))
+	if r.Result != Configured || r.Object.Generation != 2 || string(r.Object.Status) != `{"ok":true}` {
+		t.Fatalf("spec change: %+v", r.Object)
+	}
+	// Identical: unchanged, index does not move.
+	r = applyOK(t, f, rawLog(ApplyObjectType, 9, ApplyRequest{Kind: "K", Name: "a", Labels: map[string]string{"x": "y"}, Spec: json.RawMessage(`{"r":2}`)}))
+	if r.Result != Unchanged || r.Object.ModifyIndex != 8 || f.Index() != 8 {
+		t.Fatalf("unchanged: %+v index %d", r.Object, f.Index())
+	}
+}
+
+func TestFSMConflicts(t *testing.T) {
+	t.Parallel()
+	f := NewFSM(nil)
+	applyOK(t, f, rawLog(ApplyObjectType, 1, ApplyRequest{Kind: "K", Name: "a", Spec: json.RawMessage(`1`)}))
+	cases := map[string]*raft.Log{
+		"stale apply":    rawLog(ApplyObjectType, 2, ApplyRequest{Kind: "K", Name: "a", Spec: json.RawMessage(`2`), ExpectVersion: u64(99)}),
+		"create exists":  rawLog(ApplyObjectType, 3, ApplyRequest{Kind: "K", Name: "a", Spec: json.RawMessage(`2`), ExpectVersion: u64(0)}),
+		"stale delete":   rawLog(DeleteObjectType, 4, DeleteRequest{Kind: "K", Name: "a", ExpectVersion: u64(7)}),
+		"stale status":   rawLog(UpdateStatusType, 5, StatusRequest{Kind: "K", Name: "a", Status: json.RawMessage(`1`), ExpectVersion: u64(7)}),
+		"update missing": rawLog(ApplyObjectType, 6, ApplyRequest{Kind: "K", Name: "b", Spec: json.RawMessage(`2`), ExpectVersion: u64(1)}),
+	}
+	for name, l := range cases {
+		r := f.Apply(l).(*response)
+		if !errors.Is(r.Err, ErrConflict) {
+			t.Errorf("%s: err = %v, want conflict", name, r.Err)
+		}
+	}
+	for name, l := range map[string]*raft.Log{
+		"delete missing": rawLog(DeleteObjectType, 7, DeleteRequest{Kind: "K", Name: "zz"}),
+		"status missing": rawLog(UpdateStatusType, 8, StatusRequest{Kind: "K", Name: "zz", Status: json.RawMessage(`1`)}),
+		"status old uid": rawLog(UpdateStatusType, 9, StatusRequest{Kind: "K", Name: "a", ExpectUID: "gone", Status: json.RawMessage(`1`)}),
+	} {
+		if r := f.Apply(l).(*response); !errors.Is(r.Err, ErrNotFound) {
+			t.Errorf("%s: err = %v, want not found", name, r.Err)
+		}
+	}
+	if f.Index() != 1 {
+		t.Fatalf("a failed write changed state: index %d", f.Index())
+	}
+	r := applyOK(t, f, rawLog(DeleteObjectType, 10, DeleteRequest{Kind: "K", Name: "a", ExpectVersion: u64(1)}))
+	if r.Result != Deleted || f.Get("K", "a") != nil {
+		t.Fatal("delete with the right version failed")
+	}
+}
+
+func TestFSMUnknownMessageTypes(t *testing.T) {
+	t.Parallel()
+	f := NewFSM(nil)
+	if got := f.Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: []byte{byte(IgnoreUnknownTypeFlag | 77), '{', '}'}}); got != nil {
+		t.Fatalf("optional unknown message: %v", got)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Fatal("an unknown required message type did not panic")
+		}
+	}()
+	f.Apply(&raft.Log{Index: 2, Type: raft.LogCommand, Data: []byte{77, '{', '}'}})
+}
+
+type memSink struct {
+	bytes.Buffer
+	cancelled bool
+}
+
+func (m *memSink) ID() string    { return "mem" }
+func (m *memSink) Cancel() error { m.cancelled = true; return nil }
+func (m *memSink) Close() error  { return nil }
+
+// testSnapshotRestore: Snapshot, Persist, Restore into a new FSM, compare.
+func TestFSMSnapshotRestore(t *testing.T) {
+	t.Parallel()
+	f := NewFSM(nil)
+	for i := 1; i <= 50; i++ {
+		applyOK(t, f, rawLog(ApplyObjectType, uint64(i), ApplyRequest{Kind: "K", Name: fmt.Sprintf("o%02d", i), UID: fmt.Sprint(i), Labels: map[string]string{"i": fmt.Sprint(i)}, Spec: json.RawMessage(fmt.Sprintf(`{"i":%d}`, i))}))
+	}
+	applyOK(t, f, rawLog(UpdateStatusType, 51, StatusRequest{Kind: "K", Name: "o07", Status: json.RawMessage(`{"ready":true}`)}))
+	applyOK(t, f, rawLog(DeleteObjectType, 52, DeleteRequest{Kind: "K", Name: "o09"}))
+	applyOK(t, f, rawLog(ApplyObjectType, 53, ApplyRequest{Kind: "Other", Name: "o01", Spec: json.RawMessage(`{}`)}))
+
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A write after the snapshot must not leak into it.
+	applyOK(t, f, rawLog(ApplyObjectType, 54, ApplyRequest{Kind: "K", Name: "late", Spec: json.RawMessage(`{}`)}))
+	sink := &memSink{}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	f2 := NewFSM(nil)
+	if err := f2.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
+		t.Fatal(err)
+	}
+	if f2.Index() != 53 {
+		t.Fatalf("restored index %d, want 53", f2.Index())
+	}
+	want, _ := f.List("K")
+	got, _ := f2.List("K")
+	if len(got) != 49 || len(want) != 50 {
+		t.Fatalf("restored %d objects of K (live has %d)", len(got), len(want))
+	}
+	for _, o := range got {
+		w := f.Get("K", o.Name)
+		if !reflect.DeepEqual(o, w) {
+			t.Fatalf("object %s differs after restore:\n%+v\n%+v", o.Name, o, w)
+		}
+	}
+	if f2.Get("K", "late") != nil || f2.Get("Other", "o01") == nil {
+		t.Fatal("snapshot is not a point-in-time copy")
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func openTestStore(t *testing.T, dir, addr string) *Store {
+	t.Helper()
+	s, err := Open(Config{DataDir: dir, BindAddr: addr, Bootstrap: true, LogOutput: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.WaitLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestStoreSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	s := openTestStore(t, dir, addr)
+	id := s.NodeID()
+	for i := 0; i < 20; i++ {
+		if _, _, err := s.Apply(ApplyRequest{Kind: "K", Name: fmt.Sprintf("o%d", i), Spec: json.RawMessage(fmt.Sprintf(`{"i":%d}`, i))}); err != nil {
+			t.Fatal(err)
+		}
+		if i == 9 {
+			if err := s.Snapshot(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, _, err := s.UpdateStatus(StatusRequest{Kind: "K", Name: "o3", Status: json.RawMessage(`{"ok":1}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Delete(DeleteRequest{Kind: "K", Name: "o4"}); err != nil {
+		t.Fatal(err)
+	}
+	before, beforeIdx := s.List("K")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s2 := openTestStore(t, dir, addr)
+	defer s2.Close()
+	if s2.NodeID() != id {
+		t.Fatalf("node id changed across restart: %s -> %s", id, s2.NodeID())
+	}
+	// Wait until the log is replayed into the FSM.
+	deadline := time.Now().Add(10 * time.Second)
+	for s2.fsm.Index() < beforeIdx && time.Now().Before(deadline) {
+		ch, _ := s2.Watch()
+		select {
+		case <-ch:
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	after, afterIdx := s2.List("K")
+	if afterIdx != beforeIdx || !reflect.DeepEqual(before, after) {
+		t.Fatalf("objects differ after restart (index %d -> %d)\nbefore %v\nafter  %v", beforeIdx, afterIdx, before, after)
+	}
+	// An unchanged apply after restart writes nothing.
+	res, _, err := s2.Apply(ApplyRequest{Kind: "K", Name: "o1", Spec: json.RawMessage(`{"i":1}`)})
+	if err != nil || res != Unchanged || s2.fsm.Index() != beforeIdx {
+		t.Fatalf("re-apply after restart: %v %v index %d", res, err, s2.fsm.Index())
+	}
+	info := s2.Leader()
+	if !info.IsLeader || info.LeaderID != id || info.Term == 0 {
+		t.Fatalf("leader info %+v", info)
+	}
+	peers, err := s2.Peers()
+	if err != nil || len(peers) != 1 || peers[0].ID != id || !peers[0].Leader || peers[0].Suffrage != "Voter" {
+		t.Fatalf("peers %+v %v", peers, err)
+	}
+}
