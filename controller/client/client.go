@@ -1,0 +1,196 @@
+// Package client is a Go client for the operator's HTTP API, used by
+// mqttctl and the tests. It speaks only HTTP: no raft, no Docker.
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/server"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
+)
+
+// Client talks to one operator.
+type Client struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+// Options configure a client.
+type Options struct {
+	Server string
+	Token  string
+	// CAFile verifies an HTTPS server; Insecure skips verification.
+	CAFile   string
+	Insecure bool
+	Timeout  time.Duration
+}
+
+// New returns a client for the server URL (http:// or https://; a bare
+// host:port means http).
+func New(o Options) (*Client, error) {
+	base := strings.TrimRight(o.Server, "/")
+	if base == "" {
+		return nil, fmt.Errorf("no server: set --server or MQTTCTL_SERVER")
+	}
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	if _, err := url.Parse(base); err != nil {
+		return nil, fmt.Errorf("server %q: %w", o.Server, err)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if o.CAFile != "" || o.Insecure {
+		cfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: o.Insecure} //nolint:gosec // user asked for it
+		if o.CAFile != "" {
+			pem, err := os.ReadFile(o.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("read CA file: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("CA file %s holds no PEM certificate", o.CAFile)
+			}
+			cfg.RootCAs = pool
+		}
+		tr.TLSClientConfig = cfg
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 30 * time.Second
+	}
+	return &Client{base: base, token: o.Token, http: &http.Client{Transport: tr, Timeout: o.Timeout}}, nil
+}
+
+// Error is a failed request, with the server's message and field causes.
+type Error struct {
+	Code    int
+	Reason  string
+	Message string
+	Causes  []api.FieldError
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// IsNotFound reports a 404.
+func IsNotFound(err error) bool {
+	e, ok := err.(*Error)
+	return ok && e.Code == http.StatusNotFound
+}
+
+func (c *Client) do(ctx context.Context, method, path string, body []byte, out any) error {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return err
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/yaml")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, c.base, unwrapURLError(err))
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("read response: %w", err)
+	}
+	if resp.StatusCode >= 300 {
+		var st server.Status
+		if json.Unmarshal(data, &st) == nil && st.Message != "" {
+			e := &Error{Code: resp.StatusCode, Reason: st.Reason, Message: st.Message}
+			if st.Details != nil {
+				e.Causes = st.Details.Causes
+			}
+			return e
+		}
+		return &Error{Code: resp.StatusCode, Message: fmt.Sprintf("server answered %s: %s", resp.Status, strings.TrimSpace(string(data)))}
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("decode response: %w", err)
+		}
+	}
+	return nil
+}
+
+func unwrapURLError(err error) error {
+	if ue, ok := err.(*url.Error); ok {
+		return ue.Err
+	}
+	return err
+}
+
+// Apply sends one document (YAML or JSON) to be created or updated.
+func (c *Client) Apply(ctx context.Context, doc []byte) (*server.ApplyResponse, error) {
+	var out server.ApplyResponse
+	if err := c.do(ctx, http.MethodPost, server.BasePath, doc, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Get reads one cluster.
+func (c *Client) Get(ctx context.Context, name string) (*api.MqttCluster, error) {
+	var out api.MqttCluster
+	if err := c.do(ctx, http.MethodGet, server.BasePath+"/"+url.PathEscape(name), nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// List reads every cluster matching a label selector ("" for all).
+func (c *Client) List(ctx context.Context, selector string) (*api.MqttClusterList, error) {
+	p := server.BasePath
+	if selector != "" {
+		p += "?labelSelector=" + url.QueryEscape(selector)
+	}
+	var out api.MqttClusterList
+	if err := c.do(ctx, http.MethodGet, p, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Delete removes one cluster.
+func (c *Client) Delete(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, server.BasePath+"/"+url.PathEscape(name), nil, nil)
+}
+
+// Leader reads /v1/status/leader.
+func (c *Client) Leader(ctx context.Context) (*store.LeaderInfo, error) {
+	var out store.LeaderInfo
+	if err := c.do(ctx, http.MethodGet, "/v1/status/leader", nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Peers reads /v1/status/peers.
+func (c *Client) Peers(ctx context.Context) ([]store.Peer, error) {
+	var out struct {
+		Peers []store.Peer `json:"peers"`
+	}
+	if err := c.do(ctx, http.MethodGet, "/v1/status/peers", nil, &out); err != nil {
+		return nil, err
+	}
+	return out.Peers, nil
+}

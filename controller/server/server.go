@@ -1,0 +1,357 @@
+package server
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
+)
+
+// MaxBodyBytes bounds a request body; past it the answer is 413.
+const MaxBodyBytes = 1 << 20
+
+// BasePath is the collection URL of MqttCluster objects.
+const BasePath = "/apis/" + api.Group + "/" + api.Version + "/" + api.Resource
+
+// Store is what the API needs of the store.
+type Store interface {
+	Apply(store.ApplyRequest) (store.Result, *store.Object, error)
+	Delete(store.DeleteRequest) (*store.Object, error)
+	UpdateStatus(store.StatusRequest) (store.Result, *store.Object, error)
+	Get(kind, name string) *store.Object
+	List(kind string) ([]*store.Object, uint64)
+	Leader() store.LeaderInfo
+	Peers() ([]store.Peer, error)
+}
+
+// Config configures the API.
+type Config struct {
+	Store    Store
+	Defaults api.Defaults
+	// Token is the bearer token every object route requires. Never logged.
+	Token    string
+	Logger   *slog.Logger
+	Registry *prometheus.Registry
+}
+
+// Server serves the HTTP API.
+type Server struct {
+	store     Store
+	defaults  api.Defaults
+	tokenHash [32]byte
+	log       *slog.Logger
+	reg       *prometheus.Registry
+	requests  *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
+}
+
+// New returns a server. The token must not be empty.
+func New(cfg Config) (*Server, error) {
+	if cfg.Token == "" {
+		return nil, errors.New("server: an API token is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	s := &Server{store: cfg.Store, defaults: cfg.Defaults, tokenHash: sha256.Sum256([]byte(cfg.Token)), log: cfg.Logger, reg: cfg.Registry}
+	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mqttoperator_api_requests_total", Help: "HTTP API requests by route, method and status code.",
+	}, []string{"route", "method", "code"})
+	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "mqttoperator_api_request_duration_seconds", Help: "HTTP API request latency by route and method.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+	}, []string{"route", "method"})
+	if err := errors.Join(cfg.Registry.Register(s.requests), cfg.Registry.Register(s.latency), cfg.Registry.Register(newStoreCollector(cfg.Store))); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Handler returns the API's routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	open := func(pattern, route string, h http.HandlerFunc) { mux.Handle(pattern, s.instrument(route, h)) }
+	authed := func(pattern, route string, h http.HandlerFunc) { mux.Handle(pattern, s.instrument(route, s.auth(h))) }
+
+	open("GET /healthz", "healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	open("GET /readyz", "readyz", s.readyz)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
+	open("GET /v1/status/leader", "leader", s.leader)
+	open("GET /v1/status/peers", "peers", s.peers)
+
+	authed("GET "+BasePath, "list", s.list)
+	authed("POST "+BasePath, "apply", s.apply)
+	authed("GET "+BasePath+"/{name}", "get", s.get)
+	authed("PUT "+BasePath+"/{name}", "apply", s.apply)
+	authed("DELETE "+BasePath+"/{name}", "delete", s.delete)
+	authed("GET "+BasePath+"/{name}/status", "status", s.get)
+	authed("PUT "+BasePath+"/{name}/status", "status", s.putStatus)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeStatus(w, http.StatusNotFound, ReasonNotFound, "no route for "+r.Method+" "+r.URL.Path, nil)
+	})
+	return mux
+}
+
+type recorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (r *recorder) WriteHeader(code int) { r.code = code; r.ResponseWriter.WriteHeader(code) }
+
+func (s *Server) instrument(route string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &recorder{ResponseWriter: w, code: http.StatusOK}
+		h.ServeHTTP(rec, r)
+		d := time.Since(start)
+		s.requests.WithLabelValues(route, r.Method, strconv.Itoa(rec.code)).Inc()
+		s.latency.WithLabelValues(route, r.Method).Observe(d.Seconds())
+		// Never the headers: they carry the token.
+		s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "code", rec.code, "duration", d)
+	})
+}
+
+// auth requires the bearer token: 401 without one, 403 with a wrong one.
+// The comparison is of SHA-256 digests in constant time, so neither the
+// token's bytes nor its length leak through timing.
+func (s *Server) auth(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		v := r.Header.Get("Authorization")
+		tok, ok := strings.CutPrefix(v, "Bearer ")
+		if !ok || tok == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="mqtt-operator"`)
+			writeStatus(w, http.StatusUnauthorized, ReasonUnauthorized, "a bearer token is required (mqttctl: --token-file or MQTTCTL_TOKEN)", nil)
+			return
+		}
+		got := sha256.Sum256([]byte(tok))
+		if subtle.ConstantTimeCompare(got[:], s.tokenHash[:]) != 1 {
+			writeStatus(w, http.StatusForbidden, ReasonForbidden, "the bearer token is not valid", nil)
+			return
+		}
+		h(w, r)
+	}
+}
+
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	l := s.store.Leader()
+	if l.LeaderID == "" {
+		writeStatus(w, http.StatusServiceUnavailable, ReasonUnavailable, "no raft leader", nil)
+		return
+	}
+	_, _ = io.WriteString(w, "ok\n")
+}
+
+func (s *Server) leader(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, s.store.Leader())
+}
+
+func (s *Server) peers(w http.ResponseWriter, _ *http.Request) {
+	p, err := s.store.Peers()
+	if err != nil {
+		writeStatus(w, http.StatusServiceUnavailable, ReasonUnavailable, err.Error(), nil)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"peers": p})
+}
+
+func (s *Server) list(w http.ResponseWriter, r *http.Request) {
+	sel := labels.Everything()
+	if q := r.URL.Query().Get("labelSelector"); q != "" {
+		var err error
+		if sel, err = labels.Parse(q); err != nil {
+			writeStatus(w, http.StatusBadRequest, ReasonBadRequest, "labelSelector: "+err.Error(), nil)
+			return
+		}
+	}
+	objs, index := s.store.List(api.KindMqttCluster)
+	list := &api.MqttClusterList{Items: []api.MqttCluster{}}
+	list.APIVersion, list.Kind = api.APIVersion, api.KindMqttCluster+"List"
+	list.ResourceVersion = strconv.FormatUint(index, 10)
+	for _, o := range objs {
+		if !sel.Matches(labels.Set(o.Labels)) {
+			continue
+		}
+		c, err := ToAPI(o)
+		if err != nil {
+			writeStatus(w, http.StatusInternalServerError, ReasonInternal, err.Error(), nil)
+			return
+		}
+		list.Items = append(list.Items, *c)
+	}
+	writeJSON(w, http.StatusOK, list)
+}
+
+func (s *Server) get(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	o := s.store.Get(api.KindMqttCluster, name)
+	if o == nil {
+		writeStatus(w, http.StatusNotFound, ReasonNotFound, api.Resource+" \""+name+"\" not found", &StatusDetails{Name: name, Kind: api.Resource})
+		return
+	}
+	c, err := ToAPI(o)
+	if err != nil {
+		writeStatus(w, http.StatusInternalServerError, ReasonInternal, err.Error(), nil)
+		return
+	}
+	writeJSON(w, http.StatusOK, c)
+}
+
+// readBody reads at most MaxBodyBytes; it answers 413 past that.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeStatus(w, http.StatusRequestEntityTooLarge, ReasonTooLarge, "request body is larger than 1 MiB", nil)
+			return nil, false
+		}
+		writeStatus(w, http.StatusBadRequest, ReasonBadRequest, "read request body: "+err.Error(), nil)
+		return nil, false
+	}
+	return body, true
+}
+
+// ApplyResponse is the answer to an apply: what it did, and the object.
+type ApplyResponse struct {
+	Result store.Result     `json:"result"`
+	Object *api.MqttCluster `json:"object"`
+}
+
+func expectVersion(rv string) (*uint64, *api.FieldError) {
+	if rv == "" {
+		return nil, nil
+	}
+	v, err := strconv.ParseUint(rv, 10, 64)
+	if err != nil || v == 0 {
+		return nil, &api.FieldError{Field: "metadata.resourceVersion", Reason: api.ReasonInvalid, Message: strconv.Quote(rv) + " is not a resourceVersion"}
+	}
+	return &v, nil
+}
+
+// apply creates or updates an object: the body is admitted (decoded
+// strictly, defaulted, validated) exactly as `mqttctl validate` does.
+func (s *Server) apply(w http.ResponseWriter, r *http.Request) {
+	body, ok := readBody(w, r)
+	if !ok {
+		return
+	}
+	obj, errs := api.Decode(body)
+	if obj == nil {
+		writeStatus(w, http.StatusBadRequest, ReasonBadRequest, "malformed body: "+errs.Error(), &StatusDetails{Kind: api.Resource, Causes: errs})
+		return
+	}
+	if name := r.PathValue("name"); name != "" && obj.Name != name {
+		writeStatus(w, http.StatusBadRequest, ReasonBadRequest, "metadata.name "+strconv.Quote(obj.Name)+" does not match the URL's "+strconv.Quote(name), &StatusDetails{Name: name, Kind: api.Resource})
+		return
+	}
+	if err := api.Admit(obj, s.defaults, errs); err != nil {
+		inv := err.(*api.InvalidError)
+		writeStatus(w, http.StatusUnprocessableEntity, ReasonInvalid, inv.Error(), &StatusDetails{Name: obj.Name, Kind: api.Resource, Causes: inv.Errors})
+		return
+	}
+	expect, fe := expectVersion(obj.ResourceVersion)
+	if fe != nil {
+		writeStatus(w, http.StatusUnprocessableEntity, ReasonInvalid, fe.Error(), &StatusDetails{Name: obj.Name, Kind: api.Resource, Causes: []api.FieldError{*fe}})
+		return
+	}
+	spec, err := json.Marshal(obj.Spec)
+	if err != nil {
+		writeStatus(w, http.StatusInternalServerError, ReasonInternal, err.Error(), nil)
+		return
+	}
+	res, stored, err := s.store.Apply(store.ApplyRequest{
+		Kind: api.KindMqttCluster, Name: obj.Name, Labels: obj.Labels, Annotations: obj.Annotations,
+		Spec: spec, ExpectVersion: expect,
+	})
+	if err != nil {
+		s.writeStoreError(w, obj.Name, err)
+		return
+	}
+	out, err := ToAPI(stored)
+	if err != nil {
+		writeStatus(w, http.StatusInternalServerError, ReasonInternal, err.Error(), nil)
+		return
+	}
+	code := http.StatusOK
+	if res == store.Created {
+		code = http.StatusCreated
+	}
+	if res != store.Unchanged {
+		s.log.Info("applied", "kind", api.KindMqttCluster, "name", obj.Name, "result", res, "generation", out.Generation)
+	}
+	writeJSON(w, code, &ApplyResponse{Result: res, Object: out})
+}
+
+func (s *Server) delete(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	expect, fe := expectVersion(r.URL.Query().Get("resourceVersion"))
+	if fe != nil {
+		writeStatus(w, http.StatusBadRequest, ReasonBadRequest, "resourceVersion: "+fe.Message, nil)
+		return
+	}
+	if s.store.Get(api.KindMqttCluster, name) == nil {
+		s.writeStoreError(w, name, store.ErrNotFound)
+		return
+	}
+	old, err := s.store.Delete(store.DeleteRequest{Kind: api.KindMqttCluster, Name: name, ExpectVersion: expect})
+	if err != nil {
+		s.writeStoreError(w, name, err)
+		return
+	}
+	s.log.Info("deleted", "kind", api.KindMqttCluster, "name", name)
+	out, err := ToAPI(old)
+	if err != nil {
+		writeStatus(w, http.StatusInternalServerError, ReasonInternal, err.Error(), nil)
+		return
+	}
+	writeJSON(w, http.StatusOK, &ApplyResponse{Result: store.Deleted, Object: out})
+}
+
+// putStatus replaces the status subresource; spec and metadata in the body
+// are ignored, as Kubernetes does.
+func (s *Server) putStatus(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	body, ok := readBody(w, r)
+	if !ok {
+		return
+	}
+	obj, errs := api.Decode(body)
+	if obj == nil || len(errs) > 0 {
+		writeStatus(w, http.StatusBadRequest, ReasonBadRequest, "malformed body: "+errs.Error(), &StatusDetails{Name: name, Kind: api.Resource, Causes: errs})
+		return
+	}
+	expect, fe := expectVersion(obj.ResourceVersion)
+	if fe != nil {
+		writeStatus(w, http.StatusUnprocessableEntity, ReasonInvalid, fe.Error(), &StatusDetails{Name: name, Kind: api.Resource, Causes: []api.FieldError{*fe}})
+		return
+	}
+	st, _ := json.Marshal(obj.Status)
+	_, stored, err := s.store.UpdateStatus(store.StatusRequest{Kind: api.KindMqttCluster, Name: name, Status: st, ExpectVersion: expect, ExpectUID: string(obj.UID)})
+	if err != nil {
+		s.writeStoreError(w, name, err)
+		return
+	}
+	out, err := ToAPI(stored)
+	if err != nil {
+		writeStatus(w, http.StatusInternalServerError, ReasonInternal, err.Error(), nil)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
