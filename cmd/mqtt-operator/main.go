@@ -1,0 +1,166 @@
+// Command mqtt-operator is the swarm-mqtt-operator daemon: the raft-backed
+// store of MqttCluster objects and the HTTP API in front of it.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/server"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
+)
+
+var version = "dev"
+
+type options struct {
+	dataDir, apiAddr, raftAddr, raftAdvertise, nodeID string
+	tokenFile, tlsCert, tlsKey                        string
+	brokerImage, lbImage, logLevel                    string
+	showVersion                                       bool
+}
+
+func main() {
+	var o options
+	fs := flag.NewFlagSet("mqtt-operator", flag.ExitOnError)
+	fs.StringVar(&o.dataDir, "data-dir", "/var/lib/mqtt-operator", "directory for the raft log, snapshots and node id")
+	fs.StringVar(&o.apiAddr, "api-addr", ":7950", "HTTP API listen address")
+	fs.StringVar(&o.raftAddr, "raft-addr", ":7951", "raft transport listen address")
+	fs.StringVar(&o.raftAdvertise, "raft-advertise", "", "raft address other managers reach this one at (default: the listen address, 127.0.0.1 when it has no host)")
+	fs.StringVar(&o.nodeID, "node-id", "", "stable raft server id (default: generated once into DATA-DIR/node-id)")
+	fs.StringVar(&o.tokenFile, "token-file", "", "file holding the API bearer token (default: DATA-DIR/api-token, generated when missing)")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "serve HTTPS with this certificate (PEM)")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "private key of --tls-cert (PEM)")
+	fs.StringVar(&o.brokerImage, "broker-image", api.DefaultBrokerImage, "default Mosquitto image for clusters that name none")
+	fs.StringVar(&o.lbImage, "lb-image", api.DefaultLoadBalancerImage, "default HAProxy image for clusters that name none")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
+	_ = fs.Parse(os.Args[1:])
+	if o.showVersion {
+		fmt.Println(version)
+		return
+	}
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "mqtt-operator:", err)
+		os.Exit(1)
+	}
+}
+
+func run(o options) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(log)
+
+	defaults := api.Defaults{BrokerImage: o.brokerImage, LoadBalancerImage: o.lbImage}
+	probe := &api.MqttCluster{}
+	probe.Name = "probe"
+	api.Default(probe, defaults)
+	if errs := api.Validate(probe); len(errs) > 0 {
+		return fmt.Errorf("image defaults: %v", errs)
+	}
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return errors.New("--tls-cert and --tls-key go together")
+	}
+	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	token, tokenPath, err := loadToken(o.tokenFile, o.dataDir)
+	if err != nil {
+		return err
+	}
+
+	st, err := store.Open(store.Config{
+		DataDir: o.dataDir, NodeID: o.nodeID, BindAddr: o.raftAddr, AdvertiseAddr: o.raftAdvertise,
+		Bootstrap: true, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv, err := server.New(server.Config{Store: st, Defaults: defaults, Token: token, Logger: log, Registry: reg})
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{
+		Addr:              o.apiAddr,
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+	errc := make(chan error, 1)
+	go func() {
+		var err error
+		if o.tlsCert != "" {
+			err = hs.ListenAndServeTLS(o.tlsCert, o.tlsKey)
+		} else {
+			err = hs.ListenAndServe()
+		}
+		if !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+		close(errc)
+	}()
+	log.Info("mqtt-operator started", "version", version, "api", o.apiAddr, "raft", o.raftAddr, "node", st.NodeID(),
+		"dataDir", o.dataDir, "tokenFile", tokenPath, "https", o.tlsCert != "", "brokerImage", o.brokerImage, "lbImage", o.lbImage)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err := <-errc:
+		if err != nil {
+			return fmt.Errorf("API on %s: %w", o.apiAddr, err)
+		}
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return hs.Shutdown(sctx)
+}
+
+// loadToken reads the API token, or creates one in the data dir.
+func loadToken(path, dataDir string) (string, string, error) {
+	if path == "" {
+		path = filepath.Join(dataDir, "api-token")
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			b := make([]byte, 32)
+			_, _ = rand.Read(b)
+			if err := os.WriteFile(path, []byte(hex.EncodeToString(b)+"\n"), 0o600); err != nil {
+				return "", "", fmt.Errorf("write API token: %w", err)
+			}
+		}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", "", fmt.Errorf("read API token: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", "", fmt.Errorf("API token file %s is empty", path)
+	}
+	return tok, path, nil
+}

@@ -1,0 +1,209 @@
+package main
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/server/servertest"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+type run struct {
+	code     int
+	out, err string
+}
+
+func mqttctl(t *testing.T, inst *servertest.Instance, stdin string, args ...string) run {
+	t.Helper()
+	var out, errb bytes.Buffer
+	if inst != nil {
+		args = append([]string{"--server", inst.URL}, args...)
+	}
+	c := &cli{in: strings.NewReader(stdin), out: &out, errOut: &errb, now: func() time.Time { return time.Now().Add(90 * time.Minute) }}
+	root := c.root()
+	root.SetArgs(args)
+	root.SetOut(&out)
+	root.SetErr(&errb)
+	code := 0
+	if err := root.Execute(); err != nil {
+		code = 1
+		var silent silentError
+		if !asSilent(err, &silent) {
+			errb.WriteString("error: " + describeError(err) + "\n")
+		}
+	}
+	return run{code, out.String(), errb.String()}
+}
+
+func asSilent(err error, s *silentError) bool {
+	se, ok := err.(silentError)
+	if ok {
+		*s = se
+	}
+	return ok
+}
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	p := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.WriteFile(p, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatalf("%v (run go test ./cmd/mqttctl -update)", err)
+	}
+	if got != string(want) {
+		t.Fatalf("%s differs from golden:\n--- got\n%s\n--- want\n%s", name, got, want)
+	}
+}
+
+func withToken(t *testing.T) {
+	t.Setenv("MQTTCTL_TOKEN", servertest.Token)
+	t.Setenv("MQTTCTL_TOKEN_FILE", "")
+	t.Setenv("MQTTCTL_SERVER", "")
+}
+
+func TestApplyGetDescribeDelete(t *testing.T) {
+	withToken(t)
+	inst := servertest.Start(t, "")
+	r := mqttctl(t, inst, "", "apply", "-f", "../../examples/")
+	if r.code != 0 || r.out != "mqttcluster/iot created\nmqttcluster/minimal created\nmqttcluster/quickstart created\n" {
+		t.Fatalf("apply: %+v", r)
+	}
+	r = mqttctl(t, inst, "", "apply", "-f", "../../examples/iot.yaml")
+	if r.code != 0 || r.out != "mqttcluster/iot unchanged\n" {
+		t.Fatalf("re-apply: %+v", r)
+	}
+	iot, _ := os.ReadFile("../../examples/iot.yaml")
+	r = mqttctl(t, inst, strings.Replace(string(iot), "replicas: 3", "replicas: 5", 1), "apply", "-f", "-")
+	if r.code != 0 || r.out != "mqttcluster/iot configured\n" {
+		t.Fatalf("apply stdin: %+v", r)
+	}
+
+	r = mqttctl(t, inst, "", "get")
+	if r.code != 0 {
+		t.Fatalf("get: %+v", r)
+	}
+	golden(t, "get", r.out)
+	r = mqttctl(t, inst, "", "get", "-o", "wide")
+	golden(t, "get-wide", r.out)
+	r = mqttctl(t, inst, "", "get", "-l", "team=edge", "-o", "name")
+	golden(t, "get-selector-name", r.out)
+
+	r = mqttctl(t, inst, "", "get", "iot", "-o", "yaml")
+	if r.code != 0 {
+		t.Fatalf("get -o yaml: %+v", r)
+	}
+	var obj api.MqttCluster
+	if err := yaml.UnmarshalStrict([]byte(r.out), &obj); err != nil || obj.Generation != 2 || *obj.Spec.Replicas != 5 {
+		t.Fatalf("get -o yaml does not round-trip: %v\n%s", err, r.out)
+	}
+	golden(t, "get-yaml", redact(r.out))
+	// What get -o yaml prints can be applied back unchanged.
+	r = mqttctl(t, inst, mqttctl(t, inst, "", "get", "iot", "-o", "yaml").out, "apply", "-f", "-")
+	if r.code != 0 || r.out != "mqttcluster/iot unchanged\n" {
+		t.Fatalf("apply of get -o yaml: %+v", r)
+	}
+	r = mqttctl(t, inst, "", "get", "iot", "-o", "json")
+	if r.code != 0 || !strings.Contains(r.out, `"name": "iot"`) {
+		t.Fatalf("get -o json: %+v", r)
+	}
+
+	r = mqttctl(t, inst, "", "describe", "quickstart")
+	golden(t, "describe", redact(r.out))
+
+	r = mqttctl(t, inst, "", "delete", "-f", "../../examples/minimal.yaml")
+	if r.code != 0 || r.out != "mqttcluster/minimal deleted\n" {
+		t.Fatalf("delete -f: %+v", r)
+	}
+	r = mqttctl(t, inst, "", "delete", "minimal")
+	if r.code != 1 || r.err != "error: mqttclusters \"minimal\" not found\n" {
+		t.Fatalf("delete missing: %+v", r)
+	}
+	r = mqttctl(t, inst, "", "get", "nope")
+	if r.code != 1 || r.err != "error: mqttclusters \"nope\" not found\n" {
+		t.Fatalf("get missing: %+v", r)
+	}
+}
+
+var redactRE = regexp.MustCompile(`(?m)^(\s*(uid|creationTimestamp|resourceVersion|UID|Created|Resource version):\s*).*$`)
+
+func redact(s string) string { return redactRE.ReplaceAllString(s, "${1}REDACTED") }
+
+func TestInvalidInputChangesNothing(t *testing.T) {
+	withToken(t)
+	inst := servertest.Start(t, "")
+	dir := t.TempDir()
+	good, _ := os.ReadFile("../../examples/minimal.yaml")
+	os.WriteFile(filepath.Join(dir, "a.yaml"), good, 0o644)
+	os.WriteFile(filepath.Join(dir, "b.yaml"), []byte("apiVersion: mqtt.swarm/v1alpha1\nkind: MqttCluster\nmetadata: {name: b}\nspec: {replicas: 0, loadBalancer: {balence: x}}\n"), 0o644)
+	r := mqttctl(t, inst, "", "apply", "-f", dir)
+	if r.code != 1 || r.out != "" {
+		t.Fatalf("apply of a dir with an invalid file: %+v", r)
+	}
+	golden(t, "apply-invalid", strings.ReplaceAll(r.err, dir, "DIR"))
+	if objs, _ := inst.Store.List(api.KindMqttCluster); len(objs) != 0 {
+		t.Fatalf("an invalid apply stored %d objects", len(objs))
+	}
+}
+
+func TestValidateOffline(t *testing.T) {
+	t.Setenv("MQTTCTL_SERVER", "http://127.0.0.1:1")
+	r := mqttctl(t, nil, "", "validate", "-f", "../../api/testdata/invalid/many-errors.yaml")
+	if r.code != 1 {
+		t.Fatalf("%+v", r)
+	}
+	golden(t, "validate-invalid", r.err)
+	r = mqttctl(t, nil, "", "validate", "-f", "../../examples/iot.yaml")
+	if r.code != 0 || r.out != "mqttcluster/iot valid\n" {
+		t.Fatalf("%+v", r)
+	}
+}
+
+func TestErrorsAreMessagesNotTraces(t *testing.T) {
+	withToken(t)
+	inst := servertest.Start(t, "")
+	t.Setenv("MQTTCTL_TOKEN", "wrong")
+	r := mqttctl(t, inst, "", "get")
+	if r.code != 1 || r.err != "error: the bearer token is not valid\n" {
+		t.Fatalf("wrong token: %+v", r)
+	}
+	t.Setenv("MQTTCTL_TOKEN", "")
+	r = mqttctl(t, inst, "", "get")
+	if r.code != 1 || !strings.HasPrefix(r.err, "error: a bearer token is required") {
+		t.Fatalf("no token: %+v", r)
+	}
+	r = mqttctl(t, nil, "", "--server", "http://127.0.0.1:1", "get")
+	if r.code != 1 || !strings.Contains(r.err, "connection refused") || strings.Contains(r.err, "goroutine") {
+		t.Fatalf("unreachable: %+v", r)
+	}
+	r = mqttctl(t, nil, "", "get", "-o", "xml")
+	if r.code != 1 || !strings.Contains(r.err, "unknown output format") {
+		t.Fatalf("bad -o: %+v", r)
+	}
+	r = mqttctl(t, inst, "", "leader")
+	if r.code != 0 || !strings.Contains(r.out, "Leader:") || !strings.Contains(r.out, inst.Store.NodeID()) {
+		t.Fatalf("leader: %+v", r)
+	}
+	r = mqttctl(t, inst, "", "peers")
+	if r.code != 0 || !strings.Contains(r.out, "Voter") {
+		t.Fatalf("peers: %+v", r)
+	}
+	r = mqttctl(t, nil, "", "completion", "bash")
+	if r.code != 0 || !strings.Contains(r.out, "mqttctl") {
+		t.Fatalf("completion: %+v", r.code)
+	}
+}

@@ -1,0 +1,594 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/client"
+)
+
+var version = "dev"
+
+// cli holds what every command shares.
+type cli struct {
+	in          io.Reader
+	out, errOut io.Writer
+	server      string
+	tokenFile   string
+	caFile      string
+	insecure    bool
+	timeout     time.Duration
+	now         func() time.Time
+	brokerImage string
+	lbImage     string
+}
+
+// Main runs mqttctl and returns its exit code: 0 success, 1 invalid input
+// or a failed request.
+func Main(args []string, in io.Reader, out, errOut io.Writer) int {
+	c := &cli{in: in, out: out, errOut: errOut, now: time.Now}
+	root := c.root()
+	root.SetArgs(args)
+	root.SetIn(in)
+	root.SetOut(out)
+	root.SetErr(errOut)
+	if err := root.Execute(); err != nil {
+		var silent silentError
+		if !errors.As(err, &silent) {
+			fmt.Fprintln(errOut, "error:", describeError(err))
+		}
+		return 1
+	}
+	return 0
+}
+
+// silentError: the command already printed why it failed.
+type silentError struct{ error }
+
+func describeError(err error) string {
+	var ce *client.Error
+	if errors.As(err, &ce) {
+		return ce.Message
+	}
+	return err.Error()
+}
+
+func env(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func (c *cli) root() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "mqttctl",
+		Short:         "Manage MQTT clusters on Docker Swarm through the swarm-mqtt-operator API",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&c.server, "server", env("MQTTCTL_SERVER", "http://127.0.0.1:7950"), "operator API URL (env MQTTCTL_SERVER)")
+	pf.StringVar(&c.tokenFile, "token-file", env("MQTTCTL_TOKEN_FILE", ""), "file holding the API token (env MQTTCTL_TOKEN_FILE; or the token itself in MQTTCTL_TOKEN)")
+	pf.StringVar(&c.caFile, "ca-file", env("MQTTCTL_CA_FILE", ""), "CA certificate to verify an HTTPS API")
+	pf.BoolVar(&c.insecure, "insecure-skip-tls-verify", false, "do not verify the API's TLS certificate")
+	pf.DurationVar(&c.timeout, "request-timeout", 30*time.Second, "timeout of each API request")
+	root.AddCommand(c.applyCmd(), c.getCmd(), c.describeCmd(), c.deleteCmd(), c.validateCmd(), c.leaderCmd(), c.peersCmd(), c.versionCmd())
+	return root
+}
+
+func (c *cli) client() (*client.Client, error) {
+	tok := os.Getenv("MQTTCTL_TOKEN")
+	if c.tokenFile != "" {
+		b, err := os.ReadFile(c.tokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("read token file: %w", err)
+		}
+		tok = strings.TrimSpace(string(b))
+	}
+	return client.New(client.Options{Server: c.server, Token: tok, CAFile: c.caFile, Insecure: c.insecure, Timeout: c.timeout})
+}
+
+// document is one YAML or JSON document read from a file, dir or stdin.
+type document struct {
+	source string
+	index  int
+	data   []byte
+}
+
+func (d document) String() string { return fmt.Sprintf("%s#%d", d.source, d.index) }
+
+// readDocuments reads -f arguments: files, directories (their .yaml, .yml
+// and .json files, recursively, in name order) and "-" for stdin.
+func (c *cli) readDocuments(paths []string) ([]document, error) {
+	if len(paths) == 0 {
+		return nil, errors.New("-f is required (a file, a directory or - for stdin)")
+	}
+	var docs []document
+	add := func(source string, data []byte) {
+		for i, d := range api.SplitDocuments(data) {
+			docs = append(docs, document{source: source, index: i + 1, data: d})
+		}
+	}
+	for _, p := range paths {
+		if p == "-" {
+			data, err := io.ReadAll(io.LimitReader(c.in, 64<<20))
+			if err != nil {
+				return nil, fmt.Errorf("read stdin: %w", err)
+			}
+			add("stdin", data)
+			continue
+		}
+		info, err := os.Stat(p)
+		if err != nil {
+			return nil, err
+		}
+		if !info.IsDir() {
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return nil, err
+			}
+			add(p, data)
+			continue
+		}
+		var files []string
+		err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			switch strings.ToLower(filepath.Ext(path)) {
+			case ".yaml", ".yml", ".json":
+				if !d.IsDir() {
+					files = append(files, path)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		sort.Strings(files)
+		for _, f := range files {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				return nil, err
+			}
+			add(f, data)
+		}
+	}
+	if len(docs) == 0 {
+		return nil, errors.New("no documents found")
+	}
+	return docs, nil
+}
+
+// validateAll parses every document offline and prints each problem. It
+// returns the parsed objects only if all are valid.
+func (c *cli) validateAll(docs []document) ([]*api.MqttCluster, error) {
+	defaults := api.Defaults{BrokerImage: c.brokerImage, LoadBalancerImage: c.lbImage}
+	var objs []*api.MqttCluster
+	bad := 0
+	seen := map[string]string{}
+	for _, d := range docs {
+		obj, err := api.Parse(d.data, defaults)
+		if err != nil {
+			bad++
+			fmt.Fprintf(c.errOut, "%s: %v\n", d, err)
+			continue
+		}
+		if prev, dup := seen[obj.Name]; dup {
+			bad++
+			fmt.Fprintf(c.errOut, "%s: %s %q is also defined in %s\n", d, api.KindMqttCluster, obj.Name, prev)
+			continue
+		}
+		seen[obj.Name] = d.String()
+		objs = append(objs, obj)
+	}
+	if bad > 0 {
+		return nil, silentError{fmt.Errorf("%d of %d documents invalid", bad, len(docs))}
+	}
+	return objs, nil
+}
+
+func (c *cli) applyCmd() *cobra.Command {
+	var files []string
+	cmd := &cobra.Command{
+		Use:   "apply -f FILE|DIR|-",
+		Short: "Create or update clusters from files; every document is validated before any is sent",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			docs, err := c.readDocuments(files)
+			if err != nil {
+				return err
+			}
+			// All or nothing on input: nothing is sent unless every
+			// document is valid.
+			if _, err := c.validateAll(docs); err != nil {
+				return err
+			}
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			failed := 0
+			for _, d := range docs {
+				res, err := cl.Apply(cmd.Context(), d.data)
+				if err != nil {
+					failed++
+					fmt.Fprintf(c.errOut, "error: %s: %s\n", d, describeError(err))
+					continue
+				}
+				fmt.Fprintf(c.out, "mqttcluster/%s %s\n", res.Object.Name, res.Result)
+			}
+			if failed > 0 {
+				return silentError{fmt.Errorf("%d failed", failed)}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "file, directory or - (stdin); repeatable")
+	return cmd
+}
+
+func (c *cli) validateCmd() *cobra.Command {
+	var files []string
+	cmd := &cobra.Command{
+		Use:   "validate -f FILE|DIR|-",
+		Short: "Check files offline with the server's own rules (no server needed)",
+		Args:  cobra.NoArgs,
+		RunE: func(_ *cobra.Command, _ []string) error {
+			docs, err := c.readDocuments(files)
+			if err != nil {
+				return err
+			}
+			objs, err := c.validateAll(docs)
+			if err != nil {
+				return err
+			}
+			for _, o := range objs {
+				fmt.Fprintf(c.out, "mqttcluster/%s valid\n", o.Name)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "file, directory or - (stdin); repeatable")
+	cmd.Flags().StringVar(&c.brokerImage, "broker-image", api.DefaultBrokerImage, "broker image default to assume")
+	cmd.Flags().StringVar(&c.lbImage, "lb-image", api.DefaultLoadBalancerImage, "load-balancer image default to assume")
+	return cmd
+}
+
+func (c *cli) getCmd() *cobra.Command {
+	var output, selector string
+	cmd := &cobra.Command{
+		Use:   "get [NAME]",
+		Short: "List clusters, or show one (-o yaml|json|wide)",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			switch output {
+			case "", "wide", "yaml", "json", "name":
+			default:
+				return fmt.Errorf("unknown output format %q: use yaml, json, wide or name", output)
+			}
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			var items []api.MqttCluster
+			if len(args) == 1 {
+				obj, err := cl.Get(cmd.Context(), args[0])
+				if err != nil {
+					return err
+				}
+				items = []api.MqttCluster{*obj}
+				if output == "yaml" || output == "json" {
+					return c.print(output, obj)
+				}
+			} else {
+				list, err := cl.List(cmd.Context(), selector)
+				if err != nil {
+					return err
+				}
+				items = list.Items
+				if output == "yaml" || output == "json" {
+					return c.print(output, list)
+				}
+			}
+			if output == "name" {
+				for _, o := range items {
+					fmt.Fprintf(c.out, "mqttcluster/%s\n", o.Name)
+				}
+				return nil
+			}
+			if len(items) == 0 {
+				fmt.Fprintln(c.errOut, "No clusters found.")
+				return nil
+			}
+			c.table(items, output == "wide")
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "yaml, json, wide or name")
+	cmd.Flags().StringVarP(&selector, "selector", "l", "", "label selector, such as team=edge")
+	return cmd
+}
+
+func (c *cli) print(format string, v any) error {
+	var b []byte
+	var err error
+	if format == "json" {
+		b, err = json.MarshalIndent(v, "", "  ")
+		b = append(b, '\n')
+	} else {
+		b, err = yaml.Marshal(v)
+	}
+	if err != nil {
+		return err
+	}
+	_, err = c.out.Write(b)
+	return err
+}
+
+func condition(o *api.MqttCluster, typ string) string {
+	for _, cd := range o.Status.Conditions {
+		if cd.Type == typ {
+			return string(cd.Status)
+		}
+	}
+	return "Unknown"
+}
+
+func ports(o *api.MqttCluster) string {
+	p := o.Spec.LoadBalancer.Ports
+	var out []string
+	if p.MQTT != nil && *p.MQTT != 0 {
+		out = append(out, fmt.Sprintf("%d/mqtt", *p.MQTT))
+	}
+	if p.MQTTS != nil && *p.MQTTS != 0 {
+		out = append(out, fmt.Sprintf("%d/mqtts", *p.MQTTS))
+	}
+	return strings.Join(out, ",")
+}
+
+func deref(p *int32) int32 {
+	if p == nil {
+		return 0
+	}
+	return *p
+}
+
+func (c *cli) table(items []api.MqttCluster, wide bool) {
+	tw := tabwriter.NewWriter(c.out, 0, 8, 3, ' ', 0)
+	if wide {
+		fmt.Fprintln(tw, "NAME\tREPLICAS\tREADY\tPORTS\tLB\tBALANCE\tBROKER IMAGE\tGENERATION\tOBSERVED\tAGE")
+	} else {
+		fmt.Fprintln(tw, "NAME\tREPLICAS\tREADY\tPORTS\tAGE")
+	}
+	for i := range items {
+		o := &items[i]
+		age := humanDuration(c.now().Sub(o.CreationTimestamp.Time))
+		if wide {
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%s\t%s\t%d\t%d\t%s\n", o.Name, deref(o.Spec.Replicas), condition(o, api.ConditionReady), ports(o),
+				deref(o.Spec.LoadBalancer.Replicas), o.Spec.LoadBalancer.Balance, o.Spec.Broker.Image, o.Generation, o.Status.ObservedGeneration, age)
+		} else {
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", o.Name, deref(o.Spec.Replicas), condition(o, api.ConditionReady), ports(o), age)
+		}
+	}
+	tw.Flush()
+}
+
+// humanDuration is kubectl's short age: 45s, 12m, 5h, 3d.
+func humanDuration(d time.Duration) string {
+	switch {
+	case d < 0:
+		return "0s"
+	case d < 2*time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < 3*time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh", int(d.Hours()))
+	default:
+		return fmt.Sprintf("%dd", int(d.Hours()/24))
+	}
+}
+
+func (c *cli) describeCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "describe NAME",
+		Short: "Show a cluster in detail: spec, status, conditions, brokers",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			o, err := cl.Get(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			c.describe(o)
+			return nil
+		},
+	}
+}
+
+func (c *cli) describe(o *api.MqttCluster) {
+	w := tabwriter.NewWriter(c.out, 0, 8, 2, ' ', 0)
+	s := o.Spec
+	p := func(k string, v any) { fmt.Fprintf(w, "%s\t%v\n", k, v) }
+	p("Name:", o.Name)
+	var labels []string
+	for k, v := range o.Labels {
+		labels = append(labels, k+"="+v)
+	}
+	sort.Strings(labels)
+	p("Labels:", strings.Join(labels, ","))
+	p("UID:", o.UID)
+	p("Generation:", o.Generation)
+	p("Resource version:", o.ResourceVersion)
+	p("Created:", o.CreationTimestamp.UTC().Format(time.RFC3339))
+	p("Brokers:", fmt.Sprintf("%d x %s", deref(s.Replicas), s.Broker.Image))
+	p("  Persistence:", fmt.Sprintf("%v (autosave every %s)", s.Broker.Persistence.Enabled != nil && *s.Broker.Persistence.Enabled, s.Broker.Persistence.AutosaveInterval))
+	p("  Resources:", fmt.Sprintf("memory=%s cpus=%s", orNone(string(s.Broker.Resources.Memory)), orNone(string(s.Broker.Resources.CPUs))))
+	p("Load balancer:", fmt.Sprintf("%d x %s, balance %s, ports %s", deref(s.LoadBalancer.Replicas), s.LoadBalancer.Image, s.LoadBalancer.Balance, ports(o)))
+	p("TLS:", fmt.Sprintf("dnsNames=%s ipAddresses=%s duration=%s renewBefore=%s", orNone(strings.Join(s.TLS.DNSNames, ",")), orNone(strings.Join(s.TLS.IPAddresses, ",")), s.TLS.Duration, s.TLS.RenewBefore))
+	p("Auth:", fmt.Sprintf("allowAnonymous=%v passwordFileSecret=%s", s.Auth.AllowAnonymous != nil && *s.Auth.AllowAnonymous, orNone(s.Auth.PasswordFileSecret)))
+	p("Sync:", fmt.Sprintf("enabled=%v delay=%s", s.Sync.Enabled != nil && *s.Sync.Enabled, s.Sync.Delay))
+	p("Placement:", orNone(strings.Join(s.Placement.Constraints, "; ")))
+	p("Observed generation:", o.Status.ObservedGeneration)
+	p("Endpoints:", orNone(strings.Join(o.Status.Endpoints, ", ")))
+	p("CA fingerprint:", orNone(o.Status.CAFingerprint))
+	w.Flush()
+	fmt.Fprintln(c.out, "Conditions:")
+	if len(o.Status.Conditions) == 0 {
+		fmt.Fprintln(c.out, "  <none: the operator has not reported yet>")
+	}
+	tw := tabwriter.NewWriter(c.out, 0, 8, 2, ' ', 0)
+	for _, cd := range o.Status.Conditions {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", cd.Type, cd.Status, cd.Reason, cd.Message)
+	}
+	tw.Flush()
+	if len(o.Status.Brokers) > 0 {
+		fmt.Fprintln(c.out, "Brokers:")
+		for _, b := range o.Status.Brokers {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", b.Name, b.Node, b.State)
+		}
+		tw.Flush()
+	}
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "<none>"
+	}
+	return s
+}
+
+func (c *cli) deleteCmd() *cobra.Command {
+	var files []string
+	cmd := &cobra.Command{
+		Use:   "delete NAME | -f FILE|DIR|-",
+		Short: "Delete clusters by name or by the files that define them",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			names := args
+			if len(files) > 0 {
+				if len(args) > 0 {
+					return errors.New("give names or -f, not both")
+				}
+				docs, err := c.readDocuments(files)
+				if err != nil {
+					return err
+				}
+				objs, err := c.validateAll(docs)
+				if err != nil {
+					return err
+				}
+				for _, o := range objs {
+					names = append(names, o.Name)
+				}
+			}
+			if len(names) == 0 {
+				return errors.New("give a NAME or -f FILE")
+			}
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			failed := 0
+			for _, n := range names {
+				if err := cl.Delete(cmd.Context(), n); err != nil {
+					failed++
+					fmt.Fprintf(c.errOut, "error: %s\n", describeError(err))
+					continue
+				}
+				fmt.Fprintf(c.out, "mqttcluster/%s deleted\n", n)
+			}
+			if failed > 0 {
+				return silentError{fmt.Errorf("%d failed", failed)}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "file, directory or - (stdin)")
+	return cmd
+}
+
+func (c *cli) leaderCmd() *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "leader",
+		Short: "Show the raft leader and this operator's raft progress",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			l, err := cl.Leader(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if output != "" {
+				return c.print(output, l)
+			}
+			w := tabwriter.NewWriter(c.out, 0, 8, 2, ' ', 0)
+			fmt.Fprintf(w, "Leader:\t%s (%s)\n", orNone(l.LeaderID), orNone(l.LeaderAddress))
+			fmt.Fprintf(w, "This node:\t%s (%s), %s\n", l.NodeID, l.NodeAddress, l.State)
+			fmt.Fprintf(w, "Term:\t%d\n", l.Term)
+			fmt.Fprintf(w, "Commit index:\t%d\n", l.CommitIndex)
+			fmt.Fprintf(w, "Applied index:\t%d\n", l.AppliedIndex)
+			return w.Flush()
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "yaml or json")
+	return cmd
+}
+
+func (c *cli) peersCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "peers",
+		Short: "List the raft configuration",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			peers, err := cl.Peers(cmd.Context())
+			if err != nil {
+				return err
+			}
+			w := tabwriter.NewWriter(c.out, 0, 8, 3, ' ', 0)
+			fmt.Fprintln(w, "ID\tADDRESS\tSUFFRAGE\tLEADER")
+			for _, p := range peers {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%v\n", p.ID, p.Address, p.Suffrage, p.Leader)
+			}
+			return w.Flush()
+		},
+	}
+}
+
+func (c *cli) versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print mqttctl's version",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			fmt.Fprintf(c.out, "mqttctl %s (API %s)\n", version, api.APIVersion)
+			return nil
+		},
+	}
+}
