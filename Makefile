@@ -1,0 +1,54 @@
+# swarm-mqtt-operator
+SHELL := /bin/bash
+GO ?= go
+BIN := bin
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+FUZZTIME ?= 20s
+
+.PHONY: all build test unit lint generate bench fuzz up down clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/mqtt-operator ./cmd/mqtt-operator
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/mqttctl ./cmd/mqttctl
+
+## generate: regenerate the CRD in crds/ from the Go types (controller-gen)
+generate:
+	$(GO) tool controller-gen crd paths=./api/... output:crd:dir=./crds
+
+## lint: go vet and a gofmt check
+lint:
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+## test: every test (unit, API, CLI, store, CRD staleness, e2e)
+test: lint build
+	$(GO) test -count=1 -timeout 20m ./...
+	$(MAKE) fuzz FUZZTIME=10s
+	hack/e2e.sh
+
+## unit: the Go tests only (no Docker)
+unit:
+	$(GO) test -count=1 ./...
+
+## bench: the figures the issues name
+bench: build
+	$(GO) run ./test/bench -operator $(BIN)/mqtt-operator
+
+## fuzz: a short run of the parse+default+validate fuzz target
+fuzz:
+	$(GO) test ./api -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
+
+## up: Docker, a local Swarm, the operator stack and the quickstart cluster
+up:
+	hack/up.sh
+
+## down: remove the quickstart cluster and the operator (PURGE=1: volumes and secrets too)
+down:
+	PURGE=$(PURGE) hack/down.sh
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Install Docker from Debian's packages when missing, start dockerd when not
+# running, and make this machine a one-node Swarm when it is not in one.
+# Idempotent: safe to rerun.
+source "$(dirname "$0")/lib.sh"
+
+if ! command -v curl >/dev/null 2>&1; then
+  log "installing curl"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null
+fi
+
+if ! command -v dockerd >/dev/null 2>&1; then
+  log "installing docker.io from Debian"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq docker.io >/dev/null
+fi
+
+if ! docker info >/dev/null 2>&1; then
+  log "starting dockerd"
+  # No systemd here: run it in the background, logging to /var/log.
+  rm -f /var/run/docker.pid
+  setsid nohup /usr/sbin/dockerd >/var/log/dockerd.log 2>&1 </dev/null &
+  wait_for "dockerd" 60 docker info
+fi
+
+state=$(docker info --format '{{.Swarm.LocalNodeState}}')
+if [[ "$state" != "active" ]]; then
+  log "initialising a one-node Swarm"
+  docker swarm init --advertise-addr "${SWARM_ADVERTISE_ADDR:-127.0.0.1}" >/dev/null
+fi

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# make down: remove the quickstart cluster and the operator stack. Volumes
+# and secrets stay unless PURGE=1.
+source "$(dirname "$0")/lib.sh"
+
+if ! docker info >/dev/null 2>&1; then
+  log "docker is not running: nothing to remove"
+  exit 0
+fi
+if [[ -s "$LOCAL/api-token" ]] && curl -fsS "http://127.0.0.1:$API_PORT/readyz" >/dev/null 2>&1; then
+  MQTTCTL_SERVER="http://127.0.0.1:$API_PORT" MQTTCTL_TOKEN_FILE="$LOCAL/api-token" \
+    "$ROOT/bin/mqttctl" delete quickstart 2>/dev/null || true
+fi
+if docker stack ls --format '{{.Name}}' | grep -qx "$STACK"; then
+  log "removing stack $STACK"
+  docker stack rm "$STACK" >/dev/null
+  wait_for "the operator's containers to stop" 60 bash -c "! docker ps -q --filter label=com.docker.stack.namespace=$STACK | grep -q ."
+fi
+if [[ "${PURGE:-}" == "1" ]]; then
+  log "purging volumes and secrets"
+  wait_for "the operator volume to be free" 30 bash -c "docker volume rm ${STACK}_data >/dev/null 2>&1 || ! docker volume inspect ${STACK}_data >/dev/null 2>&1"
+  for s in $(docker secret ls --filter label=swarm-mqtt.role=api-token --format '{{.Name}}'); do
+    docker secret rm "$s" >/dev/null || true
+  done
+  rm -f "$LOCAL/api-token" "$LOCAL/quickstart.env"
+fi

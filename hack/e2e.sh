@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# End-to-end tests on a real Swarm: deploys the stack (hack/up.sh), runs the
+# e2e suite, then removes the stack (keeping volumes, as make down does).
+source "$(dirname "$0")/lib.sh"
+
+"$ROOT/hack/up.sh"
+set -a; source "$LOCAL/quickstart.env"; set +a
+cd "$ROOT"
+status=0
+go test -count=1 -tags e2e -timeout 20m ./test/e2e/... || status=$?
+if [[ "${KEEP:-}" != "1" ]]; then "$ROOT/hack/down.sh"; fi
+exit $status

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Build every image locally (no registry is reachable), skipping an image
+# whose inputs have not changed: each image is labelled with the hash of its
+# inputs and rebuilt only when that hash differs.
+source "$(dirname "$0")/lib.sh"
+export DOCKER_BUILDKIT=0
+
+# build_image NAME CONTEXT_DIR HASH
+build_image() {
+  local name=$1 ctx=$2 hash=$3 have
+  have=$(docker image inspect -f '{{index .Config.Labels "swarm-mqtt.input-hash"}}' "$name" 2>/dev/null || true)
+  if [[ "$have" == "$hash" ]]; then
+    log "image $name is up to date"
+    return
+  fi
+  log "building image $name"
+  docker build -q --label "swarm-mqtt.input-hash=$hash" -t "$name" "$ctx" >/dev/null
+}
+
+# The operator: the static binary on scratch.
+make -s -C "$ROOT" build >/dev/null
+ctx=$(mktemp -d)
+trap 'rm -rf "$ctx"' EXIT
+cp "$ROOT/Dockerfile" "$ROOT/bin/mqtt-operator" "$ctx/"
+hash=$(cat "$ctx/Dockerfile" "$ctx/mqtt-operator" | sha256sum | cut -c1-16)
+build_image swarm-mqtt/operator:local "$ctx" "$hash"

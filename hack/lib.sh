@@ -1,0 +1,21 @@
+# Shared helpers for hack/ scripts. Source it; do not run it.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+LOCAL="$ROOT/.local"
+mkdir -p "$LOCAL"
+STACK="${STACK:-mqtt-operator}"
+API_PORT="${API_PORT:-7950}"
+
+log() { printf '\033[1m==>\033[0m %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# wait_for DESCRIPTION TIMEOUT_SECONDS COMMAND...: poll until COMMAND
+# succeeds or the deadline passes.
+wait_for() {
+  local what=$1 timeout=$2; shift 2
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then die "timed out after ${timeout}s waiting for $what"; fi
+    sleep 0.5
+  done
+}

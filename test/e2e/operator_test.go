@@ -1,0 +1,152 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/client"
+)
+
+func root() string { p, _ := filepath.Abs("../.."); return p }
+
+func newClient(t *testing.T) *client.Client {
+	t.Helper()
+	server := os.Getenv("MQTTCTL_SERVER")
+	if server == "" {
+		server = "http://127.0.0.1:7950"
+	}
+	tokFile := os.Getenv("MQTTCTL_TOKEN_FILE")
+	if tokFile == "" {
+		tokFile = filepath.Join(root(), ".local", "api-token")
+	}
+	tok, err := os.ReadFile(tokFile)
+	if err != nil {
+		t.Fatalf("no API token (run hack/up.sh first): %v", err)
+	}
+	c, err := client.New(client.Options{Server: server, Token: strings.TrimSpace(string(tok)), Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// eventually polls f until it returns nil or the deadline passes.
+func eventually(t *testing.T, what string, timeout time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = f(); err == nil {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within %s: %v", what, timeout, err)
+}
+
+func docker(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("docker", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("docker %v: %v\n%s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+const stack = "mqtt-operator"
+
+// TestOperatorInSwarmKeepsObjectsAcrossRestart applies objects to the
+// operator running as a Swarm service, forces Swarm to replace its task,
+// and checks every object is exactly as it was.
+func TestOperatorInSwarmKeepsObjectsAcrossRestart(t *testing.T) {
+	ctx := context.Background()
+	c := newClient(t)
+	if l, err := c.Leader(ctx); err != nil || !l.IsLeader {
+		t.Fatalf("operator is not a leader: %+v %v", l, err)
+	}
+	iot, err := os.ReadFile(filepath.Join(root(), "examples", "iot.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := []byte(strings.Replace(string(iot), "name: iot", "name: e2e-restart", 1))
+	res, err := c.Apply(ctx, doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Result != "created" && res.Result != "unchanged" {
+		t.Fatalf("apply: %s", res.Result)
+	}
+	// The image defaults come from the operator's flags (the stack's
+	// BROKER_IMAGE), not the built-in ones.
+	min := []byte("apiVersion: mqtt.swarm/v1alpha1\nkind: MqttCluster\nmetadata: {name: e2e-defaults}\n")
+	res, err = c.Apply(ctx, min)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Object.Spec.Broker.Image == api.DefaultBrokerImage {
+		t.Errorf("broker image default is the built-in one, not the operator flag's: %s", res.Object.Spec.Broker.Image)
+	}
+	// Invalid input is rejected whole and changes nothing.
+	before, err := c.List(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Apply(ctx, []byte("apiVersion: mqtt.swarm/v1alpha1\nkind: MqttCluster\nmetadata: {name: e2e-bad}\nspec: {replicas: 99}\n"))
+	if ce, ok := err.(*client.Error); !ok || ce.Code != 422 || len(ce.Causes) != 1 || ce.Causes[0].Field != "spec.replicas" {
+		t.Fatalf("invalid spec: %v", err)
+	}
+	after, _ := c.List(ctx, "")
+	if after.ResourceVersion != before.ResourceVersion {
+		t.Fatalf("a rejected spec moved the store from %s to %s", before.ResourceVersion, after.ResourceVersion)
+	}
+
+	oldTask := docker(t, "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+stack+"_operator")
+	docker(t, "service", "update", "--detach", "--force", stack+"_operator")
+	eventually(t, "a new operator task serving", 90*time.Second, func() error {
+		now := docker(t, "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+stack+"_operator")
+		if now == "" || now == oldTask {
+			return errStr("old task still running")
+		}
+		_, err := c.List(ctx, "")
+		return err
+	})
+	var restarted *api.MqttClusterList
+	eventually(t, "objects back after restart", 30*time.Second, func() error {
+		var err error
+		restarted, err = c.List(ctx, "")
+		if err != nil {
+			return err
+		}
+		if restarted.ResourceVersion != before.ResourceVersion {
+			return errStr("index " + restarted.ResourceVersion + " != " + before.ResourceVersion)
+		}
+		return nil
+	})
+	if !reflect.DeepEqual(before.Items, restarted.Items) {
+		t.Fatalf("objects differ after the operator was restarted:\nbefore %+v\nafter  %+v", before.Items, restarted.Items)
+	}
+	// The token never reaches the operator's logs.
+	tok, _ := os.ReadFile(filepath.Join(root(), ".local", "api-token"))
+	logs, _ := exec.Command("docker", "service", "logs", "--raw", stack+"_operator").CombinedOutput()
+	if len(logs) == 0 || strings.Contains(string(logs), strings.TrimSpace(string(tok))) {
+		t.Errorf("operator logs are empty or contain the API token (%d bytes)", len(logs))
+	}
+	for _, n := range []string{"e2e-restart", "e2e-defaults"} {
+		if err := c.Delete(ctx, n); err != nil {
+			t.Errorf("delete %s: %v", n, err)
+		}
+	}
+}
+
+type errStr string
+
+func (e errStr) Error() string { return string(e) }
