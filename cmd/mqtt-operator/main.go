@@ -55,13 +55,15 @@ func main() {
 		fmt.Println(version)
 		return
 	}
-	if err := run(o); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "mqtt-operator:", err)
 		os.Exit(1)
 	}
 }
 
-func run(o options) error {
+func run(ctx context.Context, o options) error {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
@@ -127,8 +129,6 @@ func run(o options) error {
 	log.Info("mqtt-operator started", "version", version, "api", o.apiAddr, "raft", o.raftAddr, "node", st.NodeID(),
 		"dataDir", o.dataDir, "tokenFile", tokenPath, "https", o.tlsCert != "", "brokerImage", o.brokerImage, "lbImage", o.lbImage)
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down")

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "operator"},
+		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
+
+// TestDaemonServesHTTPSAndGeneratesToken runs the daemon with --tls-cert
+// and no --token-file: it serves HTTPS only, and writes a private token.
+func TestDaemonServesHTTPSAndGeneratesToken(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, pool := selfSigned(t, dir)
+	apiAddr := freeAddr(t)
+	o := options{dataDir: filepath.Join(dir, "data"), apiAddr: apiAddr, raftAddr: freeAddr(t),
+		tlsCert: certFile, tlsKey: keyFile, brokerImage: "local/mosquitto:1", lbImage: "local/haproxy:1", logLevel: "error"}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, o) }()
+
+	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := hc.Get("https://" + apiAddr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("HTTPS API not ready: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if resp, err := http.Get("http://" + apiAddr + "/healthz"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			t.Fatal("plain HTTP served when --tls-cert is set")
+		}
+	}
+	info, err := os.Stat(filepath.Join(o.dataDir, "api-token"))
+	if err != nil || info.Mode().Perm() != 0o600 || info.Size() < 32 {
+		t.Fatalf("generated token file: %v %v", info, err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("shutdown: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("daemon did not stop")
+	}
+}
+
+func TestDaemonRejectsBadFlags(t *testing.T) {
+	dir := t.TempDir()
+	cases := map[string]options{
+		"bad image":     {dataDir: dir, brokerImage: "Not An Image", lbImage: "haproxy:2.8", logLevel: "info"},
+		"half tls":      {dataDir: dir, brokerImage: "a:1", lbImage: "b:1", logLevel: "info", tlsCert: "x"},
+		"bad log level": {dataDir: dir, brokerImage: "a:1", lbImage: "b:1", logLevel: "loud"},
+	}
+	for name, o := range cases {
+		if err := run(context.Background(), o); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
