@@ -223,23 +223,16 @@ func (c *cli) applyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			failed := 0
-			for _, d := range docs {
-				res, err := cl.Apply(cmd.Context(), d.data)
+			return c.each(len(docs), func(i int) (string, error) {
+				res, err := cl.Apply(cmd.Context(), docs[i].data)
 				if err != nil {
-					failed++
-					fmt.Fprintf(c.errOut, "error: %s: %s\n", d, describeError(err))
-					continue
+					return "", fmt.Errorf("%s: %s", docs[i], describeError(err))
 				}
-				fmt.Fprintf(c.out, "mqttcluster/%s %s\n", res.Object.Name, res.Result)
-			}
-			if failed > 0 {
-				return silentError{fmt.Errorf("%d failed", failed)}
-			}
-			return nil
+				return fmt.Sprintf("mqttcluster/%s %s", res.Object.Name, res.Result), nil
+			})
 		},
 	}
-	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "file, directory or - (stdin); repeatable")
+	filenameFlag(cmd, &files)
 	return cmd
 }
 
@@ -264,7 +257,7 @@ func (c *cli) validateCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "file, directory or - (stdin); repeatable")
+	filenameFlag(cmd, &files)
 	cmd.Flags().StringVar(&c.brokerImage, "broker-image", api.DefaultBrokerImage, "broker image default to assume")
 	cmd.Flags().StringVar(&c.lbImage, "lb-image", api.DefaultLoadBalancerImage, "load-balancer image default to assume")
 	return cmd
@@ -507,22 +500,15 @@ func (c *cli) deleteCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			failed := 0
-			for _, n := range names {
-				if err := cl.Delete(cmd.Context(), n); err != nil {
-					failed++
-					fmt.Fprintf(c.errOut, "error: %s\n", describeError(err))
-					continue
+			return c.each(len(names), func(i int) (string, error) {
+				if err := cl.Delete(cmd.Context(), names[i]); err != nil {
+					return "", errors.New(describeError(err))
 				}
-				fmt.Fprintf(c.out, "mqttcluster/%s deleted\n", n)
-			}
-			if failed > 0 {
-				return silentError{fmt.Errorf("%d failed", failed)}
-			}
-			return nil
+				return "mqttcluster/" + names[i] + " deleted", nil
+			})
 		},
 	}
-	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "file, directory or - (stdin)")
+	filenameFlag(cmd, &files)
 	return cmd
 }
 
@@ -591,4 +577,27 @@ func (c *cli) versionCmd() *cobra.Command {
 			return nil
 		},
 	}
+}
+
+func filenameFlag(cmd *cobra.Command, files *[]string) {
+	cmd.Flags().StringArrayVarP(files, "filename", "f", nil, "file, directory or - (stdin); repeatable")
+}
+
+// each runs f for items 0..n-1, printing each success line on stdout and
+// each error on stderr; it goes on past failures and fails if any did.
+func (c *cli) each(n int, f func(i int) (string, error)) error {
+	failed := 0
+	for i := 0; i < n; i++ {
+		line, err := f(i)
+		if err != nil {
+			failed++
+			fmt.Fprintf(c.errOut, "error: %v\n", err)
+			continue
+		}
+		fmt.Fprintln(c.out, line)
+	}
+	if failed > 0 {
+		return silentError{fmt.Errorf("%d of %d failed", failed, n)}
+	}
+	return nil
 }
