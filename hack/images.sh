@@ -24,3 +24,23 @@ trap 'rm -rf "$ctx"' EXIT
 cp "$ROOT/Dockerfile" "$ROOT/bin/mqtt-operator" "$ctx/"
 hash=$(cat "$ctx/Dockerfile" "$ctx/mqtt-operator" | sha256sum | cut -c1-16)
 build_image swarm-mqtt/operator:local "$ctx" "$hash"
+
+# A Debian base made here with debootstrap (docker pull cannot reach a
+# registry), then Mosquitto, HAProxy and the sync image on it.
+BASE=swarm-mqtt/debian-base:bookworm
+if ! docker image inspect "$BASE" >/dev/null 2>&1; then
+  command -v debootstrap >/dev/null 2>&1 || {
+    log "installing debootstrap"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+  }
+  log "building $BASE with debootstrap (about 30 s)"
+  rootfs=$(mktemp -d)
+  debootstrap --variant=minbase bookworm "$rootfs" >/dev/null
+  tar -C "$rootfs" -c . | docker import - "$BASE" >/dev/null
+  rm -rf "$rootfs"
+fi
+base_id=$(docker image inspect -f '{{.Id}}' "$BASE")
+for img in mosquitto haproxy sync; do
+  hash=$( (echo "$base_id"; cat "$ROOT/images/$img/Dockerfile") | sha256sum | cut -c1-16)
+  build_image "swarm-mqtt/$img:local" "$ROOT/images/$img" "$hash"
+done
