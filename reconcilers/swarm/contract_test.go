@@ -1,0 +1,108 @@
+package swarm
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/swarm"
+)
+
+// contract is what reconcilers rely on, run against the Fake here and
+// against a real Swarm in the e2e build (docker_e2e_test.go), so the fake
+// cannot drift from Docker.
+func contract(t *testing.T, c Client, image string) {
+	ctx := context.Background()
+	run := fmt.Sprintf("c%d", time.Now().UnixNano()%1_000_000)
+	own := Owned("contract-"+run, "demo")
+	other := Owned("contract-"+run, "other")
+	zero := uint64(0)
+	spec := func(name string, labels map[string]string) swarm.ServiceSpec {
+		return swarm.ServiceSpec{
+			Annotations:  swarm.Annotations{Name: name, Labels: labels},
+			TaskTemplate: swarm.TaskSpec{ContainerSpec: &swarm.ContainerSpec{Image: image, Command: []string{"sleep", "600"}}},
+			Mode:         swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &zero}},
+		}
+	}
+	var ids []string
+	t.Cleanup(func() {
+		for _, id := range ids {
+			_ = c.RemoveService(ctx, id)
+		}
+	})
+	id, err := c.CreateService(ctx, spec(run+"-a", own))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids = append(ids, id)
+	id2, err := c.CreateService(ctx, spec(run+"-b", other))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids = append(ids, id2)
+	if _, err := c.CreateService(ctx, spec(run+"-a", own)); err == nil {
+		t.Fatal("a second service with the same name was created")
+	}
+
+	got, err := c.Services(ctx, own)
+	if err != nil || len(got) != 1 || got[0].Spec.Name != run+"-a" {
+		t.Fatalf("services by label: %v %v", got, err)
+	}
+	// Update with the current version works; with a stale one it fails.
+	s := got[0]
+	upd := s.Spec
+	upd.Labels = map[string]string{LabelOwner: own[LabelOwner], LabelCluster: "demo", LabelComponent: "broker"}
+	if err := c.UpdateService(ctx, s.ID, s.Version, upd); err != nil {
+		t.Fatalf("update: %v", err)
+	}
+	if err := c.UpdateService(ctx, s.ID, s.Version, upd); err == nil {
+		t.Fatal("an update with a stale version succeeded")
+	}
+	got, _ = c.Services(ctx, map[string]string{LabelComponent: "broker", LabelOwner: own[LabelOwner]})
+	if len(got) != 1 || got[0].Version.Index <= s.Version.Index {
+		t.Fatalf("after update: %+v", got)
+	}
+
+	sid, err := c.CreateSecret(ctx, swarm.SecretSpec{Annotations: swarm.Annotations{Name: run + "-secret", Labels: own}, Data: []byte("s3cr3t")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secs, err := c.Secrets(ctx, own)
+	if err != nil || len(secs) != 1 || len(secs[0].Spec.Data) != 0 {
+		t.Fatalf("secrets by label (data must not come back): %+v %v", secs, err)
+	}
+	if err := c.RemoveSecret(ctx, sid); err != nil {
+		t.Fatal(err)
+	}
+	cid, err := c.CreateConfig(ctx, swarm.ConfigSpec{Annotations: swarm.Annotations{Name: run + "-config", Labels: own}, Data: []byte("listener 1883\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgs, _ := c.Configs(ctx, own)
+	if len(cfgs) != 1 || string(cfgs[0].Spec.Data) != "listener 1883\n" {
+		t.Fatalf("configs by label: %+v", cfgs)
+	}
+	if err := c.RemoveConfig(ctx, cid); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		if err := c.RemoveService(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids = nil
+	if got, _ := c.Services(ctx, Owned(own[LabelOwner], "")); len(got) != 0 {
+		// Owned(..., "") asks for an empty cluster label: nothing has it.
+		t.Fatalf("left over: %+v", got)
+	}
+}
+
+func TestFakeKeepsTheContract(t *testing.T) {
+	t.Parallel()
+	f := NewFake()
+	contract(t, f, "swarm-mqtt/mosquitto:local")
+	if len(f.Calls()) == 0 {
+		t.Fatal("writes were not recorded")
+	}
+}

@@ -1,0 +1,140 @@
+package swarm
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/swarm"
+	"github.com/docker/docker/client"
+)
+
+// Docker is the Client backed by the Docker API (negotiating the version
+// down to the daemon's, 1.41 on Debian's 20.10).
+type Docker struct{ c *client.Client }
+
+// NewDocker connects with the environment's settings (DOCKER_HOST, or the
+// local socket).
+func NewDocker() (*Docker, error) {
+	c, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return nil, fmt.Errorf("docker client: %w", err)
+	}
+	return &Docker{c: c}, nil
+}
+
+// Close releases the client's connections.
+func (d *Docker) Close() error { return d.c.Close() }
+
+func labelFilter(labels map[string]string) filters.Args {
+	f := filters.NewArgs()
+	for k, v := range labels {
+		f.Add("label", k+"="+v)
+	}
+	return f
+}
+
+func (d *Docker) Services(ctx context.Context, labels map[string]string) ([]swarm.Service, error) {
+	s, err := d.c.ServiceList(ctx, swarm.ServiceListOptions{Filters: labelFilter(labels)})
+	if err != nil {
+		return nil, fmt.Errorf("list services: %w", err)
+	}
+	return s, nil
+}
+
+func (d *Docker) Tasks(ctx context.Context, labels map[string]string) ([]swarm.Task, error) {
+	t, err := d.c.TaskList(ctx, swarm.TaskListOptions{Filters: labelFilter(labels)})
+	if err != nil {
+		return nil, fmt.Errorf("list tasks: %w", err)
+	}
+	return t, nil
+}
+
+func (d *Docker) Nodes(ctx context.Context) ([]swarm.Node, error) {
+	n, err := d.c.NodeList(ctx, swarm.NodeListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	return n, nil
+}
+
+func (d *Docker) Secrets(ctx context.Context, labels map[string]string) ([]swarm.Secret, error) {
+	s, err := d.c.SecretList(ctx, swarm.SecretListOptions{Filters: labelFilter(labels)})
+	if err != nil {
+		return nil, fmt.Errorf("list secrets: %w", err)
+	}
+	return s, nil
+}
+
+func (d *Docker) Configs(ctx context.Context, labels map[string]string) ([]swarm.Config, error) {
+	c, err := d.c.ConfigList(ctx, swarm.ConfigListOptions{Filters: labelFilter(labels)})
+	if err != nil {
+		return nil, fmt.Errorf("list configs: %w", err)
+	}
+	return c, nil
+}
+
+func (d *Docker) CreateService(ctx context.Context, spec swarm.ServiceSpec) (string, error) {
+	r, err := d.c.ServiceCreate(ctx, spec, swarm.ServiceCreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("create service %s: %w", spec.Name, err)
+	}
+	return r.ID, nil
+}
+
+func (d *Docker) UpdateService(ctx context.Context, id string, version swarm.Version, spec swarm.ServiceSpec) error {
+	if _, err := d.c.ServiceUpdate(ctx, id, version, spec, swarm.ServiceUpdateOptions{}); err != nil {
+		return fmt.Errorf("update service %s: %w", spec.Name, err)
+	}
+	return nil
+}
+
+func (d *Docker) RemoveService(ctx context.Context, id string) error {
+	if err := d.c.ServiceRemove(ctx, id); err != nil {
+		return fmt.Errorf("remove service %s: %w", id, err)
+	}
+	return nil
+}
+
+// CreateSecret's errors name the secret, never its data.
+func (d *Docker) CreateSecret(ctx context.Context, spec swarm.SecretSpec) (string, error) {
+	r, err := d.c.SecretCreate(ctx, spec)
+	if err != nil {
+		return "", fmt.Errorf("create secret %s: %w", spec.Name, err)
+	}
+	return r.ID, nil
+}
+
+func (d *Docker) RemoveSecret(ctx context.Context, id string) error {
+	if err := d.c.SecretRemove(ctx, id); err != nil {
+		return fmt.Errorf("remove secret %s: %w", id, err)
+	}
+	return nil
+}
+
+func (d *Docker) CreateConfig(ctx context.Context, spec swarm.ConfigSpec) (string, error) {
+	r, err := d.c.ConfigCreate(ctx, spec)
+	if err != nil {
+		return "", fmt.Errorf("create config %s: %w", spec.Name, err)
+	}
+	return r.ID, nil
+}
+
+func (d *Docker) RemoveConfig(ctx context.Context, id string) error {
+	if err := d.c.ConfigRemove(ctx, id); err != nil {
+		return fmt.Errorf("remove config %s: %w", id, err)
+	}
+	return nil
+}
+
+// Events streams service, task (container), node, secret and config events.
+func (d *Docker) Events(ctx context.Context) (<-chan events.Message, <-chan error) {
+	f := filters.NewArgs()
+	for _, t := range []string{"service", "node", "secret", "config", "container"} {
+		f.Add("type", t)
+	}
+	return d.c.Events(ctx, events.ListOptions{Filters: f})
+}
+
+var _ Client = (*Docker)(nil)

@@ -1,0 +1,56 @@
+package swarm
+
+import (
+	"context"
+
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/swarm"
+)
+
+// Labels the operator puts on everything it creates.
+const (
+	// LabelOwner marks an object as the operator's: its value is the
+	// operator id (one Swarm may host more than one operator).
+	LabelOwner = "mqtt.swarm/operator"
+	// LabelCluster is the MqttCluster the object belongs to.
+	LabelCluster = "mqtt.swarm/cluster"
+	// LabelComponent: broker, loadbalancer, sync, ca, cert, config.
+	LabelComponent = "mqtt.swarm/component"
+)
+
+// Owned returns the label set selecting one cluster's objects of an operator.
+func Owned(operatorID, cluster string) map[string]string {
+	return map[string]string{LabelOwner: operatorID, LabelCluster: cluster}
+}
+
+// Reader reads live Swarm state. Every list is filtered by labels.
+type Reader interface {
+	Services(ctx context.Context, labels map[string]string) ([]swarm.Service, error)
+	Tasks(ctx context.Context, labels map[string]string) ([]swarm.Task, error)
+	Nodes(ctx context.Context) ([]swarm.Node, error)
+	Secrets(ctx context.Context, labels map[string]string) ([]swarm.Secret, error)
+	Configs(ctx context.Context, labels map[string]string) ([]swarm.Config, error)
+}
+
+// Writer changes Swarm state. Updates carry the object's current Version.
+type Writer interface {
+	CreateService(ctx context.Context, spec swarm.ServiceSpec) (string, error)
+	UpdateService(ctx context.Context, id string, version swarm.Version, spec swarm.ServiceSpec) error
+	RemoveService(ctx context.Context, id string) error
+	CreateSecret(ctx context.Context, spec swarm.SecretSpec) (string, error)
+	RemoveSecret(ctx context.Context, id string) error
+	CreateConfig(ctx context.Context, spec swarm.ConfigSpec) (string, error)
+	RemoveConfig(ctx context.Context, id string) error
+}
+
+// Watcher streams Docker events (service, task, node, secret, config).
+type Watcher interface {
+	Events(ctx context.Context) (<-chan events.Message, <-chan error)
+}
+
+// Client is all of it, as the daemon wires it.
+type Client interface {
+	Reader
+	Writer
+	Watcher
+}
