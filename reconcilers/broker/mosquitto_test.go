@@ -1,0 +1,67 @@
+package broker
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+func cluster(t *testing.T, yaml string) *api.MqttCluster {
+	t.Helper()
+	c, err := api.Parse([]byte("apiVersion: mqtt.swarm/v1alpha1\nkind: MqttCluster\nmetadata: {name: iot}\n"+yaml), api.BuiltinDefaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+var variants = map[string]string{
+	"default":     "",
+	"anonymous":   "spec: {auth: {allowAnonymous: true}, broker: {persistence: {enabled: false}}}\n",
+	"user-secret": "spec: {auth: {passwordFileSecret: iot-passwd}, broker: {persistence: {autosaveInterval: 1500ms}}}\n",
+}
+
+func TestRenderGolden(t *testing.T) {
+	for name, y := range variants {
+		got, err := Render(cluster(t, y), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join("testdata", name+".conf")
+		if *update {
+			os.WriteFile(p, got, 0o644)
+		}
+		want, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatalf("%v (go test -update)", err)
+		}
+		if string(got) != string(want) {
+			t.Errorf("%s differs from %s:\n%s", name, p, got)
+		}
+	}
+}
+
+func TestRenderRules(t *testing.T) {
+	t.Parallel()
+	cfg, _ := Render(cluster(t, "spec: {broker: {persistence: {autosaveInterval: 1500ms}}}\n"), 0)
+	for want, present := range map[string]bool{
+		"listener 1883 0.0.0.0":                       true,
+		"autosave_interval 2\n":                       true,
+		"allow_anonymous false":                       true,
+		"password_file /run/secrets/mosquitto-passwd": true,
+		"broker iot-broker-0":                         true,
+	} {
+		if strings.Contains(string(cfg), want) != present {
+			t.Errorf("%q present=%v\n%s", want, !present, cfg)
+		}
+	}
+	if _, err := Render(&api.MqttCluster{}, 0); err == nil {
+		t.Fatal("an undefaulted spec rendered")
+	}
+}
