@@ -6,14 +6,12 @@ source "$(dirname "$0")/lib.sh"
 
 if ! command -v curl >/dev/null 2>&1; then
   log "installing curl"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null
+  apt_install curl
 fi
 
 if ! command -v dockerd >/dev/null 2>&1; then
   log "installing docker.io from Debian"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null
-  apt-get install -y -qq docker.io >/dev/null
+  apt_install docker.io
 fi
 
 if ! docker info >/dev/null 2>&1; then

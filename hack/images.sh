@@ -31,7 +31,7 @@ BASE=swarm-mqtt/debian-base:bookworm
 if ! docker image inspect "$BASE" >/dev/null 2>&1; then
   command -v debootstrap >/dev/null 2>&1 || {
     log "installing debootstrap"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+    apt_install debootstrap
   }
   log "building $BASE with debootstrap (about 30 s)"
   rootfs=$(mktemp -d)

@@ -19,3 +19,14 @@ wait_for() {
     sleep 0.5
   done
 }
+
+# apt_install PACKAGE...: install Debian packages, refreshing the package
+# lists first (a fresh machine has none).
+apt_install() {
+  export DEBIAN_FRONTEND=noninteractive
+  if [[ -z "${_APT_UPDATED:-}" ]]; then
+    apt-get update -qq >/dev/null
+    _APT_UPDATED=1
+  fi
+  apt-get install -y -qq "$@" >/dev/null
+}
