@@ -1,0 +1,277 @@
+package broker
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/docker/docker/api/types/mount"
+	dswarm "github.com/docker/docker/api/types/swarm"
+	"k8s.io/apimachinery/pkg/api/resource"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
+)
+
+// Labels of broker objects, besides the ownership labels.
+const (
+	LabelIndex    = "mqtt.swarm/broker-index"
+	LabelSpecHash = "mqtt.swarm/spec-hash"
+	ComponentSvc  = "broker"
+	ComponentConf = "broker-config"
+	ComponentPass = "passwd"
+)
+
+// ErrMissingSecret: the password file secret the spec names does not exist.
+// Retrying cannot fix it until the user creates it; it becomes a condition.
+var ErrMissingSecret = errors.New("password file secret not found")
+
+// Client is what the broker reconciler calls.
+type Client interface {
+	Services(ctx context.Context, labels map[string]string) ([]dswarm.Service, error)
+	Configs(ctx context.Context, labels map[string]string) ([]dswarm.Config, error)
+	Secrets(ctx context.Context, labels map[string]string) ([]dswarm.Secret, error)
+	CreateService(ctx context.Context, spec dswarm.ServiceSpec) (string, error)
+	UpdateService(ctx context.Context, id string, version dswarm.Version, spec dswarm.ServiceSpec) error
+	RemoveService(ctx context.Context, id string) error
+	CreateConfig(ctx context.Context, spec dswarm.ConfigSpec) (string, error)
+	RemoveConfig(ctx context.Context, id string) error
+}
+
+// Reconciler keeps one Swarm service per broker (<cluster>-broker-<i>,
+// one replica: a stable identity, like a StatefulSet's pods), each with
+// its configuration as a versioned Docker config.
+type Reconciler struct {
+	Swarm      Client
+	OperatorID string
+	// Network is the overlay network brokers attach to (made by the
+	// network step).
+	Network func(cluster string) string
+}
+
+// Outcome lists what a pass changed, by service or config name.
+type Outcome struct {
+	Created, Updated, Removed []string
+}
+
+// Changed reports whether the pass wrote anything.
+func (o Outcome) Changed() bool { return len(o.Created)+len(o.Updated)+len(o.Removed) > 0 }
+
+func (r *Reconciler) labels(cluster, component string) map[string]string {
+	l := swarm.Owned(r.OperatorID, cluster)
+	l[swarm.LabelComponent] = component
+	return l
+}
+
+func short(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])[:10]
+}
+
+// Reconcile brings the brokers of a defaulted, valid cluster to its spec.
+// An unchanged spec against an unchanged Swarm makes no write.
+func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster) (Outcome, error) {
+	var out Outcome
+	n := int(*c.Spec.Replicas)
+	pass, err := r.passwordSecret(ctx, c)
+	if err != nil {
+		return out, err
+	}
+	services, err := r.Swarm.Services(ctx, r.labels(c.Name, ComponentSvc))
+	if err != nil {
+		return out, err
+	}
+	configs, err := r.Swarm.Configs(ctx, r.labels(c.Name, ComponentConf))
+	if err != nil {
+		return out, err
+	}
+	byIndex := map[int]dswarm.Service{}
+	for _, s := range services {
+		if i, err := strconv.Atoi(s.Spec.Labels[LabelIndex]); err == nil {
+			byIndex[i] = s
+		}
+	}
+	configByName := map[string]dswarm.Config{}
+	for _, cf := range configs {
+		configByName[cf.Spec.Name] = cf
+	}
+	keep := map[string]bool{}
+	var errs []error
+	for i := 0; i < n; i++ {
+		conf, err := Render(c, i)
+		if err != nil {
+			return out, err
+		}
+		confName := fmt.Sprintf("%s-broker-%d-%s", c.Name, i, short(conf))
+		keep[confName] = true
+		confID := configByName[confName].ID
+		if confID == "" {
+			l := r.labels(c.Name, ComponentConf)
+			l[LabelIndex] = strconv.Itoa(i)
+			confID, err = r.Swarm.CreateConfig(ctx, dswarm.ConfigSpec{Annotations: dswarm.Annotations{Name: confName, Labels: l}, Data: conf})
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			out.Created = append(out.Created, confName)
+		}
+		want, err := r.serviceSpec(c, i, confID, confName, pass)
+		if err != nil {
+			return out, err
+		}
+		cur, exists := byIndex[i]
+		switch {
+		case !exists:
+			if _, err := r.Swarm.CreateService(ctx, want); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			out.Created = append(out.Created, want.Name)
+		case cur.Spec.Labels[LabelSpecHash] != want.Labels[LabelSpecHash]:
+			if err := r.Swarm.UpdateService(ctx, cur.ID, cur.Version, want); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			out.Updated = append(out.Updated, want.Name)
+		}
+	}
+	// Brokers past the replica count go, highest index first.
+	var extra []int
+	for i := range byIndex {
+		if i >= n {
+			extra = append(extra, i)
+		}
+	}
+	slices.Sort(extra)
+	slices.Reverse(extra)
+	for _, i := range extra {
+		s := byIndex[i]
+		if err := r.Swarm.RemoveService(ctx, s.ID); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out.Removed = append(out.Removed, s.Spec.Name)
+	}
+	// Configs no longer wanted are pruned once the services moved off them.
+	if len(errs) == 0 {
+		for _, cf := range configs {
+			if keep[cf.Spec.Name] {
+				continue
+			}
+			if err := r.Swarm.RemoveConfig(ctx, cf.ID); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			out.Removed = append(out.Removed, cf.Spec.Name)
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// passwordSecret finds the Docker secret with the password file: the one
+// the spec names, or the operator's own for the cluster.
+func (r *Reconciler) passwordSecret(ctx context.Context, c *api.MqttCluster) (*dswarm.Secret, error) {
+	anon := *c.Spec.Auth.AllowAnonymous
+	name := c.Spec.Auth.PasswordFileSecret
+	if anon && name == "" {
+		return nil, nil
+	}
+	var filter map[string]string
+	if name == "" {
+		filter = r.labels(c.Name, ComponentPass)
+	}
+	secrets, err := r.Swarm.Secrets(ctx, filter)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range secrets {
+		if name == "" || s.Spec.Name == name {
+			return &s, nil
+		}
+	}
+	if name == "" {
+		return nil, fmt.Errorf("%w: the operator's password file for %s is not created yet", ErrMissingSecret, c.Name)
+	}
+	return nil, fmt.Errorf("%w: Docker secret %q named by spec.auth.passwordFileSecret of %s does not exist", ErrMissingSecret, name, c.Name)
+}
+
+func (r *Reconciler) serviceSpec(c *api.MqttCluster, i int, confID, confName string, pass *dswarm.Secret) (dswarm.ServiceSpec, error) {
+	s := c.Spec
+	name := fmt.Sprintf("%s-broker-%d", c.Name, i)
+	one := uint64(1)
+	cs := &dswarm.ContainerSpec{
+		Image:    s.Broker.Image,
+		Command:  []string{"mosquitto", "-c", ConfigPath},
+		Hostname: name,
+		Labels:   r.labels(c.Name, ComponentSvc),
+		Configs: []*dswarm.ConfigReference{{
+			ConfigID: confID, ConfigName: confName,
+			File: &dswarm.ConfigReferenceFileTarget{Name: ConfigPath, UID: "0", GID: "0", Mode: 0o444},
+		}},
+		StopGracePeriod: durationPtr(10e9),
+	}
+	if pass != nil {
+		// Mosquitto reads the password file as its own user after
+		// dropping privileges.
+		cs.Secrets = []*dswarm.SecretReference{{
+			SecretID: pass.ID, SecretName: pass.Spec.Name,
+			File: &dswarm.SecretReferenceFileTarget{Name: "mosquitto-passwd", UID: "0", GID: "0", Mode: 0o444},
+		}}
+	}
+	if *s.Broker.Persistence.Enabled {
+		cs.Mounts = []mount.Mount{{
+			Type: mount.TypeVolume, Source: name + "-data", Target: DataDir,
+			VolumeOptions: &mount.VolumeOptions{Labels: r.labels(c.Name, "broker-data")},
+		}}
+	}
+	res := &dswarm.ResourceRequirements{}
+	if q := s.Broker.Resources.Memory; q != "" {
+		v, err := resource.ParseQuantity(string(q))
+		if err != nil {
+			return dswarm.ServiceSpec{}, err
+		}
+		res.Limits = &dswarm.Limit{MemoryBytes: v.Value()}
+	}
+	if q := s.Broker.Resources.CPUs; q != "" {
+		v, err := resource.ParseQuantity(string(q))
+		if err != nil {
+			return dswarm.ServiceSpec{}, err
+		}
+		if res.Limits == nil {
+			res.Limits = &dswarm.Limit{}
+		}
+		res.Limits.NanoCPUs = v.ScaledValue(resource.Nano)
+	}
+	spec := dswarm.ServiceSpec{
+		Annotations: dswarm.Annotations{Name: name, Labels: r.labels(c.Name, ComponentSvc)},
+		TaskTemplate: dswarm.TaskSpec{
+			ContainerSpec: cs,
+			Resources:     res,
+			RestartPolicy: &dswarm.RestartPolicy{Condition: dswarm.RestartPolicyConditionAny, Delay: durationPtr(1e9)},
+			Placement:     &dswarm.Placement{Constraints: slices.Clone(s.Placement.Constraints)},
+		},
+		Mode:         dswarm.ServiceMode{Replicated: &dswarm.ReplicatedService{Replicas: &one}},
+		EndpointSpec: &dswarm.EndpointSpec{Mode: dswarm.ResolutionModeDNSRR},
+	}
+	if r.Network != nil {
+		spec.TaskTemplate.Networks = []dswarm.NetworkAttachmentConfig{{Target: r.Network(c.Name), Aliases: []string{name}}}
+	}
+	spec.Labels[LabelIndex] = strconv.Itoa(i)
+	// Swarm fills defaults into a stored spec, so the stored spec never
+	// equals ours: the hash of what we asked for, kept in a label, is what
+	// "unchanged" is decided on.
+	b, err := json.Marshal(spec)
+	if err != nil {
+		return dswarm.ServiceSpec{}, err
+	}
+	spec.Labels[LabelSpecHash] = short(b)
+	return spec, nil
+}
+
+func durationPtr(ns int64) *time.Duration { d := time.Duration(ns); return &d }

@@ -1,0 +1,76 @@
+//go:build e2e
+
+package broker
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
+)
+
+// TestReconcileOnRealSwarm: brokers come up as real services, a second pass
+// against the live Swarm writes nothing (Swarm's own defaults in the stored
+// spec do not look like drift), and scaling down removes exactly the extra.
+func TestReconcileOnRealSwarm(t *testing.T) {
+	d, err := swarm.NewDocker()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	op := fmt.Sprintf("e2e-%d", time.Now().UnixNano()%1_000_000)
+	r := &Reconciler{Swarm: d, OperatorID: op}
+	ctx := context.Background()
+	c := cluster(t, "spec: {replicas: 2, auth: {allowAnonymous: true}, broker: {image: \"swarm-mqtt/mosquitto:local\", persistence: {enabled: false}}}\n")
+	c.Name = "e2ebrk"
+	t.Cleanup(func() {
+		svcs, _ := d.Services(ctx, swarm.Owned(op, c.Name))
+		for _, s := range svcs {
+			_ = d.RemoveService(ctx, s.ID)
+		}
+		confs, _ := d.Configs(ctx, swarm.Owned(op, c.Name))
+		for _, cf := range confs {
+			_ = exec.Command("docker", "config", "rm", cf.ID).Run()
+		}
+	})
+	out, err := r.Reconcile(ctx, c)
+	if err != nil || len(out.Created) != 4 {
+		t.Fatalf("first pass: %+v %v", out, err)
+	}
+	// Wait for both brokers to run.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		tasks, _ := d.Tasks(ctx, nil)
+		running := 0
+		svcs, _ := d.Services(ctx, swarm.Owned(op, c.Name))
+		ids := map[string]bool{}
+		for _, s := range svcs {
+			ids[s.ID] = true
+		}
+		for _, tk := range tasks {
+			if ids[tk.ServiceID] && tk.Status.State == "running" {
+				running++
+			}
+		}
+		if running == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("brokers not running after 60s (%d running)", running)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	out, err = r.Reconcile(ctx, c)
+	if err != nil || out.Changed() {
+		t.Fatalf("second pass against the live Swarm changed something: %+v %v", out, err)
+	}
+	two := *c.Spec.Replicas
+	*c.Spec.Replicas = 1
+	out, err = r.Reconcile(ctx, c)
+	if err != nil || len(out.Removed) != 2 || out.Removed[0] != "e2ebrk-broker-1" {
+		t.Fatalf("scale %d -> 1: %+v %v", two, out, err)
+	}
+}
