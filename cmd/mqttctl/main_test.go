@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"flag"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -14,9 +13,8 @@ import (
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/server/servertest"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/testutil"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 type run struct {
 	code     int
@@ -55,19 +53,7 @@ func asSilent(err error, s *silentError) bool {
 
 func golden(t *testing.T, name, got string) {
 	t.Helper()
-	p := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.WriteFile(p, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatalf("%v (run go test ./cmd/mqttctl -update)", err)
-	}
-	if got != string(want) {
-		t.Fatalf("%s differs from golden:\n--- got\n%s\n--- want\n%s", name, got, want)
-	}
+	testutil.Golden(t, name+".golden", []byte(got))
 }
 
 func withToken(t *testing.T) {

@@ -1,25 +1,14 @@
 package loadbalancer
 
 import (
-	"flag"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/testutil"
 )
 
-var update = flag.Bool("update", false, "rewrite golden files")
-
-func cluster(t *testing.T, yaml string) *api.MqttCluster {
-	t.Helper()
-	c, err := api.Parse([]byte("apiVersion: mqtt.swarm/v1alpha1\nkind: MqttCluster\nmetadata: {name: iot}\n"+yaml), api.BuiltinDefaults())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
+func cluster(t *testing.T, yaml string) *api.MqttCluster { return testutil.Cluster(t, yaml) }
 
 func TestRenderGolden(t *testing.T) {
 	cases := map[string]string{
@@ -32,17 +21,7 @@ func TestRenderGolden(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p := filepath.Join("testdata", name+".cfg")
-		if *update {
-			os.WriteFile(p, got, 0o644)
-		}
-		want, err := os.ReadFile(p)
-		if err != nil {
-			t.Fatalf("%v (go test -update)", err)
-		}
-		if string(got) != string(want) {
-			t.Errorf("%s differs from %s:\n%s", name, p, got)
-		}
+		testutil.Golden(t, name+".cfg", got)
 	}
 }
 
