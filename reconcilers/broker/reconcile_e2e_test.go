@@ -4,11 +4,14 @@ package broker
 
 import (
 	"context"
+
 	"fmt"
+	dswarm "github.com/docker/docker/api/types/swarm"
 	"os/exec"
 	"testing"
 	"time"
 
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/network"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
 )
 
@@ -22,10 +25,14 @@ func TestReconcileOnRealSwarm(t *testing.T) {
 	}
 	defer d.Close()
 	op := fmt.Sprintf("e2e-%d", time.Now().UnixNano()%1_000_000)
-	r := &Reconciler{Swarm: d, OperatorID: op}
 	ctx := context.Background()
+	nr := &network.Reconciler{Swarm: d, OperatorID: op}
+	r := &Reconciler{Swarm: d, OperatorID: op, Network: network.Name}
 	c := cluster(t, "spec: {replicas: 2, auth: {allowAnonymous: true}, broker: {image: \"swarm-mqtt/mosquitto:local\", persistence: {enabled: false}}}\n")
 	c.Name = "e2ebrk"
+	if created, err := nr.Reconcile(ctx, c.Name); err != nil || !created {
+		t.Fatalf("network: %v %v", created, err)
+	}
 	t.Cleanup(func() {
 		svcs, _ := d.Services(ctx, swarm.Owned(op, c.Name))
 		for _, s := range svcs {
@@ -34,6 +41,11 @@ func TestReconcileOnRealSwarm(t *testing.T) {
 		confs, _ := d.Configs(ctx, swarm.Owned(op, c.Name))
 		for _, cf := range confs {
 			_ = exec.Command("docker", "config", "rm", cf.ID).Run()
+		}
+		// The network is free once the tasks have left it.
+		deadline := time.Now().Add(30 * time.Second)
+		for nr.Delete(ctx, c.Name) != nil && time.Now().Before(deadline) {
+			time.Sleep(250 * time.Millisecond)
 		}
 	})
 	out, err := r.Reconcile(ctx, c)
@@ -63,6 +75,17 @@ func TestReconcileOnRealSwarm(t *testing.T) {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
+	// Brokers reach each other by name over the overlay network.
+	var ctr string
+	for _, tk := range mustTasks(t, d, op, c.Name) {
+		if tk.Status.State == "running" && tk.Status.ContainerStatus != nil {
+			ctr = tk.Status.ContainerStatus.ContainerID
+		}
+	}
+	pub := exec.Command("docker", "exec", ctr, "mosquitto_pub", "-h", "tasks.e2ebrk-broker-1", "-t", "probe", "-m", "over-overlay")
+	if b, err := pub.CombinedOutput(); err != nil {
+		t.Fatalf("broker-0 cannot reach broker-1 over the overlay: %v\n%s", err, b)
+	}
 	out, err = r.Reconcile(ctx, c)
 	if err != nil || out.Changed() {
 		t.Fatalf("second pass against the live Swarm changed something: %+v %v", out, err)
@@ -73,4 +96,22 @@ func TestReconcileOnRealSwarm(t *testing.T) {
 	if err != nil || len(out.Removed) != 2 || out.Removed[0] != "e2ebrk-broker-1" {
 		t.Fatalf("scale %d -> 1: %+v %v", two, out, err)
 	}
+}
+
+func mustTasks(t *testing.T, d *swarm.Docker, op, cluster string) []dswarm.Task {
+	t.Helper()
+	svcs, err := d.Services(context.Background(), swarm.Owned(op, cluster))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []dswarm.Task
+	tasks, _ := d.Tasks(context.Background(), nil)
+	for _, s := range svcs {
+		for _, tk := range tasks {
+			if tk.ServiceID == s.ID {
+				out = append(out, tk)
+			}
+		}
+	}
+	return out
 }

@@ -86,6 +86,20 @@ func contract(t *testing.T, c Client, image string) {
 	if err := c.RemoveConfig(ctx, cid); err != nil {
 		t.Fatal(err)
 	}
+	nid, err := c.CreateNetwork(ctx, run+"-net", own)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateNetwork(ctx, run+"-net", own); err == nil {
+		t.Error("a second network with the same name was created")
+	}
+	nets, err := c.Networks(ctx, own)
+	if err != nil || len(nets) != 1 || nets[0].Name != run+"-net" || nets[0].Driver != "overlay" || !nets[0].Attachable {
+		t.Fatalf("networks by label: %+v %v", nets, err)
+	}
+	if err := c.RemoveNetwork(ctx, nid); err != nil {
+		t.Fatal(err)
+	}
 	for _, id := range ids {
 		if err := c.RemoveService(ctx, id); err != nil {
 			t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
 )
@@ -124,6 +125,29 @@ func (d *Docker) CreateConfig(ctx context.Context, spec swarm.ConfigSpec) (strin
 func (d *Docker) RemoveConfig(ctx context.Context, id string) error {
 	if err := d.c.ConfigRemove(ctx, id); err != nil {
 		return fmt.Errorf("remove config %s: %w", id, err)
+	}
+	return nil
+}
+
+func (d *Docker) Networks(ctx context.Context, labels map[string]string) ([]network.Summary, error) {
+	n, err := d.c.NetworkList(ctx, network.ListOptions{Filters: labelFilter(labels)})
+	if err != nil {
+		return nil, fmt.Errorf("list networks: %w", err)
+	}
+	return n, nil
+}
+
+func (d *Docker) CreateNetwork(ctx context.Context, name string, labels map[string]string) (string, error) {
+	r, err := d.c.NetworkCreate(ctx, name, network.CreateOptions{Driver: "overlay", Attachable: true, Scope: "swarm", Labels: labels})
+	if err != nil {
+		return "", fmt.Errorf("create network %s: %w", name, err)
+	}
+	return r.ID, nil
+}
+
+func (d *Docker) RemoveNetwork(ctx context.Context, id string) error {
+	if err := d.c.NetworkRemove(ctx, id); err != nil {
+		return fmt.Errorf("remove network %s: %w", id, err)
 	}
 	return nil
 }

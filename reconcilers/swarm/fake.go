@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/swarm"
 )
 
@@ -29,6 +30,7 @@ type Fake struct {
 	services map[string]swarm.Service
 	secrets  map[string]swarm.Secret
 	configs  map[string]swarm.Config
+	networks map[string]network.Summary
 	// TaskList and NodeList are returned as set by the test.
 	TaskList []swarm.Task
 	NodeList []swarm.Node
@@ -40,7 +42,7 @@ type Fake struct {
 
 // NewFake returns an empty fake Swarm.
 func NewFake() *Fake {
-	return &Fake{services: map[string]swarm.Service{}, secrets: map[string]swarm.Secret{}, configs: map[string]swarm.Config{}, events: make(chan events.Message, 64)}
+	return &Fake{services: map[string]swarm.Service{}, secrets: map[string]swarm.Secret{}, configs: map[string]swarm.Config{}, networks: map[string]network.Summary{}, events: make(chan events.Message, 64)}
 }
 
 // Calls returns the writes made so far.
@@ -236,6 +238,41 @@ func (f *Fake) RemoveConfig(_ context.Context, id string) error {
 		return fmt.Errorf("remove config %s: %w", id, ErrNotFound)
 	}
 	delete(f.configs, id)
+	return nil
+}
+
+func (f *Fake) Networks(_ context.Context, labels map[string]string) ([]network.Summary, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return sortedValues(f.networks, func(n network.Summary) bool { return matches(n.Labels, labels) }), nil
+}
+
+func (f *Fake) CreateNetwork(_ context.Context, name string, labels map[string]string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.write("CreateNetwork", name); err != nil {
+		return "", err
+	}
+	for _, n := range f.networks {
+		if n.Name == name {
+			return "", fmt.Errorf("create network %s: %w", name, ErrNameConflict)
+		}
+	}
+	id := f.id()
+	f.networks[id] = network.Summary{ID: id, Name: name, Driver: "overlay", Scope: "swarm", Attachable: true, Labels: maps.Clone(labels)}
+	return id, nil
+}
+
+func (f *Fake) RemoveNetwork(_ context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.write("RemoveNetwork", f.networks[id].Name); err != nil {
+		return err
+	}
+	if _, ok := f.networks[id]; !ok {
+		return fmt.Errorf("remove network %s: %w", id, ErrNotFound)
+	}
+	delete(f.networks, id)
 	return nil
 }
 

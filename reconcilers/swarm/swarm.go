@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/swarm"
 )
 
@@ -30,6 +31,7 @@ type Reader interface {
 	Nodes(ctx context.Context) ([]swarm.Node, error)
 	Secrets(ctx context.Context, labels map[string]string) ([]swarm.Secret, error)
 	Configs(ctx context.Context, labels map[string]string) ([]swarm.Config, error)
+	Networks(ctx context.Context, labels map[string]string) ([]network.Summary, error)
 }
 
 // Writer changes Swarm state. Updates carry the object's current Version.
@@ -41,6 +43,9 @@ type Writer interface {
 	RemoveSecret(ctx context.Context, id string) error
 	CreateConfig(ctx context.Context, spec swarm.ConfigSpec) (string, error)
 	RemoveConfig(ctx context.Context, id string) error
+	// CreateNetwork makes an attachable overlay network.
+	CreateNetwork(ctx context.Context, name string, labels map[string]string) (string, error)
+	RemoveNetwork(ctx context.Context, id string) error
 }
 
 // Watcher streams Docker events (service, task, node, secret, config).
