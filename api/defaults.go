@@ -47,6 +47,17 @@ func Default(obj *MqttCluster, d Defaults) {
 		d.LoadBalancerImage = DefaultLoadBalancerImage
 	}
 	s := &obj.Spec
+	// An empty list or map means the same as an omitted one: keep one form,
+	// so that what is stored survives a JSON round trip unchanged.
+	nilIfEmpty(&s.TLS.DNSNames)
+	nilIfEmpty(&s.TLS.IPAddresses)
+	nilIfEmpty(&s.Placement.Constraints)
+	if len(obj.Labels) == 0 {
+		obj.Labels = nil
+	}
+	if len(obj.Annotations) == 0 {
+		obj.Annotations = nil
+	}
 	setInt32(&s.Replicas, DefaultReplicas)
 	setString(&s.Broker.Image, d.BrokerImage)
 	setBool(&s.Broker.Persistence.Enabled, true)
@@ -79,6 +90,12 @@ func FormatDuration(d time.Duration) Duration {
 		s = strings.TrimSuffix(s, "0m")
 	}
 	return Duration(s)
+}
+
+func nilIfEmpty(p *[]string) {
+	if len(*p) == 0 {
+		*p = nil
+	}
 }
 
 func setInt32(p **int32, v int32) {
