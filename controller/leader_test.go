@@ -4,9 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/testutil"
 	"io"
 	"log/slog"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -51,10 +51,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 func openStore(t *testing.T) *store.Store {
 	t.Helper()
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := l.Addr().String()
-	l.Close()
-	s, err := store.Open(store.Config{DataDir: t.TempDir(), BindAddr: addr, Bootstrap: true, LogOutput: io.Discard})
+	s, err := store.Open(store.Config{DataDir: t.TempDir(), BindAddr: testutil.FreeAddr(t), Bootstrap: true, LogOutput: io.Discard})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/testutil"
 	"math/big"
 	"net"
 	"net/http"
@@ -17,16 +18,6 @@ import (
 	"testing"
 	"time"
 )
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
 	t.Helper()
@@ -56,8 +47,8 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.
 func TestDaemonServesHTTPSAndGeneratesToken(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile, pool := selfSigned(t, dir)
-	apiAddr := freeAddr(t)
-	o := options{dataDir: filepath.Join(dir, "data"), apiAddr: apiAddr, raftAddr: freeAddr(t),
+	apiAddr := testutil.FreeAddr(t)
+	o := options{dataDir: filepath.Join(dir, "data"), apiAddr: apiAddr, raftAddr: testutil.FreeAddr(t),
 		tlsCert: certFile, tlsKey: keyFile, brokerImage: "local/mosquitto:1", lbImage: "local/haproxy:1", logLevel: "error"}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

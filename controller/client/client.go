@@ -83,12 +83,6 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Message }
 
-// IsNotFound reports a 404.
-func IsNotFound(err error) bool {
-	e, ok := err.(*Error)
-	return ok && e.Code == http.StatusNotFound
-}
-
 func (c *Client) do(ctx context.Context, method, path string, body []byte, out any) error {
 	var rd io.Reader
 	if body != nil {

@@ -30,16 +30,15 @@ type StatusDetails struct {
 
 // Reasons, as Kubernetes spells them.
 const (
-	ReasonBadRequest      = "BadRequest"
-	ReasonInvalid         = "Invalid"
-	ReasonNotFound        = "NotFound"
-	ReasonConflict        = "Conflict"
-	ReasonUnauthorized    = "Unauthorized"
-	ReasonForbidden       = "Forbidden"
-	ReasonTooLarge        = "RequestEntityTooLarge"
-	ReasonUnavailable     = "ServiceUnavailable"
-	ReasonInternal        = "InternalError"
-	ReasonMethodNotAllowd = "MethodNotAllowed"
+	ReasonBadRequest   = "BadRequest"
+	ReasonInvalid      = "Invalid"
+	ReasonNotFound     = "NotFound"
+	ReasonConflict     = "Conflict"
+	ReasonUnauthorized = "Unauthorized"
+	ReasonForbidden    = "Forbidden"
+	ReasonTooLarge     = "RequestEntityTooLarge"
+	ReasonUnavailable  = "ServiceUnavailable"
+	ReasonInternal     = "InternalError"
 )
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

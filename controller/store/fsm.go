@@ -104,10 +104,10 @@ func (f *FSM) applyObject(index uint64, data []byte) any {
 		f.set(k, obj, index)
 		return &response{Result: Created, Object: obj}
 	}
-	specChanged := !bytes.Equal(cur.Spec, req.Spec)
-	if !specChanged && maps.Equal(cur.Labels, req.Labels) && maps.Equal(cur.Annotations, req.Annotations) {
+	if sameContent(cur, &req) {
 		return &response{Result: Unchanged, Object: cur}
 	}
+	specChanged := !bytes.Equal(cur.Spec, req.Spec)
 	obj := *cur
 	obj.Labels, obj.Annotations, obj.Spec = req.Labels, req.Annotations, req.Spec
 	obj.ModifyIndex = index
@@ -116,6 +116,11 @@ func (f *FSM) applyObject(index uint64, data []byte) any {
 	}
 	f.set(k, &obj, index)
 	return &response{Result: Configured, Object: &obj}
+}
+
+// sameContent reports whether applying req to cur would change nothing.
+func sameContent(cur *Object, req *ApplyRequest) bool {
+	return bytes.Equal(cur.Spec, req.Spec) && maps.Equal(cur.Labels, req.Labels) && maps.Equal(cur.Annotations, req.Annotations)
 }
 
 func (f *FSM) deleteObject(index uint64, data []byte) any {

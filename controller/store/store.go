@@ -259,8 +259,7 @@ func (s *Store) raftApply(t MessageType, msg any) (*response, error) {
 // Apply creates or replaces an object. A request that would change nothing
 // is answered from local state without a raft write.
 func (s *Store) Apply(req ApplyRequest) (Result, *Object, error) {
-	if cur := s.fsm.Get(req.Kind, req.Name); cur != nil && req.ExpectVersion == nil &&
-		slices.Equal(cur.Spec, req.Spec) && equalMaps(cur.Labels, req.Labels) && equalMaps(cur.Annotations, req.Annotations) {
+	if cur := s.fsm.Get(req.Kind, req.Name); cur != nil && req.ExpectVersion == nil && sameContent(cur, &req) {
 		return Unchanged, cur, nil
 	}
 	if req.UID == "" {
@@ -398,18 +397,6 @@ func newUID() string {
 	b[8] = (b[8] & 0x3f) | 0x80 // RFC 4122 variant
 	h := hex.EncodeToString(b[:])
 	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
-}
-
-func equalMaps(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }
 
 func sortObjects(objs []*Object) {

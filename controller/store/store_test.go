@@ -6,8 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/testutil"
 	"io"
-	"net"
 	"reflect"
 	"testing"
 	"time"
@@ -166,16 +166,6 @@ func TestFSMSnapshotRestore(t *testing.T) {
 	}
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 func openTestStore(t *testing.T, dir, addr string) *Store {
 	t.Helper()
 	s, err := Open(Config{DataDir: dir, BindAddr: addr, Bootstrap: true, LogOutput: io.Discard})
@@ -193,7 +183,7 @@ func openTestStore(t *testing.T, dir, addr string) *Store {
 func TestStoreSurvivesRestart(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	s := openTestStore(t, dir, addr)
 	id := s.NodeID()
 	for i := 0; i < 20; i++ {

@@ -4,6 +4,7 @@ package testutil
 
 import (
 	"flag"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -41,4 +42,16 @@ func Cluster(t testing.TB, specYAML string) *api.MqttCluster {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// FreeAddr returns a loopback address with a port free at the time of the
+// call, for servers a test starts.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }

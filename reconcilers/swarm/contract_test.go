@@ -106,9 +106,10 @@ func contract(t *testing.T, c Client, image string) {
 		}
 	}
 	ids = nil
-	if got, _ := c.Services(ctx, Owned(own[LabelOwner], "")); len(got) != 0 {
-		// Owned(..., "") asks for an empty cluster label: nothing has it.
-		t.Fatalf("left over: %+v", got)
+	for _, l := range []map[string]string{own, other} {
+		if got, err := c.Services(ctx, l); err != nil || len(got) != 0 {
+			t.Fatalf("left over after removal: %+v %v", got, err)
+		}
 	}
 }
 

@@ -87,8 +87,8 @@ func TestOperatorInSwarmKeepsObjectsAcrossRestart(t *testing.T) {
 	}
 	// The image defaults come from the operator's flags (the stack's
 	// BROKER_IMAGE), not the built-in ones.
-	min := []byte("apiVersion: mqtt.swarm/v1alpha1\nkind: MqttCluster\nmetadata: {name: e2e-defaults}\n")
-	res, err = c.Apply(ctx, min)
+	minimal := []byte("apiVersion: mqtt.swarm/v1alpha1\nkind: MqttCluster\nmetadata: {name: e2e-defaults}\n")
+	res, err = c.Apply(ctx, minimal)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,9 +4,9 @@ package servertest
 
 import (
 	"context"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/testutil"
 	"io"
 	"log/slog"
-	"net"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -33,12 +33,7 @@ func Start(t testing.TB, dir string) *Instance {
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := testutil.FreeAddr(t)
 	st, err := store.Open(store.Config{DataDir: dir, BindAddr: addr, Bootstrap: true, LogOutput: io.Discard, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
