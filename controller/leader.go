@@ -46,7 +46,11 @@ type Leader struct {
 	Resync time.Duration
 	// RetryAfter is the delay before retrying a failed reconcile. Default 5s.
 	RetryAfter time.Duration
-	Log        *slog.Logger
+	// Discover, when set, names clusters that have objects in Swarm; those
+	// no longer stored are reconciled too (to clean up after a delete made
+	// while no operator led).
+	Discover func(ctx context.Context) ([]string, error)
+	Log      *slog.Logger
 
 	mu      sync.Mutex
 	trigger chan struct{}
@@ -164,6 +168,15 @@ func (l *Leader) leaderLoop(ctx context.Context) {
 		}
 		targets := maps.Clone(names)
 		maps.Copy(targets, known)
+		if l.Discover != nil {
+			found, err := l.Discover(ctx)
+			if err != nil {
+				l.Log.Warn("listing clusters in Swarm failed", "err", err)
+			}
+			for _, n := range found {
+				targets[n] = true
+			}
+		}
 		known = names
 		for _, n := range slices.Sorted(maps.Keys(targets)) {
 			if ctx.Err() != nil {

@@ -24,6 +24,11 @@ trap 'rm -rf "$ctx"' EXIT
 cp "$ROOT/Dockerfile" "$ROOT/bin/mqtt-operator" "$ctx/"
 hash=$(cat "$ctx/Dockerfile" "$ctx/mqtt-operator" | sha256sum | cut -c1-16)
 build_image swarm-mqtt/operator:local "$ctx" "$hash"
+# A tag per content: the stack names it, so a new binary is a new service
+# spec and Swarm replaces the running operator (the :local tag alone would
+# look unchanged to Swarm).
+docker tag swarm-mqtt/operator:local "swarm-mqtt/operator:$hash"
+echo "swarm-mqtt/operator:$hash" >"$LOCAL/operator-image"
 
 # A Debian base made here with debootstrap (docker pull cannot reach a
 # registry), then Mosquitto, HAProxy and the sync image on it.

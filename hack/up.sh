@@ -21,7 +21,7 @@ if ! docker secret inspect "$TOKEN_SECRET" >/dev/null 2>&1; then
 fi
 
 log "deploying the operator stack ($STACK)"
-TOKEN_SECRET="$TOKEN_SECRET" API_PORT="$API_PORT" \
+TOKEN_SECRET="$TOKEN_SECRET" API_PORT="$API_PORT" OPERATOR_IMAGE="$(cat "$LOCAL/operator-image")" \
   BROKER_IMAGE="${BROKER_IMAGE:-swarm-mqtt/mosquitto:local}" LB_IMAGE="${LB_IMAGE:-swarm-mqtt/haproxy:local}" \
   docker stack deploy --resolve-image never -c "$ROOT/charts/operator/stack.yml" "$STACK" >/dev/null
 
@@ -42,22 +42,60 @@ wait_for "the operator to accept the token" 90 "$MQTTCTL" get
 log "applying examples/quickstart.yaml"
 "$MQTTCTL" apply -f "$ROOT/examples/quickstart.yaml"
 CLUSTER=quickstart
+log "waiting for the '$CLUSTER' cluster to be Ready"
+"$MQTTCTL" wait "$CLUSTER" --for=condition=Ready --timeout="${READY_TIMEOUT:-180s}"
+
+# What a client needs: the CA that signed the MQTTS certificate and the
+# generated user's password (kept private in .local).
+CAFILE="$LOCAL/$CLUSTER-ca.crt"
+PASSFILE="$LOCAL/$CLUSTER-password"
+"$MQTTCTL" get ca "$CLUSTER" >"$CAFILE"
+creds=$("$MQTTCTL" get credentials "$CLUSTER")
+USERNAME=$(sed -n 's/^username: //p' <<<"$creds")
+(umask 077; sed -n 's/^password: //p' <<<"$creds" >"$PASSFILE")
+MQTT_HOST=localhost
+spec=$("$MQTTCTL" get "$CLUSTER" -o yaml)
+MQTT_PORT=$(sed -n 's/^ *mqtt: //p' <<<"$spec")
+MQTTS_PORT=$(sed -n 's/^ *mqtts: //p' <<<"$spec")
+
+if ! command -v mosquitto_sub >/dev/null 2>&1; then
+  log "installing mosquitto-clients (for the connection hints below)"
+  apt_install mosquitto-clients
+fi
 
 cat >"$LOCAL/quickstart.env" <<ENV
 # Written by make up. Source it: . .local/quickstart.env
-CLUSTER=$CLUSTER
-MQTTCTL_SERVER=$SERVER
-MQTTCTL_TOKEN_FILE=$TOKEN_FILE
+export CLUSTER=$CLUSTER
+export MQTT_HOST=$MQTT_HOST
+export MQTT_PORT=$MQTT_PORT
+export MQTTS_PORT=$MQTTS_PORT
+export MQTT_CAFILE=$CAFILE
+export MQTT_USERNAME=$USERNAME
+export MQTT_PASSWORD_FILE=$PASSFILE
+export MQTTCTL_SERVER=$SERVER
+export MQTTCTL_TOKEN_FILE=$TOKEN_FILE
 ENV
 
 cat <<MSG
 
-The operator is running on this one-node Swarm and stores the '$CLUSTER' cluster.
+The '$CLUSTER' MQTT cluster is Ready on this one-node Swarm: 3 Mosquitto brokers
+behind HAProxy, plain MQTT on $MQTT_PORT and MQTTS on $MQTTS_PORT (TLS ends at HAProxy).
 
-  Operator API:   $SERVER   (token in $TOKEN_FILE)
-  Try:            . .local/quickstart.env && bin/mqttctl get -o wide && bin/mqttctl describe $CLUSTER
+  Host:           $MQTT_HOST (certificate valid for localhost and 127.0.0.1)
+  MQTT:           $MQTT_HOST:$MQTT_PORT
+  MQTTS:          $MQTT_HOST:$MQTTS_PORT, CA file $CAFILE
+  User:           $USERNAME, password in $PASSFILE
 
-This is step 1 of the plan: the API, the raft store and mqttctl. The brokers,
-the load balancer and the connection hints (MQTT_HOST, MQTT_PORT, MQTTS_PORT,
-the CA file and credentials) arrive with step 2 (issue 4).
+  Subscribe (MQTTS):
+    mosquitto_sub -h $MQTT_HOST -p $MQTTS_PORT --cafile $CAFILE -u $USERNAME -P "\$(cat $PASSFILE)" -t 'demo/#' -v
+  Publish (MQTTS):
+    mosquitto_pub -h $MQTT_HOST -p $MQTTS_PORT --cafile $CAFILE -u $USERNAME -P "\$(cat $PASSFILE)" -t demo/hello -m hi
+  Plain MQTT:
+    mosquitto_sub -h $MQTT_HOST -p $MQTT_PORT -u $USERNAME -P "\$(cat $PASSFILE)" -t 'demo/#' -v
+    mosquitto_pub -h $MQTT_HOST -p $MQTT_PORT -u $USERNAME -P "\$(cat $PASSFILE)" -t demo/hello -m hi
+
+  Operator API:   $SERVER (token in $TOKEN_FILE)
+  Status:         bin/mqttctl describe $CLUSTER
+
+The same settings are in .local/quickstart.env (. .local/quickstart.env).
 MSG

@@ -22,8 +22,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/server"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
 )
 
 var version = "dev"
@@ -32,7 +34,9 @@ type options struct {
 	dataDir, apiAddr, raftAddr, raftAdvertise, nodeID string
 	tokenFile, tlsCert, tlsKey                        string
 	brokerImage, lbImage, logLevel                    string
-	showVersion                                       bool
+	operatorID                                        string
+	resync                                            time.Duration
+	reconcile, showVersion                            bool
 }
 
 func main() {
@@ -49,6 +53,9 @@ func main() {
 	fs.StringVar(&o.brokerImage, "broker-image", api.DefaultBrokerImage, "default Mosquitto image for clusters that name none")
 	fs.StringVar(&o.lbImage, "lb-image", api.DefaultLoadBalancerImage, "default HAProxy image for clusters that name none")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.operatorID, "operator-id", "mqtt-operator", "value of the ownership label on everything this operator creates in Swarm")
+	fs.DurationVar(&o.resync, "resync", 30*time.Second, "reconcile every cluster at least this often")
+	fs.BoolVar(&o.reconcile, "reconcile", true, "reconcile clusters into Swarm while leader (false: serve the API and store only)")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	_ = fs.Parse(os.Args[1:])
 	if o.showVersion {
@@ -113,6 +120,18 @@ func run(ctx context.Context, o options) error {
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 	}
+	if o.reconcile {
+		d, err := swarm.NewDocker()
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		cr := &controller.ClusterReconciler{Store: st, Swarm: d, OperatorID: o.operatorID, Log: log}
+		leader := &controller.Leader{Store: st, Reconcile: cr.Reconcile, Discover: cr.Discover, Resync: o.resync, Log: log}
+		go leader.Run(ctx)
+		go watchEvents(ctx, d, leader.Trigger, log)
+	}
+
 	errc := make(chan error, 1)
 	go func() {
 		var err error
@@ -140,6 +159,34 @@ func run(ctx context.Context, o options) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return hs.Shutdown(sctx)
+}
+
+// watchEvents turns Docker events about Swarm objects and containers into
+// reconcile triggers, reconnecting after an error.
+func watchEvents(ctx context.Context, w swarm.Watcher, trigger func(), log *slog.Logger) {
+	for ctx.Err() == nil {
+		msgs, errs := w.Events(ctx)
+	loop:
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case m := <-msgs:
+				if swarm.Relevant(m) {
+					trigger()
+				}
+			case err := <-errs:
+				if ctx.Err() == nil {
+					log.Warn("docker events stream ended; reconnecting", "err", err)
+				}
+				break loop
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(2 * time.Second):
+		}
+	}
 }
 
 // loadToken reads the API token, or creates one in the data dir.

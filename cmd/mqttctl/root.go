@@ -86,7 +86,7 @@ func (c *cli) root() *cobra.Command {
 	pf.StringVar(&c.caFile, "ca-file", env("MQTTCTL_CA_FILE", ""), "CA certificate to verify an HTTPS API")
 	pf.BoolVar(&c.insecure, "insecure-skip-tls-verify", false, "do not verify the API's TLS certificate")
 	pf.DurationVar(&c.timeout, "request-timeout", 30*time.Second, "timeout of each API request")
-	root.AddCommand(c.applyCmd(), c.getCmd(), c.describeCmd(), c.deleteCmd(), c.validateCmd(), c.leaderCmd(), c.peersCmd(), c.versionCmd())
+	root.AddCommand(c.applyCmd(), c.getCmd(), c.describeCmd(), c.deleteCmd(), c.validateCmd(), c.waitCmd(), c.leaderCmd(), c.peersCmd(), c.versionCmd())
 	return root
 }
 
@@ -266,10 +266,16 @@ func (c *cli) validateCmd() *cobra.Command {
 func (c *cli) getCmd() *cobra.Command {
 	var output, selector string
 	cmd := &cobra.Command{
-		Use:   "get [NAME]",
-		Short: "List clusters, or show one (-o yaml|json|wide)",
-		Args:  cobra.MaximumNArgs(1),
+		Use:   "get [NAME] | get ca NAME | get credentials NAME",
+		Short: "List clusters, or show one (-o yaml|json|wide); a cluster's CA certificate or generated MQTT user",
+		Example: `  mqttctl get -o wide
+  mqttctl get ca iot > ca.crt
+  mqttctl get credentials iot`,
+		Args: cobra.MaximumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 2 {
+				return c.getSecretPart(cmd, args[0], args[1], output)
+			}
 			switch output {
 			case "", "wide", "yaml", "json", "name":
 			default:
@@ -316,6 +322,37 @@ func (c *cli) getCmd() *cobra.Command {
 	cmd.Flags().StringVarP(&output, "output", "o", "", "yaml, json, wide or name")
 	cmd.Flags().StringVarP(&selector, "selector", "l", "", "label selector, such as team=edge")
 	return cmd
+}
+
+// getSecretPart prints a cluster's CA certificate (PEM) or its generated
+// user (YAML by default).
+func (c *cli) getSecretPart(cmd *cobra.Command, what, name, output string) error {
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	switch what {
+	case "ca":
+		ca, err := cl.CA(cmd.Context(), name)
+		if err != nil {
+			return err
+		}
+		if output == "yaml" || output == "json" {
+			return c.print(output, ca)
+		}
+		_, err = io.WriteString(c.out, ca.Certificate)
+		return err
+	case "credentials":
+		cr, err := cl.Credentials(cmd.Context(), name)
+		if err != nil {
+			return err
+		}
+		if output == "json" {
+			return c.print(output, cr)
+		}
+		return c.print("yaml", cr)
+	}
+	return fmt.Errorf("unknown resource %q: use get NAME, get ca NAME or get credentials NAME", what)
 }
 
 func (c *cli) print(format string, v any) error {

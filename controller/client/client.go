@@ -188,3 +188,21 @@ func (c *Client) Peers(ctx context.Context) ([]store.Peer, error) {
 	}
 	return out.Peers, nil
 }
+
+// CA reads a cluster's CA certificate.
+func (c *Client) CA(ctx context.Context, name string) (*server.CA, error) {
+	var out server.CA
+	if err := c.do(ctx, http.MethodGet, server.BasePath+"/"+url.PathEscape(name)+"/ca", nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// Credentials reads the MQTT user the operator generated for a cluster.
+func (c *Client) Credentials(ctx context.Context, name string) (*server.Credentials, error) {
+	var out server.Credentials
+	if err := c.do(ctx, http.MethodGet, server.BasePath+"/"+url.PathEscape(name)+"/credentials", nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}

@@ -102,6 +102,8 @@ func (s *Server) Handler() http.Handler {
 	authed("DELETE "+BasePath+"/{name}", "delete", s.delete)
 	authed("GET "+BasePath+"/{name}/status", "status", s.get)
 	authed("PUT "+BasePath+"/{name}/status", "status", s.putStatus)
+	authed("GET "+BasePath+"/{name}/ca", "ca", s.getCA)
+	authed("GET "+BasePath+"/{name}/credentials", "credentials", s.getCredentials)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, http.StatusNotFound, ReasonNotFound, "no route for "+r.Method+" "+r.URL.Path, nil)
 	})

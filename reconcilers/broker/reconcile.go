@@ -2,9 +2,6 @@ package broker
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -22,7 +19,6 @@ import (
 // Labels of broker objects, besides the ownership labels.
 const (
 	LabelIndex    = "mqtt.swarm/broker-index"
-	LabelSpecHash = "mqtt.swarm/spec-hash"
 	ComponentSvc  = "broker"
 	ComponentConf = "broker-config"
 	ComponentPass = "passwd"
@@ -69,17 +65,14 @@ func (r *Reconciler) labels(cluster, component string) map[string]string {
 	return l
 }
 
-func short(b []byte) string {
-	h := sha256.Sum256(b)
-	return hex.EncodeToString(h[:])[:10]
-}
-
 // Reconcile brings the brokers of a defaulted, valid cluster to its spec.
+// generated is the operator's password-file secret for the cluster, used
+// when spec.auth names none (nil when there is none yet).
 // An unchanged spec against an unchanged Swarm makes no write.
-func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster) (Outcome, error) {
+func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster, generated *dswarm.Secret) (Outcome, error) {
 	var out Outcome
 	n := int(*c.Spec.Replicas)
-	pass, err := r.passwordSecret(ctx, c)
+	pass, err := r.passwordSecret(ctx, c, generated)
 	if err != nil {
 		return out, err
 	}
@@ -108,7 +101,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster) (Outcome
 		if err != nil {
 			return out, err
 		}
-		confName := fmt.Sprintf("%s-broker-%d-%s", c.Name, i, short(conf))
+		confName := fmt.Sprintf("%s-broker-%d-%s", c.Name, i, swarm.ContentHash(conf))
 		keep[confName] = true
 		confID := configByName[confName].ID
 		if confID == "" {
@@ -133,7 +126,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster) (Outcome
 				continue
 			}
 			out.Created = append(out.Created, want.Name)
-		case cur.Spec.Labels[LabelSpecHash] != want.Labels[LabelSpecHash]:
+		case !swarm.UpToDate(cur, want):
 			if err := r.Swarm.UpdateService(ctx, cur.ID, cur.Version, want); err != nil {
 				errs = append(errs, err)
 				continue
@@ -176,27 +169,25 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster) (Outcome
 
 // passwordSecret finds the Docker secret with the password file: the one
 // the spec names, or the operator's own for the cluster.
-func (r *Reconciler) passwordSecret(ctx context.Context, c *api.MqttCluster) (*dswarm.Secret, error) {
+func (r *Reconciler) passwordSecret(ctx context.Context, c *api.MqttCluster, generated *dswarm.Secret) (*dswarm.Secret, error) {
 	anon := *c.Spec.Auth.AllowAnonymous
 	name := c.Spec.Auth.PasswordFileSecret
-	if anon && name == "" {
+	switch {
+	case name == "" && anon:
 		return nil, nil
+	case name == "" && generated == nil:
+		return nil, fmt.Errorf("%w: the operator's password file for %s is not created yet", ErrMissingSecret, c.Name)
+	case name == "":
+		return generated, nil
 	}
-	var filter map[string]string
-	if name == "" {
-		filter = r.labels(c.Name, ComponentPass)
-	}
-	secrets, err := r.Swarm.Secrets(ctx, filter)
+	secrets, err := r.Swarm.Secrets(ctx, nil)
 	if err != nil {
 		return nil, err
 	}
 	for _, s := range secrets {
-		if name == "" || s.Spec.Name == name {
+		if s.Spec.Name == name {
 			return &s, nil
 		}
-	}
-	if name == "" {
-		return nil, fmt.Errorf("%w: the operator's password file for %s is not created yet", ErrMissingSecret, c.Name)
 	}
 	return nil, fmt.Errorf("%w: Docker secret %q named by spec.auth.passwordFileSecret of %s does not exist", ErrMissingSecret, name, c.Name)
 }
@@ -263,14 +254,9 @@ func (r *Reconciler) serviceSpec(c *api.MqttCluster, i int, confID, confName str
 		spec.TaskTemplate.Networks = []dswarm.NetworkAttachmentConfig{{Target: r.Network(c.Name), Aliases: []string{name}}}
 	}
 	spec.Labels[LabelIndex] = strconv.Itoa(i)
-	// Swarm fills defaults into a stored spec, so the stored spec never
-	// equals ours: the hash of what we asked for, kept in a label, is what
-	// "unchanged" is decided on.
-	b, err := json.Marshal(spec)
-	if err != nil {
+	if err := swarm.StampSpecHash(&spec); err != nil {
 		return dswarm.ServiceSpec{}, err
 	}
-	spec.Labels[LabelSpecHash] = short(b)
 	return spec, nil
 }
 

@@ -40,7 +40,7 @@ func TestCreateThenNoWrites(t *testing.T) {
 	withSecret(t, f, "iot-passwd")
 	r := newReconciler(f)
 	c := cluster(t, "spec: {replicas: 3, auth: {passwordFileSecret: iot-passwd}, broker: {resources: {memory: 256Mi, cpus: \"0.5\"}}, placement: {constraints: [\"node.labels.mqtt == true\"]}}\n")
-	out, err := r.Reconcile(context.Background(), c)
+	out, err := r.Reconcile(context.Background(), c, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +72,7 @@ func TestCreateThenNoWrites(t *testing.T) {
 		}
 	}
 	f.ResetCalls()
-	out, err = r.Reconcile(context.Background(), c)
+	out, err = r.Reconcile(context.Background(), c, nil)
 	if err != nil || out.Changed() || len(f.Calls()) != 0 {
 		t.Fatalf("second pass wrote: %+v %v calls=%v", out, err, f.Calls())
 	}
@@ -83,11 +83,11 @@ func TestScaleCreatesAndRemovesExactly(t *testing.T) {
 	f := swarm.NewFake()
 	r := newReconciler(f)
 	anon := "auth: {allowAnonymous: true}"
-	if _, err := r.Reconcile(context.Background(), cluster(t, "spec: {replicas: 3, "+anon+"}\n")); err != nil {
+	if _, err := r.Reconcile(context.Background(), cluster(t, "spec: {replicas: 3, "+anon+"}\n"), nil); err != nil {
 		t.Fatal(err)
 	}
 	f.ResetCalls()
-	out, err := r.Reconcile(context.Background(), cluster(t, "spec: {replicas: 5, "+anon+"}\n"))
+	out, err := r.Reconcile(context.Background(), cluster(t, "spec: {replicas: 5, "+anon+"}\n"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func TestScaleCreatesAndRemovesExactly(t *testing.T) {
 		t.Fatalf("scale up: %+v %v", out, names(t, f))
 	}
 	f.ResetCalls()
-	out, err = r.Reconcile(context.Background(), cluster(t, "spec: {replicas: 2, "+anon+"}\n"))
+	out, err = r.Reconcile(context.Background(), cluster(t, "spec: {replicas: 2, "+anon+"}\n"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,11 +122,11 @@ func TestConfigChangeIsANewConfigAndTheOldIsPruned(t *testing.T) {
 	t.Parallel()
 	f := swarm.NewFake()
 	r := newReconciler(f)
-	if _, err := r.Reconcile(context.Background(), cluster(t, "spec: {replicas: 1, auth: {allowAnonymous: true}}\n")); err != nil {
+	if _, err := r.Reconcile(context.Background(), cluster(t, "spec: {replicas: 1, auth: {allowAnonymous: true}}\n"), nil); err != nil {
 		t.Fatal(err)
 	}
 	before, _ := f.Configs(context.Background(), swarm.Owned("op1", "iot"))
-	out, err := r.Reconcile(context.Background(), cluster(t, "spec: {replicas: 1, auth: {allowAnonymous: true}, broker: {persistence: {autosaveInterval: 5s}}}\n"))
+	out, err := r.Reconcile(context.Background(), cluster(t, "spec: {replicas: 1, auth: {allowAnonymous: true}, broker: {persistence: {autosaveInterval: 5s}}}\n"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +140,7 @@ func TestMissingSecretAndForeignObjects(t *testing.T) {
 	t.Parallel()
 	f := swarm.NewFake()
 	r := newReconciler(f)
-	_, err := r.Reconcile(context.Background(), cluster(t, "spec: {auth: {passwordFileSecret: nope}}\n"))
+	_, err := r.Reconcile(context.Background(), cluster(t, "spec: {auth: {passwordFileSecret: nope}}\n"), nil)
 	if !errors.Is(err, ErrMissingSecret) || len(f.Calls()) != 0 {
 		t.Fatalf("missing secret: %v, calls %v", err, f.Calls())
 	}
@@ -150,7 +150,7 @@ func TestMissingSecretAndForeignObjects(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.ResetCalls()
-	_, err = r.Reconcile(context.Background(), cluster(t, "spec: {replicas: 1, auth: {allowAnonymous: true}}\n"))
+	_, err = r.Reconcile(context.Background(), cluster(t, "spec: {replicas: 1, auth: {allowAnonymous: true}}\n"), nil)
 	if err == nil {
 		t.Fatal("no error creating over a foreign service")
 	}

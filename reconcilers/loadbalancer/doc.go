@@ -5,8 +5,13 @@
 //
 // Every possible broker (up to the 15-replica maximum) has a server slot,
 // addressed by its tasks.SERVICE name through Docker's DNS (service virtual
-// IPs need IPVS, which not every host has); slots beyond spec.replicas start
-// in maintenance. Scaling therefore enables or disables slots through the
-// runtime API, without a reload and without touching other brokers'
+// IPs need IPVS, which not every host has). A slot whose broker service does
+// not exist does not resolve and stays in maintenance; it comes up by itself
+// when the broker appears. The configuration therefore does not depend on
+// spec.replicas: scaling never reloads HAProxy nor touches other brokers'
 // connections.
+//
+// The reconciler keeps the HAProxy service <cluster>-lb: its configuration
+// as a versioned Docker config, the MQTTS certificate from a versioned
+// Docker secret, host-mode ports, at most one task per node.
 package loadbalancer

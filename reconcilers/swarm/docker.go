@@ -162,3 +162,17 @@ func (d *Docker) Events(ctx context.Context) (<-chan events.Message, <-chan erro
 }
 
 var _ Client = (*Docker)(nil)
+
+// Relevant reports whether an event can change what a reconcile sees:
+// every service, node, secret and config event, and containers starting
+// or ending (not exec or attach noise).
+func Relevant(m events.Message) bool {
+	if m.Type != events.ContainerEventType {
+		return true
+	}
+	switch m.Action {
+	case events.ActionStart, events.ActionDie, events.ActionDestroy, events.ActionKill, events.ActionOOM:
+		return true
+	}
+	return false
+}

@@ -2,6 +2,10 @@ package swarm
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
 
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/network"
@@ -58,4 +62,34 @@ type Client interface {
 	Reader
 	Writer
 	Watcher
+}
+
+// LabelSpecHash holds the hash of the service spec the operator asked for.
+// Swarm fills its own defaults into a stored spec, so the stored spec never
+// equals the requested one: "unchanged" is decided on this hash.
+const LabelSpecHash = "mqtt.swarm/spec-hash"
+
+// ContentHash is a short hash of b, for versioned object names and labels.
+func ContentHash(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])[:10]
+}
+
+// StampSpecHash sets LabelSpecHash on spec to the hash of spec without it.
+func StampSpecHash(spec *swarm.ServiceSpec) error {
+	if spec.Labels == nil {
+		spec.Labels = map[string]string{}
+	}
+	delete(spec.Labels, LabelSpecHash)
+	b, err := json.Marshal(spec)
+	if err != nil {
+		return fmt.Errorf("hash service spec %s: %w", spec.Name, err)
+	}
+	spec.Labels[LabelSpecHash] = ContentHash(b)
+	return nil
+}
+
+// UpToDate reports whether a live service was made from want (stamped).
+func UpToDate(live swarm.Service, want swarm.ServiceSpec) bool {
+	return live.Spec.Labels[LabelSpecHash] == want.Labels[LabelSpecHash]
 }

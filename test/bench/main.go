@@ -53,7 +53,7 @@ func run(bin string, n int) error {
 	if err := os.WriteFile(tokenFile, []byte("bench-token\n"), 0o600); err != nil {
 		return err
 	}
-	cmd := exec.Command(bin, "--data-dir", filepath.Join(dir, "data"), "--api-addr", apiAddr, "--raft-addr", raftAddr, "--token-file", tokenFile, "--log-level", "warn")
+	cmd := exec.Command(bin, "--data-dir", filepath.Join(dir, "data"), "--api-addr", apiAddr, "--raft-addr", raftAddr, "--token-file", tokenFile, "--log-level", "warn", "--reconcile=false")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return err

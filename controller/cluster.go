@@ -1,0 +1,490 @@
+package controller
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"slices"
+	"strconv"
+	"time"
+
+	dswarm "github.com/docker/docker/api/types/swarm"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/server"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/broker"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/certs"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/credentials"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/loadbalancer"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/network"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/secrets"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
+)
+
+// ClusterStore is what the cluster reconciler needs of the store.
+type ClusterStore interface {
+	Get(kind, name string) *store.Object
+	Apply(store.ApplyRequest) (store.Result, *store.Object, error)
+	Delete(store.DeleteRequest) (*store.Object, error)
+	UpdateStatus(store.StatusRequest) (store.Result, *store.Object, error)
+	IsLeader() bool
+}
+
+// ClusterReconciler brings one MqttCluster's Swarm state to its spec, in
+// order: network, credentials (store), secrets, brokers, load balancer,
+// pruning, then status. It is the ReconcileFunc the leader loop runs.
+type ClusterReconciler struct {
+	Store      ClusterStore
+	Swarm      swarm.Client
+	OperatorID string
+	Log        *slog.Logger
+	// Now is the clock (tests inject one). Default time.Now.
+	Now func() time.Time
+	// StableAfter is how long a task must have been running to count as
+	// ready, so a task that crashes at start is not taken for a working
+	// one. Default 3s.
+	StableAfter time.Duration
+	// PollWhileProgressing re-reconciles a cluster that is not Ready yet
+	// this often, so its status follows the tasks. Default 2s.
+	PollWhileProgressing time.Duration
+}
+
+// ErrNotLeaderAnyMore stops a pass when leadership is lost half way.
+var ErrNotLeaderAnyMore = errors.New("lost raft leadership: stopping before the next Swarm write")
+
+func (r *ClusterReconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+func (r *ClusterReconciler) log() *slog.Logger {
+	if r.Log != nil {
+		return r.Log
+	}
+	return slog.Default()
+}
+
+func (r *ClusterReconciler) fence() error {
+	if !r.Store.IsLeader() {
+		return ErrNotLeaderAnyMore
+	}
+	return nil
+}
+
+// Discover lists the clusters that own objects in Swarm, so that a cluster
+// deleted while no operator led is still cleaned up.
+func (r *ClusterReconciler) Discover(ctx context.Context) ([]string, error) {
+	svcs, err := r.Swarm.Services(ctx, map[string]string{swarm.LabelOwner: r.OperatorID})
+	if err != nil {
+		return nil, err
+	}
+	names := map[string]bool{}
+	for _, s := range svcs {
+		if n := s.Spec.Labels[swarm.LabelCluster]; n != "" {
+			names[n] = true
+		}
+	}
+	return slices.Sorted(maps.Keys(names)), nil
+}
+
+// Reconcile is the ReconcileFunc.
+func (r *ClusterReconciler) Reconcile(ctx context.Context, name string) (Result, error) {
+	if err := r.fence(); err != nil {
+		return Result{}, err
+	}
+	obj := r.Store.Get(api.KindMqttCluster, name)
+	if obj == nil {
+		return Result{}, r.cleanup(ctx, name)
+	}
+	c, err := server.ToAPI(obj)
+	if err != nil {
+		return Result{}, err
+	}
+	res, recErr := r.apply(ctx, c)
+	if errors.Is(recErr, ErrNotLeaderAnyMore) {
+		return Result{}, recErr
+	}
+	st, ready, err := r.observe(ctx, c, recErr)
+	if err != nil {
+		return Result{}, errors.Join(recErr, err)
+	}
+	if err := r.writeStatus(obj, st); err != nil {
+		return Result{}, errors.Join(recErr, err)
+	}
+	if !ready && (res.RequeueAfter == 0 || res.RequeueAfter > r.poll()) {
+		res.RequeueAfter = r.poll()
+	}
+	if errors.Is(recErr, broker.ErrMissingSecret) {
+		// Retrying cannot fix it until the user acts: the condition says
+		// so, and the resync and Docker's secret events try again.
+		return res, nil
+	}
+	return res, recErr
+}
+
+func (r *ClusterReconciler) poll() time.Duration {
+	if r.PollWhileProgressing > 0 {
+		return r.PollWhileProgressing
+	}
+	return 2 * time.Second
+}
+
+// apply makes the Swarm writes of one pass.
+func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster) (Result, error) {
+	log := r.log().With("cluster", c.Name)
+	nr := &network.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID}
+	if created, err := nr.Reconcile(ctx, c.Name); err != nil {
+		return Result{}, err
+	} else if created {
+		log.Info("created network", "network", network.Name(c.Name))
+	}
+	m, err := r.credentials(c)
+	if err != nil {
+		return Result{}, err
+	}
+	var res Result
+	if at, err := credentials.RenewAt(m, c); err == nil {
+		res.RequeueAfter = max(at.Sub(r.now()), time.Second)
+	}
+	sr := &secrets.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID}
+	var tlsSecret, passwd *dswarm.Secret
+	if *c.Spec.LoadBalancer.Ports.MQTTS != 0 {
+		if err := r.fence(); err != nil {
+			return res, err
+		}
+		s, created, err := sr.Ensure(ctx, c.Name, secrets.ComponentTLS, credentials.HAProxyPEM(m))
+		if err != nil {
+			return res, err
+		}
+		if created {
+			log.Info("created secret", "secret", s.Spec.Name)
+		}
+		tlsSecret = s
+	}
+	if c.Spec.Auth.PasswordFileSecret == "" && !*c.Spec.Auth.AllowAnonymous {
+		if err := r.fence(); err != nil {
+			return res, err
+		}
+		s, created, err := sr.Ensure(ctx, c.Name, secrets.ComponentPasswd, m.PasswordFile)
+		if err != nil {
+			return res, err
+		}
+		if created {
+			log.Info("created secret", "secret", s.Spec.Name)
+		}
+		passwd = s
+	}
+	if err := r.fence(); err != nil {
+		return res, err
+	}
+	br := &broker.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID, Network: network.Name}
+	bout, berr := br.Reconcile(ctx, c, passwd)
+	logOutcome(log, "broker", bout.Created, bout.Updated, bout.Removed)
+	if err := r.fence(); err != nil {
+		return res, err
+	}
+	lr := &loadbalancer.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID, Network: network.Name}
+	lout, lerr := lr.Reconcile(ctx, c, tlsSecret)
+	logOutcome(log, "loadbalancer", lout.Created, lout.Updated, lout.Removed)
+	if berr != nil || lerr != nil {
+		return res, errors.Join(berr, lerr)
+	}
+	// Old secret versions go once no service references them.
+	keep := map[string]*dswarm.Secret{secrets.ComponentTLS: tlsSecret, secrets.ComponentPasswd: passwd}
+	for _, comp := range []string{secrets.ComponentTLS, secrets.ComponentPasswd} {
+		k := ""
+		if keep[comp] != nil {
+			k = keep[comp].Spec.Name
+		}
+		removed, err := sr.Prune(ctx, c.Name, comp, k)
+		for _, n := range removed {
+			log.Info("pruned secret", "secret", n)
+		}
+		if err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+func logOutcome(log *slog.Logger, what string, created, updated, removed []string) {
+	for _, n := range created {
+		log.Info("created", "component", what, "object", n)
+	}
+	for _, n := range updated {
+		log.Info("updated", "component", what, "object", n)
+	}
+	for _, n := range removed {
+		log.Info("removed", "component", what, "object", n)
+	}
+}
+
+// credentials loads the cluster's material from the store, issuing what is
+// missing or due and storing it before anything uses it.
+func (r *ClusterReconciler) credentials(c *api.MqttCluster) (credentials.Material, error) {
+	var cur *credentials.Material
+	if o := r.Store.Get(credentials.Kind, c.Name); o != nil {
+		var m credentials.Material
+		if err := json.Unmarshal(o.Spec, &m); err != nil {
+			return credentials.Material{}, fmt.Errorf("stored credentials of %s are unreadable", c.Name)
+		}
+		cur = &m
+	}
+	next, reason, changed, err := credentials.Next(cur, c, r.now())
+	if err != nil {
+		return credentials.Material{}, err
+	}
+	if !changed {
+		return next, nil
+	}
+	b, err := json.Marshal(next)
+	if err != nil {
+		return credentials.Material{}, fmt.Errorf("encode credentials of %s failed", c.Name)
+	}
+	if err := r.fence(); err != nil {
+		return credentials.Material{}, err
+	}
+	if _, _, err := r.Store.Apply(store.ApplyRequest{Kind: credentials.Kind, Name: c.Name, Spec: b}); err != nil {
+		return credentials.Material{}, fmt.Errorf("store credentials of %s: %w", c.Name, err)
+	}
+	if reason != "" {
+		cert, _ := certs.ParseCert(next.Server.CertPEM)
+		r.log().Info("issued server certificate", "cluster", c.Name, "reason", string(reason), "serial", cert.SerialNumber.Text(16), "notAfter", cert.NotAfter)
+	}
+	return next, nil
+}
+
+// observe reads the live state into a status.
+func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, recErr error) (api.MqttClusterStatus, bool, error) {
+	st := c.Status
+	st.Conditions = slices.Clone(st.Conditions)
+	st.ObservedGeneration = c.Generation
+	tasks, err := r.Swarm.Tasks(ctx, swarm.Owned(r.OperatorID, c.Name))
+	if err != nil {
+		return st, false, err
+	}
+	nodes, err := r.Swarm.Nodes(ctx)
+	if err != nil {
+		return st, false, err
+	}
+	svcs, err := r.Swarm.Services(ctx, swarm.Owned(r.OperatorID, c.Name))
+	if err != nil {
+		return st, false, err
+	}
+	svcName := map[string]string{}
+	for _, s := range svcs {
+		svcName[s.ID] = s.Spec.Name
+	}
+	nodeByID := map[string]dswarm.Node{}
+	for _, n := range nodes {
+		nodeByID[n.ID] = n
+	}
+	// The newest task of each service, preferring those meant to run.
+	latest := map[string]dswarm.Task{}
+	var lbRunning []dswarm.Task
+	for _, t := range tasks {
+		name := svcName[t.ServiceID]
+		if name == "" {
+			continue
+		}
+		if name == loadbalancer.ServiceName(c.Name) {
+			if r.stable(t) {
+				lbRunning = append(lbRunning, t)
+			}
+			continue
+		}
+		prev, ok := latest[name]
+		if !ok || newer(t, prev) {
+			latest[name] = t
+		}
+	}
+	n := int(*c.Spec.Replicas)
+	var brokers []api.BrokerStatus
+	running := 0
+	for i := 0; i < n; i++ {
+		name := loadbalancer.BrokerService(c.Name, i)
+		bs := api.BrokerStatus{Name: name, State: "missing"}
+		if t, ok := latest[name]; ok {
+			bs.State = string(t.Status.State)
+			if node, ok := nodeByID[t.NodeID]; ok {
+				bs.Node = node.Description.Hostname
+			}
+			since := metav1.NewTime(t.Status.Timestamp.UTC().Truncate(time.Second))
+			bs.Since = &since
+			if r.stable(t) {
+				running++
+			}
+		}
+		if prev := findBroker(st.Brokers, name); prev != nil && prev.State == bs.State && prev.Node == bs.Node {
+			bs.Since = prev.Since // unchanged: keep the first time seen
+		}
+		brokers = append(brokers, bs)
+	}
+	st.Brokers = brokers
+	slices.SortFunc(lbRunning, func(a, b dswarm.Task) int { return cmp.Compare(a.NodeID, b.NodeID) })
+	var endpoints []string
+	for _, t := range lbRunning {
+		addr := nodeByID[t.NodeID].Status.Addr
+		if addr == "" {
+			continue
+		}
+		if p := *c.Spec.LoadBalancer.Ports.MQTT; p != 0 {
+			endpoints = append(endpoints, "mqtt://"+net.JoinHostPort(addr, strconv.Itoa(int(p))))
+		}
+		if p := *c.Spec.LoadBalancer.Ports.MQTTS; p != 0 {
+			endpoints = append(endpoints, "mqtts://"+net.JoinHostPort(addr, strconv.Itoa(int(p))))
+		}
+	}
+	st.Endpoints = endpoints
+	if o := r.Store.Get(credentials.Kind, c.Name); o != nil {
+		var m credentials.Material
+		if json.Unmarshal(o.Spec, &m) == nil {
+			if ca, err := certs.ParseCert(m.CA.CertPEM); err == nil {
+				st.CAFingerprint = certs.Fingerprint(ca)
+			}
+		}
+	}
+	lbWant := int(*c.Spec.LoadBalancer.Replicas)
+	ready := recErr == nil && running == n && len(lbRunning) >= lbWant
+	gen := c.Generation
+	set := func(t string, ok bool, reason, msg string) {
+		s := metav1.ConditionFalse
+		if ok {
+			s = metav1.ConditionTrue
+		}
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: t, Status: s, Reason: reason, Message: msg, ObservedGeneration: gen, LastTransitionTime: metav1.NewTime(r.now().UTC().Truncate(time.Second))})
+	}
+	progress := fmt.Sprintf("%d/%d brokers running, %d/%d load balancer tasks running", running, n, len(lbRunning), lbWant)
+	switch {
+	case ready:
+		set(api.ConditionReady, true, "AllRunning", progress)
+		set(api.ConditionProgressing, false, "Reconciled", "the cluster matches its spec")
+	default:
+		set(api.ConditionReady, false, "NotAllRunning", progress)
+		set(api.ConditionProgressing, recErr == nil, "Reconciling", progress)
+	}
+	if recErr != nil {
+		reason := "ReconcileError"
+		if errors.Is(recErr, broker.ErrMissingSecret) {
+			reason = "MissingSecret"
+		}
+		set(api.ConditionDegraded, true, reason, recErr.Error())
+	} else {
+		set(api.ConditionDegraded, false, "NoErrors", "the last reconcile succeeded")
+	}
+	return st, ready, nil
+}
+
+// stable: meant to run, running, and for at least StableAfter.
+func (r *ClusterReconciler) stable(t dswarm.Task) bool {
+	after := r.StableAfter
+	if after == 0 {
+		after = 3 * time.Second
+	}
+	return t.DesiredState == dswarm.TaskStateRunning && t.Status.State == dswarm.TaskStateRunning &&
+		r.now().Sub(t.Status.Timestamp) >= after
+}
+
+func newer(a, b dswarm.Task) bool {
+	ar, br := a.DesiredState == dswarm.TaskStateRunning, b.DesiredState == dswarm.TaskStateRunning
+	if ar != br {
+		return ar
+	}
+	return a.Meta.CreatedAt.After(b.Meta.CreatedAt)
+}
+
+func findBroker(list []api.BrokerStatus, name string) *api.BrokerStatus {
+	for i := range list {
+		if list[i].Name == name {
+			return &list[i]
+		}
+	}
+	return nil
+}
+
+// writeStatus stores st when it differs from what is stored.
+func (r *ClusterReconciler) writeStatus(obj *store.Object, st api.MqttClusterStatus) error {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	if string(b) == string(obj.Status) {
+		return nil
+	}
+	if _, _, err := r.Store.UpdateStatus(store.StatusRequest{Kind: api.KindMqttCluster, Name: obj.Name, Status: b, ExpectUID: obj.UID}); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("status of %s: %w", obj.Name, err)
+	}
+	return nil
+}
+
+// cleanup removes what the operator made for a deleted cluster: services
+// first, then configs, secrets and the network. Broker volumes stay.
+func (r *ClusterReconciler) cleanup(ctx context.Context, name string) error {
+	owned := swarm.Owned(r.OperatorID, name)
+	log := r.log().With("cluster", name)
+	var errs []error
+	svcs, err := r.Swarm.Services(ctx, owned)
+	if err != nil {
+		return err
+	}
+	for _, s := range svcs {
+		if err := r.fence(); err != nil {
+			return err
+		}
+		if err := r.Swarm.RemoveService(ctx, s.ID); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		log.Info("removed", "object", s.Spec.Name)
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	confs, err := r.Swarm.Configs(ctx, owned)
+	if err != nil {
+		return err
+	}
+	for _, cf := range confs {
+		if err := r.Swarm.RemoveConfig(ctx, cf.ID); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		log.Info("removed", "object", cf.Spec.Name)
+	}
+	secs, err := r.Swarm.Secrets(ctx, owned)
+	if err != nil {
+		return err
+	}
+	for _, s := range secs {
+		if err := r.Swarm.RemoveSecret(ctx, s.ID); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		log.Info("removed", "object", s.Spec.Name)
+	}
+	// The network is free once the tasks have left it: a failure here is
+	// retried on the next pass.
+	nr := &network.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID}
+	if err := nr.Delete(ctx, name); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	if r.Store.Get(credentials.Kind, name) != nil {
+		if _, err := r.Store.Delete(store.DeleteRequest{Kind: credentials.Kind, Name: name}); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+	}
+	return nil
+}

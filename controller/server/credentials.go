@@ -1,0 +1,73 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/certs"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/credentials"
+)
+
+// CA is the answer of GET …/mqttclusters/NAME/ca: the cluster CA's
+// certificate (public) that clients verify the MQTTS server against.
+type CA struct {
+	Certificate string `json:"caCertificate"`
+	Fingerprint string `json:"fingerprint"`
+}
+
+// Credentials is the answer of GET …/mqttclusters/NAME/credentials: the
+// MQTT user the operator generated. Token holders may read it, as kubectl
+// users may read a Secret; it is never logged.
+type Credentials struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+// material reads a cluster's generated material, answering 404 itself
+// when there is none.
+func (s *Server) material(w http.ResponseWriter, r *http.Request) (*api.MqttCluster, *credentials.Material, bool) {
+	name := r.PathValue("name")
+	o := s.store.Get(api.KindMqttCluster, name)
+	if o == nil {
+		writeStatus(w, http.StatusNotFound, ReasonNotFound, api.Resource+" \""+name+"\" not found", &StatusDetails{Name: name, Kind: api.Resource})
+		return nil, nil, false
+	}
+	c, err := ToAPI(o)
+	if err != nil {
+		writeStatus(w, http.StatusInternalServerError, ReasonInternal, err.Error(), nil)
+		return nil, nil, false
+	}
+	m := &credentials.Material{}
+	cr := s.store.Get(credentials.Kind, name)
+	if cr == nil || json.Unmarshal(cr.Spec, m) != nil {
+		writeStatus(w, http.StatusNotFound, ReasonNotFound, "the credentials of "+api.Resource+" \""+name+"\" are not issued yet: the operator issues them on its first reconcile", &StatusDetails{Name: name, Kind: api.Resource})
+		return nil, nil, false
+	}
+	return c, m, true
+}
+
+func (s *Server) getCA(w http.ResponseWriter, r *http.Request) {
+	_, m, ok := s.material(w, r)
+	if !ok {
+		return
+	}
+	ca, err := certs.ParseCert(m.CA.CertPEM)
+	if err != nil {
+		writeStatus(w, http.StatusInternalServerError, ReasonInternal, "the stored CA certificate is unreadable", nil)
+		return
+	}
+	writeJSON(w, http.StatusOK, CA{Certificate: string(m.CA.CertPEM), Fingerprint: certs.Fingerprint(ca)})
+}
+
+func (s *Server) getCredentials(w http.ResponseWriter, r *http.Request) {
+	c, m, ok := s.material(w, r)
+	if !ok {
+		return
+	}
+	if c.Spec.Auth.PasswordFileSecret != "" || (c.Spec.Auth.AllowAnonymous != nil && *c.Spec.Auth.AllowAnonymous) {
+		writeStatus(w, http.StatusNotFound, ReasonNotFound, api.Resource+" \""+c.Name+"\" has no generated user: it uses spec.auth.passwordFileSecret or anonymous access", &StatusDetails{Name: c.Name, Kind: api.Resource})
+		return
+	}
+	writeJSON(w, http.StatusOK, Credentials{Username: m.Username, Password: m.Password})
+}

@@ -1,0 +1,179 @@
+package loadbalancer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	dswarm "github.com/docker/docker/api/types/swarm"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
+)
+
+// Components of load-balancer objects.
+const (
+	ComponentSvc  = "loadbalancer"
+	ComponentConf = "loadbalancer-config"
+)
+
+// ServiceName is the HAProxy service of a cluster.
+func ServiceName(cluster string) string { return cluster + "-lb" }
+
+// Client is what the load-balancer reconciler calls.
+type Client interface {
+	Services(ctx context.Context, labels map[string]string) ([]dswarm.Service, error)
+	Configs(ctx context.Context, labels map[string]string) ([]dswarm.Config, error)
+	CreateService(ctx context.Context, spec dswarm.ServiceSpec) (string, error)
+	UpdateService(ctx context.Context, id string, version dswarm.Version, spec dswarm.ServiceSpec) error
+	RemoveService(ctx context.Context, id string) error
+	CreateConfig(ctx context.Context, spec dswarm.ConfigSpec) (string, error)
+	RemoveConfig(ctx context.Context, id string) error
+}
+
+// Reconciler keeps the HAProxy service of each cluster.
+type Reconciler struct {
+	Swarm      Client
+	OperatorID string
+	// Network is the overlay network the brokers are on.
+	Network func(cluster string) string
+}
+
+// Outcome lists what a pass changed, by object name.
+type Outcome struct {
+	Created, Updated, Removed []string
+}
+
+// Changed reports whether the pass wrote anything.
+func (o Outcome) Changed() bool { return len(o.Created)+len(o.Updated)+len(o.Removed) > 0 }
+
+func (r *Reconciler) labels(cluster, component string) map[string]string {
+	l := swarm.Owned(r.OperatorID, cluster)
+	l[swarm.LabelComponent] = component
+	return l
+}
+
+// Reconcile brings the cluster's HAProxy service to its spec. cert is the
+// Docker secret holding the MQTTS certificate and key (nil when MQTTS is
+// off). An unchanged spec against an unchanged Swarm makes no write.
+func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster, cert *dswarm.Secret) (Outcome, error) {
+	var out Outcome
+	if *c.Spec.LoadBalancer.Ports.MQTTS != 0 && cert == nil {
+		return out, fmt.Errorf("load balancer of %s: the MQTTS certificate secret is not created yet", c.Name)
+	}
+	conf, err := Render(c)
+	if err != nil {
+		return out, err
+	}
+	configs, err := r.Swarm.Configs(ctx, r.labels(c.Name, ComponentConf))
+	if err != nil {
+		return out, err
+	}
+	confName := fmt.Sprintf("%s-lb-%s", c.Name, swarm.ContentHash(conf))
+	var confID string
+	for _, cf := range configs {
+		if cf.Spec.Name == confName {
+			confID = cf.ID
+		}
+	}
+	if confID == "" {
+		confID, err = r.Swarm.CreateConfig(ctx, dswarm.ConfigSpec{Annotations: dswarm.Annotations{Name: confName, Labels: r.labels(c.Name, ComponentConf)}, Data: conf})
+		if err != nil {
+			return out, fmt.Errorf("load balancer of %s: %w", c.Name, err)
+		}
+		out.Created = append(out.Created, confName)
+	}
+	want, err := r.serviceSpec(c, confID, confName, cert)
+	if err != nil {
+		return out, err
+	}
+	services, err := r.Swarm.Services(ctx, r.labels(c.Name, ComponentSvc))
+	if err != nil {
+		return out, err
+	}
+	var cur *dswarm.Service
+	for i := range services {
+		if services[i].Spec.Name == want.Name {
+			cur = &services[i]
+		}
+	}
+	switch {
+	case cur == nil:
+		if _, err := r.Swarm.CreateService(ctx, want); err != nil {
+			return out, err
+		}
+		out.Created = append(out.Created, want.Name)
+	case !swarm.UpToDate(*cur, want):
+		if err := r.Swarm.UpdateService(ctx, cur.ID, cur.Version, want); err != nil {
+			return out, err
+		}
+		out.Updated = append(out.Updated, want.Name)
+	}
+	// Configs the service no longer uses.
+	var errs []error
+	for _, cf := range configs {
+		if cf.Spec.Name == confName {
+			continue
+		}
+		if err := r.Swarm.RemoveConfig(ctx, cf.ID); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out.Removed = append(out.Removed, cf.Spec.Name)
+	}
+	return out, errors.Join(errs...)
+}
+
+func (r *Reconciler) serviceSpec(c *api.MqttCluster, confID, confName string, cert *dswarm.Secret) (dswarm.ServiceSpec, error) {
+	s := c.Spec.LoadBalancer
+	name := ServiceName(c.Name)
+	replicas := uint64(*s.Replicas)
+	stop := 10 * time.Second
+	restartDelay := time.Second
+	cs := &dswarm.ContainerSpec{
+		Image:    s.Image,
+		Hostname: name,
+		Labels:   r.labels(c.Name, ComponentSvc),
+		Configs: []*dswarm.ConfigReference{{
+			ConfigID: confID, ConfigName: confName,
+			File: &dswarm.ConfigReferenceFileTarget{Name: ConfigPath, UID: "0", GID: "0", Mode: 0o444},
+		}},
+		StopGracePeriod: &stop,
+	}
+	if cert != nil && *s.Ports.MQTTS != 0 {
+		cs.Secrets = []*dswarm.SecretReference{{
+			SecretID: cert.ID, SecretName: cert.Spec.Name,
+			File: &dswarm.SecretReferenceFileTarget{Name: "mqtts.pem", UID: "0", GID: "0", Mode: 0o400},
+		}}
+	}
+	var ports []dswarm.PortConfig
+	for _, p := range []int32{*s.Ports.MQTT, *s.Ports.MQTTS} {
+		if p != 0 {
+			// Host mode: the ingress mesh needs IPVS, and host mode keeps
+			// the client's address.
+			ports = append(ports, dswarm.PortConfig{Protocol: dswarm.PortConfigProtocolTCP, TargetPort: uint32(p), PublishedPort: uint32(p), PublishMode: dswarm.PortConfigPublishModeHost})
+		}
+	}
+	spec := dswarm.ServiceSpec{
+		Annotations: dswarm.Annotations{Name: name, Labels: r.labels(c.Name, ComponentSvc)},
+		TaskTemplate: dswarm.TaskSpec{
+			ContainerSpec: cs,
+			RestartPolicy: &dswarm.RestartPolicy{Condition: dswarm.RestartPolicyConditionAny, Delay: &restartDelay},
+			// Host-mode ports: one task per node.
+			Placement: &dswarm.Placement{MaxReplicas: 1},
+		},
+		Mode: dswarm.ServiceMode{Replicated: &dswarm.ReplicatedService{Replicas: &replicas}},
+		// One task at a time, stopped before its replacement starts (they
+		// share the node's ports): the other replicas keep serving.
+		UpdateConfig: &dswarm.UpdateConfig{Parallelism: 1, Order: dswarm.UpdateOrderStopFirst, FailureAction: dswarm.UpdateFailureActionPause},
+		EndpointSpec: &dswarm.EndpointSpec{Mode: dswarm.ResolutionModeDNSRR, Ports: ports},
+	}
+	if r.Network != nil {
+		spec.TaskTemplate.Networks = []dswarm.NetworkAttachmentConfig{{Target: r.Network(c.Name), Aliases: []string{name}}}
+	}
+	if err := swarm.StampSpecHash(&spec); err != nil {
+		return dswarm.ServiceSpec{}, err
+	}
+	return spec, nil
+}

@@ -1,0 +1,105 @@
+// Package secrets keeps the Docker secrets the operator makes for a
+// cluster. Swarm secrets are immutable, so a content is a versioned object
+// named <cluster>-<component>-<hash of the content>; a new content is a new
+// secret, services are pointed at it, and versions no service references
+// any more are pruned. It never logs, returns or labels a secret's data.
+package secrets
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	dswarm "github.com/docker/docker/api/types/swarm"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
+)
+
+// Components of the secrets the operator makes.
+const (
+	ComponentTLS    = "tls"
+	ComponentPasswd = "passwd"
+)
+
+// Client is what the secrets reconciler calls.
+type Client interface {
+	Services(ctx context.Context, labels map[string]string) ([]dswarm.Service, error)
+	Secrets(ctx context.Context, labels map[string]string) ([]dswarm.Secret, error)
+	CreateSecret(ctx context.Context, spec dswarm.SecretSpec) (string, error)
+	RemoveSecret(ctx context.Context, id string) error
+}
+
+// Reconciler creates and prunes versioned secrets.
+type Reconciler struct {
+	Swarm      Client
+	OperatorID string
+}
+
+func (r *Reconciler) labels(cluster, component string) map[string]string {
+	l := swarm.Owned(r.OperatorID, cluster)
+	l[swarm.LabelComponent] = component
+	return l
+}
+
+// Name is the versioned name of a content.
+func Name(cluster, component string, data []byte) string {
+	h := sha256.Sum256(data)
+	return fmt.Sprintf("%s-%s-%s", cluster, component, hex.EncodeToString(h[:])[:10])
+}
+
+// Ensure returns the secret holding data, creating it when missing, and
+// whether it created it.
+func (r *Reconciler) Ensure(ctx context.Context, cluster, component string, data []byte) (*dswarm.Secret, bool, error) {
+	name := Name(cluster, component, data)
+	have, err := r.Swarm.Secrets(ctx, r.labels(cluster, component))
+	if err != nil {
+		return nil, false, err
+	}
+	for _, s := range have {
+		if s.Spec.Name == name {
+			return &s, false, nil
+		}
+	}
+	spec := dswarm.SecretSpec{Annotations: dswarm.Annotations{Name: name, Labels: r.labels(cluster, component)}, Data: data}
+	id, err := r.Swarm.CreateSecret(ctx, spec)
+	if err != nil {
+		return nil, false, fmt.Errorf("%s secret of %s: %w", component, cluster, err)
+	}
+	return &dswarm.Secret{ID: id, Spec: dswarm.SecretSpec{Annotations: spec.Annotations}}, true, nil
+}
+
+// Prune removes the cluster's secrets of component other than keep that no
+// service of the cluster references. keep "" prunes every unreferenced one.
+func (r *Reconciler) Prune(ctx context.Context, cluster, component, keep string) ([]string, error) {
+	have, err := r.Swarm.Secrets(ctx, r.labels(cluster, component))
+	if err != nil {
+		return nil, err
+	}
+	svcs, err := r.Swarm.Services(ctx, swarm.Owned(r.OperatorID, cluster))
+	if err != nil {
+		return nil, err
+	}
+	used := map[string]bool{}
+	for _, s := range svcs {
+		if cs := s.Spec.TaskTemplate.ContainerSpec; cs != nil {
+			for _, ref := range cs.Secrets {
+				used[ref.SecretID] = true
+			}
+		}
+	}
+	var removed []string
+	var errs []error
+	for _, s := range have {
+		if s.Spec.Name == keep || used[s.ID] {
+			continue
+		}
+		if err := r.Swarm.RemoveSecret(ctx, s.ID); err != nil {
+			errs = append(errs, fmt.Errorf("prune secret %s: %w", s.Spec.Name, err))
+			continue
+		}
+		removed = append(removed, s.Spec.Name)
+	}
+	return removed, errors.Join(errs...)
+}
