@@ -72,6 +72,23 @@ func contract(t *testing.T, c Client, image string) {
 	if err != nil || len(secs) != 1 || len(secs[0].Spec.Data) != 0 {
 		t.Fatalf("secrets by label (data must not come back): %+v %v", secs, err)
 	}
+	// A secret a service references cannot be removed; once the service
+	// stops referencing it, it can.
+	ref := got[0]
+	withSecret := ref.Spec
+	cs := *withSecret.TaskTemplate.ContainerSpec
+	cs.Secrets = []*swarm.SecretReference{{SecretID: sid, SecretName: run + "-secret", File: &swarm.SecretReferenceFileTarget{Name: "s", UID: "0", GID: "0", Mode: 0o400}}}
+	withSecret.TaskTemplate.ContainerSpec = &cs
+	if err := c.UpdateService(ctx, ref.ID, ref.Version, withSecret); err != nil {
+		t.Fatalf("reference secret: %v", err)
+	}
+	if err := c.RemoveSecret(ctx, sid); err == nil {
+		t.Fatal("a secret in use by a service was removed")
+	}
+	got, _ = c.Services(ctx, own)
+	if err := c.UpdateService(ctx, got[0].ID, got[0].Version, upd); err != nil {
+		t.Fatalf("drop secret reference: %v", err)
+	}
 	if err := c.RemoveSecret(ctx, sid); err != nil {
 		t.Fatal(err)
 	}

@@ -129,7 +129,30 @@ var (
 	ErrNameConflict  = errors.New("name conflicts with an existing object")
 	ErrOutOfSequence = errors.New("update out of sequence")
 	ErrNotFound      = errors.New("not found")
+	ErrInUse         = errors.New("in use by a service")
 )
+
+// inUse reports whether a service spec references the secret or config id,
+// which makes Swarm refuse to remove it. Callers hold f.mu.
+func (f *Fake) inUse(id string) bool {
+	for _, s := range f.services {
+		cs := s.Spec.TaskTemplate.ContainerSpec
+		if cs == nil {
+			continue
+		}
+		for _, r := range cs.Secrets {
+			if r.SecretID == id {
+				return true
+			}
+		}
+		for _, r := range cs.Configs {
+			if r.ConfigID == id {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 func (f *Fake) CreateService(_ context.Context, spec swarm.ServiceSpec) (string, error) {
 	f.mu.Lock()
@@ -208,6 +231,9 @@ func (f *Fake) RemoveSecret(_ context.Context, id string) error {
 	if _, ok := f.secrets[id]; !ok {
 		return fmt.Errorf("remove secret %s: %w", id, ErrNotFound)
 	}
+	if f.inUse(id) {
+		return fmt.Errorf("remove secret %s: %w", id, ErrInUse)
+	}
 	delete(f.secrets, id)
 	return nil
 }
@@ -236,6 +262,9 @@ func (f *Fake) RemoveConfig(_ context.Context, id string) error {
 	}
 	if _, ok := f.configs[id]; !ok {
 		return fmt.Errorf("remove config %s: %w", id, ErrNotFound)
+	}
+	if f.inUse(id) {
+		return fmt.Errorf("remove config %s: %w", id, ErrInUse)
 	}
 	delete(f.configs, id)
 	return nil

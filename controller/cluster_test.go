@@ -1,0 +1,283 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	dswarm "github.com/docker/docker/api/types/swarm"
+	"k8s.io/apimachinery/pkg/api/meta"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/server"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/credentials"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
+)
+
+// leaderSwitch wraps a store so a test can take leadership away.
+type leaderSwitch struct {
+	*store.Store
+	lost atomic.Bool
+}
+
+func (l *leaderSwitch) IsLeader() bool { return !l.lost.Load() && l.Store.IsLeader() }
+
+type clusterEnv struct {
+	t     *testing.T
+	store *leaderSwitch
+	fake  *swarm.Fake
+	rec   *ClusterReconciler
+	now   time.Time
+}
+
+func newClusterEnv(t *testing.T) *clusterEnv {
+	t.Helper()
+	e := &clusterEnv{t: t, store: &leaderSwitch{Store: openStore(t)}, fake: swarm.NewFake(), now: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	e.fake.NodeList = []dswarm.Node{{ID: "n1", Description: dswarm.NodeDescription{Hostname: "node-1"}, Status: dswarm.NodeStatus{Addr: "10.0.0.1"}}}
+	e.rec = &ClusterReconciler{Store: e.store, Swarm: e.fake, OperatorID: "op", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return e.now }}
+	return e
+}
+
+func (e *clusterEnv) apply(specYAML string) {
+	e.t.Helper()
+	c, err := api.Parse([]byte("apiVersion: mqtt.swarm/v1alpha1\nkind: MqttCluster\nmetadata: {name: iot}\n"+specYAML), api.BuiltinDefaults())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	spec, _ := json.Marshal(c.Spec)
+	if _, _, err := e.store.Apply(store.ApplyRequest{Kind: api.KindMqttCluster, Name: c.Name, Spec: spec}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *clusterEnv) reconcile() Result {
+	e.t.Helper()
+	res, err := e.rec.Reconcile(context.Background(), "iot")
+	if err != nil {
+		e.t.Fatalf("reconcile: %v", err)
+	}
+	return res
+}
+
+func (e *clusterEnv) cluster() *api.MqttCluster {
+	e.t.Helper()
+	c, err := server.ToAPI(e.store.Get(api.KindMqttCluster, "iot"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return c
+}
+
+// runAll gives every service a task that has been running for a minute.
+func (e *clusterEnv) runAll() {
+	svcs, _ := e.fake.Services(context.Background(), nil)
+	e.fake.TaskList = nil
+	for _, s := range svcs {
+		n := uint64(1)
+		if s.Spec.Mode.Replicated != nil && s.Spec.Mode.Replicated.Replicas != nil {
+			n = *s.Spec.Mode.Replicated.Replicas
+		}
+		for i := uint64(0); i < n; i++ {
+			e.fake.TaskList = append(e.fake.TaskList, dswarm.Task{
+				ID: s.ID + "-t", ServiceID: s.ID, NodeID: "n1", DesiredState: dswarm.TaskStateRunning,
+				Annotations: dswarm.Annotations{Labels: s.Spec.Labels},
+				Status:      dswarm.TaskStatus{State: dswarm.TaskStateRunning, Timestamp: e.now.Add(-time.Minute)},
+				Spec:        s.Spec.TaskTemplate,
+			})
+		}
+	}
+}
+
+func written(calls []swarm.Call, method string) []string {
+	var out []string
+	for _, c := range calls {
+		if c.Method == method {
+			out = append(out, c.Name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestClusterReconcileCreatesThenStaysQuiet(t *testing.T) {
+	t.Parallel()
+	e := newClusterEnv(t)
+	e.apply("spec: {tls: {dnsNames: [mqtt.example.com]}, loadBalancer: {replicas: 1}}\n")
+	res := e.reconcile()
+	calls := e.fake.Calls()
+	if got := written(calls, "CreateService"); !slices.Equal(got, []string{"iot-broker-0", "iot-broker-1", "iot-broker-2", "iot-lb"}) {
+		t.Fatalf("services created: %v", got)
+	}
+	if got := written(calls, "CreateSecret"); len(got) != 2 || !strings.HasPrefix(got[0], "iot-passwd-") || !strings.HasPrefix(got[1], "iot-tls-") {
+		t.Fatalf("secrets created: %v", got)
+	}
+	if got := written(calls, "CreateNetwork"); !slices.Equal(got, []string{"iot-net"}) {
+		t.Fatalf("networks: %v", got)
+	}
+	// Nothing runs yet: not Ready, progressing, polled soon.
+	c := e.cluster()
+	if meta.IsStatusConditionTrue(c.Status.Conditions, api.ConditionReady) || !meta.IsStatusConditionTrue(c.Status.Conditions, api.ConditionProgressing) {
+		t.Fatalf("conditions before tasks run: %+v", c.Status.Conditions)
+	}
+	if res.RequeueAfter != 2*time.Second {
+		t.Fatalf("requeue while progressing: %v", res.RequeueAfter)
+	}
+	// The HAProxy service publishes both ports in host mode, mounts the
+	// certificate secret, and runs at most one task per node.
+	svcs, _ := e.fake.Services(context.Background(), map[string]string{swarm.LabelComponent: "loadbalancer"})
+	lb := svcs[0].Spec
+	if len(lb.EndpointSpec.Ports) != 2 || lb.EndpointSpec.Ports[0].PublishMode != dswarm.PortConfigPublishModeHost || lb.TaskTemplate.Placement.MaxReplicas != 1 ||
+		!strings.HasPrefix(lb.TaskTemplate.ContainerSpec.Secrets[0].SecretName, "iot-tls-") {
+		t.Fatalf("load balancer spec: %+v", lb)
+	}
+
+	// Tasks running: Ready, endpoints per load-balancer node, CA fingerprint.
+	e.runAll()
+	e.now = e.now.Add(time.Second)
+	res = e.reconcile()
+	c = e.cluster()
+	if !meta.IsStatusConditionTrue(c.Status.Conditions, api.ConditionReady) || meta.IsStatusConditionTrue(c.Status.Conditions, api.ConditionDegraded) {
+		t.Fatalf("conditions with tasks running: %+v", c.Status.Conditions)
+	}
+	if !slices.Equal(c.Status.Endpoints, []string{"mqtt://10.0.0.1:1883", "mqtts://10.0.0.1:8883"}) || c.Status.CAFingerprint == "" || c.Status.ObservedGeneration != 1 {
+		t.Fatalf("status: %+v", c.Status)
+	}
+	if len(c.Status.Brokers) != 3 || c.Status.Brokers[2].Node != "node-1" || c.Status.Brokers[2].State != "running" {
+		t.Fatalf("brokers: %+v", c.Status.Brokers)
+	}
+	// Requeued at the certificate's renewal time: 2160h lifetime, renewed
+	// 720h before expiry, issued one second ago.
+	if want := 1440*time.Hour - time.Second - 5*time.Minute; res.RequeueAfter < want-time.Minute || res.RequeueAfter > 1440*time.Hour {
+		t.Fatalf("requeue at renewal: %v", res.RequeueAfter)
+	}
+
+	// Unchanged spec, unchanged Swarm: no Swarm write, no status write.
+	e.fake.ResetCalls()
+	before := e.store.Get(api.KindMqttCluster, "iot").ModifyIndex
+	e.now = e.now.Add(time.Minute)
+	e.reconcile()
+	if calls := e.fake.Calls(); len(calls) != 0 {
+		t.Fatalf("second pass wrote to Swarm: %v", calls)
+	}
+	if after := e.store.Get(api.KindMqttCluster, "iot").ModifyIndex; after != before {
+		t.Fatalf("second pass rewrote the status (%d -> %d)", before, after)
+	}
+}
+
+func TestClusterReconcileKeepsSecretsOutOfStatusAndReissuesOnNameChange(t *testing.T) {
+	t.Parallel()
+	e := newClusterEnv(t)
+	e.apply("spec: {replicas: 1, loadBalancer: {replicas: 1}}\n")
+	e.reconcile()
+	e.runAll()
+	e.reconcile()
+	var m credentials.Material
+	if err := json.Unmarshal(e.store.Get(credentials.Kind, "iot").Spec, &m); err != nil {
+		t.Fatal(err)
+	}
+	status := string(e.store.Get(api.KindMqttCluster, "iot").Status)
+	keyBody := strings.Split(string(m.Server.KeyPEM), "\n")[1]
+	for _, secret := range []string{"PRIVATE KEY", keyBody, m.Password} {
+		if strings.Contains(status, secret) {
+			t.Fatalf("status holds a secret: %s", status)
+		}
+	}
+
+	// A new DNS name: a new certificate in a new secret, HAProxy pointed at
+	// it, the old secret pruned; brokers untouched.
+	e.fake.ResetCalls()
+	e.apply("spec: {replicas: 1, loadBalancer: {replicas: 1}, tls: {dnsNames: [new.example.com]}}\n")
+	e.reconcile()
+	calls := e.fake.Calls()
+	if got := written(calls, "UpdateService"); !slices.Equal(got, []string{"iot-lb"}) {
+		t.Fatalf("updated services: %v", got)
+	}
+	created, removed := written(calls, "CreateSecret"), written(calls, "RemoveSecret")
+	if len(created) != 1 || len(removed) != 1 || !strings.HasPrefix(created[0], "iot-tls-") || created[0] == removed[0] {
+		t.Fatalf("secret rotation: created %v removed %v", created, removed)
+	}
+	var m2 credentials.Material
+	_ = json.Unmarshal(e.store.Get(credentials.Kind, "iot").Spec, &m2)
+	if m2.Reason != "DNSNamesChanged" || string(m2.CA.CertPEM) != string(m.CA.CertPEM) || m2.Password != m.Password {
+		t.Fatalf("reissue: reason %q, CA kept %v, password kept %v", m2.Reason, string(m2.CA.CertPEM) == string(m.CA.CertPEM), m2.Password == m.Password)
+	}
+}
+
+func TestClusterReconcileMissingSecretIsACondition(t *testing.T) {
+	t.Parallel()
+	e := newClusterEnv(t)
+	e.apply("spec: {auth: {passwordFileSecret: nope}}\n")
+	if _, err := e.rec.Reconcile(context.Background(), "iot"); err != nil {
+		t.Fatalf("a missing user secret is a condition, not a retried error: %v", err)
+	}
+	c := e.cluster()
+	d := meta.FindStatusCondition(c.Status.Conditions, api.ConditionDegraded)
+	if d == nil || d.Status != "True" || d.Reason != "MissingSecret" || !strings.Contains(d.Message, `"nope"`) {
+		t.Fatalf("degraded condition: %+v", d)
+	}
+	if got := written(e.fake.Calls(), "CreateService"); len(got) != 1 || got[0] != "iot-lb" {
+		// The load balancer does not depend on the brokers' password file.
+		t.Fatalf("services created with a missing secret: %v", got)
+	}
+}
+
+func TestClusterDeleteCleansUpOnlyOwnedObjects(t *testing.T) {
+	t.Parallel()
+	e := newClusterEnv(t)
+	e.apply("spec: {replicas: 2}\n")
+	e.reconcile()
+	foreign := dswarm.ServiceSpec{Annotations: dswarm.Annotations{Name: "someone-else", Labels: map[string]string{swarm.LabelCluster: "iot"}}}
+	if _, err := e.fake.CreateService(context.Background(), foreign); err != nil {
+		t.Fatal(err)
+	}
+	if found, _ := e.rec.Discover(context.Background()); !slices.Equal(found, []string{"iot"}) {
+		t.Fatalf("discover: %v", found)
+	}
+	if _, err := e.store.Delete(store.DeleteRequest{Kind: api.KindMqttCluster, Name: "iot"}); err != nil {
+		t.Fatal(err)
+	}
+	e.reconcile()
+	left, _ := e.fake.Services(context.Background(), nil)
+	if len(left) != 1 || left[0].Spec.Name != "someone-else" {
+		t.Fatalf("services left: %+v", left)
+	}
+	for _, kind := range []string{"secrets", "configs", "networks"} {
+		var n int
+		switch kind {
+		case "secrets":
+			s, _ := e.fake.Secrets(context.Background(), nil)
+			n = len(s)
+		case "configs":
+			c, _ := e.fake.Configs(context.Background(), nil)
+			n = len(c)
+		case "networks":
+			c, _ := e.fake.Networks(context.Background(), nil)
+			n = len(c)
+		}
+		if n != 0 {
+			t.Errorf("%d %s left", n, kind)
+		}
+	}
+	if e.store.Get(credentials.Kind, "iot") != nil {
+		t.Error("credentials left in the store")
+	}
+}
+
+func TestClusterReconcileStopsWritingWhenLeadershipIsLost(t *testing.T) {
+	t.Parallel()
+	e := newClusterEnv(t)
+	e.apply("spec: {replicas: 2}\n")
+	e.store.lost.Store(true)
+	_, err := e.rec.Reconcile(context.Background(), "iot")
+	if !errors.Is(err, ErrNotLeaderAnyMore) || len(e.fake.Calls()) != 0 {
+		t.Fatalf("not leader: err %v, writes %v", err, e.fake.Calls())
+	}
+}

@@ -1,0 +1,63 @@
+package server_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/server"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/server/servertest"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/credentials"
+)
+
+func TestCAAndCredentialsRoutes(t *testing.T) {
+	t.Parallel()
+	in := servertest.Start(t, "")
+	base := server.BasePath + "/iot"
+	if code, _ := do(t, in.URL, call{method: http.MethodPost, path: server.BasePath, token: tok, body: []byte("apiVersion: mqtt.swarm/v1alpha1\nkind: MqttCluster\nmetadata: {name: iot}\n")}); code != http.StatusCreated {
+		t.Fatalf("create: %d", code)
+	}
+	// Before the operator issued anything: 404 with a reason.
+	code, b := do(t, in.URL, call{method: http.MethodGet, path: base + "/ca", token: tok})
+	if code != http.StatusNotFound || !strings.Contains(status(t, b).Message, "not issued yet") {
+		t.Fatalf("ca before issue: %d %s", code, b)
+	}
+	c := &api.MqttCluster{}
+	c.Name = "iot"
+	api.Default(c, api.BuiltinDefaults())
+	m, _, _, err := credentials.Next(nil, c, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, _ := json.Marshal(m)
+	if _, _, err := in.Store.Apply(store.ApplyRequest{Kind: credentials.Kind, Name: "iot", Spec: spec}); err != nil {
+		t.Fatal(err)
+	}
+	// Token required.
+	if code, _ := do(t, in.URL, call{method: http.MethodGet, path: base + "/credentials"}); code != http.StatusUnauthorized {
+		t.Fatalf("credentials without a token: %d", code)
+	}
+	code, b = do(t, in.URL, call{method: http.MethodGet, path: base + "/ca", token: tok})
+	var ca server.CA
+	if code != http.StatusOK || json.Unmarshal(b, &ca) != nil || ca.Certificate != string(m.CA.CertPEM) || ca.Fingerprint == "" {
+		t.Fatalf("ca: %d %s", code, b)
+	}
+	if strings.Contains(string(b), "PRIVATE KEY") {
+		t.Fatal("the CA route served a private key")
+	}
+	code, b = do(t, in.URL, call{method: http.MethodGet, path: base + "/credentials", token: tok})
+	var cr server.Credentials
+	if code != http.StatusOK || json.Unmarshal(b, &cr) != nil || cr.Username != m.Username || cr.Password != m.Password {
+		t.Fatalf("credentials: %d %s", code, b)
+	}
+	// The internal kind is never listed as a cluster.
+	code, b = do(t, in.URL, call{method: http.MethodGet, path: server.BasePath, token: tok})
+	var list api.MqttClusterList
+	if code != http.StatusOK || json.Unmarshal(b, &list) != nil || len(list.Items) != 1 || strings.Contains(string(b), "PRIVATE") {
+		t.Fatalf("list: %s", b)
+	}
+}
