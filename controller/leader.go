@@ -51,6 +51,8 @@ type Leader struct {
 	// while no operator led).
 	Discover func(ctx context.Context) ([]string, error)
 	Log      *slog.Logger
+	// Metrics, when set, counts and times reconciles.
+	Metrics *Metrics
 
 	mu      sync.Mutex
 	trigger chan struct{}
@@ -137,6 +139,8 @@ func (l *Leader) leaderLoop(ctx context.Context) {
 		}
 	}
 	l.Log.Info("leader loop started")
+	l.Metrics.setLeading(true)
+	defer l.Metrics.setLeading(false)
 	l.mu.Lock()
 	l.trigger = make(chan struct{}, 1)
 	trigger := l.trigger
@@ -207,7 +211,9 @@ func (l *Leader) leaderLoop(ctx context.Context) {
 }
 
 func (l *Leader) reconcileOne(ctx context.Context, name string, timers map[string]*time.Timer, due chan<- string) {
+	start := time.Now()
 	res, err := l.Reconcile(ctx, name)
+	l.Metrics.observe(start, err)
 	after := res.RequeueAfter
 	if err != nil {
 		if ctx.Err() != nil {

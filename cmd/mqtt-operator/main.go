@@ -127,7 +127,11 @@ func run(ctx context.Context, o options) error {
 		}
 		defer d.Close()
 		cr := &controller.ClusterReconciler{Store: st, Swarm: d, OperatorID: o.operatorID, Log: log}
-		leader := &controller.Leader{Store: st, Reconcile: cr.Reconcile, Discover: cr.Discover, Resync: o.resync, Log: log}
+		metrics, err := controller.NewMetrics(reg)
+		if err != nil {
+			return err
+		}
+		leader := &controller.Leader{Store: st, Reconcile: cr.Reconcile, Discover: cr.Discover, Resync: o.resync, Log: log, Metrics: metrics}
 		go leader.Run(ctx)
 		go watchEvents(ctx, d, leader.Trigger, log)
 	}

@@ -32,7 +32,8 @@ per_listener_settings false
 listener {{.Port}} 0.0.0.0
 protocol mqtt
 max_keepalive 600
-log_dest stdout
+# stderr is unbuffered: docker service logs shows each line at once.
+log_dest stderr
 log_type error
 log_type warning
 log_type notice

@@ -75,7 +75,11 @@ defaults
     log global
     option tcplog
     option dontlognull
-    timeout connect 2s
+    # A connect that fails (a broker that just died) is retried once on
+    # another broker instead of failing the client.
+    retries 2
+    option redispatch 1
+    timeout connect 1s
     # MQTT keeps connections open: longer than 1.5 x a 10-minute keepalive.
     timeout client 16m
     timeout server 16m
