@@ -34,9 +34,11 @@ test: lint build
 unit:
 	$(GO) test -count=1 ./...
 
-## bench: the figures the issues name
+## bench: the figures the issues name (control plane, then the data plane
+## against the operator and a sample cluster on the local Swarm)
 bench: build
-	$(GO) run ./test/bench -operator $(BIN)/mqtt-operator
+	hack/up.sh >/dev/null
+	set -a && . .local/quickstart.env && set +a && $(GO) run ./test/bench -operator $(BIN)/mqtt-operator -cluster
 
 ## fuzz: a short run of the parse+default+validate fuzz target
 fuzz:

@@ -114,15 +114,23 @@ func (r *ClusterReconciler) Reconcile(ctx context.Context, name string) (Result,
 	if errors.Is(recErr, ErrNotLeaderAnyMore) {
 		return Result{}, recErr
 	}
-	st, ready, err := r.observe(ctx, c, recErr)
+	st, ready, settle, err := r.observe(ctx, c, recErr)
 	if err != nil {
 		return Result{}, errors.Join(recErr, err)
 	}
 	if err := r.writeStatus(obj, st); err != nil {
 		return Result{}, errors.Join(recErr, err)
 	}
-	if !ready && (res.RequeueAfter == 0 || res.RequeueAfter > r.poll()) {
-		res.RequeueAfter = r.poll()
+	if !ready {
+		// Come back when the next task has run long enough to count, or
+		// at the polling interval, whichever is first.
+		next := r.poll()
+		if settle > 0 && settle < next {
+			next = settle
+		}
+		if res.RequeueAfter == 0 || res.RequeueAfter > next {
+			res.RequeueAfter = next
+		}
 	}
 	if errors.Is(recErr, broker.ErrMissingSecret) {
 		// Retrying cannot fix it until the user acts: the condition says
@@ -136,7 +144,7 @@ func (r *ClusterReconciler) poll() time.Duration {
 	if r.PollWhileProgressing > 0 {
 		return r.PollWhileProgressing
 	}
-	return 2 * time.Second
+	return time.Second
 }
 
 // apply makes the Swarm writes of one pass.
@@ -264,22 +272,23 @@ func (r *ClusterReconciler) credentials(c *api.MqttCluster) (credentials.Materia
 	return next, nil
 }
 
-// observe reads the live state into a status.
-func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, recErr error) (api.MqttClusterStatus, bool, error) {
-	st := c.Status
+// observe reads the live state into a status. settle is how long until
+// the next running task has run for StableAfter (0: none is waiting).
+func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, recErr error) (st api.MqttClusterStatus, ready bool, settle time.Duration, err error) {
+	st = c.Status
 	st.Conditions = slices.Clone(st.Conditions)
 	st.ObservedGeneration = c.Generation
 	tasks, err := r.Swarm.Tasks(ctx, swarm.Owned(r.OperatorID, c.Name))
 	if err != nil {
-		return st, false, err
+		return st, false, 0, err
 	}
 	nodes, err := r.Swarm.Nodes(ctx)
 	if err != nil {
-		return st, false, err
+		return st, false, 0, err
 	}
 	svcs, err := r.Swarm.Services(ctx, swarm.Owned(r.OperatorID, c.Name))
 	if err != nil {
-		return st, false, err
+		return st, false, 0, err
 	}
 	svcName := map[string]string{}
 	for _, s := range svcs {
@@ -296,6 +305,9 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, rec
 		name := svcName[t.ServiceID]
 		if name == "" {
 			continue
+		}
+		if w := r.untilStable(t); w > 0 && (settle == 0 || w < settle) {
+			settle = w
 		}
 		if name == loadbalancer.ServiceName(c.Name) {
 			if r.stable(t) {
@@ -355,7 +367,7 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, rec
 		}
 	}
 	lbWant := int(*c.Spec.LoadBalancer.Replicas)
-	ready := recErr == nil && running == n && len(lbRunning) >= lbWant
+	ready = recErr == nil && running == n && len(lbRunning) >= lbWant
 	gen := c.Generation
 	set := func(t string, ok bool, reason, msg string) {
 		s := metav1.ConditionFalse
@@ -382,17 +394,32 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, rec
 	} else {
 		set(api.ConditionDegraded, false, "NoErrors", "the last reconcile succeeded")
 	}
-	return st, ready, nil
+	return st, ready, settle, nil
+}
+
+func (r *ClusterReconciler) stableAfter() time.Duration {
+	if r.StableAfter > 0 {
+		return r.StableAfter
+	}
+	return 3 * time.Second
 }
 
 // stable: meant to run, running, and for at least StableAfter.
 func (r *ClusterReconciler) stable(t dswarm.Task) bool {
-	after := r.StableAfter
-	if after == 0 {
-		after = 3 * time.Second
-	}
 	return t.DesiredState == dswarm.TaskStateRunning && t.Status.State == dswarm.TaskStateRunning &&
-		r.now().Sub(t.Status.Timestamp) >= after
+		r.now().Sub(t.Status.Timestamp) >= r.stableAfter()
+}
+
+// untilStable is how long until a running task counts as stable (0 when
+// it is not running or already stable).
+func (r *ClusterReconciler) untilStable(t dswarm.Task) time.Duration {
+	if t.DesiredState != dswarm.TaskStateRunning || t.Status.State != dswarm.TaskStateRunning {
+		return 0
+	}
+	if w := t.Status.Timestamp.Add(r.stableAfter()).Sub(r.now()); w > 0 {
+		return w + 20*time.Millisecond
+	}
+	return 0
 }
 
 func newer(a, b dswarm.Task) bool {

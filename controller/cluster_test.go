@@ -127,7 +127,7 @@ func TestClusterReconcileCreatesThenStaysQuiet(t *testing.T) {
 	if meta.IsStatusConditionTrue(c.Status.Conditions, api.ConditionReady) || !meta.IsStatusConditionTrue(c.Status.Conditions, api.ConditionProgressing) {
 		t.Fatalf("conditions before tasks run: %+v", c.Status.Conditions)
 	}
-	if res.RequeueAfter != 2*time.Second {
+	if res.RequeueAfter != time.Second {
 		t.Fatalf("requeue while progressing: %v", res.RequeueAfter)
 	}
 	// The HAProxy service publishes both ports in host mode, mounts the

@@ -35,7 +35,12 @@ type Store interface {
 	List(kind string) ([]*store.Object, uint64)
 	Leader() store.LeaderInfo
 	Peers() ([]store.Peer, error)
+	CaughtUp() <-chan struct{}
 }
+
+// catchUpWait bounds how long a read waits for the store to replay its log
+// after a restart before answering 503.
+const catchUpWait = 10 * time.Second
 
 // Config configures the API.
 type Config struct {
@@ -95,15 +100,17 @@ func (s *Server) Handler() http.Handler {
 	open("GET /v1/status/leader", "leader", s.leader)
 	open("GET /v1/status/peers", "peers", s.peers)
 
-	authed("GET "+BasePath, "list", s.list)
-	authed("POST "+BasePath, "apply", s.apply)
-	authed("GET "+BasePath+"/{name}", "get", s.get)
-	authed("PUT "+BasePath+"/{name}", "apply", s.apply)
+	// Reads wait until a restarted store has replayed its log, so nobody
+	// sees an empty or old state; writes go through raft anyway.
+	authed("GET "+BasePath, "list", s.caughtUp(s.list))
+	authed("POST "+BasePath, "apply", s.caughtUp(s.apply))
+	authed("GET "+BasePath+"/{name}", "get", s.caughtUp(s.get))
+	authed("PUT "+BasePath+"/{name}", "apply", s.caughtUp(s.apply))
 	authed("DELETE "+BasePath+"/{name}", "delete", s.delete)
-	authed("GET "+BasePath+"/{name}/status", "status", s.get)
+	authed("GET "+BasePath+"/{name}/status", "status", s.caughtUp(s.get))
 	authed("PUT "+BasePath+"/{name}/status", "status", s.putStatus)
-	authed("GET "+BasePath+"/{name}/ca", "ca", s.getCA)
-	authed("GET "+BasePath+"/{name}/credentials", "credentials", s.getCredentials)
+	authed("GET "+BasePath+"/{name}/ca", "ca", s.caughtUp(s.getCA))
+	authed("GET "+BasePath+"/{name}/credentials", "credentials", s.caughtUp(s.getCredentials))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, http.StatusNotFound, ReasonNotFound, "no route for "+r.Method+" "+r.URL.Path, nil)
 	})
@@ -157,7 +164,27 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 		writeStatus(w, http.StatusServiceUnavailable, ReasonUnavailable, "no raft leader", nil)
 		return
 	}
+	select {
+	case <-s.store.CaughtUp():
+	default:
+		writeStatus(w, http.StatusServiceUnavailable, ReasonUnavailable, "replaying the raft log", nil)
+		return
+	}
 	_, _ = io.WriteString(w, "ok\n")
+}
+
+// caughtUp holds a request until the store has replayed its log (or the
+// request's context or catchUpWait ends: 503).
+func (s *Server) caughtUp(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-s.store.CaughtUp():
+			h(w, r)
+		case <-r.Context().Done():
+		case <-time.After(catchUpWait):
+			writeStatus(w, http.StatusServiceUnavailable, ReasonUnavailable, "the operator is still replaying its raft log; retry", nil)
+		}
+	}
 }
 
 func (s *Server) leader(w http.ResponseWriter, _ *http.Request) {

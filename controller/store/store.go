@@ -56,6 +56,10 @@ type Store struct {
 	meta   *metadb.BoltMetaDB
 	nodeID raft.ServerID
 	log    *slog.Logger
+	// caughtUp is closed once the state machine holds every entry that
+	// was in the log when the store opened.
+	caughtUp chan struct{}
+	done     chan struct{}
 }
 
 // Open starts the store: it opens (or creates) the raft state in DataDir
@@ -149,8 +153,31 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("store: start raft: %w", err)
 	}
 	s.raft = r
+	s.caughtUp, s.done = make(chan struct{}), make(chan struct{})
+	go s.watchCatchUp(r.LastIndex())
 	return s, nil
 }
+
+// watchCatchUp closes caughtUp when the entries found in the log at start
+// are applied: raft restores the snapshot at once but replays the log only
+// once a leader commits in the new term, and reads before that would miss
+// objects.
+func (s *Store) watchCatchUp(target uint64) {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for s.raft.AppliedIndex() < target {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+		}
+	}
+	close(s.caughtUp)
+}
+
+// CaughtUp is closed once the local state holds everything the log held
+// when the store opened.
+func (s *Store) CaughtUp() <-chan struct{} { return s.caughtUp }
 
 func (s *Store) closeFiles() {
 	if s.trans != nil {
@@ -166,6 +193,13 @@ func (s *Store) closeFiles() {
 
 // Close stops raft and closes the files. Committed writes are on disk.
 func (s *Store) Close() error {
+	if s.done != nil {
+		select {
+		case <-s.done:
+		default:
+			close(s.done)
+		}
+	}
 	var errs []error
 	if s.raft != nil {
 		errs = append(errs, s.raft.Shutdown().Error())

@@ -212,14 +212,11 @@ func TestStoreSurvivesRestart(t *testing.T) {
 	if s2.NodeID() != id {
 		t.Fatalf("node id changed across restart: %s -> %s", id, s2.NodeID())
 	}
-	// Wait until the log is replayed into the FSM.
-	deadline := time.Now().Add(10 * time.Second)
-	for s2.fsm.Index() < beforeIdx && time.Now().Before(deadline) {
-		ch, _ := s2.Watch()
-		select {
-		case <-ch:
-		case <-time.After(100 * time.Millisecond):
-		}
+	// Once CaughtUp says so, the log found at start is in the FSM.
+	select {
+	case <-s2.CaughtUp():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the store never caught up with its log")
 	}
 	after, afterIdx := s2.List("K")
 	if afterIdx != beforeIdx || !reflect.DeepEqual(before, after) {

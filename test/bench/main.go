@@ -25,10 +25,26 @@ import (
 func main() {
 	bin := flag.String("operator", "bin/mqtt-operator", "mqtt-operator binary")
 	n := flag.Int("n", 1000, "number of applies (and stored objects)")
+	cluster := flag.Bool("cluster", false, "also run the data-plane benchmarks against the operator make up deployed (MQTTCTL_SERVER, MQTTCTL_TOKEN_FILE)")
 	flag.Parse()
 	if err := run(*bin, *n); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
+	}
+	if *cluster {
+		tok, err := os.ReadFile(os.Getenv("MQTTCTL_TOKEN_FILE"))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench: no API token (run make up):", err)
+			os.Exit(1)
+		}
+		cl, err := client.New(client.Options{Server: os.Getenv("MQTTCTL_SERVER"), Token: strings.TrimSpace(string(tok)), Timeout: 10 * time.Second})
+		if err == nil {
+			err = runClusterBench(context.Background(), cl)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
 	}
 }
 

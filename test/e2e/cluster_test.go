@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"regexp"
 	"slices"
 	"strconv"
@@ -252,7 +253,13 @@ func TestScaleKillAndInvalidSpec(t *testing.T) {
 	// After the operator has reconciled again, still no change. Any Docker
 	// event triggers a pass: create and remove a config of our own.
 	n0 := reconciles(t)
-	docker(t, "config", "rm", docker(t, "config", "create", fmt.Sprintf("e2e-poke-%d", time.Now().UnixNano()), "/dev/null"))
+	poke := exec.Command("docker", "config", "create", fmt.Sprintf("e2e-poke-%d", time.Now().UnixNano()), "-")
+	poke.Stdin = strings.NewReader("poke")
+	id, err := poke.Output()
+	if err != nil {
+		t.Fatalf("docker config create: %v", err)
+	}
+	docker(t, "config", "rm", strings.TrimSpace(string(id)))
 	eventually(t, "the operator reconciling after the rejected apply", 45*time.Second, func() error {
 		if n := reconciles(t); n <= n0 {
 			return errStr("reconciles " + strconv.Itoa(n))

@@ -1,0 +1,475 @@
+package main
+
+// The data-plane benchmarks of step 2, run against the operator deployed
+// by `make up` (hack/up.sh) on the local Swarm, each against a baseline
+// measured in the same run:
+//
+//   - apply -> Ready of a 3-broker cluster, vs the same services created
+//     by hand with `docker service create` (same configs, secrets, images,
+//     the same "running for 3 s" readiness rule);
+//   - QoS 1 publish throughput and latency through HAProxy, vs straight to
+//     one broker published on a host port;
+//   - docker kill of a broker -> first successful publish of a client that
+//     retries every 100 ms, vs a Swarm-only broker service (one published
+//     broker, restarted by Swarm with its default restart policy).
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"k8s.io/apimachinery/pkg/api/meta"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/client"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/broker"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/credentials"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/loadbalancer"
+)
+
+const (
+	benchCluster = "bench"
+	benchMQTT    = 31883
+	handMQTT     = 33883
+	directMQTT   = 32883
+	soloMQTT     = 35883
+	stableFor    = 3 * time.Second
+)
+
+func benchSpec(name string, mqttPort int) string {
+	return fmt.Sprintf(`apiVersion: mqtt.swarm/v1alpha1
+kind: MqttCluster
+metadata: {name: %s}
+spec:
+  replicas: 3
+  broker: {image: "swarm-mqtt/mosquitto:local", persistence: {enabled: false}}
+  loadBalancer: {image: "swarm-mqtt/haproxy:local", replicas: 1, ports: {mqtt: %d, mqtts: %d}}
+  tls: {dnsNames: [localhost]}
+`, name, mqttPort, mqttPort+5000)
+}
+
+func sh(args ...string) (string, error) {
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("%s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+func runClusterBench(ctx context.Context, cl *client.Client) error {
+	cleanup := func() {
+		_ = cl.Delete(ctx, benchCluster)
+		for _, s := range []string{"bench-hand-broker-0", "bench-hand-broker-1", "bench-hand-broker-2", "bench-hand-lb", "bench-direct", "bench-solo"} {
+			_, _ = sh("docker", "service", "rm", s)
+		}
+		waitGone := time.Now().Add(60 * time.Second)
+		for time.Now().Before(waitGone) {
+			out, _ := sh("docker", "service", "ls", "-q", "--filter", "label=mqtt.swarm/cluster="+benchCluster)
+			hand, _ := sh("docker", "service", "ls", "-q", "--filter", "label=bench=hand")
+			if out == "" && hand == "" {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		for _, kind := range []string{"config", "secret"} {
+			out, _ := sh("docker", kind, "ls", "-q", "--filter", "label=bench=hand")
+			for _, id := range strings.Fields(out) {
+				_, _ = sh("docker", kind, "rm", id)
+			}
+		}
+		rmNet := time.Now().Add(30 * time.Second)
+		for time.Now().Before(rmNet) {
+			if _, err := sh("docker", "network", "rm", "bench-hand-net"); err == nil || !strings.Contains(err.Error(), "in use") {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	cleanup()
+	defer cleanup()
+
+	// 1. Apply -> Ready through the operator.
+	t0 := time.Now()
+	if _, err := cl.Apply(ctx, []byte(benchSpec(benchCluster, benchMQTT))); err != nil {
+		return err
+	}
+	if err := waitClusterReady(ctx, cl, benchCluster, 3*time.Minute); err != nil {
+		return err
+	}
+	opReady := time.Since(t0)
+	cr, err := cl.Credentials(ctx, benchCluster)
+	if err != nil {
+		return err
+	}
+
+	// The same services by hand: configs, secrets, network, 3 brokers and
+	// HAProxy, every one with docker service create.
+	handReady, err := byHand(cr.Username, cr.Password)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\napply -> Ready, 3 brokers + 1 HAProxy (ready = every task running for %s)\n", stableFor)
+	fmt.Printf("  operator (mqttctl apply, poll status):      %s\n", opReady.Round(10*time.Millisecond))
+	fmt.Printf("  by hand (docker service create x4 + wait):  %s\n", handReady.Round(10*time.Millisecond))
+	fmt.Printf("  ratio operator/by-hand: %.2f   target <= 1.2\n", opReady.Seconds()/handReady.Seconds())
+
+	// 2. QoS 1 through HAProxy vs straight to one broker.
+	if err := directBroker(cr.Username, cr.Password); err != nil {
+		return err
+	}
+	const clients, perClient = 8, 1000
+	var lb, direct loadResult
+	for round := 0; round < 2; round++ {
+		d, err := load(directMQTT, cr.Username, cr.Password, clients, perClient, fmt.Sprintf("d%d", round))
+		if err != nil {
+			return fmt.Errorf("direct load: %w", err)
+		}
+		l, err := load(benchMQTT, cr.Username, cr.Password, clients, perClient, fmt.Sprintf("l%d", round))
+		if err != nil {
+			return fmt.Errorf("load balancer load: %w", err)
+		}
+		direct.add(d)
+		lb.add(l)
+	}
+	fmt.Printf("\nQoS 1 publish, %d clients x %d messages x 2 rounds, each publish waits for its PUBACK\n", clients, perClient)
+	fmt.Printf("  straight to one broker: %7.0f msg/s  p50 %s  p99 %s\n", direct.rate(), pct(direct.lat, 50), pct(direct.lat, 99))
+	fmt.Printf("  through HAProxy:        %7.0f msg/s  p50 %s  p99 %s\n", lb.rate(), pct(lb.lat, 50), pct(lb.lat, 99))
+	fmt.Printf("  throughput ratio %.2f (target >= 0.9), p50 added %s (target <= 0.3ms)\n",
+		lb.rate()/direct.rate(), (pct(lb.lat, 50) - pct(direct.lat, 50)).Round(time.Microsecond))
+
+	// 3. docker kill of a broker -> first successful publish.
+	var ours, solo []time.Duration
+	for i := 0; i < 3; i++ {
+		d, err := killOurs(ctx, cl, cr.Username, cr.Password, i)
+		if err != nil {
+			return err
+		}
+		ours = append(ours, d)
+	}
+	if err := soloBroker(cr.Username, cr.Password); err != nil {
+		return err
+	}
+	for i := 0; i < 3; i++ {
+		d, err := killAndRetry("bench-solo", soloMQTT, cr.Username, cr.Password, fmt.Sprintf("solo-%d", i))
+		if err != nil {
+			return err
+		}
+		solo = append(solo, d)
+	}
+	fmt.Printf("\ndocker kill of a broker -> first successful QoS 1 publish (client retries every 100ms), 3 runs each\n")
+	fmt.Printf("  operator cluster (HAProxy health checks + redispatch): min %s median %s max %s   target <= 2s\n", pct(ours, 0), pct(ours, 50), pct(ours, 100))
+	fmt.Printf("  Swarm-only (one published broker, restarted by Swarm): min %s median %s max %s\n", pct(solo, 0), pct(solo, 50), pct(solo, 100))
+	fmt.Printf("  ratio operator/Swarm-only (median): %.3f\n", pct(ours, 50).Seconds()/pct(solo, 50).Seconds())
+	return nil
+}
+
+func waitClusterReady(ctx context.Context, cl *client.Client, name string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		o, err := cl.Get(ctx, name)
+		if err == nil && o.Status.ObservedGeneration >= o.Generation && meta.IsStatusConditionTrue(o.Status.Conditions, api.ConditionReady) {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%s not Ready within %s", name, timeout)
+}
+
+// byHand creates the same objects the operator makes, with the docker CLI,
+// and waits with the same readiness rule.
+func byHand(user, password string) (time.Duration, error) {
+	c, err := api.Parse([]byte(benchSpec("bench-hand", handMQTT)), api.BuiltinDefaults())
+	if err != nil {
+		return 0, err
+	}
+	dir, err := os.MkdirTemp("", "bench-hand-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	m, _, _, err := credentials.Next(nil, c, time.Now())
+	if err != nil {
+		return 0, err
+	}
+	line, _ := broker.PasswordLine(user, password)
+	files := map[string][]byte{"passwd": []byte(line + "\n"), "tls.pem": credentials.HAProxyPEM(m)}
+	for i := 0; i < 3; i++ {
+		b, err := broker.Render(c, i)
+		if err != nil {
+			return 0, err
+		}
+		files[fmt.Sprintf("broker-%d.conf", i)] = b
+	}
+	lbConf, err := loadbalancer.Render(c)
+	if err != nil {
+		return 0, err
+	}
+	files["haproxy.cfg"] = lbConf
+	for n, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, n), b, 0o600); err != nil {
+			return 0, err
+		}
+	}
+	f := func(n string) string { return filepath.Join(dir, n) }
+	start := time.Now()
+	cmds := [][]string{
+		{"docker", "network", "create", "-d", "overlay", "--attachable", "bench-hand-net"},
+		{"docker", "secret", "create", "--label", "bench=hand", "bench-hand-passwd", f("passwd")},
+		{"docker", "secret", "create", "--label", "bench=hand", "bench-hand-tls", f("tls.pem")},
+		{"docker", "config", "create", "--label", "bench=hand", "bench-hand-lb", f("haproxy.cfg")},
+	}
+	for i := 0; i < 3; i++ {
+		cmds = append(cmds, []string{"docker", "config", "create", "--label", "bench=hand", fmt.Sprintf("bench-hand-broker-%d", i), f(fmt.Sprintf("broker-%d.conf", i))})
+	}
+	for i := 0; i < 3; i++ {
+		n := fmt.Sprintf("bench-hand-broker-%d", i)
+		cmds = append(cmds, []string{"docker", "service", "create", "--detach", "--quiet", "--name", n, "--label", "bench=hand",
+			"--network", "name=bench-hand-net,alias=" + n, "--endpoint-mode", "dnsrr", "--hostname", n,
+			"--config", fmt.Sprintf("source=%s,target=%s,mode=0444", n, broker.ConfigPath),
+			"--secret", "source=bench-hand-passwd,target=mosquitto-passwd,mode=0444",
+			"--restart-delay", "1s", "swarm-mqtt/mosquitto:local", "mosquitto", "-c", broker.ConfigPath})
+	}
+	cmds = append(cmds, []string{"docker", "service", "create", "--detach", "--quiet", "--name", "bench-hand-lb", "--label", "bench=hand",
+		"--network", "bench-hand-net", "--endpoint-mode", "dnsrr", "--replicas-max-per-node", "1",
+		"--publish", fmt.Sprintf("mode=host,published=%d,target=%d", handMQTT, handMQTT),
+		"--publish", fmt.Sprintf("mode=host,published=%d,target=%d", handMQTT+5000, handMQTT+5000),
+		"--config", fmt.Sprintf("source=bench-hand-lb,target=%s,mode=0444", loadbalancer.ConfigPath),
+		"--secret", "source=bench-hand-tls,target=mqtts.pem,mode=0400",
+		"--restart-delay", "1s", "swarm-mqtt/haproxy:local"})
+	for _, cmd := range cmds {
+		if _, err := sh(cmd...); err != nil {
+			return 0, err
+		}
+	}
+	deadline := time.Now().Add(3 * time.Minute)
+	for time.Now().Before(deadline) {
+		if stableServices("label=bench=hand", 4) {
+			return time.Since(start), nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return 0, errors.New("hand-made services not running within 3 minutes")
+}
+
+// stableServices reports whether n services matching filter each have a
+// task running for stableFor.
+func stableServices(filter string, n int) bool {
+	out, err := sh("docker", "service", "ls", "-q", "--filter", filter)
+	if err != nil || len(strings.Fields(out)) != n {
+		return false
+	}
+	for _, id := range strings.Fields(out) {
+		ts, err := sh("docker", "service", "ps", id, "--filter", "desired-state=running", "--format", "{{.CurrentState}}")
+		if err != nil || !strings.HasPrefix(ts, "Running") {
+			return false
+		}
+		ps, err := sh("docker", "inspect", "--format", "{{.Status.Timestamp.Unix}}", firstTask(id))
+		if err != nil {
+			return false
+		}
+		var sec int64
+		fmt.Sscan(ps, &sec)
+		if time.Since(time.Unix(sec, 0)) < stableFor {
+			return false
+		}
+	}
+	return true
+}
+
+func firstTask(service string) string {
+	out, _ := sh("docker", "service", "ps", "-q", "--filter", "desired-state=running", service)
+	if f := strings.Fields(out); len(f) > 0 {
+		return f[0]
+	}
+	return ""
+}
+
+// directBroker is one broker of the same image and configuration,
+// published on a host port: the baseline without HAProxy.
+func directBroker(user, password string) error {
+	c, _ := api.Parse([]byte(benchSpec("bench-direct", directMQTT)), api.BuiltinDefaults())
+	conf, _ := broker.Render(c, 0)
+	return publishedBroker("bench-direct", directMQTT, conf, user, password, "1s")
+}
+
+// soloBroker is the Swarm-only setup: one published broker with Swarm's
+// default restart policy, nothing in front.
+func soloBroker(user, password string) error {
+	c, _ := api.Parse([]byte(benchSpec("bench-solo", soloMQTT)), api.BuiltinDefaults())
+	conf, _ := broker.Render(c, 0)
+	return publishedBroker("bench-solo", soloMQTT, conf, user, password, "")
+}
+
+func publishedBroker(name string, port int, conf []byte, user, password, restartDelay string) error {
+	passwdLine, err := broker.PasswordLine(user, password)
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", name)
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	_ = os.WriteFile(filepath.Join(dir, "conf"), conf, 0o600)
+	_ = os.WriteFile(filepath.Join(dir, "passwd"), []byte(passwdLine+"\n"), 0o600)
+	if _, err := sh("docker", "config", "create", "--label", "bench=hand", name+"-conf", filepath.Join(dir, "conf")); err != nil {
+		return err
+	}
+	if _, err := sh("docker", "secret", "create", "--label", "bench=hand", name+"-passwd", filepath.Join(dir, "passwd")); err != nil {
+		return err
+	}
+	args := []string{"docker", "service", "create", "--detach", "--quiet", "--name", name, "--label", "bench=" + name,
+		"--publish", fmt.Sprintf("mode=host,published=%d,target=1883", port),
+		"--config", fmt.Sprintf("source=%s-conf,target=%s,mode=0444", name, broker.ConfigPath),
+		"--secret", fmt.Sprintf("source=%s-passwd,target=mosquitto-passwd,mode=0444", name)}
+	if restartDelay != "" {
+		args = append(args, "--restart-delay", restartDelay)
+	}
+	args = append(args, "swarm-mqtt/mosquitto:local", "mosquitto", "-c", broker.ConfigPath)
+	if _, err := sh(args...); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		if err := tryPublish(port, user, password, "probe-"+name); err == nil {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("%s not serving on %d", name, port)
+}
+
+func connect(port int, user, pass, id string) (mqtt.Client, error) {
+	o := mqtt.NewClientOptions().AddBroker(fmt.Sprintf("tcp://127.0.0.1:%d", port)).SetClientID(id).
+		SetUsername(user).SetPassword(pass).SetAutoReconnect(false).SetConnectRetry(false).
+		SetConnectTimeout(time.Second).SetCleanSession(true)
+	c := mqtt.NewClient(o)
+	tok := c.Connect()
+	if !tok.WaitTimeout(2*time.Second) || tok.Error() != nil {
+		return nil, fmt.Errorf("connect %s to %d: %v", id, port, tok.Error())
+	}
+	return c, nil
+}
+
+func tryPublish(port int, user, pass, id string) error {
+	c, err := connect(port, user, pass, id)
+	if err != nil {
+		return err
+	}
+	defer c.Disconnect(0)
+	tok := c.Publish("bench/probe", 1, false, "x")
+	if !tok.WaitTimeout(time.Second) || tok.Error() != nil {
+		return fmt.Errorf("publish: %v", tok.Error())
+	}
+	return nil
+}
+
+type loadResult struct {
+	lat     []time.Duration
+	n       int
+	elapsed time.Duration
+}
+
+func (r *loadResult) add(o loadResult) {
+	r.lat = append(r.lat, o.lat...)
+	r.n += o.n
+	r.elapsed += o.elapsed
+}
+
+func (r loadResult) rate() float64 { return float64(r.n) / r.elapsed.Seconds() }
+
+// load runs clients publishers, each publishing perClient QoS 1 messages
+// and waiting for every PUBACK.
+func load(port int, user, pass string, clients, perClient int, tag string) (loadResult, error) {
+	conns := make([]mqtt.Client, clients)
+	for i := range conns {
+		c, err := connect(port, user, pass, fmt.Sprintf("bench-%s-%d", tag, i))
+		if err != nil {
+			return loadResult{}, err
+		}
+		defer c.Disconnect(0)
+		conns[i] = c
+	}
+	lat := make([][]time.Duration, clients)
+	errs := make([]error, clients)
+	payload := strings.Repeat("x", 64)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < perClient; j++ {
+				t0 := time.Now()
+				tok := c.Publish(fmt.Sprintf("bench/%s/%d", tag, i), 1, false, payload)
+				if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+					errs[i] = fmt.Errorf("publish %d of client %d: %v", j, i, tok.Error())
+					return
+				}
+				lat[i] = append(lat[i], time.Since(t0))
+			}
+		}()
+	}
+	wg.Wait()
+	res := loadResult{elapsed: time.Since(start)}
+	for i := range lat {
+		res.lat = append(res.lat, lat[i]...)
+	}
+	res.n = len(res.lat)
+	return res, errors.Join(errs...)
+}
+
+// killOurs kills the broker a client id lands on and times the client's
+// first successful publish through HAProxy.
+func killOurs(ctx context.Context, cl *client.Client, user, pass string, run int) (time.Duration, error) {
+	if err := waitClusterReady(ctx, cl, benchCluster, 2*time.Minute); err != nil {
+		return 0, err
+	}
+	id := fmt.Sprintf("victim-%d-%d", run, time.Now().UnixNano()%100000)
+	if err := tryPublish(benchMQTT, user, pass, id); err != nil {
+		return 0, err
+	}
+	var svc string
+	deadline := time.Now().Add(10 * time.Second)
+	for svc == "" && time.Now().Before(deadline) {
+		for i := 0; i < 3; i++ {
+			n := fmt.Sprintf("%s-broker-%d", benchCluster, i)
+			logs, _ := exec.Command("docker", "service", "logs", "--raw", n).CombinedOutput()
+			if regexp.MustCompile(` as ` + id + ` \(`).Match(logs) {
+				svc = n
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if svc == "" {
+		return 0, fmt.Errorf("client %s not found in any broker's log", id)
+	}
+	return killAndRetry(svc, benchMQTT, user, pass, id)
+}
+
+func killAndRetry(service string, port int, user, pass, id string) (time.Duration, error) {
+	container, err := sh("docker", "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+service)
+	if err != nil || container == "" {
+		return 0, fmt.Errorf("no container for %s: %v", service, err)
+	}
+	if _, err := sh("docker", "kill", container); err != nil {
+		return 0, err
+	}
+	killed := time.Now()
+	for time.Since(killed) < 60*time.Second {
+		if err := tryPublish(port, user, pass, id); err == nil {
+			return time.Since(killed), nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return 0, fmt.Errorf("%s: no successful publish within 60s of the kill", service)
+}
+
