@@ -472,4 +472,3 @@ func killAndRetry(service string, port int, user, pass, id string) (time.Duratio
 	}
 	return 0, fmt.Errorf("%s: no successful publish within 60s of the kill", service)
 }
-
