@@ -43,6 +43,11 @@ func Start(t testing.TB, dir string) *Instance {
 	if err := st.WaitLeader(ctx); err != nil {
 		t.Fatal(err)
 	}
+	select {
+	case <-st.CaughtUp():
+	case <-ctx.Done():
+		t.Fatal("the store did not catch up with its log")
+	}
 	srv, err := server.New(server.Config{Store: st, Token: Token, Defaults: api.Defaults{BrokerImage: "eclipse-mosquitto:2.0", LoadBalancerImage: "haproxy:2.8"}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
