@@ -79,7 +79,7 @@ defaults
     # another broker instead of failing the client.
     retries 2
     option redispatch 1
-    timeout connect 1s
+    timeout connect 500ms
     # MQTT keeps connections open: longer than 1.5 x a 10-minute keepalive.
     timeout client 16m
     timeout server 16m
@@ -111,8 +111,9 @@ backend {{.Backend}}
     # One slot per possible broker, found through Docker's DNS: a slot whose
     # service does not exist stays in maintenance until it resolves, so
     # scaling changes the backends with no reload.
-    # A dead broker is out after two failed checks half a second apart.
-    default-server inter 500ms fastinter 500ms downinter 1s fall 2 rise 1 resolvers {{.Resolver}} init-addr none on-marked-down shutdown-sessions
+    # A dead broker is out after two failed checks half a second apart, or
+    # at the first connection to it that fails (observe layer4).
+    default-server inter 500ms fastinter 500ms downinter 1s fall 2 rise 1 observe layer4 error-limit 1 on-error mark-down resolvers {{.Resolver}} init-addr none on-marked-down shutdown-sessions
 {{- range .Slots}}
     server {{.Name}} {{.Address}} check
 {{- end}}

@@ -64,7 +64,15 @@ func sh(args ...string) (string, error) {
 	return strings.TrimSpace(string(out)), nil
 }
 
-func runClusterBench(ctx context.Context, cl *client.Client) error {
+// clusterOpts selects and sizes the data-plane benchmarks.
+type clusterOpts struct {
+	only              map[string]bool // ready, qos, kill; empty: all
+	clients, messages int
+}
+
+func (o clusterOpts) want(part string) bool { return len(o.only) == 0 || o.only[part] }
+
+func runClusterBench(ctx context.Context, cl *client.Client, o clusterOpts) error {
 	cleanup := func() {
 		_ = cl.Delete(ctx, benchCluster)
 		for _, s := range []string{"bench-hand-broker-0", "bench-hand-broker-1", "bench-hand-broker-2", "bench-hand-lb", "bench-direct", "bench-solo"} {
@@ -112,40 +120,72 @@ func runClusterBench(ctx context.Context, cl *client.Client) error {
 
 	// The same services by hand: configs, secrets, network, 3 brokers and
 	// HAProxy, every one with docker service create.
-	handReady, err := byHand(cr.Username, cr.Password)
-	if err != nil {
-		return err
+	if o.want("ready") {
+		handReady, err := byHand(cr.Username, cr.Password)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("\napply -> Ready, 3 brokers + 1 HAProxy (ready = every task running for %s)\n", stableFor)
+		fmt.Printf("  operator (mqttctl apply, poll status):      %s\n", opReady.Round(10*time.Millisecond))
+		fmt.Printf("  by hand (docker service create x4 + wait):  %s\n", handReady.Round(10*time.Millisecond))
+		fmt.Printf("  ratio operator/by-hand: %.2f   target <= 1.2\n", opReady.Seconds()/handReady.Seconds())
 	}
-	fmt.Printf("\napply -> Ready, 3 brokers + 1 HAProxy (ready = every task running for %s)\n", stableFor)
-	fmt.Printf("  operator (mqttctl apply, poll status):      %s\n", opReady.Round(10*time.Millisecond))
-	fmt.Printf("  by hand (docker service create x4 + wait):  %s\n", handReady.Round(10*time.Millisecond))
-	fmt.Printf("  ratio operator/by-hand: %.2f   target <= 1.2\n", opReady.Seconds()/handReady.Seconds())
+	if o.want("qos") {
+		if err := qosBench(cr.Username, cr.Password, o.clients, o.messages); err != nil {
+			return err
+		}
+	}
+	if o.want("kill") {
+		return killBench(ctx, cl, cr.Username, cr.Password)
+	}
+	return nil
+}
 
-	// 2. QoS 1 through HAProxy vs straight to one broker.
-	if err := directBroker(cr.Username, cr.Password); err != nil {
+// qosBench: QoS 1 through HAProxy vs straight to one broker. Latency is
+// measured with one message in flight per client (a light load: the time
+// the extra hop adds); throughput with a window of messages in flight per
+// client (what a busy publisher gets), in alternating rounds.
+func qosBench(user, password string, clients, perClient int) error {
+	if err := directBroker(user, password); err != nil {
 		return err
 	}
-	const clients, perClient = 8, 1000
-	var lb, direct loadResult
+	const window = 64
+	var lbLat, directLat, lbTput, directTput loadResult
 	for round := 0; round < 2; round++ {
-		d, err := load(directMQTT, cr.Username, cr.Password, clients, perClient, fmt.Sprintf("d%d", round))
-		if err != nil {
-			return fmt.Errorf("direct load: %w", err)
+		for _, p := range []struct {
+			port   int
+			window int
+			into   *loadResult
+			tag    string
+		}{
+			{directMQTT, 1, &directLat, "dl"}, {benchMQTT, 1, &lbLat, "ll"},
+			{directMQTT, window, &directTput, "dt"}, {benchMQTT, window, &lbTput, "lt"},
+		} {
+			n := clients
+			if p.window == 1 {
+				n = 2 // light load for latency
+			}
+			r, err := load(p.port, user, password, n, perClient, p.window, fmt.Sprintf("%s%d", p.tag, round))
+			if err != nil {
+				return fmt.Errorf("load on %d: %w", p.port, err)
+			}
+			p.into.add(r)
 		}
-		l, err := load(benchMQTT, cr.Username, cr.Password, clients, perClient, fmt.Sprintf("l%d", round))
-		if err != nil {
-			return fmt.Errorf("load balancer load: %w", err)
-		}
-		direct.add(d)
-		lb.add(l)
 	}
-	fmt.Printf("\nQoS 1 publish, %d clients x %d messages x 2 rounds, each publish waits for its PUBACK\n", clients, perClient)
-	fmt.Printf("  straight to one broker: %7.0f msg/s  p50 %s  p99 %s\n", direct.rate(), pct(direct.lat, 50), pct(direct.lat, 99))
-	fmt.Printf("  through HAProxy:        %7.0f msg/s  p50 %s  p99 %s\n", lb.rate(), pct(lb.lat, 50), pct(lb.lat, 99))
-	fmt.Printf("  throughput ratio %.2f (target >= 0.9), p50 added %s (target <= 0.3ms)\n",
-		lb.rate()/direct.rate(), (pct(lb.lat, 50) - pct(direct.lat, 50)).Round(time.Microsecond))
+	fmt.Printf("\nQoS 1 publish latency (2 clients x %d messages x 2 rounds, one in flight each: publish -> PUBACK)\n", perClient)
+	fmt.Printf("  straight to one broker: p50 %s  p99 %s\n", pct(directLat.lat, 50), pct(directLat.lat, 99))
+	fmt.Printf("  through HAProxy:        p50 %s  p99 %s\n", pct(lbLat.lat, 50), pct(lbLat.lat, 99))
+	fmt.Printf("  p50 added by HAProxy: %s   target <= 0.3ms\n", (pct(lbLat.lat, 50) - pct(directLat.lat, 50)).Round(time.Microsecond))
+	fmt.Printf("QoS 1 publish throughput (%d clients x %d messages x 2 rounds, %d in flight each)\n", clients, perClient, window)
+	fmt.Printf("  straight to one broker: %7.0f msg/s\n", directTput.rate())
+	fmt.Printf("  through HAProxy:        %7.0f msg/s\n", lbTput.rate())
+	fmt.Printf("  ratio: %.2f   target >= 0.9\n", lbTput.rate()/directTput.rate())
+	return nil
+}
 
-	// 3. docker kill of a broker -> first successful publish.
+// killBench: docker kill of a broker -> first successful publish.
+func killBench(ctx context.Context, cl *client.Client, user, password string) error {
+	cr := struct{ Username, Password string }{user, password}
 	var ours, solo []time.Duration
 	for i := 0; i < 3; i++ {
 		d, err := killOurs(ctx, cl, cr.Username, cr.Password, i)
@@ -387,8 +427,8 @@ func (r *loadResult) add(o loadResult) {
 func (r loadResult) rate() float64 { return float64(r.n) / r.elapsed.Seconds() }
 
 // load runs clients publishers, each publishing perClient QoS 1 messages
-// and waiting for every PUBACK.
-func load(port int, user, pass string, clients, perClient int, tag string) (loadResult, error) {
+// with at most window unacknowledged, and records publish -> PUBACK times.
+func load(port int, user, pass string, clients, perClient, window int, tag string) (loadResult, error) {
 	conns := make([]mqtt.Client, clients)
 	for i := range conns {
 		c, err := connect(port, user, pass, fmt.Sprintf("bench-%s-%d", tag, i))
@@ -407,14 +447,33 @@ func load(port int, user, pass string, clients, perClient int, tag string) (load
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			type pending struct {
+				tok mqtt.Token
+				t0  time.Time
+			}
+			var q []pending
+			wait := func(p pending) bool {
+				if !p.tok.WaitTimeout(10*time.Second) || p.tok.Error() != nil {
+					errs[i] = fmt.Errorf("publish of client %d: %v", i, p.tok.Error())
+					return false
+				}
+				lat[i] = append(lat[i], time.Since(p.t0))
+				return true
+			}
+			topic := fmt.Sprintf("bench/%s/%d", tag, i)
 			for j := 0; j < perClient; j++ {
-				t0 := time.Now()
-				tok := c.Publish(fmt.Sprintf("bench/%s/%d", tag, i), 1, false, payload)
-				if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-					errs[i] = fmt.Errorf("publish %d of client %d: %v", j, i, tok.Error())
+				if len(q) == window {
+					if !wait(q[0]) {
+						return
+					}
+					q = q[1:]
+				}
+				q = append(q, pending{c.Publish(topic, 1, false, payload), time.Now()})
+			}
+			for _, p := range q {
+				if !wait(p) {
 					return
 				}
-				lat[i] = append(lat[i], time.Since(t0))
 			}
 		}()
 	}

@@ -25,11 +25,17 @@ import (
 func main() {
 	bin := flag.String("operator", "bin/mqtt-operator", "mqtt-operator binary")
 	n := flag.Int("n", 1000, "number of applies (and stored objects)")
+	only := flag.String("only", "", "comma-separated data-plane parts to run: ready, qos, kill (default all)")
+	clients := flag.Int("clients", 8, "publishers in the QoS 1 benchmark")
+	messages := flag.Int("messages", 1000, "messages per publisher in the QoS 1 benchmark")
+	skipControl := flag.Bool("skip-control-plane", false, "skip the control-plane benchmark")
 	cluster := flag.Bool("cluster", false, "also run the data-plane benchmarks against the operator make up deployed (MQTTCTL_SERVER, MQTTCTL_TOKEN_FILE)")
 	flag.Parse()
-	if err := run(*bin, *n); err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		os.Exit(1)
+	if !*skipControl {
+		if err := run(*bin, *n); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
 	}
 	if *cluster {
 		tok, err := os.ReadFile(os.Getenv("MQTTCTL_TOKEN_FILE"))
@@ -39,7 +45,13 @@ func main() {
 		}
 		cl, err := client.New(client.Options{Server: os.Getenv("MQTTCTL_SERVER"), Token: strings.TrimSpace(string(tok)), Timeout: 10 * time.Second})
 		if err == nil {
-			err = runClusterBench(context.Background(), cl)
+			o := clusterOpts{only: map[string]bool{}, clients: *clients, messages: *messages}
+			for _, p := range strings.Split(*only, ",") {
+				if p != "" {
+					o.only[p] = true
+				}
+			}
+			err = runClusterBench(context.Background(), cl, o)
 		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
