@@ -11,6 +11,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	dswarm "github.com/docker/docker/api/types/swarm"
@@ -301,6 +302,7 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, rec
 	// The newest task of each service, preferring those meant to run.
 	latest := map[string]dswarm.Task{}
 	var lbRunning []dswarm.Task
+	var lbLatest dswarm.Task
 	for _, t := range tasks {
 		name := svcName[t.ServiceID]
 		if name == "" {
@@ -312,6 +314,9 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, rec
 		if name == loadbalancer.ServiceName(c.Name) {
 			if r.stable(t) {
 				lbRunning = append(lbRunning, t)
+			}
+			if lbLatest.ID == "" || newer(t, lbLatest) {
+				lbLatest = t
 			}
 			continue
 		}
@@ -377,6 +382,20 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, rec
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: t, Status: s, Reason: reason, Message: msg, ObservedGeneration: gen, LastTransitionTime: metav1.NewTime(r.now().UTC().Truncate(time.Second))})
 	}
 	progress := fmt.Sprintf("%d/%d brokers running, %d/%d load balancer tasks running", running, n, len(lbRunning), lbWant)
+	// Say why, when Swarm says it: a task that cannot be placed or fails.
+	var why []string
+	for i := 0; i < n; i++ {
+		name := loadbalancer.BrokerService(c.Name, i)
+		if t, ok := latest[name]; ok && t.Status.Err != "" && !r.stable(t) {
+			why = append(why, name+": "+t.Status.Err)
+		}
+	}
+	if len(lbRunning) < lbWant && lbLatest.Status.Err != "" {
+		why = append(why, loadbalancer.ServiceName(c.Name)+": "+lbLatest.Status.Err)
+	}
+	if len(why) > 0 {
+		progress += " (" + strings.Join(why, "; ") + ")"
+	}
 	switch {
 	case ready:
 		set(api.ConditionReady, true, "AllRunning", progress)

@@ -281,3 +281,22 @@ func TestClusterReconcileStopsWritingWhenLeadershipIsLost(t *testing.T) {
 		t.Fatalf("not leader: err %v, writes %v", err, e.fake.Calls())
 	}
 }
+
+func TestClusterStatusSaysWhyATaskDoesNotRun(t *testing.T) {
+	t.Parallel()
+	e := newClusterEnv(t)
+	e.apply("spec: {replicas: 1, loadBalancer: {replicas: 1}}\n")
+	e.reconcile()
+	e.runAll()
+	svcs, _ := e.fake.Services(context.Background(), map[string]string{swarm.LabelComponent: "loadbalancer"})
+	for i, task := range e.fake.TaskList {
+		if task.ServiceID == svcs[0].ID {
+			e.fake.TaskList[i].Status = dswarm.TaskStatus{State: dswarm.TaskStatePending, Err: "no suitable node (host-mode port already in use on 1 node)", Timestamp: e.now}
+		}
+	}
+	e.reconcile()
+	r := meta.FindStatusCondition(e.cluster().Status.Conditions, api.ConditionReady)
+	if r == nil || r.Status != "False" || !strings.Contains(r.Message, "iot-lb: no suitable node (host-mode port already in use") {
+		t.Fatalf("ready condition: %+v", r)
+	}
+}
