@@ -166,38 +166,50 @@ func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster) (Resu
 		res.RequeueAfter = max(at.Sub(r.now()), time.Second)
 	}
 	sr := &secrets.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID}
-	var tlsSecret, passwd *dswarm.Secret
-	if *c.Spec.LoadBalancer.Ports.MQTTS != 0 {
+	keep := map[string]bool{}
+	ensure := func(component string, data []byte) (*dswarm.Secret, error) {
 		if err := r.fence(); err != nil {
-			return res, err
+			return nil, err
 		}
-		s, created, err := sr.Ensure(ctx, c.Name, secrets.ComponentTLS, credentials.HAProxyPEM(m))
+		s, created, err := sr.Ensure(ctx, c.Name, component, data)
 		if err != nil {
-			return res, err
+			return nil, err
 		}
 		if created {
 			log.Info("created secret", "secret", s.Spec.Name)
 		}
-		tlsSecret = s
+		keep[s.Spec.Name] = true
+		return s, nil
+	}
+	var tlsSecret *dswarm.Secret
+	in := broker.Inputs{Bridges: map[int]*dswarm.Secret{}}
+	if *c.Spec.LoadBalancer.Ports.MQTTS != 0 {
+		if tlsSecret, err = ensure(secrets.ComponentTLS, credentials.HAProxyPEM(m)); err != nil {
+			return res, err
+		}
 	}
 	if c.Spec.Auth.PasswordFileSecret == "" && !*c.Spec.Auth.AllowAnonymous {
-		if err := r.fence(); err != nil {
+		if in.Passwd, err = ensure(secrets.ComponentPasswd, m.PasswordFile); err != nil {
 			return res, err
 		}
-		s, created, err := sr.Ensure(ctx, c.Name, secrets.ComponentPasswd, m.PasswordFile)
+	}
+	if in.Internal, err = ensure(secrets.ComponentInternal, m.InternalPasswordFile); err != nil {
+		return res, err
+	}
+	for i := 1; i < int(*c.Spec.Replicas); i++ {
+		conf, err := broker.RenderBridge(c.Name, i, m.BridgePassword)
 		if err != nil {
 			return res, err
 		}
-		if created {
-			log.Info("created secret", "secret", s.Spec.Name)
+		if in.Bridges[i], err = ensure(secrets.ComponentBridge(i), conf); err != nil {
+			return res, err
 		}
-		passwd = s
 	}
 	if err := r.fence(); err != nil {
 		return res, err
 	}
 	br := &broker.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID, Network: network.Name}
-	bout, berr := br.Reconcile(ctx, c, passwd)
+	bout, berr := br.Reconcile(ctx, c, in)
 	logOutcome(log, "broker", bout.Created, bout.Updated, bout.Removed)
 	if err := r.fence(); err != nil {
 		return res, err
@@ -208,22 +220,13 @@ func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster) (Resu
 	if berr != nil || lerr != nil {
 		return res, errors.Join(berr, lerr)
 	}
-	// Old secret versions go once no service references them.
-	keep := map[string]*dswarm.Secret{secrets.ComponentTLS: tlsSecret, secrets.ComponentPasswd: passwd}
-	for _, comp := range []string{secrets.ComponentTLS, secrets.ComponentPasswd} {
-		k := ""
-		if keep[comp] != nil {
-			k = keep[comp].Spec.Name
-		}
-		removed, err := sr.Prune(ctx, c.Name, comp, k)
-		for _, n := range removed {
-			log.Info("pruned secret", "secret", n)
-		}
-		if err != nil {
-			return res, err
-		}
+	// Old secret versions, and those of removed brokers, go once no
+	// service references them.
+	removed, err := sr.Prune(ctx, c.Name, keep)
+	for _, n := range removed {
+		log.Info("pruned secret", "secret", n)
 	}
-	return res, nil
+	return res, err
 }
 
 func logOutcome(log *slog.Logger, what string, created, updated, removed []string) {
@@ -292,9 +295,14 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, rec
 		return st, false, 0, err
 	}
 	svcName := map[string]string{}
+	svcByID := map[string]dswarm.Service{}
 	for _, s := range svcs {
 		svcName[s.ID] = s.Spec.Name
+		svcByID[s.ID] = s
 	}
+	// A task counts once it runs its service's current spec (in a rolling
+	// update the old task runs on for a while) and has run long enough.
+	current := func(t dswarm.Task) bool { return swarm.RunsCurrentSpec(t, svcByID[t.ServiceID]) && r.stable(t) }
 	nodeByID := map[string]dswarm.Node{}
 	for _, n := range nodes {
 		nodeByID[n.ID] = n
@@ -312,7 +320,7 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, rec
 			settle = w
 		}
 		if name == loadbalancer.ServiceName(c.Name) {
-			if r.stable(t) {
+			if current(t) {
 				lbRunning = append(lbRunning, t)
 			}
 			if lbLatest.ID == "" || newer(t, lbLatest) {
@@ -331,14 +339,14 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, rec
 	for i := 0; i < n; i++ {
 		name := loadbalancer.BrokerService(c.Name, i)
 		bs := api.BrokerStatus{Name: name, State: "missing"}
-		if t, ok := latest[name]; ok {
+		if t, found := latest[name]; found {
 			bs.State = string(t.Status.State)
-			if node, ok := nodeByID[t.NodeID]; ok {
+			if node, found := nodeByID[t.NodeID]; found {
 				bs.Node = node.Description.Hostname
 			}
 			since := metav1.NewTime(t.Status.Timestamp.UTC().Truncate(time.Second))
 			bs.Since = &since
-			if r.stable(t) {
+			if current(t) {
 				running++
 			}
 		}
@@ -386,7 +394,7 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, rec
 	var why []string
 	for i := 0; i < n; i++ {
 		name := loadbalancer.BrokerService(c.Name, i)
-		if t, ok := latest[name]; ok && t.Status.Err != "" && !r.stable(t) {
+		if t, found := latest[name]; found && t.Status.Err != "" && !current(t) {
 			why = append(why, name+": "+t.Status.Err)
 		}
 	}

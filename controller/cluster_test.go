@@ -116,8 +116,14 @@ func TestClusterReconcileCreatesThenStaysQuiet(t *testing.T) {
 	if got := written(calls, "CreateService"); !slices.Equal(got, []string{"iot-broker-0", "iot-broker-1", "iot-broker-2", "iot-lb"}) {
 		t.Fatalf("services created: %v", got)
 	}
-	if got := written(calls, "CreateSecret"); len(got) != 2 || !strings.HasPrefix(got[0], "iot-passwd-") || !strings.HasPrefix(got[1], "iot-tls-") {
-		t.Fatalf("secrets created: %v", got)
+	// Secrets: client and internal password files, the certificate, and
+	// the bridge sections of brokers 1 and 2 (broker 0 is the root).
+	var kinds []string
+	for _, n := range written(calls, "CreateSecret") {
+		kinds = append(kinds, n[:strings.LastIndex(n, "-")])
+	}
+	if !slices.Equal(kinds, []string{"iot-bridge-1", "iot-bridge-2", "iot-internal-passwd", "iot-passwd", "iot-tls"}) {
+		t.Fatalf("secrets created: %v", written(calls, "CreateSecret"))
 	}
 	if got := written(calls, "CreateNetwork"); !slices.Equal(got, []string{"iot-net"}) {
 		t.Fatalf("networks: %v", got)
@@ -298,5 +304,29 @@ func TestClusterStatusSaysWhyATaskDoesNotRun(t *testing.T) {
 	r := meta.FindStatusCondition(e.cluster().Status.Conditions, api.ConditionReady)
 	if r == nil || r.Status != "False" || !strings.Contains(r.Message, "iot-lb: no suitable node (host-mode port already in use") {
 		t.Fatalf("ready condition: %+v", r)
+	}
+}
+
+func TestClusterNotReadyWhileATaskRunsAnOldSpec(t *testing.T) {
+	t.Parallel()
+	e := newClusterEnv(t)
+	e.apply("spec: {replicas: 1, loadBalancer: {replicas: 1}}\n")
+	e.reconcile()
+	e.runAll()
+	e.reconcile()
+	if !meta.IsStatusConditionTrue(e.cluster().Status.Conditions, api.ConditionReady) {
+		t.Fatal("not Ready with every task on the current spec")
+	}
+	// A spec change: the services are updated, but the running tasks are
+	// still the old ones until Swarm replaces them.
+	e.apply("spec: {replicas: 1, loadBalancer: {replicas: 1}, broker: {persistence: {autosaveInterval: 10s}}}\n")
+	e.reconcile()
+	if meta.IsStatusConditionTrue(e.cluster().Status.Conditions, api.ConditionReady) {
+		t.Fatal("Ready while the broker still runs the old spec")
+	}
+	e.runAll()
+	e.reconcile()
+	if !meta.IsStatusConditionTrue(e.cluster().Status.Conditions, api.ConditionReady) {
+		t.Fatal("not Ready once the new tasks run")
 	}
 }

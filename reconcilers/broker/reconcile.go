@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strconv"
 	"time"
@@ -65,14 +66,31 @@ func (r *Reconciler) labels(cluster, component string) map[string]string {
 	return l
 }
 
+// Inputs are the secrets the brokers mount, made by the secrets step.
+type Inputs struct {
+	// Passwd is the operator's password file for clients, used when
+	// spec.auth names none (nil when anonymous access needs none).
+	Passwd *dswarm.Secret
+	// Internal is the password file of the internal listener (bridges).
+	Internal *dswarm.Secret
+	// Bridges holds broker i's bridge section, for every i >= 1.
+	Bridges map[int]*dswarm.Secret
+}
+
 // Reconcile brings the brokers of a defaulted, valid cluster to its spec.
-// generated is the operator's password-file secret for the cluster, used
-// when spec.auth names none (nil when there is none yet).
 // An unchanged spec against an unchanged Swarm makes no write.
-func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster, generated *dswarm.Secret) (Outcome, error) {
+func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster, in Inputs) (Outcome, error) {
 	var out Outcome
 	n := int(*c.Spec.Replicas)
-	pass, err := r.passwordSecret(ctx, c, generated)
+	if in.Internal == nil {
+		return out, fmt.Errorf("brokers of %s: the internal password file secret is not created yet", c.Name)
+	}
+	for i := 1; i < n; i++ {
+		if in.Bridges[i] == nil {
+			return out, fmt.Errorf("brokers of %s: the bridge secret of broker %d is not created yet", c.Name, i)
+		}
+	}
+	pass, err := r.passwordSecret(ctx, c, in.Passwd)
 	if err != nil {
 		return out, err
 	}
@@ -114,7 +132,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster, generate
 			}
 			out.Created = append(out.Created, confName)
 		}
-		want, err := r.serviceSpec(c, i, confID, confName, pass)
+		want, err := r.serviceSpec(c, i, confID, confName, pass, in)
 		if err != nil {
 			return out, err
 		}
@@ -192,7 +210,14 @@ func (r *Reconciler) passwordSecret(ctx context.Context, c *api.MqttCluster, gen
 	return nil, fmt.Errorf("%w: Docker secret %q named by spec.auth.passwordFileSecret of %s does not exist", ErrMissingSecret, name, c.Name)
 }
 
-func (r *Reconciler) serviceSpec(c *api.MqttCluster, i int, confID, confName string, pass *dswarm.Secret) (dswarm.ServiceSpec, error) {
+func secretRef(s *dswarm.Secret, target string, mode uint32) *dswarm.SecretReference {
+	return &dswarm.SecretReference{
+		SecretID: s.ID, SecretName: s.Spec.Name,
+		File: &dswarm.SecretReferenceFileTarget{Name: target, UID: "0", GID: "0", Mode: os.FileMode(mode)},
+	}
+}
+
+func (r *Reconciler) serviceSpec(c *api.MqttCluster, i int, confID, confName string, pass *dswarm.Secret, in Inputs) (dswarm.ServiceSpec, error) {
 	s := c.Spec
 	name := fmt.Sprintf("%s-broker-%d", c.Name, i)
 	one := uint64(1)
@@ -207,13 +232,15 @@ func (r *Reconciler) serviceSpec(c *api.MqttCluster, i int, confID, confName str
 		}},
 		StopGracePeriod: durationPtr(10e9),
 	}
+	// Mosquitto reads password files as its own user after dropping
+	// privileges; it reads the bridge section (included by the config) as
+	// root, at start.
 	if pass != nil {
-		// Mosquitto reads the password file as its own user after
-		// dropping privileges.
-		cs.Secrets = []*dswarm.SecretReference{{
-			SecretID: pass.ID, SecretName: pass.Spec.Name,
-			File: &dswarm.SecretReferenceFileTarget{Name: "mosquitto-passwd", UID: "0", GID: "0", Mode: 0o444},
-		}}
+		cs.Secrets = append(cs.Secrets, secretRef(pass, "mosquitto-passwd", 0o444))
+	}
+	cs.Secrets = append(cs.Secrets, secretRef(in.Internal, "mosquitto-internal-passwd", 0o444))
+	if i > 0 {
+		cs.Secrets = append(cs.Secrets, secretRef(in.Bridges[i], BridgeFileName, 0o400))
 	}
 	if *s.Broker.Persistence.Enabled {
 		cs.Mounts = []mount.Mount{{

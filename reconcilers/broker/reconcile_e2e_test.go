@@ -48,7 +48,7 @@ func TestReconcileOnRealSwarm(t *testing.T) {
 			time.Sleep(250 * time.Millisecond)
 		}
 	})
-	out, err := r.Reconcile(ctx, c, nil)
+	out, err := r.Reconcile(ctx, c, inputsFor(t, r))
 	if err != nil || len(out.Created) != 4 {
 		t.Fatalf("first pass: %+v %v", out, err)
 	}
@@ -86,13 +86,13 @@ func TestReconcileOnRealSwarm(t *testing.T) {
 	if b, err := pub.CombinedOutput(); err != nil {
 		t.Fatalf("broker-0 cannot reach broker-1 over the overlay: %v\n%s", err, b)
 	}
-	out, err = r.Reconcile(ctx, c, nil)
+	out, err = r.Reconcile(ctx, c, inputsFor(t, r))
 	if err != nil || out.Changed() {
 		t.Fatalf("second pass against the live Swarm changed something: %+v %v", out, err)
 	}
 	two := *c.Spec.Replicas
 	*c.Spec.Replicas = 1
-	out, err = r.Reconcile(ctx, c, nil)
+	out, err = r.Reconcile(ctx, c, inputsFor(t, r))
 	if err != nil || len(out.Removed) != 2 || out.Removed[0] != "e2ebrk-broker-1" {
 		t.Fatalf("scale %d -> 1: %+v %v", two, out, err)
 	}

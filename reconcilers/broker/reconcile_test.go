@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 
@@ -13,6 +14,42 @@ import (
 
 func newReconciler(f *swarm.Fake) *Reconciler {
 	return &Reconciler{Swarm: f, OperatorID: "op1", Network: func(c string) string { return c + "-net" }}
+}
+
+// inputsFor makes the internal password file and every possible broker's
+// bridge secret, once per reconciler (created only when missing).
+func inputsFor(t testing.TB, r *Reconciler) Inputs {
+	t.Helper()
+	ctx := context.Background()
+	get := func(name string) *dswarm.Secret {
+		have, err := r.Swarm.Secrets(ctx, map[string]string{swarm.LabelOwner: r.OperatorID, "test": "inputs"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range have {
+			if s.Spec.Name == name {
+				return &s
+			}
+		}
+		spec := dswarm.SecretSpec{Annotations: dswarm.Annotations{Name: name, Labels: map[string]string{swarm.LabelOwner: r.OperatorID, "test": "inputs"}}, Data: []byte(name)}
+		id, err := r.Swarm.(secretCreator).CreateSecret(ctx, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &dswarm.Secret{ID: id, Spec: spec}
+	}
+	in := Inputs{Internal: get(r.OperatorID + "-internal"), Bridges: map[int]*dswarm.Secret{}}
+	for i := 1; i < 15; i++ {
+		in.Bridges[i] = get(fmt.Sprintf("%s-bridge-%d", r.OperatorID, i))
+	}
+	if f, ok := r.Swarm.(*swarm.Fake); ok {
+		f.ResetCalls()
+	}
+	return in
+}
+
+type secretCreator interface {
+	CreateSecret(ctx context.Context, spec dswarm.SecretSpec) (string, error)
 }
 
 func withSecret(t *testing.T, f *swarm.Fake, name string) {
@@ -40,7 +77,7 @@ func TestCreateThenNoWrites(t *testing.T) {
 	withSecret(t, f, "iot-passwd")
 	r := newReconciler(f)
 	c := cluster(t, "spec: {replicas: 3, auth: {passwordFileSecret: iot-passwd}, broker: {resources: {memory: 256Mi, cpus: \"0.5\"}}, placement: {constraints: [\"node.labels.mqtt == true\"]}}\n")
-	out, err := r.Reconcile(context.Background(), c, nil)
+	out, err := r.Reconcile(context.Background(), c, inputsFor(t, r))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +95,8 @@ func TestCreateThenNoWrites(t *testing.T) {
 		"dnsrr":          s.EndpointSpec.Mode == dswarm.ResolutionModeDNSRR,
 		"image":          cs.Image == "eclipse-mosquitto:2.0",
 		"config mounted": len(cs.Configs) == 1 && cs.Configs[0].File.Name == ConfigPath,
-		"secret mounted": len(cs.Secrets) == 1 && cs.Secrets[0].SecretName == "iot-passwd",
+		"secrets mounted": len(cs.Secrets) == 3 && cs.Secrets[0].SecretName == "iot-passwd" &&
+			cs.Secrets[1].File.Name == "mosquitto-internal-passwd" && cs.Secrets[2].File.Name == BridgeFileName && cs.Secrets[2].SecretName == "op1-bridge-1",
 		"data volume":    len(cs.Mounts) == 1 && cs.Mounts[0].Source == "iot-broker-1-data" && cs.Mounts[0].Target == DataDir,
 		"memory limit":   s.TaskTemplate.Resources.Limits.MemoryBytes == 256<<20,
 		"cpu limit":      s.TaskTemplate.Resources.Limits.NanoCPUs == 500_000_000,
@@ -72,7 +110,7 @@ func TestCreateThenNoWrites(t *testing.T) {
 		}
 	}
 	f.ResetCalls()
-	out, err = r.Reconcile(context.Background(), c, nil)
+	out, err = r.Reconcile(context.Background(), c, inputsFor(t, r))
 	if err != nil || out.Changed() || len(f.Calls()) != 0 {
 		t.Fatalf("second pass wrote: %+v %v calls=%v", out, err, f.Calls())
 	}
@@ -83,11 +121,11 @@ func TestScaleCreatesAndRemovesExactly(t *testing.T) {
 	f := swarm.NewFake()
 	r := newReconciler(f)
 	anon := "auth: {allowAnonymous: true}"
-	if _, err := r.Reconcile(context.Background(), cluster(t, "spec: {replicas: 3, "+anon+"}\n"), nil); err != nil {
+	if _, err := r.Reconcile(context.Background(), cluster(t, "spec: {replicas: 3, "+anon+"}\n"), inputsFor(t, r)); err != nil {
 		t.Fatal(err)
 	}
 	f.ResetCalls()
-	out, err := r.Reconcile(context.Background(), cluster(t, "spec: {replicas: 5, "+anon+"}\n"), nil)
+	out, err := r.Reconcile(context.Background(), cluster(t, "spec: {replicas: 5, "+anon+"}\n"), inputsFor(t, r))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +138,7 @@ func TestScaleCreatesAndRemovesExactly(t *testing.T) {
 		t.Fatalf("scale up: %+v %v", out, names(t, f))
 	}
 	f.ResetCalls()
-	out, err = r.Reconcile(context.Background(), cluster(t, "spec: {replicas: 2, "+anon+"}\n"), nil)
+	out, err = r.Reconcile(context.Background(), cluster(t, "spec: {replicas: 2, "+anon+"}\n"), inputsFor(t, r))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,11 +160,11 @@ func TestConfigChangeIsANewConfigAndTheOldIsPruned(t *testing.T) {
 	t.Parallel()
 	f := swarm.NewFake()
 	r := newReconciler(f)
-	if _, err := r.Reconcile(context.Background(), cluster(t, "spec: {replicas: 1, auth: {allowAnonymous: true}}\n"), nil); err != nil {
+	if _, err := r.Reconcile(context.Background(), cluster(t, "spec: {replicas: 1, auth: {allowAnonymous: true}}\n"), inputsFor(t, r)); err != nil {
 		t.Fatal(err)
 	}
 	before, _ := f.Configs(context.Background(), swarm.Owned("op1", "iot"))
-	out, err := r.Reconcile(context.Background(), cluster(t, "spec: {replicas: 1, auth: {allowAnonymous: true}, broker: {persistence: {autosaveInterval: 5s}}}\n"), nil)
+	out, err := r.Reconcile(context.Background(), cluster(t, "spec: {replicas: 1, auth: {allowAnonymous: true}, broker: {persistence: {autosaveInterval: 5s}}}\n"), inputsFor(t, r))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +178,7 @@ func TestMissingSecretAndForeignObjects(t *testing.T) {
 	t.Parallel()
 	f := swarm.NewFake()
 	r := newReconciler(f)
-	_, err := r.Reconcile(context.Background(), cluster(t, "spec: {auth: {passwordFileSecret: nope}}\n"), nil)
+	_, err := r.Reconcile(context.Background(), cluster(t, "spec: {auth: {passwordFileSecret: nope}}\n"), inputsFor(t, r))
 	if !errors.Is(err, ErrMissingSecret) || len(f.Calls()) != 0 {
 		t.Fatalf("missing secret: %v, calls %v", err, f.Calls())
 	}
@@ -150,7 +188,7 @@ func TestMissingSecretAndForeignObjects(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.ResetCalls()
-	_, err = r.Reconcile(context.Background(), cluster(t, "spec: {replicas: 1, auth: {allowAnonymous: true}}\n"), nil)
+	_, err = r.Reconcile(context.Background(), cluster(t, "spec: {replicas: 1, auth: {allowAnonymous: true}}\n"), inputsFor(t, r))
 	if err == nil {
 		t.Fatal("no error creating over a foreign service")
 	}

@@ -40,6 +40,10 @@ type Material struct {
 	// PasswordFile is the Mosquitto password file (one $7$ line per user).
 	// It is kept, not recomputed, because each hash has a random salt.
 	PasswordFile []byte `json:"passwordFile"`
+	// BridgePassword is the internal bridge user's password, and
+	// InternalPasswordFile the internal listener's password file.
+	BridgePassword       string `json:"bridgePassword"`
+	InternalPasswordFile []byte `json:"internalPasswordFile"`
 }
 
 // ServiceNames are the names the server certificate always carries: the
@@ -105,6 +109,15 @@ func Next(cur *Material, c *api.MqttCluster, now time.Time) (next Material, reas
 			return Material{}, "", false, err
 		}
 		next.PasswordFile = []byte(line + "\n")
+		changed = true
+	}
+	if next.BridgePassword == "" || len(next.InternalPasswordFile) == 0 {
+		next.BridgePassword = broker.NewPassword()
+		line, err := broker.PasswordLine(broker.BridgeUser, next.BridgePassword)
+		if err != nil {
+			return Material{}, "", false, err
+		}
+		next.InternalPasswordFile = []byte(line + "\n")
 		changed = true
 	}
 	return next, reason, changed, nil

@@ -19,9 +19,13 @@ import (
 
 // Components of the secrets the operator makes.
 const (
-	ComponentTLS    = "tls"
-	ComponentPasswd = "passwd"
+	ComponentTLS      = "tls"
+	ComponentPasswd   = "passwd"
+	ComponentInternal = "internal-passwd"
 )
+
+// ComponentBridge is the component of broker i's bridge section.
+func ComponentBridge(i int) string { return fmt.Sprintf("bridge-%d", i) }
 
 // Client is what the secrets reconciler calls.
 type Client interface {
@@ -70,10 +74,10 @@ func (r *Reconciler) Ensure(ctx context.Context, cluster, component string, data
 	return &dswarm.Secret{ID: id, Spec: dswarm.SecretSpec{Annotations: spec.Annotations}}, true, nil
 }
 
-// Prune removes the cluster's secrets of component other than keep that no
-// service of the cluster references. keep "" prunes every unreferenced one.
-func (r *Reconciler) Prune(ctx context.Context, cluster, component, keep string) ([]string, error) {
-	have, err := r.Swarm.Secrets(ctx, r.labels(cluster, component))
+// Prune removes the cluster's operator-made secrets whose names are not
+// in keep and that no service of the cluster references.
+func (r *Reconciler) Prune(ctx context.Context, cluster string, keep map[string]bool) ([]string, error) {
+	have, err := r.Swarm.Secrets(ctx, swarm.Owned(r.OperatorID, cluster))
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +96,7 @@ func (r *Reconciler) Prune(ctx context.Context, cluster, component, keep string)
 	var removed []string
 	var errs []error
 	for _, s := range have {
-		if s.Spec.Name == keep || used[s.ID] {
+		if keep[s.Spec.Name] || used[s.ID] {
 			continue
 		}
 		if err := r.Swarm.RemoveSecret(ctx, s.ID); err != nil {

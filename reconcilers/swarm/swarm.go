@@ -75,18 +75,40 @@ func ContentHash(b []byte) string {
 	return hex.EncodeToString(h[:])[:10]
 }
 
-// StampSpecHash sets LabelSpecHash on spec to the hash of spec without it.
+// StampSpecHash sets LabelSpecHash, on the service and on its containers,
+// to the hash of spec without it. The container label tells which tasks
+// run the current spec (during a rolling update, old tasks still run).
 func StampSpecHash(spec *swarm.ServiceSpec) error {
 	if spec.Labels == nil {
 		spec.Labels = map[string]string{}
 	}
+	cs := spec.TaskTemplate.ContainerSpec
+	if cs != nil && cs.Labels == nil {
+		cs.Labels = map[string]string{}
+	}
 	delete(spec.Labels, LabelSpecHash)
+	if cs != nil {
+		delete(cs.Labels, LabelSpecHash)
+	}
 	b, err := json.Marshal(spec)
 	if err != nil {
 		return fmt.Errorf("hash service spec %s: %w", spec.Name, err)
 	}
-	spec.Labels[LabelSpecHash] = ContentHash(b)
+	h := ContentHash(b)
+	spec.Labels[LabelSpecHash] = h
+	if cs != nil {
+		cs.Labels[LabelSpecHash] = h
+	}
 	return nil
+}
+
+// RunsCurrentSpec reports whether a task was made from its service's
+// current spec.
+func RunsCurrentSpec(t swarm.Task, s swarm.Service) bool {
+	if t.Spec.ContainerSpec == nil {
+		return false
+	}
+	return t.Spec.ContainerSpec.Labels[LabelSpecHash] == s.Spec.Labels[LabelSpecHash]
 }
 
 // UpToDate reports whether a live service was made from want (stamped).
