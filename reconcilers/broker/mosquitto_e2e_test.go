@@ -28,6 +28,8 @@ func TestRealMosquittoRunsRenderedConfig(t *testing.T) {
 			out, err := exec.Command("docker", "run", "-d", "--name", ctr, "-v", dir+":/x:ro", "swarm-mqtt/mosquitto:local", "sh", "-c",
 				"mkdir -p /run/secrets && touch /run/secrets/mosquitto-passwd && chmod 0700 /run/secrets/mosquitto-passwd && "+
 					"mosquitto_passwd -b /run/secrets/mosquitto-passwd alice wonderland && chown mosquitto /run/secrets/mosquitto-passwd && "+
+					"touch /run/secrets/mosquitto-internal-passwd && chmod 0700 /run/secrets/mosquitto-internal-passwd && "+
+					"mosquitto_passwd -b /run/secrets/mosquitto-internal-passwd bridge b && chown mosquitto /run/secrets/mosquitto-internal-passwd && "+
 					"exec mosquitto -c /x/mosquitto.conf").CombinedOutput()
 			if err != nil {
 				t.Fatalf("docker run: %v\n%s", err, out)
@@ -49,7 +51,7 @@ func TestRealMosquittoRunsRenderedConfig(t *testing.T) {
 			if anonOK != wantAnon {
 				t.Errorf("anonymous publish ok=%v, config allows=%v", anonOK, wantAnon)
 			}
-			if strings.Contains(string(cfg), "password_file") && pub("-u", "alice", "-P", "wrong") == nil {
+			if strings.Contains(string(cfg), "password_file "+PasswordFilePath) && pub("-u", "alice", "-P", "wrong") == nil {
 				t.Error("a wrong password was accepted")
 			}
 		})
