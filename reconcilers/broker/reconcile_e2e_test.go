@@ -42,6 +42,10 @@ func TestReconcileOnRealSwarm(t *testing.T) {
 		for _, cf := range confs {
 			_ = exec.Command("docker", "config", "rm", cf.ID).Run()
 		}
+		secs, _ := d.Secrets(ctx, map[string]string{swarm.LabelOwner: op})
+		for _, s := range secs {
+			_ = d.RemoveSecret(ctx, s.ID)
+		}
 		// The network is free once the tasks have left it.
 		deadline := time.Now().Add(30 * time.Second)
 		for nr.Delete(ctx, c.Name) != nil && time.Now().Before(deadline) {

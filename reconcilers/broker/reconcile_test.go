@@ -17,10 +17,23 @@ func newReconciler(f *swarm.Fake) *Reconciler {
 }
 
 // inputsFor makes the internal password file and every possible broker's
-// bridge secret, once per reconciler (created only when missing).
+// bridge secret (real content: the e2e test runs the brokers), once per
+// reconciler (created only when missing).
 func inputsFor(t testing.TB, r *Reconciler) Inputs {
 	t.Helper()
 	ctx := context.Background()
+	line, err := PasswordLine(BridgeUser, "bridge-pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	content := map[string][]byte{r.OperatorID + "-internal": []byte(line + "\n")}
+	for i := 1; i < 15; i++ {
+		b, err := RenderBridge("e2ebrk", i, "bridge-pw")
+		if err != nil {
+			t.Fatal(err)
+		}
+		content[fmt.Sprintf("%s-bridge-%d", r.OperatorID, i)] = b
+	}
 	get := func(name string) *dswarm.Secret {
 		have, err := r.Swarm.Secrets(ctx, map[string]string{swarm.LabelOwner: r.OperatorID, "test": "inputs"})
 		if err != nil {
@@ -31,7 +44,7 @@ func inputsFor(t testing.TB, r *Reconciler) Inputs {
 				return &s
 			}
 		}
-		spec := dswarm.SecretSpec{Annotations: dswarm.Annotations{Name: name, Labels: map[string]string{swarm.LabelOwner: r.OperatorID, "test": "inputs"}}, Data: []byte(name)}
+		spec := dswarm.SecretSpec{Annotations: dswarm.Annotations{Name: name, Labels: map[string]string{swarm.LabelOwner: r.OperatorID, "test": "inputs"}}, Data: content[name]}
 		id, err := r.Swarm.(secretCreator).CreateSecret(ctx, spec)
 		if err != nil {
 			t.Fatal(err)
