@@ -369,4 +369,63 @@ func TestOneLogicalBroker(t *testing.T) {
 		}
 		return nil
 	})
+
+	// Scale 3 -> 5 -> 3 with traffic between brokers 1 and 2: the brokers
+	// that stay are neither updated nor restarted, no storm, and every
+	// message published is delivered.
+	stay := serviceVersions(t, bridgeCluster)
+	scaleBox := newInbox()
+	subscribe(t, subs[1], "e2e/s/#", 1, scaleBox)
+	stopScale := make(chan struct{})
+	scaleSent := make(chan int, 1)
+	go func() {
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for k := 0; ; k++ {
+			select {
+			case <-stopScale:
+				scaleSent <- k
+				return
+			case <-tick.C:
+			}
+			if tok := pubs[2].Publish("e2e/s/seq", 1, false, fmt.Sprint(k)); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+				t.Errorf("publish %d while scaling: %v", k, tok.Error())
+			}
+		}
+	}()
+	for _, n := range []int{5, 3} {
+		if _, err := c.Apply(ctx, bridgeSpec(n)); err != nil {
+			t.Fatal(err)
+		}
+		waitReady(t, c, bridgeCluster, 90*time.Second)
+		if n == 5 {
+			// The new brokers join the star.
+			eventually(t, "brokers 3 and 4 bridged", 30*time.Second, func() error {
+				if p := bridgeParents(t, 5); p[3] < 0 || p[4] < 0 {
+					return fmt.Errorf("parents %v", p)
+				}
+				return nil
+			})
+		}
+	}
+	close(stopScale)
+	sentN := <-scaleSent
+	eventually(t, "every message published while scaling delivered", 30*time.Second, func() error {
+		for k := 0; k < sentN; k++ {
+			if scaleBox.count(fmt.Sprintf("e2e/s/seq %d", k)) == 0 {
+				return fmt.Errorf("message %d of %d missing", k, sentN)
+			}
+		}
+		return nil
+	})
+	if got := scaleBox.total(); got > sentN+sentN/10 {
+		t.Errorf("%d deliveries for %d messages while scaling: a storm", got, sentN)
+	}
+	now := serviceVersions(t, bridgeCluster)
+	for name, v := range stay {
+		if now[name] != v {
+			t.Errorf("scaling 3 -> 5 -> 3 updated or restarted %s (%s -> %s)", name, v, now[name])
+		}
+	}
+	t.Logf("scaling 3 -> 5 -> 3: %d messages published, %d deliveries, staying brokers untouched", sentN, scaleBox.total())
 }
