@@ -110,12 +110,12 @@ func TestCreateThenNoWrites(t *testing.T) {
 		"config mounted": len(cs.Configs) == 1 && cs.Configs[0].File.Name == ConfigPath,
 		"secrets mounted": len(cs.Secrets) == 3 && cs.Secrets[0].SecretName == "iot-passwd" &&
 			cs.Secrets[1].File.Name == "mosquitto-internal-passwd" && cs.Secrets[2].File.Name == BridgeFileName && cs.Secrets[2].SecretName == "op1-bridge-1",
-		"data volume":    len(cs.Mounts) == 1 && cs.Mounts[0].Source == "iot-broker-1-data" && cs.Mounts[0].Target == DataDir,
-		"memory limit":   s.TaskTemplate.Resources.Limits.MemoryBytes == 256<<20,
-		"cpu limit":      s.TaskTemplate.Resources.Limits.NanoCPUs == 500_000_000,
-		"constraint":     slices.Equal(s.TaskTemplate.Placement.Constraints, []string{"node.labels.mqtt == true"}),
-		"network":        s.TaskTemplate.Networks[0].Target == "iot-net",
-		"owner label":    s.Labels[swarm.LabelOwner] == "op1" && s.Labels[swarm.LabelCluster] == "iot",
+		"data volume":  len(cs.Mounts) == 1 && cs.Mounts[0].Source == "iot-broker-1-data" && cs.Mounts[0].Target == DataDir,
+		"memory limit": s.TaskTemplate.Resources.Limits.MemoryBytes == 256<<20,
+		"cpu limit":    s.TaskTemplate.Resources.Limits.NanoCPUs == 500_000_000,
+		"constraint":   slices.Equal(s.TaskTemplate.Placement.Constraints, []string{"node.labels.mqtt == true"}),
+		"network":      s.TaskTemplate.Networks[0].Target == "iot-net",
+		"owner label":  s.Labels[swarm.LabelOwner] == "op1" && s.Labels[swarm.LabelCluster] == "iot",
 	}
 	for name, ok := range checks {
 		if !ok {

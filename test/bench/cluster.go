@@ -21,6 +21,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -108,7 +109,7 @@ func runClusterBench(ctx context.Context, cl *client.Client, o clusterOpts) erro
 		fmt.Printf("  by hand (docker service create x4 + wait):  min %s median %s max %s\n", pct(hands, 0), pct(hands, 50), pct(hands, 100))
 		fmt.Printf("  ratio operator/by-hand (median): %.2f   target <= 1.2\n", pct(ops, 50).Seconds()/pct(hands, 50).Seconds())
 	}
-	if !o.want("qos") && !o.want("kill") {
+	if !o.want("qos") && !o.want("kill") && !o.want("bridge") {
 		return nil
 	}
 	if _, err := applyReady(ctx, cl); err != nil {
@@ -120,6 +121,11 @@ func runClusterBench(ctx context.Context, cl *client.Client, o clusterOpts) erro
 	}
 	if o.want("qos") {
 		if err := qosBench(cr.Username, cr.Password, o.clients, o.messages); err != nil {
+			return err
+		}
+	}
+	if o.want("bridge") {
+		if err := bridgeBench(ctx, cl, cr.Username, cr.Password); err != nil {
 			return err
 		}
 	}
@@ -570,4 +576,235 @@ func killAndRetry(service string, port int, user, pass, id string) (time.Duratio
 		time.Sleep(100 * time.Millisecond)
 	}
 	return 0, fmt.Errorf("%s: no successful publish within 60s of the kill", service)
+}
+
+// locate connects clients with fresh ids until one sits on each wanted
+// broker (balance: clientid hashes the id), found from the brokers' logs.
+func locate(port int, user, pass, prefix string, want []int, handler mqtt.MessageHandler) (map[int]mqtt.Client, error) {
+	out := map[int]mqtt.Client{}
+	for round := 0; round < 6 && len(out) < len(want); round++ {
+		ids := map[string]mqtt.Client{}
+		for i := 0; i < 12; i++ {
+			id := fmt.Sprintf("%s-%d-%d", prefix, round, i)
+			c, err := connect(port, user, pass, id)
+			if err != nil {
+				return nil, err
+			}
+			ids[id] = c
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		found := map[string]int{}
+		for len(found) < len(ids) && time.Now().Before(deadline) {
+			for b := 0; b < 3; b++ {
+				logs, _ := exec.Command("docker", "service", "logs", "--raw", fmt.Sprintf("%s-broker-%d", benchCluster, b)).CombinedOutput()
+				for id := range ids {
+					if strings.Contains(string(logs), " as "+id+" (") {
+						found[id] = b
+					}
+				}
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		for id, c := range ids {
+			b, ok := found[id]
+			if _, taken := out[b]; ok && !taken && slices.Contains(want, b) {
+				out[b] = c
+				continue
+			}
+			c.Disconnect(0)
+		}
+	}
+	if len(out) < len(want) {
+		return nil, fmt.Errorf("could not place %s clients on brokers %v", prefix, want)
+	}
+	return out, nil
+}
+
+// bridgeBench: delivery latency on the same broker vs across the bridges
+// (spoke 1 -> hub 0 -> spoke 2: two bridge hops), and the time from
+// killing the hub to the first cross-broker delivery.
+func bridgeBench(ctx context.Context, cl *client.Client, user, pass string) error {
+	type sample struct {
+		mu  sync.Mutex
+		lat []time.Duration
+		got map[string]time.Time
+	}
+	mk := func() *sample { return &sample{got: map[string]time.Time{}} }
+	record := func(s *sample) mqtt.MessageHandler {
+		return func(_ mqtt.Client, m mqtt.Message) {
+			now := time.Now()
+			var sent int64
+			var seq string
+			fmt.Sscanf(string(m.Payload()), "%d %s", &sent, &seq)
+			s.mu.Lock()
+			s.lat = append(s.lat, now.Sub(time.Unix(0, sent)))
+			if _, ok := s.got[seq]; !ok {
+				s.got[seq] = now
+			}
+			s.mu.Unlock()
+		}
+	}
+	pubs, err := locate(benchMQTT, user, pass, "lat-pub", []int{1, 2}, nil)
+	if err != nil {
+		return err
+	}
+	subs, err := locate(benchMQTT, user, pass, "lat-sub", []int{1, 2}, nil)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, c := range pubs {
+			c.Disconnect(0)
+		}
+		for _, c := range subs {
+			c.Disconnect(0)
+		}
+	}()
+	same, cross := mk(), mk()
+	for b, s := range map[int]*sample{1: same, 2: cross} {
+		if tok := subs[b].Subscribe("bench/lat", 1, record(s)); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			return fmt.Errorf("subscribe: %v", tok.Error())
+		}
+	}
+	const n = 2000
+	for k := 0; k < n; k++ {
+		tok := pubs[1].Publish("bench/lat", 1, false, fmt.Sprintf("%d %d", time.Now().UnixNano(), k))
+		if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			return fmt.Errorf("publish: %v", tok.Error())
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		same.mu.Lock()
+		cross.mu.Lock()
+		done := len(same.lat) >= n && len(cross.lat) >= n
+		same.mu.Unlock()
+		cross.mu.Unlock()
+		if done {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	same.mu.Lock()
+	cross.mu.Lock()
+	fmt.Printf("\ndelivery latency, QoS 1, %d messages from a publisher on broker 1, one in flight\n", n)
+	fmt.Printf("  subscriber on the same broker:            n=%d p50 %s p99 %s\n", len(same.lat), pct(same.lat, 50), pct(same.lat, 99))
+	fmt.Printf("  subscriber on broker 2 (two bridge hops): n=%d p50 %s p99 %s\n", len(cross.lat), pct(cross.lat, 50), pct(cross.lat, 99))
+	fmt.Printf("  cross-broker p50 minus same-broker p50: %s   target <= 2ms\n", (pct(cross.lat, 50) - pct(same.lat, 50)).Round(time.Microsecond))
+	same.mu.Unlock()
+	cross.mu.Unlock()
+
+	// Hub kill: publisher on broker 2 every 20 ms, subscriber on broker 1.
+	var runs []time.Duration
+	for run := 0; run < 3; run++ {
+		if err := waitClusterReady(ctx, cl, benchCluster, 2*time.Minute); err != nil {
+			return err
+		}
+		// The star has re-formed around broker 0 once both spokes' latest
+		// bridge connection is to broker 0.
+		if err := waitStar(30 * time.Second); err != nil {
+			return err
+		}
+		s := mk()
+		topic := fmt.Sprintf("bench/hub/%d", run)
+		if tok := subs[1].Subscribe(topic, 1, record(s)); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			return fmt.Errorf("subscribe: %v", tok.Error())
+		}
+		var killedAt time.Time
+		var killSeq int
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		var mu sync.Mutex
+		seqNow := 0
+		go func() {
+			defer close(done)
+			for k := 0; ; k++ {
+				select {
+				case <-stop:
+					return
+				case <-time.After(20 * time.Millisecond):
+				}
+				mu.Lock()
+				seqNow = k
+				mu.Unlock()
+				pubs[2].Publish(topic, 1, false, fmt.Sprintf("%d %d", time.Now().UnixNano(), k)).WaitTimeout(2 * time.Second)
+			}
+		}()
+		for flowing := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			s.mu.Lock()
+			n := len(s.got)
+			s.mu.Unlock()
+			if n >= 5 {
+				break
+			}
+			if time.Now().After(flowing) {
+				close(stop)
+				return errors.New("no traffic across the bridges before the kill")
+			}
+		}
+		container, err := sh("docker", "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+benchCluster+"-broker-0")
+		if err != nil || container == "" {
+			close(stop)
+			return fmt.Errorf("no hub container: %v", err)
+		}
+		mu.Lock()
+		killSeq = seqNow + 1
+		mu.Unlock()
+		if _, err := sh("docker", "kill", container); err != nil {
+			close(stop)
+			return err
+		}
+		killedAt = time.Now()
+		var first time.Duration
+		for time.Since(killedAt) < 30*time.Second && first == 0 {
+			s.mu.Lock()
+			for seq, at := range s.got {
+				var k int
+				fmt.Sscanf(seq, "%d", &k)
+				if k >= killSeq && (first == 0 || at.Sub(killedAt) < first) {
+					first = at.Sub(killedAt)
+				}
+			}
+			s.mu.Unlock()
+			time.Sleep(10 * time.Millisecond)
+		}
+		close(stop)
+		<-done
+		if first == 0 {
+			return errors.New("no cross-broker delivery within 30 s of the hub kill")
+		}
+		runs = append(runs, first)
+	}
+	fmt.Printf("hub (broker 0) killed -> first cross-broker delivery (broker 2 -> broker 1) of a message published after the kill, 3 runs\n")
+	fmt.Printf("  min %s median %s max %s   target <= 5s\n", pct(runs, 0), pct(runs, 50), pct(runs, 100))
+	return nil
+}
+
+// waitStar polls the brokers' logs until the latest bridge connection of
+// brokers 1 and 2 is to broker 0.
+func waitStar(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		last := map[int]string{}
+		parent := map[int]int{}
+		for j := 0; j < 3; j++ {
+			logs, _ := exec.Command("docker", "service", "logs", "--raw", "--timestamps", fmt.Sprintf("%s-broker-%d", benchCluster, j)).CombinedOutput()
+			for _, line := range strings.Split(string(logs), "\n") {
+				for i := 1; i < 3; i++ {
+					if strings.Contains(line, "New bridge connected from") && strings.Contains(line, fmt.Sprintf(" as %s-broker-%d-bridge ", benchCluster, i)) {
+						if ts := strings.Fields(line)[0]; ts > last[i] {
+							last[i], parent[i] = ts, j
+						}
+					}
+				}
+			}
+		}
+		if p1, ok1 := parent[1]; ok1 && p1 == 0 {
+			if p2, ok2 := parent[2]; ok2 && p2 == 0 {
+				return nil
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return errors.New("the bridges did not re-form a star around broker 0")
 }
