@@ -44,4 +44,3 @@ func TestBridgeTopologyIsATreeAndIndependentOfReplicas(t *testing.T) {
 		t.Error("a password with a space was rendered")
 	}
 }
-
