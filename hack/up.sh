@@ -30,6 +30,11 @@ for s in $(docker secret ls --filter label=swarm-mqtt.role=api-token --format '{
   [[ "$s" == "$TOKEN_SECRET" ]] || docker secret rm "$s" >/dev/null 2>&1 || true
 done
 
+# A new image replaces the running operator: wait until only the new one runs.
+OPERATOR_IMAGE="$(cat "$LOCAL/operator-image")"
+wait_for "the operator task on $OPERATOR_IMAGE" 120 bash -c \
+  "[[ \"\$(docker ps --filter label=com.docker.swarm.service.name=${STACK}_operator --format '{{.Image}}')\" == '$OPERATOR_IMAGE' ]]"
+
 SERVER="http://127.0.0.1:$API_PORT"
 export MQTTCTL_SERVER="$SERVER" MQTTCTL_TOKEN_FILE="$TOKEN_FILE"
 MQTTCTL="$ROOT/bin/mqttctl"

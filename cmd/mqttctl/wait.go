@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
@@ -9,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/client"
 )
 
 // waitCmd follows a cluster's status until a condition holds, as kubectl
@@ -34,7 +37,25 @@ func (c *cli) waitCmd() *cobra.Command {
 			for {
 				o, err := cl.Get(cmd.Context(), args[0])
 				if err != nil {
-					return err
+					// A restarting operator (no answer, 503) is waited
+					// out, as kubectl wait does; a real answer is not.
+					var ce *client.Error
+					if errors.As(err, &ce) && ce.Code != http.StatusServiceUnavailable {
+						return err
+					}
+					if time.Now().After(deadline) {
+						return fmt.Errorf("timed out after %s waiting for mqttcluster/%s: %w", timeout, args[0], err)
+					}
+					if line := "operator unavailable: " + err.Error(); line != last {
+						fmt.Fprintf(c.errOut, "mqttcluster/%s: %s\n", args[0], line)
+						last = line
+					}
+					select {
+					case <-cmd.Context().Done():
+						return cmd.Context().Err()
+					case <-time.After(interval):
+					}
+					continue
 				}
 				cond := meta.FindStatusCondition(o.Status.Conditions, typ)
 				current := o.Status.ObservedGeneration >= o.Generation
