@@ -111,7 +111,11 @@ func RunsCurrentSpec(t swarm.Task, s swarm.Service) bool {
 	return t.Spec.ContainerSpec.Labels[LabelSpecHash] == s.Spec.Labels[LabelSpecHash]
 }
 
-// UpToDate reports whether a live service was made from want (stamped).
+// UpToDate reports whether a live service was made from want (stamped):
+// on the service and on its containers (a service stamped before the
+// container label existed is updated once, so its tasks carry it).
 func UpToDate(live swarm.Service, want swarm.ServiceSpec) bool {
-	return live.Spec.Labels[LabelSpecHash] == want.Labels[LabelSpecHash]
+	h := want.Labels[LabelSpecHash]
+	cs := live.Spec.TaskTemplate.ContainerSpec
+	return live.Spec.Labels[LabelSpecHash] == h && cs != nil && cs.Labels[LabelSpecHash] == h
 }
