@@ -238,6 +238,10 @@ type MqttClusterStatus struct {
 	// CAFingerprint is the SHA-256 fingerprint of the cluster CA.
 	// +optional
 	CAFingerprint string `json:"caFingerprint,omitempty"`
+	// Hub is the broker at the root of the bridge tree: every other
+	// broker's bridge leads to it.
+	// +optional
+	Hub string `json:"hub,omitempty"`
 }
 
 // Condition types.
@@ -254,6 +258,22 @@ type BrokerStatus struct {
 	Node string `json:"node,omitempty"`
 	// +optional
 	State string `json:"state,omitempty"`
+	// +optional
+	Since *metav1.Time `json:"since,omitempty"`
+	// Bridge is this broker's bridge toward the hub, as observed (none
+	// for broker 0, the root).
+	// +optional
+	Bridge *BridgeStatus `json:"bridge,omitempty"`
+}
+
+// BridgeStatus is one broker's bridge, as its parent's log shows it.
+type BridgeStatus struct {
+	// Parent is the broker the bridge is (or was last) connected to.
+	// +optional
+	Parent string `json:"parent,omitempty"`
+	// Connected is whether the bridge is up.
+	Connected bool `json:"connected"`
+	// Since is when it came up or went down.
 	// +optional
 	Since *metav1.Time `json:"since,omitempty"`
 }

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	dswarm "github.com/docker/docker/api/types/swarm"
@@ -21,6 +22,7 @@ import (
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/server"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/bridges"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/broker"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/certs"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/credentials"
@@ -53,6 +55,9 @@ type ClusterReconciler struct {
 	// ready, so a task that crashes at start is not taken for a working
 	// one. Default 3s.
 	StableAfter time.Duration
+	// trackers follow each cluster's bridges from the brokers' logs.
+	mu       sync.Mutex
+	trackers map[string]*bridges.Tracker
 	// PollWhileProgressing re-reconciles a cluster that is not Ready yet
 	// this often, so its status follows the tasks. Default 2s.
 	PollWhileProgressing time.Duration
@@ -334,8 +339,10 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, rec
 		}
 	}
 	n := int(*c.Spec.Replicas)
+	links := r.observeBridges(ctx, c.Name, n, latest, svcName)
 	var brokers []api.BrokerStatus
 	running := 0
+	runningIdx := map[int]bool{}
 	for i := 0; i < n; i++ {
 		name := loadbalancer.BrokerService(c.Name, i)
 		bs := api.BrokerStatus{Name: name, State: "missing"}
@@ -348,7 +355,18 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, rec
 			bs.Since = &since
 			if current(t) {
 				running++
+				runningIdx[i] = true
 			}
+		}
+		if i > 0 {
+			l := links.Link(i)
+			b := &api.BridgeStatus{Connected: l.Connected}
+			if l.Parent >= 0 {
+				b.Parent = loadbalancer.BrokerService(c.Name, l.Parent)
+				since := metav1.NewTime(l.Since.UTC().Truncate(time.Second))
+				b.Since = &since
+			}
+			bs.Bridge = b
 		}
 		if prev := findBroker(st.Brokers, name); prev != nil && prev.State == bs.State && prev.Node == bs.Node {
 			bs.Since = prev.Since // unchanged: keep the first time seen
@@ -356,6 +374,22 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, rec
 		brokers = append(brokers, bs)
 	}
 	st.Brokers = brokers
+	// The hub is the root of the tree: the lowest-numbered running broker
+	// with no bridge up (broker 0 has none).
+	st.Hub = ""
+	var unbridged []string
+	for i := 0; i < n; i++ {
+		if !runningIdx[i] {
+			continue
+		}
+		if i == 0 || !links.Link(i).Connected {
+			if st.Hub == "" {
+				st.Hub = loadbalancer.BrokerService(c.Name, i)
+			} else {
+				unbridged = append(unbridged, loadbalancer.BrokerService(c.Name, i))
+			}
+		}
+	}
 	slices.SortFunc(lbRunning, func(a, b dswarm.Task) int { return cmp.Compare(a.NodeID, b.NodeID) })
 	var endpoints []string
 	for _, t := range lbRunning {
@@ -380,7 +414,7 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, rec
 		}
 	}
 	lbWant := int(*c.Spec.LoadBalancer.Replicas)
-	ready = recErr == nil && running == n && len(lbRunning) >= lbWant
+	ready = recErr == nil && running == n && len(lbRunning) >= lbWant && len(unbridged) == 0
 	gen := c.Generation
 	set := func(t string, ok bool, reason, msg string) {
 		s := metav1.ConditionFalse
@@ -400,6 +434,9 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, rec
 	}
 	if len(lbRunning) < lbWant && lbLatest.Status.Err != "" {
 		why = append(why, loadbalancer.ServiceName(c.Name)+": "+lbLatest.Status.Err)
+	}
+	if len(unbridged) > 0 {
+		why = append(why, "not bridged to the hub yet: "+strings.Join(unbridged, ", "))
 	}
 	if len(why) > 0 {
 		progress += " (" + strings.Join(why, "; ") + ")"
@@ -422,6 +459,46 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, rec
 		set(api.ConditionDegraded, false, "NoErrors", "the last reconcile succeeded")
 	}
 	return st, ready, settle, nil
+}
+
+// observeBridges reads what the brokers logged since the last pass into
+// the cluster's bridge tracker.
+func (r *ClusterReconciler) observeBridges(ctx context.Context, cluster string, n int, latest map[string]dswarm.Task, svcName map[string]string) *bridges.Tracker {
+	r.mu.Lock()
+	if r.trackers == nil {
+		r.trackers = map[string]*bridges.Tracker{}
+	}
+	tr := r.trackers[cluster]
+	if tr == nil {
+		tr = bridges.NewTracker(cluster)
+		r.trackers[cluster] = tr
+	}
+	r.mu.Unlock()
+	tr.Forget(n)
+	exists := map[string]bool{}
+	for _, name := range svcName {
+		exists[name] = true
+	}
+	for j := 0; j < n; j++ {
+		name := loadbalancer.BrokerService(cluster, j)
+		if !exists[name] {
+			continue
+		}
+		lines, err := r.Swarm.ServiceLogs(ctx, name, tr.Cursor(j))
+		if err != nil {
+			r.log().Warn("reading broker logs failed", "cluster", cluster, "broker", name, "err", err)
+			continue
+		}
+		tr.Feed(j, lines)
+		if t, ok := latest[name]; ok {
+			// Bridges a broker held before its current task started (or
+			// stopped) are gone: a killed broker logs no goodbye. Half a
+			// second of slack: Swarm may mark a task running just after
+			// its process logged its first lines.
+			tr.Restarted(j, t.Status.Timestamp.Add(-500*time.Millisecond))
+		}
+	}
+	return tr
 }
 
 func (r *ClusterReconciler) stableAfter() time.Duration {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"slices"
@@ -76,10 +77,21 @@ func (e *clusterEnv) cluster() *api.MqttCluster {
 	return c
 }
 
-// runAll gives every service a task that has been running for a minute.
+// runAll gives every service a task that has been running for a minute,
+// and has broker 0's log show every other broker's bridge connecting.
 func (e *clusterEnv) runAll() {
 	svcs, _ := e.fake.Services(context.Background(), nil)
 	e.fake.TaskList = nil
+	e.fake.Logs = map[string][]swarm.LogLine{}
+	for _, s := range svcs {
+		var i int
+		if _, err := fmt.Sscanf(s.Spec.Name, "iot-broker-%d", &i); err == nil && i > 0 {
+			e.fake.Logs["iot-broker-0"] = append(e.fake.Logs["iot-broker-0"], swarm.LogLine{
+				Time: e.now.Add(-50 * time.Second),
+				Text: fmt.Sprintf("New bridge connected from 10.0.0.%d:40000 as iot-broker-%d-bridge (p2, c1, k5, u'bridge').", i, i),
+			})
+		}
+	}
 	for _, s := range svcs {
 		n := uint64(1)
 		if s.Spec.Mode.Replicated != nil && s.Spec.Mode.Replicated.Replicas != nil {

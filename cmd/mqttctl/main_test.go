@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
@@ -110,6 +111,20 @@ func TestApplyGetDescribeDelete(t *testing.T) {
 
 	r = mqttctl(t, inst, "", "describe", "quickstart")
 	golden(t, "describe", redact(r.out))
+	// With a status: conditions, brokers and the bridge tree.
+	now := metav1.NewTime(time.Now().Truncate(time.Second))
+	setStatus(t, inst, "quickstart", api.MqttClusterStatus{
+		ObservedGeneration: 1, Hub: "quickstart-broker-0", CAFingerprint: "AB:CD",
+		Endpoints: []string{"mqtt://10.0.0.1:1883", "mqtts://10.0.0.1:8883"},
+		Conditions: []metav1.Condition{{Type: api.ConditionReady, Status: "True", Reason: "AllRunning", Message: "3/3 brokers running", LastTransitionTime: now}},
+		Brokers: []api.BrokerStatus{
+			{Name: "quickstart-broker-0", Node: "node-1", State: "running", Since: &now},
+			{Name: "quickstart-broker-1", Node: "node-2", State: "running", Since: &now, Bridge: &api.BridgeStatus{Parent: "quickstart-broker-0", Connected: true, Since: &now}},
+			{Name: "quickstart-broker-2", Node: "node-3", State: "running", Since: &now, Bridge: &api.BridgeStatus{Parent: "quickstart-broker-0", Connected: false, Since: &now}},
+		},
+	})
+	r = mqttctl(t, inst, "", "describe", "quickstart")
+	golden(t, "describe-status", redact(r.out))
 
 	r = mqttctl(t, inst, "", "delete", "-f", "../../examples/minimal.yaml")
 	if r.code != 0 || r.out != "mqttcluster/minimal deleted\n" {

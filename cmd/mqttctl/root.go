@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"os"
 	"path/filepath"
 	"sort"
@@ -481,6 +482,7 @@ func (c *cli) describe(o *api.MqttCluster) {
 	p("Observed generation:", o.Status.ObservedGeneration)
 	p("Endpoints:", orNone(strings.Join(o.Status.Endpoints, ", ")))
 	p("CA fingerprint:", orNone(o.Status.CAFingerprint))
+	p("Hub:", orNone(o.Status.Hub))
 	w.Flush()
 	fmt.Fprintln(c.out, "Conditions:")
 	if len(o.Status.Conditions) == 0 {
@@ -494,10 +496,31 @@ func (c *cli) describe(o *api.MqttCluster) {
 	if len(o.Status.Brokers) > 0 {
 		fmt.Fprintln(c.out, "Brokers:")
 		for _, b := range o.Status.Brokers {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\n", b.Name, b.Node, b.State)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", b.Name, b.Node, b.State, bridgeLine(b.Bridge, c.now()))
 		}
 		tw.Flush()
 	}
+}
+
+// bridgeLine shows a broker's place in the bridge tree.
+func bridgeLine(b *api.BridgeStatus, now time.Time) string {
+	switch {
+	case b == nil:
+		return "root"
+	case b.Parent == "":
+		return "bridge not connected yet"
+	case b.Connected:
+		return fmt.Sprintf("bridged to %s for %s", b.Parent, sinceStr(b.Since, now))
+	default:
+		return fmt.Sprintf("bridge to %s down for %s", b.Parent, sinceStr(b.Since, now))
+	}
+}
+
+func sinceStr(t *metav1.Time, now time.Time) string {
+	if t == nil {
+		return "?"
+	}
+	return humanDuration(now.Sub(t.Time))
 }
 
 func orNone(s string) string {

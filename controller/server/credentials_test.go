@@ -2,6 +2,9 @@ package server_test
 
 import (
 	"encoding/json"
+
+	"github.com/prometheus/client_golang/prometheus"
+	promtestutil "github.com/prometheus/client_golang/prometheus/testutil"
 	"net/http"
 	"strings"
 	"testing"
@@ -59,5 +62,39 @@ func TestCAAndCredentialsRoutes(t *testing.T) {
 	var list api.MqttClusterList
 	if code != http.StatusOK || json.Unmarshal(b, &list) != nil || len(list.Items) != 1 || strings.Contains(string(b), "PRIVATE") {
 		t.Fatalf("list: %s", b)
+	}
+}
+
+func TestStoreCollectorReportsBridgesAndBrokers(t *testing.T) {
+	t.Parallel()
+	in := servertest.Start(t, "")
+	if code, _ := do(t, in.URL, call{method: http.MethodPost, path: server.BasePath, token: tok, body: []byte("apiVersion: mqtt.swarm/v1alpha1\nkind: MqttCluster\nmetadata: {name: iot}\n")}); code != http.StatusCreated {
+		t.Fatalf("create: %d", code)
+	}
+	st := api.MqttClusterStatus{Brokers: []api.BrokerStatus{
+		{Name: "iot-broker-0", State: "running"},
+		{Name: "iot-broker-1", State: "running", Bridge: &api.BridgeStatus{Parent: "iot-broker-0", Connected: true}},
+		{Name: "iot-broker-2", State: "pending", Bridge: &api.BridgeStatus{Parent: "iot-broker-0"}},
+	}}
+	b, _ := json.Marshal(st)
+	if _, _, err := in.Store.UpdateStatus(store.StatusRequest{Kind: api.KindMqttCluster, Name: "iot", Status: b}); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	if _, err := server.New(server.Config{Store: in.Store, Token: "t", Registry: reg}); err != nil {
+		t.Fatal(err)
+	}
+	want := `
+# HELP mqttoperator_bridge_connected 1 if the broker's bridge toward the hub is up, by the broker's parent.
+# TYPE mqttoperator_bridge_connected gauge
+mqttoperator_bridge_connected{broker="iot-broker-1",cluster="iot",parent="iot-broker-0"} 1
+mqttoperator_bridge_connected{broker="iot-broker-2",cluster="iot",parent="iot-broker-0"} 0
+# HELP mqttoperator_brokers Brokers by cluster: desired (spec) and running (status).
+# TYPE mqttoperator_brokers gauge
+mqttoperator_brokers{cluster="iot",state="desired"} 3
+mqttoperator_brokers{cluster="iot",state="running"} 2
+`
+	if err := promtestutil.GatherAndCompare(reg, strings.NewReader(want), "mqttoperator_bridge_connected", "mqttoperator_brokers"); err != nil {
+		t.Fatal(err)
 	}
 }

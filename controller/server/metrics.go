@@ -14,6 +14,8 @@ type storeCollector struct {
 	term    *prometheus.Desc
 	commit  *prometheus.Desc
 	applied *prometheus.Desc
+	bridge  *prometheus.Desc
+	brokers *prometheus.Desc
 }
 
 func newStoreCollector(s Store) *storeCollector {
@@ -24,6 +26,9 @@ func newStoreCollector(s Store) *storeCollector {
 		term:    prometheus.NewDesc("mqttoperator_raft_term", "Current raft term.", nil, nil),
 		commit:  prometheus.NewDesc("mqttoperator_raft_commit_index", "Raft commit index.", nil, nil),
 		applied: prometheus.NewDesc("mqttoperator_raft_applied_index", "Raft index applied to the state machine.", nil, nil),
+		bridge: prometheus.NewDesc("mqttoperator_bridge_connected", "1 if the broker's bridge toward the hub is up, by the broker's parent.",
+			[]string{"cluster", "broker", "parent"}, nil),
+		brokers: prometheus.NewDesc("mqttoperator_brokers", "Brokers by cluster: desired (spec) and running (status).", []string{"cluster", "state"}, nil),
 	}
 }
 
@@ -33,11 +38,37 @@ func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.term
 	ch <- c.commit
 	ch <- c.applied
+	ch <- c.bridge
+	ch <- c.brokers
 }
 
 func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	objs, _ := c.store.List(api.KindMqttCluster)
 	ch <- prometheus.MustNewConstMetric(c.objects, prometheus.GaugeValue, float64(len(objs)), api.KindMqttCluster)
+	for _, o := range objs {
+		cl, err := ToAPI(o)
+		if err != nil {
+			continue
+		}
+		if cl.Spec.Replicas != nil {
+			ch <- prometheus.MustNewConstMetric(c.brokers, prometheus.GaugeValue, float64(*cl.Spec.Replicas), cl.Name, "desired")
+		}
+		running := 0
+		for _, b := range cl.Status.Brokers {
+			if b.State == "running" {
+				running++
+			}
+			if b.Bridge == nil {
+				continue
+			}
+			up := 0.0
+			if b.Bridge.Connected {
+				up = 1
+			}
+			ch <- prometheus.MustNewConstMetric(c.bridge, prometheus.GaugeValue, up, cl.Name, b.Name, b.Bridge.Parent)
+		}
+		ch <- prometheus.MustNewConstMetric(c.brokers, prometheus.GaugeValue, float64(running), cl.Name, "running")
+	}
 	l := c.store.Leader()
 	isLeader := 0.0
 	if l.IsLeader {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 )
@@ -25,6 +26,10 @@ type FSM struct {
 	objects map[key]*Object
 	index   uint64 // last applied raft index that changed state
 	watch   chan struct{}
+	// applied is the raft index of the last command the FSM processed,
+	// changed state or not (raft's own AppliedIndex moves when a batch is
+	// handed to the FSM, before it is applied).
+	applied atomic.Uint64
 }
 
 // NewFSM returns an empty state machine.
@@ -47,6 +52,7 @@ var handlers = map[MessageType]dispatch{
 // Apply applies one committed log entry. A payload that does not decode is
 // a bug and panics; business errors are returned as the response.
 func (f *FSM) Apply(l *raft.Log) any {
+	defer f.applied.Store(l.Index)
 	if l.Type != raft.LogCommand || len(l.Data) == 0 {
 		return nil
 	}
@@ -205,6 +211,9 @@ func (f *FSM) Watch() (<-chan struct{}, uint64) {
 	defer f.mu.RUnlock()
 	return f.watch, f.index
 }
+
+// Applied is the raft index of the last command processed.
+func (f *FSM) Applied() uint64 { return f.applied.Load() }
 
 // Index is the raft index of the last change applied.
 func (f *FSM) Index() uint64 {

@@ -154,18 +154,42 @@ func Open(cfg Config) (*Store, error) {
 	}
 	s.raft = r
 	s.caughtUp, s.done = make(chan struct{}), make(chan struct{})
-	go s.watchCatchUp(r.LastIndex())
+	target := lastCommand(logs, r.LastIndex())
+	if metas, err := snaps.List(); err == nil && len(metas) > 0 && target <= metas[0].Index {
+		target = 0 // restored from the snapshot at open
+	}
+	go s.watchCatchUp(target)
 	return s, nil
 }
 
-// watchCatchUp closes caughtUp when the entries found in the log at start
-// are applied: raft restores the snapshot at once but replays the log only
-// once a leader commits in the new term, and reads before that would miss
-// objects.
+// lastCommand is the index of the last command in the log at or below
+// last (0 when the log holds none: the snapshot, restored at open, has it
+// all).
+func lastCommand(logs raft.LogStore, last uint64) uint64 {
+	first, err := logs.FirstIndex()
+	if err != nil {
+		return last
+	}
+	for i := last; i >= first && i > 0; i-- {
+		var l raft.Log
+		if err := logs.GetLog(i, &l); err != nil {
+			return last
+		}
+		if l.Type == raft.LogCommand {
+			return i
+		}
+	}
+	return 0
+}
+
+// watchCatchUp closes caughtUp once the FSM has applied the last command
+// found in the log at start: raft restores the snapshot at once but
+// replays the log only once a leader commits in the new term, and reads
+// before that would see an old state.
 func (s *Store) watchCatchUp(target uint64) {
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
-	for s.raft.AppliedIndex() < target {
+	for s.fsm.Applied() < target {
 		select {
 		case <-s.done:
 			return

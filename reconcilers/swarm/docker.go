@@ -1,14 +1,21 @@
 package swarm
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
 
+	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/stdcopy"
 )
 
 // Docker is the Client backed by the Docker API (negotiating the version
@@ -175,4 +182,39 @@ func Relevant(m events.Message) bool {
 		return true
 	}
 	return false
+}
+
+// ServiceLogs reads a service's logs (stdout and stderr, every task) after
+// since. Swarm's log stream is multiplexed; each line starts with Docker's
+// RFC 3339 timestamp.
+func (d *Docker) ServiceLogs(ctx context.Context, service string, since time.Time) ([]LogLine, error) {
+	opts := container.LogsOptions{ShowStdout: true, ShowStderr: true, Timestamps: true}
+	if !since.IsZero() {
+		opts.Since = fmt.Sprintf("%d.%09d", since.Unix(), since.Nanosecond())
+	}
+	rc, err := d.c.ServiceLogs(ctx, service, opts)
+	if err != nil {
+		return nil, fmt.Errorf("logs of service %s: %w", service, err)
+	}
+	defer rc.Close()
+	var out, errOut bytes.Buffer
+	if _, err := stdcopy.StdCopy(&out, &errOut, io.LimitReader(rc, 64<<20)); err != nil {
+		return nil, fmt.Errorf("logs of service %s: %w", service, err)
+	}
+	var lines []LogLine
+	for _, b := range []*bytes.Buffer{&out, &errOut} {
+		for _, l := range strings.Split(b.String(), "\n") {
+			ts, text, ok := strings.Cut(l, " ")
+			if !ok {
+				continue
+			}
+			t, err := time.Parse(time.RFC3339Nano, ts)
+			if err != nil {
+				continue
+			}
+			lines = append(lines, LogLine{Time: t, Text: text})
+		}
+	}
+	slices.SortStableFunc(lines, func(a, b LogLine) int { return a.Time.Compare(b.Time) })
+	return lines, nil
 }

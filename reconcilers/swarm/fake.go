@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/network"
@@ -34,6 +35,8 @@ type Fake struct {
 	// TaskList and NodeList are returned as set by the test.
 	TaskList []swarm.Task
 	NodeList []swarm.Node
+	// Logs holds each service's log lines, by service name.
+	Logs map[string][]LogLine
 	calls    []Call
 	// Fail, when set, is returned by every write.
 	Fail   error
@@ -326,6 +329,19 @@ func (f *Fake) Events(ctx context.Context) (<-chan events.Message, <-chan error)
 		}
 	}()
 	return out, errc
+}
+
+// ServiceLogs returns the lines set in Logs after since.
+func (f *Fake) ServiceLogs(_ context.Context, service string, since time.Time) ([]LogLine, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []LogLine
+	for _, l := range f.Logs[service] {
+		if !l.Time.Before(since) { // since is inclusive, as Docker's is
+			out = append(out, l)
+		}
+	}
+	return out, nil
 }
 
 var _ Client = (*Fake)(nil)

@@ -2,6 +2,7 @@ package swarm
 
 import (
 	"context"
+	"time"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -36,6 +37,15 @@ type Reader interface {
 	Secrets(ctx context.Context, labels map[string]string) ([]swarm.Secret, error)
 	Configs(ctx context.Context, labels map[string]string) ([]swarm.Config, error)
 	Networks(ctx context.Context, labels map[string]string) ([]network.Summary, error)
+	// ServiceLogs returns a service's log lines (every task, every node)
+	// logged after since, oldest first.
+	ServiceLogs(ctx context.Context, service string, since time.Time) ([]LogLine, error)
+}
+
+// LogLine is one line a task logged, with Docker's timestamp.
+type LogLine struct {
+	Time time.Time
+	Text string
 }
 
 // Writer changes Swarm state. Updates carry the object's current Version.

@@ -1,0 +1,124 @@
+// Package bridges observes the bridge topology of a cluster's brokers from
+// what Mosquitto logs: a parent logs each bridge that connects to it ("New
+// bridge connected from ADDR as CLUSTER-broker-I-bridge") and each that
+// leaves. A Tracker keeps, per child broker, its parent, whether the link
+// is up and since when; it is fed incrementally and does no I/O.
+package bridges
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
+)
+
+// Link is broker Child's bridge.
+type Link struct {
+	Child     int
+	Parent    int // -1: never seen connected
+	Connected bool
+	Since     time.Time
+}
+
+// Tracker follows one cluster's bridges. The zero value is not usable:
+// use NewTracker.
+type Tracker struct {
+	cluster    string
+	connected  *regexp.Regexp
+	disconnect *regexp.Regexp
+	links      map[int]Link
+	cursor     map[int]time.Time
+	// atCursor counts the lines read that carry the cursor's time: a
+	// later read (since the cursor) returns them again.
+	atCursor map[int]int
+}
+
+// NewTracker returns a tracker for a cluster's bridges.
+func NewTracker(cluster string) *Tracker {
+	id := regexp.QuoteMeta(cluster) + `-broker-(\d+)-bridge`
+	return &Tracker{
+		cluster:    cluster,
+		connected:  regexp.MustCompile(`New bridge connected from \S+ as ` + id + ` `),
+		disconnect: regexp.MustCompile(`[Cc]lient ` + id + `\b.*(closed its connection|disconnect)`),
+		links:      map[int]Link{},
+		cursor:     map[int]time.Time{},
+		atCursor:   map[int]int{},
+	}
+}
+
+// Cursor is the time of the last line read from broker j's log.
+func (t *Tracker) Cursor(j int) time.Time { return t.cursor[j] }
+
+// Feed reads lines broker j logged (oldest first).
+func (t *Tracker) Feed(j int, lines []swarm.LogLine) {
+	seen := 0
+	for _, l := range lines {
+		switch {
+		case l.Time.Before(t.cursor[j]):
+			continue
+		case l.Time.Equal(t.cursor[j]):
+			if seen < t.atCursor[j] {
+				seen++
+				continue
+			}
+			t.atCursor[j]++
+			seen++
+		default:
+			t.cursor[j], t.atCursor[j], seen = l.Time, 1, 1
+		}
+		if m := t.connected.FindStringSubmatch(l.Text); m != nil {
+			i, _ := strconv.Atoi(m[1])
+			t.links[i] = Link{Child: i, Parent: j, Connected: true, Since: l.Time}
+			continue
+		}
+		if m := t.disconnect.FindStringSubmatch(l.Text); m != nil {
+			i, _ := strconv.Atoi(m[1])
+			if cur, ok := t.links[i]; ok && cur.Parent == j && cur.Connected {
+				t.links[i] = Link{Child: i, Parent: j, Connected: false, Since: l.Time}
+			}
+		}
+	}
+}
+
+// Restarted says broker j's current task started at; bridges it held from
+// before are gone (a killed broker logs no goodbye).
+func (t *Tracker) Restarted(j int, at time.Time) {
+	for i, l := range t.links {
+		if l.Parent == j && l.Connected && l.Since.Before(at) {
+			t.links[i] = Link{Child: i, Parent: j, Connected: false, Since: at}
+		}
+	}
+}
+
+// Forget drops brokers at or past n (scaled away).
+func (t *Tracker) Forget(n int) {
+	for i := range t.links {
+		if i >= n {
+			delete(t.links, i)
+		}
+	}
+	for j := range t.cursor {
+		if j >= n {
+			delete(t.cursor, j)
+			delete(t.atCursor, j)
+		}
+	}
+	for i, l := range t.links {
+		if l.Parent >= n && l.Connected {
+			t.links[i] = Link{Child: i, Parent: l.Parent, Connected: false, Since: l.Since}
+		}
+	}
+}
+
+// Link returns broker i's bridge (Parent -1 when never seen).
+func (t *Tracker) Link(i int) Link {
+	if l, ok := t.links[i]; ok {
+		return l
+	}
+	return Link{Child: i, Parent: -1}
+}
+
+// BrokerName is broker j's service name.
+func (t *Tracker) BrokerName(j int) string { return fmt.Sprintf("%s-broker-%d", t.cluster, j) }

@@ -1,0 +1,84 @@
+package bridges
+
+import (
+	"testing"
+	"time"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
+)
+
+func TestTrackerFollowsConnectsDisconnectsAndRestarts(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	tr := NewTracker("iot")
+	if l := tr.Link(1); l.Parent != -1 || l.Connected {
+		t.Fatalf("unseen link: %+v", l)
+	}
+	// Broker 0 is the hub: brokers 1 and 2 connect to it. Lines of other
+	// clients and of another cluster are ignored.
+	tr.Feed(0, []swarm.LogLine{
+		{Time: at(1), Text: "2026-11-27T10:00:01: New bridge connected from 10.0.0.5:4000 as iot-broker-1-bridge (p2, c1, k5, u'bridge')."},
+		{Time: at(2), Text: "2026-11-27T10:00:02: New bridge connected from 10.0.0.6:4000 as iot-broker-2-bridge (p2, c1, k5, u'bridge')."},
+		{Time: at(2), Text: "2026-11-27T10:00:02: New client connected from 10.0.0.9:5000 as iot-broker-3-bridge-ish (p2, c1, k60, u'mqtt')."},
+		{Time: at(3), Text: "2026-11-27T10:00:03: New bridge connected from 10.0.0.7:4000 as other-broker-1-bridge (p2, c1, k5, u'bridge')."},
+	})
+	for i := 1; i <= 2; i++ {
+		if l := tr.Link(i); l.Parent != 0 || !l.Connected {
+			t.Fatalf("broker %d: %+v", i, l)
+		}
+	}
+	if l := tr.Link(3); l.Parent != -1 {
+		t.Fatalf("a client named like a bridge counted: %+v", l)
+	}
+	// Broker 0 is killed (no goodbye); broker 2 moves to broker 1.
+	tr.Feed(1, []swarm.LogLine{{Time: at(11), Text: "New bridge connected from 10.0.0.6:4001 as iot-broker-2-bridge (p2, c1, k5, u'bridge')."}})
+	tr.Restarted(0, at(12))
+	if l := tr.Link(1); l.Connected || !l.Since.Equal(at(12)) {
+		t.Fatalf("broker 1 after the hub restarted: %+v", l)
+	}
+	if l := tr.Link(2); l.Parent != 1 || !l.Connected || !l.Since.Equal(at(11)) {
+		t.Fatalf("broker 2 moved: %+v", l)
+	}
+	// Broker 1 comes back to the new hub; broker 2 leaves broker 1 for
+	// broker 0: a goodbye on broker 1, a hello on broker 0.
+	tr.Feed(0, []swarm.LogLine{
+		{Time: at(13), Text: "New bridge connected from 10.0.0.5:4002 as iot-broker-1-bridge (p2, c1, k5, u'bridge')."},
+		{Time: at(17), Text: "New bridge connected from 10.0.0.6:4003 as iot-broker-2-bridge (p2, c1, k5, u'bridge')."},
+	})
+	tr.Feed(1, []swarm.LogLine{{Time: at(16), Text: "Client iot-broker-2-bridge closed its connection."}})
+	if l := tr.Link(2); l.Parent != 0 || !l.Connected {
+		t.Fatalf("broker 2 back on the hub: %+v", l)
+	}
+	// A disconnect from the current parent marks the link down.
+	tr.Feed(0, []swarm.LogLine{{Time: at(20), Text: "Client iot-broker-2-bridge has exceeded timeout, disconnecting."}})
+	if l := tr.Link(2); l.Connected || l.Parent != 0 || !l.Since.Equal(at(20)) {
+		t.Fatalf("broker 2 timed out: %+v", l)
+	}
+	// Two lines with the same time are both read, once each, also when a
+	// later read returns them again.
+	same := []swarm.LogLine{
+		{Time: at(30), Text: "New bridge connected from 10.0.0.5:4009 as iot-broker-1-bridge (p2, c1, k5, u'bridge')."},
+		{Time: at(30), Text: "New bridge connected from 10.0.0.6:4009 as iot-broker-2-bridge (p2, c1, k5, u'bridge')."},
+	}
+	tr.Feed(0, same[:1])
+	tr.Feed(0, same)
+	if l1, l2 := tr.Link(1), tr.Link(2); !l1.Connected || !l2.Connected || !l2.Since.Equal(at(30)) {
+		t.Fatalf("same-time lines: %+v %+v", l1, l2)
+	}
+	tr.Feed(0, []swarm.LogLine{{Time: at(31), Text: "Client iot-broker-2-bridge disconnected."}})
+	tr.Feed(0, same)
+	if tr.Link(2).Connected {
+		t.Fatal("a line at the old cursor was read again")
+	}
+	// Lines already read are not read twice.
+	tr.Feed(0, []swarm.LogLine{{Time: at(17), Text: "New bridge connected from 10.0.0.6:4003 as iot-broker-2-bridge (p2, c1, k5, u'bridge')."}})
+	if l := tr.Link(2); l.Connected {
+		t.Fatal("an old line was read again")
+	}
+	// Scaling down forgets the removed brokers.
+	tr.Forget(2)
+	if l := tr.Link(2); l.Parent != -1 {
+		t.Fatalf("forgotten broker: %+v", l)
+	}
+}
