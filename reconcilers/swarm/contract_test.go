@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/swarm"
 )
 
@@ -110,9 +111,17 @@ func contract(t *testing.T, c Client, image string) {
 	if _, err := c.CreateNetwork(ctx, run+"-net", own); err == nil {
 		t.Error("a second network with the same name was created")
 	}
-	nets, err := c.Networks(ctx, own)
-	if err != nil || len(nets) != 1 || nets[0].Name != run+"-net" || nets[0].Driver != "overlay" || !nets[0].Attachable {
-		t.Fatalf("networks by label: %+v %v", nets, err)
+	// Right after creation a manager may list the network before its
+	// driver details are filled in: poll briefly.
+	var nets []network.Summary
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		nets, err = c.Networks(ctx, own)
+		if err == nil && len(nets) == 1 && nets[0].Name == run+"-net" && nets[0].Driver == "overlay" && nets[0].Attachable {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("networks by label: %+v %v", nets, err)
+		}
 	}
 	if err := c.RemoveNetwork(ctx, nid); err != nil {
 		t.Fatal(err)

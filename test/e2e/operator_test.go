@@ -77,7 +77,16 @@ func TestOperatorInSwarmKeepsObjectsAcrossRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	doc := []byte(strings.Replace(string(iot), "name: iot", "name: e2e-restart", 1))
+	// The operator reconciles these for real: ports of their own, so their
+	// load balancers never take the quickstart cluster's.
+	doc := []byte(strings.NewReplacer("name: iot", "name: e2e-restart", "mqtt: 1883", "mqtt: 25883", "mqtts: 8883", "mqtts: 26883").Replace(string(iot)))
+	deleted := false
+	t.Cleanup(func() {
+		if !deleted { // a failed run leaves nothing behind either
+			_ = c.Delete(ctx, "e2e-restart")
+			_ = c.Delete(ctx, "e2e-defaults")
+		}
+	})
 	res, err := c.Apply(ctx, doc)
 	if err != nil {
 		t.Fatal(err)
@@ -87,7 +96,7 @@ func TestOperatorInSwarmKeepsObjectsAcrossRestart(t *testing.T) {
 	}
 	// The image defaults come from the operator's flags (the stack's
 	// BROKER_IMAGE), not the built-in ones.
-	minimal := []byte("apiVersion: mqtt.swarm/v1alpha1\nkind: MqttCluster\nmetadata: {name: e2e-defaults}\n")
+	minimal := []byte("apiVersion: mqtt.swarm/v1alpha1\nkind: MqttCluster\nmetadata: {name: e2e-defaults}\nspec: {replicas: 1, loadBalancer: {replicas: 1, ports: {mqtt: 0, mqtts: 24883}}}\n")
 	res, err = c.Apply(ctx, minimal)
 	if err != nil {
 		t.Fatal(err)
@@ -138,6 +147,7 @@ func TestOperatorInSwarmKeepsObjectsAcrossRestart(t *testing.T) {
 			t.Errorf("delete %s: %v", n, err)
 		}
 	}
+	deleted = true
 }
 
 // userView keeps what a user stored and the server's identity fields.
