@@ -115,7 +115,7 @@ func TestApplyGetDescribeDelete(t *testing.T) {
 	now := metav1.NewTime(time.Now().Truncate(time.Second))
 	setStatus(t, inst, "quickstart", api.MqttClusterStatus{
 		ObservedGeneration: 1, Hub: "quickstart-broker-0", CAFingerprint: "AB:CD",
-		Endpoints: []string{"mqtt://10.0.0.1:1883", "mqtts://10.0.0.1:8883"},
+		Endpoints:  []string{"mqtt://10.0.0.1:1883", "mqtts://10.0.0.1:8883"},
 		Conditions: []metav1.Condition{{Type: api.ConditionReady, Status: "True", Reason: "AllRunning", Message: "3/3 brokers running", LastTransitionTime: now}},
 		Brokers: []api.BrokerStatus{
 			{Name: "quickstart-broker-0", Node: "node-1", State: "running", Since: &now},

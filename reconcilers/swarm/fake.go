@@ -36,8 +36,8 @@ type Fake struct {
 	TaskList []swarm.Task
 	NodeList []swarm.Node
 	// Logs holds each service's log lines, by service name.
-	Logs map[string][]LogLine
-	calls    []Call
+	Logs  map[string][]LogLine
+	calls []Call
 	// Fail, when set, is returned by every write.
 	Fail   error
 	events chan events.Message

@@ -2,11 +2,11 @@ package swarm
 
 import (
 	"context"
-	"time"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/network"
