@@ -561,6 +561,9 @@ func (r *ClusterReconciler) writeStatus(obj *store.Object, st api.MqttClusterSta
 // cleanup removes what the operator made for a deleted cluster: services
 // first, then configs, secrets and the network. Broker volumes stay.
 func (r *ClusterReconciler) cleanup(ctx context.Context, name string) error {
+	r.mu.Lock()
+	delete(r.trackers, name)
+	r.mu.Unlock()
 	owned := swarm.Owned(r.OperatorID, name)
 	log := r.log().With("cluster", name)
 	var errs []error

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"k8s.io/apimachinery/pkg/api/meta"
 )
 
 const bridgeCluster = "e2ebridge"
@@ -191,6 +192,23 @@ func TestOneLogicalBroker(t *testing.T) {
 		return nil
 	})
 
+	// The operator sees the same tree: the hub, and each spoke's bridge up.
+	eventually(t, "status showing the star", 20*time.Second, func() error {
+		obj, err := c.Get(ctx, bridgeCluster)
+		if err != nil {
+			return err
+		}
+		if obj.Status.Hub != bridgeCluster+"-broker-0" {
+			return fmt.Errorf("hub %q", obj.Status.Hub)
+		}
+		for _, b := range obj.Status.Brokers[1:] {
+			if b.Bridge == nil || !b.Bridge.Connected || b.Bridge.Parent != bridgeCluster+"-broker-0" {
+				return fmt.Errorf("%s bridge %+v", b.Name, b.Bridge)
+			}
+		}
+		return nil
+	})
+
 	boxes := map[int]*inbox{}
 	subs := pinned(t, e, 3, "bsub", nil)
 	for i, s := range subs {
@@ -338,6 +356,18 @@ func TestOneLogicalBroker(t *testing.T) {
 		}
 		resumed = first.Sub(killed)
 		return nil
+	})
+	// The status notices: the hub moves to broker 1, or broker 0 comes
+	// back and its spokes' bridges are shown reconnecting.
+	eventually(t, "status noticing the hub's death", 20*time.Second, func() error {
+		obj, err := c.Get(ctx, bridgeCluster)
+		if err != nil {
+			return err
+		}
+		if obj.Status.Hub != bridgeCluster+"-broker-0" || meta.IsStatusConditionFalse(obj.Status.Conditions, "Ready") {
+			return nil
+		}
+		return fmt.Errorf("status still shows a healthy star: hub %s", obj.Status.Hub)
 	})
 	// Parents stay lower-numbered throughout (a tree): sample while the
 	// hub comes back.
