@@ -119,13 +119,15 @@ func runClusterBench(ctx context.Context, cl *client.Client, o clusterOpts) erro
 	if err != nil {
 		return err
 	}
-	if o.want("qos") {
-		if err := qosBench(cr.Username, cr.Password, o.clients, o.messages); err != nil {
+	// The bridge figures first: the QoS 1 load replicates every message to
+	// every broker and leaves the bridges busy for a while.
+	if o.want("bridge") {
+		if err := bridgeBench(ctx, cl, cr.Username, cr.Password); err != nil {
 			return err
 		}
 	}
-	if o.want("bridge") {
-		if err := bridgeBench(ctx, cl, cr.Username, cr.Password); err != nil {
+	if o.want("qos") {
+		if err := qosBench(cr.Username, cr.Password, o.clients, o.messages); err != nil {
 			return err
 		}
 	}
@@ -286,7 +288,15 @@ func byHand(user, password string) (time.Duration, error) {
 		return 0, err
 	}
 	line, _ := broker.PasswordLine(user, password)
-	files := map[string][]byte{"passwd": []byte(line + "\n"), "tls.pem": credentials.HAProxyPEM(m)}
+	internal, _ := broker.PasswordLine(broker.BridgeUser, "bench-bridge-pw")
+	files := map[string][]byte{"passwd": []byte(line + "\n"), "internal": []byte(internal + "\n"), "tls.pem": credentials.HAProxyPEM(m)}
+	for i := 1; i < 3; i++ {
+		b, err := broker.RenderBridge("bench-hand", i, "bench-bridge-pw")
+		if err != nil {
+			return 0, err
+		}
+		files[fmt.Sprintf("bridge-%d", i)] = b
+	}
 	for i := 0; i < 3; i++ {
 		b, err := broker.Render(c, i)
 		if err != nil {
@@ -309,6 +319,9 @@ func byHand(user, password string) (time.Duration, error) {
 	cmds := [][]string{
 		{"docker", "network", "create", "-d", "overlay", "--attachable", "bench-hand-net"},
 		{"docker", "secret", "create", "--label", "bench=hand", "bench-hand-passwd", f("passwd")},
+		{"docker", "secret", "create", "--label", "bench=hand", "bench-hand-internal", f("internal")},
+		{"docker", "secret", "create", "--label", "bench=hand", "bench-hand-bridge-1", f("bridge-1")},
+		{"docker", "secret", "create", "--label", "bench=hand", "bench-hand-bridge-2", f("bridge-2")},
 		{"docker", "secret", "create", "--label", "bench=hand", "bench-hand-tls", f("tls.pem")},
 		{"docker", "config", "create", "--label", "bench=hand", "bench-hand-lb", f("haproxy.cfg")},
 	}
@@ -317,11 +330,15 @@ func byHand(user, password string) (time.Duration, error) {
 	}
 	for i := 0; i < 3; i++ {
 		n := fmt.Sprintf("bench-hand-broker-%d", i)
-		cmds = append(cmds, []string{"docker", "service", "create", "--detach", "--quiet", "--name", n, "--label", "bench=hand",
+		args := []string{"docker", "service", "create", "--detach", "--quiet", "--name", n, "--label", "bench=hand",
 			"--network", "name=bench-hand-net,alias=" + n, "--endpoint-mode", "dnsrr", "--hostname", n,
 			"--config", fmt.Sprintf("source=%s,target=%s,mode=0444", n, broker.ConfigPath),
 			"--secret", "source=bench-hand-passwd,target=mosquitto-passwd,mode=0444",
-			"--restart-delay", "1s", "swarm-mqtt/mosquitto:local", "mosquitto", "-c", broker.ConfigPath})
+			"--secret", "source=bench-hand-internal,target=mosquitto-internal-passwd,mode=0444"}
+		if i > 0 {
+			args = append(args, "--secret", fmt.Sprintf("source=bench-hand-bridge-%d,target=%s,mode=0400", i, broker.BridgeFileName))
+		}
+		cmds = append(cmds, append(args, "--restart-delay", "1s", "swarm-mqtt/mosquitto:local", "mosquitto", "-c", broker.ConfigPath))
 	}
 	cmds = append(cmds, []string{"docker", "service", "create", "--detach", "--quiet", "--name", "bench-hand-lb", "--label", "bench=hand",
 		"--network", "bench-hand-net", "--endpoint-mode", "dnsrr", "--replicas-max-per-node", "1",
@@ -412,10 +429,16 @@ func publishedBroker(name string, port int, conf []byte, user, password, restart
 	if _, err := sh("docker", "secret", "create", "--label", "bench=hand", name+"-passwd", filepath.Join(dir, "passwd")); err != nil {
 		return err
 	}
+	internal, _ := broker.PasswordLine(broker.BridgeUser, "bench-bridge-pw")
+	_ = os.WriteFile(filepath.Join(dir, "internal"), []byte(internal+"\n"), 0o600)
+	if _, err := sh("docker", "secret", "create", "--label", "bench=hand", name+"-internal", filepath.Join(dir, "internal")); err != nil {
+		return err
+	}
 	args := []string{"docker", "service", "create", "--detach", "--quiet", "--name", name, "--label", "bench=" + name,
 		"--publish", fmt.Sprintf("mode=host,published=%d,target=1883", port),
 		"--config", fmt.Sprintf("source=%s-conf,target=%s,mode=0444", name, broker.ConfigPath),
-		"--secret", fmt.Sprintf("source=%s-passwd,target=mosquitto-passwd,mode=0444", name)}
+		"--secret", fmt.Sprintf("source=%s-passwd,target=mosquitto-passwd,mode=0444", name),
+		"--secret", fmt.Sprintf("source=%s-internal,target=mosquitto-internal-passwd,mode=0444", name)}
 	if restartDelay != "" {
 		args = append(args, "--restart-delay", restartDelay)
 	}
@@ -742,19 +765,23 @@ func bridgeBench(ctx context.Context, cl *client.Client, user, pass string) erro
 				return errors.New("no traffic across the bridges before the kill")
 			}
 		}
-		container, err := sh("docker", "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+benchCluster+"-broker-0")
-		if err != nil || container == "" {
-			close(stop)
-			return fmt.Errorf("no hub container: %v", err)
+		var container string
+		for found := time.Now().Add(20 * time.Second); container == "" && time.Now().Before(found); time.Sleep(100 * time.Millisecond) {
+			container, _ = sh("docker", "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+benchCluster+"-broker-0")
 		}
-		mu.Lock()
-		killSeq = seqNow + 1
-		mu.Unlock()
+		if container == "" {
+			close(stop)
+			ps, _ := sh("docker", "service", "ps", benchCluster+"-broker-0")
+			return fmt.Errorf("no running hub container:\n%s", ps)
+		}
 		if _, err := sh("docker", "kill", container); err != nil {
 			close(stop)
 			return err
 		}
 		killedAt = time.Now()
+		mu.Lock()
+		killSeq = seqNow + 1 // published after the kill returned
+		mu.Unlock()
 		var first time.Duration
 		for time.Since(killedAt) < 30*time.Second && first == 0 {
 			s.mu.Lock()
