@@ -38,7 +38,8 @@ unit:
 ## against the operator and a sample cluster on the local Swarm)
 bench: build
 	hack/up.sh >/dev/null
-	set -a && . .local/quickstart.env && set +a && $(GO) run ./test/bench -operator $(BIN)/mqtt-operator -cluster
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/bench ./test/bench
+	set -a && . .local/quickstart.env && set +a && $(BIN)/bench -operator $(BIN)/mqtt-operator -cluster -self $(BIN)/bench
 
 ## fuzz: a short run of the parse+default+validate fuzz target
 fuzz:

@@ -15,6 +15,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -228,8 +229,15 @@ func qosBench(user, password string, clients, perClient int) error {
 	fmt.Printf("  straight to one broker: %7.0f msg/s\n", directTput.rate())
 	fmt.Printf("  through HAProxy:        %7.0f msg/s\n", lbTput.rate())
 	fmt.Printf("  ratio: %.2f   target >= 0.9\n", lbTput.rate()/directTput.rate())
+	if benchBinary != "" {
+		return inNetworkQoS(benchBinary, user, password, clients, perClient)
+	}
 	return nil
 }
+
+// benchBinary is this program built static, for -load runs in containers
+// (set by main from -self).
+var benchBinary string
 
 // killBench: docker kill of a broker -> first successful publish.
 func killBench(ctx context.Context, cl *client.Client, user, password string) error {
@@ -457,13 +465,17 @@ func publishedBroker(name string, port int, conf []byte, user, password, restart
 }
 
 func connect(port int, user, pass, id string) (mqtt.Client, error) {
-	o := mqtt.NewClientOptions().AddBroker(fmt.Sprintf("tcp://127.0.0.1:%d", port)).SetClientID(id).
+	return connectAddr(fmt.Sprintf("127.0.0.1:%d", port), user, pass, id)
+}
+
+func connectAddr(addr, user, pass, id string) (mqtt.Client, error) {
+	o := mqtt.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).
 		SetUsername(user).SetPassword(pass).SetAutoReconnect(false).SetConnectRetry(false).
 		SetConnectTimeout(time.Second).SetCleanSession(true)
 	c := mqtt.NewClient(o)
 	tok := c.Connect()
 	if !tok.WaitTimeout(2*time.Second) || tok.Error() != nil {
-		return nil, fmt.Errorf("connect %s to %d: %v", id, port, tok.Error())
+		return nil, fmt.Errorf("connect %s to %s: %v", id, addr, tok.Error())
 	}
 	return c, nil
 }
@@ -498,9 +510,13 @@ func (r loadResult) rate() float64 { return float64(r.n) / r.elapsed.Seconds() }
 // load runs clients publishers, each publishing perClient QoS 1 messages
 // with at most window unacknowledged, and records publish -> PUBACK times.
 func load(port int, user, pass string, clients, perClient, window int, tag string) (loadResult, error) {
+	return loadAddr(fmt.Sprintf("127.0.0.1:%d", port), user, pass, clients, perClient, window, tag)
+}
+
+func loadAddr(addr, user, pass string, clients, perClient, window int, tag string) (loadResult, error) {
 	conns := make([]mqtt.Client, clients)
 	for i := range conns {
-		c, err := connect(port, user, pass, fmt.Sprintf("bench-%s-%d", tag, i))
+		c, err := connectAddr(addr, user, pass, fmt.Sprintf("bench-%s-%d", tag, i))
 		if err != nil {
 			return loadResult{}, err
 		}
@@ -834,4 +850,84 @@ func waitStar(timeout time.Duration) error {
 		time.Sleep(200 * time.Millisecond)
 	}
 	return errors.New("the bridges did not re-form a star around broker 0")
+}
+
+// inNetwork runs the load generator (this binary, -load) in a container on
+// the cluster's overlay network, against addr, and returns its result.
+func inNetwork(bin, network, addr, user, pass string, clients, perClient, window int, tag string) (loadResult, error) {
+	abs, err := filepath.Abs(bin)
+	if err != nil {
+		return loadResult{}, err
+	}
+	out, err := sh("docker", "run", "--rm", "--network", network, "-v", abs+":/bench:ro", "swarm-mqtt/debian-base:bookworm",
+		"/bench", "-load", addr, "-load-user", user, "-load-pass", pass, "-clients", fmt.Sprint(clients),
+		"-messages", fmt.Sprint(perClient), "-window", fmt.Sprint(window), "-tag", tag)
+	if err != nil {
+		return loadResult{}, err
+	}
+	var r struct {
+		LatNs     []int64 `json:"latNs"`
+		ElapsedNs int64   `json:"elapsedNs"`
+	}
+	if err := json.Unmarshal([]byte(out[strings.LastIndex(out, "\n")+1:]), &r); err != nil {
+		return loadResult{}, fmt.Errorf("load result: %v: %s", err, out)
+	}
+	res := loadResult{n: len(r.LatNs), elapsed: time.Duration(r.ElapsedNs)}
+	for _, l := range r.LatNs {
+		res.lat = append(res.lat, time.Duration(l))
+	}
+	return res, nil
+}
+
+// runLoad is the -load mode: one load run, its result as JSON on stdout.
+func runLoad(addr, user, pass string, clients, perClient, window int, tag string) error {
+	r, err := loadAddr(addr, user, pass, clients, perClient, window, tag)
+	if err != nil {
+		return err
+	}
+	out := struct {
+		LatNs     []int64 `json:"latNs"`
+		ElapsedNs int64   `json:"elapsedNs"`
+	}{ElapsedNs: int64(r.elapsed)}
+	for _, l := range r.lat {
+		out.LatNs = append(out.LatNs, int64(l))
+	}
+	b, _ := json.Marshal(out)
+	fmt.Println(string(b))
+	return nil
+}
+
+// inNetworkQoS compares, from inside the cluster network (both paths then
+// include the bridges' replication), one broker straight against HAProxy.
+func inNetworkQoS(bin, user, pass string, clients, perClient int) error {
+	const window = 64
+	net := benchCluster + "-net"
+	var lbLat, directLat, lbTput, directTput loadResult
+	for round := 0; round < 2; round++ {
+		for _, p := range []struct {
+			addr   string
+			window int
+			into   *loadResult
+			tag    string
+		}{
+			{fmt.Sprintf("tasks.%s-broker-1:1883", benchCluster), 1, &directLat, "ndl"},
+			{fmt.Sprintf("tasks.%s-lb:%d", benchCluster, benchMQTT), 1, &lbLat, "nll"},
+			{fmt.Sprintf("tasks.%s-broker-1:1883", benchCluster), window, &directTput, "ndt"},
+			{fmt.Sprintf("tasks.%s-lb:%d", benchCluster, benchMQTT), window, &lbTput, "nlt"},
+		} {
+			n := clients
+			if p.window == 1 {
+				n = 2
+			}
+			r, err := inNetwork(bin, net, p.addr, user, pass, n, perClient, p.window, fmt.Sprintf("%s%d", p.tag, round))
+			if err != nil {
+				return err
+			}
+			p.into.add(r)
+		}
+	}
+	fmt.Printf("the same inside the cluster network, both paths into the bridged cluster: one broker straight vs HAProxy\n")
+	fmt.Printf("  latency p50: straight %s, via HAProxy %s: +%s   target <= 0.3ms\n", pct(directLat.lat, 50), pct(lbLat.lat, 50), (pct(lbLat.lat, 50) - pct(directLat.lat, 50)).Round(time.Microsecond))
+	fmt.Printf("  throughput: straight %.0f msg/s, via HAProxy %.0f msg/s: ratio %.2f   target >= 0.9\n", directTput.rate(), lbTput.rate(), lbTput.rate()/directTput.rate())
+	return nil
 }

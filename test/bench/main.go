@@ -29,8 +29,22 @@ func main() {
 	clients := flag.Int("clients", 8, "publishers in the QoS 1 benchmark")
 	messages := flag.Int("messages", 1000, "messages per publisher in the QoS 1 benchmark")
 	skipControl := flag.Bool("skip-control-plane", false, "skip the control-plane benchmark")
+	loadAddr := flag.String("load", "", "load mode: publish QoS 1 to this MQTT address and print the result as JSON")
+	loadUser := flag.String("load-user", "", "load mode: MQTT user")
+	loadPass := flag.String("load-pass", "", "load mode: MQTT password")
+	window := flag.Int("window", 1, "load mode: messages in flight per client")
+	tag := flag.String("tag", "x", "load mode: client id tag")
+	self := flag.String("self", "", "this program built static, run in containers on the cluster network for in-network baselines")
 	cluster := flag.Bool("cluster", false, "also run the data-plane benchmarks against the operator make up deployed (MQTTCTL_SERVER, MQTTCTL_TOKEN_FILE)")
 	flag.Parse()
+	if *loadAddr != "" {
+		if err := runLoad(*loadAddr, *loadUser, *loadPass, *clients, *messages, *window, *tag); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	benchBinary = *self
 	if !*skipControl {
 		if err := run(*bin, *n); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
