@@ -68,14 +68,18 @@ func (t *Tracker) Feed(j int, lines []swarm.LogLine) {
 		default:
 			t.cursor[j], t.atCursor[j], seen = l.Time, 1, 1
 		}
+		// Brokers' logs are fed one after another: an event only counts
+		// if it is newer than what is known of that bridge.
 		if m := t.connected.FindStringSubmatch(l.Text); m != nil {
 			i, _ := strconv.Atoi(m[1])
-			t.links[i] = Link{Child: i, Parent: j, Connected: true, Since: l.Time}
+			if cur, ok := t.links[i]; !ok || !l.Time.Before(cur.Since) {
+				t.links[i] = Link{Child: i, Parent: j, Connected: true, Since: l.Time}
+			}
 			continue
 		}
 		if m := t.disconnect.FindStringSubmatch(l.Text); m != nil {
 			i, _ := strconv.Atoi(m[1])
-			if cur, ok := t.links[i]; ok && cur.Parent == j && cur.Connected {
+			if cur, ok := t.links[i]; ok && cur.Parent == j && cur.Connected && !l.Time.Before(cur.Since) {
 				t.links[i] = Link{Child: i, Parent: j, Connected: false, Since: l.Time}
 			}
 		}

@@ -76,6 +76,17 @@ func TestTrackerFollowsConnectsDisconnectsAndRestarts(t *testing.T) {
 	if l := tr.Link(2); l.Connected {
 		t.Fatal("an old line was read again")
 	}
+	// Fed broker by broker, an older event on one broker never overrides a
+	// newer one on another: broker 2 left broker 1 for broker 0.
+	tr2 := NewTracker("iot")
+	tr2.Feed(0, []swarm.LogLine{{Time: at(31), Text: "New bridge connected from 10.0.0.9:1 as iot-broker-2-bridge (p2, c1, k5, u'bridge')."}})
+	tr2.Feed(1, []swarm.LogLine{
+		{Time: at(23), Text: "New bridge connected from 10.0.0.9:2 as iot-broker-2-bridge (p2, c1, k5, u'bridge')."},
+		{Time: at(29), Text: "Client iot-broker-2-bridge closed its connection."},
+	})
+	if l := tr2.Link(2); l.Parent != 0 || !l.Connected || !l.Since.Equal(at(31)) {
+		t.Fatalf("feed order changed the result: %+v", l)
+	}
 	// Scaling down forgets the removed brokers.
 	tr.Forget(2)
 	if l := tr.Link(2); l.Parent != -1 {
