@@ -100,6 +100,16 @@ func (r *ClusterReconciler) Discover(ctx context.Context) ([]string, error) {
 			names[n] = true
 		}
 	}
+	// A cleanup cut short leaves a network (it is removed last).
+	nets, err := r.Swarm.Networks(ctx, map[string]string{swarm.LabelOwner: r.OperatorID})
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range nets {
+		if c := n.Labels[swarm.LabelCluster]; c != "" {
+			names[c] = true
+		}
+	}
 	return slices.Sorted(maps.Keys(names)), nil
 }
 
