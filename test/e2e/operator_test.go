@@ -142,6 +142,16 @@ func TestOperatorInSwarmKeepsObjectsAcrossRestart(t *testing.T) {
 	if len(logs) == 0 || strings.Contains(string(logs), strings.TrimSpace(string(tok))) {
 		t.Errorf("operator logs are empty or contain the API token (%d bytes)", len(logs))
 	}
+	// Nor a private key or the generated user's password.
+	cr, err := c.Credentials(ctx, "quickstart")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for what, secret := range map[string]string{"a private key": "PRIVATE KEY", "the MQTT password": cr.Password} {
+		if strings.Contains(string(logs), secret) {
+			t.Errorf("operator logs contain %s", what)
+		}
+	}
 	for _, n := range []string{"e2e-restart", "e2e-defaults"} {
 		if err := c.Delete(ctx, n); err != nil {
 			t.Errorf("delete %s: %v", n, err)
