@@ -52,18 +52,11 @@ type Reconciler struct {
 	Network func(cluster string) string
 }
 
-// Outcome lists what a pass changed, by service or config name.
-type Outcome struct {
-	Created, Updated, Removed []string
-}
-
-// Changed reports whether the pass wrote anything.
-func (o Outcome) Changed() bool { return len(o.Created)+len(o.Updated)+len(o.Removed) > 0 }
+// Outcome lists what a pass changed, by object name.
+type Outcome = swarm.Outcome
 
 func (r *Reconciler) labels(cluster, component string) map[string]string {
-	l := swarm.Owned(r.OperatorID, cluster)
-	l[swarm.LabelComponent] = component
-	return l
+	return swarm.OwnedComponent(r.OperatorID, cluster, component)
 }
 
 // Inputs are the secrets the brokers mount, made by the secrets step.

@@ -41,17 +41,10 @@ type Reconciler struct {
 }
 
 // Outcome lists what a pass changed, by object name.
-type Outcome struct {
-	Created, Updated, Removed []string
-}
-
-// Changed reports whether the pass wrote anything.
-func (o Outcome) Changed() bool { return len(o.Created)+len(o.Updated)+len(o.Removed) > 0 }
+type Outcome = swarm.Outcome
 
 func (r *Reconciler) labels(cluster, component string) map[string]string {
-	l := swarm.Owned(r.OperatorID, cluster)
-	l[swarm.LabelComponent] = component
-	return l
+	return swarm.OwnedComponent(r.OperatorID, cluster, component)
 }
 
 // Reconcile brings the cluster's HAProxy service to its spec. cert is the

@@ -30,9 +30,7 @@ type Reconciler struct {
 }
 
 func (r *Reconciler) labels(cluster string) map[string]string {
-	l := swarm.Owned(r.OperatorID, cluster)
-	l[swarm.LabelComponent] = "network"
-	return l
+	return swarm.OwnedComponent(r.OperatorID, cluster, "network")
 }
 
 // Reconcile makes sure the cluster's network exists; it reports whether it

@@ -42,9 +42,7 @@ type Reconciler struct {
 }
 
 func (r *Reconciler) labels(cluster, component string) map[string]string {
-	l := swarm.Owned(r.OperatorID, cluster)
-	l[swarm.LabelComponent] = component
-	return l
+	return swarm.OwnedComponent(r.OperatorID, cluster, component)
 }
 
 // Name is the versioned name of a content.

@@ -29,6 +29,21 @@ func Owned(operatorID, cluster string) map[string]string {
 	return map[string]string{LabelOwner: operatorID, LabelCluster: cluster}
 }
 
+// OwnedComponent is Owned plus the component label.
+func OwnedComponent(operatorID, cluster, component string) map[string]string {
+	l := Owned(operatorID, cluster)
+	l[LabelComponent] = component
+	return l
+}
+
+// Outcome lists what a reconciler's pass changed, by object name.
+type Outcome struct {
+	Created, Updated, Removed []string
+}
+
+// Changed reports whether the pass wrote anything.
+func (o Outcome) Changed() bool { return len(o.Created)+len(o.Updated)+len(o.Removed) > 0 }
+
 // Reader reads live Swarm state. Every list is filtered by labels.
 type Reader interface {
 	Services(ctx context.Context, labels map[string]string) ([]swarm.Service, error)

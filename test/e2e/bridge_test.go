@@ -20,14 +20,7 @@ import (
 const bridgeCluster = "e2ebridge"
 
 func bridgeSpec(replicas int) []byte {
-	return []byte(fmt.Sprintf(`apiVersion: mqtt.swarm/v1alpha1
-kind: MqttCluster
-metadata: {name: %s}
-spec:
-  replicas: %d
-  broker: {persistence: {enabled: false}}
-  loadBalancer: {replicas: 1, ports: {mqtt: 22883, mqtts: 27883}}
-`, bridgeCluster, replicas))
+	return testSpec(bridgeCluster, replicas, 22883, 27883, "")
 }
 
 // inbox records what one subscriber received, by topic and payload.

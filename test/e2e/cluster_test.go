@@ -25,16 +25,21 @@ import (
 
 const scaleCluster = "e2escale"
 
-func scaleSpec(replicas int) []byte {
+// testSpec is a cluster of the e2e suite: no persistence (faster), one
+// load balancer on ports of its own so clusters never compete for them.
+func testSpec(name string, replicas, mqttPort, mqttsPort int, extra string) []byte {
 	return []byte(fmt.Sprintf(`apiVersion: mqtt.swarm/v1alpha1
 kind: MqttCluster
 metadata: {name: %s}
 spec:
   replicas: %d
   broker: {persistence: {enabled: false}}
-  loadBalancer: {replicas: 1, ports: {mqtt: 21883, mqtts: 28883}}
-  tls: {dnsNames: [localhost]}
-`, scaleCluster, replicas))
+  loadBalancer: {replicas: 1, ports: {mqtt: %d, mqtts: %d}}
+%s`, name, replicas, mqttPort, mqttsPort, extra))
+}
+
+func scaleSpec(replicas int) []byte {
+	return testSpec(scaleCluster, replicas, 21883, 28883, "  tls: {dnsNames: [localhost]}\n")
 }
 
 // waitReady polls until the cluster's status describes its current
