@@ -49,6 +49,8 @@ type ClusterReconciler struct {
 	Swarm      swarm.Client
 	OperatorID string
 	Log        *slog.Logger
+	// Metrics, when set, counts certificates issued.
+	Metrics *Metrics
 	// Now is the clock (tests inject one). Default time.Now.
 	Now func() time.Time
 	// StableAfter is how long a task must have been running to count as
@@ -285,6 +287,7 @@ func (r *ClusterReconciler) credentials(c *api.MqttCluster) (credentials.Materia
 		return credentials.Material{}, fmt.Errorf("store credentials of %s: %w", c.Name, err)
 	}
 	if reason != "" {
+		r.Metrics.certificateIssued(string(reason))
 		cert, _ := certs.ParseCert(next.Server.CertPEM)
 		r.log().Info("issued server certificate", "cluster", c.Name, "reason", string(reason), "serial", cert.SerialNumber.Text(16), "notAfter", cert.NotAfter)
 	}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	dswarm "github.com/docker/docker/api/types/swarm"
+	"github.com/prometheus/client_golang/prometheus"
+	promtestutil "github.com/prometheus/client_golang/prometheus/testutil"
 	"k8s.io/apimachinery/pkg/api/meta"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
@@ -340,5 +342,44 @@ func TestClusterNotReadyWhileATaskRunsAnOldSpec(t *testing.T) {
 	e.reconcile()
 	if !meta.IsStatusConditionTrue(e.cluster().Status.Conditions, api.ConditionReady) {
 		t.Fatal("not Ready once the new tasks run")
+	}
+}
+
+func TestClusterRenewRequestRotatesTheServerCertificate(t *testing.T) {
+	t.Parallel()
+	e := newClusterEnv(t)
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.rec.Metrics = m
+	e.apply("spec: {replicas: 1, loadBalancer: {replicas: 1}}\n")
+	e.reconcile()
+	e.runAll()
+	e.reconcile()
+	e.fake.ResetCalls()
+	// What mqttctl certificate renew does: annotate with the request time.
+	o := e.store.Get(api.KindMqttCluster, "iot")
+	e.now = e.now.Add(time.Minute)
+	ann := map[string]string{credentials.RenewAnnotation: e.now.Format(time.RFC3339Nano)}
+	if _, _, err := e.store.Apply(store.ApplyRequest{Kind: api.KindMqttCluster, Name: "iot", Spec: o.Spec, Annotations: ann}); err != nil {
+		t.Fatal(err)
+	}
+	e.now = e.now.Add(time.Second)
+	e.reconcile()
+	calls := e.fake.Calls()
+	created, removed := written(calls, "CreateSecret"), written(calls, "RemoveSecret")
+	if len(created) != 1 || !strings.HasPrefix(created[0], "iot-tls-") || len(removed) != 1 || !slices.Equal(written(calls, "UpdateService"), []string{"iot-lb"}) {
+		t.Fatalf("renewal: created %v removed %v updated %v", created, removed, written(calls, "UpdateService"))
+	}
+	if got := promtestutil.ToFloat64(m.issued.WithLabelValues("Requested")); got != 1 {
+		t.Fatalf("issued{reason=Requested} = %v", got)
+	}
+	// Done once: the next pass writes nothing.
+	e.fake.ResetCalls()
+	e.reconcile()
+	if calls := e.fake.Calls(); len(calls) != 0 {
+		t.Fatalf("the request was served twice: %v", calls)
 	}
 }

@@ -11,6 +11,7 @@ type Metrics struct {
 	reconciles *prometheus.CounterVec
 	duration   prometheus.Histogram
 	leading    prometheus.Gauge
+	issued     *prometheus.CounterVec
 }
 
 // NewMetrics registers the leader loop's metrics on reg.
@@ -26,8 +27,11 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		leading: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "mqttoperator_leader_loop_running", Help: "1 while this operator's reconcile loop runs (it leads).",
 		}),
+		issued: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mqttoperator_certificate_issued_total", Help: "Server certificates issued, by reason (Missing, Expiring, Requested, ...).",
+		}, []string{"reason"}),
 	}
-	for _, c := range []prometheus.Collector{m.reconciles, m.duration, m.leading} {
+	for _, c := range []prometheus.Collector{m.reconciles, m.duration, m.leading, m.issued} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -59,4 +63,11 @@ func (m *Metrics) setLeading(v bool) {
 	} else {
 		m.leading.Set(0)
 	}
+}
+
+func (m *Metrics) certificateIssued(reason string) {
+	if m == nil {
+		return
+	}
+	m.issued.WithLabelValues(reason).Inc()
 }

@@ -126,11 +126,11 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 		defer d.Close()
-		cr := &controller.ClusterReconciler{Store: st, Swarm: d, OperatorID: o.operatorID, Log: log}
 		metrics, err := controller.NewMetrics(reg)
 		if err != nil {
 			return err
 		}
+		cr := &controller.ClusterReconciler{Store: st, Swarm: d, OperatorID: o.operatorID, Log: log, Metrics: metrics}
 		leader := &controller.Leader{Store: st, Reconcile: cr.Reconcile, Discover: cr.Discover, Resync: o.resync, Log: log, Metrics: metrics}
 		go leader.Run(ctx)
 		go watchEvents(ctx, d, leader.Trigger, log)

@@ -61,3 +61,21 @@ func TestWait(t *testing.T) {
 		t.Fatalf("bad --for: %+v", r)
 	}
 }
+
+func TestCertificateRenew(t *testing.T) {
+	withToken(t)
+	inst := servertest.Start(t, "")
+	if r := mqttctl(t, inst, "", "apply", "-f", "../../examples/minimal.yaml"); r.code != 0 {
+		t.Fatalf("apply: %+v", r)
+	}
+	r := mqttctl(t, inst, "", "certificate", "renew", "minimal")
+	if r.code != 0 || !strings.HasPrefix(r.out, "mqttcluster/minimal certificate renewal requested at ") {
+		t.Fatalf("renew: %+v", r)
+	}
+	if got := inst.Store.Get(api.KindMqttCluster, "minimal").Annotations["mqtt.swarm/renew-certificate-requested-at"]; got == "" || !strings.Contains(r.out, got) {
+		t.Fatalf("annotation %q, output %q", got, r.out)
+	}
+	if r := mqttctl(t, inst, "", "certificate", "renew", "nope"); r.code != 1 || !strings.Contains(r.err, "not found") {
+		t.Fatalf("renew of a missing cluster: %+v", r)
+	}
+}

@@ -206,3 +206,12 @@ func (c *Client) Credentials(ctx context.Context, name string) (*server.Credenti
 	}
 	return &out, nil
 }
+
+// RenewCertificate asks the operator to issue a new server certificate.
+func (c *Client) RenewCertificate(ctx context.Context, name string) (*server.RenewResponse, error) {
+	var out server.RenewResponse
+	if err := c.do(ctx, http.MethodPost, server.BasePath+"/"+url.PathEscape(name)+"/certificate/renew", []byte("{}"), &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}

@@ -2,9 +2,12 @@ package server
 
 import (
 	"encoding/json"
+	"maps"
 	"net/http"
+	"time"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/certs"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/credentials"
 )
@@ -70,4 +73,38 @@ func (s *Server) getCredentials(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, Credentials{Username: m.Username, Password: m.Password})
+}
+
+// RenewResponse is the answer of POST …/NAME/certificate/renew.
+type RenewResponse struct {
+	Name        string `json:"name"`
+	RequestedAt string `json:"requestedAt"`
+}
+
+// renewCertificate asks the operator for a new server certificate: it
+// records the request time in an annotation (generation does not move:
+// the spec is unchanged); the reconciler reissues any certificate issued
+// before it.
+func (s *Server) renewCertificate(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	o := s.store.Get(api.KindMqttCluster, name)
+	if o == nil {
+		writeStatus(w, http.StatusNotFound, ReasonNotFound, api.Resource+" \""+name+"\" not found", &StatusDetails{Name: name, Kind: api.Resource})
+		return
+	}
+	at := time.Now().UTC().Format(time.RFC3339Nano)
+	ann := maps.Clone(o.Annotations)
+	if ann == nil {
+		ann = map[string]string{}
+	}
+	ann[credentials.RenewAnnotation] = at
+	version := o.ModifyIndex
+	if _, _, err := s.store.Apply(store.ApplyRequest{
+		Kind: api.KindMqttCluster, Name: name, Labels: o.Labels, Annotations: ann, Spec: o.Spec, ExpectVersion: &version,
+	}); err != nil {
+		s.writeStoreError(w, name, err)
+		return
+	}
+	s.log.Info("certificate renewal requested", "cluster", name)
+	writeJSON(w, http.StatusOK, RenewResponse{Name: name, RequestedAt: at})
 }

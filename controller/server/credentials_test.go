@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"encoding/json"
+	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
 	promtestutil "github.com/prometheus/client_golang/prometheus/testutil"
@@ -14,6 +15,7 @@ import (
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/server"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/server/servertest"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/certs"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/credentials"
 )
 
@@ -95,6 +97,59 @@ mqttoperator_brokers{cluster="iot",state="desired"} 3
 mqttoperator_brokers{cluster="iot",state="running"} 2
 `
 	if err := promtestutil.GatherAndCompare(reg, strings.NewReader(want), "mqttoperator_bridge_connected", "mqttoperator_brokers"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRenewCertificateRouteAndExpiryMetrics(t *testing.T) {
+	t.Parallel()
+	in := servertest.Start(t, "")
+	path := server.BasePath + "/iot/certificate/renew"
+	if code, _ := do(t, in.URL, call{method: http.MethodPost, path: path, token: tok}); code != http.StatusNotFound {
+		t.Fatalf("renew of a missing cluster: %d", code)
+	}
+	if code, _ := do(t, in.URL, call{method: http.MethodPost, path: server.BasePath, token: tok, body: []byte("apiVersion: mqtt.swarm/v1alpha1\nkind: MqttCluster\nmetadata: {name: iot}\n")}); code != http.StatusCreated {
+		t.Fatalf("create: %d", code)
+	}
+	if code, _ := do(t, in.URL, call{method: http.MethodPost, path: path}); code != http.StatusUnauthorized {
+		t.Fatalf("renew without a token: %d", code)
+	}
+	before := in.Store.Get(api.KindMqttCluster, "iot")
+	code, b := do(t, in.URL, call{method: http.MethodPost, path: path, token: tok})
+	var rr server.RenewResponse
+	if code != http.StatusOK || json.Unmarshal(b, &rr) != nil || rr.Name != "iot" {
+		t.Fatalf("renew: %d %s", code, b)
+	}
+	after := in.Store.Get(api.KindMqttCluster, "iot")
+	if after.Annotations[credentials.RenewAnnotation] != rr.RequestedAt || after.Generation != before.Generation || string(after.Spec) != string(before.Spec) {
+		t.Fatalf("renew must only annotate: %+v", after)
+	}
+
+	// Expiry of the CA and the server certificate, from the store.
+	c := &api.MqttCluster{}
+	c.Name = "iot"
+	api.Default(c, api.BuiltinDefaults())
+	m, _, _, err := credentials.Next(nil, c, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, _ := json.Marshal(m)
+	if _, _, err := in.Store.Apply(store.ApplyRequest{Kind: credentials.Kind, Name: "iot", Spec: spec}); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	if _, err := server.New(server.Config{Store: in.Store, Token: "t", Registry: reg}); err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := certs.ParseCert(m.CA.CertPEM)
+	srvCert, _ := certs.ParseCert(m.Server.CertPEM)
+	want := fmt.Sprintf(`
+# HELP mqttoperator_certificate_expiration_timestamp_seconds When a cluster's certificate expires (kind: ca, server), Unix seconds.
+# TYPE mqttoperator_certificate_expiration_timestamp_seconds gauge
+mqttoperator_certificate_expiration_timestamp_seconds{cluster="iot",kind="ca"} %d
+mqttoperator_certificate_expiration_timestamp_seconds{cluster="iot",kind="server"} %d
+`, caCert.NotAfter.Unix(), srvCert.NotAfter.Unix())
+	if err := promtestutil.GatherAndCompare(reg, strings.NewReader(want), "mqttoperator_certificate_expiration_timestamp_seconds"); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -1,9 +1,13 @@
 package server
 
 import (
+	"encoding/json"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/certs"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/credentials"
 )
 
 // storeCollector reads the store at scrape time.
@@ -16,6 +20,7 @@ type storeCollector struct {
 	applied *prometheus.Desc
 	bridge  *prometheus.Desc
 	brokers *prometheus.Desc
+	expiry  *prometheus.Desc
 }
 
 func newStoreCollector(s Store) *storeCollector {
@@ -29,6 +34,8 @@ func newStoreCollector(s Store) *storeCollector {
 		bridge: prometheus.NewDesc("mqttoperator_bridge_connected", "1 if the broker's bridge toward the hub is up, by the broker's parent.",
 			[]string{"cluster", "broker", "parent"}, nil),
 		brokers: prometheus.NewDesc("mqttoperator_brokers", "Brokers by cluster: desired (spec) and running (status).", []string{"cluster", "state"}, nil),
+		expiry: prometheus.NewDesc("mqttoperator_certificate_expiration_timestamp_seconds", "When a cluster's certificate expires (kind: ca, server), Unix seconds.",
+			[]string{"cluster", "kind"}, nil),
 	}
 }
 
@@ -40,6 +47,7 @@ func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.applied
 	ch <- c.bridge
 	ch <- c.brokers
+	ch <- c.expiry
 }
 
 func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
@@ -68,6 +76,16 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.bridge, prometheus.GaugeValue, up, cl.Name, b.Name, b.Bridge.Parent)
 		}
 		ch <- prometheus.MustNewConstMetric(c.brokers, prometheus.GaugeValue, float64(running), cl.Name, "running")
+		if cr := c.store.Get(credentials.Kind, cl.Name); cr != nil {
+			var m credentials.Material
+			if json.Unmarshal(cr.Spec, &m) == nil {
+				for kind, pemBytes := range map[string][]byte{"ca": m.CA.CertPEM, "server": m.Server.CertPEM} {
+					if cert, err := certs.ParseCert(pemBytes); err == nil {
+						ch <- prometheus.MustNewConstMetric(c.expiry, prometheus.GaugeValue, float64(cert.NotAfter.Unix()), cl.Name, kind)
+					}
+				}
+			}
+		}
 	}
 	l := c.store.Leader()
 	isLeader := 0.0

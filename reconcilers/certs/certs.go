@@ -233,6 +233,9 @@ const (
 	ReasonDNSNamesChanged Reason = "DNSNamesChanged"
 	ReasonIPsChanged      Reason = "IPAddressesChanged"
 	ReasonKeyTypeChanged  Reason = "KeyTypeChanged"
+	// ReasonRequested: a user asked for a renewal (mqttctl certificate
+	// renew). Checked before the chain, by the caller that knows when.
+	ReasonRequested Reason = "Requested"
 )
 
 // Input is what the reissue decision looks at.

@@ -74,6 +74,21 @@ func Request(c *api.MqttCluster) (certs.ServerRequest, time.Duration, error) {
 	}, rb, nil
 }
 
+// RenewAnnotation on a cluster asks for a new server certificate: its value
+// is the RFC 3339 time of the request; a certificate issued before it is
+// reissued (mqttctl certificate renew sets it).
+const RenewAnnotation = "mqtt.swarm/renew-certificate-requested-at"
+
+// RenewRequested is the time of the last renewal request on c (zero when
+// none, or when the annotation does not parse).
+func RenewRequested(c *api.MqttCluster) time.Time {
+	t, err := time.Parse(time.RFC3339Nano, c.Annotations[RenewAnnotation])
+	if err != nil {
+		return time.Time{}
+	}
+	return t
+}
+
 // Next returns the material a defaulted, valid cluster needs at now, and
 // the reason the server certificate was (re)issued ("" when the current
 // one stands). cur may be nil. When nothing changes, Next returns cur's
@@ -94,6 +109,11 @@ func Next(cur *Material, c *api.MqttCluster, now time.Time) (next Material, reas
 		return Material{}, "", false, err
 	}
 	reason = certs.NeedsReissue(certs.Input{Current: next.Server.CertPEM, CA: next.CA.CertPEM, Want: req, RenewBefore: renewBefore, Now: now})
+	if reason == "" && len(next.Server.CertPEM) > 0 {
+		if at := RenewRequested(c); !at.IsZero() && at.After(next.IssuedAt) {
+			reason = certs.ReasonRequested
+		}
+	}
 	if reason != "" {
 		next.Server, err = certs.IssueServer(next.CA, req, now)
 		if err != nil {

@@ -63,3 +63,35 @@ func TestNextIssuesOnceThenKeeps(t *testing.T) {
 		t.Fatal("renewal changed the CA or the user, or kept the certificate")
 	}
 }
+
+func TestRenewRequestedReissuesOnce(t *testing.T) {
+	t.Parallel()
+	c := testutil.Cluster(t, "")
+	now := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	m, _, _, err := Next(nil, c, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A request older than the certificate changes nothing.
+	c.Annotations = map[string]string{RenewAnnotation: now.Add(-time.Minute).Format(time.RFC3339Nano)}
+	if _, reason, changed, _ := Next(&m, c, now.Add(time.Hour)); changed || reason != "" {
+		t.Fatalf("old request: %v %v", reason, changed)
+	}
+	// A newer one reissues the server certificate (not the CA), once.
+	c.Annotations[RenewAnnotation] = now.Add(30 * time.Minute).Format(time.RFC3339Nano)
+	m2, reason, changed, err := Next(&m, c, now.Add(time.Hour))
+	if err != nil || !changed || reason != certs.ReasonRequested {
+		t.Fatalf("request: %v %v %v", reason, changed, err)
+	}
+	if string(m2.CA.CertPEM) != string(m.CA.CertPEM) || string(m2.Server.CertPEM) == string(m.Server.CertPEM) {
+		t.Fatal("renewal must keep the CA and change the server certificate")
+	}
+	if _, reason, changed, _ := Next(&m2, c, now.Add(2*time.Hour)); changed || reason != "" {
+		t.Fatalf("the same request reissued again: %v", reason)
+	}
+	// A malformed annotation is ignored.
+	c.Annotations[RenewAnnotation] = "soon"
+	if _, reason, _, _ := Next(&m2, c, now.Add(3*time.Hour)); reason != "" {
+		t.Fatalf("malformed request: %v", reason)
+	}
+}
