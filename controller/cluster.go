@@ -128,11 +128,23 @@ func (r *ClusterReconciler) Reconcile(ctx context.Context, name string) (Result,
 	if err != nil {
 		return Result{}, err
 	}
-	res, recErr := r.apply(ctx, c)
+	res, keep, recErr := r.apply(ctx, c)
 	if errors.Is(recErr, ErrNotLeaderAnyMore) {
 		return Result{}, recErr
 	}
-	st, ready, settle, err := r.observe(ctx, c, recErr)
+	// One list of the services, as the writes left them, serves the
+	// pruning and the status.
+	svcs, err := r.Swarm.Services(ctx, swarm.Owned(r.OperatorID, c.Name))
+	if err != nil {
+		return Result{}, errors.Join(recErr, err)
+	}
+	if keep != nil {
+		recErr = r.prune(ctx, c.Name, keep, svcs)
+		if errors.Is(recErr, ErrNotLeaderAnyMore) {
+			return Result{}, recErr
+		}
+	}
+	st, ready, settle, err := r.observe(ctx, c, svcs, recErr)
 	if err != nil {
 		return Result{}, errors.Join(recErr, err)
 	}
@@ -165,25 +177,25 @@ func (r *ClusterReconciler) poll() time.Duration {
 	return time.Second
 }
 
-// apply makes the Swarm writes of one pass.
-func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster) (Result, error) {
+// apply makes the Swarm writes of one pass. keep names the secrets in use;
+// it is nil when the pass stopped early (then nothing may be pruned).
+func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster) (res Result, keep map[string]bool, err error) {
 	log := r.log().With("cluster", c.Name)
 	nr := &network.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID}
 	if created, err := nr.Reconcile(ctx, c.Name); err != nil {
-		return Result{}, err
+		return Result{}, nil, err
 	} else if created {
 		log.Info("created network", "network", network.Name(c.Name))
 	}
 	m, err := r.credentials(c)
 	if err != nil {
-		return Result{}, err
+		return Result{}, nil, err
 	}
-	var res Result
 	if at, err := credentials.RenewAt(m, c); err == nil {
 		res.RequeueAfter = max(at.Sub(r.now()), time.Second)
 	}
 	sr := &secrets.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID}
-	keep := map[string]bool{}
+	inUse := map[string]bool{}
 	ensure := func(component string, data []byte) (*dswarm.Secret, error) {
 		if err := r.fence(); err != nil {
 			return nil, err
@@ -195,55 +207,63 @@ func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster) (Resu
 		if created {
 			log.Info("created secret", "secret", s.Spec.Name)
 		}
-		keep[s.Spec.Name] = true
+		inUse[s.Spec.Name] = true
 		return s, nil
 	}
 	var tlsSecret *dswarm.Secret
 	in := broker.Inputs{Bridges: map[int]*dswarm.Secret{}}
 	if *c.Spec.LoadBalancer.Ports.MQTTS != 0 {
 		if tlsSecret, err = ensure(secrets.ComponentTLS, credentials.HAProxyPEM(m)); err != nil {
-			return res, err
+			return res, nil, err
 		}
 	}
 	if c.Spec.Auth.PasswordFileSecret == "" && !*c.Spec.Auth.AllowAnonymous {
 		if in.Passwd, err = ensure(secrets.ComponentPasswd, m.PasswordFile); err != nil {
-			return res, err
+			return res, nil, err
 		}
 	}
 	if in.Internal, err = ensure(secrets.ComponentInternal, m.InternalPasswordFile); err != nil {
-		return res, err
+		return res, nil, err
 	}
 	for i := 1; i < int(*c.Spec.Replicas); i++ {
 		conf, err := broker.RenderBridge(c.Name, i, m.BridgePassword)
 		if err != nil {
-			return res, err
+			return res, nil, err
 		}
 		if in.Bridges[i], err = ensure(secrets.ComponentBridge(i), conf); err != nil {
-			return res, err
+			return res, nil, err
 		}
 	}
 	if err := r.fence(); err != nil {
-		return res, err
+		return res, nil, err
 	}
 	br := &broker.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID, Network: network.Name}
 	bout, berr := br.Reconcile(ctx, c, in)
 	logOutcome(log, "broker", bout.Created, bout.Updated, bout.Removed)
 	if err := r.fence(); err != nil {
-		return res, err
+		return res, nil, err
 	}
 	lr := &loadbalancer.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID, Network: network.Name}
 	lout, lerr := lr.Reconcile(ctx, c, tlsSecret)
 	logOutcome(log, "loadbalancer", lout.Created, lout.Updated, lout.Removed)
 	if berr != nil || lerr != nil {
-		return res, errors.Join(berr, lerr)
+		return res, nil, errors.Join(berr, lerr)
 	}
-	// Old secret versions, and those of removed brokers, go once no
-	// service references them.
-	removed, err := sr.Prune(ctx, c.Name, keep)
+	return res, inUse, nil
+}
+
+// prune removes old secret versions, and those of removed brokers, once
+// none of the cluster's services references them.
+func (r *ClusterReconciler) prune(ctx context.Context, cluster string, keep map[string]bool, svcs []dswarm.Service) error {
+	if err := r.fence(); err != nil {
+		return err
+	}
+	sr := &secrets.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID}
+	removed, err := sr.Prune(ctx, cluster, keep, svcs)
 	for _, n := range removed {
-		log.Info("pruned secret", "secret", n)
+		r.log().Info("pruned secret", "cluster", cluster, "secret", n)
 	}
-	return res, err
+	return err
 }
 
 func logOutcome(log *slog.Logger, what string, created, updated, removed []string) {
@@ -296,7 +316,7 @@ func (r *ClusterReconciler) credentials(c *api.MqttCluster) (credentials.Materia
 
 // observe reads the live state into a status. settle is how long until
 // the next running task has run for StableAfter (0: none is waiting).
-func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, recErr error) (st api.MqttClusterStatus, ready bool, settle time.Duration, err error) {
+func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, svcs []dswarm.Service, recErr error) (st api.MqttClusterStatus, ready bool, settle time.Duration, err error) {
 	st = c.Status
 	st.Conditions = slices.Clone(st.Conditions)
 	st.ObservedGeneration = c.Generation
@@ -305,10 +325,6 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, rec
 		return st, false, 0, err
 	}
 	nodes, err := r.Swarm.Nodes(ctx)
-	if err != nil {
-		return st, false, 0, err
-	}
-	svcs, err := r.Swarm.Services(ctx, swarm.Owned(r.OperatorID, c.Name))
 	if err != nil {
 		return st, false, 0, err
 	}

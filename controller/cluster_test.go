@@ -110,6 +110,16 @@ func (e *clusterEnv) runAll() {
 	}
 }
 
+// running applies a spec and brings it to Ready: a first pass creates the
+// services, their tasks run, a second pass observes them.
+func (e *clusterEnv) running(specYAML string) {
+	e.t.Helper()
+	e.apply(specYAML)
+	e.reconcile()
+	e.runAll()
+	e.reconcile()
+}
+
 func written(calls []swarm.Call, method string) []string {
 	var out []string
 	for _, c := range calls {
@@ -195,10 +205,7 @@ func TestClusterReconcileCreatesThenStaysQuiet(t *testing.T) {
 func TestClusterReconcileKeepsSecretsOutOfStatusAndReissuesOnNameChange(t *testing.T) {
 	t.Parallel()
 	e := newClusterEnv(t)
-	e.apply("spec: {replicas: 1, loadBalancer: {replicas: 1}}\n")
-	e.reconcile()
-	e.runAll()
-	e.reconcile()
+	e.running("spec: {replicas: 1, loadBalancer: {replicas: 1}}\n")
 	var m credentials.Material
 	if err := json.Unmarshal(e.store.Get(credentials.Kind, "iot").Spec, &m); err != nil {
 		t.Fatal(err)
@@ -324,10 +331,7 @@ func TestClusterStatusSaysWhyATaskDoesNotRun(t *testing.T) {
 func TestClusterNotReadyWhileATaskRunsAnOldSpec(t *testing.T) {
 	t.Parallel()
 	e := newClusterEnv(t)
-	e.apply("spec: {replicas: 1, loadBalancer: {replicas: 1}}\n")
-	e.reconcile()
-	e.runAll()
-	e.reconcile()
+	e.running("spec: {replicas: 1, loadBalancer: {replicas: 1}}\n")
 	if !meta.IsStatusConditionTrue(e.cluster().Status.Conditions, api.ConditionReady) {
 		t.Fatal("not Ready with every task on the current spec")
 	}
@@ -354,10 +358,7 @@ func TestClusterRenewRequestRotatesTheServerCertificate(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.rec.Metrics = m
-	e.apply("spec: {replicas: 1, loadBalancer: {replicas: 1}}\n")
-	e.reconcile()
-	e.runAll()
-	e.reconcile()
+	e.running("spec: {replicas: 1, loadBalancer: {replicas: 1}}\n")
 	e.fake.ResetCalls()
 	// What mqttctl certificate renew does: annotate with the request time.
 	o := e.store.Get(api.KindMqttCluster, "iot")

@@ -30,17 +30,11 @@ type Credentials struct {
 // material reads a cluster's generated material, answering 404 itself
 // when there is none.
 func (s *Server) material(w http.ResponseWriter, r *http.Request) (*api.MqttCluster, *credentials.Material, bool) {
-	name := r.PathValue("name")
-	o := s.store.Get(api.KindMqttCluster, name)
-	if o == nil {
-		writeStatus(w, http.StatusNotFound, ReasonNotFound, api.Resource+" \""+name+"\" not found", &StatusDetails{Name: name, Kind: api.Resource})
+	_, c, ok := s.lookup(w, r)
+	if !ok {
 		return nil, nil, false
 	}
-	c, err := ToAPI(o)
-	if err != nil {
-		writeStatus(w, http.StatusInternalServerError, ReasonInternal, err.Error(), nil)
-		return nil, nil, false
-	}
+	name := c.Name
 	m := &credentials.Material{}
 	cr := s.store.Get(credentials.Kind, name)
 	if cr == nil || json.Unmarshal(cr.Spec, m) != nil {
@@ -86,12 +80,11 @@ type RenewResponse struct {
 // the spec is unchanged); the reconciler reissues any certificate issued
 // before it.
 func (s *Server) renewCertificate(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	o := s.store.Get(api.KindMqttCluster, name)
-	if o == nil {
-		writeStatus(w, http.StatusNotFound, ReasonNotFound, api.Resource+" \""+name+"\" not found", &StatusDetails{Name: name, Kind: api.Resource})
+	o, _, ok := s.lookup(w, r)
+	if !ok {
 		return
 	}
+	name := o.Name
 	at := time.Now().UTC().Format(time.RFC3339Nano)
 	ann := maps.Clone(o.Annotations)
 	if ann == nil {

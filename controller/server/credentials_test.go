@@ -19,29 +19,44 @@ import (
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/credentials"
 )
 
-func TestCAAndCredentialsRoutes(t *testing.T) {
-	t.Parallel()
-	in := servertest.Start(t, "")
-	base := server.BasePath + "/iot"
-	if code, _ := do(t, in.URL, call{method: http.MethodPost, path: server.BasePath, token: tok, body: []byte("apiVersion: mqtt.swarm/v1alpha1\nkind: MqttCluster\nmetadata: {name: iot}\n")}); code != http.StatusCreated {
-		t.Fatalf("create: %d", code)
+// createCluster applies a minimal cluster through the API.
+func createCluster(t *testing.T, in *servertest.Instance, name string) {
+	t.Helper()
+	body := []byte("apiVersion: mqtt.swarm/v1alpha1\nkind: MqttCluster\nmetadata: {name: " + name + "}\n")
+	if code, b := do(t, in.URL, call{method: http.MethodPost, path: server.BasePath, token: tok, body: body}); code != http.StatusCreated {
+		t.Fatalf("create %s: %d %s", name, code, b)
 	}
-	// Before the operator issued anything: 404 with a reason.
-	code, b := do(t, in.URL, call{method: http.MethodGet, path: base + "/ca", token: tok})
-	if code != http.StatusNotFound || !strings.Contains(status(t, b).Message, "not issued yet") {
-		t.Fatalf("ca before issue: %d %s", code, b)
-	}
+}
+
+// storeCredentials stores what the operator would issue for a defaulted
+// cluster, as its first reconcile does.
+func storeCredentials(t *testing.T, in *servertest.Instance, name string) credentials.Material {
+	t.Helper()
 	c := &api.MqttCluster{}
-	c.Name = "iot"
+	c.Name = name
 	api.Default(c, api.BuiltinDefaults())
 	m, _, _, err := credentials.Next(nil, c, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
 	spec, _ := json.Marshal(m)
-	if _, _, err := in.Store.Apply(store.ApplyRequest{Kind: credentials.Kind, Name: "iot", Spec: spec}); err != nil {
+	if _, _, err := in.Store.Apply(store.ApplyRequest{Kind: credentials.Kind, Name: name, Spec: spec}); err != nil {
 		t.Fatal(err)
 	}
+	return m
+}
+
+func TestCAAndCredentialsRoutes(t *testing.T) {
+	t.Parallel()
+	in := servertest.Start(t, "")
+	base := server.BasePath + "/iot"
+	createCluster(t, in, "iot")
+	// Before the operator issued anything: 404 with a reason.
+	code, b := do(t, in.URL, call{method: http.MethodGet, path: base + "/ca", token: tok})
+	if code != http.StatusNotFound || !strings.Contains(status(t, b).Message, "not issued yet") {
+		t.Fatalf("ca before issue: %d %s", code, b)
+	}
+	m := storeCredentials(t, in, "iot")
 	// Token required.
 	if code, _ := do(t, in.URL, call{method: http.MethodGet, path: base + "/credentials"}); code != http.StatusUnauthorized {
 		t.Fatalf("credentials without a token: %d", code)
@@ -70,9 +85,7 @@ func TestCAAndCredentialsRoutes(t *testing.T) {
 func TestStoreCollectorReportsBridgesAndBrokers(t *testing.T) {
 	t.Parallel()
 	in := servertest.Start(t, "")
-	if code, _ := do(t, in.URL, call{method: http.MethodPost, path: server.BasePath, token: tok, body: []byte("apiVersion: mqtt.swarm/v1alpha1\nkind: MqttCluster\nmetadata: {name: iot}\n")}); code != http.StatusCreated {
-		t.Fatalf("create: %d", code)
-	}
+	createCluster(t, in, "iot")
 	st := api.MqttClusterStatus{Brokers: []api.BrokerStatus{
 		{Name: "iot-broker-0", State: "running"},
 		{Name: "iot-broker-1", State: "running", Bridge: &api.BridgeStatus{Parent: "iot-broker-0", Connected: true}},
@@ -108,9 +121,7 @@ func TestRenewCertificateRouteAndExpiryMetrics(t *testing.T) {
 	if code, _ := do(t, in.URL, call{method: http.MethodPost, path: path, token: tok}); code != http.StatusNotFound {
 		t.Fatalf("renew of a missing cluster: %d", code)
 	}
-	if code, _ := do(t, in.URL, call{method: http.MethodPost, path: server.BasePath, token: tok, body: []byte("apiVersion: mqtt.swarm/v1alpha1\nkind: MqttCluster\nmetadata: {name: iot}\n")}); code != http.StatusCreated {
-		t.Fatalf("create: %d", code)
-	}
+	createCluster(t, in, "iot")
 	if code, _ := do(t, in.URL, call{method: http.MethodPost, path: path}); code != http.StatusUnauthorized {
 		t.Fatalf("renew without a token: %d", code)
 	}
@@ -126,17 +137,7 @@ func TestRenewCertificateRouteAndExpiryMetrics(t *testing.T) {
 	}
 
 	// Expiry of the CA and the server certificate, from the store.
-	c := &api.MqttCluster{}
-	c.Name = "iot"
-	api.Default(c, api.BuiltinDefaults())
-	m, _, _, err := credentials.Next(nil, c, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	spec, _ := json.Marshal(m)
-	if _, _, err := in.Store.Apply(store.ApplyRequest{Kind: credentials.Kind, Name: "iot", Spec: spec}); err != nil {
-		t.Fatal(err)
-	}
+	m := storeCredentials(t, in, "iot")
 	reg := prometheus.NewRegistry()
 	if _, err := server.New(server.Config{Store: in.Store, Token: "t", Registry: reg}); err != nil {
 		t.Fatal(err)

@@ -53,6 +53,11 @@ func writeStatus(w http.ResponseWriter, code int, reason, msg string, details *S
 	writeJSON(w, code, &Status{APIVersion: "v1", Kind: "Status", Status: "Failure", Message: msg, Reason: reason, Code: code, Details: details})
 }
 
+// notFound answers 404 for a cluster that does not exist.
+func notFound(w http.ResponseWriter, name string) {
+	writeStatus(w, http.StatusNotFound, ReasonNotFound, api.Resource+" \""+name+"\" not found", &StatusDetails{Name: name, Kind: api.Resource})
+}
+
 // writeStoreError maps store errors to HTTP.
 func (s *Server) writeStoreError(w http.ResponseWriter, name string, err error) {
 	d := &StatusDetails{Name: name, Kind: api.Resource}
@@ -60,7 +65,7 @@ func (s *Server) writeStoreError(w http.ResponseWriter, name string, err error) 
 	case errors.Is(err, store.ErrConflict):
 		writeStatus(w, http.StatusConflict, ReasonConflict, err.Error()+": get the object again and retry", d)
 	case errors.Is(err, store.ErrNotFound):
-		writeStatus(w, http.StatusNotFound, ReasonNotFound, api.Resource+" \""+name+"\" not found", d)
+		notFound(w, name)
 	case errors.Is(err, store.ErrNotLeader):
 		if l := s.store.Leader(); l.LeaderID != "" {
 			w.Header().Set("X-Raft-Leader", l.LeaderID)

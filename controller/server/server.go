@@ -228,19 +228,27 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, list)
 }
 
-func (s *Server) get(w http.ResponseWriter, r *http.Request) {
+// lookup reads the cluster named in the path, answering 404 (or 500 for an
+// undecodable object) itself when it cannot.
+func (s *Server) lookup(w http.ResponseWriter, r *http.Request) (*store.Object, *api.MqttCluster, bool) {
 	name := r.PathValue("name")
 	o := s.store.Get(api.KindMqttCluster, name)
 	if o == nil {
-		writeStatus(w, http.StatusNotFound, ReasonNotFound, api.Resource+" \""+name+"\" not found", &StatusDetails{Name: name, Kind: api.Resource})
-		return
+		notFound(w, name)
+		return nil, nil, false
 	}
 	c, err := ToAPI(o)
 	if err != nil {
 		writeStatus(w, http.StatusInternalServerError, ReasonInternal, err.Error(), nil)
-		return
+		return nil, nil, false
 	}
-	writeJSON(w, http.StatusOK, c)
+	return o, c, true
+}
+
+func (s *Server) get(w http.ResponseWriter, r *http.Request) {
+	if _, c, ok := s.lookup(w, r); ok {
+		writeJSON(w, http.StatusOK, c)
+	}
 }
 
 // readBody reads at most MaxBodyBytes; it answers 413 past that.

@@ -24,7 +24,6 @@ func ComponentBridge(i int) string { return fmt.Sprintf("bridge-%d", i) }
 
 // Client is what the secrets reconciler calls.
 type Client interface {
-	Services(ctx context.Context, labels map[string]string) ([]dswarm.Service, error)
 	Secrets(ctx context.Context, labels map[string]string) ([]dswarm.Secret, error)
 	CreateSecret(ctx context.Context, spec dswarm.SecretSpec) (string, error)
 	RemoveSecret(ctx context.Context, id string) error
@@ -68,13 +67,10 @@ func (r *Reconciler) Ensure(ctx context.Context, cluster, component string, data
 }
 
 // Prune removes the cluster's operator-made secrets whose names are not
-// in keep and that no service of the cluster references.
-func (r *Reconciler) Prune(ctx context.Context, cluster string, keep map[string]bool) ([]string, error) {
+// in keep and that none of svcs (the cluster's services, as they are now)
+// references.
+func (r *Reconciler) Prune(ctx context.Context, cluster string, keep map[string]bool, svcs []dswarm.Service) ([]string, error) {
 	have, err := r.Swarm.Secrets(ctx, swarm.Owned(r.OperatorID, cluster))
-	if err != nil {
-		return nil, err
-	}
-	svcs, err := r.Swarm.Services(ctx, swarm.Owned(r.OperatorID, cluster))
 	if err != nil {
 		return nil, err
 	}

@@ -31,17 +31,19 @@ func TestEnsureIsVersionedAndPruneSparesUsedOnes(t *testing.T) {
 	svc := dswarm.ServiceSpec{Annotations: dswarm.Annotations{Name: "iot-lb", Labels: swarm.Owned("op", "iot")},
 		TaskTemplate: dswarm.TaskSpec{ContainerSpec: &dswarm.ContainerSpec{Secrets: []*dswarm.SecretReference{{SecretID: v1.ID, SecretName: v1.Spec.Name}}}}}
 	id, _ := f.CreateService(ctx, svc)
-	if removed, err := r.Prune(ctx, "iot", map[string]bool{v2.Spec.Name: true}); err != nil || len(removed) != 0 {
+	svcs, _ := f.Services(ctx, nil)
+	if removed, err := r.Prune(ctx, "iot", map[string]bool{v2.Spec.Name: true}, svcs); err != nil || len(removed) != 0 {
 		t.Fatalf("pruned a used secret: %v %v", removed, err)
 	}
 	// Pointed at v2: v1 goes, v2 stays, other clusters' secrets untouched.
 	other, _, _ := r.Ensure(ctx, "other", ComponentTLS, []byte("one"))
-	svcs, _ := f.Services(ctx, nil)
+	svcs, _ = f.Services(ctx, nil)
 	svc.TaskTemplate.ContainerSpec.Secrets[0] = &dswarm.SecretReference{SecretID: v2.ID, SecretName: v2.Spec.Name}
 	if err := f.UpdateService(ctx, id, svcs[0].Version, svc); err != nil {
 		t.Fatal(err)
 	}
-	removed, err := r.Prune(ctx, "iot", map[string]bool{v2.Spec.Name: true})
+	svcs, _ = f.Services(ctx, nil)
+	removed, err := r.Prune(ctx, "iot", map[string]bool{v2.Spec.Name: true}, svcs)
 	if err != nil || !slices.Equal(removed, []string{v1.Spec.Name}) {
 		t.Fatalf("prune: %v %v", removed, err)
 	}

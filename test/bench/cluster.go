@@ -198,41 +198,53 @@ func qosBench(user, password string, clients, perClient int) error {
 	if err := directBroker(user, password); err != nil {
 		return err
 	}
-	const window = 64
-	var lbLat, directLat, lbTput, directTput loadResult
-	for round := 0; round < 2; round++ {
-		for _, p := range []struct {
-			port   int
-			window int
-			into   *loadResult
-			tag    string
-		}{
-			{directMQTT, 1, &directLat, "dl"}, {benchMQTT, 1, &lbLat, "ll"},
-			{directMQTT, window, &directTput, "dt"}, {benchMQTT, window, &lbTput, "lt"},
-		} {
-			n := clients
-			if p.window == 1 {
-				n = 2 // light load for latency
-			}
-			r, err := load(p.port, user, password, n, perClient, p.window, fmt.Sprintf("%s%d", p.tag, round))
-			if err != nil {
-				return fmt.Errorf("load on %d: %w", p.port, err)
-			}
-			p.into.add(r)
-		}
+	fromHost := func(addr string, n, window int, tag string) (loadResult, error) {
+		return loadAddr(addr, user, password, n, perClient, window, tag)
+	}
+	lat, tput, err := compareQoS(fromHost, fmt.Sprintf("127.0.0.1:%d", directMQTT), fmt.Sprintf("127.0.0.1:%d", benchMQTT), clients, "h")
+	if err != nil {
+		return err
 	}
 	fmt.Printf("\nQoS 1 publish latency (2 clients x %d messages x 2 rounds, one in flight each: publish -> PUBACK)\n", perClient)
-	fmt.Printf("  straight to one broker: p50 %s  p99 %s\n", pct(directLat.lat, 50), pct(directLat.lat, 99))
-	fmt.Printf("  through HAProxy:        p50 %s  p99 %s\n", pct(lbLat.lat, 50), pct(lbLat.lat, 99))
-	fmt.Printf("  p50 added by HAProxy: %s   target <= 0.3ms\n", (pct(lbLat.lat, 50) - pct(directLat.lat, 50)).Round(time.Microsecond))
-	fmt.Printf("QoS 1 publish throughput (%d clients x %d messages x 2 rounds, %d in flight each)\n", clients, perClient, window)
-	fmt.Printf("  straight to one broker: %7.0f msg/s\n", directTput.rate())
-	fmt.Printf("  through HAProxy:        %7.0f msg/s\n", lbTput.rate())
-	fmt.Printf("  ratio: %.2f   target >= 0.9\n", lbTput.rate()/directTput.rate())
+	fmt.Printf("  straight to one broker: p50 %s  p99 %s\n", pct(lat[0].lat, 50), pct(lat[0].lat, 99))
+	fmt.Printf("  through HAProxy:        p50 %s  p99 %s\n", pct(lat[1].lat, 50), pct(lat[1].lat, 99))
+	fmt.Printf("  p50 added by HAProxy: %s   target <= 0.3ms\n", (pct(lat[1].lat, 50) - pct(lat[0].lat, 50)).Round(time.Microsecond))
+	fmt.Printf("QoS 1 publish throughput (%d clients x %d messages x 2 rounds, %d in flight each)\n", clients, perClient, qosWindow)
+	fmt.Printf("  straight to one broker: %7.0f msg/s\n", tput[0].rate())
+	fmt.Printf("  through HAProxy:        %7.0f msg/s\n", tput[1].rate())
+	fmt.Printf("  ratio: %.2f   target >= 0.9\n", tput[1].rate()/tput[0].rate())
 	if benchBinary != "" {
 		return inNetworkQoS(benchBinary, user, password, clients, perClient)
 	}
 	return nil
+}
+
+// qosWindow is how many messages each client keeps in flight in the
+// throughput runs.
+const qosWindow = 64
+
+// compareQoS runs, in alternating rounds, the latency load (2 clients, one
+// message in flight) and the throughput load (clients, qosWindow in
+// flight) against the direct address and the HAProxy address. It returns
+// [direct, HAProxy] for latency and for throughput.
+func compareQoS(run func(addr string, n, window int, tag string) (loadResult, error), direct, lb string, clients int, tag string) (lat, tput [2]loadResult, err error) {
+	for round := 0; round < 2; round++ {
+		for i, addr := range []string{direct, lb} {
+			r, err := run(addr, 2, 1, fmt.Sprintf("%sl%d%d", tag, i, round))
+			if err != nil {
+				return lat, tput, fmt.Errorf("latency load on %s: %w", addr, err)
+			}
+			lat[i].add(r)
+		}
+		for i, addr := range []string{direct, lb} {
+			r, err := run(addr, clients, qosWindow, fmt.Sprintf("%st%d%d", tag, i, round))
+			if err != nil {
+				return lat, tput, fmt.Errorf("throughput load on %s: %w", addr, err)
+			}
+			tput[i].add(r)
+		}
+	}
+	return lat, tput, nil
 }
 
 // benchBinary is this program built static, for -load runs in containers
@@ -507,12 +519,8 @@ func (r *loadResult) add(o loadResult) {
 
 func (r loadResult) rate() float64 { return float64(r.n) / r.elapsed.Seconds() }
 
-// load runs clients publishers, each publishing perClient QoS 1 messages
+// loadAddr runs clients publishers, each publishing perClient QoS 1 messages
 // with at most window unacknowledged, and records publish -> PUBACK times.
-func load(port int, user, pass string, clients, perClient, window int, tag string) (loadResult, error) {
-	return loadAddr(fmt.Sprintf("127.0.0.1:%d", port), user, pass, clients, perClient, window, tag)
-}
-
 func loadAddr(addr, user, pass string, clients, perClient, window int, tag string) (loadResult, error) {
 	conns := make([]mqtt.Client, clients)
 	for i := range conns {
@@ -741,7 +749,7 @@ func bridgeBench(ctx context.Context, cl *client.Client, user, pass string) erro
 		}
 		// The star has re-formed around broker 0 once both spokes' latest
 		// bridge connection is to broker 0.
-		if err := waitStar(30 * time.Second); err != nil {
+		if err := waitStar(ctx, cl, 30*time.Second); err != nil {
 			return err
 		}
 		s := mk()
@@ -823,27 +831,19 @@ func bridgeBench(ctx context.Context, cl *client.Client, user, pass string) erro
 	return nil
 }
 
-// waitStar polls the brokers' logs until the latest bridge connection of
-// brokers 1 and 2 is to broker 0.
-func waitStar(timeout time.Duration) error {
+// waitStar polls the operator's status until the bridges of brokers 1
+// and 2 are up to broker 0, the hub.
+func waitStar(ctx context.Context, cl *client.Client, timeout time.Duration) error {
+	hub := benchCluster + "-broker-0"
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		last := map[int]string{}
-		parent := map[int]int{}
-		for j := 0; j < 3; j++ {
-			logs, _ := exec.Command("docker", "service", "logs", "--raw", "--timestamps", fmt.Sprintf("%s-broker-%d", benchCluster, j)).CombinedOutput()
-			for _, line := range strings.Split(string(logs), "\n") {
-				for i := 1; i < 3; i++ {
-					if strings.Contains(line, "New bridge connected from") && strings.Contains(line, fmt.Sprintf(" as %s-broker-%d-bridge ", benchCluster, i)) {
-						if ts := strings.Fields(line)[0]; ts > last[i] {
-							last[i], parent[i] = ts, j
-						}
-					}
-				}
+		o, err := cl.Get(ctx, benchCluster)
+		if err == nil && o.Status.Hub == hub && len(o.Status.Brokers) == 3 {
+			star := true
+			for _, b := range o.Status.Brokers[1:] {
+				star = star && b.Bridge != nil && b.Bridge.Connected && b.Bridge.Parent == hub
 			}
-		}
-		if p1, ok1 := parent[1]; ok1 && p1 == 0 {
-			if p2, ok2 := parent[2]; ok2 && p2 == 0 {
+			if star {
 				return nil
 			}
 		}
@@ -900,34 +900,15 @@ func runLoad(addr, user, pass string, clients, perClient, window int, tag string
 // inNetworkQoS compares, from inside the cluster network (both paths then
 // include the bridges' replication), one broker straight against HAProxy.
 func inNetworkQoS(bin, user, pass string, clients, perClient int) error {
-	const window = 64
-	net := benchCluster + "-net"
-	var lbLat, directLat, lbTput, directTput loadResult
-	for round := 0; round < 2; round++ {
-		for _, p := range []struct {
-			addr   string
-			window int
-			into   *loadResult
-			tag    string
-		}{
-			{fmt.Sprintf("tasks.%s-broker-1:1883", benchCluster), 1, &directLat, "ndl"},
-			{fmt.Sprintf("tasks.%s-lb:%d", benchCluster, benchMQTT), 1, &lbLat, "nll"},
-			{fmt.Sprintf("tasks.%s-broker-1:1883", benchCluster), window, &directTput, "ndt"},
-			{fmt.Sprintf("tasks.%s-lb:%d", benchCluster, benchMQTT), window, &lbTput, "nlt"},
-		} {
-			n := clients
-			if p.window == 1 {
-				n = 2
-			}
-			r, err := inNetwork(bin, net, p.addr, user, pass, n, perClient, p.window, fmt.Sprintf("%s%d", p.tag, round))
-			if err != nil {
-				return err
-			}
-			p.into.add(r)
-		}
+	inNet := func(addr string, n, window int, tag string) (loadResult, error) {
+		return inNetwork(bin, benchCluster+"-net", addr, user, pass, n, perClient, window, tag)
+	}
+	lat, tput, err := compareQoS(inNet, fmt.Sprintf("tasks.%s-broker-1:1883", benchCluster), fmt.Sprintf("tasks.%s-lb:%d", benchCluster, benchMQTT), clients, "n")
+	if err != nil {
+		return err
 	}
 	fmt.Printf("the same inside the cluster network, both paths into the bridged cluster: one broker straight vs HAProxy\n")
-	fmt.Printf("  latency p50: straight %s, via HAProxy %s: +%s   target <= 0.3ms\n", pct(directLat.lat, 50), pct(lbLat.lat, 50), (pct(lbLat.lat, 50) - pct(directLat.lat, 50)).Round(time.Microsecond))
-	fmt.Printf("  throughput: straight %.0f msg/s, via HAProxy %.0f msg/s: ratio %.2f   target >= 0.9\n", directTput.rate(), lbTput.rate(), lbTput.rate()/directTput.rate())
+	fmt.Printf("  latency p50: straight %s, via HAProxy %s: +%s   target <= 0.3ms\n", pct(lat[0].lat, 50), pct(lat[1].lat, 50), (pct(lat[1].lat, 50) - pct(lat[0].lat, 50)).Round(time.Microsecond))
+	fmt.Printf("  throughput: straight %.0f msg/s, via HAProxy %.0f msg/s: ratio %.2f   target >= 0.9\n", tput[0].rate(), tput[1].rate(), tput[1].rate()/tput[0].rate())
 	return nil
 }

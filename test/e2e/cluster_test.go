@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -271,21 +272,9 @@ func TestScaleKillAndInvalidSpec(t *testing.T) {
 		}
 		return nil
 	})
-	if now := serviceVersions(t, scaleCluster); !mapsEqual(now, versions) {
+	if now := serviceVersions(t, scaleCluster); !maps.Equal(now, versions) {
 		t.Fatalf("a rejected spec changed Swarm: %v -> %v", versions, now)
 	}
-}
-
-func mapsEqual(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 // reconciles reads the operator's successful reconcile count.
