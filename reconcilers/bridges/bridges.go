@@ -1,7 +1,6 @@
 package bridges
 
 import (
-	"fmt"
 	"regexp"
 	"strconv"
 	"time"
@@ -20,7 +19,6 @@ type Link struct {
 // Tracker follows one cluster's bridges. The zero value is not usable:
 // use NewTracker.
 type Tracker struct {
-	cluster    string
 	connected  *regexp.Regexp
 	disconnect *regexp.Regexp
 	links      map[int]Link
@@ -34,7 +32,6 @@ type Tracker struct {
 func NewTracker(cluster string) *Tracker {
 	id := regexp.QuoteMeta(cluster) + `-broker-(\d+)-bridge`
 	return &Tracker{
-		cluster:    cluster,
 		connected:  regexp.MustCompile(`New bridge connected from \S+ as ` + id + ` `),
 		disconnect: regexp.MustCompile(`[Cc]lient ` + id + `\b.*(closed its connection|disconnect)`),
 		links:      map[int]Link{},
@@ -118,6 +115,3 @@ func (t *Tracker) Link(i int) Link {
 	}
 	return Link{Child: i, Parent: -1}
 }
-
-// BrokerName is broker j's service name.
-func (t *Tracker) BrokerName(j int) string { return fmt.Sprintf("%s-broker-%d", t.cluster, j) }
