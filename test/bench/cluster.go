@@ -749,7 +749,7 @@ func bridgeBench(ctx context.Context, cl *client.Client, user, pass string) erro
 		}
 		// The star has re-formed around broker 0 once both spokes' latest
 		// bridge connection is to broker 0.
-		if err := waitStar(ctx, cl, 30*time.Second); err != nil {
+		if err := waitStar(30 * time.Second); err != nil {
 			return err
 		}
 		s := mk()
@@ -831,19 +831,29 @@ func bridgeBench(ctx context.Context, cl *client.Client, user, pass string) erro
 	return nil
 }
 
-// waitStar polls the operator's status until the bridges of brokers 1
-// and 2 are up to broker 0, the hub.
-func waitStar(ctx context.Context, cl *client.Client, timeout time.Duration) error {
-	hub := benchCluster + "-broker-0"
+// waitStar polls the brokers' logs until the latest bridge connection of
+// brokers 1 and 2 is to broker 0. It reads the logs itself rather than the
+// operator's status: a bridge switching back to broker 0 makes no Docker
+// event, so the status can lag it until the next resync.
+func waitStar(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		o, err := cl.Get(ctx, benchCluster)
-		if err == nil && o.Status.Hub == hub && len(o.Status.Brokers) == 3 {
-			star := true
-			for _, b := range o.Status.Brokers[1:] {
-				star = star && b.Bridge != nil && b.Bridge.Connected && b.Bridge.Parent == hub
+		last := map[int]string{}
+		parent := map[int]int{}
+		for j := 0; j < 3; j++ {
+			logs, _ := exec.Command("docker", "service", "logs", "--raw", "--timestamps", fmt.Sprintf("%s-broker-%d", benchCluster, j)).CombinedOutput()
+			for _, line := range strings.Split(string(logs), "\n") {
+				for i := 1; i < 3; i++ {
+					if strings.Contains(line, "New bridge connected from") && strings.Contains(line, fmt.Sprintf(" as %s-broker-%d-bridge ", benchCluster, i)) {
+						if ts := strings.Fields(line)[0]; ts > last[i] {
+							last[i], parent[i] = ts, j
+						}
+					}
+				}
 			}
-			if star {
+		}
+		if p1, ok1 := parent[1]; ok1 && p1 == 0 {
+			if p2, ok2 := parent[2]; ok2 && p2 == 0 {
 				return nil
 			}
 		}
