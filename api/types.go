@@ -242,6 +242,34 @@ type MqttClusterStatus struct {
 	// broker's bridge leads to it.
 	// +optional
 	Hub string `json:"hub,omitempty"`
+	// Certificate is the MQTTS server certificate and where it is served.
+	// +optional
+	Certificate *CertificateStatus `json:"certificate,omitempty"`
+}
+
+// CertificateStatus describes the current MQTTS server certificate.
+type CertificateStatus struct {
+	// Serial is the certificate's serial number, in hex.
+	Serial string `json:"serial"`
+	// +optional
+	NotBefore *metav1.Time `json:"notBefore,omitempty"`
+	// +optional
+	NotAfter *metav1.Time `json:"notAfter,omitempty"`
+	// RenewAt is when the operator renews it.
+	// +optional
+	RenewAt *metav1.Time `json:"renewAt,omitempty"`
+	// Reason it was last issued: Missing, Expiring, DNSNamesChanged,
+	// KeyTypeChanged, IssuerChanged, CARotated or Requested.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+	// IssuedAt is when the operator issued it.
+	// +optional
+	IssuedAt *metav1.Time `json:"issuedAt,omitempty"`
+	// Serving counts the running load balancer tasks that serve it, of
+	// those running ("2/2"): the certificate reaches them through
+	// HAProxy's runtime API, with no restart.
+	// +optional
+	Serving string `json:"serving,omitempty"`
 }
 
 // Condition types.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math/big"
 	"net"
 	"slices"
 	"strconv"
@@ -63,6 +64,30 @@ type ClusterReconciler struct {
 	// PollWhileProgressing re-reconciles a cluster that is not Ready yet
 	// this often, so its status follows the tasks. Default 2s.
 	PollWhileProgressing time.Duration
+	// ControlNetwork, when set, is the operator's own overlay network (the
+	// operator stack's). HAProxy tasks join it and serve their runtime API
+	// to it only; the operator pushes the current certificate into every
+	// running HAProxy task through it, so a renewal restarts nothing and
+	// drops no client. Empty: a renewed certificate rolls the HAProxy
+	// tasks (one at a time), as any spec change does.
+	ControlNetwork string
+	// Runtime reaches HAProxy's runtime API. Default loadbalancer.Runtime{}.
+	Runtime CertRuntime
+}
+
+// CertRuntime reads and replaces the certificate a HAProxy task serves.
+type CertRuntime interface {
+	ServedSerial(ctx context.Context, addr string) (*big.Int, error)
+	PushCertificate(ctx context.Context, addr string, pem []byte) error
+}
+
+// pushResult is where the current certificate is served.
+type pushResult struct {
+	enabled bool
+	// serving of running HAProxy tasks serve the current certificate.
+	serving, running int
+	// why the others do not (yet).
+	why []string
 }
 
 // ErrNotLeaderAnyMore stops a pass when leadership is lost half way.
@@ -128,7 +153,7 @@ func (r *ClusterReconciler) Reconcile(ctx context.Context, name string) (Result,
 	if err != nil {
 		return Result{}, err
 	}
-	res, keep, recErr := r.apply(ctx, c)
+	res, keep, push, recErr := r.apply(ctx, c)
 	if errors.Is(recErr, ErrNotLeaderAnyMore) {
 		return Result{}, recErr
 	}
@@ -144,7 +169,7 @@ func (r *ClusterReconciler) Reconcile(ctx context.Context, name string) (Result,
 			return Result{}, recErr
 		}
 	}
-	st, ready, settle, err := r.observe(ctx, c, svcs, recErr)
+	st, ready, settle, err := r.observe(ctx, c, svcs, push, recErr)
 	if err != nil {
 		return Result{}, errors.Join(recErr, err)
 	}
@@ -157,6 +182,11 @@ func (r *ClusterReconciler) Reconcile(ctx context.Context, name string) (Result,
 		next := r.poll()
 		if settle > 0 && settle < next {
 			next = settle
+		}
+		if push.enabled && push.serving < push.running {
+			// A HAProxy task that just started serves the certificate it
+			// started with until the push: come back soon.
+			next = min(next, 200*time.Millisecond)
 		}
 		if res.RequeueAfter == 0 || res.RequeueAfter > next {
 			res.RequeueAfter = next
@@ -177,19 +207,26 @@ func (r *ClusterReconciler) poll() time.Duration {
 	return time.Second
 }
 
-// apply makes the Swarm writes of one pass. keep names the secrets in use;
-// it is nil when the pass stopped early (then nothing may be pruned).
-func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster) (res Result, keep map[string]bool, err error) {
+// apply makes the Swarm writes of one pass, then pushes the certificate
+// into HAProxy. keep names the secrets in use; it is nil when the pass
+// stopped early (then nothing may be pruned).
+func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster) (res Result, keep map[string]bool, push pushResult, err error) {
 	log := r.log().With("cluster", c.Name)
 	nr := &network.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID}
 	if created, err := nr.Reconcile(ctx, c.Name); err != nil {
-		return Result{}, nil, err
+		return Result{}, nil, push, err
 	} else if created {
 		log.Info("created network", "network", network.Name(c.Name))
 	}
+	var control *loadbalancer.ControlNetwork
+	if r.ControlNetwork != "" {
+		if control, err = r.controlNetwork(ctx); err != nil {
+			return Result{}, nil, push, err
+		}
+	}
 	m, err := r.credentials(c)
 	if err != nil {
-		return Result{}, nil, err
+		return Result{}, nil, push, err
 	}
 	if at, err := credentials.RenewAt(m, c); err == nil {
 		res.RequeueAfter = max(at.Sub(r.now()), time.Second)
@@ -210,47 +247,195 @@ func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster) (res 
 		inUse[s.Spec.Name] = true
 		return s, nil
 	}
-	var tlsSecret *dswarm.Secret
 	in := broker.Inputs{Bridges: map[int]*dswarm.Secret{}}
+	var tlsIn loadbalancer.TLS
+	usedCurrent := false
 	if *c.Spec.LoadBalancer.Ports.MQTTS != 0 {
-		if tlsSecret, err = ensure(secrets.ComponentTLS, credentials.HAProxyPEM(m)); err != nil {
-			return res, nil, err
+		tlsIn.Current = func() (*dswarm.Secret, error) {
+			usedCurrent = true
+			return ensure(secrets.ComponentTLS, credentials.HAProxyPEM(m))
+		}
+		if control != nil {
+			if tlsIn.Keep, err = r.startupCertificate(ctx, c.Name); err != nil {
+				return res, nil, push, err
+			}
 		}
 	}
 	if c.Spec.Auth.PasswordFileSecret == "" && !*c.Spec.Auth.AllowAnonymous {
 		if in.Passwd, err = ensure(secrets.ComponentPasswd, m.PasswordFile); err != nil {
-			return res, nil, err
+			return res, nil, push, err
 		}
 	}
 	if in.Internal, err = ensure(secrets.ComponentInternal, m.InternalPasswordFile); err != nil {
-		return res, nil, err
+		return res, nil, push, err
 	}
 	for i := 1; i < int(*c.Spec.Replicas); i++ {
 		conf, err := broker.RenderBridge(c.Name, i, m.BridgePassword)
 		if err != nil {
-			return res, nil, err
+			return res, nil, push, err
 		}
 		if in.Bridges[i], err = ensure(secrets.ComponentBridge(i), conf); err != nil {
-			return res, nil, err
+			return res, nil, push, err
 		}
 	}
 	if err := r.fence(); err != nil {
-		return res, nil, err
+		return res, nil, push, err
 	}
 	br := &broker.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID, Network: network.Name}
 	bout, berr := br.Reconcile(ctx, c, in)
 	logOutcome(log, "broker", bout.Created, bout.Updated, bout.Removed)
 	if err := r.fence(); err != nil {
-		return res, nil, err
+		return res, nil, push, err
 	}
-	lr := &loadbalancer.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID, Network: network.Name}
-	lout, lerr := lr.Reconcile(ctx, c, tlsSecret)
+	lr := &loadbalancer.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID, Network: network.Name, Control: control}
+	lout, lerr := lr.Reconcile(ctx, c, tlsIn)
 	logOutcome(log, "loadbalancer", lout.Created, lout.Updated, lout.Removed)
 	if berr != nil || lerr != nil {
-		return res, nil, errors.Join(berr, lerr)
+		return res, nil, push, errors.Join(berr, lerr)
 	}
-	return res, inUse, nil
+	if tlsIn.Keep != nil && !usedCurrent {
+		inUse[tlsIn.Keep.Spec.Name] = true
+	}
+	if control != nil && *c.Spec.LoadBalancer.Ports.MQTTS != 0 {
+		if push, err = r.pushCertificate(ctx, c, m, control); err != nil {
+			return res, nil, push, err
+		}
+	}
+	return res, inUse, push, nil
 }
+
+// controlNetwork looks up the operator's control network and its subnets.
+func (r *ClusterReconciler) controlNetwork(ctx context.Context) (*loadbalancer.ControlNetwork, error) {
+	nets, err := r.Swarm.Networks(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range nets {
+		if n.Name != r.ControlNetwork && n.ID != r.ControlNetwork {
+			continue
+		}
+		cn := &loadbalancer.ControlNetwork{Name: n.Name}
+		for _, cfg := range n.IPAM.Config {
+			if cfg.Subnet != "" {
+				cn.Subnets = append(cn.Subnets, cfg.Subnet)
+			}
+		}
+		if len(cn.Subnets) == 0 {
+			return nil, fmt.Errorf("control network %s has no subnet", n.Name)
+		}
+		slices.Sort(cn.Subnets)
+		return cn, nil
+	}
+	return nil, fmt.Errorf("control network %s not found (the operator stack creates it)", r.ControlNetwork)
+}
+
+// startupCertificate is the certificate secret the live HAProxy service
+// references, when it still exists: what a task starts with before the
+// operator pushes the current certificate into it.
+func (r *ClusterReconciler) startupCertificate(ctx context.Context, cluster string) (*dswarm.Secret, error) {
+	svcs, err := r.Swarm.Services(ctx, swarm.OwnedComponent(r.OperatorID, cluster, loadbalancer.ComponentSvc))
+	if err != nil {
+		return nil, err
+	}
+	var id string
+	for _, s := range svcs {
+		if cs := s.Spec.TaskTemplate.ContainerSpec; s.Spec.Name == loadbalancer.ServiceName(cluster) && cs != nil {
+			for _, ref := range cs.Secrets {
+				if ref.File != nil && ref.File.Name == loadbalancer.CertFile {
+					id = ref.SecretID
+				}
+			}
+		}
+	}
+	if id == "" {
+		return nil, nil
+	}
+	have, err := r.Swarm.Secrets(ctx, swarm.OwnedComponent(r.OperatorID, cluster, secrets.ComponentTLS))
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range have {
+		if s.ID == id {
+			return &s, nil
+		}
+	}
+	return nil, nil
+}
+
+func (r *ClusterReconciler) runtime() CertRuntime {
+	if r.Runtime != nil {
+		return r.Runtime
+	}
+	return loadbalancer.Runtime{}
+}
+
+// pushCertificate makes every running HAProxy task of c serve the current
+// certificate: each task's served serial is read through the runtime API,
+// and the certificate is pushed (set + commit ssl cert) where it differs.
+// A task that does not answer yet (just started) is counted as not
+// serving; the pass is requeued soon.
+func (r *ClusterReconciler) pushCertificate(ctx context.Context, c *api.MqttCluster, m credentials.Material, control *loadbalancer.ControlNetwork) (pushResult, error) {
+	res := pushResult{enabled: true}
+	cert, err := certs.ParseCert(m.Server.CertPEM)
+	if err != nil {
+		return res, fmt.Errorf("server certificate of %s: %w", c.Name, err)
+	}
+	tasks, err := r.Swarm.Tasks(ctx, swarm.OwnedComponent(r.OperatorID, c.Name, loadbalancer.ComponentSvc))
+	if err != nil {
+		return res, err
+	}
+	slices.SortFunc(tasks, func(a, b dswarm.Task) int { return cmp.Compare(a.ID, b.ID) })
+	rt := r.runtime()
+	for _, t := range tasks {
+		if t.DesiredState != dswarm.TaskStateRunning || t.Status.State != dswarm.TaskStateRunning {
+			continue
+		}
+		res.running++
+		ip := taskAddress(t, control.Name)
+		if ip == "" {
+			res.why = append(res.why, shortID(t.ID)+": no address on "+control.Name)
+			continue
+		}
+		addr := loadbalancer.AdminAddr(ip)
+		served, err := rt.ServedSerial(ctx, addr)
+		if err != nil {
+			res.why = append(res.why, shortID(t.ID)+": "+err.Error())
+			continue
+		}
+		if served.Cmp(cert.SerialNumber) == 0 {
+			res.serving++
+			continue
+		}
+		if err := r.fence(); err != nil {
+			return res, err
+		}
+		if err := rt.PushCertificate(ctx, addr, credentials.HAProxyPEM(m)); err != nil {
+			res.why = append(res.why, shortID(t.ID)+": "+err.Error())
+			continue
+		}
+		res.serving++
+		r.Metrics.certificatePushed()
+		r.log().Info("pushed certificate into HAProxy", "cluster", c.Name, "task", shortID(t.ID), "serial", cert.SerialNumber.Text(16), "replaced", served.Text(16))
+	}
+	return res, nil
+}
+
+// taskAddress is a task's IP address on the named network ("" if none).
+func taskAddress(t dswarm.Task, netName string) string {
+	for _, a := range t.NetworksAttachments {
+		if a.Network.Spec.Name != netName {
+			continue
+		}
+		for _, addr := range a.Addresses {
+			if ip, _, err := net.ParseCIDR(addr); err == nil {
+				return ip.String()
+			}
+		}
+	}
+	return ""
+}
+
+func shortID(id string) string { return id[:min(len(id), 12)] }
 
 // prune removes old secret versions, and those of removed brokers, once
 // none of the cluster's services references them.
@@ -316,7 +501,7 @@ func (r *ClusterReconciler) credentials(c *api.MqttCluster) (credentials.Materia
 
 // observe reads the live state into a status. settle is how long until
 // the next running task has run for StableAfter (0: none is waiting).
-func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, svcs []dswarm.Service, recErr error) (st api.MqttClusterStatus, ready bool, settle time.Duration, err error) {
+func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, svcs []dswarm.Service, push pushResult, recErr error) (st api.MqttClusterStatus, ready bool, settle time.Duration, err error) {
 	st = c.Status
 	st.Conditions = slices.Clone(st.Conditions)
 	st.ObservedGeneration = c.Generation
@@ -434,16 +619,21 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, svc
 		}
 	}
 	st.Endpoints = endpoints
+	st.Certificate = nil
 	if o := r.Store.Get(credentials.Kind, c.Name); o != nil {
 		var m credentials.Material
 		if json.Unmarshal(o.Spec, &m) == nil {
 			if ca, err := certs.ParseCert(m.CA.CertPEM); err == nil {
 				st.CAFingerprint = certs.Fingerprint(ca)
 			}
+			if *c.Spec.LoadBalancer.Ports.MQTTS != 0 {
+				st.Certificate = certificateStatus(m, c, push)
+			}
 		}
 	}
 	lbWant := int(*c.Spec.LoadBalancer.Replicas)
-	ready = recErr == nil && running == n && len(lbRunning) >= lbWant && len(unbridged) == 0
+	certServed := !push.enabled || push.serving == push.running
+	ready = recErr == nil && running == n && len(lbRunning) >= lbWant && len(unbridged) == 0 && certServed
 	gen := c.Generation
 	set := func(t string, ok bool, reason, msg string) {
 		s := metav1.ConditionFalse
@@ -467,6 +657,9 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, svc
 	if len(unbridged) > 0 {
 		why = append(why, "not bridged to the hub yet: "+strings.Join(unbridged, ", "))
 	}
+	if !certServed {
+		why = append(why, fmt.Sprintf("current certificate served by %d/%d load balancer tasks: %s", push.serving, push.running, strings.Join(push.why, "; ")))
+	}
 	if len(why) > 0 {
 		progress += " (" + strings.Join(why, "; ") + ")"
 	}
@@ -488,6 +681,33 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, svc
 		set(api.ConditionDegraded, false, "NoErrors", "the last reconcile succeeded")
 	}
 	return st, ready, settle, nil
+}
+
+// certificateStatus describes the current server certificate (never its
+// key).
+func certificateStatus(m credentials.Material, c *api.MqttCluster, push pushResult) *api.CertificateStatus {
+	cert, err := certs.ParseCert(m.Server.CertPEM)
+	if err != nil {
+		return nil
+	}
+	t := func(v time.Time) *metav1.Time {
+		if v.IsZero() {
+			return nil
+		}
+		mt := metav1.NewTime(v.UTC().Truncate(time.Second))
+		return &mt
+	}
+	cs := &api.CertificateStatus{
+		Serial: cert.SerialNumber.Text(16), NotBefore: t(cert.NotBefore), NotAfter: t(cert.NotAfter),
+		Reason: string(m.Reason), IssuedAt: t(m.IssuedAt),
+	}
+	if at, err := credentials.RenewAt(m, c); err == nil {
+		cs.RenewAt = t(at)
+	}
+	if push.enabled {
+		cs.Serving = fmt.Sprintf("%d/%d", push.serving, push.running)
+	}
+	return cs
 }
 
 // observeBridges reads what the brokers logged since the last pass into

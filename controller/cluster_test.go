@@ -7,12 +7,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/network"
 	dswarm "github.com/docker/docker/api/types/swarm"
 	"github.com/prometheus/client_golang/prometheus"
 	promtestutil "github.com/prometheus/client_golang/prometheus/testutil"
@@ -21,6 +24,7 @@ import (
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/server"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/certs"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/credentials"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
 )
@@ -382,5 +386,219 @@ func TestClusterRenewRequestRotatesTheServerCertificate(t *testing.T) {
 	e.reconcile()
 	if calls := e.fake.Calls(); len(calls) != 0 {
 		t.Fatalf("the request was served twice: %v", calls)
+	}
+}
+
+// fakeRuntime stands for HAProxy's runtime API: the serial each task
+// address serves, and the pushes it got.
+type fakeRuntime struct {
+	mu     sync.Mutex
+	serial map[string]*big.Int
+	pushes []string
+	down   bool
+}
+
+func (f *fakeRuntime) ServedSerial(_ context.Context, addr string) (*big.Int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.down {
+		return nil, errors.New("dial tcp " + addr + ": connect: connection refused")
+	}
+	if s, ok := f.serial[addr]; ok {
+		return s, nil
+	}
+	return big.NewInt(0), nil
+}
+
+func (f *fakeRuntime) PushCertificate(_ context.Context, addr string, pem []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.down {
+		return errors.New("dial tcp " + addr + ": connect: connection refused")
+	}
+	c, err := certs.ParseCert(pem)
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(string(pem), "PRIVATE KEY") {
+		return errors.New("pushed without its key")
+	}
+	f.serial[addr] = c.SerialNumber
+	f.pushes = append(f.pushes, addr)
+	return nil
+}
+
+func (f *fakeRuntime) pushCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.pushes)
+}
+
+// withControlNetwork makes the environment's HAProxy tasks reachable on a
+// control network, each at 10.9.0.<n>.
+func (e *clusterEnv) withControlNetwork() *fakeRuntime {
+	e.fake.AddNetwork(network.Summary{Name: "mqtt-operator-control", Driver: "overlay", Scope: "swarm",
+		IPAM: network.IPAM{Config: []network.IPAMConfig{{Subnet: "10.9.0.0/24"}}}})
+	rt := &fakeRuntime{serial: map[string]*big.Int{}}
+	e.rec.ControlNetwork = "mqtt-operator-control"
+	e.rec.Runtime = rt
+	return rt
+}
+
+// attachLB gives each running HAProxy task an address on the control
+// network (as Swarm does), the n-th one 10.9.0.<base+n>.
+func (e *clusterEnv) attachLB(base int) []string {
+	var addrs []string
+	for i, t := range e.fake.TaskList {
+		if t.Spec.ContainerSpec.Labels[swarm.LabelComponent] != "loadbalancer" {
+			continue
+		}
+		ip := fmt.Sprintf("10.9.0.%d", base+i)
+		e.fake.TaskList[i].NetworksAttachments = append(t.NetworksAttachments, dswarm.NetworkAttachment{
+			Network: dswarm.Network{Spec: dswarm.NetworkSpec{Annotations: dswarm.Annotations{Name: "mqtt-operator-control"}}}, Addresses: []string{ip + "/24"},
+		})
+		addrs = append(addrs, ip+":9999")
+	}
+	return addrs
+}
+
+func (e *clusterEnv) material() credentials.Material {
+	var m credentials.Material
+	if err := json.Unmarshal(e.store.Get(credentials.Kind, "iot").Spec, &m); err != nil {
+		e.t.Fatal(err)
+	}
+	return m
+}
+
+func (e *clusterEnv) requestRenewal() {
+	o := e.store.Get(api.KindMqttCluster, "iot")
+	e.now = e.now.Add(time.Minute)
+	ann := map[string]string{credentials.RenewAnnotation: e.now.Format(time.RFC3339Nano)}
+	if _, _, err := e.store.Apply(store.ApplyRequest{Kind: api.KindMqttCluster, Name: "iot", Spec: o.Spec, Annotations: ann}); err != nil {
+		e.t.Fatal(err)
+	}
+	e.now = e.now.Add(time.Second)
+}
+
+// With a control network, a renewed certificate is pushed into the running
+// HAProxy tasks: no Swarm write at all (no new secret, no service update,
+// so no task restarts); a push that fails (or an operator restart before
+// it) is retried until every task serves it; a task that starts later from
+// the old secret gets the current certificate pushed; the secret moves to
+// the current certificate only when the service changes anyway.
+func TestClusterRenewalIsPushedIntoHAProxyWithNoRestart(t *testing.T) {
+	t.Parallel()
+	e := newClusterEnv(t)
+	rt := e.withControlNetwork()
+	e.apply("spec: {replicas: 1, loadBalancer: {replicas: 2}}\n")
+	e.reconcile()
+	svcs, _ := e.fake.Services(context.Background(), map[string]string{swarm.LabelComponent: "loadbalancer"})
+	lb := svcs[0].Spec
+	if nets := lb.TaskTemplate.Networks; len(nets) != 2 || nets[1].Target != "mqtt-operator-control" {
+		t.Fatalf("HAProxy networks: %+v", nets)
+	}
+	e.runAll()
+	addrs := e.attachLB(10)
+	// The tasks started with the current certificate.
+	for _, a := range addrs {
+		c, _ := certs.ParseCert(e.material().Server.CertPEM)
+		rt.serial[a] = c.SerialNumber
+	}
+	e.now = e.now.Add(time.Second)
+	e.reconcile()
+	c := e.cluster()
+	if !meta.IsStatusConditionTrue(c.Status.Conditions, api.ConditionReady) || c.Status.Certificate == nil || c.Status.Certificate.Serving != "2/2" || rt.pushCount() != 0 {
+		t.Fatalf("before renewal: conditions %+v certificate %+v pushes %d", c.Status.Conditions, c.Status.Certificate, rt.pushCount())
+	}
+	old := e.material()
+
+	// Renewal: pushed into both tasks, nothing written to Swarm.
+	e.fake.ResetCalls()
+	e.requestRenewal()
+	e.reconcile()
+	if calls := e.fake.Calls(); len(calls) != 0 {
+		t.Fatalf("a pushed renewal wrote to Swarm: %v", calls)
+	}
+	cur, _ := certs.ParseCert(e.material().Server.CertPEM)
+	for _, a := range addrs {
+		if rt.serial[a].Cmp(cur.SerialNumber) != 0 {
+			t.Fatalf("%s serves %v, want the new serial %v", a, rt.serial[a], cur.SerialNumber)
+		}
+	}
+	c = e.cluster()
+	if cs := c.Status.Certificate; cs.Serial != cur.SerialNumber.Text(16) || cs.Reason != "Requested" || cs.Serving != "2/2" || cs.RenewAt == nil {
+		t.Fatalf("certificate status: %+v", cs)
+	}
+	if !meta.IsStatusConditionTrue(c.Status.Conditions, api.ConditionReady) {
+		t.Fatalf("not Ready after the push: %+v", c.Status.Conditions)
+	}
+
+	// The runtime API unreachable during a renewal: not Ready, retried
+	// soon; an operator restarted with a fresh reconciler finishes it.
+	rt.down = true
+	e.requestRenewal()
+	res := e.reconcile()
+	c = e.cluster()
+	if meta.IsStatusConditionTrue(c.Status.Conditions, api.ConditionReady) || c.Status.Certificate.Serving != "0/2" || res.RequeueAfter > 200*time.Millisecond {
+		t.Fatalf("push failed: conditions %+v certificate %+v requeue %v", c.Status.Conditions, c.Status.Certificate, res.RequeueAfter)
+	}
+	if msg := meta.FindStatusCondition(c.Status.Conditions, api.ConditionReady).Message; !strings.Contains(msg, "current certificate served by 0/2") {
+		t.Fatalf("Ready message: %s", msg)
+	}
+	rt.down = false
+	restarted := &ClusterReconciler{Store: e.store, Swarm: e.fake, OperatorID: "op", Log: e.rec.Log, Now: e.rec.Now, ControlNetwork: e.rec.ControlNetwork, Runtime: rt}
+	e.fake.ResetCalls()
+	if _, err := restarted.Reconcile(context.Background(), "iot"); err != nil {
+		t.Fatal(err)
+	}
+	cur, _ = certs.ParseCert(e.material().Server.CertPEM)
+	if rt.serial[addrs[0]].Cmp(cur.SerialNumber) != 0 || rt.serial[addrs[1]].Cmp(cur.SerialNumber) != 0 || len(e.fake.Calls()) != 0 {
+		t.Fatalf("after the restart: served %v %v, want %v; Swarm writes %v", rt.serial[addrs[0]], rt.serial[addrs[1]], cur.SerialNumber, e.fake.Calls())
+	}
+
+	// A HAProxy task restarts from the (old) secret: it gets the push.
+	e.runAll()
+	addrs = e.attachLB(20)
+	first, _ := certs.ParseCert(old.Server.CertPEM)
+	rt.serial[addrs[0]], rt.serial[addrs[1]] = first.SerialNumber, first.SerialNumber
+	before := rt.pushCount()
+	e.reconcile()
+	if rt.pushCount() != before+2 || rt.serial[addrs[0]].Cmp(cur.SerialNumber) != 0 {
+		t.Fatalf("restarted tasks not pushed: %d pushes, serving %v", rt.pushCount()-before, rt.serial[addrs[0]])
+	}
+
+	// Everything served, nothing changed: no Swarm write, no push.
+	e.fake.ResetCalls()
+	before = rt.pushCount()
+	e.reconcile()
+	if len(e.fake.Calls()) != 0 || rt.pushCount() != before {
+		t.Fatalf("quiet pass: writes %v, pushes %d", e.fake.Calls(), rt.pushCount()-before)
+	}
+
+	// The service changes for another reason: it then moves to the current
+	// certificate's secret, and the old one is pruned.
+	e.fake.ResetCalls()
+	e.apply("spec: {replicas: 1, loadBalancer: {replicas: 2, balance: leastconn}}\n")
+	e.reconcile()
+	calls := e.fake.Calls()
+	if created := written(calls, "CreateSecret"); len(created) != 1 || !strings.HasPrefix(created[0], "iot-tls-") || !slices.Equal(written(calls, "UpdateService"), []string{"iot-lb"}) {
+		t.Fatalf("service change: created %v updated %v", created, written(calls, "UpdateService"))
+	}
+	if removed := written(calls, "RemoveSecret"); len(removed) != 1 || !strings.HasPrefix(removed[0], "iot-tls-") {
+		t.Fatalf("old certificate secret not pruned: %v", removed)
+	}
+}
+
+func TestClusterControlNetworkMissingIsAnError(t *testing.T) {
+	t.Parallel()
+	e := newClusterEnv(t)
+	e.rec.ControlNetwork = "nope"
+	e.rec.Runtime = &fakeRuntime{serial: map[string]*big.Int{}}
+	e.apply("spec: {replicas: 1}\n")
+	if _, err := e.rec.Reconcile(context.Background(), "iot"); err == nil || !strings.Contains(err.Error(), "control network nope not found") {
+		t.Fatalf("err = %v", err)
+	}
+	if got := written(e.fake.Calls(), "CreateService"); len(got) != 0 {
+		t.Fatalf("services created without the control network: %v", got)
 	}
 }

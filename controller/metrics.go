@@ -12,6 +12,7 @@ type Metrics struct {
 	duration   prometheus.Histogram
 	leading    prometheus.Gauge
 	issued     *prometheus.CounterVec
+	pushed     prometheus.Counter
 }
 
 // NewMetrics registers the leader loop's metrics on reg.
@@ -30,8 +31,11 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		issued: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mqttoperator_certificate_issued_total", Help: "Server certificates issued, by reason (Missing, Expiring, Requested, ...).",
 		}, []string{"reason"}),
+		pushed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "mqttoperator_certificate_pushed_total", Help: "Certificates pushed into running HAProxy tasks through the runtime API (no restart).",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.reconciles, m.duration, m.leading, m.issued} {
+	for _, c := range []prometheus.Collector{m.reconciles, m.duration, m.leading, m.issued, m.pushed} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -70,4 +74,11 @@ func (m *Metrics) certificateIssued(reason string) {
 		return
 	}
 	m.issued.WithLabelValues(reason).Inc()
+}
+
+func (m *Metrics) certificatePushed() {
+	if m == nil {
+		return
+	}
+	m.pushed.Inc()
 }

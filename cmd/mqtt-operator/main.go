@@ -34,7 +34,7 @@ type options struct {
 	dataDir, apiAddr, raftAddr, raftAdvertise, nodeID string
 	tokenFile, tlsCert, tlsKey                        string
 	brokerImage, lbImage, logLevel                    string
-	operatorID                                        string
+	operatorID, controlNetwork                        string
 	resync                                            time.Duration
 	reconcile, showVersion                            bool
 }
@@ -54,6 +54,7 @@ func main() {
 	fs.StringVar(&o.lbImage, "lb-image", api.DefaultLoadBalancerImage, "default HAProxy image for clusters that name none")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.operatorID, "operator-id", "mqtt-operator", "value of the ownership label on everything this operator creates in Swarm")
+	fs.StringVar(&o.controlNetwork, "control-network", "", "the operator's own overlay network (the stack's): HAProxy tasks join it and renewed certificates are pushed into them through HAProxy's runtime API with no restart; empty: a renewal rolls the HAProxy tasks")
 	fs.DurationVar(&o.resync, "resync", 30*time.Second, "reconcile every cluster at least this often")
 	fs.BoolVar(&o.reconcile, "reconcile", true, "reconcile clusters into Swarm while leader (false: serve the API and store only)")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
@@ -130,7 +131,7 @@ func run(ctx context.Context, o options) error {
 		if err != nil {
 			return err
 		}
-		cr := &controller.ClusterReconciler{Store: st, Swarm: d, OperatorID: o.operatorID, Log: log, Metrics: metrics}
+		cr := &controller.ClusterReconciler{Store: st, Swarm: d, OperatorID: o.operatorID, Log: log, Metrics: metrics, ControlNetwork: o.controlNetwork}
 		leader := &controller.Leader{Store: st, Reconcile: cr.Reconcile, Discover: cr.Discover, Resync: o.resync, Log: log, Metrics: metrics}
 		go leader.Run(ctx)
 		go watchEvents(ctx, d, leader.Trigger, log)

@@ -10,10 +10,14 @@ import (
 
 // Paths and ports inside the HAProxy container.
 const (
-	ConfigPath   = "/usr/local/etc/haproxy/haproxy.cfg"
-	CertPath     = "/run/secrets/mqtts.pem"
-	AdminSocket  = "/run/haproxy/admin.sock"
-	MetricsPort  = 8405
+	ConfigPath  = "/usr/local/etc/haproxy/haproxy.cfg"
+	CertFile    = "mqtts.pem"
+	CertPath    = "/run/secrets/" + CertFile
+	AdminSocket = "/run/haproxy/admin.sock"
+	MetricsPort = 8405
+	// AdminPort serves the runtime API to the operator's control network
+	// only (see Options.AdminSubnets).
+	AdminPort    = 9999
 	BrokerPort   = 1883
 	BackendName  = "brokers"
 	MaxSlots     = api.MaxReplicas
@@ -31,15 +35,26 @@ type slot struct {
 }
 
 type view struct {
-	Cluster     string
-	MQTT, MQTTS int32
-	Balance     string
-	CertPath    string
-	AdminSocket string
-	MetricsPort int
-	Backend     string
-	Resolver    string
-	Slots       []slot
+	Cluster      string
+	MQTT, MQTTS  int32
+	Balance      string
+	CertPath     string
+	AdminSocket  string
+	MetricsPort  int
+	Backend      string
+	Resolver     string
+	Slots        []slot
+	AdminPort    int
+	AdminSubnets []string
+}
+
+// Options are the parts of the configuration that come from outside the
+// cluster's spec.
+type Options struct {
+	// AdminSubnets are the subnets (the operator's control network) allowed
+	// to reach the runtime API on AdminPort. Empty: no runtime API over the
+	// network, only the socket inside the container.
+	AdminSubnets []string
 }
 
 // mqttRules: only well-formed MQTT gets through, and under clientid the
@@ -91,6 +106,20 @@ frontend stats
     bind :{{.MetricsPort}}
     http-request use-service prometheus-exporter if { path /metrics }
     http-request return status 200 content-type text/plain string ok if { path /healthz }
+{{- if .AdminSubnets}}
+
+# The runtime API for the operator (certificate pushes), from its control
+# network only: anything else is refused before a byte is read.
+frontend admin
+    bind :{{.AdminPort}}
+    tcp-request connection reject unless { src{{range .AdminSubnets}} {{.}}{{end}} }
+    timeout client 10s
+    default_backend admin
+
+backend admin
+    timeout server 10s
+    server runtime-api unix@{{.AdminSocket}}
+{{- end}}
 {{if .MQTT}}
 frontend mqtt
     bind :{{.MQTT}}
@@ -120,7 +149,7 @@ backend {{.Backend}}
 `))
 
 // Render returns HAProxy's configuration for a defaulted, valid cluster.
-func Render(c *api.MqttCluster) ([]byte, error) {
+func Render(c *api.MqttCluster, o Options) ([]byte, error) {
 	s := c.Spec
 	if s.Replicas == nil || s.LoadBalancer.Ports.MQTT == nil || s.LoadBalancer.Ports.MQTTS == nil {
 		return nil, fmt.Errorf("render haproxy config for %s: spec is not defaulted", c.Name)
@@ -129,6 +158,7 @@ func Render(c *api.MqttCluster) ([]byte, error) {
 		Cluster: c.Name, MQTT: *s.LoadBalancer.Ports.MQTT, MQTTS: *s.LoadBalancer.Ports.MQTTS,
 		Balance: string(s.LoadBalancer.Balance), CertPath: CertPath, AdminSocket: AdminSocket,
 		MetricsPort: MetricsPort, Backend: BackendName, Resolver: resolverName,
+		AdminPort: AdminPort, AdminSubnets: o.AdminSubnets,
 	}
 	for i := 0; i < MaxSlots; i++ {
 		v.Slots = append(v.Slots, slot{

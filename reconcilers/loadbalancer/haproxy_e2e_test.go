@@ -3,9 +3,16 @@
 package loadbalancer
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"math/big"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,13 +30,17 @@ func TestRealHAProxyAcceptsRenderedConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, y := range map[string]string{
-		"default":       "",
-		"tls-only-lc":   "spec: {replicas: 2, loadBalancer: {balance: leastconn, ports: {mqtt: 0}}}\n",
-		"plain-only-rr": "spec: {replicas: 5, loadBalancer: {balance: roundrobin, ports: {mqtts: 0}}}\n",
+	for name, tc := range map[string]struct {
+		y string
+		o Options
+	}{
+		"default":       {y: ""},
+		"tls-only-lc":   {y: "spec: {replicas: 2, loadBalancer: {balance: leastconn, ports: {mqtt: 0}}}\n"},
+		"plain-only-rr": {y: "spec: {replicas: 5, loadBalancer: {balance: roundrobin, ports: {mqtts: 0}}}\n"},
+		"admin":         {y: "", o: Options{AdminSubnets: []string{"10.0.9.0/24"}}},
 	} {
 		dir := t.TempDir()
-		cfg, err := Render(cluster(t, y))
+		cfg, err := Render(cluster(t, tc.y), tc.o)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -40,5 +51,103 @@ func TestRealHAProxyAcceptsRenderedConfig(t *testing.T) {
 		if err != nil {
 			t.Errorf("%s: haproxy -c rejects the config: %v\n%s", name, err, out)
 		}
+	}
+}
+
+// TestRealHAProxyTakesAPushedCertificate runs the load-balancer image with
+// a rendered configuration: the runtime API answers on AdminPort to the
+// allowed subnet only, and a pushed certificate is what the next TLS
+// handshake gets, while a TLS connection opened before stays up.
+func TestRealHAProxyTakesAPushedCertificate(t *testing.T) {
+	ca, err := certs.IssueCA("iot", certs.ECDSAP256, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	issue := func() certs.Pair {
+		p, err := certs.IssueServer(ca, certs.ServerRequest{CommonName: "iot", DNSNames: []string{"localhost"}, Duration: time.Hour}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	first, second := issue(), issue()
+	run := func(subnet string) (ip string) {
+		dir := t.TempDir()
+		cfg, err := Render(cluster(t, "spec: {loadBalancer: {ports: {mqtt: 0}}}\n"), Options{AdminSubnets: []string{subnet}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(dir, "haproxy.cfg"), cfg, 0o644)
+		os.WriteFile(filepath.Join(dir, "mqtts.pem"), append(first.CertPEM, first.KeyPEM...), 0o644)
+		out, err := exec.Command("docker", "run", "-d", "--rm", "-v", dir+":/x:ro", "swarm-mqtt/haproxy:local", "sh", "-c",
+			"mkdir -p /run/secrets /run/haproxy /usr/local/etc/haproxy && cp /x/mqtts.pem /run/secrets/ && cp /x/haproxy.cfg "+ConfigPath+" && exec haproxy -W -db -f "+ConfigPath).Output()
+		if err != nil {
+			t.Fatalf("docker run: %v", err)
+		}
+		id := strings.TrimSpace(string(out))
+		t.Cleanup(func() { exec.Command("docker", "rm", "-f", id).Run() })
+		out, err = exec.Command("docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", id).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	serialOf := func(p certs.Pair) *big.Int { c, _ := certs.ParseCert(p.CertPEM); return c.SerialNumber }
+	handshake := func(ip string) (*tls.Conn, error) {
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(ca.CertPEM)
+		return tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", net.JoinHostPort(ip, "8883"), &tls.Config{RootCAs: pool, ServerName: "localhost"})
+	}
+	rt := Runtime{}
+	ctx := context.Background()
+
+	// The host reaches the container from the Docker bridge (172.16.0.0/12).
+	ip := run("172.16.0.0/12")
+	var served *big.Int
+	deadline := time.Now().Add(10 * time.Second)
+	for served, err = rt.ServedSerial(ctx, AdminAddr(ip)); err != nil && time.Now().Before(deadline); served, err = rt.ServedSerial(ctx, AdminAddr(ip)) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil || served.Cmp(serialOf(first)) != 0 {
+		t.Fatalf("served serial %v (%v), want %v", served, err, serialOf(first))
+	}
+	before, err := handshake(ip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer before.Close()
+	if err := rt.PushCertificate(ctx, AdminAddr(ip), append(second.CertPEM, second.KeyPEM...)); err != nil {
+		t.Fatal(err)
+	}
+	if served, err = rt.ServedSerial(ctx, AdminAddr(ip)); err != nil || served.Cmp(serialOf(second)) != 0 {
+		t.Fatalf("after push: serial %v (%v), want %v", served, err, serialOf(second))
+	}
+	after, err := handshake(ip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after.Close()
+	if got := after.ConnectionState().PeerCertificates[0].SerialNumber; got.Cmp(serialOf(second)) != 0 {
+		t.Fatalf("a new handshake got serial %v, want %v", got, serialOf(second))
+	}
+	// The connection opened before the push is still open: HAProxy waits
+	// for MQTT bytes (inspect-delay) and has not closed it.
+	before.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if _, err := before.Read(make([]byte, 1)); err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the connection from before the push: %v", err)
+	}
+
+	// Another subnet allowed: the host is refused before any answer.
+	ip = run("10.255.255.0/24")
+	deadline = time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := handshake(ip); err == nil {
+			c.Close()
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if s, err := rt.ServedSerial(ctx, AdminAddr(ip)); err == nil {
+		t.Fatalf("the runtime API answered outside its subnet: serial %v", s)
 	}
 }

@@ -11,13 +11,17 @@ import (
 func cluster(t *testing.T, yaml string) *api.MqttCluster { return testutil.Cluster(t, yaml) }
 
 func TestRenderGolden(t *testing.T) {
-	cases := map[string]string{
-		"default":       "",
-		"tls-only-lc":   "spec: {replicas: 2, loadBalancer: {balance: leastconn, ports: {mqtt: 0}}}\n",
-		"plain-only-rr": "spec: {replicas: 5, loadBalancer: {balance: roundrobin, ports: {mqtts: 0, mqtt: 11883}}}\n",
+	cases := map[string]struct {
+		y string
+		o Options
+	}{
+		"default":       {y: ""},
+		"tls-only-lc":   {y: "spec: {replicas: 2, loadBalancer: {balance: leastconn, ports: {mqtt: 0}}}\n"},
+		"plain-only-rr": {y: "spec: {replicas: 5, loadBalancer: {balance: roundrobin, ports: {mqtts: 0, mqtt: 11883}}}\n"},
+		"admin":         {y: "", o: Options{AdminSubnets: []string{"10.0.9.0/24", "fd00::/64"}}},
 	}
-	for name, y := range cases {
-		got, err := Render(cluster(t, y))
+	for name, tc := range cases {
+		got, err := Render(cluster(t, tc.y), tc.o)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -27,10 +31,10 @@ func TestRenderGolden(t *testing.T) {
 
 func TestRenderRules(t *testing.T) {
 	t.Parallel()
-	cfg, _ := Render(cluster(t, "spec: {replicas: 3}\n"))
+	cfg, _ := Render(cluster(t, "spec: {replicas: 3}\n"), Options{})
 	// The configuration does not depend on the broker count: scaling
 	// never reloads HAProxy.
-	if other, _ := Render(cluster(t, "spec: {replicas: 7}\n")); string(other) != string(cfg) {
+	if other, _ := Render(cluster(t, "spec: {replicas: 7}\n"), Options{}); string(other) != string(cfg) {
 		t.Error("configuration changes with spec.replicas")
 	}
 	s := string(cfg)
@@ -50,7 +54,7 @@ func TestRenderRules(t *testing.T) {
 			t.Errorf("%q present=%v, want %v", want, !present, present)
 		}
 	}
-	if _, err := Render(&api.MqttCluster{}); err == nil {
+	if _, err := Render(&api.MqttCluster{}, Options{}); err == nil {
 		t.Fatal("an undefaulted spec rendered")
 	}
 }

@@ -38,6 +38,31 @@ type Reconciler struct {
 	OperatorID string
 	// Network is the overlay network the brokers are on.
 	Network func(cluster string) string
+	// Control, when set, is the operator's control network: HAProxy tasks
+	// join it and serve their runtime API to its subnets only, so that the
+	// operator pushes renewed certificates into them with no restart.
+	Control *ControlNetwork
+}
+
+// ControlNetwork is the operator's own overlay network.
+type ControlNetwork struct {
+	Name    string
+	Subnets []string
+}
+
+// TLS is the certificate secret the HAProxy service references: what a
+// task reads when it starts.
+type TLS struct {
+	// Keep, when set, is the secret the live service references now. It is
+	// kept as long as nothing else in the service changes: the operator
+	// pushes the current certificate into the running tasks (and into any
+	// task that starts) through the runtime API, and changing a secret
+	// reference would restart every task and drop its clients.
+	Keep *dswarm.Secret
+	// Current returns the secret holding the current certificate, creating
+	// it when needed; used when there is nothing to keep, or when the
+	// service changes anyway.
+	Current func() (*dswarm.Secret, error)
 }
 
 // Outcome lists what a pass changed, by object name.
@@ -47,15 +72,16 @@ func (r *Reconciler) labels(cluster, component string) map[string]string {
 	return swarm.OwnedComponent(r.OperatorID, cluster, component)
 }
 
-// Reconcile brings the cluster's HAProxy service to its spec. cert is the
-// Docker secret holding the MQTTS certificate and key (nil when MQTTS is
-// off). An unchanged spec against an unchanged Swarm makes no write.
-func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster, cert *dswarm.Secret) (Outcome, error) {
+// Reconcile brings the cluster's HAProxy service to its spec, with the
+// MQTTS certificate secret tls chooses (unused when MQTTS is off). An
+// unchanged spec against an unchanged Swarm makes no write.
+func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster, tls TLS) (Outcome, error) {
 	var out Outcome
-	if *c.Spec.LoadBalancer.Ports.MQTTS != 0 && cert == nil {
-		return out, fmt.Errorf("load balancer of %s: the MQTTS certificate secret is not created yet", c.Name)
+	var opts Options
+	if r.Control != nil {
+		opts.AdminSubnets = r.Control.Subnets
 	}
-	conf, err := Render(c)
+	conf, err := Render(c, opts)
 	if err != nil {
 		return out, err
 	}
@@ -77,18 +103,39 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster, cert *ds
 		}
 		out.Created = append(out.Created, confName)
 	}
-	want, err := r.serviceSpec(c, confID, confName, cert)
-	if err != nil {
-		return out, err
-	}
 	services, err := r.Swarm.Services(ctx, r.labels(c.Name, ComponentSvc))
 	if err != nil {
 		return out, err
 	}
 	var cur *dswarm.Service
 	for i := range services {
-		if services[i].Spec.Name == want.Name {
+		if services[i].Spec.Name == ServiceName(c.Name) {
 			cur = &services[i]
+		}
+	}
+	mqtts := *c.Spec.LoadBalancer.Ports.MQTTS != 0
+	var want dswarm.ServiceSpec
+	kept := false
+	if mqtts && tls.Keep != nil && cur != nil {
+		// The certificate a task starts with can stay old: the operator
+		// pushes the current one. Keep it unless the service changes anyway.
+		if want, err = r.serviceSpec(c, confID, confName, tls.Keep); err != nil {
+			return out, err
+		}
+		kept = swarm.UpToDate(*cur, want)
+	}
+	if !kept {
+		var cert *dswarm.Secret
+		if mqtts {
+			if tls.Current == nil {
+				return out, fmt.Errorf("load balancer of %s: no MQTTS certificate secret", c.Name)
+			}
+			if cert, err = tls.Current(); err != nil {
+				return out, err
+			}
+		}
+		if want, err = r.serviceSpec(c, confID, confName, cert); err != nil {
+			return out, err
 		}
 	}
 	switch {
@@ -137,7 +184,7 @@ func (r *Reconciler) serviceSpec(c *api.MqttCluster, confID, confName string, ce
 	if cert != nil && *s.Ports.MQTTS != 0 {
 		cs.Secrets = []*dswarm.SecretReference{{
 			SecretID: cert.ID, SecretName: cert.Spec.Name,
-			File: &dswarm.SecretReferenceFileTarget{Name: "mqtts.pem", UID: "0", GID: "0", Mode: 0o400},
+			File: &dswarm.SecretReferenceFileTarget{Name: CertFile, UID: "0", GID: "0", Mode: 0o400},
 		}}
 	}
 	var ports []dswarm.PortConfig
@@ -164,6 +211,9 @@ func (r *Reconciler) serviceSpec(c *api.MqttCluster, confID, confName string, ce
 	}
 	if r.Network != nil {
 		spec.TaskTemplate.Networks = []dswarm.NetworkAttachmentConfig{{Target: r.Network(c.Name), Aliases: []string{name}}}
+	}
+	if r.Control != nil {
+		spec.TaskTemplate.Networks = append(spec.TaskTemplate.Networks, dswarm.NetworkAttachmentConfig{Target: r.Control.Name})
 	}
 	if err := swarm.StampSpecHash(&spec); err != nil {
 		return dswarm.ServiceSpec{}, err

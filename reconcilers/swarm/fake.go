@@ -279,6 +279,17 @@ func (f *Fake) Networks(_ context.Context, labels map[string]string) ([]network.
 	return sortedValues(f.networks, func(n network.Summary) bool { return matches(n.Labels, labels) }), nil
 }
 
+// AddNetwork adds a network made by someone else (the operator stack's
+// control network), as it is.
+func (f *Fake) AddNetwork(n network.Summary) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if n.ID == "" {
+		n.ID = f.id()
+	}
+	f.networks[n.ID] = n
+}
+
 func (f *Fake) CreateNetwork(_ context.Context, name string, labels map[string]string) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -324,7 +324,7 @@ func byHand(user, password string) (time.Duration, error) {
 		}
 		files[fmt.Sprintf("broker-%d.conf", i)] = b
 	}
-	lbConf, err := loadbalancer.Render(c)
+	lbConf, err := loadbalancer.Render(c, loadbalancer.Options{})
 	if err != nil {
 		return 0, err
 	}

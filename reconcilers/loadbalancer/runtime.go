@@ -1,0 +1,131 @@
+package loadbalancer
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Runtime speaks HAProxy's runtime API (the stats socket, reached over the
+// admin frontend on AdminPort) to one HAProxy task at a time. It is how a
+// renewed certificate reaches running HAProxy processes with no restart:
+// `set ssl cert` + `commit ssl cert` swap the certificate of the live
+// `bind ... ssl crt` listener; established TLS sessions are untouched and
+// the next handshake gets the new certificate.
+type Runtime struct {
+	// Timeout bounds each command (connect, send, read). Default 2s.
+	Timeout time.Duration
+}
+
+// ErrRuntime is returned when HAProxy answers a command with a failure.
+var ErrRuntime = errors.New("haproxy runtime API")
+
+func (rt Runtime) timeout() time.Duration {
+	if rt.Timeout > 0 {
+		return rt.Timeout
+	}
+	return 2 * time.Second
+}
+
+// exec sends one command (one connection: the stats socket's
+// non-interactive mode answers and closes) and returns the answer.
+func (rt Runtime) exec(ctx context.Context, addr, cmd string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, rt.timeout())
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	if _, err := io.WriteString(conn, cmd); err != nil {
+		return "", err
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.CloseWrite()
+	}
+	b, err := io.ReadAll(io.LimitReader(conn, 1<<20))
+	if err != nil {
+		return "", err
+	}
+	return string(b), nil
+}
+
+// ServedSerial returns the serial number of the certificate HAProxy serves
+// from CertPath (the committed one, not a pending transaction).
+func (rt Runtime) ServedSerial(ctx context.Context, addr string) (*big.Int, error) {
+	out, err := rt.exec(ctx, addr, "show ssl cert "+CertPath+"\n")
+	if err != nil {
+		return nil, err
+	}
+	return parseSerial(out)
+}
+
+func parseSerial(out string) (*big.Int, error) {
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		v, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "Serial:")
+		if !ok {
+			continue
+		}
+		n, ok := new(big.Int).SetString(strings.TrimSpace(v), 16)
+		if !ok {
+			return nil, fmt.Errorf("%w: unreadable serial %q", ErrRuntime, strings.TrimSpace(v))
+		}
+		return n, nil
+	}
+	return nil, fmt.Errorf("%w: no serial in the answer to show ssl cert: %s", ErrRuntime, firstLine(out))
+}
+
+// PushCertificate makes HAProxy serve pem (certificate chain and private
+// key) for CertPath from the next handshake on. Errors never quote pem.
+func (rt Runtime) PushCertificate(ctx context.Context, addr string, pem []byte) error {
+	// A payload ends at the first empty line: PEM has none.
+	payload := strings.TrimRight(string(pem), "\n")
+	out, err := rt.exec(ctx, addr, "set ssl cert "+CertPath+" <<\n"+payload+"\n\n")
+	if err != nil {
+		return fmt.Errorf("set ssl cert: %w", err)
+	}
+	if !strings.Contains(out, "Transaction created") && !strings.Contains(out, "Transaction updated") {
+		return fmt.Errorf("%w: set ssl cert: %s", ErrRuntime, firstLine(out))
+	}
+	out, err = rt.exec(ctx, addr, "commit ssl cert "+CertPath+"\n")
+	if err != nil {
+		return fmt.Errorf("commit ssl cert: %w", err)
+	}
+	if !strings.Contains(out, "Success!") {
+		return fmt.Errorf("%w: commit ssl cert: %s", ErrRuntime, firstLine(out))
+	}
+	return nil
+}
+
+// firstLine keeps an answer short in an error, and never carries PEM.
+func firstLine(s string) string {
+	for _, l := range strings.Split(s, "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" {
+			continue
+		}
+		if strings.Contains(l, "-----") || strings.Contains(l, "PRIVATE") {
+			return "(answer withheld)"
+		}
+		if len(l) > 200 {
+			l = l[:200]
+		}
+		return strconv.Quote(l)
+	}
+	return "(empty answer)"
+}
+
+// AdminAddr is the runtime API address of a task at ip.
+func AdminAddr(ip string) string { return net.JoinHostPort(ip, strconv.Itoa(AdminPort)) }
