@@ -110,7 +110,7 @@ func runClusterBench(ctx context.Context, cl *client.Client, o clusterOpts) erro
 		fmt.Printf("  by hand (docker service create x4 + wait):  min %s median %s max %s\n", pct(hands, 0), pct(hands, 50), pct(hands, 100))
 		fmt.Printf("  ratio operator/by-hand (median): %.2f   target <= 1.2\n", pct(ops, 50).Seconds()/pct(hands, 50).Seconds())
 	}
-	if !o.want("qos") && !o.want("kill") && !o.want("bridge") {
+	if !o.want("qos") && !o.want("kill") && !o.want("bridge") && !o.want("rotation") {
 		return nil
 	}
 	if _, err := applyReady(ctx, cl); err != nil {
@@ -124,6 +124,11 @@ func runClusterBench(ctx context.Context, cl *client.Client, o clusterOpts) erro
 	// every broker and leaves the bridges busy for a while.
 	if o.want("bridge") {
 		if err := bridgeBench(ctx, cl, cr.Username, cr.Password); err != nil {
+			return err
+		}
+	}
+	if o.want("rotation") {
+		if err := rotationBench(ctx, cl, cr.Username, cr.Password); err != nil {
 			return err
 		}
 	}
@@ -307,6 +312,7 @@ func byHand(user, password string) (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
+	handMaterial = m
 	line, _ := broker.PasswordLine(user, password)
 	internal, _ := broker.PasswordLine(broker.BridgeUser, "bench-bridge-pw")
 	files := map[string][]byte{"passwd": []byte(line + "\n"), "internal": []byte(internal + "\n"), "tls.pem": credentials.HAProxyPEM(m)}
