@@ -16,6 +16,9 @@ const (
 	DefaultMQTTSPort         = 8883
 	DefaultAutosaveInterval  = Duration("30s")
 	DefaultCertDuration      = Duration("2160h")
+	DefaultCAOverlap         = Duration("720h")
+	DefaultKeyAlgorithm      = KeyECDSAP256
+	DefaultClientAuth        = ClientAuthNone
 	DefaultSyncDelay         = Duration("1s")
 	DefaultBalance           = BalanceClientID
 )
@@ -75,6 +78,9 @@ func Default(obj *MqttCluster, d Defaults) {
 			s.TLS.RenewBefore = FormatDuration(d / 3)
 		}
 	}
+	setString((*string)(&s.TLS.KeyAlgorithm), string(DefaultKeyAlgorithm))
+	setString((*string)(&s.TLS.CAOverlap), string(DefaultCAOverlap))
+	setString((*string)(&s.TLS.ClientAuth), string(DefaultClientAuth))
 	setBool(&s.Auth.AllowAnonymous, false)
 	setBool(&s.Sync.Enabled, false)
 	setString((*string)(&s.Sync.Delay), string(DefaultSyncDelay))

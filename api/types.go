@@ -159,6 +159,7 @@ type PortsSpec struct {
 
 // TLSSpec configures the server certificate the operator issues.
 // +kubebuilder:validation:XValidation:rule="!has(self.duration) || !has(self.renewBefore) || duration(self.renewBefore) < duration(self.duration)",message="renewBefore must be shorter than duration"
+// +kubebuilder:validation:XValidation:rule="!has(self.clientAuth) || self.clientAuth == 'none' || has(self.clientCASecret)",message="clientCASecret is required when clientAuth is optional or required"
 type TLSSpec struct {
 	// DNSNames the certificate is valid for, besides the cluster's own
 	// service names.
@@ -180,7 +181,61 @@ type TLSSpec struct {
 	// Default: a third of duration.
 	// +optional
 	RenewBefore Duration `json:"renewBefore,omitempty"`
+	// KeyAlgorithm of the server certificate, and of the CA when the
+	// operator generates one (at creation or at a CA rotation).
+	// +optional
+	// +kubebuilder:default=ECDSA-P256
+	KeyAlgorithm KeyAlgorithm `json:"keyAlgorithm,omitempty"`
+	// CAOverlap is how long a CA rotation distributes the new CA (in the
+	// CA bundle, next to the old one) before server certificates are signed
+	// by it: clients that trust only the old CA keep connecting until then.
+	// 0s to 8760h.
+	// +optional
+	// +kubebuilder:default="720h"
+	CAOverlap Duration `json:"caOverlap,omitempty"`
+	// ClientAuth asks MQTTS clients for a certificate (mutual TLS, checked
+	// by HAProxy): none, optional (checked when given) or required.
+	// +optional
+	// +kubebuilder:default=none
+	ClientAuth ClientAuthMode `json:"clientAuth,omitempty"`
+	// ClientCASecret names a Docker secret holding the CA certificates
+	// (PEM) client certificates must chain to. Required unless clientAuth
+	// is none.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9]+([a-zA-Z0-9_.-]*[a-zA-Z0-9])?$`
+	ClientCASecret string `json:"clientCASecret,omitempty"`
+	// CertificateSecret names a Docker secret holding a ready server
+	// certificate chain and its key (PEM), served as is: the operator
+	// issues no server certificate and reports this one's expiry. A new
+	// secret name rolls the load balancer.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9]+([a-zA-Z0-9_.-]*[a-zA-Z0-9])?$`
+	CertificateSecret string `json:"certificateSecret,omitempty"`
 }
+
+// KeyAlgorithm is a private key algorithm.
+// +kubebuilder:validation:Enum=ECDSA-P256;RSA-2048;RSA-3072
+type KeyAlgorithm string
+
+// Key algorithms.
+const (
+	KeyECDSAP256 KeyAlgorithm = "ECDSA-P256"
+	KeyRSA2048   KeyAlgorithm = "RSA-2048"
+	KeyRSA3072   KeyAlgorithm = "RSA-3072"
+)
+
+// ClientAuthMode is whether HAProxy asks MQTTS clients for a certificate.
+// +kubebuilder:validation:Enum=none;optional;required
+type ClientAuthMode string
+
+// Client authentication modes.
+const (
+	ClientAuthNone     ClientAuthMode = "none"
+	ClientAuthOptional ClientAuthMode = "optional"
+	ClientAuthRequired ClientAuthMode = "required"
+)
 
 // AuthSpec configures client authentication on the brokers.
 type AuthSpec struct {

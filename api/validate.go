@@ -20,6 +20,8 @@ const (
 	MinReplicas     = 1
 	MaxReplicas     = 15
 	MinCertDuration = time.Minute
+	// MaxCAOverlap bounds spec.tls.caOverlap.
+	MaxCAOverlap = 365 * 24 * time.Hour
 	MaxSyncDelay    = time.Hour
 	// MinMemoryBytes is Docker's smallest memory limit (6 MB).
 	MinMemoryBytes = 6 * 1024 * 1024
@@ -158,6 +160,28 @@ func validateSpec(s *MqttClusterSpec, errs *ErrorList) {
 	renew, renewOK := validateDuration(t.RenewBefore, "spec.tls.renewBefore", time.Second, 100*365*24*time.Hour, errs)
 	if durOK && renewOK && renew >= dur {
 		errs.add("spec.tls.renewBefore", ReasonInvalid, "must be shorter than spec.tls.duration (%s), got %s", t.Duration, t.RenewBefore)
+	}
+
+	switch t.KeyAlgorithm {
+	case KeyECDSAP256, KeyRSA2048, KeyRSA3072:
+	default:
+		errs.add("spec.tls.keyAlgorithm", ReasonNotSupported, "unsupported value %q: must be one of ECDSA-P256, RSA-2048, RSA-3072", t.KeyAlgorithm)
+	}
+	validateDuration(t.CAOverlap, "spec.tls.caOverlap", 0, MaxCAOverlap, errs)
+	switch t.ClientAuth {
+	case ClientAuthNone:
+	case ClientAuthOptional, ClientAuthRequired:
+		if t.ClientCASecret == "" {
+			errs.add("spec.tls.clientCASecret", ReasonRequired, "required when spec.tls.clientAuth is %s", t.ClientAuth)
+		}
+	default:
+		errs.add("spec.tls.clientAuth", ReasonNotSupported, "unsupported value %q: must be one of none, optional, required", t.ClientAuth)
+	}
+	if t.ClientCASecret != "" {
+		validateSecretName(t.ClientCASecret, "spec.tls.clientCASecret", errs)
+	}
+	if t.CertificateSecret != "" {
+		validateSecretName(t.CertificateSecret, "spec.tls.certificateSecret", errs)
 	}
 
 	if sec := s.Auth.PasswordFileSecret; sec != "" {
