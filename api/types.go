@@ -300,6 +300,23 @@ type MqttClusterStatus struct {
 	// Certificate is the MQTTS server certificate and where it is served.
 	// +optional
 	Certificate *CertificateStatus `json:"certificate,omitempty"`
+	// CARotation is set while a CA rotation runs.
+	// +optional
+	CARotation *CARotationStatus `json:"caRotation,omitempty"`
+}
+
+// CARotationStatus is a CA rotation in progress: the next CA is in the CA
+// bundle already and signs server certificates from SwitchAt on.
+type CARotationStatus struct {
+	// NextFingerprint is the SHA-256 fingerprint of the next CA.
+	NextFingerprint string `json:"nextFingerprint"`
+	// Reason: Requested or Expiring.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+	// +optional
+	Since *metav1.Time `json:"since,omitempty"`
+	// +optional
+	SwitchAt *metav1.Time `json:"switchAt,omitempty"`
 }
 
 // CertificateStatus describes the current MQTTS server certificate.

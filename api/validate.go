@@ -22,7 +22,7 @@ const (
 	MinCertDuration = time.Minute
 	// MaxCAOverlap bounds spec.tls.caOverlap.
 	MaxCAOverlap = 365 * 24 * time.Hour
-	MaxSyncDelay    = time.Hour
+	MaxSyncDelay = time.Hour
 	// MinMemoryBytes is Docker's smallest memory limit (6 MB).
 	MinMemoryBytes = 6 * 1024 * 1024
 	// MinNanoCPUs is Docker's smallest CPU limit (0.01 CPU).

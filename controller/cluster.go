@@ -3,12 +3,12 @@ package controller
 import (
 	"cmp"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
-	"math/big"
 	"net"
 	"slices"
 	"strconv"
@@ -77,7 +77,7 @@ type ClusterReconciler struct {
 
 // CertRuntime reads and replaces the certificate a HAProxy task serves.
 type CertRuntime interface {
-	ServedSerial(ctx context.Context, addr string) (*big.Int, error)
+	ServedCertificate(ctx context.Context, addr string) (loadbalancer.Served, error)
 	PushCertificate(ctx context.Context, addr string, pem []byte) error
 }
 
@@ -88,6 +88,8 @@ type pushResult struct {
 	serving, running int
 	// why the others do not (yet).
 	why []string
+	// user is what HAProxy says of a user-supplied certificate.
+	user *loadbalancer.Served
 }
 
 // ErrNotLeaderAnyMore stops a pass when leadership is lost half way.
@@ -228,7 +230,7 @@ func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster) (res 
 	if err != nil {
 		return Result{}, nil, push, err
 	}
-	if at, err := credentials.RenewAt(m, c); err == nil {
+	if at, err := credentials.NextEvent(m, c); err == nil && !at.IsZero() {
 		res.RequeueAfter = max(at.Sub(r.now()), time.Second)
 	}
 	sr := &secrets.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID}
@@ -250,13 +252,29 @@ func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster) (res 
 	in := broker.Inputs{Bridges: map[int]*dswarm.Secret{}}
 	var tlsIn loadbalancer.TLS
 	usedCurrent := false
+	userCert := c.Spec.TLS.CertificateSecret
 	if *c.Spec.LoadBalancer.Ports.MQTTS != 0 {
-		tlsIn.Current = func() (*dswarm.Secret, error) {
-			usedCurrent = true
-			return ensure(secrets.ComponentTLS, credentials.HAProxyPEM(m))
+		switch {
+		case userCert != "":
+			// Served as is: a new secret name rolls HAProxy.
+			s, err := swarm.SecretByName(ctx, r.Swarm, userCert, "spec.tls.certificateSecret", c.Name)
+			if err != nil {
+				return res, nil, push, err
+			}
+			tlsIn.Current = func() (*dswarm.Secret, error) { return s, nil }
+		default:
+			tlsIn.Current = func() (*dswarm.Secret, error) {
+				usedCurrent = true
+				return ensure(secrets.ComponentTLS, credentials.HAProxyPEM(m))
+			}
+			if control != nil {
+				if tlsIn.Keep, err = r.startupCertificate(ctx, c.Name); err != nil {
+					return res, nil, push, err
+				}
+			}
 		}
-		if control != nil {
-			if tlsIn.Keep, err = r.startupCertificate(ctx, c.Name); err != nil {
+		if c.Spec.TLS.ClientAuth != api.ClientAuthNone {
+			if tlsIn.ClientCA, err = swarm.SecretByName(ctx, r.Swarm, c.Spec.TLS.ClientCASecret, "spec.tls.clientCASecret", c.Name); err != nil {
 				return res, nil, push, err
 			}
 		}
@@ -370,15 +388,20 @@ func (r *ClusterReconciler) runtime() CertRuntime {
 }
 
 // pushCertificate makes every running HAProxy task of c serve the current
-// certificate: each task's served serial is read through the runtime API,
-// and the certificate is pushed (set + commit ssl cert) where it differs.
-// A task that does not answer yet (just started) is counted as not
-// serving; the pass is requeued soon.
+// certificate: each task's served certificate is read through the runtime
+// API, and the current one pushed (set + commit ssl cert) where it
+// differs. A task that does not answer yet (just started) is counted as
+// not serving; the pass is requeued soon. With spec.tls.certificateSecret
+// nothing is pushed: what the tasks serve is only read, for the status.
 func (r *ClusterReconciler) pushCertificate(ctx context.Context, c *api.MqttCluster, m credentials.Material, control *loadbalancer.ControlNetwork) (pushResult, error) {
 	res := pushResult{enabled: true}
-	cert, err := certs.ParseCert(m.Server.CertPEM)
-	if err != nil {
-		return res, fmt.Errorf("server certificate of %s: %w", c.Name, err)
+	user := c.Spec.TLS.CertificateSecret != ""
+	var want *x509.Certificate
+	if !user {
+		var err error
+		if want, err = certs.ParseCert(m.Server.CertPEM); err != nil {
+			return res, fmt.Errorf("server certificate of %s: %w", c.Name, err)
+		}
 	}
 	tasks, err := r.Swarm.Tasks(ctx, swarm.OwnedComponent(r.OperatorID, c.Name, loadbalancer.ComponentSvc))
 	if err != nil {
@@ -397,12 +420,20 @@ func (r *ClusterReconciler) pushCertificate(ctx context.Context, c *api.MqttClus
 			continue
 		}
 		addr := loadbalancer.AdminAddr(ip)
-		served, err := rt.ServedSerial(ctx, addr)
+		served, err := rt.ServedCertificate(ctx, addr)
 		if err != nil {
 			res.why = append(res.why, shortID(t.ID)+": "+err.Error())
 			continue
 		}
-		if served.Cmp(cert.SerialNumber) == 0 {
+		if user {
+			// The first task read stands for all: they mount one secret.
+			if res.user == nil {
+				res.user = &served
+			}
+			res.serving++
+			continue
+		}
+		if served.Serial.Cmp(want.SerialNumber) == 0 {
 			res.serving++
 			continue
 		}
@@ -415,7 +446,7 @@ func (r *ClusterReconciler) pushCertificate(ctx context.Context, c *api.MqttClus
 		}
 		res.serving++
 		r.Metrics.certificatePushed()
-		r.log().Info("pushed certificate into HAProxy", "cluster", c.Name, "task", shortID(t.ID), "serial", cert.SerialNumber.Text(16), "replaced", served.Text(16))
+		r.log().Info("pushed certificate into HAProxy", "cluster", c.Name, "task", shortID(t.ID), "serial", want.SerialNumber.Text(16), "replaced", served.Serial.Text(16))
 	}
 	return res, nil
 }
@@ -490,6 +521,17 @@ func (r *ClusterReconciler) credentials(c *api.MqttCluster) (credentials.Materia
 	}
 	if _, _, err := r.Store.Apply(store.ApplyRequest{Kind: credentials.Kind, Name: c.Name, Spec: b}); err != nil {
 		return credentials.Material{}, fmt.Errorf("store credentials of %s: %w", c.Name, err)
+	}
+	switch {
+	case cur != nil && next.NextCA != nil && (cur.NextCA == nil || !next.CAIssuedAt.Equal(cur.CAIssuedAt)):
+		nca, _ := certs.ParseCert(next.NextCA.CertPEM)
+		r.log().Info("CA rotation started: the next CA is in the CA bundle", "cluster", c.Name, "reason", string(next.CAReason), "nextFingerprint", certs.Fingerprint(nca), "switchAt", credentials.CASwitchAt(next, c))
+	case cur != nil && cur.NextCA != nil && next.NextCA == nil:
+		ca, _ := certs.ParseCert(next.CA.CertPEM)
+		r.log().Info("CA rotation completed: the new CA signs", "cluster", c.Name, "fingerprint", certs.Fingerprint(ca))
+	case cur != nil && !next.CAIssuedAt.Equal(cur.CAIssuedAt):
+		ca, _ := certs.ParseCert(next.CA.CertPEM)
+		r.log().Info("CA replaced with no overlap", "cluster", c.Name, "reason", string(next.CAReason), "fingerprint", certs.Fingerprint(ca))
 	}
 	if reason != "" {
 		r.Metrics.certificateIssued(string(reason))
@@ -619,7 +661,7 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, svc
 		}
 	}
 	st.Endpoints = endpoints
-	st.Certificate = nil
+	st.Certificate, st.CARotation = nil, nil
 	if o := r.Store.Get(credentials.Kind, c.Name); o != nil {
 		var m credentials.Material
 		if json.Unmarshal(o.Spec, &m) == nil {
@@ -629,6 +671,7 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, svc
 			if *c.Spec.LoadBalancer.Ports.MQTTS != 0 {
 				st.Certificate = certificateStatus(m, c, push)
 			}
+			st.CARotation = caRotationStatus(m, c)
 		}
 	}
 	lbWant := int(*c.Spec.LoadBalancer.Replicas)
@@ -686,17 +729,21 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, svc
 // certificateStatus describes the current server certificate (never its
 // key).
 func certificateStatus(m credentials.Material, c *api.MqttCluster, push pushResult) *api.CertificateStatus {
+	if c.Spec.TLS.CertificateSecret != "" {
+		// The user's certificate, as HAProxy serves it.
+		if push.user == nil {
+			return nil
+		}
+		return &api.CertificateStatus{
+			Serial: push.user.Serial.Text(16), NotAfter: metaTime(push.user.NotAfter),
+			Serving: fmt.Sprintf("%d/%d", push.serving, push.running),
+		}
+	}
 	cert, err := certs.ParseCert(m.Server.CertPEM)
 	if err != nil {
 		return nil
 	}
-	t := func(v time.Time) *metav1.Time {
-		if v.IsZero() {
-			return nil
-		}
-		mt := metav1.NewTime(v.UTC().Truncate(time.Second))
-		return &mt
-	}
+	t := metaTime
 	cs := &api.CertificateStatus{
 		Serial: cert.SerialNumber.Text(16), NotBefore: t(cert.NotBefore), NotAfter: t(cert.NotAfter),
 		Reason: string(m.Reason), IssuedAt: t(m.IssuedAt),
@@ -708,6 +755,29 @@ func certificateStatus(m credentials.Material, c *api.MqttCluster, push pushResu
 		cs.Serving = fmt.Sprintf("%d/%d", push.serving, push.running)
 	}
 	return cs
+}
+
+func metaTime(v time.Time) *metav1.Time {
+	if v.IsZero() {
+		return nil
+	}
+	mt := metav1.NewTime(v.UTC().Truncate(time.Second))
+	return &mt
+}
+
+// caRotationStatus describes a CA rotation in progress (nil when none).
+func caRotationStatus(m credentials.Material, c *api.MqttCluster) *api.CARotationStatus {
+	if m.NextCA == nil || c.Spec.TLS.CertificateSecret != "" {
+		return nil
+	}
+	next, err := certs.ParseCert(m.NextCA.CertPEM)
+	if err != nil {
+		return nil
+	}
+	return &api.CARotationStatus{
+		NextFingerprint: certs.Fingerprint(next), Reason: string(m.CAReason),
+		Since: metaTime(m.NextCASince), SwitchAt: metaTime(credentials.CASwitchAt(m, c)),
+	}
 }
 
 // observeBridges reads what the brokers logged since the last pass into

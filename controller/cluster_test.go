@@ -26,6 +26,7 @@ import (
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/certs"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/credentials"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/loadbalancer"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
 )
 
@@ -396,18 +397,20 @@ type fakeRuntime struct {
 	serial map[string]*big.Int
 	pushes []string
 	down   bool
+	// notAfter is what every task reports as its certificate's expiry.
+	notAfter time.Time
 }
 
-func (f *fakeRuntime) ServedSerial(_ context.Context, addr string) (*big.Int, error) {
+func (f *fakeRuntime) ServedCertificate(_ context.Context, addr string) (loadbalancer.Served, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.down {
-		return nil, errors.New("dial tcp " + addr + ": connect: connection refused")
+		return loadbalancer.Served{}, errors.New("dial tcp " + addr + ": connect: connection refused")
 	}
 	if s, ok := f.serial[addr]; ok {
-		return s, nil
+		return loadbalancer.Served{Serial: s, NotAfter: f.notAfter}, nil
 	}
-	return big.NewInt(0), nil
+	return loadbalancer.Served{Serial: big.NewInt(0), NotAfter: f.notAfter}, nil
 }
 
 func (f *fakeRuntime) PushCertificate(_ context.Context, addr string, pem []byte) error {
@@ -600,5 +603,94 @@ func TestClusterControlNetworkMissingIsAnError(t *testing.T) {
 	}
 	if got := written(e.fake.Calls(), "CreateService"); len(got) != 0 {
 		t.Fatalf("services created without the control network: %v", got)
+	}
+}
+
+// spec.tls.certificateSecret and clientCASecret: HAProxy mounts the user's
+// secrets as they are (the operator issues and pushes nothing), the status
+// reports what HAProxy serves, and a missing secret is a condition.
+func TestClusterUserCertificateAndClientAuth(t *testing.T) {
+	t.Parallel()
+	e := newClusterEnv(t)
+	rt := e.withControlNetwork()
+	rt.notAfter = time.Date(2027, 3, 1, 0, 0, 0, 0, time.UTC)
+	spec := "spec: {replicas: 1, loadBalancer: {replicas: 1}, tls: {certificateSecret: my-cert, clientAuth: required, clientCASecret: fleet-ca}}\n"
+	e.apply(spec)
+	if _, err := e.rec.Reconcile(context.Background(), "iot"); err != nil {
+		t.Fatal(err)
+	}
+	d := meta.FindStatusCondition(e.cluster().Status.Conditions, api.ConditionDegraded)
+	if d == nil || d.Reason != "MissingSecret" || !strings.Contains(d.Message, `"my-cert" named by spec.tls.certificateSecret`) {
+		t.Fatalf("missing certificate secret: %+v", d)
+	}
+	if got := written(e.fake.Calls(), "CreateService"); slices.Contains(got, "iot-lb") {
+		t.Fatalf("HAProxy created without its certificate: %v", got)
+	}
+	for _, n := range []string{"my-cert", "fleet-ca"} {
+		if _, err := e.fake.CreateSecret(context.Background(), dswarm.SecretSpec{Annotations: dswarm.Annotations{Name: n}, Data: []byte("x")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.reconcile()
+	svcs, _ := e.fake.Services(context.Background(), map[string]string{swarm.LabelComponent: "loadbalancer"})
+	var mounted []string
+	for _, ref := range svcs[0].Spec.TaskTemplate.ContainerSpec.Secrets {
+		mounted = append(mounted, ref.SecretName+"->"+ref.File.Name)
+	}
+	if !slices.Equal(mounted, []string{"my-cert->mqtts.pem", "fleet-ca->mqtts-client-ca.pem"}) {
+		t.Fatalf("HAProxy secrets: %v", mounted)
+	}
+	if tls := written(e.fake.Calls(), "CreateSecret"); slices.ContainsFunc(tls, func(n string) bool { return strings.HasPrefix(n, "iot-tls-") }) {
+		t.Fatalf("an operator certificate secret was made: %v", tls)
+	}
+	e.runAll()
+	rt.serial[e.attachLB(30)[0]] = big.NewInt(0xabc)
+	e.now = e.now.Add(time.Second)
+	e.reconcile()
+	c := e.cluster()
+	cs := c.Status.Certificate
+	if cs == nil || cs.Serial != "abc" || cs.NotAfter == nil || !cs.NotAfter.Time.Equal(rt.notAfter) || cs.Serving != "1/1" || rt.pushCount() != 0 {
+		t.Fatalf("user certificate status: %+v, pushes %d", cs, rt.pushCount())
+	}
+	if !meta.IsStatusConditionTrue(c.Status.Conditions, api.ConditionReady) {
+		t.Fatalf("not Ready: %+v", c.Status.Conditions)
+	}
+}
+
+// A CA rotation shows in the status, and at its switch the new server
+// certificate is pushed: HAProxy is not restarted for it.
+func TestClusterCARotationIsPushed(t *testing.T) {
+	t.Parallel()
+	e := newClusterEnv(t)
+	rt := e.withControlNetwork()
+	spec := "spec: {replicas: 1, loadBalancer: {replicas: 1}, tls: {caOverlap: 1h}}\n"
+	e.apply(spec)
+	e.reconcile()
+	e.runAll()
+	addrs := e.attachLB(40)
+	first, _ := certs.ParseCert(e.material().Server.CertPEM)
+	rt.serial[addrs[0]] = first.SerialNumber
+	e.reconcile()
+	o := e.store.Get(api.KindMqttCluster, "iot")
+	e.now = e.now.Add(time.Minute)
+	if _, _, err := e.store.Apply(store.ApplyRequest{Kind: api.KindMqttCluster, Name: "iot", Spec: o.Spec,
+		Annotations: map[string]string{credentials.RotateCAAnnotation: e.now.Format(time.RFC3339Nano)}}); err != nil {
+		t.Fatal(err)
+	}
+	e.now = e.now.Add(time.Second)
+	res := e.reconcile()
+	r := e.cluster().Status.CARotation
+	if r == nil || r.Reason != "Requested" || r.SwitchAt == nil || !r.SwitchAt.Time.Equal(e.now.Truncate(time.Second).Add(time.Hour)) || rt.pushCount() != 0 {
+		t.Fatalf("rotation status: %+v, pushes %d", r, rt.pushCount())
+	}
+	if res.RequeueAfter > time.Hour || res.RequeueAfter < time.Hour-time.Minute {
+		t.Fatalf("requeue %v, want at the switch", res.RequeueAfter)
+	}
+	e.fake.ResetCalls()
+	e.now = e.now.Add(time.Hour)
+	e.reconcile()
+	c := e.cluster()
+	if c.Status.CARotation != nil || c.Status.Certificate.Reason != "CARotated" || rt.pushCount() != 1 || len(e.fake.Calls()) != 0 {
+		t.Fatalf("after the switch: rotation %+v certificate %+v pushes %d writes %v", c.Status.CARotation, c.Status.Certificate, rt.pushCount(), e.fake.Calls())
 	}
 }

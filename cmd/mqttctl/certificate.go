@@ -30,5 +30,22 @@ func (c *cli) certificateCmd() *cobra.Command {
 			return nil
 		},
 	})
+	cmd.AddCommand(&cobra.Command{
+		Use:   "rotate-ca NAME",
+		Short: "Start a CA rotation: the new CA joins the CA bundle now and signs after spec.tls.caOverlap",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			res, err := cl.RotateCA(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(c.out, "mqttcluster/%s CA rotation requested at %s\n", res.Name, res.RequestedAt)
+			return nil
+		},
+	})
 	return cmd
 }

@@ -215,3 +215,12 @@ func (c *Client) RenewCertificate(ctx context.Context, name string) (*server.Ren
 	}
 	return &out, nil
 }
+
+// RotateCA asks the operator to start a CA rotation.
+func (c *Client) RotateCA(ctx context.Context, name string) (*server.RenewResponse, error) {
+	var out server.RenewResponse
+	if err := c.do(ctx, http.MethodPost, server.BasePath+"/"+url.PathEscape(name)+"/ca/rotate", []byte("{}"), &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}

@@ -45,8 +45,12 @@ func (s *Server) material(w http.ResponseWriter, r *http.Request) (*api.MqttClus
 }
 
 func (s *Server) getCA(w http.ResponseWriter, r *http.Request) {
-	_, m, ok := s.material(w, r)
+	c, m, ok := s.material(w, r)
 	if !ok {
+		return
+	}
+	if c.Spec.TLS.CertificateSecret != "" {
+		writeStatus(w, http.StatusNotFound, ReasonNotFound, api.Resource+" \""+c.Name+"\" serves the certificate in spec.tls.certificateSecret: its CA is the one that signed it, not the operator's", &StatusDetails{Name: c.Name, Kind: api.Resource})
 		return
 	}
 	ca, err := certs.ParseCert(m.CA.CertPEM)
@@ -54,7 +58,9 @@ func (s *Server) getCA(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, http.StatusInternalServerError, ReasonInternal, "the stored CA certificate is unreadable", nil)
 		return
 	}
-	writeJSON(w, http.StatusOK, CA{Certificate: string(m.CA.CertPEM), Fingerprint: certs.Fingerprint(ca)})
+	// During a CA rotation the bundle holds the next CA too: clients that
+	// take it keep working when the next CA starts signing.
+	writeJSON(w, http.StatusOK, CA{Certificate: string(credentials.CABundle(*m)), Fingerprint: certs.Fingerprint(ca)})
 }
 
 func (s *Server) getCredentials(w http.ResponseWriter, r *http.Request) {
@@ -80,8 +86,22 @@ type RenewResponse struct {
 // the spec is unchanged); the reconciler reissues any certificate issued
 // before it.
 func (s *Server) renewCertificate(w http.ResponseWriter, r *http.Request) {
-	o, _, ok := s.lookup(w, r)
+	s.request(w, r, credentials.RenewAnnotation, "certificate renewal")
+}
+
+// rotateCA asks the operator for a new CA, the same way: the next CA is
+// added to the CA bundle at once and signs from spec.tls.caOverlap on.
+func (s *Server) rotateCA(w http.ResponseWriter, r *http.Request) {
+	s.request(w, r, credentials.RotateCAAnnotation, "CA rotation")
+}
+
+func (s *Server) request(w http.ResponseWriter, r *http.Request, annotation, what string) {
+	o, c, ok := s.lookup(w, r)
 	if !ok {
+		return
+	}
+	if c.Spec.TLS.CertificateSecret != "" {
+		writeStatus(w, http.StatusConflict, ReasonConflict, api.Resource+" \""+c.Name+"\" serves the certificate in spec.tls.certificateSecret: the operator issues none (replace the secret to renew it)", &StatusDetails{Name: c.Name, Kind: api.Resource})
 		return
 	}
 	name := o.Name
@@ -90,7 +110,7 @@ func (s *Server) renewCertificate(w http.ResponseWriter, r *http.Request) {
 	if ann == nil {
 		ann = map[string]string{}
 	}
-	ann[credentials.RenewAnnotation] = at
+	ann[annotation] = at
 	version := o.ModifyIndex
 	if _, _, err := s.store.Apply(store.ApplyRequest{
 		Kind: api.KindMqttCluster, Name: name, Labels: o.Labels, Annotations: ann, Spec: o.Spec, ExpectVersion: &version,
@@ -98,6 +118,6 @@ func (s *Server) renewCertificate(w http.ResponseWriter, r *http.Request) {
 		s.writeStoreError(w, name, err)
 		return
 	}
-	s.log.Info("certificate renewal requested", "cluster", name)
+	s.log.Info(what+" requested", "cluster", name)
 	writeJSON(w, http.StatusOK, RenewResponse{Name: name, RequestedAt: at})
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	promtestutil "github.com/prometheus/client_golang/prometheus/testutil"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"net/http"
 	"strings"
 	"testing"
@@ -136,20 +137,37 @@ func TestRenewCertificateRouteAndExpiryMetrics(t *testing.T) {
 		t.Fatalf("renew must only annotate: %+v", after)
 	}
 
-	// Expiry of the CA and the server certificate, from the store.
+	// Expiry of the CAs (the store; the next one during a CA rotation) and
+	// of the server certificate (the status, which covers a certificate
+	// the user supplies).
 	m := storeCredentials(t, in, "iot")
+	next, err := certs.IssueCA("iot", certs.ECDSAP256, 20*24*time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.NextCA, m.NextCASince = &next, time.Now()
+	spec, _ := json.Marshal(m)
+	if _, _, err := in.Store.Apply(store.ApplyRequest{Kind: credentials.Kind, Name: "iot", Spec: spec}); err != nil {
+		t.Fatal(err)
+	}
+	notAfter := metav1.NewTime(time.Unix(1803557573, 0))
+	st, _ := json.Marshal(api.MqttClusterStatus{Certificate: &api.CertificateStatus{Serial: "1", NotAfter: &notAfter}})
+	if _, _, err := in.Store.UpdateStatus(store.StatusRequest{Kind: api.KindMqttCluster, Name: "iot", Status: st}); err != nil {
+		t.Fatal(err)
+	}
 	reg := prometheus.NewRegistry()
 	if _, err := server.New(server.Config{Store: in.Store, Token: "t", Registry: reg}); err != nil {
 		t.Fatal(err)
 	}
 	caCert, _ := certs.ParseCert(m.CA.CertPEM)
-	srvCert, _ := certs.ParseCert(m.Server.CertPEM)
+	nextCert, _ := certs.ParseCert(next.CertPEM)
 	want := fmt.Sprintf(`
-# HELP mqttoperator_certificate_expiration_timestamp_seconds When a cluster's certificate expires (kind: ca, server), Unix seconds.
+# HELP mqttoperator_certificate_expiration_timestamp_seconds When a cluster's certificate expires (kind: server, ca, next-ca during a CA rotation), Unix seconds.
 # TYPE mqttoperator_certificate_expiration_timestamp_seconds gauge
 mqttoperator_certificate_expiration_timestamp_seconds{cluster="iot",kind="ca"} %d
-mqttoperator_certificate_expiration_timestamp_seconds{cluster="iot",kind="server"} %d
-`, caCert.NotAfter.Unix(), srvCert.NotAfter.Unix())
+mqttoperator_certificate_expiration_timestamp_seconds{cluster="iot",kind="next-ca"} %d
+mqttoperator_certificate_expiration_timestamp_seconds{cluster="iot",kind="server"} 1803557573
+`, caCert.NotAfter.Unix(), nextCert.NotAfter.Unix())
 	if err := promtestutil.GatherAndCompare(reg, strings.NewReader(want), "mqttoperator_certificate_expiration_timestamp_seconds"); err != nil {
 		t.Fatal(err)
 	}

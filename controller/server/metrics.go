@@ -34,7 +34,7 @@ func newStoreCollector(s Store) *storeCollector {
 		bridge: prometheus.NewDesc("mqttoperator_bridge_connected", "1 if the broker's bridge toward the hub is up, by the broker's parent.",
 			[]string{"cluster", "broker", "parent"}, nil),
 		brokers: prometheus.NewDesc("mqttoperator_brokers", "Brokers by cluster: desired (spec) and running (status).", []string{"cluster", "state"}, nil),
-		expiry: prometheus.NewDesc("mqttoperator_certificate_expiration_timestamp_seconds", "When a cluster's certificate expires (kind: ca, server), Unix seconds.",
+		expiry: prometheus.NewDesc("mqttoperator_certificate_expiration_timestamp_seconds", "When a cluster's certificate expires (kind: server, ca, next-ca during a CA rotation), Unix seconds.",
 			[]string{"cluster", "kind"}, nil),
 	}
 }
@@ -76,10 +76,19 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.bridge, prometheus.GaugeValue, up, cl.Name, b.Name, b.Bridge.Parent)
 		}
 		ch <- prometheus.MustNewConstMetric(c.brokers, prometheus.GaugeValue, float64(running), cl.Name, "running")
-		if cr := c.store.Get(credentials.Kind, cl.Name); cr != nil {
+		// The server certificate as the status reports it (that covers a
+		// user-supplied one, read from HAProxy); the CAs from the store.
+		if cs := cl.Status.Certificate; cs != nil && cs.NotAfter != nil {
+			ch <- prometheus.MustNewConstMetric(c.expiry, prometheus.GaugeValue, float64(cs.NotAfter.Unix()), cl.Name, "server")
+		}
+		if cr := c.store.Get(credentials.Kind, cl.Name); cr != nil && cl.Spec.TLS.CertificateSecret == "" {
 			var m credentials.Material
 			if json.Unmarshal(cr.Spec, &m) == nil {
-				for kind, pemBytes := range map[string][]byte{"ca": m.CA.CertPEM, "server": m.Server.CertPEM} {
+				pems := map[string][]byte{"ca": m.CA.CertPEM}
+				if m.NextCA != nil {
+					pems["next-ca"] = m.NextCA.CertPEM
+				}
+				for kind, pemBytes := range pems {
 					if cert, err := certs.ParseCert(pemBytes); err == nil {
 						ch <- prometheus.MustNewConstMetric(c.expiry, prometheus.GaugeValue, float64(cert.NotAfter.Unix()), cl.Name, kind)
 					}

@@ -112,6 +112,7 @@ func (s *Server) Handler() http.Handler {
 	authed("GET "+BasePath+"/{name}/ca", "ca", s.caughtUp(s.getCA))
 	authed("GET "+BasePath+"/{name}/credentials", "credentials", s.caughtUp(s.getCredentials))
 	authed("POST "+BasePath+"/{name}/certificate/renew", "renew", s.caughtUp(s.renewCertificate))
+	authed("POST "+BasePath+"/{name}/ca/rotate", "rotate-ca", s.caughtUp(s.rotateCA))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, http.StatusNotFound, ReasonNotFound, "no route for "+r.Method+" "+r.URL.Path, nil)
 	})

@@ -25,9 +25,8 @@ const (
 	ComponentPass = "passwd"
 )
 
-// ErrMissingSecret: the password file secret the spec names does not exist.
-// Retrying cannot fix it until the user creates it; it becomes a condition.
-var ErrMissingSecret = errors.New("password file secret not found")
+// ErrMissingSecret: a secret the spec names does not exist.
+var ErrMissingSecret = swarm.ErrMissingSecret
 
 // Client is what the broker reconciler calls.
 type Client interface {
@@ -191,16 +190,7 @@ func (r *Reconciler) passwordSecret(ctx context.Context, c *api.MqttCluster, gen
 	case name == "":
 		return generated, nil
 	}
-	secrets, err := r.Swarm.Secrets(ctx, nil)
-	if err != nil {
-		return nil, err
-	}
-	for _, s := range secrets {
-		if s.Spec.Name == name {
-			return &s, nil
-		}
-	}
-	return nil, fmt.Errorf("%w: Docker secret %q named by spec.auth.passwordFileSecret of %s does not exist", ErrMissingSecret, name, c.Name)
+	return swarm.SecretByName(ctx, r.Swarm, name, "spec.auth.passwordFileSecret", c.Name)
 }
 
 func secretRef(s *dswarm.Secret, target string, mode uint32) *dswarm.SecretReference {

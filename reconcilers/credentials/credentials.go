@@ -17,13 +17,24 @@ const Kind = "MqttClusterCredentials"
 // DefaultUser is the MQTT user the operator generates.
 const DefaultUser = "mqtt"
 
-// CALifetime is how long a generated CA is valid. CA rotation is step 4.
+// CALifetime is how long a generated CA is valid. It is rotated with a
+// third of that left, or when asked (RotateCAAnnotation).
 const CALifetime = 10 * 365 * 24 * time.Hour
 
 // Material is a cluster's generated secrets.
 type Material struct {
-	CA     certs.Pair `json:"ca"`
-	Server certs.Pair `json:"server"`
+	// CA signs the server certificate.
+	CA certs.Pair `json:"ca"`
+	// CAIssuedAt is when the newest CA (CA, or NextCA during a rotation)
+	// was made; CAReason why.
+	CAIssuedAt time.Time    `json:"caIssuedAt,omitzero"`
+	CAReason   certs.Reason `json:"caReason,omitempty"`
+	// NextCA, during a CA rotation, is the CA that takes over at
+	// NextCASince + spec.tls.caOverlap. Until then clients get both in
+	// the CA bundle, and the server certificate is still signed by CA.
+	NextCA      *certs.Pair `json:"nextCA,omitempty"`
+	NextCASince time.Time   `json:"nextCASince,omitzero"`
+	Server      certs.Pair  `json:"server"`
 	// Reason the server certificate was last issued.
 	Reason   certs.Reason `json:"reason,omitempty"`
 	IssuedAt time.Time    `json:"issuedAt,omitzero"`
@@ -44,6 +55,17 @@ func ServiceNames(cluster string) []string {
 	return []string{cluster + "-lb", "tasks." + cluster + "-lb"}
 }
 
+// KeyType is the key algorithm a cluster asks for.
+func KeyType(c *api.MqttCluster) certs.KeyType {
+	switch c.Spec.TLS.KeyAlgorithm {
+	case api.KeyRSA2048:
+		return certs.RSA2048
+	case api.KeyRSA3072:
+		return certs.RSA3072
+	}
+	return certs.ECDSAP256
+}
+
 // Request is the server certificate a cluster asks for.
 func Request(c *api.MqttCluster) (certs.ServerRequest, time.Duration, error) {
 	d, err := c.Spec.TLS.Duration.Parse()
@@ -62,7 +84,7 @@ func Request(c *api.MqttCluster) (certs.ServerRequest, time.Duration, error) {
 	}
 	return certs.ServerRequest{
 		CommonName: c.Name + "-lb", DNSNames: names, IPAddresses: slices.Clone(c.Spec.TLS.IPAddresses),
-		KeyType: certs.ECDSAP256, Duration: d,
+		KeyType: KeyType(c), Duration: d,
 	}, rb, nil
 }
 
@@ -71,15 +93,21 @@ func Request(c *api.MqttCluster) (certs.ServerRequest, time.Duration, error) {
 // reissued (mqttctl certificate renew sets it).
 const RenewAnnotation = "mqtt.swarm/renew-certificate-requested-at"
 
-// RenewRequested is the time of the last renewal request on c (zero when
-// none, or when the annotation does not parse).
-func RenewRequested(c *api.MqttCluster) time.Time {
-	t, err := time.Parse(time.RFC3339Nano, c.Annotations[RenewAnnotation])
+// RotateCAAnnotation on a cluster asks for a new CA: its value is the
+// RFC 3339 time of the request (mqttctl certificate rotate-ca sets it).
+const RotateCAAnnotation = "mqtt.swarm/rotate-ca-requested-at"
+
+func annotationTime(c *api.MqttCluster, key string) time.Time {
+	t, err := time.Parse(time.RFC3339Nano, c.Annotations[key])
 	if err != nil {
 		return time.Time{}
 	}
 	return t
 }
+
+// RenewRequested is the time of the last renewal request on c (zero when
+// none, or when the annotation does not parse).
+func RenewRequested(c *api.MqttCluster) time.Time { return annotationTime(c, RenewAnnotation) }
 
 // Next returns the material a defaulted, valid cluster needs at now, and
 // the reason the server certificate was (re)issued ("" when the current
@@ -89,21 +117,36 @@ func Next(cur *Material, c *api.MqttCluster, now time.Time) (next Material, reas
 	if cur != nil {
 		next = *cur
 	}
+	if next.NextCA != nil {
+		p := *next.NextCA
+		next.NextCA = &p // never share with cur
+	}
 	if len(next.CA.CertPEM) == 0 || len(next.CA.KeyPEM) == 0 {
-		next.CA, err = certs.IssueCA(c.Name, certs.ECDSAP256, CALifetime, now)
+		next.CA, err = certs.IssueCA(c.Name, KeyType(c), CALifetime, now)
 		if err != nil {
 			return Material{}, "", false, err
 		}
+		next.CAIssuedAt, next.CAReason, next.NextCA, next.NextCASince = now.UTC(), certs.ReasonMissing, nil, time.Time{}
+		changed = true
+	} else if rotated, err := rotateCA(&next, c, now); err != nil {
+		return Material{}, "", false, err
+	} else if rotated {
 		changed = true
 	}
 	req, renewBefore, err := Request(c)
 	if err != nil {
 		return Material{}, "", false, err
 	}
-	reason = certs.NeedsReissue(certs.Input{Current: next.Server.CertPEM, CA: next.CA.CertPEM, Want: req, RenewBefore: renewBefore, Now: now})
-	if reason == "" && len(next.Server.CertPEM) > 0 {
-		if at := RenewRequested(c); !at.IsZero() && at.After(next.IssuedAt) {
-			reason = certs.ReasonRequested
+	if c.Spec.TLS.CertificateSecret != "" {
+		// The user's certificate is served: none is issued.
+		req.Duration = 0
+	}
+	if req.Duration > 0 {
+		reason = certs.NeedsReissue(certs.Input{Current: next.Server.CertPEM, CA: next.CA.CertPEM, Want: req, RenewBefore: renewBefore, Now: now})
+		if reason == "" && len(next.Server.CertPEM) > 0 {
+			if at := RenewRequested(c); !at.IsZero() && at.After(next.IssuedAt) {
+				reason = certs.ReasonRequested
+			}
 		}
 	}
 	if reason != "" {
@@ -133,6 +176,90 @@ func Next(cur *Material, c *api.MqttCluster, now time.Time) (next Material, reas
 		changed = true
 	}
 	return next, reason, changed, nil
+}
+
+// rotateCA moves a CA rotation along: a rotation in progress ends once
+// its overlap is over (the next CA signs from then on); a new one starts
+// when asked, or when the CA has a third of its lifetime left.
+func rotateCA(m *Material, c *api.MqttCluster, now time.Time) (bool, error) {
+	overlap, err := c.Spec.TLS.CAOverlap.Parse()
+	if err != nil {
+		return false, fmt.Errorf("spec.tls.caOverlap of %s: %w", c.Name, err)
+	}
+	changed := false
+	if m.NextCA != nil && !now.Before(m.NextCASince.Add(overlap)) {
+		m.CA, m.NextCA, m.NextCASince = *m.NextCA, nil, time.Time{}
+		changed = true
+	}
+	var reason certs.Reason
+	if at := annotationTime(c, RotateCAAnnotation); !at.IsZero() && at.After(m.CAIssuedAt) {
+		reason = certs.ReasonRequested
+	} else if ca, err := certs.ParseCert(m.CA.CertPEM); err != nil {
+		reason = certs.ReasonUnparsable
+	} else if m.NextCA == nil && !now.Before(certs.RenewalTime(ca.NotBefore, ca.NotAfter, 0)) {
+		reason = certs.ReasonExpiring
+	}
+	if reason == "" {
+		return changed, nil
+	}
+	ca, err := certs.IssueCA(c.Name, KeyType(c), CALifetime, now)
+	if err != nil {
+		return false, err
+	}
+	m.CAIssuedAt, m.CAReason = now.UTC(), reason
+	if overlap == 0 || reason == certs.ReasonUnparsable {
+		m.CA, m.NextCA, m.NextCASince = ca, nil, time.Time{}
+	} else {
+		m.NextCA, m.NextCASince = &ca, now.UTC()
+	}
+	return true, nil
+}
+
+// CASwitchAt is when a CA rotation in progress makes the next CA the
+// signing one (zero when none is in progress).
+func CASwitchAt(m Material, c *api.MqttCluster) time.Time {
+	if m.NextCA == nil {
+		return time.Time{}
+	}
+	overlap, err := c.Spec.TLS.CAOverlap.Parse()
+	if err != nil {
+		return time.Time{}
+	}
+	return m.NextCASince.Add(overlap)
+}
+
+// CABundle is what clients should trust: the CA, and during a rotation the
+// next one too.
+func CABundle(m Material) []byte {
+	out := slices.Clone(m.CA.CertPEM)
+	if m.NextCA != nil {
+		out = append(out, m.NextCA.CertPEM...)
+	}
+	return out
+}
+
+// NextEvent is the next time the material changes by itself: the server
+// certificate's renewal, the end of a CA rotation's overlap, or the CA's
+// own renewal, whichever is first.
+func NextEvent(m Material, c *api.MqttCluster) (time.Time, error) {
+	var at time.Time
+	first := func(t time.Time) {
+		if !t.IsZero() && (at.IsZero() || t.Before(at)) {
+			at = t
+		}
+	}
+	if c.Spec.TLS.CertificateSecret == "" {
+		t, err := RenewAt(m, c)
+		if err != nil {
+			return time.Time{}, err
+		}
+		first(t)
+	}
+	first(CASwitchAt(m, c))
+	if ca, err := certs.ParseCert(m.CA.CertPEM); err == nil && m.NextCA == nil {
+		first(certs.RenewalTime(ca.NotBefore, ca.NotAfter, 0))
+	}
+	return at, nil
 }
 
 // RenewAt is when the server certificate must be renewed.

@@ -10,11 +10,14 @@ import (
 
 // Paths and ports inside the HAProxy container.
 const (
-	ConfigPath  = "/usr/local/etc/haproxy/haproxy.cfg"
-	CertFile    = "mqtts.pem"
-	CertPath    = "/run/secrets/" + CertFile
-	AdminSocket = "/run/haproxy/admin.sock"
-	MetricsPort = 8405
+	ConfigPath = "/usr/local/etc/haproxy/haproxy.cfg"
+	CertFile   = "mqtts.pem"
+	CertPath   = "/run/secrets/" + CertFile
+	// ClientCAFile holds the CAs client certificates must chain to.
+	ClientCAFile = "mqtts-client-ca.pem"
+	ClientCAPath = "/run/secrets/" + ClientCAFile
+	AdminSocket  = "/run/haproxy/admin.sock"
+	MetricsPort  = 8405
 	// AdminPort serves the runtime API to the operator's control network
 	// only (see Options.AdminSubnets).
 	AdminPort    = 9999
@@ -46,6 +49,9 @@ type view struct {
 	Slots        []slot
 	AdminPort    int
 	AdminSubnets []string
+	// ClientAuth is HAProxy's verify mode (optional, required) or "".
+	ClientAuth   string
+	ClientCAPath string
 }
 
 // Options are the parts of the configuration that come from outside the
@@ -127,7 +133,7 @@ frontend mqtt
 {{end}}
 {{- if .MQTTS}}
 frontend mqtts
-    bind :{{.MQTTS}} ssl crt {{.CertPath}}
+    bind :{{.MQTTS}} ssl crt {{.CertPath}}{{if .ClientAuth}} ca-file {{.ClientCAPath}} verify {{.ClientAuth}}{{end}}
 {{- template "mqtt-rules" .}}
 {{end}}
 backend {{.Backend}}
@@ -159,6 +165,10 @@ func Render(c *api.MqttCluster, o Options) ([]byte, error) {
 		Balance: string(s.LoadBalancer.Balance), CertPath: CertPath, AdminSocket: AdminSocket,
 		MetricsPort: MetricsPort, Backend: BackendName, Resolver: resolverName,
 		AdminPort: AdminPort, AdminSubnets: o.AdminSubnets,
+	}
+	switch s.TLS.ClientAuth {
+	case api.ClientAuthOptional, api.ClientAuthRequired:
+		v.ClientAuth, v.ClientCAPath = string(s.TLS.ClientAuth), ClientCAPath
 	}
 	for i := 0; i < MaxSlots; i++ {
 		v.Slots = append(v.Slots, slot{

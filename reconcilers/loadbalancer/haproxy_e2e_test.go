@@ -38,6 +38,7 @@ func TestRealHAProxyAcceptsRenderedConfig(t *testing.T) {
 		"tls-only-lc":   {y: "spec: {replicas: 2, loadBalancer: {balance: leastconn, ports: {mqtt: 0}}}\n"},
 		"plain-only-rr": {y: "spec: {replicas: 5, loadBalancer: {balance: roundrobin, ports: {mqtts: 0}}}\n"},
 		"admin":         {y: "", o: Options{AdminSubnets: []string{"10.0.9.0/24"}}},
+		"client-auth":   {y: "spec: {tls: {clientAuth: optional, clientCASecret: fleet-ca}}\n"},
 	} {
 		dir := t.TempDir()
 		cfg, err := Render(cluster(t, tc.y), tc.o)
@@ -46,8 +47,9 @@ func TestRealHAProxyAcceptsRenderedConfig(t *testing.T) {
 		}
 		os.WriteFile(filepath.Join(dir, "haproxy.cfg"), cfg, 0o644)
 		os.WriteFile(filepath.Join(dir, "mqtts.pem"), append(srv.CertPEM, srv.KeyPEM...), 0o644)
+		os.WriteFile(filepath.Join(dir, ClientCAFile), ca.CertPEM, 0o644)
 		out, err := exec.Command("docker", "run", "--rm", "-v", dir+":/x:ro", "swarm-mqtt/haproxy:local", "sh", "-c",
-			"mkdir -p /run/secrets /run/haproxy && cp /x/mqtts.pem /run/secrets/ && haproxy -c -f /x/haproxy.cfg").CombinedOutput()
+			"mkdir -p /run/secrets /run/haproxy && cp /x/mqtts.pem /x/"+ClientCAFile+" /run/secrets/ && haproxy -c -f /x/haproxy.cfg").CombinedOutput()
 		if err != nil {
 			t.Errorf("%s: haproxy -c rejects the config: %v\n%s", name, err, out)
 		}
@@ -103,13 +105,14 @@ func TestRealHAProxyTakesAPushedCertificate(t *testing.T) {
 
 	// The host reaches the container from the Docker bridge (172.16.0.0/12).
 	ip := run("172.16.0.0/12")
-	var served *big.Int
+	var served Served
 	deadline := time.Now().Add(10 * time.Second)
-	for served, err = rt.ServedSerial(ctx, AdminAddr(ip)); err != nil && time.Now().Before(deadline); served, err = rt.ServedSerial(ctx, AdminAddr(ip)) {
+	for served, err = rt.ServedCertificate(ctx, AdminAddr(ip)); err != nil && time.Now().Before(deadline); served, err = rt.ServedCertificate(ctx, AdminAddr(ip)) {
 		time.Sleep(100 * time.Millisecond)
 	}
-	if err != nil || served.Cmp(serialOf(first)) != 0 {
-		t.Fatalf("served serial %v (%v), want %v", served, err, serialOf(first))
+	firstCert, _ := certs.ParseCert(first.CertPEM)
+	if err != nil || served.Serial.Cmp(serialOf(first)) != 0 || !served.NotAfter.Equal(firstCert.NotAfter.UTC()) {
+		t.Fatalf("served %+v (%v), want serial %v notAfter %v", served, err, serialOf(first), firstCert.NotAfter)
 	}
 	before, err := handshake(ip)
 	if err != nil {
@@ -119,8 +122,8 @@ func TestRealHAProxyTakesAPushedCertificate(t *testing.T) {
 	if err := rt.PushCertificate(ctx, AdminAddr(ip), append(second.CertPEM, second.KeyPEM...)); err != nil {
 		t.Fatal(err)
 	}
-	if served, err = rt.ServedSerial(ctx, AdminAddr(ip)); err != nil || served.Cmp(serialOf(second)) != 0 {
-		t.Fatalf("after push: serial %v (%v), want %v", served, err, serialOf(second))
+	if served, err = rt.ServedCertificate(ctx, AdminAddr(ip)); err != nil || served.Serial.Cmp(serialOf(second)) != 0 {
+		t.Fatalf("after push: serial %v (%v), want %v", served.Serial, err, serialOf(second))
 	}
 	after, err := handshake(ip)
 	if err != nil {
@@ -147,7 +150,7 @@ func TestRealHAProxyTakesAPushedCertificate(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if s, err := rt.ServedSerial(ctx, AdminAddr(ip)); err == nil {
-		t.Fatalf("the runtime API answered outside its subnet: serial %v", s)
+	if s, err := rt.ServedCertificate(ctx, AdminAddr(ip)); err == nil {
+		t.Fatalf("the runtime API answered outside its subnet: serial %v", s.Serial)
 	}
 }

@@ -63,6 +63,9 @@ type TLS struct {
 	// it when needed; used when there is nothing to keep, or when the
 	// service changes anyway.
 	Current func() (*dswarm.Secret, error)
+	// ClientCA is the secret with the CAs of client certificates (mutual
+	// TLS), nil when spec.tls.clientAuth is none.
+	ClientCA *dswarm.Secret
 }
 
 // Outcome lists what a pass changed, by object name.
@@ -119,7 +122,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster, tls TLS)
 	if mqtts && tls.Keep != nil && cur != nil {
 		// The certificate a task starts with can stay old: the operator
 		// pushes the current one. Keep it unless the service changes anyway.
-		if want, err = r.serviceSpec(c, confID, confName, tls.Keep); err != nil {
+		if want, err = r.serviceSpec(c, confID, confName, tls.Keep, tls.ClientCA); err != nil {
 			return out, err
 		}
 		kept = swarm.UpToDate(*cur, want)
@@ -134,7 +137,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster, tls TLS)
 				return out, err
 			}
 		}
-		if want, err = r.serviceSpec(c, confID, confName, cert); err != nil {
+		if want, err = r.serviceSpec(c, confID, confName, cert, tls.ClientCA); err != nil {
 			return out, err
 		}
 	}
@@ -165,7 +168,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster, tls TLS)
 	return out, errors.Join(errs...)
 }
 
-func (r *Reconciler) serviceSpec(c *api.MqttCluster, confID, confName string, cert *dswarm.Secret) (dswarm.ServiceSpec, error) {
+func (r *Reconciler) serviceSpec(c *api.MqttCluster, confID, confName string, cert, clientCA *dswarm.Secret) (dswarm.ServiceSpec, error) {
 	s := c.Spec.LoadBalancer
 	name := ServiceName(c.Name)
 	replicas := uint64(*s.Replicas)
@@ -186,6 +189,12 @@ func (r *Reconciler) serviceSpec(c *api.MqttCluster, confID, confName string, ce
 			SecretID: cert.ID, SecretName: cert.Spec.Name,
 			File: &dswarm.SecretReferenceFileTarget{Name: CertFile, UID: "0", GID: "0", Mode: 0o400},
 		}}
+		if clientCA != nil {
+			cs.Secrets = append(cs.Secrets, &dswarm.SecretReference{
+				SecretID: clientCA.ID, SecretName: clientCA.Spec.Name,
+				File: &dswarm.SecretReferenceFileTarget{Name: ClientCAFile, UID: "0", GID: "0", Mode: 0o444},
+			})
+		}
 	}
 	var ports []dswarm.PortConfig
 	for _, p := range []int32{*s.Ports.MQTT, *s.Ports.MQTTS} {

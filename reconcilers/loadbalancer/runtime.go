@@ -61,30 +61,51 @@ func (rt Runtime) exec(ctx context.Context, addr, cmd string) (string, error) {
 	return string(b), nil
 }
 
-// ServedSerial returns the serial number of the certificate HAProxy serves
-// from CertPath (the committed one, not a pending transaction).
-func (rt Runtime) ServedSerial(ctx context.Context, addr string) (*big.Int, error) {
-	out, err := rt.exec(ctx, addr, "show ssl cert "+CertPath+"\n")
-	if err != nil {
-		return nil, err
-	}
-	return parseSerial(out)
+// Served is what HAProxy says of the certificate it serves.
+type Served struct {
+	Serial   *big.Int
+	NotAfter time.Time
 }
 
-func parseSerial(out string) (*big.Int, error) {
+// ServedCertificate describes the certificate HAProxy serves from
+// CertPath (the committed one, not a pending transaction).
+func (rt Runtime) ServedCertificate(ctx context.Context, addr string) (Served, error) {
+	out, err := rt.exec(ctx, addr, "show ssl cert "+CertPath+"\n")
+	if err != nil {
+		return Served{}, err
+	}
+	return parseServed(out)
+}
+
+func parseServed(out string) (Served, error) {
+	var s Served
 	sc := bufio.NewScanner(strings.NewReader(out))
 	for sc.Scan() {
-		v, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "Serial:")
+		k, v, ok := strings.Cut(strings.TrimSpace(sc.Text()), ":")
 		if !ok {
 			continue
 		}
-		n, ok := new(big.Int).SetString(strings.TrimSpace(v), 16)
-		if !ok {
-			return nil, fmt.Errorf("%w: unreadable serial %q", ErrRuntime, strings.TrimSpace(v))
+		v = strings.TrimSpace(v)
+		switch k {
+		case "Serial":
+			n, ok := new(big.Int).SetString(v, 16)
+			if !ok {
+				return Served{}, fmt.Errorf("%w: unreadable serial %q", ErrRuntime, v)
+			}
+			s.Serial = n
+		case "notAfter":
+			// OpenSSL's ASN1_TIME_print form: "Feb 25 12:06:49 2027 GMT".
+			t, err := time.Parse("Jan _2 15:04:05 2006 MST", v)
+			if err != nil {
+				return Served{}, fmt.Errorf("%w: unreadable notAfter %q", ErrRuntime, v)
+			}
+			s.NotAfter = t.UTC()
 		}
-		return n, nil
 	}
-	return nil, fmt.Errorf("%w: no serial in the answer to show ssl cert: %s", ErrRuntime, firstLine(out))
+	if s.Serial == nil {
+		return Served{}, fmt.Errorf("%w: no serial in the answer to show ssl cert: %s", ErrRuntime, firstLine(out))
+	}
+	return s, nil
 }
 
 // PushCertificate makes HAProxy serve pem (certificate chain and private

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // fakeRuntime answers like HAProxy 2.6's stats socket (answers copied from
@@ -50,7 +51,7 @@ func (f *fakeRuntime) answer(cmd string) string {
 	line, _, _ := strings.Cut(cmd, "\n")
 	switch {
 	case line == "show ssl cert "+CertPath:
-		return "Filename: " + CertPath + "\nStatus: Used\nSerial: " + f.serial + "\nnotBefore: Nov 27 12:02:46 2026 GMT\n\n"
+		return "Filename: " + CertPath + "\nStatus: Used\nSerial: " + f.serial + "\nnotBefore: Nov 27 12:02:46 2026 GMT\nnotAfter: Nov 28 12:02:46 2026 GMT\n\n"
 	case line == "set ssl cert "+CertPath+" <<":
 		if f.failSet {
 			return "unable to load certificate from file '" + CertPath + "'.\n\n"
@@ -73,17 +74,17 @@ func TestRuntimeServedSerialAndPush(t *testing.T) {
 	f := startFakeRuntime(t, "00C4A1")
 	rt := Runtime{}
 	addr := f.listener.Addr().String()
-	got, err := rt.ServedSerial(context.Background(), addr)
-	if err != nil || got.Text(16) != "c4a1" {
-		t.Fatalf("serial = %v, %v; want c4a1", got, err)
+	got, err := rt.ServedCertificate(context.Background(), addr)
+	if err != nil || got.Serial.Text(16) != "c4a1" || !got.NotAfter.Equal(time.Date(2026, 11, 28, 12, 2, 46, 0, time.UTC)) {
+		t.Fatalf("served = %+v, %v; want serial c4a1, notAfter 2026-11-28 12:02:46", got, err)
 	}
 	// The fake takes the "SERIAL" line of the payload as the new serial.
 	pem := "-----BEGIN CERTIFICATE-----\nSERIAL 0BEE\n-----END CERTIFICATE-----\n-----BEGIN PRIVATE KEY-----\nsecret\n-----END PRIVATE KEY-----\n"
 	if err := rt.PushCertificate(context.Background(), addr, []byte(pem)); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := rt.ServedSerial(context.Background(), addr); got.Text(16) != "bee" {
-		t.Fatalf("after push serial = %v, want bee", got)
+	if got, _ := rt.ServedCertificate(context.Background(), addr); got.Serial.Text(16) != "bee" {
+		t.Fatalf("after push serial = %v, want bee", got.Serial)
 	}
 	f.mu.Lock()
 	set := f.cmds[1]
@@ -114,16 +115,23 @@ func TestRuntimeUnreachable(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := ln.Addr().String()
 	ln.Close()
-	if _, err := (Runtime{}).ServedSerial(context.Background(), addr); err == nil {
+	if _, err := (Runtime{}).ServedCertificate(context.Background(), addr); err == nil {
 		t.Fatal("no error from a closed port")
 	}
 }
 
-func TestParseSerial(t *testing.T) {
-	if _, err := parseSerial("Can't display the certificate: Not found or the certificate is a bundle!\n"); !errors.Is(err, ErrRuntime) {
+func TestParseServed(t *testing.T) {
+	if _, err := parseServed("Can't display the certificate: Not found or the certificate is a bundle!\n"); !errors.Is(err, ErrRuntime) {
 		t.Errorf("missing serial: %v", err)
 	}
-	if _, err := parseSerial("Serial: XYZ\n"); !errors.Is(err, ErrRuntime) {
+	if _, err := parseServed("Serial: XYZ\n"); !errors.Is(err, ErrRuntime) {
 		t.Errorf("bad serial: %v", err)
+	}
+	if _, err := parseServed("Serial: 01\nnotAfter: tomorrow\n"); !errors.Is(err, ErrRuntime) {
+		t.Errorf("bad notAfter: %v", err)
+	}
+	s, err := parseServed("Serial: 01\nnotAfter: Feb  5 02:06:49 2027 GMT\n")
+	if err != nil || !s.NotAfter.Equal(time.Date(2027, 2, 5, 2, 6, 49, 0, time.UTC)) {
+		t.Errorf("single-digit day: %+v %v", s, err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -34,6 +35,27 @@ func OwnedComponent(operatorID, cluster, component string) map[string]string {
 	l := Owned(operatorID, cluster)
 	l[LabelComponent] = component
 	return l
+}
+
+// ErrMissingSecret: a Docker secret the spec names does not exist.
+// Retrying cannot fix it until the user creates it; it becomes a condition.
+var ErrMissingSecret = errors.New("secret not found")
+
+// SecretByName finds a Docker secret by its name; a missing one is
+// ErrMissingSecret, with field saying which spec field names it.
+func SecretByName(ctx context.Context, r interface {
+	Secrets(ctx context.Context, labels map[string]string) ([]swarm.Secret, error)
+}, name, field, cluster string) (*swarm.Secret, error) {
+	secrets, err := r.Secrets(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range secrets {
+		if s.Spec.Name == name {
+			return &s, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: Docker secret %q named by %s of %s does not exist", ErrMissingSecret, name, field, cluster)
 }
 
 // Outcome lists what a reconciler's pass changed, by object name.
