@@ -52,7 +52,7 @@ func newFleet(addr string, caPEM []byte, user, pass, tag string) (*tlsFleet, err
 			wg.Add(1)
 			go func(j int) {
 				defer wg.Done()
-				o := mqtt.NewClientOptions().AddBroker("ssl://"+addr).SetTLSConfig(&tls.Config{RootCAs: f.roots, ServerName: "localhost"}).
+				o := mqtt.NewClientOptions().AddBroker("ssl://" + addr).SetTLSConfig(&tls.Config{RootCAs: f.roots, ServerName: "localhost"}).
 					SetClientID(fmt.Sprintf("rot-%s-%03d", tag, j)).SetUsername(user).SetPassword(pass).
 					SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(3 * time.Second).SetCleanSession(true).
 					SetConnectionLostHandler(func(mqtt.Client, error) { f.lost.Add(1) })

@@ -4,17 +4,31 @@ package e2e
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
 	"fmt"
+	"io"
 	"math/big"
 	"net"
+	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/client"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/certs"
 )
 
 // servedSerial is the serial of the certificate a new TLS handshake gets.
@@ -201,4 +215,275 @@ func TestCertificateRenewalDropsNobody(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+const certsCluster = "e2ecerts"
+
+// clientCert issues a client certificate (clientAuth usage) from ca.
+func clientCert(t *testing.T, ca certs.Pair, cn string) tls.Certificate {
+	t.Helper()
+	caCert, err := certs.ParseCert(ca.CertPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caKey, err := tls.X509KeyPair(ca.CertPEM, ca.KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, key.Public(), caKey.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+func poolOf(t *testing.T, pems ...[]byte) *x509.CertPool {
+	p := x509.NewCertPool()
+	for _, b := range pems {
+		if !p.AppendCertsFromPEM(b) {
+			t.Fatal("no certificate in PEM")
+		}
+	}
+	return p
+}
+
+// secretFile creates a Docker secret from data; it is removed at the end.
+func secretFile(t *testing.T, name string, data []byte) {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(f, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	exec.Command("docker", "secret", "rm", name).Run()
+	docker(t, "secret", "create", name, f)
+}
+
+// TestCARotationClientAuthAndUserCertificate, on a cluster of its own:
+//   - CA rotation: the next CA is in the bundle at once; a client that
+//     trusts only the old CA keeps connecting during the overlap; at the
+//     switch the server certificate from the new CA is pushed (HAProxy is
+//     not restarted) and clients with the bundle keep connecting;
+//   - clientAuth required: a client without a certificate is refused, one
+//     with a certificate from the client CA secret gets in;
+//   - certificateSecret: the user's certificate is served as is and its
+//     expiry reported.
+func TestCARotationClientAuthAndUserCertificate(t *testing.T) {
+	ctx := context.Background()
+	c := newClient(t)
+	t.Cleanup(func() {
+		if os.Getenv("E2E_KEEP") != "" {
+			return
+		}
+		_ = c.Delete(ctx, certsCluster)
+		eventually(t, "the certs cluster removed", 60*time.Second, func() error {
+			if n := docker(t, "service", "ls", "-q", "--filter", "label=mqtt.swarm/cluster="+certsCluster); n != "" {
+				return errStr("services left")
+			}
+			return nil
+		})
+		exec.Command("docker", "secret", "rm", "e2ecerts-fleet-ca", "e2ecerts-user-cert").Run()
+	})
+	const overlap = 8 * time.Second
+	spec := func(tlsExtra string) []byte {
+		return testSpec(certsCluster, 1, 0, 29883, "  tls: {dnsNames: [localhost], caOverlap: "+overlap.String()+tlsExtra+"}\n")
+	}
+	if _, err := c.Apply(ctx, spec("")); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, c, certsCluster, 120*time.Second)
+	cr, err := c.Credentials(ctx, certsCluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := c.CA(ctx, certsCluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldCA := []byte(ca.Certificate)
+	e := endpoint{host: "localhost", mqtts: 29883, user: cr.Username, pass: cr.Password}
+	connects := func(roots *x509.CertPool, cert *tls.Certificate) error {
+		tc := &tls.Config{RootCAs: roots, ServerName: "localhost", MinVersion: tls.VersionTLS12}
+		if cert != nil {
+			tc.Certificates = []tls.Certificate{*cert}
+		}
+		cn, err := dial(e, fmt.Sprintf("e2e-ca-%d", time.Now().UnixNano()), tc, e.user, e.pass)
+		if err != nil {
+			return err
+		}
+		defer cn.Disconnect(0)
+		return roundTrip(cn, "e2e/ca", "x")
+	}
+	if err := connects(poolOf(t, oldCA), nil); err != nil {
+		t.Fatal(err)
+	}
+	task := lbTask(t, certsCluster)
+	// The key HAProxy started with (read from inside its container): it
+	// must show up nowhere else.
+	startKey := docker(t, "exec", docker(t, "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+certsCluster+"-lb"), "cat", "/run/secrets/mqtts.pem")
+
+	// CA rotation.
+	if out, err := exec.Command("../../bin/mqttctl", "certificate", "rotate-ca", certsCluster).CombinedOutput(); err != nil {
+		t.Fatalf("mqttctl certificate rotate-ca: %v\n%s", err, out)
+	}
+	var bundle []byte
+	eventually(t, "the next CA in the bundle", 10*time.Second, func() error {
+		ca, err := c.CA(ctx, certsCluster)
+		if err != nil {
+			return err
+		}
+		if n := strings.Count(ca.Certificate, "BEGIN CERTIFICATE"); n != 2 {
+			return fmt.Errorf("%d certificates in the bundle", n)
+		}
+		bundle = []byte(ca.Certificate)
+		return nil
+	})
+	obj, err := c.Get(ctx, certsCluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if obj.Status.CARotation == nil || obj.Status.CARotation.SwitchAt == nil {
+		t.Fatalf("status.caRotation: %+v", obj.Status.CARotation)
+	}
+	switchAt := obj.Status.CARotation.SwitchAt.Time
+	if err := connects(poolOf(t, oldCA), nil); err != nil {
+		t.Fatalf("during the overlap, a client trusting only the old CA: %v", err)
+	}
+	if err := connects(poolOf(t, bundle), nil); err != nil {
+		t.Fatalf("during the overlap, a client with the bundle: %v", err)
+	}
+	newOnly := poolOf(t, []byte(strings.Replace(string(bundle), string(oldCA), "", 1)))
+	eventually(t, "the new CA signing after the overlap", overlap+20*time.Second, func() error {
+		return connects(newOnly, nil)
+	})
+	if d := time.Since(switchAt); d > 5*time.Second {
+		t.Errorf("the new CA signed %v after the switch time", d)
+	}
+	if err := connects(poolOf(t, bundle), nil); err != nil {
+		t.Fatalf("after the switch, a client with the bundle: %v", err)
+	}
+	if err := connects(poolOf(t, oldCA), nil); err == nil {
+		t.Fatal("after the switch, the old CA alone still verifies")
+	}
+	if now := lbTask(t, certsCluster); now != task {
+		t.Errorf("the CA rotation restarted HAProxy (%s -> %s)", task, now)
+	}
+	obj = waitReady(t, c, certsCluster, 30*time.Second)
+	if obj.Status.CARotation != nil || obj.Status.Certificate.Reason != "CARotated" {
+		t.Errorf("after the switch: caRotation %+v, certificate %+v", obj.Status.CARotation, obj.Status.Certificate)
+	}
+
+	// Mutual TLS: the client CA from a Docker secret.
+	clientCA, err := certs.IssueCA("e2e-fleet", certs.ECDSAP256, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	secretFile(t, "e2ecerts-fleet-ca", clientCA.CertPEM)
+	if _, err := c.Apply(ctx, spec(", clientAuth: required, clientCASecret: e2ecerts-fleet-ca")); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, c, certsCluster, 120*time.Second)
+	device := clientCert(t, clientCA, "device-1")
+	eventually(t, "a client with a certificate connecting", 30*time.Second, func() error { return connects(newOnly, &device) })
+	if err := connects(newOnly, nil); err == nil {
+		t.Fatal("clientAuth required: a client without a certificate got in")
+	}
+	stranger, _ := certs.IssueCA("stranger", certs.ECDSAP256, time.Hour, time.Now())
+	other := clientCert(t, stranger, "device-2")
+	if err := connects(newOnly, &other); err == nil {
+		t.Fatal("clientAuth required: a certificate from another CA got in")
+	}
+
+	// The user's own certificate, served as is.
+	userCA, _ := certs.IssueCA("e2e-user", certs.ECDSAP256, time.Hour, time.Now())
+	userCert, err := certs.IssueServer(userCA, certs.ServerRequest{CommonName: "mqtt.example.com", DNSNames: []string{"localhost"}, Duration: 50 * time.Minute}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	secretFile(t, "e2ecerts-user-cert", append(append([]byte{}, userCert.CertPEM...), userCert.KeyPEM...))
+	if _, err := c.Apply(ctx, spec(", certificateSecret: e2ecerts-user-cert")); err != nil {
+		t.Fatal(err)
+	}
+	obj = waitReady(t, c, certsCluster, 120*time.Second)
+	want, _ := certs.ParseCert(userCert.CertPEM)
+	eventually(t, "the user's certificate served", 30*time.Second, func() error { return connects(poolOf(t, userCA.CertPEM), nil) })
+	eventually(t, "the user's certificate in the status", 30*time.Second, func() error {
+		obj, err := c.Get(ctx, certsCluster)
+		if err != nil {
+			return err
+		}
+		cs := obj.Status.Certificate
+		if cs == nil || cs.Serial != want.SerialNumber.Text(16) || cs.NotAfter == nil || !cs.NotAfter.Time.Equal(want.NotAfter) {
+			return fmt.Errorf("status.certificate %+v, want serial %x notAfter %v", cs, want.SerialNumber, want.NotAfter)
+		}
+		return nil
+	})
+	if _, err := c.CA(ctx, certsCluster); err == nil || !strings.Contains(err.Error(), "certificateSecret") {
+		t.Errorf("get ca with a user certificate: %v", err)
+	}
+	noKeyLeaks(t, c, []byte(startKey), userCert.KeyPEM)
+}
+
+// noKeyLeaks: no private key (its PEM header, or a line of a given key's
+// base64 body) in the operator's logs (its events), the HAProxy and broker
+// logs, any cluster's status (conditions carry the error messages) or the
+// operator's metrics.
+func noKeyLeaks(t *testing.T, c *client.Client, keys ...[]byte) {
+	t.Helper()
+	var bodies []string
+	for _, k := range keys {
+		inKey := false
+		for _, l := range strings.Split(string(k), "\n") {
+			switch {
+			case strings.Contains(l, "BEGIN") && strings.Contains(l, "PRIVATE KEY"):
+				inKey = true
+			case strings.Contains(l, "END"):
+				inKey = false
+			case inKey && len(l) >= 40:
+				bodies = append(bodies, l)
+			}
+		}
+	}
+	if len(bodies) < len(keys) {
+		t.Fatalf("no key body found in %d keys", len(keys))
+	}
+	places := map[string]string{}
+	out, _ := exec.Command("docker", "service", "logs", "--raw", stack+"_operator").CombinedOutput()
+	places["operator logs"] = string(out)
+	svcs := docker(t, "service", "ls", "--filter", "label=mqtt.swarm/operator", "--format", "{{.Name}}")
+	for _, svc := range strings.Fields(svcs) {
+		out, _ := exec.Command("docker", "service", "logs", "--raw", svc).CombinedOutput()
+		places[svc+" logs"] = string(out)
+	}
+	list, err := c.List(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(list)
+	places["statuses"] = string(b)
+	resp, err := http.Get(os.Getenv("MQTTCTL_SERVER") + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	places["metrics"] = string(m)
+	if len(places["operator logs"]) == 0 || !strings.Contains(places["metrics"], "mqttoperator_certificate_expiration_timestamp_seconds") {
+		t.Fatalf("nothing to search: %d bytes of operator logs, metrics %d bytes", len(places["operator logs"]), len(m))
+	}
+	for where, text := range places {
+		if strings.Contains(text, "PRIVATE KEY") {
+			t.Errorf("a private key header in the %s", where)
+		}
+		for _, body := range bodies {
+			if strings.Contains(text, body) {
+				t.Errorf("a private key's body in the %s", where)
+			}
+		}
+	}
 }
