@@ -10,10 +10,18 @@ fi
 if [[ -s "$LOCAL/api-token" ]] && curl -fsS "http://127.0.0.1:$API_PORT/readyz" >/dev/null 2>&1; then
   MQTTCTL_SERVER="http://127.0.0.1:$API_PORT" MQTTCTL_TOKEN_FILE="$LOCAL/api-token" \
     "$ROOT/bin/mqttctl" delete quickstart 2>/dev/null || true
+  # The operator removes the cluster's services; they leave the control
+  # network before the stack (which owns it) goes.
+  wait_for "the quickstart cluster's services to be removed" 60 bash -c \
+    "! docker service ls -q --filter label=mqtt.swarm/cluster=quickstart | grep -q ."
 fi
 if docker stack ls --format '{{.Name}}' | grep -qx "$STACK"; then
   log "removing stack $STACK"
-  docker stack rm "$STACK" >/dev/null
+  if ! docker stack rm "$STACK" >/dev/null 2>"$LOCAL/stack-rm.err"; then
+    # Other clusters' HAProxy services still use the control network: it
+    # stays (the next make up reuses it).
+    log "stack $STACK removed; kept: $(tr '\n' ' ' <"$LOCAL/stack-rm.err")"
+  fi
   wait_for "the operator's containers to stop" 60 bash -c "! docker ps -q --filter label=com.docker.stack.namespace=$STACK | grep -q ."
 fi
 if [[ "${PURGE:-}" == "1" ]]; then
