@@ -136,6 +136,14 @@ func TestRenewCertificateRouteAndExpiryMetrics(t *testing.T) {
 	if after.Annotations[credentials.RenewAnnotation] != rr.RequestedAt || after.Generation != before.Generation || string(after.Spec) != string(before.Spec) {
 		t.Fatalf("renew must only annotate: %+v", after)
 	}
+	// Applying the same file again is "unchanged" and keeps the request.
+	body := []byte("apiVersion: mqtt.swarm/v1alpha1\nkind: MqttCluster\nmetadata: {name: iot}\n")
+	if code, b := do(t, in.URL, call{method: http.MethodPost, path: server.BasePath, token: tok, body: body}); code != http.StatusOK || !strings.Contains(string(b), `"unchanged"`) {
+		t.Fatalf("re-apply: %d %s", code, b)
+	}
+	if again := in.Store.Get(api.KindMqttCluster, "iot"); again.ModifyIndex != after.ModifyIndex || again.Annotations[credentials.RenewAnnotation] != rr.RequestedAt {
+		t.Fatalf("re-apply after a renew request: index %d -> %d, annotations %v", after.ModifyIndex, again.ModifyIndex, again.Annotations)
+	}
 
 	// Expiry of the CAs (the store; the next one during a CA rotation) and
 	// of the server certificate (the status, which covers a certificate

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"strconv"
 	"strings"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/credentials"
 )
 
 // MaxBodyBytes bounds a request body; past it the answer is 413.
@@ -316,7 +318,7 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	res, stored, err := s.store.Apply(store.ApplyRequest{
-		Kind: api.KindMqttCluster, Name: obj.Name, Labels: obj.Labels, Annotations: obj.Annotations,
+		Kind: api.KindMqttCluster, Name: obj.Name, Labels: obj.Labels, Annotations: s.keepRequests(obj),
 		Spec: spec, ExpectVersion: expect,
 	})
 	if err != nil {
@@ -393,4 +395,27 @@ func (s *Server) putStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// keepRequests returns obj's annotations plus the request annotations
+// (certificate renew, CA rotation) the stored object carries and obj does
+// not set: those are written by the operator's verbs, and re-applying the
+// same file must neither undo them nor count as a change.
+func (s *Server) keepRequests(obj *api.MqttCluster) map[string]string {
+	cur := s.store.Get(api.KindMqttCluster, obj.Name)
+	if cur == nil {
+		return obj.Annotations
+	}
+	ann := maps.Clone(obj.Annotations)
+	for _, k := range credentials.RequestAnnotations {
+		v, stored := cur.Annotations[k]
+		if _, set := obj.Annotations[k]; !stored || set {
+			continue
+		}
+		if ann == nil {
+			ann = map[string]string{}
+		}
+		ann[k] = v
+	}
+	return ann
 }

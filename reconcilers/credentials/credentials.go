@@ -97,6 +97,10 @@ const RenewAnnotation = "mqtt.swarm/renew-certificate-requested-at"
 // RFC 3339 time of the request (mqttctl certificate rotate-ca sets it).
 const RotateCAAnnotation = "mqtt.swarm/rotate-ca-requested-at"
 
+// RequestAnnotations are written by the operator's verbs; an apply that
+// does not set them keeps them.
+var RequestAnnotations = []string{RenewAnnotation, RotateCAAnnotation}
+
 func annotationTime(c *api.MqttCluster, key string) time.Time {
 	t, err := time.Parse(time.RFC3339Nano, c.Annotations[key])
 	if err != nil {
