@@ -272,3 +272,21 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 }
 
 func (s *fsmSnapshot) Release() {}
+
+// writeTo writes the snapshot as Persist does (the backup format).
+func (s *fsmSnapshot) writeTo(w io.Writer) error {
+	sortObjects(s.file.Objects)
+	return json.NewEncoder(w).Encode(&s.file)
+}
+
+// readSnapshot reads and checks a snapshot (or backup) file.
+func readSnapshot(r io.Reader) (snapshotFile, error) {
+	var file snapshotFile
+	if err := json.NewDecoder(r).Decode(&file); err != nil {
+		return file, fmt.Errorf("read snapshot: %w", err)
+	}
+	if file.Version != snapshotVersion {
+		return file, fmt.Errorf("read snapshot: unsupported version %d", file.Version)
+	}
+	return file, nil
+}

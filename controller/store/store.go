@@ -40,6 +40,11 @@ type Config struct {
 	Bootstrap bool
 	// ApplyTimeout bounds one write. Default 10s.
 	ApplyTimeout time.Duration
+	// HeartbeatTimeout and ElectionTimeout (default 500ms each) and
+	// LeaderLeaseTimeout (default 250ms) are raft's: a follower that hears
+	// nothing for the first stands for election; a leader that cannot
+	// reach a quorum for the last steps down.
+	HeartbeatTimeout, ElectionTimeout, LeaderLeaseTimeout time.Duration
 	// Logger receives the store's and raft's logs.
 	Logger *slog.Logger
 	// LogOutput receives raft's own log lines. Default: stderr.
@@ -128,6 +133,9 @@ func Open(cfg Config) (*Store, error) {
 	rc.SnapshotThreshold = 4096
 	rc.SnapshotInterval = 2 * time.Minute
 	rc.TrailingLogs = 4096
+	rc.HeartbeatTimeout = orDefault(cfg.HeartbeatTimeout, 500*time.Millisecond)
+	rc.ElectionTimeout = orDefault(cfg.ElectionTimeout, 500*time.Millisecond)
+	rc.LeaderLeaseTimeout = orDefault(cfg.LeaderLeaseTimeout, 250*time.Millisecond)
 
 	fsm := NewFSM(cfg.Logger)
 	s := &Store{cfg: cfg, fsm: fsm, trans: trans, wal: logStore, meta: meta, nodeID: rc.LocalID, log: cfg.Logger}
@@ -158,9 +166,53 @@ func Open(cfg Config) (*Store, error) {
 	if metas, err := snaps.List(); err == nil && len(metas) > 0 && target <= metas[0].Index {
 		target = 0 // restored from the snapshot at open
 	}
-	go s.watchCatchUp(target)
+	fresh := false
+	if !cfg.Bootstrap {
+		has, err := raft.HasExistingState(logs, logStore, snaps)
+		if err == nil && !has {
+			fresh = true
+		}
+	}
+	if fresh {
+		// A server that joins with no state must not serve the empty state
+		// as if it were the cluster's: it is caught up once a leader has
+		// replicated the log to it.
+		go s.watchJoin()
+	} else {
+		go s.watchCatchUp(target)
+	}
 	return s, nil
 }
+
+// watchJoin closes caughtUp once this (new) server is in a configuration,
+// knows a leader, and has applied what that leader had committed when it
+// last heard from it.
+func (s *Store) watchJoin() {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if _, id := s.raft.LeaderWithID(); id != "" {
+			if c := s.raft.CommitIndex(); c > 0 && s.fsm.Applied() >= lastCommandAt(s, c) {
+				close(s.caughtUp)
+				return
+			}
+		}
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// lastCommandAt is the FSM index the commit index c stands for: the last
+// command at or below it (configuration entries are not applied to the
+// FSM).
+func lastCommandAt(s *Store, c uint64) uint64 {
+	return lastCommand(s.logStore(), c)
+}
+
+func (s *Store) logStore() raft.LogStore { return s.wal }
 
 // lastCommand is the index of the last command in the log at or below
 // last (0 when the log holds none: the snapshot, restored at open, has it
@@ -230,6 +282,13 @@ func (s *Store) Close() error {
 	}
 	errs = append(errs, s.trans.Close(), s.wal.Close(), s.meta.Close())
 	return errors.Join(errs...)
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
 }
 
 func nodeID(cfg Config) (string, error) {
@@ -443,6 +502,52 @@ func (s *Store) Peers() ([]Peer, error) {
 		out = append(out, Peer{ID: string(srv.ID), Address: string(srv.Address), Suffrage: srv.Suffrage.String(), Leader: srv.ID == leader})
 	}
 	return out, nil
+}
+
+// AddVoter adds (or re-addresses) a voting server. Leader only.
+func (s *Store) AddVoter(id, addr string) error {
+	if err := s.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, s.cfg.ApplyTimeout).Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) {
+			return ErrNotLeader
+		}
+		return fmt.Errorf("store: add voter %s at %s: %w", id, addr, err)
+	}
+	return nil
+}
+
+// RemoveServer removes a server from the configuration. Leader only.
+func (s *Store) RemoveServer(id string) error {
+	if err := s.raft.RemoveServer(raft.ServerID(id), 0, s.cfg.ApplyTimeout).Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) {
+			return ErrNotLeader
+		}
+		return fmt.Errorf("store: remove server %s: %w", id, err)
+	}
+	return nil
+}
+
+// VerifyLeader checks with a quorum that this node still leads: a leader
+// that was paused or cut off learns here that it does not, before it acts.
+func (s *Store) VerifyLeader() error {
+	if err := s.raft.VerifyLeader().Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return ErrNotLeader
+		}
+		return err
+	}
+	return nil
+}
+
+// Backup writes a snapshot of the whole state to w: the FSM's own
+// snapshot format, which Restore reads. Any server can take one; the API
+// takes it on the leader, after a barrier, so it holds every acknowledged
+// write.
+func (s *Store) Backup(w io.Writer) error {
+	snap, err := s.fsm.Snapshot()
+	if err != nil {
+		return err
+	}
+	return snap.(*fsmSnapshot).writeTo(w)
 }
 
 // Snapshot forces a raft snapshot (used by tests and backups).
