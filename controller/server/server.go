@@ -38,6 +38,8 @@ type Store interface {
 	Leader() store.LeaderInfo
 	Peers() ([]store.Peer, error)
 	CaughtUp() <-chan struct{}
+	Barrier(timeout time.Duration) error
+	Backup(w io.Writer) error
 }
 
 // catchUpWait bounds how long a read waits for the store to replay its log
@@ -52,6 +54,11 @@ type Config struct {
 	Token    string
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
+	// Forward, when set, sends writes (and consistent reads) that reach a
+	// follower to the leader's API; Transport carries them (default
+	// http.DefaultTransport).
+	Forward   LeaderAPI
+	Transport http.RoundTripper
 }
 
 // Server serves the HTTP API.
@@ -63,6 +70,8 @@ type Server struct {
 	reg       *prometheus.Registry
 	requests  *prometheus.CounterVec
 	latency   *prometheus.HistogramVec
+	forward   LeaderAPI
+	transport http.RoundTripper
 }
 
 // New returns a server. The token must not be empty.
@@ -76,7 +85,8 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
 	}
-	s := &Server{store: cfg.Store, defaults: cfg.Defaults, tokenHash: sha256.Sum256([]byte(cfg.Token)), log: cfg.Logger, reg: cfg.Registry}
+	s := &Server{store: cfg.Store, defaults: cfg.Defaults, tokenHash: sha256.Sum256([]byte(cfg.Token)), log: cfg.Logger, reg: cfg.Registry,
+		forward: cfg.Forward, transport: cfg.Transport}
 	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mqttoperator_api_requests_total", Help: "HTTP API requests by route, method and status code.",
 	}, []string{"route", "method", "code"})
@@ -104,17 +114,22 @@ func (s *Server) Handler() http.Handler {
 
 	// Reads wait until a restarted store has replayed its log, so nobody
 	// sees an empty or old state; writes go through raft anyway.
-	authed("GET "+BasePath, "list", s.caughtUp(s.list))
-	authed("POST "+BasePath, "apply", s.caughtUp(s.apply))
-	authed("GET "+BasePath+"/{name}", "get", s.caughtUp(s.get))
-	authed("PUT "+BasePath+"/{name}", "apply", s.caughtUp(s.apply))
-	authed("DELETE "+BasePath+"/{name}", "delete", s.delete)
-	authed("GET "+BasePath+"/{name}/status", "status", s.caughtUp(s.get))
-	authed("PUT "+BasePath+"/{name}/status", "status", s.putStatus)
-	authed("GET "+BasePath+"/{name}/ca", "ca", s.caughtUp(s.getCA))
-	authed("GET "+BasePath+"/{name}/credentials", "credentials", s.caughtUp(s.getCredentials))
-	authed("POST "+BasePath+"/{name}/certificate/renew", "renew", s.caughtUp(s.renewCertificate))
-	authed("POST "+BasePath+"/{name}/ca/rotate", "rotate-ca", s.caughtUp(s.rotateCA))
+	// Writes anywhere go to the leader (forwarded by a follower). Reads
+	// are local, with the index headers, or consistent on request.
+	write := func(h http.HandlerFunc) http.HandlerFunc { return s.toLeader(s.caughtUp(h)) }
+	read := func(h http.HandlerFunc) http.HandlerFunc { return s.read(s.caughtUp(h)) }
+	authed("GET "+BasePath, "list", read(s.list))
+	authed("POST "+BasePath, "apply", write(s.apply))
+	authed("GET "+BasePath+"/{name}", "get", read(s.get))
+	authed("PUT "+BasePath+"/{name}", "apply", write(s.apply))
+	authed("DELETE "+BasePath+"/{name}", "delete", s.toLeader(s.delete))
+	authed("GET "+BasePath+"/{name}/status", "status", read(s.get))
+	authed("PUT "+BasePath+"/{name}/status", "status", s.toLeader(s.putStatus))
+	authed("GET "+BasePath+"/{name}/ca", "ca", read(s.getCA))
+	authed("GET "+BasePath+"/{name}/credentials", "credentials", read(s.getCredentials))
+	authed("POST "+BasePath+"/{name}/certificate/renew", "renew", write(s.renewCertificate))
+	authed("POST "+BasePath+"/{name}/ca/rotate", "rotate-ca", write(s.rotateCA))
+	authed("GET /v1/backup", "backup", s.toLeader(s.backup))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, http.StatusNotFound, ReasonNotFound, "no route for "+r.Method+" "+r.URL.Path, nil)
 	})

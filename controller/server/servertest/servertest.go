@@ -4,12 +4,16 @@ package servertest
 
 import (
 	"context"
-	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/testutil"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http/httptest"
+	"net/url"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/testutil"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/server"
@@ -58,4 +62,66 @@ func Start(t testing.TB, dir string) *Instance {
 		_ = st.Close()
 	})
 	return &Instance{URL: hs.URL, Store: st, HTTP: hs}
+}
+
+// StartCluster runs n stores as one raft cluster (the first bootstraps,
+// the others are added as voters) with an API in front of each; a
+// follower's API forwards writes to the leader's, found by raft address.
+func StartCluster(t testing.TB, n int) []*Instance {
+	t.Helper()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var mu sync.Mutex
+	apiOf := map[string]string{} // raft address -> API URL
+	var out []*Instance
+	for i := 0; i < n; i++ {
+		addr := testutil.FreeAddr(t)
+		st, err := store.Open(store.Config{DataDir: t.TempDir(), NodeID: fmt.Sprintf("m%d", i), BindAddr: addr, Bootstrap: i == 0, LogOutput: io.Discard, Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err := st.WaitLeader(ctx)
+			cancel()
+			if err != nil {
+				t.Fatal(err)
+			}
+		} else if err := out[0].Store.AddVoter(fmt.Sprintf("m%d", i), addr); err != nil {
+			t.Fatal(err)
+		}
+		forward := func() (*url.URL, bool) {
+			li := st.Leader()
+			mu.Lock()
+			defer mu.Unlock()
+			u, ok := apiOf[li.LeaderAddress]
+			if !ok {
+				return nil, false
+			}
+			p, err := url.Parse(u)
+			return p, err == nil
+		}
+		srv, err := server.New(server.Config{Store: st, Token: Token, Defaults: api.Defaults{BrokerImage: "eclipse-mosquitto:2.0", LoadBalancerImage: "haproxy:2.8"}, Logger: quiet, Forward: forward})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs := httptest.NewServer(srv.Handler())
+		mu.Lock()
+		apiOf[addr] = hs.URL
+		mu.Unlock()
+		out = append(out, &Instance{URL: hs.URL, Store: st, HTTP: hs})
+	}
+	t.Cleanup(func() {
+		for _, in := range out {
+			in.HTTP.Close()
+			_ = in.Store.Close()
+		}
+	})
+	for _, in := range out {
+		select {
+		case <-in.Store.CaughtUp():
+		case <-time.After(10 * time.Second):
+			t.Fatal("a server did not catch up")
+		}
+	}
+	return out
 }
