@@ -36,8 +36,8 @@ type Membership struct {
 	// SelfSwarmID is this node's Swarm id: its raft id may differ (a data
 	// dir made before it ran on a Swarm keeps the id it had).
 	SelfSwarmID string
-	Nodes    func(ctx context.Context) ([]dswarm.Node, error)
-	RaftPort int
+	Nodes       func(ctx context.Context) ([]dswarm.Node, error)
+	RaftPort    int
 	// Grace before a server that is no longer a manager is removed.
 	// Default 30s.
 	Grace time.Duration
