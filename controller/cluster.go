@@ -40,6 +40,7 @@ type ClusterStore interface {
 	Delete(store.DeleteRequest) (*store.Object, error)
 	UpdateStatus(store.StatusRequest) (store.Result, *store.Object, error)
 	IsLeader() bool
+	VerifyLeader() error
 }
 
 // ClusterReconciler brings one MqttCluster's Swarm state to its spec, in
@@ -109,9 +110,17 @@ func (r *ClusterReconciler) log() *slog.Logger {
 	return slog.Default()
 }
 
+// fence runs before every batch of Swarm writes (and certificate pushes):
+// this node must lead, and a quorum must confirm it (VerifyLeader), so a
+// leader that was paused or cut off, and resumes thinking it leads, learns
+// otherwise before it writes. What is left is the time between that check
+// and the write itself (a Docker API call): see the README.
 func (r *ClusterReconciler) fence() error {
 	if !r.Store.IsLeader() {
 		return ErrNotLeaderAnyMore
+	}
+	if err := r.Store.VerifyLeader(); err != nil {
+		return fmt.Errorf("%w (%v)", ErrNotLeaderAnyMore, err)
 	}
 	return nil
 }

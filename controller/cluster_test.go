@@ -34,9 +34,20 @@ import (
 type leaderSwitch struct {
 	*store.Store
 	lost atomic.Bool
+	// stale: this node still believes it leads (IsLeader), but a quorum
+	// says otherwise, as for a leader that was paused past its lease.
+	stale atomic.Bool
 }
 
 func (l *leaderSwitch) IsLeader() bool { return !l.lost.Load() && l.Store.IsLeader() }
+
+// VerifyLeader: a lost leadership is what a quorum would answer.
+func (l *leaderSwitch) VerifyLeader() error {
+	if l.lost.Load() || l.stale.Load() {
+		return store.ErrNotLeader
+	}
+	return l.Store.VerifyLeader()
+}
 
 type clusterEnv struct {
 	t     *testing.T
@@ -311,6 +322,14 @@ func TestClusterReconcileStopsWritingWhenLeadershipIsLost(t *testing.T) {
 	_, err := e.rec.Reconcile(context.Background(), "iot")
 	if !errors.Is(err, ErrNotLeaderAnyMore) || len(e.fake.Calls()) != 0 {
 		t.Fatalf("not leader: err %v, writes %v", err, e.fake.Calls())
+	}
+	// A leader that thinks it still leads but is not confirmed by a quorum
+	// (paused past its lease, or cut off) writes nothing either.
+	e.store.lost.Store(false)
+	e.store.stale.Store(true)
+	_, err = e.rec.Reconcile(context.Background(), "iot")
+	if !errors.Is(err, ErrNotLeaderAnyMore) || len(e.fake.Calls()) != 0 {
+		t.Fatalf("stale leader: err %v, writes %v", err, e.fake.Calls())
 	}
 }
 

@@ -5,18 +5,26 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	dswarm "github.com/docker/docker/api/types/swarm"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -36,7 +44,8 @@ type options struct {
 	brokerImage, lbImage, logLevel                    string
 	operatorID, controlNetwork                        string
 	resync                                            time.Duration
-	reconcile, showVersion                            bool
+	reconcile, showVersion, swarmRaft                 bool
+	peerAPIPort                                       int
 }
 
 func main() {
@@ -55,6 +64,8 @@ func main() {
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.operatorID, "operator-id", "mqtt-operator", "value of the ownership label on everything this operator creates in Swarm")
 	fs.StringVar(&o.controlNetwork, "control-network", "", "the operator's own overlay network (the stack's): HAProxy tasks join it and renewed certificates are pushed into them through HAProxy's runtime API with no restart; empty: a renewal rolls the HAProxy tasks")
+	fs.BoolVar(&o.swarmRaft, "swarm-raft", false, "form one raft cluster with the operators on the Swarm's other managers: raft id = Swarm node id, address = the manager's address with the --raft-addr port; the Swarm's leader manager bootstraps, the raft leader adds the others as voters and removes former managers")
+	fs.IntVar(&o.peerAPIPort, "peer-api-port", 0, "port the other managers' operator APIs are published on, for forwarding writes to the leader (default: the --api-addr port)")
 	fs.DurationVar(&o.resync, "resync", 30*time.Second, "reconcile every cluster at least this often")
 	fs.BoolVar(&o.reconcile, "reconcile", true, "reconcile clusters into Swarm while leader (false: serve the API and store only)")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
@@ -97,18 +108,55 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 
+	var d *swarm.Docker
+	if o.reconcile || o.swarmRaft {
+		if d, err = swarm.NewDocker(); err != nil {
+			return err
+		}
+		defer d.Close()
+	}
+	apiPort := o.peerAPIPort
+	if apiPort == 0 {
+		if _, p, err := net.SplitHostPort(o.apiAddr); err == nil {
+			apiPort, _ = strconv.Atoi(p)
+		}
+	}
+	bootstrap := true
+	var selfSwarmID string
+	if o.swarmRaft {
+		if selfSwarmID, bootstrap, err = joinSwarmRaft(ctx, d, &o, apiPort, log); err != nil {
+			return err
+		}
+	}
 	st, err := store.Open(store.Config{
 		DataDir: o.dataDir, NodeID: o.nodeID, BindAddr: o.raftAddr, AdvertiseAddr: o.raftAdvertise,
-		Bootstrap: true, Logger: log,
+		Bootstrap: bootstrap, Logger: log,
 	})
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	if o.swarmRaft {
+		_, port, _ := net.SplitHostPort(o.raftAddr)
+		rp, _ := strconv.Atoi(port)
+		m := &controller.Membership{Raft: st, SelfSwarmID: selfSwarmID, Nodes: d.Nodes, RaftPort: rp, Log: log}
+		go runMembership(ctx, st, m, log)
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv, err := server.New(server.Config{Store: st, Defaults: defaults, Token: token, Logger: log, Registry: reg})
+	transport, scheme, err := peerTransport(o.tlsCert)
+	if err != nil {
+		return err
+	}
+	forward := func() (*url.URL, bool) {
+		host, _, err := net.SplitHostPort(st.Leader().LeaderAddress)
+		if err != nil || host == "" {
+			return nil, false
+		}
+		return &url.URL{Scheme: scheme, Host: net.JoinHostPort(host, strconv.Itoa(apiPort))}, true
+	}
+	srv, err := server.New(server.Config{Store: st, Defaults: defaults, Token: token, Logger: log, Registry: reg, Forward: forward, Transport: transport})
 	if err != nil {
 		return err
 	}
@@ -122,11 +170,6 @@ func run(ctx context.Context, o options) error {
 		MaxHeaderBytes:    64 << 10,
 	}
 	if o.reconcile {
-		d, err := swarm.NewDocker()
-		if err != nil {
-			return err
-		}
-		defer d.Close()
 		metrics, err := controller.NewMetrics(reg)
 		if err != nil {
 			return err
@@ -215,4 +258,115 @@ func loadToken(path, dataDir string) (string, string, error) {
 		return "", "", fmt.Errorf("API token file %s is empty", path)
 	}
 	return tok, path, nil
+}
+
+// joinSwarmRaft sets the raft id and address from the Swarm (id: this
+// node's Swarm id, unless the data dir already has one; address: this
+// manager's address with the raft port) and decides whether this operator
+// bootstraps: only with no raft state, on the Swarm's leader manager, when
+// no other manager's operator reports a raft leader.
+func joinSwarmRaft(ctx context.Context, d *swarm.Docker, o *options, apiPort int, log *slog.Logger) (string, bool, error) {
+	self, err := d.LocalNodeID(ctx)
+	if err != nil {
+		return "", false, fmt.Errorf("--swarm-raft: %w", err)
+	}
+	nodes, err := d.Nodes(ctx)
+	if err != nil {
+		return "", false, fmt.Errorf("--swarm-raft: %w", err)
+	}
+	_, port, err := net.SplitHostPort(o.raftAddr)
+	if err != nil {
+		return "", false, fmt.Errorf("--raft-addr: %w", err)
+	}
+	rp, _ := strconv.Atoi(port)
+	var selfNode *dswarm.Node
+	for i := range nodes {
+		if nodes[i].ID == self {
+			selfNode = &nodes[i]
+		}
+	}
+	if selfNode == nil || selfNode.ManagerStatus == nil {
+		return "", false, errors.New("--swarm-raft: this node is not a Swarm manager")
+	}
+	if o.raftAdvertise == "" {
+		o.raftAdvertise = controller.RaftAddress(*selfNode, rp)
+	}
+	if _, err := os.Stat(filepath.Join(o.dataDir, "node-id")); o.nodeID == "" && errors.Is(err, os.ErrNotExist) {
+		o.nodeID = self
+	}
+	hasState, err := store.HasState(o.dataDir)
+	if err != nil {
+		return "", false, err
+	}
+	if hasState {
+		return self, true, nil // Open bootstraps only a data dir with no state
+	}
+	addrOf := map[string]string{}
+	for _, n := range nodes {
+		if a := controller.RaftAddress(n, rp); a != "" {
+			host, _, _ := net.SplitHostPort(a)
+			addrOf[n.ID] = net.JoinHostPort(host, strconv.Itoa(apiPort))
+		}
+	}
+	probe := func(ids []string) bool {
+		c := &http.Client{Timeout: time.Second}
+		for _, id := range ids {
+			for _, scheme := range []string{"http", "https"} {
+				resp, err := c.Get(scheme + "://" + addrOf[id] + "/v1/status/leader")
+				if err != nil {
+					continue
+				}
+				var li store.LeaderInfo
+				err = json.NewDecoder(resp.Body).Decode(&li)
+				resp.Body.Close()
+				if err == nil && li.LeaderID != "" {
+					log.Info("another manager's operator has a raft leader: joining it", "manager", id, "leader", li.LeaderID)
+					return true
+				}
+			}
+		}
+		return false
+	}
+	boot := controller.ShouldBootstrap(self, nodes, probe)
+	log.Info("raft on the Swarm", "node", self, "address", o.raftAdvertise, "bootstrap", boot)
+	return self, boot, nil
+}
+
+// runMembership keeps the raft configuration equal to the Swarm's
+// managers while this operator leads.
+func runMembership(ctx context.Context, st *store.Store, m *controller.Membership, log *slog.Logger) {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !st.IsLeader() {
+			continue
+		}
+		if _, _, err := m.Reconcile(ctx); err != nil {
+			log.Warn("raft membership pass failed", "err", err)
+		}
+	}
+}
+
+// peerTransport is how a follower reaches the leader's API: plain HTTP, or
+// HTTPS trusting the API's own certificate (every manager serves the same).
+func peerTransport(certFile string) (http.RoundTripper, string, error) {
+	if certFile == "" {
+		return http.DefaultTransport, "http", nil
+	}
+	pem, err := os.ReadFile(certFile)
+	if err != nil {
+		return nil, "", fmt.Errorf("--tls-cert: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, "", errors.New("--tls-cert: no certificate")
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return tr, "https", nil
 }

@@ -120,3 +120,17 @@ func Recover(dataDir string, servers []raft.Server) error {
 	}
 	return nil
 }
+
+// HasState reports whether a data dir holds raft state (a log, a
+// snapshot or a term): a server with state never bootstraps.
+func HasState(dataDir string) (bool, error) {
+	if _, err := os.Stat(filepath.Join(dataDir, "raft")); errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	f, err := openFiles(dataDir, hclog.NewNullLogger())
+	if err != nil {
+		return false, err
+	}
+	defer f.close()
+	return f.hasState()
+}

@@ -3,6 +3,7 @@ package swarm
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -65,6 +66,17 @@ func (d *Docker) Nodes(ctx context.Context) ([]swarm.Node, error) {
 		return nil, fmt.Errorf("list nodes: %w", err)
 	}
 	return n, nil
+}
+
+func (d *Docker) LocalNodeID(ctx context.Context) (string, error) {
+	info, err := d.c.Info(ctx)
+	if err != nil {
+		return "", fmt.Errorf("docker info: %w", err)
+	}
+	if info.Swarm.NodeID == "" {
+		return "", errors.New("this Docker daemon is not part of a Swarm")
+	}
+	return info.Swarm.NodeID, nil
 }
 
 func (d *Docker) Secrets(ctx context.Context, labels map[string]string) ([]swarm.Secret, error) {

@@ -35,6 +35,8 @@ type Fake struct {
 	// TaskList and NodeList are returned as set by the test.
 	TaskList []swarm.Task
 	NodeList []swarm.Node
+	// LocalNode is what LocalNodeID returns.
+	LocalNode string
 	// Logs holds each service's log lines, by service name.
 	Logs  map[string][]LogLine
 	calls []Call
@@ -113,6 +115,15 @@ func (f *Fake) Nodes(context.Context) ([]swarm.Node, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.NodeList), nil
+}
+
+func (f *Fake) LocalNodeID(context.Context) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.LocalNode == "" {
+		return "", errors.New("not part of a Swarm")
+	}
+	return f.LocalNode, nil
 }
 
 func (f *Fake) Secrets(_ context.Context, labels map[string]string) ([]swarm.Secret, error) {

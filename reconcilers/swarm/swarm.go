@@ -71,6 +71,8 @@ type Reader interface {
 	Services(ctx context.Context, labels map[string]string) ([]swarm.Service, error)
 	Tasks(ctx context.Context, labels map[string]string) ([]swarm.Task, error)
 	Nodes(ctx context.Context) ([]swarm.Node, error)
+	// LocalNodeID is the Swarm node id of the daemon this client talks to.
+	LocalNodeID(ctx context.Context) (string, error)
 	Secrets(ctx context.Context, labels map[string]string) ([]swarm.Secret, error)
 	Configs(ctx context.Context, labels map[string]string) ([]swarm.Config, error)
 	Networks(ctx context.Context, labels map[string]string) ([]network.Summary, error)
