@@ -1,11 +1,28 @@
 #!/usr/bin/env bash
-# make up: Docker, a local one-node Swarm, the images, the operator stack,
-# then the quickstart cluster applied; prints how to connect and writes the
-# same hints to .local/quickstart.env. Idempotent: safe to rerun.
+# make up: Docker, a local Swarm, the images, the operator stack, then the
+# quickstart cluster applied; prints how to connect and writes the same
+# hints to .local/quickstart.env. Idempotent: safe to rerun.
+#
+# MANAGERS=N (N > 1): the Swarm is N docker-in-docker managers on this
+# machine (hack/dind.sh), the operator runs on each of them and forms one
+# raft cluster, and the quickstart cluster gets two load balancers.
 source "$(dirname "$0")/lib.sh"
 
+MANAGERS="${MANAGERS:-1}"
 "$ROOT/hack/docker.sh"
 "$ROOT/hack/images.sh"
+
+# D runs the docker CLI against the Swarm: this machine's daemon, or the
+# first docker-in-docker node's.
+if ((MANAGERS > 1)); then
+  "$ROOT/hack/dind.sh" up "$MANAGERS"
+  D=(docker exec -i mqtt-m1 docker)
+  HOSTS=()
+  for ((i = 1; i <= MANAGERS; i++)); do HOSTS+=("$("$ROOT/hack/dind.sh" ip "mqtt-m$i")"); done
+else
+  D=(docker)
+  HOSTS=(127.0.0.1)
+fi
 
 # The API token: kept in .local/api-token for mqttctl, and in a Docker
 # secret for the operator. Secrets are immutable and cannot be read back, so
@@ -16,26 +33,36 @@ if [[ ! -s "$TOKEN_FILE" ]]; then
   (umask 077; head -c 32 /dev/urandom | sha256sum | cut -d' ' -f1 >"$TOKEN_FILE")
 fi
 TOKEN_SECRET="mqtt-operator-token-$(sha256sum "$TOKEN_FILE" | cut -c1-12)"
-if ! docker secret inspect "$TOKEN_SECRET" >/dev/null 2>&1; then
-  docker secret create --label swarm-mqtt.role=api-token "$TOKEN_SECRET" "$TOKEN_FILE" >/dev/null
+if ! "${D[@]}" secret inspect "$TOKEN_SECRET" >/dev/null 2>&1; then
+  "${D[@]}" secret create --label swarm-mqtt.role=api-token "$TOKEN_SECRET" - <"$TOKEN_FILE" >/dev/null
 fi
 
-log "deploying the operator stack ($STACK)"
-TOKEN_SECRET="$TOKEN_SECRET" API_PORT="$API_PORT" OPERATOR_IMAGE="$(cat "$LOCAL/operator-image")" \
-  BROKER_IMAGE="${BROKER_IMAGE:-swarm-mqtt/mosquitto:local}" LB_IMAGE="${LB_IMAGE:-swarm-mqtt/haproxy:local}" \
-  docker stack deploy --resolve-image never -c "$ROOT/charts/operator/stack.yml" "$STACK" >/dev/null
+OPERATOR_IMAGE="$(cat "$LOCAL/operator-image")"
+log "deploying the operator stack ($STACK) on $MANAGERS manager(s)"
+env_args=(-e TOKEN_SECRET="$TOKEN_SECRET" -e API_PORT="$API_PORT" -e OPERATOR_IMAGE="$OPERATOR_IMAGE"
+  -e BROKER_IMAGE="${BROKER_IMAGE:-swarm-mqtt/mosquitto:local}" -e LB_IMAGE="${LB_IMAGE:-swarm-mqtt/haproxy:local}")
+if ((MANAGERS > 1)); then
+  docker exec -i "${env_args[@]}" mqtt-m1 docker stack deploy --resolve-image never -c - "$STACK" \
+    <"$ROOT/charts/operator/stack.yml" >/dev/null
+else
+  TOKEN_SECRET="$TOKEN_SECRET" API_PORT="$API_PORT" OPERATOR_IMAGE="$OPERATOR_IMAGE" \
+    BROKER_IMAGE="${BROKER_IMAGE:-swarm-mqtt/mosquitto:local}" LB_IMAGE="${LB_IMAGE:-swarm-mqtt/haproxy:local}" \
+    docker stack deploy --resolve-image never -c "$ROOT/charts/operator/stack.yml" "$STACK" >/dev/null
+fi
 
 # Old token secrets no longer used by the service.
-for s in $(docker secret ls --filter label=swarm-mqtt.role=api-token --format '{{.Name}}'); do
-  [[ "$s" == "$TOKEN_SECRET" ]] || docker secret rm "$s" >/dev/null 2>&1 || true
+for s in $("${D[@]}" secret ls --filter label=swarm-mqtt.role=api-token --format '{{.Name}}'); do
+  [[ "$s" == "$TOKEN_SECRET" ]] || "${D[@]}" secret rm "$s" >/dev/null 2>&1 || true
 done
 
-# A new image replaces the running operator: wait until only the new one runs.
-OPERATOR_IMAGE="$(cat "$LOCAL/operator-image")"
-wait_for "the operator task on $OPERATOR_IMAGE" 120 bash -c \
-  "[[ \"\$(docker ps --filter label=com.docker.swarm.service.name=${STACK}_operator --format '{{.Image}}')\" == '$OPERATOR_IMAGE' ]]"
+# A new image replaces the running operator: wait until only the new one
+# runs, on every manager.
+wait_for "the operator on $OPERATOR_IMAGE on every manager" 180 bash -c \
+  "[[ \"\$(${D[*]} service ps ${STACK}_operator --filter desired-state=running --format '{{.Image}} {{.CurrentState}}' | grep -c '^$OPERATOR_IMAGE Running')\" == $MANAGERS ]]"
 
-SERVER="http://127.0.0.1:$API_PORT"
+SERVERS=()
+for h in "${HOSTS[@]}"; do SERVERS+=("http://$h:$API_PORT"); done
+SERVER="${SERVERS[0]}"
 export MQTTCTL_SERVER="$SERVER" MQTTCTL_TOKEN_FILE="$TOKEN_FILE"
 MQTTCTL="$ROOT/bin/mqttctl"
 log "waiting for the operator API at $SERVER"
@@ -43,10 +70,23 @@ wait_for "the operator API to be ready" 90 curl -fsS "$SERVER/readyz"
 # The service is updated in place on a rerun: wait until the running task
 # accepts this token (an old task may still answer for a moment).
 wait_for "the operator to accept the token" 90 "$MQTTCTL" get
+if ((MANAGERS > 1)); then
+  wait_for "a raft cluster of $MANAGERS voters" 120 bash -c \
+    "[[ \$(curl -fsS $SERVER/v1/status/peers | grep -c '\"suffrage\": \"Voter\"') == $MANAGERS ]]"
+fi
 
-log "applying examples/quickstart.yaml"
-"$MQTTCTL" apply -f "$ROOT/examples/quickstart.yaml"
 CLUSTER=quickstart
+SPEC="$ROOT/examples/quickstart.yaml"
+if ((MANAGERS > 1)); then
+  # Two load balancers (host-mode ports: one per node), and a certificate
+  # valid for every node's address.
+  SPEC="$LOCAL/quickstart-$MANAGERS.yaml"
+  ips=$(printf '"%s", ' "${HOSTS[@]}")
+  sed -e 's/    replicas: 1/    replicas: 2/' -e "s/ipAddresses: \[\"127.0.0.1\"\]/ipAddresses: [${ips}\"127.0.0.1\"]/" \
+    "$ROOT/examples/quickstart.yaml" >"$SPEC"
+fi
+log "applying $(basename "$SPEC")"
+"$MQTTCTL" apply -f "$SPEC"
 log "waiting for the '$CLUSTER' cluster to be Ready"
 "$MQTTCTL" wait "$CLUSTER" --for=condition=Ready --timeout="${READY_TIMEOUT:-180s}"
 
@@ -58,10 +98,19 @@ PASSFILE="$LOCAL/$CLUSTER-password"
 creds=$("$MQTTCTL" get credentials "$CLUSTER")
 USERNAME=$(sed -n 's/^username: //p' <<<"$creds")
 (umask 077; sed -n 's/^password: //p' <<<"$creds" >"$PASSFILE")
-MQTT_HOST=localhost
 spec=$("$MQTTCTL" get "$CLUSTER" -o yaml)
-MQTT_PORT=$(sed -n 's/^ *mqtt: //p' <<<"$spec")
-MQTTS_PORT=$(sed -n 's/^ *mqtts: //p' <<<"$spec")
+MQTT_PORT=$(sed -n 's/^ *mqtt: //p' <<<"$spec" | head -1)
+MQTTS_PORT=$(sed -n 's/^ *mqtts: //p' <<<"$spec" | head -1)
+if ((MANAGERS > 1)); then
+  # The first node that runs a load balancer (status.endpoints).
+  MQTT_HOST=$(sed -n 's|^ *- mqtt://\([^:]*\):.*|\1|p' <<<"$spec" | head -1)
+  WHERE="on a $MANAGERS-manager docker-in-docker Swarm"
+  HOSTNOTE="certificate valid for every node's address"
+else
+  MQTT_HOST=localhost
+  WHERE="on this one-node Swarm"
+  HOSTNOTE="certificate valid for localhost and 127.0.0.1"
+fi
 
 if ! command -v mosquitto_sub >/dev/null 2>&1; then
   log "installing mosquitto-clients (for the connection hints below)"
@@ -78,15 +127,17 @@ export MQTT_CAFILE=$CAFILE
 export MQTT_USERNAME=$USERNAME
 export MQTT_PASSWORD_FILE=$PASSFILE
 export MQTTCTL_SERVER=$SERVER
+export MQTTCTL_SERVERS=$(IFS=,; echo "${SERVERS[*]}")
 export MQTTCTL_TOKEN_FILE=$TOKEN_FILE
+export MANAGERS=$MANAGERS
 ENV
 
 cat <<MSG
 
-The '$CLUSTER' MQTT cluster is Ready on this one-node Swarm: 3 Mosquitto brokers
+The '$CLUSTER' MQTT cluster is Ready $WHERE: 3 Mosquitto brokers
 behind HAProxy, plain MQTT on $MQTT_PORT and MQTTS on $MQTTS_PORT (TLS ends at HAProxy).
 
-  Host:           $MQTT_HOST (certificate valid for localhost and 127.0.0.1)
+  Host:           $MQTT_HOST ($HOSTNOTE)
   MQTT:           $MQTT_HOST:$MQTT_PORT
   MQTTS:          $MQTT_HOST:$MQTTS_PORT, CA file $CAFILE
   User:           $USERNAME, password in $PASSFILE
@@ -99,7 +150,7 @@ behind HAProxy, plain MQTT on $MQTT_PORT and MQTTS on $MQTTS_PORT (TLS ends at H
     mosquitto_sub -h $MQTT_HOST -p $MQTT_PORT -u $USERNAME -P "\$(cat $PASSFILE)" -t 'demo/#' -v
     mosquitto_pub -h $MQTT_HOST -p $MQTT_PORT -u $USERNAME -P "\$(cat $PASSFILE)" -t demo/hello -m hi
 
-  Operator API:   $SERVER (token in $TOKEN_FILE)
+  Operator API:   $SERVER (token in $TOKEN_FILE; every manager: ${SERVERS[*]})
   Status:         bin/mqttctl describe $CLUSTER
 
 The same settings are in .local/quickstart.env (. .local/quickstart.env).
