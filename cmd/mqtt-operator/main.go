@@ -12,6 +12,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -25,6 +26,7 @@ import (
 	"time"
 
 	dswarm "github.com/docker/docker/api/types/swarm"
+	"github.com/hashicorp/raft"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -49,6 +51,16 @@ type options struct {
 }
 
 func main() {
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "restore":
+			exitOn(restoreCmd(os.Args[2:]))
+			return
+		case "recover":
+			exitOn(recoverCmd(os.Args[2:]))
+			return
+		}
+	}
 	var o options
 	fs := flag.NewFlagSet("mqtt-operator", flag.ExitOnError)
 	fs.StringVar(&o.dataDir, "data-dir", "/var/lib/mqtt-operator", "directory for the raft log, snapshots and node id")
@@ -369,4 +381,76 @@ func peerTransport(certFile string) (http.RoundTripper, string, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	return tr, "https", nil
+}
+
+func exitOn(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mqtt-operator:", err)
+		os.Exit(1)
+	}
+}
+
+// restoreCmd: mqtt-operator restore --data-dir DIR --node-id ID
+// --raft-advertise HOST:PORT < backup. It makes an empty data dir into a
+// one-voter raft cluster holding the backup's objects; start the operator
+// on it and the other managers join as usual.
+func restoreCmd(args []string) error {
+	fs := flag.NewFlagSet("mqtt-operator restore", flag.ExitOnError)
+	dataDir := fs.String("data-dir", "/var/lib/mqtt-operator", "an empty data dir to restore into")
+	nodeID := fs.String("node-id", "", "raft id of this server: the manager's Swarm node id (docker info -f '{{.Swarm.NodeID}}')")
+	advertise := fs.String("raft-advertise", "", "this server's raft address, HOST:PORT (the manager's address and the raft port)")
+	from := fs.String("from", "-", "the backup file (mqttctl backup); - for stdin")
+	_ = fs.Parse(args)
+	if *nodeID == "" || *advertise == "" {
+		return errors.New("restore: --node-id and --raft-advertise are required")
+	}
+	var in io.Reader = os.Stdin
+	if *from != "-" {
+		f, err := os.Open(*from)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		in = f
+	}
+	n, err := store.RestoreBackup(*dataDir, *nodeID, *advertise, in)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("restored %d objects into %s as %s (%s): start the operator on it\n", n, *dataDir, *nodeID, *advertise)
+	return nil
+}
+
+// recoverCmd: mqtt-operator recover --data-dir DIR --peers peers.json, for
+// when a quorum is lost for good. peers.json lists the surviving servers,
+// [{"id": "...", "address": "HOST:PORT"}, ...], the same on each survivor;
+// run it on each (operator stopped), then start them.
+func recoverCmd(args []string) error {
+	fs := flag.NewFlagSet("mqtt-operator recover", flag.ExitOnError)
+	dataDir := fs.String("data-dir", "/var/lib/mqtt-operator", "the stopped server's data dir")
+	peersFile := fs.String("peers", "", "JSON list of the surviving servers: [{\"id\": ..., \"address\": ...}]")
+	_ = fs.Parse(args)
+	b, err := os.ReadFile(*peersFile)
+	if err != nil {
+		return fmt.Errorf("recover: --peers: %w", err)
+	}
+	var peers []struct {
+		ID      string `json:"id"`
+		Address string `json:"address"`
+	}
+	if err := json.Unmarshal(b, &peers); err != nil {
+		return fmt.Errorf("recover: %s: %w", *peersFile, err)
+	}
+	var servers []raft.Server
+	for _, p := range peers {
+		if p.ID == "" || p.Address == "" {
+			return fmt.Errorf("recover: %s: every server needs an id and an address", *peersFile)
+		}
+		servers = append(servers, raft.Server{ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Address), Suffrage: raft.Voter})
+	}
+	if err := store.Recover(*dataDir, servers); err != nil {
+		return err
+	}
+	fmt.Printf("recovered %s to a configuration of %d server(s): start the operator on each\n", *dataDir, len(servers))
+	return nil
 }

@@ -82,12 +82,12 @@ func (c *cli) root() *cobra.Command {
 		SilenceErrors: true,
 	}
 	pf := root.PersistentFlags()
-	pf.StringVar(&c.server, "server", env("MQTTCTL_SERVER", "http://127.0.0.1:7950"), "operator API URL (env MQTTCTL_SERVER)")
+	pf.StringVar(&c.server, "server", env("MQTTCTL_SERVERS", env("MQTTCTL_SERVER", "http://127.0.0.1:7950")), "operator API URL, or a comma-separated list (every manager's: the next is tried when one cannot be reached) (env MQTTCTL_SERVERS, MQTTCTL_SERVER)")
 	pf.StringVar(&c.tokenFile, "token-file", env("MQTTCTL_TOKEN_FILE", ""), "file holding the API token (env MQTTCTL_TOKEN_FILE; or the token itself in MQTTCTL_TOKEN)")
 	pf.StringVar(&c.caFile, "ca-file", env("MQTTCTL_CA_FILE", ""), "CA certificate to verify an HTTPS API")
 	pf.BoolVar(&c.insecure, "insecure-skip-tls-verify", false, "do not verify the API's TLS certificate")
 	pf.DurationVar(&c.timeout, "request-timeout", 30*time.Second, "timeout of each API request")
-	root.AddCommand(c.applyCmd(), c.getCmd(), c.describeCmd(), c.deleteCmd(), c.validateCmd(), c.waitCmd(), c.certificateCmd(), c.leaderCmd(), c.peersCmd(), c.versionCmd())
+	root.AddCommand(c.applyCmd(), c.getCmd(), c.describeCmd(), c.deleteCmd(), c.validateCmd(), c.waitCmd(), c.certificateCmd(), c.leaderCmd(), c.peersCmd(), c.backupCmd(), c.versionCmd())
 	return root
 }
 
@@ -596,6 +596,10 @@ func (c *cli) leaderCmd() *cobra.Command {
 			fmt.Fprintf(w, "Term:\t%d\n", l.Term)
 			fmt.Fprintf(w, "Commit index:\t%d\n", l.CommitIndex)
 			fmt.Fprintf(w, "Applied index:\t%d\n", l.AppliedIndex)
+			if !l.LastContact.IsZero() {
+				fmt.Fprintf(w, "Last contact:\t%s ago\n", time.Since(l.LastContact).Round(time.Millisecond))
+			}
+			fmt.Fprintf(w, "Server:\t%s\n", cl.Server())
 			return w.Flush()
 		},
 	}
@@ -660,4 +664,33 @@ func (c *cli) each(n int, f func(i int) (string, error)) error {
 		return silentError{fmt.Errorf("%d of %d failed", failed, n)}
 	}
 	return nil
+}
+
+func (c *cli) backupCmd() *cobra.Command {
+	var file string
+	cmd := &cobra.Command{
+		Use:   "backup [-f FILE]",
+		Short: "Write a snapshot of every object (taken on the raft leader) to stdout or FILE",
+		Long: "Write a snapshot of every object, taken on the raft leader after a barrier, for\n" +
+			"mqtt-operator restore. It holds the clusters' private keys and passwords: keep it\n" +
+			"as safe as the managers' disks.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			b, err := cl.Backup(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if file == "" {
+				_, err = c.out.Write(b)
+				return err
+			}
+			return os.WriteFile(file, b, 0o600)
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "", "write to FILE (mode 0600) instead of stdout")
+	return cmd
 }

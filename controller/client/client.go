@@ -8,12 +8,15 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
@@ -21,9 +24,13 @@ import (
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
 )
 
-// Client talks to one operator.
+// Client talks to the operator: to one API, or to any of several (every
+// manager runs one; any of them takes every request), trying the next one
+// when a server cannot be reached or has no raft leader to forward to.
 type Client struct {
-	base  string
+	bases []string
+	mu    sync.Mutex
+	good  int // index of the last base that answered
 	token string
 	http  *http.Client
 }
@@ -39,17 +46,24 @@ type Options struct {
 }
 
 // New returns a client for the server URL (http:// or https://; a bare
-// host:port means http).
+// host:port means http), or a comma-separated list of them.
 func New(o Options) (*Client, error) {
-	base := strings.TrimRight(o.Server, "/")
-	if base == "" {
+	var bases []string
+	for _, b := range strings.Split(o.Server, ",") {
+		base := strings.TrimRight(strings.TrimSpace(b), "/")
+		if base == "" {
+			continue
+		}
+		if !strings.Contains(base, "://") {
+			base = "http://" + base
+		}
+		if _, err := url.Parse(base); err != nil {
+			return nil, fmt.Errorf("server %q: %w", b, err)
+		}
+		bases = append(bases, base)
+	}
+	if len(bases) == 0 {
 		return nil, fmt.Errorf("no server: set --server or MQTTCTL_SERVER")
-	}
-	if !strings.Contains(base, "://") {
-		base = "http://" + base
-	}
-	if _, err := url.Parse(base); err != nil {
-		return nil, fmt.Errorf("server %q: %w", o.Server, err)
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	if o.CAFile != "" || o.Insecure {
@@ -70,7 +84,14 @@ func New(o Options) (*Client, error) {
 	if o.Timeout == 0 {
 		o.Timeout = 30 * time.Second
 	}
-	return &Client{base: base, token: o.Token, http: &http.Client{Transport: tr, Timeout: o.Timeout}}, nil
+	return &Client{bases: bases, token: o.Token, http: &http.Client{Transport: tr, Timeout: o.Timeout}}, nil
+}
+
+// Server is the API the client used last.
+func (c *Client) Server() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.bases[c.good]
 }
 
 // Error is a failed request, with the server's message and field causes.
@@ -84,13 +105,50 @@ type Error struct {
 func (e *Error) Error() string { return e.Message }
 
 func (c *Client) do(ctx context.Context, method, path string, body []byte, out any) error {
+	data, err := c.raw(ctx, method, path, body)
+	if err != nil {
+		return err
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("decode response: %w", err)
+		}
+	}
+	return nil
+}
+
+// raw sends a request to the last server that answered, then to the
+// others in turn when it cannot be reached (the request never left) or
+// answers 503 (no raft leader to forward to yet).
+func (c *Client) raw(ctx context.Context, method, path string, body []byte) ([]byte, error) {
+	c.mu.Lock()
+	start := c.good
+	c.mu.Unlock()
+	var lastErr error
+	for k := 0; k < len(c.bases); k++ {
+		i := (start + k) % len(c.bases)
+		data, retry, err := c.once(ctx, c.bases[i], method, path, body)
+		if !retry || ctx.Err() != nil {
+			if err == nil {
+				c.mu.Lock()
+				c.good = i
+				c.mu.Unlock()
+			}
+			return data, err
+		}
+		lastErr = err
+	}
+	return nil, lastErr
+}
+
+func (c *Client) once(ctx context.Context, base, method, path string, body []byte) (data []byte, retry bool, err error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
 	if err != nil {
-		return err
+		return nil, false, err
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
@@ -100,12 +158,14 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, c.base, unwrapURLError(err))
+		var op *net.OpError
+		dial := errors.As(err, &op) && op.Op == "dial"
+		return nil, dial, fmt.Errorf("%s %s: %w", method, base, unwrapURLError(err))
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	data, err = io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return fmt.Errorf("read response: %w", err)
+		return nil, false, fmt.Errorf("read response: %w", err)
 	}
 	if resp.StatusCode >= 300 {
 		var st server.Status
@@ -114,16 +174,11 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, out a
 			if st.Details != nil {
 				e.Causes = st.Details.Causes
 			}
-			return e
+			return nil, resp.StatusCode == http.StatusServiceUnavailable, e
 		}
-		return &Error{Code: resp.StatusCode, Message: fmt.Sprintf("server answered %s: %s", resp.Status, strings.TrimSpace(string(data)))}
+		return nil, resp.StatusCode == http.StatusServiceUnavailable, &Error{Code: resp.StatusCode, Message: fmt.Sprintf("server answered %s: %s", resp.Status, strings.TrimSpace(string(data)))}
 	}
-	if out != nil {
-		if err := json.Unmarshal(data, out); err != nil {
-			return fmt.Errorf("decode response: %w", err)
-		}
-	}
-	return nil
+	return data, false, nil
 }
 
 func unwrapURLError(err error) error {
@@ -223,4 +278,11 @@ func (c *Client) RotateCA(ctx context.Context, name string) (*server.RenewRespon
 		return nil, err
 	}
 	return &out, nil
+}
+
+// Backup returns a snapshot of every object (the leader's, after a
+// barrier): what mqtt-operator restore reads. It holds the clusters'
+// private keys: keep it as safe as the managers' disks.
+func (c *Client) Backup(ctx context.Context) ([]byte, error) {
+	return c.raw(ctx, http.MethodGet, "/v1/backup", nil)
 }
