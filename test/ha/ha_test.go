@@ -1,0 +1,596 @@
+//go:build e2e_ha
+
+// Package ha tests the operator's control plane on a real three-manager
+// Swarm of docker-in-docker nodes (make up MANAGERS=3): raft across the
+// managers, failover on a stopped, paused or cut-off leader, fencing, a
+// restart of every manager, backup and restore. hack/e2e-ha.sh runs it.
+package ha
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/client"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
+)
+
+const (
+	net     = "mqtt-dind"
+	stack   = "mqtt-operator"
+	cluster = "quickstart"
+)
+
+var nodes = []string{"mqtt-m1", "mqtt-m2", "mqtt-m3"}
+
+func root() string { p, _ := filepath.Abs("../.."); return p }
+
+func sh(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// onNode runs the docker CLI on a node.
+func onNode(t *testing.T, node string, args ...string) string {
+	t.Helper()
+	return sh(t, "docker", append([]string{"exec", node, "docker"}, args...)...)
+}
+
+func eventually(t *testing.T, what string, timeout time.Duration, f func() error) time.Duration {
+	t.Helper()
+	start := time.Now()
+	var err error
+	for time.Since(start) < timeout {
+		if err = f(); err == nil {
+			return time.Since(start)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within %s: %v", what, timeout, err)
+	return 0
+}
+
+type env struct {
+	ip    map[string]string // node -> address
+	id    map[string]string // node -> Swarm node id
+	token string
+	c     *client.Client // every manager's API, with failover
+}
+
+func setup(t *testing.T) *env {
+	t.Helper()
+	e := &env{ip: map[string]string{}, id: map[string]string{}}
+	for _, n := range nodes {
+		e.ip[n] = sh(t, "docker", "inspect", "-f", `{{(index .NetworkSettings.Networks "`+net+`").IPAddress}}`, n)
+		e.id[n] = onNode(t, n, "info", "-f", "{{.Swarm.NodeID}}")
+	}
+	tok, err := os.ReadFile(filepath.Join(root(), ".local", "api-token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.token = strings.TrimSpace(string(tok))
+	var servers []string
+	for _, n := range nodes {
+		servers = append(servers, e.api(n))
+	}
+	e.c, err = client.New(client.Options{Server: strings.Join(servers, ","), Token: e.token, Timeout: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func (e *env) api(node string) string { return "http://" + e.ip[node] + ":7950" }
+
+// leaderInfo asks one node's operator who leads (nil when it does not
+// answer within 300ms).
+func (e *env) leaderInfo(node string) *store.LeaderInfo {
+	c := &http.Client{Timeout: 300 * time.Millisecond}
+	resp, err := c.Get(e.api(node) + "/v1/status/leader")
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	var li store.LeaderInfo
+	if json.NewDecoder(resp.Body).Decode(&li) != nil {
+		return nil
+	}
+	return &li
+}
+
+// leader is the node whose operator says it leads, and that the others
+// that answer agree on.
+func (e *env) leader(among []string) (string, error) {
+	found := ""
+	for _, n := range among {
+		li := e.leaderInfo(n)
+		if li == nil {
+			continue
+		}
+		if li.IsLeader {
+			found = n
+		}
+	}
+	if found == "" {
+		return "", fmt.Errorf("no leader among %v", among)
+	}
+	for _, n := range among {
+		if li := e.leaderInfo(n); li != nil && li.LeaderID != e.id[found] {
+			return "", fmt.Errorf("%s thinks %q leads, %s says it does", n, li.LeaderID, found)
+		}
+	}
+	return found, nil
+}
+
+func others(all []string, not string) []string {
+	var out []string
+	for _, n := range all {
+		if n != not {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// loopRunning reads whether a node's operator runs its reconcile loop
+// (-1 when it does not answer).
+func (e *env) loopRunning(node string) int {
+	c := &http.Client{Timeout: 300 * time.Millisecond}
+	resp, err := c.Get(e.api(node) + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	m := regexp.MustCompile(`(?m)^mqttoperator_leader_loop_running (\d+)`).FindSubmatch(b)
+	if m == nil {
+		return -1
+	}
+	v, _ := strconv.Atoi(string(m[1]))
+	return v
+}
+
+// watchLoops samples every node's reconcile-loop gauge until stop, and
+// reports any moment two ran at once.
+func (e *env) watchLoops(stop <-chan struct{}) (<-chan []string, *atomic.Int64) {
+	out := make(chan []string, 1)
+	samples := &atomic.Int64{}
+	go func() {
+		var both []string
+		for {
+			select {
+			case <-stop:
+				out <- both
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			var running []string
+			var mu sync.Mutex
+			var wg sync.WaitGroup
+			for _, n := range nodes {
+				wg.Add(1)
+				go func(n string) {
+					defer wg.Done()
+					if e.loopRunning(n) == 1 {
+						mu.Lock()
+						running = append(running, n)
+						mu.Unlock()
+					}
+				}(n)
+			}
+			wg.Wait()
+			samples.Add(1)
+			if len(running) > 1 {
+				both = append(both, time.Now().Format(time.StampMilli)+" "+strings.Join(running, "+"))
+			}
+		}
+	}()
+	return out, samples
+}
+
+// operatorLogs are a node's operator logs since t.
+func (e *env) operatorLogs(t *testing.T, node string, since time.Time) string {
+	t.Helper()
+	id := onNode(t, node, "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+stack+"_operator")
+	if id == "" {
+		return ""
+	}
+	out, _ := exec.Command("docker", "exec", node, "docker", "logs", "--since", since.Format(time.RFC3339Nano), strings.Fields(id)[0]).CombinedOutput()
+	return string(out)
+}
+
+var writeLine = regexp.MustCompile(`"msg":"(created|created network|created secret|updated|removed|pruned secret|pushed certificate into HAProxy)"`)
+
+func writes(logs string) []string {
+	var out []string
+	for _, l := range strings.Split(logs, "\n") {
+		if writeLine.MatchString(l) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func (e *env) quickstart(t *testing.T) *api.MqttCluster {
+	t.Helper()
+	var c *api.MqttCluster
+	eventually(t, "reading quickstart", 20*time.Second, func() error {
+		var err error
+		c, err = e.c.Get(context.Background(), cluster)
+		return err
+	})
+	return c
+}
+
+// applyWith applies quickstart's stored spec with one label changed (a
+// store write that changes nothing in Swarm), or with a balance mode.
+func (e *env) applyWith(ctx context.Context, c *api.MqttCluster, label string, balance api.BalanceMode) error {
+	doc := c.DeepCopy()
+	doc.ResourceVersion, doc.UID, doc.Generation, doc.CreationTimestamp = "", "", 0, metav1.Time{}
+	doc.Status = api.MqttClusterStatus{}
+	if doc.Labels == nil {
+		doc.Labels = map[string]string{}
+	}
+	if label != "" {
+		doc.Labels["ha-seq"] = label
+	}
+	if balance != "" {
+		doc.Spec.LoadBalancer.Balance = balance
+	}
+	b, err := json.Marshal(doc)
+	if err != nil {
+		return err
+	}
+	_, err = e.c.Apply(ctx, b)
+	return err
+}
+
+func TestControlPlane(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	stopWatch := make(chan struct{})
+	overlaps, samples := e.watchLoops(stopWatch)
+	defer func() {
+		close(stopWatch)
+		if both := <-overlaps; len(both) > 0 {
+			t.Errorf("two operators ran their reconcile loop at once:\n%s", strings.Join(both, "\n"))
+		}
+		t.Logf("%d samples of every operator's reconcile loop, never two at once", samples.Load())
+	}()
+
+	t.Run("three voters, one leader, any manager takes writes", func(t *testing.T) {
+		peers, err := e.c.Peers(ctx)
+		if err != nil || len(peers) != 3 {
+			t.Fatalf("peers: %+v %v", peers, err)
+		}
+		for _, p := range peers {
+			if p.Suffrage != "Voter" {
+				t.Errorf("%s is a %s", p.ID, p.Suffrage)
+			}
+		}
+		if _, err := e.leader(nodes); err != nil {
+			t.Fatal(err)
+		}
+		qs := e.quickstart(t)
+		for i, n := range nodes {
+			one, _ := client.New(client.Options{Server: e.api(n), Token: e.token, Timeout: 5 * time.Second})
+			e1 := *e
+			e1.c = one
+			if err := e1.applyWith(ctx, qs, fmt.Sprintf("via-%d", i), ""); err != nil {
+				t.Fatalf("apply through %s: %v", n, err)
+			}
+		}
+	})
+
+	t.Run("leader stopped during an apply loop", func(t *testing.T) {
+		old, err := e.leader(nodes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		qs := e.quickstart(t)
+		var acked atomic.Int64
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for i := 1; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+				if err := e.applyWith(actx, qs, strconv.Itoa(i), ""); err == nil {
+					acked.Store(int64(i))
+				}
+				cancel()
+				time.Sleep(30 * time.Millisecond)
+			}
+		}()
+		time.Sleep(500 * time.Millisecond)
+		start := time.Now()
+		sh(t, "docker", "stop", "-t", "1", old)
+		eventually(t, "a new leader", 15*time.Second, func() error {
+			l, err := e.leader(others(nodes, old))
+			if err != nil {
+				return err
+			}
+			if l == old {
+				return fmt.Errorf("still %s", l)
+			}
+			return nil
+		})
+		took := time.Since(start) // from the stop
+		t.Logf("leader %s stopped: new leader after %v", old, took.Round(time.Millisecond))
+		if took > 4*time.Second { // 3 s target, plus the stop's own second
+			t.Errorf("new leader after %v (target 3s after the node dies)", took)
+		}
+		time.Sleep(time.Second)
+		close(stop)
+		<-done
+		last := acked.Load()
+		got := e.quickstart(t)
+		if seq, _ := strconv.Atoi(got.Labels["ha-seq"]); int64(seq) < last {
+			t.Errorf("acknowledged apply %d lost: stored %d", last, seq)
+		}
+		t.Logf("%d applies acknowledged through the failover", last)
+		// The new leader reconciles: a broker service removed by hand is
+		// made again.
+		survivor := others(nodes, old)[0]
+		onNode(t, survivor, "service", "rm", cluster+"-broker-2")
+		eventually(t, "the removed broker service made again", 60*time.Second, func() error {
+			out, err := exec.Command("docker", "exec", survivor, "docker", "service", "inspect", cluster+"-broker-2").CombinedOutput()
+			if err != nil {
+				return fmt.Errorf("%s", out)
+			}
+			return nil
+		})
+		sh(t, "docker", "start", old)
+		eventually(t, "the stopped manager back as a follower", 120*time.Second, func() error {
+			li := e.leaderInfo(old)
+			if li == nil || li.LeaderID == "" || li.IsLeader {
+				return fmt.Errorf("%+v", li)
+			}
+			return nil
+		})
+	})
+
+	t.Run("leader paused past its lease makes no write after it resumes", func(t *testing.T) {
+		old, err := e.leader(nodes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		qs := e.quickstart(t)
+		sh(t, "docker", "pause", old)
+		paused := true
+		defer func() {
+			if paused {
+				exec.Command("docker", "unpause", old).Run()
+			}
+		}()
+		eventually(t, "a new leader while the old one is paused", 10*time.Second, func() error {
+			l, err := e.leader(others(nodes, old))
+			if err != nil {
+				return err
+			}
+			_ = l
+			return nil
+		})
+		// A change the paused leader does not know of: if it wrote on
+		// resuming, it would write the old load-balancer configuration back.
+		want := api.BalanceLeastConn
+		if qs.Spec.LoadBalancer.Balance == api.BalanceLeastConn {
+			want = api.BalanceClientID
+		}
+		eventually(t, "the change applied", 10*time.Second, func() error { return e.applyWith(ctx, qs, "", want) })
+		time.Sleep(time.Second)
+		resumed := time.Now()
+		sh(t, "docker", "unpause", old)
+		paused = false
+		eventually(t, "the old leader following", 15*time.Second, func() error {
+			li := e.leaderInfo(old)
+			if li == nil || li.IsLeader || li.LeaderID == "" {
+				return fmt.Errorf("%+v", li)
+			}
+			return nil
+		})
+		time.Sleep(2 * time.Second) // anything it would still do, it has done
+		logs := e.operatorLogs(t, old, resumed)
+		if w := writes(logs); len(w) > 0 {
+			t.Errorf("the old leader wrote to Swarm after resuming:\n%s", strings.Join(w, "\n"))
+		}
+		if !strings.Contains(logs, "leader loop stopped") {
+			t.Errorf("the old leader's log does not show its loop stopping after the pause:\n%s", logs)
+		}
+	})
+
+	t.Run("partitioned leader: the majority goes on, healing converges", func(t *testing.T) {
+		old, err := e.leader(nodes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ip := e.ip[old]
+		cut := time.Now()
+		sh(t, "docker", "network", "disconnect", net, old)
+		connected := false
+		defer func() {
+			if !connected {
+				exec.Command("docker", "network", "connect", "--ip", ip, net, old).Run()
+			}
+		}()
+		var newLeader string
+		eventually(t, "a leader in the majority", 10*time.Second, func() error {
+			l, err := e.leader(others(nodes, old))
+			newLeader = l
+			return err
+		})
+		qs := e.quickstart(t)
+		label := "partition-" + strconv.FormatInt(time.Now().Unix(), 10)
+		eventually(t, "a write in the majority", 10*time.Second, func() error { return e.applyWith(ctx, qs, label, "") })
+		// The cut-off leader steps down (its lease runs out) and writes
+		// nothing from then on.
+		time.Sleep(2 * time.Second)
+		logs := e.operatorLogs(t, old, cut)
+		if !strings.Contains(logs, "leader loop stopped") {
+			t.Errorf("the cut-off leader did not stop its loop:\n%s", logs)
+		}
+		if w := writes(e.operatorLogs(t, old, cut.Add(time.Second))); len(w) > 0 {
+			t.Errorf("the cut-off leader wrote to Swarm:\n%s", strings.Join(w, "\n"))
+		}
+		sh(t, "docker", "network", "connect", "--ip", ip, net, old)
+		connected = true
+		eventually(t, "the healed node has the majority's write", 60*time.Second, func() error {
+			one, _ := client.New(client.Options{Server: e.api(old), Token: e.token, Timeout: 2 * time.Second})
+			got, err := one.Get(ctx, cluster)
+			if err != nil {
+				return err
+			}
+			if got.Labels["ha-seq"] != label {
+				return fmt.Errorf("label %q", got.Labels["ha-seq"])
+			}
+			return nil
+		})
+		if l, err := e.leader(nodes); err != nil {
+			t.Fatalf("after healing: %v (leader in the majority was %s)", err, newLeader)
+		} else {
+			t.Logf("leader after healing: %s", l)
+		}
+	})
+
+	t.Run("every manager restarted: every object intact", func(t *testing.T) {
+		before, err := e.c.List(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sh(t, "docker", append([]string{"restart", "-t", "5"}, nodes...)...)
+		eventually(t, "a leader after restarting every manager", 180*time.Second, func() error {
+			_, err := e.leader(nodes)
+			return err
+		})
+		var after *api.MqttClusterList
+		eventually(t, "the objects readable", 60*time.Second, func() error {
+			after, err = e.c.List(ctx, "")
+			return err
+		})
+		if !reflect.DeepEqual(userView(before), userView(after)) {
+			t.Fatalf("objects differ after restarting every manager:\nbefore %+v\nafter  %+v", userView(before), userView(after))
+		}
+	})
+
+	t.Run("backup, every operator's state destroyed, restore", func(t *testing.T) {
+		backup, err := e.c.Backup(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before, err := e.c.List(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		svcBefore := services(t, nodes[0])
+		first := nodes[0]
+		onNode(t, first, "stack", "rm", stack)
+		for _, n := range nodes {
+			n := n
+			eventually(t, "the operator gone from "+n, 60*time.Second, func() error {
+				if out := onNode(t, n, "ps", "-aq", "--filter", "label=com.docker.swarm.service.name="+stack+"_operator"); out != "" {
+					exec.Command("docker", "exec", n, "docker", "rm", "-f", out).Run()
+					return fmt.Errorf("containers left")
+				}
+				return nil
+			})
+			eventually(t, "the operator's volume removed on "+n, 30*time.Second, func() error {
+				out, err := exec.Command("docker", "exec", n, "docker", "volume", "rm", "-f", stack+"_data").CombinedOutput()
+				if err != nil {
+					return fmt.Errorf("%s", out)
+				}
+				return nil
+			})
+		}
+		// Restore on one manager, then deploy the stack as make up does.
+		op := strings.TrimSpace(readFile(t, filepath.Join(root(), ".local", "operator-image")))
+		cmd := exec.Command("docker", "exec", "-i", first, "docker", "run", "--rm", "-i", "-v", stack+"_data:/data", op,
+			"restore", "--data-dir", "/data", "--node-id", e.id[first], "--raft-advertise", e.ip[first]+":7951")
+		cmd.Stdin = strings.NewReader(string(backup))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("restore: %v\n%s", err, out)
+		} else {
+			t.Logf("%s", strings.TrimSpace(string(out)))
+		}
+		up := exec.Command(filepath.Join(root(), "hack", "up.sh"))
+		up.Env = append(os.Environ(), "MANAGERS=3")
+		if out, err := up.CombinedOutput(); err != nil {
+			t.Fatalf("make up MANAGERS=3 after the restore: %v\n%s", err, out)
+		}
+		after, err := e.c.List(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(userView(before), userView(after)) {
+			t.Fatalf("objects differ after the restore:\nbefore %+v\nafter  %+v", userView(before), userView(after))
+		}
+		peers, err := e.c.Peers(ctx)
+		if err != nil || len(peers) != 3 {
+			t.Fatalf("peers after the restore: %+v %v", peers, err)
+		}
+		// The running broker clusters were adopted: nothing updated or
+		// restarted.
+		if now := services(t, first); !reflect.DeepEqual(svcBefore, now) {
+			t.Fatalf("services changed by the restore:\nbefore %v\nafter  %v", svcBefore, now)
+		}
+		obj := e.quickstart(t)
+		if !meta.IsStatusConditionTrue(obj.Status.Conditions, api.ConditionReady) {
+			t.Logf("quickstart conditions after the restore: %+v", obj.Status.Conditions)
+		}
+	})
+}
+
+// services maps each of quickstart's services to its spec hash and running
+// tasks: either moves when a service is updated or restarted.
+func services(t *testing.T, node string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, n := range strings.Fields(onNode(t, node, "service", "ls", "--filter", "label=mqtt.swarm/cluster="+cluster, "--format", "{{.Name}}")) {
+		hash := onNode(t, node, "service", "inspect", n, "--format", `{{index .Spec.Labels "mqtt.swarm/spec-hash"}}`)
+		out[n] = hash + " " + strings.Join(strings.Fields(onNode(t, node, "service", "ps", "-q", "--filter", "desired-state=running", n)), ",")
+	}
+	return out
+}
+
+func userView(l *api.MqttClusterList) []api.MqttCluster {
+	var out []api.MqttCluster
+	for _, o := range l.Items {
+		o.Status = api.MqttClusterStatus{}
+		o.ResourceVersion = ""
+		out = append(out, o)
+	}
+	return out
+}
+
+func readFile(t *testing.T, p string) string {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
