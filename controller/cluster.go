@@ -819,11 +819,12 @@ func (r *ClusterReconciler) observeBridges(ctx context.Context, cluster string, 
 		}
 		tr.Feed(j, lines)
 		if t, ok := latest[name]; ok {
-			// Bridges a broker held before its current task started (or
-			// stopped) are gone: a killed broker logs no goodbye. Half a
-			// second of slack: Swarm may mark a task running just after
-			// its process logged its first lines.
-			tr.Restarted(j, t.Status.Timestamp.Add(-500*time.Millisecond))
+			// Bridges a broker held before its current task began are gone:
+			// a killed broker logs no goodbye. The task's creation time, not
+			// its status time: Swarm re-reports a running task's status (a
+			// new status time) after a manager failover, with the same
+			// container running on.
+			tr.Restarted(j, t.Meta.CreatedAt)
 		}
 	}
 	return tr

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The control plane's HA tests on a real three-manager Swarm of
+# docker-in-docker nodes (make up MANAGERS=3), then the nodes are removed.
+source "$(dirname "$0")/lib.sh"
+
+MANAGERS=3 "$ROOT/hack/up.sh" >"$LOCAL/up-ha.log" 2>&1 || { cat "$LOCAL/up-ha.log"; exit 1; }
+set -a; source "$LOCAL/quickstart.env"; set +a
+cd "$ROOT"
+status=0
+go test -count=1 -tags e2e_ha -timeout 15m ./test/ha/... || status=$?
+if [[ "${KEEP:-}" != "1" ]]; then "$ROOT/hack/dind.sh" down; fi
+exit $status
