@@ -14,6 +14,9 @@ source "$(dirname "$0")/lib.sh"
 
 NET=mqtt-dind
 PREFIX=mqtt-m
+# Fixed addresses: a node's address is its Swarm (and raft) address, and a
+# restarted container must keep it.
+SUBNET_PREFIX=${DIND_SUBNET_PREFIX:-172.29.213}
 IMAGES=(swarm-mqtt/mosquitto:local swarm-mqtt/haproxy:local swarm-mqtt/sync:local)
 
 node_ip() { docker inspect -f "{{(index .NetworkSettings.Networks \"$NET\").IPAddress}}" "$1"; }
@@ -26,7 +29,7 @@ start_node() {
     docker start "$name" >/dev/null
   else
     mkdir -p "/var/lib/$name"
-    docker run -d --name "$name" --hostname "$name" --network "$NET" --label swarm-mqtt.dind=1 \
+    docker run -d --name "$name" --hostname "$name" --network "$NET" --ip "$SUBNET_PREFIX.$((10 + ${name#"$PREFIX"}))" --label swarm-mqtt.dind=1 \
       --cap-add ALL --cap-drop SYS_RESOURCE \
       --security-opt seccomp=unconfined --security-opt apparmor=unconfined --security-opt systempaths=unconfined \
       --tmpfs /run --tmpfs /var/run \
@@ -60,7 +63,7 @@ up() {
     log "building image swarm-mqtt/dind:local"
     DOCKER_BUILDKIT=0 docker build -q --label "swarm-mqtt.input-hash=$hash" -t swarm-mqtt/dind:local "$ROOT/images/dind" >/dev/null
   fi
-  docker network inspect "$NET" >/dev/null 2>&1 || docker network create "$NET" >/dev/null
+  docker network inspect "$NET" >/dev/null 2>&1 || docker network create --subnet "$SUBNET_PREFIX.0/24" "$NET" >/dev/null
   log "starting $n docker-in-docker nodes"
   for ((i = 1; i <= n; i++)); do start_node "$PREFIX$i" & done
   wait

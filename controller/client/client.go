@@ -66,6 +66,9 @@ func New(o Options) (*Client, error) {
 		return nil, fmt.Errorf("no server: set --server or MQTTCTL_SERVER")
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
+	// A manager that is down (or cut off) must fail fast, so the next one
+	// is tried within the request's timeout.
+	tr.DialContext = (&net.Dialer{Timeout: time.Second, KeepAlive: 30 * time.Second}).DialContext
 	if o.CAFile != "" || o.Insecure {
 		cfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: o.Insecure} //nolint:gosec // user asked for it
 		if o.CAFile != "" {

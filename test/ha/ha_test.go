@@ -143,6 +143,30 @@ func (e *env) leader(among []string) (string, error) {
 	return found, nil
 }
 
+// waitVoters waits until every manager's operator answers and agrees on a
+// leader with n voters.
+func (e *env) waitVoters(t *testing.T, n int) {
+	t.Helper()
+	eventually(t, fmt.Sprintf("%d voters and a leader", n), 180*time.Second, func() error {
+		if _, err := e.leader(nodes); err != nil {
+			return err
+		}
+		for _, node := range nodes {
+			if e.leaderInfo(node) == nil {
+				return fmt.Errorf("%s does not answer", node)
+			}
+		}
+		peers, err := e.c.Peers(context.Background())
+		if err != nil {
+			return err
+		}
+		if len(peers) != n {
+			return fmt.Errorf("%d peers", len(peers))
+		}
+		return nil
+	})
+}
+
 func others(all []string, not string) []string {
 	var out []string
 	for _, n := range all {
@@ -304,6 +328,7 @@ func TestControlPlane(t *testing.T) {
 	})
 
 	t.Run("leader stopped during an apply loop", func(t *testing.T) {
+		e.waitVoters(t, 3)
 		old, err := e.leader(nodes)
 		if err != nil {
 			t.Fatal(err)
@@ -331,6 +356,13 @@ func TestControlPlane(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 		start := time.Now()
 		sh(t, "docker", "stop", "-t", "1", old)
+		restarted := false
+		t.Cleanup(func() {
+			if !restarted {
+				exec.Command("docker", "start", old).Run()
+				e.waitVoters(t, 3)
+			}
+		})
 		eventually(t, "a new leader", 15*time.Second, func() error {
 			l, err := e.leader(others(nodes, old))
 			if err != nil {
@@ -367,6 +399,7 @@ func TestControlPlane(t *testing.T) {
 			return nil
 		})
 		sh(t, "docker", "start", old)
+		restarted = true
 		eventually(t, "the stopped manager back as a follower", 120*time.Second, func() error {
 			li := e.leaderInfo(old)
 			if li == nil || li.LeaderID == "" || li.IsLeader {
@@ -377,6 +410,7 @@ func TestControlPlane(t *testing.T) {
 	})
 
 	t.Run("leader paused past its lease makes no write after it resumes", func(t *testing.T) {
+		e.waitVoters(t, 3)
 		old, err := e.leader(nodes)
 		if err != nil {
 			t.Fatal(err)
@@ -426,6 +460,7 @@ func TestControlPlane(t *testing.T) {
 	})
 
 	t.Run("partitioned leader: the majority goes on, healing converges", func(t *testing.T) {
+		e.waitVoters(t, 3)
 		old, err := e.leader(nodes)
 		if err != nil {
 			t.Fatal(err)
@@ -479,6 +514,7 @@ func TestControlPlane(t *testing.T) {
 	})
 
 	t.Run("every manager restarted: every object intact", func(t *testing.T) {
+		e.waitVoters(t, 3)
 		before, err := e.c.List(ctx, "")
 		if err != nil {
 			t.Fatal(err)
@@ -499,6 +535,7 @@ func TestControlPlane(t *testing.T) {
 	})
 
 	t.Run("backup, every operator's state destroyed, restore", func(t *testing.T) {
+		e.waitVoters(t, 3)
 		backup, err := e.c.Backup(ctx)
 		if err != nil {
 			t.Fatal(err)
