@@ -8,6 +8,8 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # "context deadline exceeded" (a race in Go 1.26's fuzz coordinator,
 # golang/go#75804, fixed in 1.27).
 FUZZTIME ?= 100000x
+# make up MANAGERS=3: a three-manager docker-in-docker Swarm.
+MANAGERS ?= 1
 
 .PHONY: all build test unit lint generate bench fuzz up down clean
 
@@ -32,6 +34,7 @@ test: lint build
 	$(GO) test -count=1 -timeout 20m ./...
 	$(MAKE) fuzz FUZZTIME=40000x
 	hack/e2e.sh
+	hack/e2e-ha.sh
 
 ## unit: the Go tests only (no Docker)
 unit:
@@ -49,8 +52,9 @@ fuzz:
 	$(GO) test ./api -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 
 ## up: Docker, a local Swarm, the operator stack and the quickstart cluster
+## (MANAGERS=3: on three docker-in-docker managers)
 up:
-	hack/up.sh
+	MANAGERS=$(MANAGERS) hack/up.sh
 
 ## down: remove the quickstart cluster and the operator (PURGE=1: volumes and secrets too)
 down:

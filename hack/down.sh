@@ -7,6 +7,10 @@ if ! docker info >/dev/null 2>&1; then
   log "docker is not running: nothing to remove"
   exit 0
 fi
+# make up MANAGERS=N: the docker-in-docker nodes go, with their Swarm.
+if [[ -n "$(docker ps -aq --filter label=swarm-mqtt.dind=1)" ]]; then
+  "$ROOT/hack/dind.sh" down
+fi
 if [[ -s "$LOCAL/api-token" ]] && curl -fsS "http://127.0.0.1:$API_PORT/readyz" >/dev/null 2>&1; then
   MQTTCTL_SERVER="http://127.0.0.1:$API_PORT" MQTTCTL_TOKEN_FILE="$LOCAL/api-token" \
     "$ROOT/bin/mqttctl" delete quickstart 2>/dev/null || true

@@ -209,6 +209,16 @@ func (c *Client) Get(ctx context.Context, name string) (*api.MqttCluster, error)
 	return &out, nil
 }
 
+// GetConsistent reads an object through the raft leader, after a barrier:
+// it reflects every write acknowledged before the call.
+func (c *Client) GetConsistent(ctx context.Context, name string) (*api.MqttCluster, error) {
+	var out api.MqttCluster
+	if err := c.do(ctx, http.MethodGet, server.BasePath+"/"+url.PathEscape(name)+"?consistent=true", nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // List reads every cluster matching a label selector ("" for all).
 func (c *Client) List(ctx context.Context, selector string) (*api.MqttClusterList, error) {
 	p := server.BasePath

@@ -261,7 +261,7 @@ func (e *env) quickstart(t *testing.T) *api.MqttCluster {
 	var c *api.MqttCluster
 	eventually(t, "reading quickstart", 20*time.Second, func() error {
 		var err error
-		c, err = e.c.Get(context.Background(), cluster)
+		c, err = e.c.GetConsistent(context.Background(), cluster)
 		return err
 	})
 	return c
@@ -390,7 +390,15 @@ func TestControlPlane(t *testing.T) {
 		// The new leader reconciles: a broker service removed by hand is
 		// made again.
 		survivor := others(nodes, old)[0]
-		onNode(t, survivor, "service", "rm", cluster+"-broker-2")
+		// Swarm elects its own new leader too (about 10 s when its leader's
+		// node went): retry until it takes the removal.
+		eventually(t, "Swarm removing a broker service", 60*time.Second, func() error {
+			out, err := exec.Command("docker", "exec", survivor, "docker", "service", "rm", cluster+"-broker-2").CombinedOutput()
+			if err != nil && !strings.Contains(string(out), "not found") {
+				return fmt.Errorf("%s", out)
+			}
+			return nil
+		})
 		eventually(t, "the removed broker service made again", 60*time.Second, func() error {
 			out, err := exec.Command("docker", "exec", survivor, "docker", "service", "inspect", cluster+"-broker-2").CombinedOutput()
 			if err != nil {
@@ -546,7 +554,9 @@ func TestControlPlane(t *testing.T) {
 		}
 		svcBefore := services(t, nodes[0])
 		first := nodes[0]
-		onNode(t, first, "stack", "rm", stack)
+		// The stack's control network stays while the clusters' HAProxy
+		// services use it: stack rm says so, and the redeploy reuses it.
+		exec.Command("docker", "exec", first, "docker", "stack", "rm", stack).Run()
 		for _, n := range nodes {
 			n := n
 			eventually(t, "the operator gone from "+n, 60*time.Second, func() error {
