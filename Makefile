@@ -46,6 +46,9 @@ bench: build
 	hack/up.sh >/dev/null
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/bench ./test/bench
 	set -a && . .local/quickstart.env && set +a && $(BIN)/bench -operator $(BIN)/mqtt-operator -cluster -self $(BIN)/bench
+	MANAGERS=3 hack/up.sh >/dev/null
+	set -a && . .local/quickstart.env && set +a && $(BIN)/bench -ha
+	hack/dind.sh down
 
 ## fuzz: a short run of the parse+default+validate fuzz target
 fuzz:

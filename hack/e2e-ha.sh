@@ -7,6 +7,6 @@ MANAGERS=3 "$ROOT/hack/up.sh" >"$LOCAL/up-ha.log" 2>&1 || { cat "$LOCAL/up-ha.lo
 set -a; source "$LOCAL/quickstart.env"; set +a
 cd "$ROOT"
 status=0
-go test -count=1 -tags e2e_ha -timeout 15m ./test/ha/... || status=$?
+go test -count=1 -v -tags e2e_ha -timeout 15m ./test/ha/... || status=$?
 if [[ "${KEEP:-}" != "1" ]]; then "$ROOT/hack/dind.sh" down; fi
 exit $status

@@ -35,6 +35,7 @@ func main() {
 	window := flag.Int("window", 1, "load mode: messages in flight per client")
 	tag := flag.String("tag", "x", "load mode: client id tag")
 	self := flag.String("self", "", "this program built static, run in containers on the cluster network for in-network baselines")
+	ha := flag.Bool("ha", false, "run only the control plane's HA figures against the docker-in-docker Swarm of make up MANAGERS=3 (MQTTCTL_SERVERS)")
 	cluster := flag.Bool("cluster", false, "also run the data-plane benchmarks against the operator make up deployed (MQTTCTL_SERVER, MQTTCTL_TOKEN_FILE)")
 	flag.Parse()
 	if *loadAddr != "" {
@@ -45,6 +46,17 @@ func main() {
 		return
 	}
 	benchBinary = *self
+	if *ha {
+		tok, err := os.ReadFile(os.Getenv("MQTTCTL_TOKEN_FILE"))
+		if err == nil {
+			err = runHABench(context.Background(), os.Getenv("MQTTCTL_SERVERS"), strings.TrimSpace(string(tok)))
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if !*skipControl {
 		if err := run(*bin, *n); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
