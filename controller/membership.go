@@ -185,9 +185,12 @@ func (m *Membership) Reconcile(ctx context.Context) (added, removed []string, er
 
 // ShouldBootstrap decides, for an operator with no raft state, whether it
 // bootstraps a new one-voter cluster: only on the Swarm's leader manager,
-// and only when no other manager's operator reports a raft leader (so that
-// two clusters never form). The others wait for the leader to add them.
-func ShouldBootstrap(self string, nodes []dswarm.Node, othersHaveLeader func(ids []string) bool) bool {
+// and only when every other manager's operator answers and has no raft
+// state (busy reports whether any of them has state or does not answer).
+// Anything else waits: an operator that is not up yet may hold the
+// cluster's state (a restored one, say), and two clusters must never form.
+// The others start empty and wait for the raft leader to add them.
+func ShouldBootstrap(self string, nodes []dswarm.Node, busy func(ids []string) bool) bool {
 	var others []string
 	selfLeads := false
 	for _, n := range nodes {
@@ -203,5 +206,5 @@ func ShouldBootstrap(self string, nodes []dswarm.Node, othersHaveLeader func(ids
 	if !selfLeads {
 		return false
 	}
-	return len(others) == 0 || !othersHaveLeader(others)
+	return len(others) == 0 || !busy(others)
 }

@@ -120,7 +120,7 @@ func TestShouldBootstrap(t *testing.T) {
 		t.Error("a non-leader manager bootstrapped")
 	}
 	if ShouldBootstrap("a", nodes, some) {
-		t.Error("bootstrapped while another manager's operator has a raft leader")
+		t.Error("bootstrapped while another manager's operator has raft state or does not answer")
 	}
 	if !ShouldBootstrap("a", nodes[:1], some) {
 		t.Error("a single manager must bootstrap")

@@ -135,8 +135,12 @@ func run(ctx context.Context, o options) error {
 	}
 	bootstrap := true
 	var selfSwarmID string
+	var decide func(*store.Store)
 	if o.swarmRaft {
-		if selfSwarmID, bootstrap, err = joinSwarmRaft(ctx, d, &o, apiPort, log); err != nil {
+		// Never bootstrapped at open: decided (again and again, until this
+		// server has state) by bootstrapWhenAlone.
+		bootstrap = false
+		if selfSwarmID, decide, err = joinSwarmRaft(ctx, d, &o, apiPort, log); err != nil {
 			return err
 		}
 	}
@@ -148,6 +152,9 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	defer st.Close()
+	if decide != nil {
+		go decide(st)
+	}
 	if o.swarmRaft {
 		_, port, _ := net.SplitHostPort(o.raftAddr)
 		rp, _ := strconv.Atoi(port)
@@ -274,21 +281,20 @@ func loadToken(path, dataDir string) (string, string, error) {
 
 // joinSwarmRaft sets the raft id and address from the Swarm (id: this
 // node's Swarm id, unless the data dir already has one; address: this
-// manager's address with the raft port) and decides whether this operator
-// bootstraps: only with no raft state, on the Swarm's leader manager, when
-// no other manager's operator reports a raft leader.
-func joinSwarmRaft(ctx context.Context, d *swarm.Docker, o *options, apiPort int, log *slog.Logger) (string, bool, error) {
+// manager's address with the raft port), and returns what decides whether
+// this operator bootstraps (see bootstrapWhenAlone).
+func joinSwarmRaft(ctx context.Context, d *swarm.Docker, o *options, apiPort int, log *slog.Logger) (string, func(*store.Store), error) {
 	self, err := d.LocalNodeID(ctx)
 	if err != nil {
-		return "", false, fmt.Errorf("--swarm-raft: %w", err)
+		return "", nil, fmt.Errorf("--swarm-raft: %w", err)
 	}
 	nodes, err := d.Nodes(ctx)
 	if err != nil {
-		return "", false, fmt.Errorf("--swarm-raft: %w", err)
+		return "", nil, fmt.Errorf("--swarm-raft: %w", err)
 	}
 	_, port, err := net.SplitHostPort(o.raftAddr)
 	if err != nil {
-		return "", false, fmt.Errorf("--raft-addr: %w", err)
+		return "", nil, fmt.Errorf("--raft-addr: %w", err)
 	}
 	rp, _ := strconv.Atoi(port)
 	var selfNode *dswarm.Node
@@ -298,7 +304,7 @@ func joinSwarmRaft(ctx context.Context, d *swarm.Docker, o *options, apiPort int
 		}
 	}
 	if selfNode == nil || selfNode.ManagerStatus == nil {
-		return "", false, errors.New("--swarm-raft: this node is not a Swarm manager")
+		return "", nil, errors.New("--swarm-raft: this node is not a Swarm manager")
 	}
 	if o.raftAdvertise == "" {
 		o.raftAdvertise = controller.RaftAddress(*selfNode, rp)
@@ -306,42 +312,70 @@ func joinSwarmRaft(ctx context.Context, d *swarm.Docker, o *options, apiPort int
 	if _, err := os.Stat(filepath.Join(o.dataDir, "node-id")); o.nodeID == "" && errors.Is(err, os.ErrNotExist) {
 		o.nodeID = self
 	}
-	hasState, err := store.HasState(o.dataDir)
-	if err != nil {
-		return "", false, err
-	}
-	if hasState {
-		return self, true, nil // Open bootstraps only a data dir with no state
-	}
-	addrOf := map[string]string{}
-	for _, n := range nodes {
-		if a := controller.RaftAddress(n, rp); a != "" {
-			host, _, _ := net.SplitHostPort(a)
-			addrOf[n.ID] = net.JoinHostPort(host, strconv.Itoa(apiPort))
+	decide := func(st *store.Store) { bootstrapWhenAlone(ctx, st, d, self, rp, apiPort, log) }
+	return self, decide, nil
+}
+
+// bootstrapWhenAlone runs while this server has no raft state: every 2 s
+// it bootstraps a one-voter cluster if controller.ShouldBootstrap says so
+// (the Swarm's leader manager, and every other manager's operator answers
+// with no state), and stops once this server has state (bootstrapped, or
+// added by a leader).
+func bootstrapWhenAlone(ctx context.Context, st *store.Store, d *swarm.Docker, self string, raftPort, apiPort int, log *slog.Logger) {
+	c := &http.Client{Timeout: time.Second}
+	busy := func(nodes []dswarm.Node) func(ids []string) bool {
+		addrOf := map[string]string{}
+		for _, n := range nodes {
+			if a := controller.RaftAddress(n, raftPort); a != "" {
+				host, _, _ := net.SplitHostPort(a)
+				addrOf[n.ID] = net.JoinHostPort(host, strconv.Itoa(apiPort))
+			}
 		}
-	}
-	probe := func(ids []string) bool {
-		c := &http.Client{Timeout: time.Second}
-		for _, id := range ids {
-			for _, scheme := range []string{"http", "https"} {
-				resp, err := c.Get(scheme + "://" + addrOf[id] + "/v1/status/leader")
-				if err != nil {
-					continue
+		return func(ids []string) bool {
+			for _, id := range ids {
+				answered := false
+				for _, scheme := range []string{"http", "https"} {
+					resp, err := c.Get(scheme + "://" + addrOf[id] + "/v1/status/leader")
+					if err != nil {
+						continue
+					}
+					var li store.LeaderInfo
+					err = json.NewDecoder(resp.Body).Decode(&li)
+					resp.Body.Close()
+					if err != nil {
+						continue
+					}
+					answered = true
+					if li.LeaderID != "" || li.LastIndex > 0 {
+						log.Info("another manager's operator has raft state: waiting to be added", "manager", id, "leader", li.LeaderID)
+						return true
+					}
 				}
-				var li store.LeaderInfo
-				err = json.NewDecoder(resp.Body).Decode(&li)
-				resp.Body.Close()
-				if err == nil && li.LeaderID != "" {
-					log.Info("another manager's operator has a raft leader: joining it", "manager", id, "leader", li.LeaderID)
+				if !answered {
+					log.Info("another manager's operator does not answer yet: not bootstrapping", "manager", id)
 					return true
 				}
 			}
+			return false
 		}
-		return false
 	}
-	boot := controller.ShouldBootstrap(self, nodes, probe)
-	log.Info("raft on the Swarm", "node", self, "address", o.raftAdvertise, "bootstrap", boot)
-	return self, boot, nil
+	for {
+		if st.HasState() {
+			return
+		}
+		if nodes, err := d.Nodes(ctx); err == nil && controller.ShouldBootstrap(self, nodes, busy(nodes)) {
+			if err := st.Bootstrap(); err != nil {
+				log.Warn("raft bootstrap failed", "err", err)
+			} else {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(2 * time.Second):
+		}
+	}
 }
 
 // runMembership keeps the raft configuration equal to the Swarm's

@@ -504,6 +504,27 @@ func (s *Store) Peers() ([]Peer, error) {
 	return out, nil
 }
 
+// HasState reports whether this server has raft state: a log, a snapshot,
+// or a configuration (it was bootstrapped, or a leader reached it).
+func (s *Store) HasState() bool {
+	if s.raft.LastIndex() > 0 {
+		return true
+	}
+	f := s.raft.GetConfiguration()
+	return f.Error() == nil && len(f.Configuration().Servers) > 0
+}
+
+// Bootstrap makes this server, started without state, the only voter of a
+// new cluster. It fails if the server has state.
+func (s *Store) Bootstrap() error {
+	conf := raft.Configuration{Servers: []raft.Server{{ID: s.nodeID, Address: s.trans.LocalAddr(), Suffrage: raft.Voter}}}
+	if err := s.raft.BootstrapCluster(conf).Error(); err != nil {
+		return fmt.Errorf("store: bootstrap: %w", err)
+	}
+	s.log.Info("bootstrapped a new one-voter raft cluster", "id", s.nodeID, "address", s.trans.LocalAddr())
+	return nil
+}
+
 // AddVoter adds (or re-addresses) a voting server. Leader only.
 func (s *Store) AddVoter(id, addr string) error {
 	if err := s.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, s.cfg.ApplyTimeout).Error(); err != nil {
