@@ -218,6 +218,15 @@ func run(ctx context.Context, o options) error {
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down")
+		// A graceful stop hands leadership over at once (Swarm stopping
+		// this task, a node drained or shut down).
+		if st.IsLeader() {
+			if err := st.TransferLeadership(); err != nil {
+				log.Warn("leadership transfer failed", "err", err)
+			} else {
+				log.Info("leadership transferred")
+			}
+		}
 	case err := <-errc:
 		if err != nil {
 			return fmt.Errorf("API on %s: %w", o.apiAddr, err)

@@ -525,6 +525,15 @@ func (s *Store) Bootstrap() error {
 	return nil
 }
 
+// TransferLeadership hands leadership to another voter, if this server
+// leads: on a graceful stop the others need not wait for a timeout.
+func (s *Store) TransferLeadership() error {
+	if s.raft.State() != raft.Leader {
+		return nil
+	}
+	return s.raft.LeadershipTransfer().Error()
+}
+
 // AddVoter adds (or re-addresses) a voting server. Leader only.
 func (s *Store) AddVoter(id, addr string) error {
 	if err := s.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, s.cfg.ApplyTimeout).Error(); err != nil {

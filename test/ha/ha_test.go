@@ -167,6 +167,20 @@ func (e *env) waitVoters(t *testing.T, n int) {
 	})
 }
 
+func (e *env) waitReady(t *testing.T) {
+	t.Helper()
+	eventually(t, "quickstart Ready", 240*time.Second, func() error {
+		c, err := e.c.GetConsistent(context.Background(), cluster)
+		if err != nil {
+			return err
+		}
+		if c.Status.ObservedGeneration < c.Generation || !meta.IsStatusConditionTrue(c.Status.Conditions, api.ConditionReady) {
+			return fmt.Errorf("%+v", c.Status.Conditions)
+		}
+		return nil
+	})
+}
+
 func others(all []string, not string) []string {
 	var out []string
 	for _, n := range all {
@@ -356,6 +370,7 @@ func TestControlPlane(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 		start := time.Now()
 		sh(t, "docker", "stop", "-t", "1", old)
+		dead := time.Now()
 		restarted := false
 		t.Cleanup(func() {
 			if !restarted {
@@ -373,10 +388,10 @@ func TestControlPlane(t *testing.T) {
 			}
 			return nil
 		})
-		took := time.Since(start) // from the stop
-		t.Logf("leader %s stopped: new leader after %v", old, took.Round(time.Millisecond))
-		if took > 4*time.Second { // 3 s target, plus the stop's own second
-			t.Errorf("new leader after %v (target 3s after the node dies)", took)
+		t.Logf("leader %s stopped: new leader %v after docker stop began, %v after the node was gone", old,
+			time.Since(start).Round(time.Millisecond), time.Since(dead).Round(time.Millisecond))
+		if took := time.Since(dead); took > 3*time.Second {
+			t.Errorf("new leader %v after the node was gone (target 3s)", took)
 		}
 		time.Sleep(time.Second)
 		close(stop)
@@ -558,6 +573,9 @@ func TestControlPlane(t *testing.T) {
 		if _, err := e.c.Apply(ctx, doc); err != nil {
 			t.Fatal(err)
 		}
+		// A settled cluster (every task running), so that any task replaced
+		// from here on shows.
+		e.waitReady(t)
 		backup, err := e.c.Backup(ctx)
 		if err != nil {
 			t.Fatal(err)
