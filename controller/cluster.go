@@ -74,6 +74,8 @@ type ClusterReconciler struct {
 	ControlNetwork string
 	// Runtime reaches HAProxy's runtime API. Default loadbalancer.Runtime{}.
 	Runtime CertRuntime
+	// Sealer encrypts the clusters' material in the store (nil: clear).
+	Sealer *credentials.Sealer
 }
 
 // CertRuntime reads and replaces the certificate a HAProxy task serves.
@@ -507,23 +509,26 @@ func logOutcome(log *slog.Logger, what string, created, updated, removed []strin
 // missing or due and storing it before anything uses it.
 func (r *ClusterReconciler) credentials(c *api.MqttCluster) (credentials.Material, error) {
 	var cur *credentials.Material
+	reseal := false
 	if o := r.Store.Get(credentials.Kind, c.Name); o != nil {
-		var m credentials.Material
-		if err := json.Unmarshal(o.Spec, &m); err != nil {
-			return credentials.Material{}, fmt.Errorf("stored credentials of %s are unreadable", c.Name)
+		m, err := r.Sealer.Decode(o.Spec)
+		if err != nil {
+			return credentials.Material{}, fmt.Errorf("credentials of %s: %w", c.Name, err)
 		}
 		cur = &m
+		// Stored in clear before a key was set: sealed now.
+		reseal = r.Sealer != nil && !credentials.IsSealed(o.Spec)
 	}
 	next, reason, changed, err := credentials.Next(cur, c, r.now())
 	if err != nil {
 		return credentials.Material{}, err
 	}
-	if !changed {
+	if !changed && !reseal {
 		return next, nil
 	}
-	b, err := json.Marshal(next)
+	b, err := r.Sealer.Encode(next)
 	if err != nil {
-		return credentials.Material{}, fmt.Errorf("encode credentials of %s failed", c.Name)
+		return credentials.Material{}, fmt.Errorf("credentials of %s: %w", c.Name, err)
 	}
 	if err := r.fence(); err != nil {
 		return credentials.Material{}, err
@@ -672,8 +677,7 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, svc
 	st.Endpoints = endpoints
 	st.Certificate, st.CARotation = nil, nil
 	if o := r.Store.Get(credentials.Kind, c.Name); o != nil {
-		var m credentials.Material
-		if json.Unmarshal(o.Spec, &m) == nil {
+		if m, err := r.Sealer.Decode(o.Spec); err == nil {
 			if ca, err := certs.ParseCert(m.CA.CertPEM); err == nil {
 				st.CAFingerprint = certs.Fingerprint(ca)
 			}

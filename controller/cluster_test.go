@@ -713,3 +713,40 @@ func TestClusterCARotationIsPushed(t *testing.T) {
 		t.Fatalf("after the switch: rotation %+v certificate %+v pushes %d writes %v", c.Status.CARotation, c.Status.Certificate, rt.pushCount(), e.fake.Calls())
 	}
 }
+
+// With an encryption key, the stored credentials are sealed; credentials
+// stored in clear before the key was set are sealed on the next pass,
+// with no Swarm write.
+func TestClusterCredentialsSealedAtRest(t *testing.T) {
+	t.Parallel()
+	e := newClusterEnv(t)
+	e.running("spec: {replicas: 1, loadBalancer: {replicas: 1}}\n")
+	plain := e.store.Get(credentials.Kind, "iot").Spec
+	if credentials.IsSealed(plain) {
+		t.Fatal("sealed without a key")
+	}
+	sealer, err := credentials.NewSealer(make([]byte, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.rec.Sealer = sealer
+	e.fake.ResetCalls()
+	e.reconcile()
+	stored := e.store.Get(credentials.Kind, "iot").Spec
+	if !credentials.IsSealed(stored) || len(e.fake.Calls()) != 0 {
+		t.Fatalf("sealed %v, Swarm writes %v", credentials.IsSealed(stored), e.fake.Calls())
+	}
+	m, err := sealer.Decode(stored)
+	if err != nil || m.Password == "" || strings.Contains(string(stored), m.Password) {
+		t.Fatalf("decode: %v", err)
+	}
+	if c := e.cluster(); c.Status.CAFingerprint == "" || c.Status.Certificate == nil {
+		t.Fatalf("status from sealed credentials: %+v", c.Status)
+	}
+	// Nothing changed: nothing written again.
+	idx := e.store.Get(credentials.Kind, "iot").ModifyIndex
+	e.reconcile()
+	if e.store.Get(credentials.Kind, "iot").ModifyIndex != idx {
+		t.Fatal("sealed credentials rewritten with no change")
+	}
+}

@@ -31,8 +31,9 @@ fi
 if [[ "${PURGE:-}" == "1" ]]; then
   log "purging volumes and secrets"
   wait_for "the operator volume to be free" 30 bash -c "docker volume rm ${STACK}_data >/dev/null 2>&1 || ! docker volume inspect ${STACK}_data >/dev/null 2>&1"
-  for s in $(docker secret ls --filter label=swarm-mqtt.role=api-token --format '{{.Name}}'); do
+  for s in $(docker secret ls --filter label=swarm-mqtt.role=api-token --format '{{.Name}}') \
+    $(docker secret ls --filter label=swarm-mqtt.role=encryption-key --format '{{.Name}}'); do
     docker secret rm "$s" >/dev/null || true
   done
-  rm -f "$LOCAL/api-token" "$LOCAL/quickstart.env"
+  rm -f "$LOCAL/api-token" "$LOCAL/encryption-key" "$LOCAL/quickstart.env"
 fi

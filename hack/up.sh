@@ -37,15 +37,28 @@ if ! "${D[@]}" secret inspect "$TOKEN_SECRET" >/dev/null 2>&1; then
   "${D[@]}" secret create --label swarm-mqtt.role=api-token "$TOKEN_SECRET" - <"$TOKEN_FILE" >/dev/null
 fi
 
+# The key the operator encrypts stored credentials with: kept in
+# .local/encryption-key (losing it loses the stored credentials), and in a
+# Docker secret named after its hash.
+KEY_FILE="$LOCAL/encryption-key"
+if [[ ! -s "$KEY_FILE" ]]; then
+  log "generating the storage encryption key in $KEY_FILE"
+  (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$KEY_FILE")
+fi
+KEY_SECRET="mqtt-operator-key-$(sha256sum "$KEY_FILE" | cut -c1-12)"
+if ! "${D[@]}" secret inspect "$KEY_SECRET" >/dev/null 2>&1; then
+  "${D[@]}" secret create --label swarm-mqtt.role=encryption-key "$KEY_SECRET" - <"$KEY_FILE" >/dev/null
+fi
+
 OPERATOR_IMAGE="$(cat "$LOCAL/operator-image")"
 log "deploying the operator stack ($STACK) on $MANAGERS manager(s)"
-env_args=(-e TOKEN_SECRET="$TOKEN_SECRET" -e API_PORT="$API_PORT" -e OPERATOR_IMAGE="$OPERATOR_IMAGE"
+env_args=(-e TOKEN_SECRET="$TOKEN_SECRET" -e KEY_SECRET="$KEY_SECRET" -e API_PORT="$API_PORT" -e OPERATOR_IMAGE="$OPERATOR_IMAGE"
   -e BROKER_IMAGE="${BROKER_IMAGE:-swarm-mqtt/mosquitto:local}" -e LB_IMAGE="${LB_IMAGE:-swarm-mqtt/haproxy:local}")
 if ((MANAGERS > 1)); then
   docker exec -i "${env_args[@]}" mqtt-m1 docker stack deploy --resolve-image never -c - "$STACK" \
     <"$ROOT/charts/operator/stack.yml" >/dev/null
 else
-  TOKEN_SECRET="$TOKEN_SECRET" API_PORT="$API_PORT" OPERATOR_IMAGE="$OPERATOR_IMAGE" \
+  TOKEN_SECRET="$TOKEN_SECRET" KEY_SECRET="$KEY_SECRET" API_PORT="$API_PORT" OPERATOR_IMAGE="$OPERATOR_IMAGE" \
     BROKER_IMAGE="${BROKER_IMAGE:-swarm-mqtt/mosquitto:local}" LB_IMAGE="${LB_IMAGE:-swarm-mqtt/haproxy:local}" \
     docker stack deploy --resolve-image never -c "$ROOT/charts/operator/stack.yml" "$STACK" >/dev/null
 fi

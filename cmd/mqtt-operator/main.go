@@ -35,6 +35,7 @@ import (
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/server"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/credentials"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
 )
 
@@ -44,7 +45,7 @@ type options struct {
 	dataDir, apiAddr, raftAddr, raftAdvertise, nodeID string
 	tokenFile, tlsCert, tlsKey                        string
 	brokerImage, lbImage, logLevel                    string
-	operatorID, controlNetwork                        string
+	operatorID, controlNetwork, encryptionKeyFile     string
 	resync                                            time.Duration
 	reconcile, showVersion, swarmRaft                 bool
 	peerAPIPort                                       int
@@ -76,6 +77,7 @@ func main() {
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.operatorID, "operator-id", "mqtt-operator", "value of the ownership label on everything this operator creates in Swarm")
 	fs.StringVar(&o.controlNetwork, "control-network", "", "the operator's own overlay network (the stack's): HAProxy tasks join it and renewed certificates are pushed into them through HAProxy's runtime API with no restart; empty: a renewal rolls the HAProxy tasks")
+	fs.StringVar(&o.encryptionKeyFile, "encryption-key-file", "", "file holding a 32-byte key (raw, hex or base64; a Docker secret in the stack): the clusters' private keys and passwords are stored encrypted with it (AES-256-GCM) in the raft log, snapshots and backups; empty: stored in clear")
 	fs.BoolVar(&o.swarmRaft, "swarm-raft", false, "form one raft cluster with the operators on the Swarm's other managers: raft id = Swarm node id, address = the manager's address with the --raft-addr port; the Swarm's leader manager bootstraps, the raft leader adds the others as voters and removes former managers")
 	fs.IntVar(&o.peerAPIPort, "peer-api-port", 0, "port the other managers' operator APIs are published on, for forwarding writes to the leader (default: the --api-addr port)")
 	fs.DurationVar(&o.resync, "resync", 30*time.Second, "reconcile every cluster at least this often")
@@ -118,6 +120,17 @@ func run(ctx context.Context, o options) error {
 	token, tokenPath, err := loadToken(o.tokenFile, o.dataDir)
 	if err != nil {
 		return err
+	}
+	var sealer *credentials.Sealer
+	if o.encryptionKeyFile != "" {
+		key, err := credentials.LoadKeyFile(o.encryptionKeyFile)
+		if err != nil {
+			return err
+		}
+		if sealer, err = credentials.NewSealer(key); err != nil {
+			return err
+		}
+		log.Info("credentials are stored encrypted", "keyID", sealer.KeyID())
 	}
 
 	var d *swarm.Docker
@@ -175,7 +188,7 @@ func run(ctx context.Context, o options) error {
 		}
 		return &url.URL{Scheme: scheme, Host: net.JoinHostPort(host, strconv.Itoa(apiPort))}, true
 	}
-	srv, err := server.New(server.Config{Store: st, Defaults: defaults, Token: token, Logger: log, Registry: reg, Forward: forward, Transport: transport})
+	srv, err := server.New(server.Config{Store: st, Defaults: defaults, Token: token, Logger: log, Registry: reg, Forward: forward, Transport: transport, Sealer: sealer})
 	if err != nil {
 		return err
 	}
@@ -193,7 +206,7 @@ func run(ctx context.Context, o options) error {
 		if err != nil {
 			return err
 		}
-		cr := &controller.ClusterReconciler{Store: st, Swarm: d, OperatorID: o.operatorID, Log: log, Metrics: metrics, ControlNetwork: o.controlNetwork}
+		cr := &controller.ClusterReconciler{Store: st, Swarm: d, OperatorID: o.operatorID, Log: log, Metrics: metrics, ControlNetwork: o.controlNetwork, Sealer: sealer}
 		leader := &controller.Leader{Store: st, Reconcile: cr.Reconcile, Discover: cr.Discover, Resync: o.resync, Log: log, Metrics: metrics}
 		go leader.Run(ctx)
 		go watchEvents(ctx, d, leader.Trigger, log)

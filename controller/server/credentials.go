@@ -1,7 +1,6 @@
 package server
 
 import (
-	"encoding/json"
 	"maps"
 	"net/http"
 	"time"
@@ -35,13 +34,17 @@ func (s *Server) material(w http.ResponseWriter, r *http.Request) (*api.MqttClus
 		return nil, nil, false
 	}
 	name := c.Name
-	m := &credentials.Material{}
 	cr := s.store.Get(credentials.Kind, name)
-	if cr == nil || json.Unmarshal(cr.Spec, m) != nil {
+	if cr == nil {
 		writeStatus(w, http.StatusNotFound, ReasonNotFound, "the credentials of "+api.Resource+" \""+name+"\" are not issued yet: the operator issues them on its first reconcile", &StatusDetails{Name: name, Kind: api.Resource})
 		return nil, nil, false
 	}
-	return c, m, true
+	m, err := s.sealer.Decode(cr.Spec)
+	if err != nil {
+		writeStatus(w, http.StatusInternalServerError, ReasonInternal, "the credentials of "+api.Resource+" \""+name+"\": "+err.Error(), &StatusDetails{Name: name, Kind: api.Resource})
+		return nil, nil, false
+	}
+	return c, &m, true
 }
 
 func (s *Server) getCA(w http.ResponseWriter, r *http.Request) {

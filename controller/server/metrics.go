@@ -1,7 +1,6 @@
 package server
 
 import (
-	"encoding/json"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -13,6 +12,7 @@ import (
 // storeCollector reads the store at scrape time.
 type storeCollector struct {
 	store   Store
+	sealer  *credentials.Sealer
 	objects *prometheus.Desc
 	leader  *prometheus.Desc
 	term    *prometheus.Desc
@@ -23,9 +23,10 @@ type storeCollector struct {
 	expiry  *prometheus.Desc
 }
 
-func newStoreCollector(s Store) *storeCollector {
+func newStoreCollector(s Store, sealer *credentials.Sealer) *storeCollector {
 	return &storeCollector{
 		store:   s,
+		sealer:  sealer,
 		objects: prometheus.NewDesc("mqttoperator_objects", "Stored objects by kind.", []string{"kind"}, nil),
 		leader:  prometheus.NewDesc("mqttoperator_raft_leader", "1 if this operator is the raft leader.", nil, nil),
 		term:    prometheus.NewDesc("mqttoperator_raft_term", "Current raft term.", nil, nil),
@@ -82,8 +83,7 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.expiry, prometheus.GaugeValue, float64(cs.NotAfter.Unix()), cl.Name, "server")
 		}
 		if cr := c.store.Get(credentials.Kind, cl.Name); cr != nil && cl.Spec.TLS.CertificateSecret == "" {
-			var m credentials.Material
-			if json.Unmarshal(cr.Spec, &m) == nil {
+			if m, err := c.sealer.Decode(cr.Spec); err == nil {
 				pems := map[string][]byte{"ca": m.CA.CertPEM}
 				if m.NextCA != nil {
 					pems["next-ca"] = m.NextCA.CertPEM

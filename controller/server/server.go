@@ -59,6 +59,8 @@ type Config struct {
 	// http.DefaultTransport).
 	Forward   LeaderAPI
 	Transport http.RoundTripper
+	// Sealer reads the clusters' encrypted material (nil: stored in clear).
+	Sealer *credentials.Sealer
 }
 
 // Server serves the HTTP API.
@@ -72,6 +74,7 @@ type Server struct {
 	latency   *prometheus.HistogramVec
 	forward   LeaderAPI
 	transport http.RoundTripper
+	sealer    *credentials.Sealer
 }
 
 // New returns a server. The token must not be empty.
@@ -86,7 +89,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Registry = prometheus.NewRegistry()
 	}
 	s := &Server{store: cfg.Store, defaults: cfg.Defaults, tokenHash: sha256.Sum256([]byte(cfg.Token)), log: cfg.Logger, reg: cfg.Registry,
-		forward: cfg.Forward, transport: cfg.Transport}
+		forward: cfg.Forward, transport: cfg.Transport, sealer: cfg.Sealer}
 	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mqttoperator_api_requests_total", Help: "HTTP API requests by route, method and status code.",
 	}, []string{"route", "method", "code"})
@@ -94,7 +97,7 @@ func New(cfg Config) (*Server, error) {
 		Name: "mqttoperator_api_request_duration_seconds", Help: "HTTP API request latency by route and method.",
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 	}, []string{"route", "method"})
-	if err := errors.Join(cfg.Registry.Register(s.requests), cfg.Registry.Register(s.latency), cfg.Registry.Register(newStoreCollector(cfg.Store))); err != nil {
+	if err := errors.Join(cfg.Registry.Register(s.requests), cfg.Registry.Register(s.latency), cfg.Registry.Register(newStoreCollector(cfg.Store, cfg.Sealer))); err != nil {
 		return nil, err
 	}
 	return s, nil
