@@ -1,7 +1,6 @@
 package server
 
 import (
-
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
