@@ -139,6 +139,11 @@ func (c *Client) raw(ctx context.Context, method, path string, body []byte) ([]b
 			}
 			return data, err
 		}
+		// The next call starts with the next server, not the one that
+		// failed.
+		c.mu.Lock()
+		c.good = (i + 1) % len(c.bases)
+		c.mu.Unlock()
 		lastErr = err
 	}
 	return nil, lastErr
@@ -161,9 +166,13 @@ func (c *Client) once(ctx context.Context, base, method, path string, body []byt
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
+		// Not reachable (the request never left), or no answer in time (a
+		// server frozen or cut off): try the next one. Every write is safe
+		// to repeat (an apply of the same document is "unchanged").
 		var op *net.OpError
-		dial := errors.As(err, &op) && op.Op == "dial"
-		return nil, dial, fmt.Errorf("%s %s: %w", method, base, unwrapURLError(err))
+		var ne net.Error
+		retry := (errors.As(err, &op) && op.Op == "dial") || (errors.As(err, &ne) && ne.Timeout())
+		return nil, retry, fmt.Errorf("%s %s: %w", method, base, unwrapURLError(err))
 	}
 	defer resp.Body.Close()
 	data, err = io.ReadAll(io.LimitReader(resp.Body, 64<<20))
