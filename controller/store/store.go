@@ -292,10 +292,16 @@ func orDefault(d, def time.Duration) time.Duration {
 }
 
 func nodeID(cfg Config) (string, error) {
+	p := filepath.Join(cfg.DataDir, "node-id")
 	if cfg.NodeID != "" {
+		// Kept with the data: the id belongs to this raft state.
+		if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
+			if err := os.WriteFile(p, []byte(cfg.NodeID+"\n"), 0o600); err != nil {
+				return "", fmt.Errorf("store: write node id: %w", err)
+			}
+		}
 		return cfg.NodeID, nil
 	}
-	p := filepath.Join(cfg.DataDir, "node-id")
 	if b, err := os.ReadFile(p); err == nil {
 		if id := strings.TrimSpace(string(b)); id != "" {
 			return id, nil
