@@ -91,6 +91,9 @@ type pushResult struct {
 	serving, running int
 	// why the others do not (yet).
 	why []string
+	// young: a task not serving it yet started in the last 10 s (it is
+	// being pushed to: worth coming back soon).
+	young bool
 	// user is what HAProxy says of a user-supplied certificate.
 	user *loadbalancer.Served
 }
@@ -196,9 +199,10 @@ func (r *ClusterReconciler) Reconcile(ctx context.Context, name string) (Result,
 		if settle > 0 && settle < next {
 			next = settle
 		}
-		if push.enabled && push.serving < push.running {
+		if push.enabled && push.serving < push.running && push.young {
 			// A HAProxy task that just started serves the certificate it
-			// started with until the push: come back soon.
+			// started with until the push: come back soon (an older one
+			// that does not answer waits for the normal poll).
 			next = min(next, 200*time.Millisecond)
 		}
 		if res.RequeueAfter == 0 || res.RequeueAfter > next {
@@ -425,6 +429,9 @@ func (r *ClusterReconciler) pushCertificate(ctx context.Context, c *api.MqttClus
 			continue
 		}
 		res.running++
+		// Counted as young until it serves the current certificate.
+		young := r.now().Sub(t.Status.Timestamp) < 10*time.Second
+		res.young = res.young || young
 		ip := taskAddress(t, control.Name)
 		if ip == "" {
 			res.why = append(res.why, shortID(t.ID)+": no address on "+control.Name)
@@ -446,6 +453,7 @@ func (r *ClusterReconciler) pushCertificate(ctx context.Context, c *api.MqttClus
 		}
 		if served.Serial.Cmp(want.SerialNumber) == 0 {
 			res.serving++
+			res.young = res.young && !young
 			continue
 		}
 		if err := r.fence(); err != nil {
