@@ -160,6 +160,7 @@ type PortsSpec struct {
 // TLSSpec configures the server certificate the operator issues.
 // +kubebuilder:validation:XValidation:rule="!has(self.duration) || !has(self.renewBefore) || duration(self.renewBefore) < duration(self.duration)",message="renewBefore must be shorter than duration"
 // +kubebuilder:validation:XValidation:rule="!has(self.clientAuth) || self.clientAuth == 'none' || has(self.clientCASecret)",message="clientCASecret is required when clientAuth is optional or required"
+// +kubebuilder:validation:XValidation:rule="!has(self.issuerSecret) || !has(self.certificateSecret)",message="issuerSecret and certificateSecret exclude each other"
 type TLSSpec struct {
 	// DNSNames the certificate is valid for, besides the cluster's own
 	// service names.
@@ -213,6 +214,14 @@ type TLSSpec struct {
 	// +kubebuilder:validation:MaxLength=64
 	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9]+([a-zA-Z0-9_.-]*[a-zA-Z0-9])?$`
 	CertificateSecret string `json:"certificateSecret,omitempty"`
+	// IssuerSecret names a Docker secret holding a CA certificate and its
+	// key (PEM) that signs the server certificate instead of the
+	// operator's own CA. The operator never reads the key: a short Swarm
+	// job mounting the secret signs the operator's certificate request.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9]+([a-zA-Z0-9_.-]*[a-zA-Z0-9])?$`
+	IssuerSecret string `json:"issuerSecret,omitempty"`
 }
 
 // KeyAlgorithm is a private key algorithm.

@@ -183,6 +183,12 @@ func validateSpec(s *MqttClusterSpec, errs *ErrorList) {
 	if t.CertificateSecret != "" {
 		validateSecretName(t.CertificateSecret, "spec.tls.certificateSecret", errs)
 	}
+	if t.IssuerSecret != "" {
+		validateSecretName(t.IssuerSecret, "spec.tls.issuerSecret", errs)
+		if t.CertificateSecret != "" {
+			errs.add("spec.tls.issuerSecret", ReasonInvalid, "excludes spec.tls.certificateSecret: a certificate is either issued (by the operator's CA or this issuer) or supplied")
+		}
+	}
 
 	if sec := s.Auth.PasswordFileSecret; sec != "" {
 		validateSecretName(sec, "spec.auth.passwordFileSecret", errs)

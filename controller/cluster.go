@@ -76,6 +76,9 @@ type ClusterReconciler struct {
 	Runtime CertRuntime
 	// Sealer encrypts the clusters' material in the store (nil: clear).
 	Sealer *credentials.Sealer
+	// SignerImage is the operator's own image, run as a Swarm job to sign
+	// with a cluster's spec.tls.issuerSecret (empty: issuers refused).
+	SignerImage string
 }
 
 // CertRuntime reads and replaces the certificate a HAProxy task serves.
@@ -209,9 +212,10 @@ func (r *ClusterReconciler) Reconcile(ctx context.Context, name string) (Result,
 			res.RequeueAfter = next
 		}
 	}
-	if errors.Is(recErr, broker.ErrMissingSecret) {
-		// Retrying cannot fix it until the user acts: the condition says
-		// so, and the resync and Docker's secret events try again.
+	if errors.Is(recErr, broker.ErrMissingSecret) || errors.Is(recErr, errSigning) {
+		// Retrying cannot fix it until the user acts (or the signer job
+		// ends): the condition says so, and the requeue, the resync and
+		// Docker's events try again.
 		return res, nil
 	}
 	return res, recErr
@@ -244,6 +248,12 @@ func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster) (res 
 	m, err := r.credentials(c)
 	if err != nil {
 		return Result{}, nil, push, err
+	}
+	if m, err = r.issuer(ctx, c, m); err != nil {
+		if errors.Is(err, errSigning) {
+			res.RequeueAfter = time.Second
+		}
+		return res, nil, push, err
 	}
 	if at, err := credentials.NextEvent(m, c); err == nil && !at.IsZero() {
 		res.RequeueAfter = max(at.Sub(r.now()), time.Second)
@@ -735,7 +745,9 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, svc
 		set(api.ConditionReady, false, "NotAllRunning", progress)
 		set(api.ConditionProgressing, recErr == nil, "Reconciling", progress)
 	}
-	if recErr != nil {
+	if recErr != nil && errors.Is(recErr, errSigning) {
+		set(api.ConditionDegraded, false, "Signing", recErr.Error())
+	} else if recErr != nil {
 		reason := "ReconcileError"
 		if errors.Is(recErr, broker.ErrMissingSecret) {
 			reason = "MissingSecret"

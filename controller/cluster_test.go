@@ -760,3 +760,70 @@ func TestClusterCredentialsSealedAtRest(t *testing.T) {
 		t.Fatal("sealed credentials rewritten with no change")
 	}
 }
+
+// spec.tls.issuerSecret: a signer job (the operator's image, the issuer
+// secret mounted) signs the operator's request; its log's certificate is
+// taken (checked against the key and the issuer), the job removed; the CA
+// bundle is the issuer's certificate.
+func TestClusterIssuerSignsThroughAJob(t *testing.T) {
+	t.Parallel()
+	e := newClusterEnv(t)
+	e.rec.SignerImage = "swarm-mqtt/operator:test"
+	issuerCA, err := certs.IssueCA("corp", certs.ECDSAP256, 24*time.Hour, e.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.fake.CreateSecret(context.Background(), dswarm.SecretSpec{Annotations: dswarm.Annotations{Name: "corp-ca"}, Data: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	e.apply("spec: {replicas: 1, loadBalancer: {replicas: 1}, tls: {issuerSecret: corp-ca}}\n")
+	res := e.reconcile()
+	jobs, _ := e.fake.Services(context.Background(), map[string]string{swarm.LabelComponent: ComponentSigner})
+	if len(jobs) != 1 || jobs[0].Spec.Mode.ReplicatedJob == nil || jobs[0].Spec.TaskTemplate.ContainerSpec.Secrets[0].SecretName != "corp-ca" || res.RequeueAfter > time.Second {
+		t.Fatalf("signer job: %+v, requeue %v", jobs, res.RequeueAfter)
+	}
+	if d := meta.FindStatusCondition(e.cluster().Status.Conditions, api.ConditionDegraded); d == nil || d.Reason != "Signing" || d.Status != "False" {
+		t.Fatalf("while signing: %+v", d)
+	}
+	// The job runs: what `mqtt-operator sign` prints, in its log.
+	m := e.material()
+	csr := m.Issuer.PendingCSR
+	out, err := certs.SignCSR(append(append([]byte{}, issuerCA.CertPEM...), issuerCA.KeyPEM...), csr, 24*time.Hour, e.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []swarm.LogLine
+	for _, l := range strings.Split(credentials.SignedBegin+"\n"+string(out)+credentials.SignedEnd, "\n") {
+		lines = append(lines, swarm.LogLine{Time: e.now, Text: l})
+	}
+	e.fake.Logs = map[string][]swarm.LogLine{jobs[0].Spec.Name: lines}
+	e.fake.TaskList = []dswarm.Task{{ID: "job-t", ServiceID: jobs[0].ID, Annotations: dswarm.Annotations{Labels: jobs[0].Spec.Labels},
+		Status: dswarm.TaskStatus{State: dswarm.TaskStateComplete}, Spec: jobs[0].Spec.TaskTemplate}}
+	e.reconcile()
+	m = e.material()
+	leaf, err := certs.ParseCert(m.Server.CertPEM)
+	if err != nil || m.Issuer == nil || m.Issuer.PendingCSR != nil {
+		t.Fatalf("after the job: %v %+v", err, m.Issuer)
+	}
+	ca, _ := certs.ParseCert(issuerCA.CertPEM)
+	if err := leaf.CheckSignatureFrom(ca); err != nil || m.Reason != "Missing" {
+		t.Fatalf("signed by the issuer: %v, reason %s", err, m.Reason)
+	}
+	if jobs, _ := e.fake.Services(context.Background(), map[string]string{swarm.LabelComponent: ComponentSigner}); len(jobs) != 0 {
+		t.Fatalf("job left: %v", jobs)
+	}
+	if string(credentials.CABundle(m)) != string(issuerCA.CertPEM) {
+		t.Fatal("the CA bundle is not the issuer's certificate")
+	}
+	// Nothing due: no new job.
+	e.fake.ResetCalls()
+	e.reconcile()
+	if got := written(e.fake.Calls(), "CreateService"); len(got) != 0 {
+		t.Fatalf("a new job with nothing due: %v", got)
+	}
+	// A log whose certificate is for another key is refused.
+	other, _ := certs.IssueServer(issuerCA, certs.ServerRequest{CommonName: "x", Duration: time.Hour}, e.now)
+	if _, _, err := signedOutput([]swarm.LogLine{{Text: credentials.SignedBegin}, {Text: string(other.CertPEM) + string(issuerCA.CertPEM)}, {Text: credentials.SignedEnd}}, m.Server.KeyPEM); err == nil {
+		t.Fatal("a certificate for another key was taken")
+	}
+}

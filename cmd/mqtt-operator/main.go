@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -35,6 +36,7 @@ import (
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/server"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/certs"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/credentials"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
 )
@@ -46,6 +48,7 @@ type options struct {
 	tokenFile, tlsCert, tlsKey                        string
 	brokerImage, lbImage, logLevel                    string
 	operatorID, controlNetwork, encryptionKeyFile     string
+	operatorImage                                     string
 	resync                                            time.Duration
 	reconcile, showVersion, swarmRaft                 bool
 	peerAPIPort                                       int
@@ -59,6 +62,9 @@ func main() {
 			return
 		case "recover":
 			exitOn(recoverCmd(os.Args[2:]))
+			return
+		case "sign":
+			exitOn(signCmd(os.Args[2:]))
 			return
 		}
 	}
@@ -78,6 +84,7 @@ func main() {
 	fs.StringVar(&o.operatorID, "operator-id", "mqtt-operator", "value of the ownership label on everything this operator creates in Swarm")
 	fs.StringVar(&o.controlNetwork, "control-network", "", "the operator's own overlay network (the stack's): HAProxy tasks join it and renewed certificates are pushed into them through HAProxy's runtime API with no restart; empty: a renewal rolls the HAProxy tasks")
 	fs.StringVar(&o.encryptionKeyFile, "encryption-key-file", "", "file holding a 32-byte key (raw, hex or base64; a Docker secret in the stack): the clusters' private keys and passwords are stored encrypted with it (AES-256-GCM) in the raft log, snapshots and backups; empty: stored in clear")
+	fs.StringVar(&o.operatorImage, "operator-image", "", "this operator's image, run as a short Swarm job to sign with a cluster's spec.tls.issuerSecret (empty: issuers are refused)")
 	fs.BoolVar(&o.swarmRaft, "swarm-raft", false, "form one raft cluster with the operators on the Swarm's other managers: raft id = Swarm node id, address = the manager's address with the --raft-addr port; the Swarm's leader manager bootstraps, the raft leader adds the others as voters and removes former managers")
 	fs.IntVar(&o.peerAPIPort, "peer-api-port", 0, "port the other managers' operator APIs are published on, for forwarding writes to the leader (default: the --api-addr port)")
 	fs.DurationVar(&o.resync, "resync", 30*time.Second, "reconcile every cluster at least this often")
@@ -206,7 +213,7 @@ func run(ctx context.Context, o options) error {
 		if err != nil {
 			return err
 		}
-		cr := &controller.ClusterReconciler{Store: st, Swarm: d, OperatorID: o.operatorID, Log: log, Metrics: metrics, ControlNetwork: o.controlNetwork, Sealer: sealer}
+		cr := &controller.ClusterReconciler{Store: st, Swarm: d, OperatorID: o.operatorID, Log: log, Metrics: metrics, ControlNetwork: o.controlNetwork, Sealer: sealer, SignerImage: o.operatorImage}
 		leader := &controller.Leader{Store: st, Reconcile: cr.Reconcile, Discover: cr.Discover, Resync: o.resync, Log: log, Metrics: metrics}
 		go leader.Run(ctx)
 		go watchEvents(ctx, d, leader.Trigger, log)
@@ -508,5 +515,34 @@ func recoverCmd(args []string) error {
 		return err
 	}
 	fmt.Printf("recovered %s to a configuration of %d server(s): start the operator on each\n", *dataDir, len(servers))
+	return nil
+}
+
+// signCmd: mqtt-operator sign --issuer FILE --csr BASE64 --duration D. It
+// runs as a Swarm job with the user's issuer secret mounted, and prints
+// the signed certificate and the issuer's certificate (public) between
+// markers on stdout, which the operator reads from the job's log. The
+// issuer's key is read from the secret and never printed.
+func signCmd(args []string) error {
+	fs := flag.NewFlagSet("mqtt-operator sign", flag.ExitOnError)
+	issuer := fs.String("issuer", "/run/secrets/issuer.pem", "the issuer's certificate and key (PEM)")
+	csr := fs.String("csr", "", "the certificate request, DER in base64")
+	duration := fs.Duration("duration", 90*24*time.Hour, "the certificate's lifetime")
+	_ = fs.Parse(args)
+	bundle, err := os.ReadFile(*issuer)
+	if err != nil {
+		return fmt.Errorf("sign: %w", err)
+	}
+	der, err := base64.StdEncoding.DecodeString(*csr)
+	if err != nil {
+		return fmt.Errorf("sign: --csr: %w", err)
+	}
+	out, err := certs.SignCSR(bundle, der, *duration, time.Now())
+	if err != nil {
+		return fmt.Errorf("sign: %w", err)
+	}
+	fmt.Println(credentials.SignedBegin)
+	os.Stdout.Write(out)
+	fmt.Println(credentials.SignedEnd)
 	return nil
 }

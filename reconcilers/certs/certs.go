@@ -335,3 +335,103 @@ func sameSet(a, b []string) bool {
 	slices.Sort(b)
 	return slices.Equal(slices.Compact(a), slices.Compact(b))
 }
+
+// NewCSR makes a key and a certificate request for req: what the operator
+// sends to a signer that holds an issuer's key (the key stays here).
+func NewCSR(req ServerRequest) (csrDER, keyPEM []byte, err error) {
+	key, err := newKey(req.KeyType)
+	if err != nil {
+		return nil, nil, err
+	}
+	var ips []net.IP
+	for _, s := range req.IPAddresses {
+		ip := net.ParseIP(s)
+		if ip == nil {
+			return nil, nil, fmt.Errorf("%q is not an IP address", s)
+		}
+		ips = append(ips, ip)
+	}
+	csrDER, err = x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: req.CommonName}, DNSNames: slices.Clone(req.DNSNames), IPAddresses: ips,
+	}, key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("certificate request %s: %w", req.CommonName, err)
+	}
+	kb, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, nil, errors.New("marshal private key failed")
+	}
+	return csrDER, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), nil
+}
+
+// SignCSR issues a server certificate for a request with an issuer's
+// certificate and key (PEM, in any order in one bundle): the names and key
+// of the request, valid from now (less the clock skew) for duration, at
+// most until the issuer expires.
+func SignCSR(issuerBundle, csrDER []byte, duration time.Duration, now time.Time) ([]byte, error) {
+	var p Pair
+	for rest := issuerBundle; ; {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		switch {
+		case b.Type == "CERTIFICATE" && len(p.CertPEM) == 0:
+			p.CertPEM = pem.EncodeToMemory(b)
+		case strings.HasSuffix(b.Type, "PRIVATE KEY"):
+			if b.Type != "PRIVATE KEY" { // PKCS#1 or SEC 1: re-encode as PKCS#8
+				var k any
+				var err error
+				if b.Type == "RSA PRIVATE KEY" {
+					k, err = x509.ParsePKCS1PrivateKey(b.Bytes)
+				} else {
+					k, err = x509.ParseECPrivateKey(b.Bytes)
+				}
+				if err != nil {
+					return nil, errors.New("the issuer's private key does not parse")
+				}
+				der, err := x509.MarshalPKCS8PrivateKey(k)
+				if err != nil {
+					return nil, errors.New("the issuer's private key does not parse")
+				}
+				b = &pem.Block{Type: "PRIVATE KEY", Bytes: der}
+			}
+			p.KeyPEM = pem.EncodeToMemory(b)
+		}
+	}
+	ca, key, err := parsePair(p)
+	if err != nil {
+		return nil, fmt.Errorf("issuer: %w", err)
+	}
+	if !ca.IsCA {
+		return nil, errors.New("issuer: the certificate is not a CA")
+	}
+	csr, err := x509.ParseCertificateRequest(csrDER)
+	if err != nil {
+		return nil, fmt.Errorf("certificate request: %w", err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("certificate request: %w", err)
+	}
+	sn, err := serial()
+	if err != nil {
+		return nil, err
+	}
+	notAfter := now.Add(duration)
+	if notAfter.After(ca.NotAfter) {
+		notAfter = ca.NotAfter
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: sn, Subject: csr.Subject, DNSNames: csr.DNSNames, IPAddresses: csr.IPAddresses,
+		NotBefore: now.Add(-clockSkew), NotAfter: notAfter,
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, csr.PublicKey, key)
+	if err != nil {
+		return nil, fmt.Errorf("sign: %w", err)
+	}
+	out := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	return append(out, p.CertPEM...), nil
+}

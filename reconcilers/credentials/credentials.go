@@ -34,6 +34,9 @@ type Material struct {
 	// the CA bundle, and the server certificate is still signed by CA.
 	NextCA      *certs.Pair `json:"nextCA,omitempty"`
 	NextCASince time.Time   `json:"nextCASince,omitzero"`
+	// Issuer, with spec.tls.issuerSecret: the issuer that signed the
+	// server certificate, and a request waiting for its signer job.
+	Issuer *IssuerState `json:"issuer,omitempty"`
 	Server      certs.Pair  `json:"server"`
 	// Reason the server certificate was last issued.
 	Reason   certs.Reason `json:"reason,omitempty"`
@@ -54,6 +57,25 @@ type Material struct {
 func ServiceNames(cluster string) []string {
 	return []string{cluster + "-lb", "tasks." + cluster + "-lb"}
 }
+
+// IssuerState is a user issuer's part of the material.
+type IssuerState struct {
+	// SecretID is the Docker secret (immutable: a new id is a new issuer)
+	// that signed CertPEM's leaf; CertPEM is the issuer's certificate.
+	SecretID string `json:"secretID,omitempty"`
+	CertPEM  []byte `json:"certPEM,omitempty"`
+	// A request sent to the signer: its key (kept here) and the request.
+	PendingKeyPEM []byte       `json:"pendingKeyPEM,omitempty"`
+	PendingCSR    []byte       `json:"pendingCSR,omitempty"`
+	PendingFor    string       `json:"pendingFor,omitempty"` // the secret id it is for
+	PendingReason certs.Reason `json:"pendingReason,omitempty"`
+}
+
+// Markers around the signer's output in its log.
+const (
+	SignedBegin = "-----MQTT-OPERATOR SIGNED BEGIN-----"
+	SignedEnd   = "-----MQTT-OPERATOR SIGNED END-----"
+)
 
 // KeyType is the key algorithm a cluster asks for.
 func KeyType(c *api.MqttCluster) certs.KeyType {
@@ -141,8 +163,9 @@ func Next(cur *Material, c *api.MqttCluster, now time.Time) (next Material, reas
 	if err != nil {
 		return Material{}, "", false, err
 	}
-	if c.Spec.TLS.CertificateSecret != "" {
-		// The user's certificate is served: none is issued.
+	if c.Spec.TLS.CertificateSecret != "" || c.Spec.TLS.IssuerSecret != "" {
+		// The user's certificate is served, or the user's issuer signs it
+		// (through a signer job): none is issued here.
 		req.Duration = 0
 	}
 	if req.Duration > 0 {
@@ -235,6 +258,9 @@ func CASwitchAt(m Material, c *api.MqttCluster) time.Time {
 // CABundle is what clients should trust: the CA, and during a rotation the
 // next one too.
 func CABundle(m Material) []byte {
+	if m.Issuer != nil && len(m.Issuer.CertPEM) > 0 {
+		return slices.Clone(m.Issuer.CertPEM)
+	}
 	out := slices.Clone(m.CA.CertPEM)
 	if m.NextCA != nil {
 		out = append(out, m.NextCA.CertPEM...)
@@ -283,5 +309,8 @@ func RenewAt(m Material, c *api.MqttCluster) (time.Time, error) {
 // its key.
 func HAProxyPEM(m Material) []byte {
 	out := slices.Clone(m.Server.CertPEM)
+	if m.Issuer != nil && len(m.Issuer.CertPEM) > 0 {
+		out = append(out, m.Issuer.CertPEM...) // the chain to the issuer
+	}
 	return append(out, m.Server.KeyPEM...)
 }

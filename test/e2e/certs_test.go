@@ -289,7 +289,7 @@ func TestCARotationClientAuthAndUserCertificate(t *testing.T) {
 			}
 			return nil
 		})
-		exec.Command("docker", "secret", "rm", "e2ecerts-fleet-ca", "e2ecerts-user-cert").Run()
+		exec.Command("docker", "secret", "rm", "e2ecerts-fleet-ca", "e2ecerts-user-cert", "e2ecerts-issuer").Run()
 	})
 	const overlap = 8 * time.Second
 	spec := func(tlsExtra string) []byte {
@@ -428,7 +428,41 @@ func TestCARotationClientAuthAndUserCertificate(t *testing.T) {
 	if _, err := c.CA(ctx, certsCluster); err == nil || !strings.Contains(err.Error(), "certificateSecret") {
 		t.Errorf("get ca with a user certificate: %v", err)
 	}
-	noKeyLeaks(t, c, []byte(startKey), userCert.KeyPEM)
+
+	// The user's issuer: a signer job signs the operator's request; the
+	// issuer's key stays in the Docker secret.
+	secretFile(t, "e2ecerts-issuer", append(append([]byte{}, userCA.CertPEM...), userCA.KeyPEM...))
+	if _, err := c.Apply(ctx, spec(", issuerSecret: e2ecerts-issuer")); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, c, certsCluster, 120*time.Second)
+	eventually(t, "a certificate from the user's issuer served", 30*time.Second, func() error {
+		s, err := servedSerialWith(e, poolOf(t, userCA.CertPEM))
+		if err != nil {
+			return err
+		}
+		if s.Cmp(want.SerialNumber) == 0 {
+			return errStr("still the user's own certificate")
+		}
+		return nil
+	})
+	if ca, err := c.CA(ctx, certsCluster); err != nil || ca.Certificate != string(userCA.CertPEM) {
+		t.Errorf("get ca with an issuer: %v", err)
+	}
+	if jobs := docker(t, "service", "ls", "-q", "--filter", "label=mqtt.swarm/component=signer"); jobs != "" {
+		t.Errorf("signer jobs left: %s", jobs)
+	}
+	noKeyLeaks(t, c, []byte(startKey), userCert.KeyPEM, userCA.KeyPEM)
+}
+
+// servedSerialWith: the serial a handshake verified against roots gets.
+func servedSerialWith(e endpoint, roots *x509.CertPool) (*big.Int, error) {
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", fmt.Sprintf("%s:%d", e.host, e.mqtts), &tls.Config{RootCAs: roots, ServerName: "localhost", MinVersion: tls.VersionTLS12})
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return c.ConnectionState().PeerCertificates[0].SerialNumber, nil
 }
 
 // noKeyLeaks: no private key (its PEM header, or a line of a given key's

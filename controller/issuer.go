@@ -1,0 +1,262 @@
+package controller
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	dswarm "github.com/docker/docker/api/types/swarm"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/certs"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/credentials"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
+)
+
+// ComponentSigner labels a cluster's signer jobs.
+const ComponentSigner = "signer"
+
+// errSigning: the server certificate waits for the issuer's signer job.
+var errSigning = errors.New("waiting for the issuer's signer job to sign the server certificate")
+
+// issuer, with spec.tls.issuerSecret, gets the server certificate signed
+// by the user's issuer without the operator ever reading its key: the
+// operator keeps a key and a certificate request in the store, runs a
+// one-shot Swarm job (its own image, `mqtt-operator sign`) with the
+// issuer secret mounted and the request as an argument, and reads the
+// signed certificate (public) from the job's log. Level-triggered: the
+// pending request and the job are found again after a restart.
+func (r *ClusterReconciler) issuer(ctx context.Context, c *api.MqttCluster, m credentials.Material) (credentials.Material, error) {
+	jobs, err := r.Swarm.Services(ctx, swarm.OwnedComponent(r.OperatorID, c.Name, ComponentSigner))
+	if err != nil {
+		return m, err
+	}
+	if c.Spec.TLS.IssuerSecret == "" || *c.Spec.LoadBalancer.Ports.MQTTS == 0 {
+		return m, r.removeJobs(ctx, jobs, "")
+	}
+	if r.SignerImage == "" {
+		return m, errors.New("spec.tls.issuerSecret needs the operator's --operator-image (the operator stack sets it)")
+	}
+	sec, err := swarm.SecretByName(ctx, r.Swarm, c.Spec.TLS.IssuerSecret, "spec.tls.issuerSecret", c.Name)
+	if err != nil {
+		return m, err
+	}
+	req, renewBefore, err := credentials.Request(c)
+	if err != nil {
+		return m, err
+	}
+	var reason certs.Reason
+	switch {
+	case len(m.Server.CertPEM) == 0 || m.Issuer == nil || len(m.Issuer.CertPEM) == 0:
+		reason = certs.ReasonMissing
+	case m.Issuer.SecretID != sec.ID:
+		reason = certs.ReasonIssuerChanged
+	default:
+		reason = certs.NeedsReissue(certs.Input{Current: m.Server.CertPEM, CA: m.Issuer.CertPEM, Want: req, RenewBefore: renewBefore, Now: r.now()})
+		if at := credentials.RenewRequested(c); reason == "" && !at.IsZero() && at.After(m.IssuedAt) {
+			reason = certs.ReasonRequested
+		}
+	}
+	if reason == "" {
+		return m, r.removeJobs(ctx, jobs, "")
+	}
+	st := credentials.IssuerState{}
+	if m.Issuer != nil {
+		st = *m.Issuer
+	}
+	// A request for this issuer and these names, kept until signed.
+	want := sec.ID + ":" + swarm.ContentHash([]byte(fmt.Sprintf("%v|%v|%s|%s|%s", req.DNSNames, req.IPAddresses, req.CommonName, req.KeyType, req.Duration)))
+	if st.PendingFor != want || len(st.PendingCSR) == 0 {
+		csr, key, err := certs.NewCSR(req)
+		if err != nil {
+			return m, err
+		}
+		st.PendingCSR, st.PendingKeyPEM, st.PendingFor, st.PendingReason = csr, key, want, reason
+		m.Issuer = &st
+		if err := r.storeMaterial(c, m); err != nil {
+			return m, err
+		}
+	}
+	name := fmt.Sprintf("%s-signer-%s", c.Name, swarm.ContentHash(st.PendingCSR))
+	var job *dswarm.Service
+	for i := range jobs {
+		if jobs[i].Spec.Name == name {
+			job = &jobs[i]
+		}
+	}
+	if err := r.removeJobs(ctx, jobs, name); err != nil {
+		return m, err
+	}
+	if job == nil {
+		if err := r.fence(); err != nil {
+			return m, err
+		}
+		if _, err := r.Swarm.CreateService(ctx, r.signerJob(c, name, sec, st.PendingCSR, req.Duration)); err != nil {
+			return m, fmt.Errorf("signer job of %s: %w", c.Name, err)
+		}
+		r.log().Info("created", "component", ComponentSigner, "object", name, "reason", string(st.PendingReason))
+		return m, errSigning
+	}
+	tasks, err := r.Swarm.Tasks(ctx, swarm.OwnedComponent(r.OperatorID, c.Name, ComponentSigner))
+	if err != nil {
+		return m, err
+	}
+	for _, t := range tasks {
+		if t.ServiceID != job.ID {
+			continue
+		}
+		switch t.Status.State {
+		case dswarm.TaskStateComplete:
+			lines, err := r.Swarm.ServiceLogs(ctx, name, time.Time{})
+			if err != nil {
+				return m, err
+			}
+			leafPEM, issuerPEM, err := signedOutput(lines, st.PendingKeyPEM)
+			if err != nil {
+				_ = r.removeJobs(ctx, []dswarm.Service{*job}, "")
+				return m, fmt.Errorf("signer job %s: %w", name, err)
+			}
+			m.Server = certs.Pair{CertPEM: leafPEM, KeyPEM: st.PendingKeyPEM}
+			m.Reason, m.IssuedAt = st.PendingReason, r.now().UTC()
+			m.Issuer = &credentials.IssuerState{SecretID: sec.ID, CertPEM: issuerPEM}
+			if err := r.storeMaterial(c, m); err != nil {
+				return m, err
+			}
+			r.Metrics.certificateIssued(string(m.Reason))
+			leaf, _ := certs.ParseCert(leafPEM)
+			r.log().Info("issued server certificate", "cluster", c.Name, "reason", string(m.Reason), "issuer", c.Spec.TLS.IssuerSecret, "serial", leaf.SerialNumber.Text(16), "notAfter", leaf.NotAfter)
+			return m, r.removeJobs(ctx, []dswarm.Service{*job}, "")
+		case dswarm.TaskStateFailed, dswarm.TaskStateRejected:
+			// Its log holds the reason (never a key); the next pass
+			// makes a new job.
+			msg := t.Status.Err
+			if err := r.removeJobs(ctx, []dswarm.Service{*job}, ""); err != nil {
+				return m, err
+			}
+			return m, fmt.Errorf("signer job %s failed: %s (see docker service logs %s)", name, msg, name)
+		}
+	}
+	return m, errSigning
+}
+
+func (r *ClusterReconciler) signerJob(c *api.MqttCluster, name string, sec *dswarm.Secret, csr []byte, d time.Duration) dswarm.ServiceSpec {
+	one := uint64(1)
+	labels := swarm.OwnedComponent(r.OperatorID, c.Name, ComponentSigner)
+	return dswarm.ServiceSpec{
+		Annotations: dswarm.Annotations{Name: name, Labels: labels},
+		TaskTemplate: dswarm.TaskSpec{
+			ContainerSpec: &dswarm.ContainerSpec{
+				Image: r.SignerImage, Labels: labels,
+				Command: []string{"/mqtt-operator", "sign", "--issuer", "/run/secrets/issuer.pem",
+					"--csr", base64.StdEncoding.EncodeToString(csr), "--duration", d.String()},
+				Secrets: []*dswarm.SecretReference{{SecretID: sec.ID, SecretName: sec.Spec.Name,
+					File: &dswarm.SecretReferenceFileTarget{Name: "issuer.pem", UID: "0", GID: "0", Mode: 0o400}}},
+			},
+			RestartPolicy: &dswarm.RestartPolicy{Condition: dswarm.RestartPolicyConditionNone},
+		},
+		Mode: dswarm.ServiceMode{ReplicatedJob: &dswarm.ReplicatedJob{MaxConcurrent: &one, TotalCompletions: &one}},
+	}
+}
+
+// removeJobs removes signer jobs but keep.
+func (r *ClusterReconciler) removeJobs(ctx context.Context, jobs []dswarm.Service, keep string) error {
+	for _, j := range jobs {
+		if j.Spec.Name == keep {
+			continue
+		}
+		if err := r.fence(); err != nil {
+			return err
+		}
+		if err := r.Swarm.RemoveService(ctx, j.ID); err != nil {
+			return err
+		}
+		r.log().Info("removed", "component", ComponentSigner, "object", j.Spec.Name)
+	}
+	return nil
+}
+
+// signedOutput reads the signer's log: the certificate and the issuer's,
+// between the markers; the certificate must be for the pending key and
+// signed by that issuer.
+func signedOutput(lines []swarm.LogLine, keyPEM []byte) (leafPEM, issuerPEM []byte, err error) {
+	var buf bytes.Buffer
+	in := false
+	for _, l := range lines {
+		switch strings.TrimSpace(l.Text) {
+		case credentials.SignedBegin:
+			in = true
+			buf.Reset()
+			continue
+		case credentials.SignedEnd:
+			in = false
+		}
+		if in {
+			buf.WriteString(strings.TrimSpace(l.Text) + "\n")
+		}
+	}
+	var blocks [][]byte
+	for rest := buf.Bytes(); ; {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		if b.Type == "CERTIFICATE" {
+			blocks = append(blocks, pem.EncodeToMemory(b))
+		}
+	}
+	if len(blocks) < 2 {
+		return nil, nil, errors.New("no signed certificate in its log")
+	}
+	leaf, err := certs.ParseCert(blocks[0])
+	if err != nil {
+		return nil, nil, err
+	}
+	iss, err := certs.ParseCert(blocks[1])
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := leaf.CheckSignatureFrom(iss); err != nil {
+		return nil, nil, fmt.Errorf("the certificate is not signed by the issuer it names: %w", err)
+	}
+	kb, _ := pem.Decode(keyPEM)
+	if kb == nil {
+		return nil, nil, errors.New("the pending key is unreadable")
+	}
+	k, err := x509.ParsePKCS8PrivateKey(kb.Bytes)
+	if err != nil {
+		return nil, nil, errors.New("the pending key is unreadable")
+	}
+	signer, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, nil, errors.New("the pending key is unreadable")
+	}
+	pub, ok := signer.Public().(interface{ Equal(crypto.PublicKey) bool })
+	if !ok || !pub.Equal(leaf.PublicKey) {
+		return nil, nil, errors.New("the certificate is not for the requested key")
+	}
+	return blocks[0], blocks[1], nil
+}
+
+// storeMaterial writes a cluster's material (sealed when a key is set).
+func (r *ClusterReconciler) storeMaterial(c *api.MqttCluster, m credentials.Material) error {
+	b, err := r.Sealer.Encode(m)
+	if err != nil {
+		return fmt.Errorf("credentials of %s: %w", c.Name, err)
+	}
+	if err := r.fence(); err != nil {
+		return err
+	}
+	if _, _, err := r.Store.Apply(store.ApplyRequest{Kind: credentials.Kind, Name: c.Name, Spec: b}); err != nil {
+		return fmt.Errorf("store credentials of %s: %w", c.Name, err)
+	}
+	return nil
+}
