@@ -37,7 +37,7 @@ type Material struct {
 	// Issuer, with spec.tls.issuerSecret: the issuer that signed the
 	// server certificate, and a request waiting for its signer job.
 	Issuer *IssuerState `json:"issuer,omitempty"`
-	Server      certs.Pair  `json:"server"`
+	Server certs.Pair   `json:"server"`
 	// Reason the server certificate was last issued.
 	Reason   certs.Reason `json:"reason,omitempty"`
 	IssuedAt time.Time    `json:"issuedAt,omitzero"`
