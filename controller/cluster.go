@@ -696,7 +696,8 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, svc
 	st.Certificate, st.CARotation = nil, nil
 	if o := r.Store.Get(credentials.Kind, c.Name); o != nil {
 		if m, err := r.Sealer.Decode(o.Spec); err == nil {
-			if ca, err := certs.ParseCert(m.CA.CertPEM); err == nil {
+			// The CA clients verify against: the user's issuer, or ours.
+			if ca, err := certs.ParseCert(credentials.CABundle(m)); err == nil {
 				st.CAFingerprint = certs.Fingerprint(ca)
 			}
 			if *c.Spec.LoadBalancer.Ports.MQTTS != 0 {

@@ -815,6 +815,9 @@ func TestClusterIssuerSignsThroughAJob(t *testing.T) {
 	if string(credentials.CABundle(m)) != string(issuerCA.CertPEM) {
 		t.Fatal("the CA bundle is not the issuer's certificate")
 	}
+	if got := e.cluster().Status.CAFingerprint; got != certs.Fingerprint(ca) {
+		t.Fatalf("status.caFingerprint %s, want the issuer's %s", got, certs.Fingerprint(ca))
+	}
 	// Nothing due: no new job.
 	e.fake.ResetCalls()
 	e.reconcile()

@@ -56,7 +56,7 @@ func (s *Server) getCA(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, http.StatusNotFound, ReasonNotFound, api.Resource+" \""+c.Name+"\" serves the certificate in spec.tls.certificateSecret: its CA is the one that signed it, not the operator's", &StatusDetails{Name: c.Name, Kind: api.Resource})
 		return
 	}
-	ca, err := certs.ParseCert(m.CA.CertPEM)
+	ca, err := certs.ParseCert(credentials.CABundle(*m)) // the signing CA comes first
 	if err != nil {
 		writeStatus(w, http.StatusInternalServerError, ReasonInternal, "the stored CA certificate is unreadable", nil)
 		return

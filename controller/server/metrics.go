@@ -83,7 +83,7 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		if cr := c.store.Get(credentials.Kind, cl.Name); cr != nil && cl.Spec.TLS.CertificateSecret == "" {
 			if m, err := c.sealer.Decode(cr.Spec); err == nil {
-				pems := map[string][]byte{"ca": m.CA.CertPEM}
+				pems := map[string][]byte{"ca": credentials.CABundle(m)} // the signing CA comes first
 				if m.NextCA != nil {
 					pems["next-ca"] = m.NextCA.CertPEM
 				}
