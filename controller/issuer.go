@@ -35,12 +35,24 @@ var errSigning = errors.New("waiting for the issuer's signer job to sign the ser
 // signed certificate (public) from the job's log. Level-triggered: the
 // pending request and the job are found again after a restart.
 func (r *ClusterReconciler) issuer(ctx context.Context, c *api.MqttCluster, m credentials.Material) (credentials.Material, error) {
+	if c.Spec.TLS.IssuerSecret == "" || *c.Spec.LoadBalancer.Ports.MQTTS == 0 {
+		if m.Issuer == nil {
+			return m, nil // no issuer, ever: no job to look for
+		}
+		// The issuer was dropped: its jobs go, and so does its state.
+		jobs, err := r.Swarm.Services(ctx, swarm.OwnedComponent(r.OperatorID, c.Name, ComponentSigner))
+		if err != nil {
+			return m, err
+		}
+		if err := r.removeJobs(ctx, jobs, ""); err != nil {
+			return m, err
+		}
+		m.Issuer = nil
+		return m, r.storeMaterial(c, m)
+	}
 	jobs, err := r.Swarm.Services(ctx, swarm.OwnedComponent(r.OperatorID, c.Name, ComponentSigner))
 	if err != nil {
 		return m, err
-	}
-	if c.Spec.TLS.IssuerSecret == "" || *c.Spec.LoadBalancer.Ports.MQTTS == 0 {
-		return m, r.removeJobs(ctx, jobs, "")
 	}
 	if r.SignerImage == "" {
 		return m, errors.New("spec.tls.issuerSecret needs the operator's --operator-image (the operator stack sets it)")

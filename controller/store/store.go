@@ -192,7 +192,9 @@ func (s *Store) watchJoin() {
 	defer t.Stop()
 	for {
 		if _, id := s.raft.LeaderWithID(); id != "" {
-			if c := s.raft.CommitIndex(); c > 0 && s.fsm.Applied() >= lastCommandAt(s, c) {
+			// Configuration entries are not applied to the FSM: compare
+			// with the last command at or below the commit index.
+			if c := s.raft.CommitIndex(); c > 0 && s.fsm.Applied() >= lastCommand(s.wal, c) {
 				close(s.caughtUp)
 				return
 			}
@@ -204,15 +206,6 @@ func (s *Store) watchJoin() {
 		}
 	}
 }
-
-// lastCommandAt is the FSM index the commit index c stands for: the last
-// command at or below it (configuration entries are not applied to the
-// FSM).
-func lastCommandAt(s *Store, c uint64) uint64 {
-	return lastCommand(s.logStore(), c)
-}
-
-func (s *Store) logStore() raft.LogStore { return s.wal }
 
 // lastCommand is the index of the last command in the log at or below
 // last (0 when the log holds none: the snapshot, restored at open, has it

@@ -5,11 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"net/url"
-	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
@@ -18,6 +14,7 @@ import (
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/client"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/testutil"
 )
 
 // haNode is one manager of the docker-in-docker Swarm.
@@ -25,34 +22,22 @@ type haNode struct {
 	name, api string
 }
 
-var quick = &http.Client{Timeout: 300 * time.Millisecond}
-
+// leaderInfo asks one manager's operator who leads (nil when it does not
+// answer within 300 ms).
 func leaderInfo(n haNode) *store.LeaderInfo {
-	resp, err := quick.Get(n.api + "/v1/status/leader")
+	c, err := client.New(client.Options{Server: n.api, Timeout: 300 * time.Millisecond})
 	if err != nil {
 		return nil
 	}
-	defer resp.Body.Close()
-	var li store.LeaderInfo
-	if json.NewDecoder(resp.Body).Decode(&li) != nil {
+	li, err := c.Leader(context.Background())
+	if err != nil {
 		return nil
 	}
-	return &li
+	return li
 }
 
 func reconcileSuccesses(n haNode) int {
-	resp, err := quick.Get(n.api + "/metrics")
-	if err != nil {
-		return -1
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	m := regexp.MustCompile(`(?m)^mqttoperator_reconcile_total\{result="success"\} (\d+)`).FindSubmatch(b)
-	if m == nil {
-		return -1
-	}
-	v, _ := strconv.Atoi(string(m[1]))
-	return v
+	return testutil.Metric(n.api, `mqttoperator_reconcile_total{result="success"}`)
 }
 
 // haNodes maps every manager API (MQTTCTL_SERVERS) to its node container.

@@ -123,7 +123,12 @@ func TestCertificateRenewalDropsNobody(t *testing.T) {
 			}
 		}
 	}()
-	time.Sleep(500 * time.Millisecond) // the loop runs before the rotation
+	eventually(t, "the publish loop running", 10*time.Second, func() error {
+		if published.Load() < 10 {
+			return errStr("fewer than 10 publishes")
+		}
+		return nil
+	})
 
 	start := time.Now()
 	if out, err := exec.Command("../../bin/mqttctl", "certificate", "renew", cluster).CombinedOutput(); err != nil {
@@ -144,7 +149,14 @@ func TestCertificateRenewalDropsNobody(t *testing.T) {
 	if took > time.Second {
 		t.Errorf("the new certificate was served %v after the request (target 1s)", took)
 	}
-	time.Sleep(time.Second) // the loop runs on after the rotation
+	// The loop runs on after the rotation, on the same connections.
+	atRotation := published.Load() + failed.Load()
+	eventually(t, "publishes after the rotation", 10*time.Second, func() error {
+		if published.Load()+failed.Load() < atRotation+20 {
+			return errStr("fewer than 20 publishes since the rotation")
+		}
+		return nil
+	})
 	close(stop)
 	<-loop
 

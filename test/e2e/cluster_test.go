@@ -6,12 +6,9 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
-	"io"
 	"maps"
-	"net/http"
 	"os"
 	"os/exec"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,6 +19,7 @@ import (
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/client"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/testutil"
 )
 
 const scaleCluster = "e2escale"
@@ -284,18 +282,7 @@ func reconciles(t *testing.T) int {
 	if server == "" {
 		server = "http://127.0.0.1:7950"
 	}
-	resp, err := http.Get(server + "/metrics")
-	if err != nil {
-		return -1
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	m := regexp.MustCompile(`(?m)^mqttoperator_reconcile_total\{result="success"\} (\d+)`).FindSubmatch(b)
-	if m == nil {
-		return -1
-	}
-	n, _ := strconv.Atoi(string(m[1]))
-	return n
+	return testutil.Metric(server, `mqttoperator_reconcile_total{result="success"}`)
 }
 
 // TestNoWritesWhenNothingChanged: an unchanged apply and an operator

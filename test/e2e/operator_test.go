@@ -14,6 +14,7 @@ import (
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/client"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/testutil"
 )
 
 func root() string { p, _ := filepath.Abs("../.."); return p }
@@ -160,16 +161,7 @@ func TestOperatorInSwarmKeepsObjectsAcrossRestart(t *testing.T) {
 	deleted = true
 }
 
-// userView keeps what a user stored and the server's identity fields.
-func userView(l *api.MqttClusterList) []api.MqttCluster {
-	var out []api.MqttCluster
-	for _, o := range l.Items {
-		o.Status = api.MqttClusterStatus{}
-		o.ResourceVersion = ""
-		out = append(out, o)
-	}
-	return out
-}
+func userView(l *api.MqttClusterList) []api.MqttCluster { return testutil.UserView(l) }
 
 type errStr string
 

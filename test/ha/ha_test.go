@@ -10,8 +10,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,6 +28,7 @@ import (
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/client"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/testutil"
 )
 
 const (
@@ -108,17 +107,15 @@ func (e *env) api(node string) string { return "http://" + e.ip[node] + ":7950" 
 // leaderInfo asks one node's operator who leads (nil when it does not
 // answer within 300ms).
 func (e *env) leaderInfo(node string) *store.LeaderInfo {
-	c := &http.Client{Timeout: 300 * time.Millisecond}
-	resp, err := c.Get(e.api(node) + "/v1/status/leader")
+	c, err := client.New(client.Options{Server: e.api(node), Timeout: 300 * time.Millisecond})
 	if err != nil {
 		return nil
 	}
-	defer resp.Body.Close()
-	var li store.LeaderInfo
-	if json.NewDecoder(resp.Body).Decode(&li) != nil {
+	li, err := c.Leader(context.Background())
+	if err != nil {
 		return nil
 	}
-	return &li
+	return li
 }
 
 // leader is the node whose operator says it leads, and that the others
@@ -196,19 +193,7 @@ func others(all []string, not string) []string {
 // loopRunning reads whether a node's operator runs its reconcile loop
 // (-1 when it does not answer).
 func (e *env) loopRunning(node string) int {
-	c := &http.Client{Timeout: 300 * time.Millisecond}
-	resp, err := c.Get(e.api(node) + "/metrics")
-	if err != nil {
-		return -1
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	m := regexp.MustCompile(`(?m)^mqttoperator_leader_loop_running (\d+)`).FindSubmatch(b)
-	if m == nil {
-		return -1
-	}
-	v, _ := strconv.Atoi(string(m[1]))
-	return v
+	return testutil.Metric(e.api(node), "mqttoperator_leader_loop_running")
 }
 
 // watchLoops samples every node's reconcile-loop gauge until stop, and
@@ -274,6 +259,19 @@ func (e *env) operatorLogs(t *testing.T, node string, since time.Time) string {
 	}
 	out, _ := exec.Command("docker", "exec", node, "docker", "logs", "--since", since.Format(time.RFC3339Nano), strings.Fields(id)[0]).CombinedOutput()
 	return string(out)
+}
+
+// waitLog polls a node's operator logs since t until they hold want (for
+// at most 15 s), and returns them: the caller asserts on what they hold.
+func (e *env) waitLog(t *testing.T, node string, since time.Time, want string) string {
+	t.Helper()
+	var logs string
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if logs = e.operatorLogs(t, node, since); strings.Contains(logs, want) {
+			break
+		}
+	}
+	return logs
 }
 
 var writeLine = regexp.MustCompile(`"msg":"(created|created network|created secret|updated|removed|pruned secret|pushed certificate into HAProxy)"`)
@@ -385,7 +383,12 @@ func TestControlPlane(t *testing.T) {
 				time.Sleep(30 * time.Millisecond)
 			}
 		}()
-		time.Sleep(500 * time.Millisecond)
+		eventually(t, "the apply loop running", 10*time.Second, func() error {
+			if acked.Load() < 5 {
+				return errStr("fewer than 5 applies acknowledged")
+			}
+			return nil
+		})
 		start := time.Now()
 		sh(t, "docker", "stop", "-t", "1", old)
 		dead := time.Now()
@@ -411,7 +414,14 @@ func TestControlPlane(t *testing.T) {
 		if took := time.Since(dead); took > 3*time.Second {
 			t.Errorf("new leader %v after the node was gone (target 3s)", took)
 		}
-		time.Sleep(time.Second)
+		// The loop goes on through the new leader.
+		atFailover := acked.Load()
+		eventually(t, "applies acknowledged after the failover", 15*time.Second, func() error {
+			if acked.Load() < atFailover+5 {
+				return errStr("fewer than 5 applies acknowledged since the failover")
+			}
+			return nil
+		})
 		close(stop)
 		<-done
 		last := acked.Load()
@@ -484,7 +494,16 @@ func TestControlPlane(t *testing.T) {
 			want = api.BalanceClientID
 		}
 		eventually(t, "the change applied", 10*time.Second, func() error { return e.applyWith(ctx, qs, "", want) })
-		time.Sleep(time.Second)
+		eventually(t, "the new leader reconciling the change", 15*time.Second, func() error {
+			c, err := e.c.GetConsistent(ctx, cluster)
+			if err != nil {
+				return err
+			}
+			if c.Status.ObservedGeneration < c.Generation {
+				return fmt.Errorf("observed generation %d of %d", c.Status.ObservedGeneration, c.Generation)
+			}
+			return nil
+		})
 		resumed := time.Now()
 		onNode(t, old, "unpause", op)
 		paused = false
@@ -495,8 +514,7 @@ func TestControlPlane(t *testing.T) {
 			}
 			return nil
 		})
-		time.Sleep(2 * time.Second) // anything it would still do, it has done
-		logs := e.operatorLogs(t, old, resumed)
+		logs := e.waitLog(t, old, resumed, "leader loop stopped")
 		if w := writes(logs); len(w) > 0 {
 			t.Errorf("the old leader wrote to Swarm after resuming:\n%s", strings.Join(w, "\n"))
 		}
@@ -531,8 +549,7 @@ func TestControlPlane(t *testing.T) {
 		eventually(t, "a write in the majority", 10*time.Second, func() error { return e.applyWith(ctx, qs, label, "") })
 		// The cut-off leader steps down (its lease runs out) and writes
 		// nothing from then on.
-		time.Sleep(2 * time.Second)
-		logs := e.operatorLogs(t, old, cut)
+		logs := e.waitLog(t, old, cut, "leader loop stopped")
 		if !strings.Contains(logs, "leader loop stopped") {
 			t.Errorf("the cut-off leader did not stop its loop:\n%s", logs)
 		}
@@ -674,15 +691,7 @@ func services(t *testing.T, node string) map[string]string {
 	return out
 }
 
-func userView(l *api.MqttClusterList) []api.MqttCluster {
-	var out []api.MqttCluster
-	for _, o := range l.Items {
-		o.Status = api.MqttClusterStatus{}
-		o.ResourceVersion = ""
-		out = append(out, o)
-	}
-	return out
-}
+func userView(l *api.MqttClusterList) []api.MqttCluster { return testutil.UserView(l) }
 
 func readFile(t *testing.T, p string) string {
 	b, err := os.ReadFile(p)
@@ -691,3 +700,7 @@ func readFile(t *testing.T, p string) string {
 	}
 	return string(b)
 }
+
+type errStr string
+
+func (e errStr) Error() string { return string(e) }

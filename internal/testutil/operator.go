@@ -1,0 +1,43 @@
+package testutil
+
+import (
+	"io"
+	"net/http"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+)
+
+var scrape = &http.Client{Timeout: 300 * time.Millisecond}
+
+// Metric reads one sample of an operator's /metrics (series as written in
+// the exposition, e.g. `mqttoperator_reconcile_total{result="success"}`);
+// -1 when the operator does not answer in 300 ms or has no such series.
+func Metric(apiURL, series string) int {
+	resp, err := scrape.Get(apiURL + "/metrics")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\d+)`).FindSubmatch(b)
+	if m == nil {
+		return -1
+	}
+	n, _ := strconv.Atoi(string(m[1]))
+	return n
+}
+
+// UserView keeps what a user stored and the server's identity fields: the
+// operator writes status (and so resourceVersion) as it reconciles.
+func UserView(l *api.MqttClusterList) []api.MqttCluster {
+	var out []api.MqttCluster
+	for _, o := range l.Items {
+		o.Status = api.MqttClusterStatus{}
+		o.ResourceVersion = ""
+		out = append(out, o)
+	}
+	return out
+}
