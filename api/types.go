@@ -288,7 +288,7 @@ type MqttClusterStatus struct {
 	// ObservedGeneration is the generation the status describes.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-	// Conditions: Ready, Progressing, Degraded.
+	// Conditions: Ready, Progressing, Degraded, SyncHealthy (spec.sync).
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -312,6 +312,42 @@ type MqttClusterStatus struct {
 	// CARotation is set while a CA rotation runs.
 	// +optional
 	CARotation *CARotationStatus `json:"caRotation,omitempty"`
+	// Sync is where each broker's data is replicated (spec.sync).
+	// +optional
+	Sync *SyncStatus `json:"sync,omitempty"`
+}
+
+// SyncStatus reports the replication of the brokers' data.
+type SyncStatus struct {
+	// +optional
+	Brokers []BrokerSyncStatus `json:"brokers,omitempty"`
+}
+
+// BrokerSyncStatus is one broker's data replication.
+type BrokerSyncStatus struct {
+	Name string `json:"name"`
+	// Source is the node its data is pushed from: the node running it
+	// (or, once stopped, the node it last ran on).
+	// +optional
+	Source string `json:"source,omitempty"`
+	// Targets are the nodes holding a copy, where Swarm may move it.
+	// +optional
+	Targets []SyncTargetStatus `json:"targets,omitempty"`
+}
+
+// SyncTargetStatus is one copy of a broker's data.
+type SyncTargetStatus struct {
+	Node string `json:"node"`
+	// LastSync is when the last successful sync to it began: the copy
+	// holds the broker's data as of then.
+	// +optional
+	LastSync *metav1.Time `json:"lastSync,omitempty"`
+	// Pending: the data changed since LastSync.
+	// +optional
+	Pending bool `json:"pending,omitempty"`
+	// Error is the last sync's error, when it failed.
+	// +optional
+	Error string `json:"error,omitempty"`
 }
 
 // CARotationStatus is a CA rotation in progress: the next CA is in the CA
@@ -358,6 +394,9 @@ const (
 	ConditionReady       = "Ready"
 	ConditionProgressing = "Progressing"
 	ConditionDegraded    = "Degraded"
+	// ConditionSyncHealthy (spec.sync): every broker's data reached every
+	// target recently.
+	ConditionSyncHealthy = "SyncHealthy"
 )
 
 // BrokerStatus is the observed state of one broker.

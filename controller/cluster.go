@@ -27,6 +27,7 @@ import (
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/broker"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/certs"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/credentials"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/datasync"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/loadbalancer"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/network"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/secrets"
@@ -79,6 +80,11 @@ type ClusterReconciler struct {
 	// SignerImage is the operator's own image, run as a Swarm job to sign
 	// with a cluster's spec.tls.issuerSecret (empty: issuers refused).
 	SignerImage string
+	// SyncImage runs the sync agents of clusters with spec.sync (lsyncd,
+	// rsync and this binary; empty: spec.sync is refused).
+	SyncImage string
+	// SyncAgents reaches the sync agents (default: their HTTP API).
+	SyncAgents SyncAgentClient
 }
 
 // CertRuntime reads and replaces the certificate a HAProxy task serves.
@@ -172,7 +178,8 @@ func (r *ClusterReconciler) Reconcile(ctx context.Context, name string) (Result,
 	if err != nil {
 		return Result{}, err
 	}
-	res, keep, push, recErr := r.apply(ctx, c)
+	var sv syncView
+	res, keep, push, recErr := r.apply(ctx, c, &sv)
 	if errors.Is(recErr, ErrNotLeaderAnyMore) {
 		return Result{}, recErr
 	}
@@ -188,7 +195,7 @@ func (r *ClusterReconciler) Reconcile(ctx context.Context, name string) (Result,
 			return Result{}, recErr
 		}
 	}
-	st, ready, settle, err := r.observe(ctx, c, svcs, push, recErr)
+	st, ready, settle, err := r.observe(ctx, c, svcs, push, &sv, recErr)
 	if err != nil {
 		return Result{}, errors.Join(recErr, err)
 	}
@@ -212,6 +219,12 @@ func (r *ClusterReconciler) Reconcile(ctx context.Context, name string) (Result,
 			res.RequeueAfter = next
 		}
 	}
+	if sv.enabled {
+		// The sync status follows the agents' syncs.
+		if res.RequeueAfter == 0 || res.RequeueAfter > syncRefresh {
+			res.RequeueAfter = syncRefresh
+		}
+	}
 	if errors.Is(recErr, broker.ErrMissingSecret) || errors.Is(recErr, errSigning) {
 		// Retrying cannot fix it until the user acts (or the signer job
 		// ends): the condition says so, and the requeue, the resync and
@@ -220,6 +233,10 @@ func (r *ClusterReconciler) Reconcile(ctx context.Context, name string) (Result,
 	}
 	return res, recErr
 }
+
+// syncRefresh is how often a cluster with spec.sync is reconciled, so its
+// sync status (and the age metric) follows the agents.
+const syncRefresh = 5 * time.Second
 
 func (r *ClusterReconciler) poll() time.Duration {
 	if r.PollWhileProgressing > 0 {
@@ -231,7 +248,7 @@ func (r *ClusterReconciler) poll() time.Duration {
 // apply makes the Swarm writes of one pass, then pushes the certificate
 // into HAProxy. keep names the secrets in use; it is nil when the pass
 // stopped early (then nothing may be pruned).
-func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster) (res Result, keep map[string]bool, push pushResult, err error) {
+func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster, sv *syncView) (res Result, keep map[string]bool, push pushResult, err error) {
 	log := r.log().With("cluster", c.Name)
 	nr := &network.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID}
 	if created, err := nr.Reconcile(ctx, c.Name); err != nil {
@@ -321,10 +338,36 @@ func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster) (res 
 			return res, nil, push, err
 		}
 	}
+	var syncSecret *dswarm.Secret
+	if sv.enabled = datasync.Enabled(c); sv.enabled {
+		if control == nil || r.SyncImage == "" {
+			return res, nil, push, datasync.ErrNoControlNetwork
+		}
+		if syncSecret, err = ensure(datasync.ComponentSecret, []byte(m.SyncPassword)); err != nil {
+			return res, nil, push, err
+		}
+	}
+	if err := r.fence(); err != nil {
+		return res, nil, push, err
+	}
+	dr := &datasync.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID, Image: r.SyncImage, ControlNetwork: r.ControlNetwork}
+	dout, err := dr.Reconcile(ctx, c, syncSecret)
+	logOutcome(log, "sync", dout.Created, dout.Updated, dout.Removed)
+	if err != nil {
+		return res, nil, push, err
+	}
+	if sv.enabled {
+		if err := r.pushSync(ctx, c, m, sv); err != nil {
+			return res, nil, push, err
+		}
+	}
 	if err := r.fence(); err != nil {
 		return res, nil, push, err
 	}
 	br := &broker.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID, Network: network.Name}
+	if sv.enabled {
+		br.Retire = func(ctx context.Context, s dswarm.Service) (bool, error) { return r.retire(ctx, sv, s) }
+	}
 	bout, berr := br.Reconcile(ctx, c, in)
 	logOutcome(log, "broker", bout.Created, bout.Updated, bout.Removed)
 	if err := r.fence(); err != nil {
@@ -575,7 +618,7 @@ func (r *ClusterReconciler) credentials(c *api.MqttCluster) (credentials.Materia
 
 // observe reads the live state into a status. settle is how long until
 // the next running task has run for StableAfter (0: none is waiting).
-func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, svcs []dswarm.Service, push pushResult, recErr error) (st api.MqttClusterStatus, ready bool, settle time.Duration, err error) {
+func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, svcs []dswarm.Service, push pushResult, sv *syncView, recErr error) (st api.MqttClusterStatus, ready bool, settle time.Duration, err error) {
 	st = c.Status
 	st.Conditions = slices.Clone(st.Conditions)
 	st.ObservedGeneration = c.Generation
@@ -745,6 +788,19 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, svc
 	default:
 		set(api.ConditionReady, false, "NotAllRunning", progress)
 		set(api.ConditionProgressing, recErr == nil, "Reconciling", progress)
+	}
+	st.Sync = nil
+	if sv.enabled && sv.plan != nil {
+		var healthy bool
+		var msg string
+		st.Sync, healthy, msg = r.syncStatus(c, sv)
+		reason := "Synced"
+		if !healthy {
+			reason = "NotSynced"
+		}
+		set(api.ConditionSyncHealthy, healthy, reason, msg)
+	} else if !sv.enabled {
+		meta.RemoveStatusCondition(&st.Conditions, api.ConditionSyncHealthy)
 	}
 	if recErr != nil && errors.Is(recErr, errSigning) {
 		set(api.ConditionDegraded, false, "Signing", recErr.Error())

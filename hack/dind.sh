@@ -7,6 +7,7 @@
 #                           bridge network mqtt-dind, one Swarm, the local
 #                           images loaded into every node
 #   hack/dind.sh down       remove the nodes, their data and the network
+#   hack/dind.sh worker I   add node mqtt-mI as a worker
 #   hack/dind.sh ip NODE    a node's address
 #
 # Commands run on a node with: docker exec mqtt-m1 docker ...
@@ -80,10 +81,22 @@ up() {
     fi
   done
   log "loading the images into every node"
-  local op
+  local op sy
   op=$(cat "$LOCAL/operator-image")
-  for ((i = 1; i <= n; i++)); do load_images "$PREFIX$i" "$op" "${IMAGES[@]}" & done
+  sy=$(cat "$LOCAL/sync-image")
+  for ((i = 1; i <= n; i++)); do load_images "$PREFIX$i" "$op" "$sy" "${IMAGES[@]}" & done
   wait
+}
+
+# worker I: start node mqtt-mI, load the images and join it as a worker.
+worker() {
+  local name=$PREFIX$1 first=${PREFIX}1 token
+  start_node "$name"
+  load_images "$name" "$(cat "$LOCAL/sync-image")" "${IMAGES[@]}"
+  if [[ "$(docker exec "$name" docker info -f '{{.Swarm.LocalNodeState}}')" != "active" ]]; then
+    token=$(docker exec "$first" docker swarm join-token -q worker)
+    docker exec "$name" docker swarm join --token "$token" --advertise-addr "$(node_ip "$name")" "$(node_ip "$first"):2377" >/dev/null
+  fi
 }
 
 down() {
@@ -101,7 +114,8 @@ down() {
 case "${1:-}" in
   up) up "${2:-3}" ;;
   down) down ;;
+  worker) worker "$2" ;;
   ip) node_ip "$2" ;;
   nodes) nodes ;;
-  *) die "usage: hack/dind.sh up [N] | down | ip NODE | nodes" ;;
+  *) die "usage: hack/dind.sh up [N] | worker I | down | ip NODE | nodes" ;;
 esac

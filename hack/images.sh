@@ -49,3 +49,19 @@ for img in mosquitto haproxy sync; do
   hash=$( (echo "$base_id"; cat "$ROOT/images/$img/Dockerfile") | sha256sum | cut -c1-16)
   build_image "swarm-mqtt/$img:local" "$ROOT/images/$img" "$hash"
 done
+
+# The sync agent: the sync image (lsyncd, rsync) plus the operator binary,
+# which is the agent, the rsync daemon's pre-transfer check and (under the
+# name mqtt-sync-rsync) the rsync lsyncd runs. Tagged per content, like the
+# operator's.
+cp "$ROOT/bin/mqtt-operator" "$ctx/"
+cat >"$ctx/Dockerfile" <<'DOCKERFILE'
+FROM swarm-mqtt/sync:local
+COPY mqtt-operator /usr/local/bin/mqtt-operator
+RUN ln -s mqtt-operator /usr/local/bin/mqtt-sync-rsync
+ENTRYPOINT []
+DOCKERFILE
+hash=$( (docker image inspect -f '{{.Id}}' swarm-mqtt/sync:local; cat "$ctx/Dockerfile" "$ctx/mqtt-operator") | sha256sum | cut -c1-16)
+build_image swarm-mqtt/sync-agent:local "$ctx" "$hash"
+docker tag swarm-mqtt/sync-agent:local "swarm-mqtt/sync-agent:$hash"
+echo "swarm-mqtt/sync-agent:$hash" >"$LOCAL/sync-image"

@@ -51,14 +51,15 @@ if ! "${D[@]}" secret inspect "$KEY_SECRET" >/dev/null 2>&1; then
 fi
 
 OPERATOR_IMAGE="$(cat "$LOCAL/operator-image")"
+SYNC_IMAGE="$(cat "$LOCAL/sync-image")"
 log "deploying the operator stack ($STACK) on $MANAGERS manager(s)"
-env_args=(-e TOKEN_SECRET="$TOKEN_SECRET" -e KEY_SECRET="$KEY_SECRET" -e API_PORT="$API_PORT" -e OPERATOR_IMAGE="$OPERATOR_IMAGE"
+env_args=(-e TOKEN_SECRET="$TOKEN_SECRET" -e KEY_SECRET="$KEY_SECRET" -e API_PORT="$API_PORT" -e OPERATOR_IMAGE="$OPERATOR_IMAGE" -e SYNC_IMAGE="$SYNC_IMAGE"
   -e BROKER_IMAGE="${BROKER_IMAGE:-swarm-mqtt/mosquitto:local}" -e LB_IMAGE="${LB_IMAGE:-swarm-mqtt/haproxy:local}")
 if ((MANAGERS > 1)); then
   docker exec -i "${env_args[@]}" mqtt-m1 docker stack deploy --resolve-image never -c - "$STACK" \
     <"$ROOT/charts/operator/stack.yml" >/dev/null
 else
-  TOKEN_SECRET="$TOKEN_SECRET" KEY_SECRET="$KEY_SECRET" API_PORT="$API_PORT" OPERATOR_IMAGE="$OPERATOR_IMAGE" \
+  TOKEN_SECRET="$TOKEN_SECRET" KEY_SECRET="$KEY_SECRET" API_PORT="$API_PORT" OPERATOR_IMAGE="$OPERATOR_IMAGE" SYNC_IMAGE="$SYNC_IMAGE" \
     BROKER_IMAGE="${BROKER_IMAGE:-swarm-mqtt/mosquitto:local}" LB_IMAGE="${LB_IMAGE:-swarm-mqtt/haproxy:local}" \
     docker stack deploy --resolve-image never -c "$ROOT/charts/operator/stack.yml" "$STACK" >/dev/null
 fi

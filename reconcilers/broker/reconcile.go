@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/datasync"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
 )
 
@@ -49,6 +50,10 @@ type Reconciler struct {
 	// Network is the overlay network brokers attach to (made by the
 	// network step).
 	Network func(cluster string) string
+	// Retire, when set, is asked before a broker past the replica count
+	// is removed: it returns false while the broker is being stopped and
+	// its last state synced (spec.sync), and the removal waits.
+	Retire func(ctx context.Context, s dswarm.Service) (bool, error)
 }
 
 // Outcome lists what a pass changed, by object name.
@@ -155,6 +160,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster, in Input
 	slices.Reverse(extra)
 	for _, i := range extra {
 		s := byIndex[i]
+		if r.Retire != nil {
+			done, err := r.Retire(ctx, s)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if !done {
+				continue
+			}
+		}
 		if err := r.Swarm.RemoveService(ctx, s.ID); err != nil {
 			errs = append(errs, err)
 			continue
@@ -231,6 +246,12 @@ func (r *Reconciler) serviceSpec(c *api.MqttCluster, i int, confID, confName str
 			VolumeOptions: &mount.VolumeOptions{Labels: r.labels(c.Name, "broker-data")},
 		}}
 	}
+	if datasync.Enabled(c) {
+		// The sync agent on the node prepares the newest copy of the data
+		// first, then writes this task's id into the marker.
+		cs.Command = []string{"/bin/sh", "-c", SyncGate}
+		cs.Env = []string{"MQTT_TASK_ID={{.Task.ID}}"}
+	}
 	res := &dswarm.ResourceRequirements{}
 	if q := s.Broker.Resources.Memory; q != "" {
 		v, err := resource.ParseQuantity(string(q))
@@ -269,5 +290,19 @@ func (r *Reconciler) serviceSpec(c *api.MqttCluster, i int, confID, confName str
 	}
 	return spec, nil
 }
+
+// SyncGate is a broker's command with spec.sync: wait (at most 120 s) for
+// the sync agent to prepare this task's data, then run Mosquitto.
+var SyncGate = `m=` + DataDir + datasync.ReadyMarker + `
+i=0
+while [ "$(cat "$m" 2>/dev/null)" != "$MQTT_TASK_ID" ]; do
+  if [ $i -ge 1200 ]; then
+    echo "sync: the sync agent prepared no data in 120 s; starting from the data on this node" >&2
+    break
+  fi
+  i=$((i+1))
+  sleep 0.1
+done
+exec mosquitto -c ` + ConfigPath + "\n"
 
 func durationPtr(ns int64) *time.Duration { d := time.Duration(ns); return &d }

@@ -50,6 +50,9 @@ type Material struct {
 	// InternalPasswordFile the internal listener's password file.
 	BridgePassword       string `json:"bridgePassword"`
 	InternalPasswordFile []byte `json:"internalPasswordFile"`
+	// SyncPassword is the sync agents' rsync password and API token
+	// (spec.sync).
+	SyncPassword string `json:"syncPassword,omitempty"`
 }
 
 // ServiceNames are the names the server certificate always carries: the
@@ -200,6 +203,10 @@ func Next(cur *Material, c *api.MqttCluster, now time.Time) (next Material, reas
 			return Material{}, "", false, err
 		}
 		next.InternalPasswordFile = []byte(line + "\n")
+		changed = true
+	}
+	if next.SyncPassword == "" && c.Spec.Sync.Enabled != nil && *c.Spec.Sync.Enabled {
+		next.SyncPassword = broker.NewPassword()
 		changed = true
 	}
 	return next, reason, changed, nil

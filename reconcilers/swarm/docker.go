@@ -15,6 +15,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/swarm"
+	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/stdcopy"
 )
@@ -229,4 +230,38 @@ func (d *Docker) ServiceLogs(ctx context.Context, service string, since time.Tim
 	}
 	slices.SortStableFunc(lines, func(a, b LogLine) int { return a.Time.Compare(b.Time) })
 	return lines, nil
+}
+
+// LocalContainer is a container of the local daemon (not the Swarm's).
+type LocalContainer struct {
+	ID     string
+	Labels map[string]string
+}
+
+// RunningContainers lists the local daemon's running containers with the
+// labels (the sync agent finds the brokers on its node with it).
+func (d *Docker) RunningContainers(ctx context.Context, labels map[string]string) ([]LocalContainer, error) {
+	f := labelFilter(labels)
+	f.Add("status", "running")
+	cs, err := d.c.ContainerList(ctx, container.ListOptions{Filters: f})
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	out := make([]LocalContainer, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, LocalContainer{ID: c.ID, Labels: c.Labels})
+	}
+	return out, nil
+}
+
+// EnsureVolume creates a local volume if the local daemon has none by
+// that name (creating an existing local volume changes nothing).
+func (d *Docker) EnsureVolume(ctx context.Context, name string, labels map[string]string) error {
+	if _, err := d.c.VolumeInspect(ctx, name); err == nil {
+		return nil
+	}
+	if _, err := d.c.VolumeCreate(ctx, volume.CreateOptions{Name: name, Driver: "local", Labels: labels}); err != nil {
+		return fmt.Errorf("create volume %s: %w", name, err)
+	}
+	return nil
 }

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/datasync"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/datasync/agent"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
+)
+
+// RsyncWrapperName: run under this name (a link in the sync image), the
+// binary is the rsync lsyncd runs, recording each run's outcome.
+const RsyncWrapperName = "mqtt-sync-rsync"
+
+const syncStateDir = "/run/mqtt-sync"
+
+// syncAgentCmd runs a cluster's sync agent on one node (the operator
+// starts it as a global service on the sync image).
+func syncAgentCmd(args []string) error {
+	fs := flag.NewFlagSet("mqtt-operator sync-agent", flag.ExitOnError)
+	cluster := fs.String("cluster", "", "the MqttCluster whose brokers this agent serves")
+	operatorID := fs.String("operator-id", "mqtt-operator", "the operator's ownership label value")
+	node := fs.String("node", os.Getenv("NODE_ID"), "this node's Swarm id (default $NODE_ID)")
+	passwordFile := fs.String("password-file", datasync.PasswordFile, "the cluster's rsync password (a Docker secret)")
+	volumes := fs.String("volumes-dir", datasync.VolumesDir, "the node's Docker volume directory, mounted at the same path")
+	listen := fs.String("listen", fmt.Sprintf(":%d", datasync.AgentPort), "HTTP API address")
+	_ = fs.Parse(args)
+	if *cluster == "" || *node == "" {
+		return errors.New("sync-agent: --cluster and --node (or $NODE_ID) are required")
+	}
+	pw, err := os.ReadFile(*passwordFile)
+	if err != nil {
+		return fmt.Errorf("sync-agent: %w", err)
+	}
+	d, err := swarm.NewDocker()
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	self, _ := os.Executable()
+	a := &agent.Agent{
+		Docker: &localDocker{d: d, labels: swarm.OwnedComponent(*operatorID, *cluster, "broker"), volumeLabels: swarm.OwnedComponent(*operatorID, *cluster, "broker-data")},
+		Log:    slog.New(slog.NewTextHandler(os.Stderr, nil)).With("cluster", *cluster),
+		Node:   *node, Password: strings.TrimSpace(string(pw)),
+		VolumesDir: *volumes, StateDir: syncStateDir,
+		RsyncBinary: "/usr/local/bin/" + RsyncWrapperName,
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return agent.Run(ctx, agent.Options{Agent: a, Listen: *listen, AllowCommand: self + " sync-allow"})
+}
+
+// localDocker is the agent's view of its node's Docker.
+type localDocker struct {
+	d            *swarm.Docker
+	labels       map[string]string
+	volumeLabels map[string]string
+}
+
+func (l *localDocker) BrokerContainers(ctx context.Context) ([]agent.Container, error) {
+	cs, err := l.d.RunningContainers(ctx, l.labels)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]agent.Container, 0, len(cs))
+	for _, c := range cs {
+		svc, task := c.Labels["com.docker.swarm.service.name"], c.Labels["com.docker.swarm.task.id"]
+		if svc == "" || task == "" {
+			continue
+		}
+		out = append(out, agent.Container{ID: c.ID, Service: svc, TaskID: task})
+	}
+	return out, nil
+}
+
+func (l *localDocker) EnsureVolume(ctx context.Context, name string) error {
+	return l.d.EnsureVolume(ctx, name, l.volumeLabels)
+}

@@ -1,0 +1,286 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	dswarm "github.com/docker/docker/api/types/swarm"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/broker"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/credentials"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/datasync"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/loadbalancer"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
+)
+
+// SyncAgentClient reaches the sync agents (tests inject a fake).
+type SyncAgentClient interface {
+	Status(ctx context.Context, addr string) (datasync.Status, error)
+	Configure(ctx context.Context, addr string, cfg datasync.Config) error
+}
+
+// LabelRetiring marks a broker service stopped before its removal (its
+// last state is synced first), with the RFC 3339 time it was stopped.
+const LabelRetiring = "mqtt.swarm/retiring-since"
+
+// RetireTimeout bounds the wait for a removed broker's last sync.
+const RetireTimeout = 60 * time.Second
+
+// syncView is what a pass learnt of the sync agents.
+type syncView struct {
+	enabled bool
+	plan    map[string]datasync.Config // by node id
+	// status of each agent that answered, by node id; errs of the others.
+	status   map[string]datasync.Status
+	errs     map[string]string
+	hostname map[string]string
+	tasks    map[string][]dswarm.Task // broker tasks by service name
+}
+
+func (r *ClusterReconciler) syncClient(m credentials.Material) SyncAgentClient {
+	if r.SyncAgents != nil {
+		return r.SyncAgents
+	}
+	return &datasync.AgentClient{Token: m.SyncPassword}
+}
+
+// pushSync sends every sync agent the config live placement calls for
+// (only where it differs from the one it runs) and reads their status.
+func (r *ClusterReconciler) pushSync(ctx context.Context, c *api.MqttCluster, m credentials.Material, v *syncView) error {
+	agentTasks, err := r.Swarm.Tasks(ctx, swarm.OwnedComponent(r.OperatorID, c.Name, datasync.ComponentAgent))
+	if err != nil {
+		return err
+	}
+	brokerTasks, err := r.Swarm.Tasks(ctx, swarm.OwnedComponent(r.OperatorID, c.Name, broker.ComponentSvc))
+	if err != nil {
+		return err
+	}
+	brokerSvcs, err := r.Swarm.Services(ctx, swarm.OwnedComponent(r.OperatorID, c.Name, broker.ComponentSvc))
+	if err != nil {
+		return err
+	}
+	nodes, err := r.Swarm.Nodes(ctx)
+	if err != nil {
+		return err
+	}
+	names := map[string]string{}
+	var brokers []string
+	for _, s := range brokerSvcs {
+		names[s.ID] = s.Spec.Name
+		brokers = append(brokers, s.Spec.Name)
+	}
+	for i := 0; i < int(*c.Spec.Replicas); i++ {
+		brokers = append(brokers, loadbalancer.BrokerService(c.Name, i))
+	}
+	v.tasks = map[string][]dswarm.Task{}
+	for _, t := range brokerTasks {
+		if n := names[t.ServiceID]; n != "" {
+			v.tasks[n] = append(v.tasks[n], t)
+		}
+	}
+	v.hostname = map[string]string{}
+	for _, n := range nodes {
+		v.hostname[n.ID] = n.Description.Hostname
+	}
+	delay, _ := c.Spec.Sync.Delay.Parse()
+	v.plan = datasync.Plan(datasync.PlanInput{
+		Cluster: c.Name, Delay: delay, Brokers: brokers, BrokerTasks: v.tasks,
+		AgentTasks: agentTasks, Nodes: nodes, Network: r.ControlNetwork,
+	})
+	v.status, v.errs = map[string]datasync.Status{}, map[string]string{}
+	cl := r.syncClient(m)
+	for _, node := range slices.Sorted(maps.Keys(v.plan)) {
+		cfg := v.plan[node]
+		p, _ := cfg.Peer(node)
+		addr := net.JoinHostPort(p.Addr, strconv.Itoa(datasync.AgentPort))
+		st, err := cl.Status(ctx, addr)
+		if err != nil {
+			v.errs[node] = err.Error()
+			continue
+		}
+		if st.ConfigHash != cfg.Hash() {
+			if err := r.fence(); err != nil {
+				return err
+			}
+			if err := cl.Configure(ctx, addr, cfg); err != nil {
+				v.errs[node] = err.Error()
+				continue
+			}
+			r.log().Info("configured sync agent", "cluster", c.Name, "node", p.Hostname, "sources", sourcesOf(cfg, node))
+			st.ConfigHash = cfg.Hash()
+		}
+		v.status[node] = st
+	}
+	return nil
+}
+
+func sourcesOf(cfg datasync.Config, node string) string {
+	var s []string
+	for _, b := range cfg.Brokers {
+		if b.Source == node {
+			s = append(s, b.Name)
+		}
+	}
+	return strings.Join(s, ",")
+}
+
+// retire stops a broker that is to be removed (a clean stop: Mosquitto
+// saves its state) and lets the removal go once its source agent has
+// synced that state to every target, or after RetireTimeout.
+func (r *ClusterReconciler) retire(ctx context.Context, v *syncView, s dswarm.Service) (bool, error) {
+	log := r.log().With("broker", s.Spec.Name)
+	if rep := s.Spec.Mode.Replicated; rep != nil && rep.Replicas != nil && *rep.Replicas != 0 {
+		spec := s.Spec
+		zero := uint64(0)
+		spec.Mode.Replicated = &dswarm.ReplicatedService{Replicas: &zero}
+		spec.Labels = maps.Clone(spec.Labels)
+		if spec.Labels == nil {
+			spec.Labels = map[string]string{}
+		}
+		spec.Labels[LabelRetiring] = r.now().UTC().Format(time.RFC3339)
+		if err := r.fence(); err != nil {
+			return false, err
+		}
+		if err := r.Swarm.UpdateService(ctx, s.ID, s.Version, spec); err != nil {
+			return false, err
+		}
+		log.Info("stopping broker before removing it: its last state is synced first")
+		return false, nil
+	}
+	since, err := time.Parse(time.RFC3339, s.Spec.Labels[LabelRetiring])
+	if err != nil || r.now().Sub(since) > RetireTimeout {
+		log.Warn("removing broker without confirming its last sync", "waited", RetireTimeout.String())
+		return true, nil
+	}
+	tasks := v.tasks[s.Spec.Name]
+	var stopped time.Time
+	for _, t := range tasks {
+		switch t.Status.State {
+		case dswarm.TaskStateShutdown, dswarm.TaskStateComplete, dswarm.TaskStateFailed, dswarm.TaskStateRejected, dswarm.TaskStateOrphaned, dswarm.TaskStateRemove:
+			if t.Status.Timestamp.After(stopped) {
+				stopped = t.Status.Timestamp
+			}
+		default:
+			return false, nil // still stopping
+		}
+	}
+	src := datasync.SourceNode(tasks)
+	cfg, ok := v.plan[src]
+	if !ok {
+		return false, nil // its node's agent is not reachable (yet)
+	}
+	var targets []string
+	for _, b := range cfg.Brokers {
+		if b.Name == s.Spec.Name {
+			targets = b.Targets
+		}
+	}
+	st, ok := v.status[src]
+	if !ok {
+		return false, nil
+	}
+	for _, ss := range st.Sources {
+		if ss.Broker != s.Spec.Name {
+			continue
+		}
+		synced := 0
+		for _, t := range ss.Targets {
+			if !t.Pending && t.LastSync.After(stopped) {
+				synced++
+			}
+		}
+		if synced < len(targets) {
+			return false, nil
+		}
+		log.Info("the stopped broker's last state reached every target", "targets", len(targets))
+		return true, nil
+	}
+	return len(targets) == 0, nil
+}
+
+// syncStatus turns the agents' reports into the status, and says whether
+// every wanted broker's data reached every target recently.
+func (r *ClusterReconciler) syncStatus(c *api.MqttCluster, v *syncView) (*api.SyncStatus, bool, string) {
+	delay, _ := c.Spec.Sync.Delay.Parse()
+	autosave, _ := c.Spec.Broker.Persistence.AutosaveInterval.Parse()
+	// A sync is due within autosave + delay of a change; past that, and
+	// 30 s more, the copy counts as late.
+	late := autosave + delay + 30*time.Second
+	st := &api.SyncStatus{}
+	var why []string
+	var anyCfg datasync.Config
+	for _, cfg := range v.plan {
+		anyCfg = cfg
+		break
+	}
+	for node, e := range v.errs {
+		why = append(why, fmt.Sprintf("sync agent on %s: %s", v.hostname[node], e))
+	}
+	n := int(*c.Spec.Replicas)
+	for _, b := range anyCfg.Brokers {
+		idx := strings.TrimPrefix(b.Name, c.Name+"-broker-")
+		if i, err := strconv.Atoi(idx); err != nil || i >= n {
+			continue // a broker being removed
+		}
+		bs := api.BrokerSyncStatus{Name: b.Name, Source: v.hostname[b.Source]}
+		var src *datasync.SourceStatus
+		if s, ok := v.status[b.Source]; ok {
+			for i := range s.Sources {
+				if s.Sources[i].Broker == b.Name {
+					src = &s.Sources[i]
+				}
+			}
+		}
+		if len(b.Targets) == 0 {
+			why = append(why, b.Name+": no other node to copy its data to")
+		}
+		for _, t := range b.Targets {
+			ts := api.SyncTargetStatus{Node: v.hostname[t], Pending: true}
+			var got *datasync.TargetStatus
+			if src != nil {
+				for i := range src.Targets {
+					if src.Targets[i].Node == t {
+						got = &src.Targets[i]
+					}
+				}
+			}
+			switch {
+			case got == nil:
+				why = append(why, fmt.Sprintf("%s -> %s: not synced yet", b.Name, ts.Node))
+			default:
+				ts.Pending, ts.Error = got.Pending, got.Error
+				if !got.LastSync.IsZero() {
+					lt := metav1.NewTime(got.LastSync.UTC().Truncate(time.Second))
+					ts.LastSync = &lt
+				}
+				switch {
+				case got.Error != "":
+					why = append(why, fmt.Sprintf("%s -> %s: %s", b.Name, ts.Node, got.Error))
+				case got.LastSync.IsZero():
+					why = append(why, fmt.Sprintf("%s -> %s: not synced yet", b.Name, ts.Node))
+				case got.Pending && r.now().Sub(got.LastSync) > late:
+					why = append(why, fmt.Sprintf("%s -> %s: last synced %s ago", b.Name, ts.Node, r.now().Sub(got.LastSync).Truncate(time.Second)))
+				}
+			}
+			bs.Targets = append(bs.Targets, ts)
+		}
+		st.Brokers = append(st.Brokers, bs)
+	}
+	sort.Strings(why)
+	if len(anyCfg.Brokers) == 0 {
+		why = append(why, "no sync agent is running")
+	}
+	if len(why) == 0 {
+		return st, true, fmt.Sprintf("the data of %d brokers is on every eligible node", len(st.Brokers))
+	}
+	return st, false, strings.Join(why, "; ")
+}

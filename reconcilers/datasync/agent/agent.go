@@ -1,0 +1,496 @@
+// Package agent is the sync agent: it runs on every node where a cluster's
+// brokers may run (a global Swarm service), serves the node's copies of
+// broker data through an rsync daemon, pushes the brokers this node runs
+// with lsyncd, and prepares a broker's data before the broker starts.
+// The operator configures it over HTTP on the control network.
+package agent
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/datasync"
+)
+
+// Container is a broker container running on this node.
+type Container struct {
+	ID, Service, TaskID string
+}
+
+// Docker is what the agent asks of its node's Docker daemon.
+type Docker interface {
+	// BrokerContainers lists the cluster's running broker containers.
+	BrokerContainers(ctx context.Context) ([]Container, error)
+	// EnsureVolume creates a broker's data volume if it is missing, so a
+	// copy can be received before the broker ever runs here.
+	EnsureVolume(ctx context.Context, name string) error
+}
+
+// Agent is one node's sync agent.
+type Agent struct {
+	Docker Docker
+	Log    *slog.Logger
+	// Node is this node's Swarm id.
+	Node string
+	// Password is the cluster's rsync password; it is also the bearer
+	// token of the HTTP API.
+	Password string
+	// VolumesDir is the node's Docker volume directory.
+	VolumesDir string
+	// StateDir holds lsyncd's config, status files and password files.
+	StateDir string
+	// Pull fetches a volume's data from a peer into dst (default: rsync).
+	Pull func(ctx context.Context, addr, volume, dst string) error
+	// PeerStatus asks a peer for its status (default: HTTP).
+	PeerStatus func(ctx context.Context, addr string) (datasync.Status, error)
+	// Lsyncd runs lsyncd with a config file until ctx ends (default:
+	// the lsyncd binary). Nil disables pushing (tests).
+	Lsyncd func(ctx context.Context, config string) error
+	// RsyncBinary is the rsync lsyncd runs (the recording wrapper).
+	RsyncBinary string
+	Now         func() time.Time
+
+	mu      sync.Mutex
+	cfg     *datasync.Config
+	volumes map[string]bool
+	// prepared: volume -> task id whose data was prepared.
+	prepared map[string]string
+	running  map[string]Container // by volume
+	// lsyncd
+	pushes     []Push
+	lsyncdStop context.CancelFunc
+	lsyncdDone chan struct{}
+	lsyncdErr  string
+	// since: when each push target was first configured.
+	since map[string]time.Time
+}
+
+func (a *Agent) now() time.Time {
+	if a.Now != nil {
+		return a.Now()
+	}
+	return time.Now()
+}
+
+func (a *Agent) log() *slog.Logger {
+	if a.Log != nil {
+		return a.Log
+	}
+	return slog.Default()
+}
+
+func (a *Agent) dataDir(volume string) string {
+	return filepath.Join(a.VolumesDir, volume, "_data")
+}
+
+// Configure installs a config from the operator.
+func (a *Agent) Configure(c datasync.Config) error {
+	if c.Node != a.Node {
+		return fmt.Errorf("config for node %s sent to node %s", c.Node, a.Node)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.cfg = &c
+	return nil
+}
+
+// Step is one pass of the agent's loop: prepare the brokers that started
+// here, then run lsyncd for the brokers this node is the source of.
+func (a *Agent) Step(ctx context.Context) error {
+	cs, err := a.Docker.BrokerContainers(ctx)
+	if err != nil {
+		return err
+	}
+	running := map[string]Container{}
+	for _, c := range cs {
+		running[datasync.Volume(c.Service)] = c
+	}
+	a.mu.Lock()
+	a.running = running
+	cfg := a.cfg
+	a.mu.Unlock()
+	if cfg == nil {
+		return nil // nothing is known until the operator speaks
+	}
+	var errs []error
+	for _, b := range cfg.Brokers {
+		if a.volumes[b.Volume] {
+			continue
+		}
+		if err := a.Docker.EnsureVolume(ctx, b.Volume); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		a.mu.Lock()
+		if a.volumes == nil {
+			a.volumes = map[string]bool{}
+		}
+		a.volumes[b.Volume] = true
+		a.mu.Unlock()
+	}
+	for vol, c := range running {
+		if err := a.prepare(ctx, cfg, vol, c); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	errs = append(errs, a.runPushes(ctx, cfg))
+	return errors.Join(errs...)
+}
+
+// prepare makes sure a broker that started here starts from the newest
+// copy among the reachable nodes, then lets it start (ReadyMarker).
+func (a *Agent) prepare(ctx context.Context, cfg *datasync.Config, vol string, c Container) error {
+	dir := a.dataDir(vol)
+	marker := filepath.Join(dir, datasync.ReadyMarker)
+	if b, err := os.ReadFile(marker); err == nil && strings.TrimSpace(string(b)) == c.TaskID {
+		a.setPrepared(vol, c.TaskID)
+		return nil
+	}
+	local := CopyOf(dir)
+	best, bestAddr, bestNode := local.Modified, "", a.Node
+	for _, p := range cfg.Peers {
+		if p.Node == a.Node {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		st, err := a.peerStatus(pctx, p.Addr)
+		cancel()
+		if err != nil {
+			a.log().Warn("peer unreachable while preparing a broker: its copy is not considered", "broker", c.Service, "peer", p.Hostname, "err", err)
+			continue
+		}
+		if cp := st.Copies[vol]; cp.Modified.After(best) {
+			best, bestAddr, bestNode = cp.Modified, p.Addr, p.Hostname
+		}
+	}
+	if bestAddr != "" {
+		start := a.now()
+		pctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		err := a.pull(pctx, bestAddr, vol, dir)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("pull the newest copy of %s from %s: %w", c.Service, bestNode, err)
+		}
+		a.log().Info("pulled the newest copy before the broker starts", "broker", c.Service, "from", bestNode, "copy", best.UTC().Format(time.RFC3339Nano), "local", local.Modified.UTC().Format(time.RFC3339Nano), "took", a.now().Sub(start).String())
+	} else {
+		a.log().Info("the local copy is the newest: the broker starts from it", "broker", c.Service, "copy", local.Modified.UTC().Format(time.RFC3339Nano))
+	}
+	// Written in place (not renamed): a temporary file would be copied
+	// with the data. The broker compares the whole content.
+	if err := os.WriteFile(marker, []byte(c.TaskID+"\n"), 0o644); err != nil {
+		return err
+	}
+	a.setPrepared(vol, c.TaskID)
+	return nil
+}
+
+func (a *Agent) setPrepared(vol, task string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.prepared == nil {
+		a.prepared = map[string]string{}
+	}
+	a.prepared[vol] = task
+}
+
+// Pushes are the syncs this node runs: for every broker the operator names
+// it the source of, to every target; a broker running here only once its
+// data was prepared (before that, this node's copy may be older than
+// another's).
+func (a *Agent) Pushes(cfg *datasync.Config) []Push {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []Push
+	for _, b := range cfg.Brokers {
+		if b.Source != a.Node {
+			continue
+		}
+		if c, ok := a.running[b.Volume]; ok && a.prepared[b.Volume] != c.TaskID {
+			continue
+		}
+		for _, t := range b.Targets {
+			p, ok := cfg.Peer(t)
+			if !ok || t == a.Node {
+				continue
+			}
+			out = append(out, Push{Broker: b.Name, Volume: b.Volume, TargetNode: t, TargetAddr: p.Addr})
+		}
+	}
+	return out
+}
+
+// runPushes (re)starts lsyncd when the set of pushes changes. lsyncd first
+// syncs every source in full, then follows changes.
+func (a *Agent) runPushes(ctx context.Context, cfg *datasync.Config) error {
+	want := a.Pushes(cfg)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	alive := a.lsyncdDone != nil
+	if alive {
+		select {
+		case <-a.lsyncdDone:
+			alive = false
+		default:
+		}
+	}
+	if slices.Equal(want, a.pushes) && (alive || len(want) == 0) {
+		return nil
+	}
+	if a.lsyncdStop != nil {
+		a.lsyncdStop()
+		<-a.lsyncdDone
+		a.lsyncdStop, a.lsyncdDone = nil, nil
+	}
+	a.pushes = want
+	if a.since == nil {
+		a.since = map[string]time.Time{}
+	}
+	for _, p := range want {
+		if _, ok := a.since[p.TargetURL()]; !ok {
+			a.since[p.TargetURL()] = a.now()
+		}
+	}
+	if len(want) == 0 || a.Lsyncd == nil {
+		return nil
+	}
+	conf := filepath.Join(a.StateDir, "lsyncd.conf.lua")
+	text := LsyncdConfig(want, a.VolumesDir, filepath.Join(a.StateDir, "rsync.pass"), a.RsyncBinary, filepath.Join(a.StateDir, "lsyncd.status"), time.Duration(cfg.Delay))
+	if err := writeFileAtomic(conf, []byte(text), 0o600); err != nil {
+		return err
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	a.lsyncdStop, a.lsyncdDone = cancel, done
+	var targets []string
+	for _, p := range want {
+		targets = append(targets, p.Broker+"->"+p.TargetNode)
+	}
+	a.log().Info("starting lsyncd", "pushes", strings.Join(targets, " "))
+	go func() {
+		defer close(done)
+		err := a.Lsyncd(lctx, conf)
+		if lctx.Err() == nil {
+			a.mu.Lock()
+			a.lsyncdErr = fmt.Sprintf("lsyncd exited: %v", err)
+			a.mu.Unlock()
+			a.log().Error("lsyncd exited; restarting it", "err", err)
+		}
+	}()
+	a.lsyncdErr = ""
+	return nil
+}
+
+// Stop ends lsyncd.
+func (a *Agent) Stop() {
+	a.mu.Lock()
+	stop, done := a.lsyncdStop, a.lsyncdDone
+	a.mu.Unlock()
+	if stop != nil {
+		stop()
+		<-done
+	}
+}
+
+// Status reports the node's copies and its pushes.
+func (a *Agent) Status() datasync.Status {
+	a.mu.Lock()
+	cfg, pushes, running, since, lerr := a.cfg, slices.Clone(a.pushes), a.running, a.since, a.lsyncdErr
+	a.mu.Unlock()
+	st := datasync.Status{Node: a.Node, Copies: map[string]datasync.Copy{}, Error: lerr}
+	if cfg == nil {
+		return st
+	}
+	st.ConfigHash = cfg.Hash()
+	for _, b := range cfg.Brokers {
+		cp := CopyOf(a.dataDir(b.Volume))
+		_, cp.Running = running[b.Volume]
+		st.Copies[b.Volume] = cp
+	}
+	bySrc := map[string]*datasync.SourceStatus{}
+	var order []string
+	for _, p := range pushes {
+		s := bySrc[p.Broker]
+		if s == nil {
+			_, r := running[p.Volume]
+			s = &datasync.SourceStatus{Broker: p.Broker, Running: r}
+			bySrc[p.Broker] = s
+			order = append(order, p.Broker)
+		}
+		rec := ReadRecord(a.StateDir, p.TargetURL())
+		ts := datasync.TargetStatus{Node: p.TargetNode, LastSync: rec.LastSuccess}
+		if !rec.LastSuccess.IsZero() && rec.LastSuccess.Before(since[p.TargetURL()]) {
+			// A sync from before this node was (again) the source.
+			ts.LastSync = time.Time{}
+		}
+		if rec.Error != "" && rec.LastAttempt.After(rec.LastSuccess) {
+			ts.Error = rec.Error
+		}
+		ts.Pending = ts.LastSync.IsZero() || st.Copies[p.Volume].Modified.After(ts.LastSync)
+		s.Targets = append(s.Targets, ts)
+	}
+	for _, b := range order {
+		st.Sources = append(st.Sources, *bySrc[b])
+	}
+	return st
+}
+
+// Allow decides whether the rsync daemon may serve a transfer (its
+// pre-xfer exec): a pull (the peer is the sender's receiver) of a broker's
+// volume is always allowed to an authenticated peer; a push into a broker's
+// volume only from the node the operator names its source, and never into
+// a broker that runs here.
+func (a *Agent) Allow(request, host string, pull bool) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.cfg == nil {
+		return errors.New("refused: this agent has no config from the operator yet")
+	}
+	// request: "volumes/<volume>/_data/..." (module, then the path).
+	parts := strings.Split(strings.Trim(request, "/"), "/")
+	if len(parts) < 3 || parts[0] != datasync.Module || parts[2] != "_data" || strings.Contains(request, "..") || strings.ContainsAny(request, " \t\n") {
+		return fmt.Errorf("refused: %q is not a broker's data directory", request)
+	}
+	vol := parts[1]
+	var b *datasync.Broker
+	for i := range a.cfg.Brokers {
+		if a.cfg.Brokers[i].Volume == vol {
+			b = &a.cfg.Brokers[i]
+		}
+	}
+	if b == nil {
+		return fmt.Errorf("refused: %s is not a broker volume of cluster %s", vol, a.cfg.Cluster)
+	}
+	if pull {
+		return nil
+	}
+	if _, ok := a.running[vol]; ok {
+		return fmt.Errorf("refused: %s runs on this node; its data here is the newest", b.Name)
+	}
+	src, ok := a.cfg.Peer(b.Source)
+	if !ok || b.Source == a.Node {
+		return fmt.Errorf("refused: no other node is the source of %s", b.Name)
+	}
+	if src.Addr != host {
+		return fmt.Errorf("refused: %s is not the source of %s (%s is)", host, b.Name, src.Hostname)
+	}
+	return nil
+}
+
+// CopyOf describes the copy in dir: the newest modification time of its
+// files, the agent's marker and partial files excepted.
+func CopyOf(dir string) datasync.Copy {
+	var cp datasync.Copy
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		if d.Name() == datasync.ReadyMarker || strings.HasSuffix(d.Name(), ".new") {
+			return nil
+		}
+		if info, err := d.Info(); err == nil && info.ModTime().After(cp.Modified) {
+			cp.Modified = info.ModTime()
+		}
+		return nil
+	})
+	return cp
+}
+
+func (a *Agent) peerStatus(ctx context.Context, addr string) (datasync.Status, error) {
+	if a.PeerStatus != nil {
+		return a.PeerStatus(ctx, addr)
+	}
+	return (&datasync.AgentClient{Token: a.Password}).Status(ctx, net.JoinHostPort(addr, fmt.Sprint(datasync.AgentPort)))
+}
+
+func (a *Agent) pull(ctx context.Context, addr, volume, dst string) error {
+	if a.Pull != nil {
+		return a.Pull(ctx, addr, volume, dst)
+	}
+	args := []string{"-a", "--numeric-ids", "--delete", "--timeout=30"}
+	for _, e := range Excluded {
+		args = append(args, "--exclude="+e)
+	}
+	args = append(args, TargetURL(addr, volume), dst+"/")
+	cmd := exec.CommandContext(ctx, "rsync", args...)
+	cmd.Env = append(os.Environ(), "RSYNC_PASSWORD="+a.Password)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%w: %s", err, lastLine(string(out)))
+	}
+	return nil
+}
+
+// Handler is the agent's HTTP API: PUT /v1/config and GET /v1/status with
+// the bearer token; GET /v1/allow from this host only (the rsync daemon's
+// pre-xfer exec).
+func (a *Agent) Handler() http.Handler {
+	mux := http.NewServeMux()
+	auth := func(h http.HandlerFunc) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+			if subtle.ConstantTimeCompare([]byte(got), []byte(a.Password)) != 1 {
+				http.Error(w, "unauthorized", http.StatusUnauthorized)
+				return
+			}
+			h(w, r)
+		}
+	}
+	mux.HandleFunc("PUT /v1/config", auth(func(w http.ResponseWriter, r *http.Request) {
+		var c datasync.Config
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&c); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if err := a.Configure(c); err != nil {
+			http.Error(w, err.Error(), http.StatusConflict)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	mux.HandleFunc("GET /v1/status", auth(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(a.Status())
+	}))
+	mux.HandleFunc("GET /v1/allow", func(w http.ResponseWriter, r *http.Request) {
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+			http.Error(w, "forbidden", http.StatusForbidden)
+			return
+		}
+		q := r.URL.Query()
+		if err := a.Allow(q.Get("request"), q.Get("host"), q.Get("pull") == "1"); err != nil {
+			a.log().Warn("refused a transfer", "from", q.Get("host"), "request", q.Get("request"), "pull", q.Get("pull") == "1", "reason", err.Error())
+			http.Error(w, err.Error(), http.StatusForbidden)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	return mux
+}
+
+func writeFileAtomic(p string, b []byte, mode os.FileMode) error {
+	tmp := filepath.Join(filepath.Dir(p), "."+filepath.Base(p)+".tmp")
+	if err := os.WriteFile(tmp, b, mode); err != nil {
+		return err
+	}
+	return os.Rename(tmp, p)
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
+}

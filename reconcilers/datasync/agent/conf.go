@@ -1,0 +1,98 @@
+package agent
+
+import (
+	"fmt"
+	"net"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/datasync"
+)
+
+// Push is one lsyncd sync block: a broker's data to one target.
+type Push struct {
+	Broker, Volume string
+	TargetNode     string
+	TargetAddr     string
+}
+
+// TargetURL is the rsync URL a push writes to.
+func (p Push) TargetURL() string {
+	return TargetURL(p.TargetAddr, p.Volume)
+}
+
+// TargetURL is the rsync daemon URL of a volume's data on a node.
+func TargetURL(addr, volume string) string {
+	return fmt.Sprintf("rsync://%s@%s/%s/%s/_data/", datasync.RsyncUser, net.JoinHostPort(addr, strconv.Itoa(datasync.RsyncPort)), datasync.Module, volume)
+}
+
+// Excluded are never synced: the agent's marker and Mosquitto's database
+// while it is being written (it is renamed into place).
+var Excluded = []string{"/" + datasync.ReadyMarker, "*.new"}
+
+func luaString(s string) string { return strconv.Quote(s) }
+
+// LsyncdConfig renders lsyncd's configuration for pushes: one sync block
+// per broker and target. rsyncBinary records each run's outcome.
+func LsyncdConfig(pushes []Push, volumesDir, passwordFile, rsyncBinary, statusFile string, delay time.Duration) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "settings {\n  nodaemon = true,\n  insist = true,\n  statusFile = %s,\n  statusInterval = 5,\n  maxProcesses = 4,\n}\n", luaString(statusFile))
+	ps := append([]Push(nil), pushes...)
+	sort.Slice(ps, func(i, j int) bool {
+		if ps[i].Volume != ps[j].Volume {
+			return ps[i].Volume < ps[j].Volume
+		}
+		return ps[i].TargetNode < ps[j].TargetNode
+	})
+	var excl []string
+	for _, e := range Excluded {
+		excl = append(excl, luaString(e))
+	}
+	for _, p := range ps {
+		src := path.Join(volumesDir, p.Volume, "_data") + "/"
+		fmt.Fprintf(&b, `sync {
+  default.rsync,
+  source = %s,
+  target = %s,
+  delay = %g,
+  exclude = { %s },
+  rsync = {
+    binary = %s,
+    password_file = %s,
+    archive = true,
+    _extra = { "--numeric-ids", "--timeout=30" },
+  },
+}
+`, luaString(src), luaString(p.TargetURL()), delay.Seconds(), strings.Join(excl, ", "), luaString(rsyncBinary), luaString(passwordFile))
+	}
+	return b.String()
+}
+
+// RsyncdConfig renders the rsync daemon's configuration: one module over
+// the node's volumes, password protected, every transfer checked first by
+// allowCmd (the agent decides, see Agent.Allow).
+func RsyncdConfig(volumesDir, secretsFile, allowCmd string) string {
+	return fmt.Sprintf(`pid file = /run/mqtt-sync/rsyncd.pid
+port = %d
+use chroot = no
+numeric ids = yes
+uid = root
+gid = root
+max connections = 32
+timeout = 60
+reverse lookup = no
+log file = /dev/stderr
+
+[%s]
+  path = %s
+  read only = no
+  list = no
+  auth users = %s
+  secrets file = %s
+  strict modes = yes
+  pre-xfer exec = %s
+`, datasync.RsyncPort, datasync.Module, volumesDir, datasync.RsyncUser, secretsFile, allowCmd)
+}

@@ -1,0 +1,62 @@
+package datasync
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+)
+
+// AgentClient talks to sync agents' HTTP API.
+type AgentClient struct {
+	// Token is the cluster's rsync password (the agents' bearer token).
+	Token string
+	HTTP  *http.Client
+}
+
+func (c *AgentClient) do(ctx context.Context, method, url string, body []byte, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	hc := c.HTTP
+	if hc == nil {
+		hc = &http.Client{Timeout: 3 * time.Second}
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("sync agent %s: %s: %s", req.URL.Host, resp.Status, bytes.TrimSpace(b))
+	}
+	if out != nil {
+		return json.Unmarshal(b, out)
+	}
+	return nil
+}
+
+// Status reads an agent's status; addr is host:port.
+func (c *AgentClient) Status(ctx context.Context, addr string) (Status, error) {
+	var st Status
+	err := c.do(ctx, http.MethodGet, "http://"+addr+"/v1/status", nil, &st)
+	return st, err
+}
+
+// Configure sends an agent its config.
+func (c *AgentClient) Configure(ctx context.Context, addr string, cfg Config) error {
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	return c.do(ctx, http.MethodPut, "http://"+addr+"/v1/config", b, nil)
+}

@@ -1,0 +1,114 @@
+package datasync
+
+import (
+	"cmp"
+	"net"
+	"slices"
+	"time"
+
+	dswarm "github.com/docker/docker/api/types/swarm"
+)
+
+// PlanInput is the live state a plan is made from.
+type PlanInput struct {
+	Cluster string
+	Delay   time.Duration
+	// Brokers are the broker services that exist or are wanted.
+	Brokers []string
+	// BrokerTasks are the tasks of the broker services, by service name.
+	BrokerTasks map[string][]dswarm.Task
+	// AgentTasks are the sync agent service's tasks.
+	AgentTasks []dswarm.Task
+	Nodes      []dswarm.Node
+	// Network is the control network the agents are reached on.
+	Network string
+}
+
+// Plan computes the config every agent should run, by node id, from live
+// task placement and node state:
+//   - the peers are the nodes whose agent task runs, on a Ready node open
+//     to new tasks (a drained, paused or Down node is no target: a broker
+//     cannot be moved there, or it is not reachable);
+//   - a broker's source is the node running its task; if none runs, the
+//     node of its newest task (it pushes the state saved at the stop);
+//   - its targets are the other peers.
+func Plan(in PlanInput) map[string]Config {
+	nodes := map[string]dswarm.Node{}
+	for _, n := range in.Nodes {
+		nodes[n.ID] = n
+	}
+	var peers []Peer
+	seen := map[string]bool{}
+	for _, t := range in.AgentTasks {
+		n, ok := nodes[t.NodeID]
+		if !ok || seen[t.NodeID] || !Running(t) || n.Status.State != dswarm.NodeStateReady || n.Spec.Availability != dswarm.NodeAvailabilityActive {
+			continue
+		}
+		addr := TaskAddress(t, in.Network)
+		if addr == "" {
+			continue
+		}
+		seen[t.NodeID] = true
+		peers = append(peers, Peer{Node: t.NodeID, Hostname: n.Description.Hostname, Addr: addr})
+	}
+	slices.SortFunc(peers, func(a, b Peer) int { return cmp.Compare(a.Node, b.Node) })
+	brokers := slices.Clone(in.Brokers)
+	slices.Sort(brokers)
+	brokers = slices.Compact(brokers)
+	var bs []Broker
+	for _, name := range brokers {
+		b := Broker{Name: name, Volume: Volume(name), Source: SourceNode(in.BrokerTasks[name])}
+		for _, p := range peers {
+			if p.Node != b.Source {
+				b.Targets = append(b.Targets, p.Node)
+			}
+		}
+		bs = append(bs, b)
+	}
+	out := map[string]Config{}
+	for _, p := range peers {
+		out[p.Node] = Config{Cluster: in.Cluster, Node: p.Node, Delay: Duration(in.Delay), Peers: peers, Brokers: bs}
+	}
+	return out
+}
+
+// SourceNode is the node a broker's data comes from: the node running its
+// task, else the node of its newest task ("" when it has none).
+func SourceNode(tasks []dswarm.Task) string {
+	var newest, running dswarm.Task
+	for _, t := range tasks {
+		if t.NodeID == "" {
+			continue // not placed yet
+		}
+		if Running(t) && (running.ID == "" || t.Meta.CreatedAt.After(running.Meta.CreatedAt)) {
+			running = t
+		}
+		if newest.ID == "" || t.Meta.CreatedAt.After(newest.Meta.CreatedAt) {
+			newest = t
+		}
+	}
+	if running.ID != "" {
+		return running.NodeID
+	}
+	return newest.NodeID
+}
+
+// Running reports whether a task runs and is meant to.
+func Running(t dswarm.Task) bool {
+	return t.DesiredState == dswarm.TaskStateRunning && t.Status.State == dswarm.TaskStateRunning
+}
+
+// TaskAddress is a task's IP address on the named network ("" if none).
+func TaskAddress(t dswarm.Task, netName string) string {
+	for _, a := range t.NetworksAttachments {
+		if a.Network.Spec.Name != netName {
+			continue
+		}
+		for _, addr := range a.Addresses {
+			if ip, _, err := net.ParseCIDR(addr); err == nil {
+				return ip.String()
+			}
+		}
+	}
+	return ""
+}

@@ -1,0 +1,144 @@
+package datasync
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"time"
+)
+
+// Names and ports shared by the operator and the agent.
+const (
+	// ComponentAgent labels the sync agent's service, ComponentSecret its
+	// rsync password secret.
+	ComponentAgent  = "sync"
+	ComponentSecret = "sync-password"
+	// AgentPort serves the agent's HTTP API on the control network.
+	AgentPort = 8474
+	// RsyncPort is the agent's rsync daemon.
+	RsyncPort = 873
+	// RsyncUser is the rsync daemon's user (auth users).
+	RsyncUser = "sync"
+	// Module is the rsync module exposing the node's Docker volumes.
+	Module = "volumes"
+	// VolumesDir is where the node's Docker keeps local volumes (the
+	// default data root), mounted into the agent at the same path.
+	VolumesDir = "/var/lib/docker/volumes"
+	// ReadyMarker, in a broker's data directory, holds the task id whose
+	// data the agent prepared; the broker starts once it matches.
+	ReadyMarker = ".mqtt-sync-ready"
+	// PasswordFile is where the agent finds the rsync password (secret).
+	PasswordFile = "/run/secrets/sync-password"
+)
+
+// Volume is the name of a broker service's data volume.
+func Volume(brokerService string) string { return brokerService + "-data" }
+
+// Config is what the operator tells an agent; every agent of a cluster
+// gets the same one but for Node.
+type Config struct {
+	Cluster string `json:"cluster"`
+	// Node is the Swarm node id of the agent it is sent to.
+	Node string `json:"node"`
+	// Delay is lsyncd's delay, spec.sync.delay.
+	Delay   Duration `json:"delay"`
+	Peers   []Peer   `json:"peers"`
+	Brokers []Broker `json:"brokers"`
+}
+
+// Duration is a time.Duration as a Go duration string on the wire.
+type Duration time.Duration
+
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	*d = Duration(v)
+	return err
+}
+
+// Peer is a node running the cluster's agent.
+type Peer struct {
+	Node     string `json:"node"`
+	Hostname string `json:"hostname"`
+	// Addr is the agent's address on the control network.
+	Addr string `json:"addr"`
+}
+
+// Broker says where one broker's data comes from and goes to.
+type Broker struct {
+	// Name is the broker's service name.
+	Name   string `json:"name"`
+	Volume string `json:"volume"`
+	// Source is the node id allowed to push this broker's data ("" when
+	// no task ever ran).
+	Source string `json:"source,omitempty"`
+	// Targets are the node ids it pushes to.
+	Targets []string `json:"targets,omitempty"`
+}
+
+// Hash identifies a config's content.
+func (c Config) Hash() string {
+	b, _ := json.Marshal(c)
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:8])
+}
+
+// Peer returns the peer on node id.
+func (c *Config) Peer(node string) (Peer, bool) {
+	for _, p := range c.Peers {
+		if p.Node == node {
+			return p, true
+		}
+	}
+	return Peer{}, false
+}
+
+// Status is what an agent reports.
+type Status struct {
+	Node string `json:"node"`
+	// ConfigHash is the hash of the config it runs ("" before the first).
+	ConfigHash string `json:"configHash,omitempty"`
+	// Copies are the data copies on this node, by volume.
+	Copies map[string]Copy `json:"copies,omitempty"`
+	// Sources are the brokers this node pushes.
+	Sources []SourceStatus `json:"sources,omitempty"`
+	// Error is a problem of the agent itself (lsyncd not running, say).
+	Error string `json:"error,omitempty"`
+}
+
+// Copy describes one broker's data on a node.
+type Copy struct {
+	// Modified is the newest modification time of its files (zero: no
+	// data). rsync keeps modification times, so a copy of the same state
+	// has the same time on every node.
+	Modified time.Time `json:"modified,omitzero"`
+	// Running: the broker runs on this node now.
+	Running bool `json:"running,omitempty"`
+}
+
+// SourceStatus is one broker pushed from this node.
+type SourceStatus struct {
+	Broker string `json:"broker"`
+	// Running: the broker's task runs here (false after it stopped: the
+	// node stays its source, pushing its final state, until it runs
+	// elsewhere).
+	Running bool           `json:"running"`
+	Targets []TargetStatus `json:"targets"`
+}
+
+// TargetStatus is one push target of a broker.
+type TargetStatus struct {
+	Node string `json:"node"`
+	// LastSync is when the last successful sync to it began: the target
+	// holds the source's data as of then.
+	LastSync time.Time `json:"lastSync,omitzero"`
+	// Pending: the data changed since LastSync (a sync is due).
+	Pending bool `json:"pending"`
+	// Error is the last failed sync's error, if it came after LastSync.
+	Error string `json:"error,omitempty"`
+}
