@@ -164,13 +164,11 @@ func (r *ClusterReconciler) retire(ctx context.Context, v *syncView, s dswarm.Se
 	tasks := v.tasks[s.Spec.Name]
 	var stopped time.Time
 	for _, t := range tasks {
-		switch t.Status.State {
-		case dswarm.TaskStateShutdown, dswarm.TaskStateComplete, dswarm.TaskStateFailed, dswarm.TaskStateRejected, dswarm.TaskStateOrphaned, dswarm.TaskStateRemove:
-			if t.Status.Timestamp.After(stopped) {
-				stopped = t.Status.Timestamp
-			}
-		default:
+		if !datasync.Stopped(t) {
 			return false, nil // still stopping
+		}
+		if t.Status.Timestamp.After(stopped) {
+			stopped = t.Status.Timestamp
 		}
 	}
 	src := datasync.SourceNode(tasks)

@@ -73,7 +73,11 @@ func Plan(in PlanInput) map[string]Config {
 }
 
 // SourceNode is the node a broker's data comes from: the node running its
-// task, else the node of its newest task ("" when it has none).
+// task; else, when its newest task has stopped, that task's node (it
+// pushes the state saved at the stop). "" while a new task is being
+// placed or started: no node pushes then (the new task's node pulls the
+// newest copy before the broker starts, and becomes the source once it
+// runs).
 func SourceNode(tasks []dswarm.Task) string {
 	var newest, running dswarm.Task
 	for _, t := range tasks {
@@ -90,7 +94,19 @@ func SourceNode(tasks []dswarm.Task) string {
 	if running.ID != "" {
 		return running.NodeID
 	}
+	if newest.ID == "" || !Stopped(newest) {
+		return ""
+	}
 	return newest.NodeID
+}
+
+// Stopped reports whether a task has ended.
+func Stopped(t dswarm.Task) bool {
+	switch t.Status.State {
+	case dswarm.TaskStateShutdown, dswarm.TaskStateComplete, dswarm.TaskStateFailed, dswarm.TaskStateRejected, dswarm.TaskStateOrphaned, dswarm.TaskStateRemove:
+		return true
+	}
+	return false
 }
 
 // Running reports whether a task runs and is meant to.

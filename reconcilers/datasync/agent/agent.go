@@ -210,7 +210,8 @@ func (a *Agent) setPrepared(vol, task string) {
 // Pushes are the syncs this node runs: for every broker the operator names
 // it the source of, to every target; a broker running here only once its
 // data was prepared (before that, this node's copy may be older than
-// another's).
+// another's); a broker that stopped here only if this agent saw it run
+// (a node whose copy is only a received one never pushes it).
 func (a *Agent) Pushes(cfg *datasync.Config) []Push {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -220,6 +221,8 @@ func (a *Agent) Pushes(cfg *datasync.Config) []Push {
 			continue
 		}
 		if c, ok := a.running[b.Volume]; ok && a.prepared[b.Volume] != c.TaskID {
+			continue
+		} else if !ok && a.prepared[b.Volume] == "" {
 			continue
 		}
 		for _, t := range b.Targets {

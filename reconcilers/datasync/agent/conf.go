@@ -84,7 +84,7 @@ gid = root
 max connections = 32
 timeout = 60
 reverse lookup = no
-log file = /dev/stderr
+log file = /dev/null
 
 [%s]
   path = %s

@@ -46,7 +46,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	if a.Lsyncd == nil {
-		a.Lsyncd = func(ctx context.Context, config string) error { return runProcess(ctx, "lsyncd", config) }
+		a.Lsyncd = func(ctx context.Context, config string) error { return runProcess(ctx, "lsyncd", "-log", "scarce", config) }
 	}
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {

@@ -1,0 +1,193 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/datasync"
+)
+
+type fakeDocker struct {
+	running []Container
+	volumes []string
+}
+
+func (f *fakeDocker) BrokerContainers(context.Context) ([]Container, error) { return f.running, nil }
+func (f *fakeDocker) EnsureVolume(_ context.Context, name string) error {
+	f.volumes = append(f.volumes, name)
+	return nil
+}
+
+func config(node string) datasync.Config {
+	return datasync.Config{
+		Cluster: "x", Node: node, Delay: datasync.Duration(time.Second),
+		Peers: []datasync.Peer{{Node: "a", Hostname: "ha", Addr: "10.0.0.1"}, {Node: "b", Hostname: "hb", Addr: "10.0.0.2"}, {Node: "c", Hostname: "hc", Addr: "10.0.0.3"}},
+		Brokers: []datasync.Broker{
+			{Name: "x-broker-0", Volume: "x-broker-0-data", Source: "a", Targets: []string{"b", "c"}},
+			{Name: "x-broker-1", Volume: "x-broker-1-data", Source: "b", Targets: []string{"a", "c"}},
+		},
+	}
+}
+
+func writeCopy(t *testing.T, dir, vol string, mod time.Time) {
+	t.Helper()
+	d := filepath.Join(dir, vol, "_data")
+	if err := os.MkdirAll(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(d, "mosquitto.db")
+	if err := os.WriteFile(p, []byte("db"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(p, mod, mod); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// newAgent is node a's agent: x-broker-0 runs here (task t1).
+func newAgent(t *testing.T, peers map[string]datasync.Status) (*Agent, *fakeDocker, *[]string) {
+	t.Helper()
+	d := &fakeDocker{running: []Container{{ID: "c1", Service: "x-broker-0", TaskID: "t1"}}}
+	var pulls []string
+	dir := t.TempDir()
+	a := &Agent{
+		Docker: d, Node: "a", Password: "pw", VolumesDir: dir, StateDir: t.TempDir(),
+		PeerStatus: func(_ context.Context, addr string) (datasync.Status, error) {
+			st, ok := peers[addr]
+			if !ok {
+				return st, errors.New("unreachable")
+			}
+			return st, nil
+		},
+		Pull: func(_ context.Context, addr, volume, dst string) error {
+			pulls = append(pulls, addr+" "+volume)
+			return nil
+		},
+	}
+	return a, d, &pulls
+}
+
+func TestPrepareTakesTheNewestCopyThenPushes(t *testing.T) {
+	old, newer := time.Unix(1000, 0), time.Unix(2000, 0)
+	peers := map[string]datasync.Status{
+		"10.0.0.2": {Copies: map[string]datasync.Copy{"x-broker-0-data": {Modified: newer}}},
+		"10.0.0.3": {Copies: map[string]datasync.Copy{"x-broker-0-data": {Modified: old}}},
+	}
+	a, d, pulls := newAgent(t, peers)
+	writeCopy(t, a.VolumesDir, "x-broker-0-data", old)
+	ctx := context.Background()
+	// No config: nothing is prepared, nothing pushed.
+	if err := a.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(*pulls) != 0 || len(a.Pushes(&datasync.Config{})) != 0 {
+		t.Fatal("acted before the operator's config")
+	}
+	cfg := config("a")
+	if err := a.Configure(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(*pulls, ",") != "10.0.0.2 x-broker-0-data" {
+		t.Fatalf("pulls: %v, want the newest copy (b's)", *pulls)
+	}
+	marker, err := os.ReadFile(filepath.Join(a.VolumesDir, "x-broker-0-data", "_data", datasync.ReadyMarker))
+	if err != nil || strings.TrimSpace(string(marker)) != "t1" {
+		t.Fatalf("marker: %q, %v", marker, err)
+	}
+	if strings.Join(d.volumes, ",") != "x-broker-0-data,x-broker-1-data" {
+		t.Fatalf("volumes ensured: %v", d.volumes)
+	}
+	// Prepared: a pushes broker 0 (its source) to b and c, not broker 1.
+	ps := a.Pushes(&cfg)
+	if len(ps) != 2 || ps[0].Broker != "x-broker-0" || ps[0].TargetAddr != "10.0.0.2" || ps[1].TargetAddr != "10.0.0.3" {
+		t.Fatalf("pushes: %+v", ps)
+	}
+	// The next pass does not pull again.
+	if err := a.Step(ctx); err != nil || len(*pulls) != 1 {
+		t.Fatalf("pulled again: %v %v", *pulls, err)
+	}
+	// The broker stops: a pushes its final state while it stays the source.
+	d.running = nil
+	if err := a.Step(ctx); err != nil || len(a.Pushes(&cfg)) != 2 {
+		t.Fatalf("final state not pushed after the stop: %v", err)
+	}
+	// The broker runs on b now: a stops pushing.
+	cfg.Brokers[0].Source, cfg.Brokers[0].Targets = "b", []string{"a", "c"}
+	if len(a.Pushes(&cfg)) != 0 {
+		t.Fatal("a still pushes a broker that runs elsewhere")
+	}
+}
+
+func TestNoPushBeforePreparedNorFromAReceivedCopy(t *testing.T) {
+	a, d, _ := newAgent(t, map[string]datasync.Status{})
+	cfg := config("a")
+	_ = a.Configure(cfg)
+	// Running, not prepared yet (peers unreachable do not block it, but
+	// before the step it is not prepared).
+	a.running = map[string]Container{"x-broker-0-data": d.running[0]}
+	if len(a.Pushes(&cfg)) != 0 {
+		t.Fatal("pushed before the data was prepared")
+	}
+	// Named the source of a broker it never ran (its copy was received):
+	// no push.
+	a.running = nil
+	if len(a.Pushes(&cfg)) != 0 {
+		t.Fatal("pushed a copy it only received")
+	}
+}
+
+func TestAllow(t *testing.T) {
+	a, _, _ := newAgent(t, nil)
+	if err := a.Allow("volumes/x-broker-1-data/_data/", "10.0.0.2", false); err == nil {
+		t.Fatal("allowed before any config")
+	}
+	_ = a.Configure(config("a"))
+	a.running = map[string]Container{"x-broker-0-data": {Service: "x-broker-0", TaskID: "t1"}}
+	cases := []struct {
+		req, host string
+		pull      bool
+		refused   string
+	}{
+		{"volumes/x-broker-1-data/_data/", "10.0.0.2", false, ""},                  // from broker 1's source
+		{"volumes/x-broker-1-data/_data/", "10.0.0.3", false, "is not the source"}, // from another node
+		{"volumes/x-broker-0-data/_data/", "10.0.0.2", false, "runs on this node"}, // into a running broker
+		{"volumes/x-broker-0-data/_data/", "10.0.0.2", true, ""},                   // a pull of it
+		{"volumes/other-data/_data/", "10.0.0.2", true, "not a broker volume"},     // another volume
+		{"volumes/x-broker-1-data/_data/../../secret", "10.0.0.2", false, "not a broker's data"},
+		{"volumes/x-broker-1-data/", "10.0.0.2", false, "not a broker's data"},
+	}
+	for _, c := range cases {
+		err := a.Allow(c.req, c.host, c.pull)
+		switch {
+		case c.refused == "" && err != nil:
+			t.Errorf("%s from %s (pull %v): refused: %v", c.req, c.host, c.pull, err)
+		case c.refused != "" && (err == nil || !strings.Contains(err.Error(), c.refused)):
+			t.Errorf("%s from %s (pull %v): %v, want refused with %q", c.req, c.host, c.pull, err, c.refused)
+		}
+	}
+	// Mismatched node: refused.
+	if err := a.Configure(config("b")); err == nil {
+		t.Fatal("accepted another node's config")
+	}
+}
+
+func TestLsyncdConfig(t *testing.T) {
+	got := LsyncdConfig([]Push{{Broker: "x-broker-0", Volume: "x-broker-0-data", TargetNode: "b", TargetAddr: "10.0.0.2"}}, "/v", "/s/pass", "/bin/wrap", "/s/status", 1500*time.Millisecond)
+	for _, want := range []string{
+		`source = "/v/x-broker-0-data/_data/"`,
+		`target = "rsync://sync@10.0.0.2:873/volumes/x-broker-0-data/_data/"`,
+		`delay = 1.5`, `binary = "/bin/wrap"`, `password_file = "/s/pass"`, `"/.mqtt-sync-ready"`, "insist = true",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("lsyncd config lacks %s:\n%s", want, got)
+		}
+	}
+}

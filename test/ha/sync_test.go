@@ -1,0 +1,412 @@
+//go:build e2e_ha
+
+package ha
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"k8s.io/apimachinery/pkg/api/meta"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+)
+
+// syncSpec is a cluster with spec.sync, anonymous plain MQTT on port, a
+// load balancer on every node.
+func syncSpec(name string, replicas, port int, autosave string) []byte {
+	return []byte(fmt.Sprintf(`apiVersion: mqtt.swarm/v1alpha1
+kind: MqttCluster
+metadata: {name: %s}
+spec:
+  replicas: %d
+  auth: {allowAnonymous: true}
+  broker: {persistence: {autosaveInterval: %s}}
+  loadBalancer: {replicas: 3, ports: {mqtt: %d, mqtts: 0}}
+  sync: {enabled: true, delay: 1s}
+`, name, replicas, autosave, port))
+}
+
+// mqttClient connects to host:port with a client id; clean=false keeps
+// the session (and queues QoS 1 messages) while it is away.
+func mqttClient(host string, port int, id string, clean bool, onMsg mqtt.MessageHandler) (mqtt.Client, error) {
+	o := mqtt.NewClientOptions().AddBroker(fmt.Sprintf("tcp://%s:%d", host, port)).SetClientID(id).
+		SetCleanSession(clean).SetAutoReconnect(false).SetConnectTimeout(3 * time.Second).SetOrderMatters(false)
+	if onMsg != nil {
+		o.SetDefaultPublishHandler(onMsg)
+	}
+	c := mqtt.NewClient(o)
+	tok := c.Connect()
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		return nil, fmt.Errorf("connect %s to %s:%d: %v", id, host, port, tok.Error())
+	}
+	return c, nil
+}
+
+func wait(tok mqtt.Token) error {
+	if !tok.WaitTimeout(5 * time.Second) {
+		return fmt.Errorf("timed out")
+	}
+	return tok.Error()
+}
+
+// copyHas reports whether a node's copy of a broker volume holds s
+// (Mosquitto's database keeps topics and payloads as they are).
+func copyHas(node, volume, s string) bool {
+	out, _ := exec.Command("docker", "exec", node, "grep", "-a", "-c", s, "/var/lib/docker/volumes/"+volume+"/_data/mosquitto.db").Output()
+	return strings.TrimSpace(string(out)) != "" && strings.TrimSpace(string(out)) != "0"
+}
+
+func (e *env) cluster(t *testing.T, name string) *api.MqttCluster {
+	t.Helper()
+	var c *api.MqttCluster
+	eventually(t, "reading "+name, 30*time.Second, func() error {
+		var err error
+		c, err = e.c.GetConsistent(context.Background(), name)
+		return err
+	})
+	return c
+}
+
+func syncTargets(c *api.MqttCluster, brokerName string) (source string, targets []string) {
+	if c.Status.Sync == nil {
+		return "", nil
+	}
+	for _, b := range c.Status.Sync.Brokers {
+		if b.Name == brokerName {
+			for _, t := range b.Targets {
+				targets = append(targets, t.Node)
+			}
+			slices.Sort(targets)
+			return b.Source, targets
+		}
+	}
+	return "", nil
+}
+
+func brokerNode(c *api.MqttCluster, brokerName string) (node, state string) {
+	for _, b := range c.Status.Brokers {
+		if b.Name == brokerName {
+			return b.Node, b.State
+		}
+	}
+	return "", ""
+}
+
+func taskID(t *testing.T, via, service string) string {
+	return onNode(t, via, "service", "ps", service, "--filter", "desired-state=running", "-q", "--no-trunc")
+}
+
+// TestBrokerDataFollowsItsBroker: spec.sync on a real three-manager
+// Swarm with real lsyncd and rsync.
+func TestBrokerDataFollowsItsBroker(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	const name, port = "s1", 21883
+	const broker, volume = name + "-broker-0", name + "-broker-0-data"
+	if _, err := e.c.Apply(ctx, syncSpec(name, 1, port, "1s")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.c.Delete(context.Background(), name) })
+	var c *api.MqttCluster
+	eventually(t, name+" Ready and SyncHealthy", 120*time.Second, func() error {
+		c = e.cluster(t, name)
+		for _, ct := range []string{api.ConditionReady, api.ConditionSyncHealthy} {
+			if !meta.IsStatusConditionTrue(c.Status.Conditions, ct) {
+				return fmt.Errorf("%s: %+v", ct, meta.FindStatusCondition(c.Status.Conditions, ct))
+			}
+		}
+		return nil
+	})
+	home, _ := brokerNode(c, broker)
+	src, targets := syncTargets(c, broker)
+	if src != home || len(targets) != 2 || slices.Contains(targets, home) {
+		t.Fatalf("broker on %s: source %s, targets %v; want the broker's node as source and the two others as targets", home, src, targets)
+	}
+	rest := others(nodes, home)
+
+	// A persistent session with a QoS 1 subscription, offline while
+	// messages are queued for it, and a retained message.
+	nonce := fmt.Sprint(time.Now().UnixNano())
+	sub, err := mqttClient(e.ip[rest[0]], port, "keeper-"+nonce, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wait(sub.Subscribe("s1/queue", 1, nil)); err != nil {
+		t.Fatal(err)
+	}
+	sub.Disconnect(100)
+	pub, err := mqttClient(e.ip[rest[0]], port, "pub-"+nonce, true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wait(pub.Publish("s1/retained", 1, true, "retained-"+nonce)); err != nil {
+		t.Fatal(err)
+	}
+	const queued = 5
+	for i := 0; i < queued; i++ {
+		if err := wait(pub.Publish("s1/queue", 1, false, fmt.Sprintf("queued-%s-%d", nonce, i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub.Disconnect(100)
+	// Saved within the autosave interval (1 s), synced a delay (1 s) later.
+	took := eventually(t, "the queued and retained messages in the copies on both targets", 30*time.Second, func() error {
+		for _, n := range rest {
+			if !copyHas(n, volume, fmt.Sprintf("queued-%s-%d", nonce, queued-1)) || !copyHas(n, volume, "retained-"+nonce) {
+				return fmt.Errorf("not on %s yet", n)
+			}
+		}
+		return nil
+	})
+	t.Logf("published → on both targets in %s", took.Round(time.Millisecond))
+
+	// The receivers refuse a push from a node that is not the source, and
+	// a push into a broker that runs on the receiver.
+	agentOn := func(node string) string {
+		return onNode(t, node, "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+name+"-sync")
+	}
+	pw := onNode(t, rest[0], "exec", agentOn(rest[0]), "cat", "/run/secrets/sync-password")
+	tryPush := func(from, to string) (string, error) {
+		ip := onNode(t, to, "inspect", agentOn(to), "-f", `{{(index .NetworkSettings.Networks "mqtt-operator-control").IPAddress}}`)
+		out, err := exec.Command("docker", "exec", from, "docker", "exec", "-e", "RSYNC_PASSWORD="+pw, agentOn(from),
+			"rsync", "-a", "/etc/hostname", "rsync://sync@"+ip+"/volumes/"+volume+"/_data/").CombinedOutput()
+		return string(out), err
+	}
+	if out, err := tryPush(rest[0], rest[1]); err == nil || !strings.Contains(out, "is not the source") {
+		t.Fatalf("a push from a node that is not the source was not refused: %v\n%s", err, out)
+	}
+	if out, err := tryPush(rest[0], home); err == nil || !strings.Contains(out, "runs on this node") {
+		t.Fatalf("a push into the node running the broker was not refused: %v\n%s", err, out)
+	}
+
+	// Stop the broker's node: Swarm reschedules the broker on another
+	// node, where it starts from the copy.
+	stopped := time.Now()
+	sh(t, "docker", "stop", home)
+	t.Cleanup(func() { _ = exec.Command("docker", "start", home).Run() })
+	var moved string
+	eventually(t, "the broker running on another node", 120*time.Second, func() error {
+		cl, err := e.c.GetConsistent(ctx, name)
+		if err != nil {
+			return err
+		}
+		n, st := brokerNode(cl, broker)
+		if n == home || st != "running" {
+			return fmt.Errorf("broker on %s, %s", n, st)
+		}
+		moved = n
+		return nil
+	})
+	var retained string
+	got := make(chan string, 100)
+	took = eventually(t, "the retained message served on "+moved, 60*time.Second, func() error {
+		c, err := mqttClient(e.ip[moved], port, "reader-"+nonce, true, func(_ mqtt.Client, m mqtt.Message) {})
+		if err != nil {
+			return err
+		}
+		defer c.Disconnect(100)
+		r := make(chan string, 1)
+		if err := wait(c.Subscribe("s1/retained", 1, func(_ mqtt.Client, m mqtt.Message) {
+			select {
+			case r <- string(m.Payload()):
+			default:
+			}
+		})); err != nil {
+			return err
+		}
+		select {
+		case retained = <-r:
+		case <-time.After(2 * time.Second):
+			return fmt.Errorf("no retained message")
+		}
+		return nil
+	})
+	if retained != "retained-"+nonce {
+		t.Fatalf("retained message after the move: %q, want %q", retained, "retained-"+nonce)
+	}
+	t.Logf("node stopped → retained message served on %s: %s (probe %s)", moved, time.Since(stopped).Round(time.Millisecond), took.Round(time.Millisecond))
+	// The subscriber comes back to its session and gets what was queued.
+	sub, err = mqttClient(e.ip[moved], port, "keeper-"+nonce, false, func(_ mqtt.Client, m mqtt.Message) { got <- string(m.Payload()) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	deadline := time.After(15 * time.Second)
+	for len(seen) < queued {
+		select {
+		case p := <-got:
+			seen[p] = true
+		case <-deadline:
+			t.Fatalf("queued messages received after the move: %d of %d: %v", len(seen), queued, seen)
+		}
+	}
+	sub.Disconnect(100)
+
+	// A change on the new node, then the old node returns: it becomes a
+	// target again and its old copy is replaced, never the other way.
+	pub, err = mqttClient(e.ip[moved], port, "pub2-"+nonce, true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wait(pub.Publish("s1/retained", 1, true, "after-"+nonce)); err != nil {
+		t.Fatal(err)
+	}
+	pub.Disconnect(100)
+	sh(t, "docker", "start", home)
+	wait3 := eventually(t, home+" back as a target, with the new data", 120*time.Second, func() error {
+		cl, err := e.c.GetConsistent(ctx, name)
+		if err != nil {
+			return err
+		}
+		src, ts := syncTargets(cl, broker)
+		if src != moved || !slices.Contains(ts, home) {
+			return fmt.Errorf("source %s, targets %v", src, ts)
+		}
+		if !copyHas(home, volume, "after-"+nonce) {
+			return fmt.Errorf("the copy on %s does not have the new retained message yet", home)
+		}
+		return nil
+	})
+	t.Logf("old node started → a target with the new data in %s", wait3.Round(time.Millisecond))
+	if !copyHas(moved, volume, "after-"+nonce) {
+		t.Fatalf("the running broker's data on %s lost the new retained message", moved)
+	}
+	// And through MQTT: the retained message is the new one.
+	c2, err := mqttClient(e.ip[moved], port, "reader2-"+nonce, true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := make(chan string, 1)
+	if err := wait(c2.Subscribe("s1/retained", 1, func(_ mqtt.Client, m mqtt.Message) {
+		select {
+		case r <- string(m.Payload()):
+		default:
+		}
+	})); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case v := <-r:
+		if v != "after-"+nonce {
+			t.Fatalf("retained message after the old node returned: %q, want %q", v, "after-"+nonce)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no retained message after the old node returned")
+	}
+	c2.Disconnect(100)
+
+	// Targets follow the nodes: a drained node is dropped, an active one
+	// comes back, a new worker becomes one; the broker is not restarted.
+	task := taskID(t, moved, broker)
+	drain := others(nodes, moved)[0]
+	if drain == home {
+		drain = others(nodes, moved)[1]
+	}
+	onNode(t, moved, "node", "update", "--availability", "drain", drain)
+	eventually(t, drain+" dropped from the targets", 60*time.Second, func() error {
+		cl, err := e.c.GetConsistent(ctx, name)
+		if err != nil {
+			return err
+		}
+		if _, ts := syncTargets(cl, broker); slices.Contains(ts, drain) || len(ts) == 0 {
+			return fmt.Errorf("targets %v", ts)
+		}
+		return nil
+	})
+	onNode(t, moved, "node", "update", "--availability", "active", drain)
+	eventually(t, drain+" a target again", 60*time.Second, func() error {
+		cl, err := e.c.GetConsistent(ctx, name)
+		if err != nil {
+			return err
+		}
+		if _, ts := syncTargets(cl, broker); !slices.Contains(ts, drain) {
+			return fmt.Errorf("targets %v", ts)
+		}
+		return nil
+	})
+	sh(t, root()+"/hack/dind.sh", "worker", "4")
+	t.Cleanup(func() {
+		_ = exec.Command("docker", "exec", "mqtt-m4", "docker", "swarm", "leave", "--force").Run()
+	})
+	eventually(t, "the new worker mqtt-m4 a target", 120*time.Second, func() error {
+		cl, err := e.c.GetConsistent(ctx, name)
+		if err != nil {
+			return err
+		}
+		if _, ts := syncTargets(cl, broker); !slices.Contains(ts, "mqtt-m4") {
+			return fmt.Errorf("targets %v", ts)
+		}
+		if !copyHas("mqtt-m4", volume, "after-"+nonce) {
+			return fmt.Errorf("no copy on mqtt-m4 yet")
+		}
+		return nil
+	})
+	if now := taskID(t, moved, broker); now != task {
+		t.Fatalf("the broker's task changed while targets changed: %s -> %s", task, now)
+	}
+}
+
+// TestScaleDownSyncsTheLastState: a broker removed by a scale-down is
+// stopped first (Mosquitto saves its state) and that state synced before
+// its service goes. The autosave interval is an hour, so only the stop
+// can have written the message to disk.
+func TestScaleDownSyncsTheLastState(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	const name, port = "s2", 21884
+	const volume = name + "-broker-1-data"
+	if _, err := e.c.Apply(ctx, syncSpec(name, 2, port, "1h")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.c.Delete(context.Background(), name) })
+	var c *api.MqttCluster
+	eventually(t, name+" Ready and SyncHealthy", 120*time.Second, func() error {
+		c = e.cluster(t, name)
+		for _, ct := range []string{api.ConditionReady, api.ConditionSyncHealthy} {
+			if !meta.IsStatusConditionTrue(c.Status.Conditions, ct) {
+				return fmt.Errorf("%s: %+v", ct, meta.FindStatusCondition(c.Status.Conditions, ct))
+			}
+		}
+		return nil
+	})
+	home, _ := brokerNode(c, name+"-broker-1")
+	nonce := fmt.Sprint(time.Now().UnixNano())
+	// Retained messages reach every broker over the bridges.
+	pub, err := mqttClient(e.ip[nodes[0]], port, "pub-"+nonce, true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wait(pub.Publish("s2/last", 1, true, "final-"+nonce)); err != nil {
+		t.Fatal(err)
+	}
+	pub.Disconnect(100)
+	eventually(t, "broker 1 holding the retained message", 30*time.Second, func() error {
+		ctr := strings.TrimSpace(onNode(t, home, "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+name+"-broker-1"))
+		out, _ := exec.Command("docker", "exec", home, "docker", "exec", ctr, "mosquitto_sub", "-h", "127.0.0.1", "-p", "1883", "-t", "s2/last", "-C", "1", "-W", "2").Output()
+		if strings.TrimSpace(string(out)) != "final-"+nonce {
+			return fmt.Errorf("broker 1 has %q", out)
+		}
+		return nil
+	})
+	doc := syncSpec(name, 1, port, "1h")
+	if _, err := e.c.Apply(ctx, doc); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "broker 1's service removed", 120*time.Second, func() error {
+		if out, _ := exec.Command("docker", "exec", nodes[0], "docker", "service", "ls", "-q", "--filter", "name="+name+"-broker-1").Output(); strings.TrimSpace(string(out)) != "" {
+			return fmt.Errorf("still there")
+		}
+		return nil
+	})
+	for _, n := range others(nodes, home) {
+		if !copyHas(n, volume, "final-"+nonce) {
+			t.Errorf("the copy of broker 1 on %s lacks the message it held when it was stopped", n)
+		}
+	}
+}
