@@ -30,11 +30,12 @@ func TestRenderRules(t *testing.T) {
 	t.Parallel()
 	cfg, _ := Render(cluster(t, "spec: {broker: {persistence: {autosaveInterval: 1500ms}}}\n"), 0)
 	for want, present := range map[string]bool{
-		"listener 1883 0.0.0.0":                       true,
-		"autosave_interval 2\n":                       true,
-		"allow_anonymous false":                       true,
-		"password_file /run/secrets/mosquitto-passwd": true,
-		"broker iot-broker-0":                         true,
+		"listener 1883 0.0.0.0":                      true,
+		"autosave_interval 2\n":                      true,
+		"allow_anonymous false":                      true,
+		"password_file " + JoinedPasswordFile + "\n": true,
+		"per_listener_settings":                      false,
+		"broker iot-broker-0":                        true,
 	} {
 		if strings.Contains(string(cfg), want) != present {
 			t.Errorf("%q present=%v\n%s", want, !present, cfg)

@@ -221,7 +221,7 @@ func (r *Reconciler) serviceSpec(c *api.MqttCluster, i int, confID, confName str
 	one := uint64(1)
 	cs := &dswarm.ContainerSpec{
 		Image:    s.Broker.Image,
-		Command:  []string{"mosquitto", "-c", ConfigPath},
+		Command:  []string{"/bin/sh", "-c", StartScript(datasync.Enabled(c))},
 		Hostname: name,
 		Labels:   r.labels(c.Name, ComponentSvc),
 		Configs: []*dswarm.ConfigReference{{
@@ -249,7 +249,6 @@ func (r *Reconciler) serviceSpec(c *api.MqttCluster, i int, confID, confName str
 	if datasync.Enabled(c) {
 		// The sync agent on the node prepares the newest copy of the data
 		// first, then writes this task's id into the marker.
-		cs.Command = []string{"/bin/sh", "-c", SyncGate}
 		cs.Env = []string{"MQTT_TASK_ID={{.Task.ID}}"}
 	}
 	res := &dswarm.ResourceRequirements{}
@@ -290,19 +289,5 @@ func (r *Reconciler) serviceSpec(c *api.MqttCluster, i int, confID, confName str
 	}
 	return spec, nil
 }
-
-// SyncGate is a broker's command with spec.sync: wait (at most 120 s) for
-// the sync agent to prepare this task's data, then run Mosquitto.
-var SyncGate = `m=` + DataDir + datasync.ReadyMarker + `
-i=0
-while [ "$(cat "$m" 2>/dev/null)" != "$MQTT_TASK_ID" ]; do
-  if [ $i -ge 1200 ]; then
-    echo "sync: the sync agent prepared no data in 120 s; starting from the data on this node" >&2
-    break
-  fi
-  i=$((i+1))
-  sleep 0.1
-done
-exec mosquitto -c ` + ConfigPath + "\n"
 
 func durationPtr(ns int64) *time.Duration { d := time.Duration(ns); return &d }

@@ -46,7 +46,9 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	if a.Lsyncd == nil {
-		a.Lsyncd = func(ctx context.Context, config string) error { return runProcess(ctx, "lsyncd", "-log", "scarce", config) }
+		a.Lsyncd = func(ctx context.Context, config string) error {
+			return runProcess(ctx, "lsyncd", "-log", "scarce", config)
+		}
 	}
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
@@ -147,4 +149,3 @@ func AllowFromEnv(agentPort int) int {
 	}
 	return 0
 }
-
