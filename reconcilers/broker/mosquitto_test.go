@@ -34,7 +34,7 @@ func TestRenderRules(t *testing.T) {
 		"autosave_interval 2\n":                      true,
 		"allow_anonymous false":                      true,
 		"password_file " + JoinedPasswordFile + "\n": true,
-		"per_listener_settings":                      false,
+		"per_listener_settings true":                 false,
 		"broker iot-broker-0":                        true,
 	} {
 		if strings.Contains(string(cfg), want) != present {
