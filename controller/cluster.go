@@ -366,7 +366,7 @@ func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster, sv *s
 	}
 	br := &broker.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID, Network: network.Name}
 	if sv.enabled {
-		br.Retire = func(ctx context.Context, s dswarm.Service) (bool, error) { return r.retire(ctx, sv, s) }
+		br.Retire = func(ctx context.Context, s dswarm.Service) (bool, error) { return r.retire(ctx, c, sv, s) }
 	}
 	bout, berr := br.Reconcile(ctx, c, in)
 	logOutcome(log, "broker", bout.Created, bout.Updated, bout.Removed)

@@ -29,8 +29,13 @@ type SyncAgentClient interface {
 }
 
 // LabelRetiring marks a broker service stopped before its removal (its
-// last state is synced first), with the RFC 3339 time it was stopped.
-const LabelRetiring = "mqtt.swarm/retiring-since"
+// last state is synced first), with the RFC 3339 time it was stopped;
+// LabelRetiringNode is the node it ran on (Swarm deletes the tasks of a
+// service scaled to zero).
+const (
+	LabelRetiring     = "mqtt.swarm/retiring-since"
+	LabelRetiringNode = "mqtt.swarm/retiring-node"
+)
 
 // RetireTimeout bounds the wait for a removed broker's last sync.
 const RetireTimeout = 60 * time.Second
@@ -73,10 +78,14 @@ func (r *ClusterReconciler) pushSync(ctx context.Context, c *api.MqttCluster, m 
 		return err
 	}
 	names := map[string]string{}
+	stopped := map[string]string{}
 	var brokers []string
 	for _, s := range brokerSvcs {
 		names[s.ID] = s.Spec.Name
 		brokers = append(brokers, s.Spec.Name)
+		if n := s.Spec.Labels[LabelRetiringNode]; n != "" {
+			stopped[s.Spec.Name] = n
+		}
 	}
 	for i := 0; i < int(*c.Spec.Replicas); i++ {
 		brokers = append(brokers, loadbalancer.BrokerService(c.Name, i))
@@ -94,7 +103,7 @@ func (r *ClusterReconciler) pushSync(ctx context.Context, c *api.MqttCluster, m 
 	delay, _ := c.Spec.Sync.Delay.Parse()
 	v.plan = datasync.Plan(datasync.PlanInput{
 		Cluster: c.Name, Delay: delay, Brokers: brokers, BrokerTasks: v.tasks,
-		AgentTasks: agentTasks, Nodes: nodes, Network: r.ControlNetwork,
+		AgentTasks: agentTasks, Nodes: nodes, Network: r.ControlNetwork, Stopped: stopped,
 	})
 	v.status, v.errs = map[string]datasync.Status{}, map[string]string{}
 	cl := r.syncClient(m)
@@ -134,10 +143,11 @@ func sourcesOf(cfg datasync.Config, node string) string {
 }
 
 // retire stops a broker that is to be removed (a clean stop: Mosquitto
-// saves its state) and lets the removal go once its source agent has
+// saves its state) and lets the removal go once the agent on its node has
 // synced that state to every target, or after RetireTimeout.
-func (r *ClusterReconciler) retire(ctx context.Context, v *syncView, s dswarm.Service) (bool, error) {
-	log := r.log().With("broker", s.Spec.Name)
+func (r *ClusterReconciler) retire(ctx context.Context, c *api.MqttCluster, v *syncView, s dswarm.Service) (bool, error) {
+	log := r.log().With("cluster", c.Name, "broker", s.Spec.Name)
+	tasks := v.tasks[s.Spec.Name]
 	if rep := s.Spec.Mode.Replicated; rep != nil && rep.Replicas != nil && *rep.Replicas != 0 {
 		spec := s.Spec
 		zero := uint64(0)
@@ -146,63 +156,63 @@ func (r *ClusterReconciler) retire(ctx context.Context, v *syncView, s dswarm.Se
 		if spec.Labels == nil {
 			spec.Labels = map[string]string{}
 		}
-		spec.Labels[LabelRetiring] = r.now().UTC().Format(time.RFC3339)
+		spec.Labels[LabelRetiring] = r.now().UTC().Format(time.RFC3339Nano)
+		spec.Labels[LabelRetiringNode] = datasync.SourceNode(tasks)
 		if err := r.fence(); err != nil {
 			return false, err
 		}
 		if err := r.Swarm.UpdateService(ctx, s.ID, s.Version, spec); err != nil {
 			return false, err
 		}
-		log.Info("stopping broker before removing it: its last state is synced first")
+		log.Info("stopping broker before removing it: its last state is synced first", "node", v.hostname[spec.Labels[LabelRetiringNode]])
 		return false, nil
 	}
-	since, err := time.Parse(time.RFC3339, s.Spec.Labels[LabelRetiring])
+	since, err := time.Parse(time.RFC3339Nano, s.Spec.Labels[LabelRetiring])
 	if err != nil || r.now().Sub(since) > RetireTimeout {
 		log.Warn("removing broker without confirming its last sync", "waited", RetireTimeout.String())
 		return true, nil
 	}
-	tasks := v.tasks[s.Spec.Name]
-	var stopped time.Time
 	for _, t := range tasks {
 		if !datasync.Stopped(t) {
 			return false, nil // still stopping
 		}
-		if t.Status.Timestamp.After(stopped) {
-			stopped = t.Status.Timestamp
-		}
 	}
-	src := datasync.SourceNode(tasks)
-	cfg, ok := v.plan[src]
-	if !ok {
-		return false, nil // its node's agent is not reachable (yet)
+	src := s.Spec.Labels[LabelRetiringNode]
+	if src == "" {
+		log.Warn("removing broker: it ran on no node, nothing to sync")
+		return true, nil
 	}
 	var targets []string
-	for _, b := range cfg.Brokers {
+	for _, b := range v.plan[src].Brokers {
 		if b.Name == s.Spec.Name {
 			targets = b.Targets
 		}
 	}
 	st, ok := v.status[src]
 	if !ok {
-		return false, nil
+		return false, nil // its node's agent is not reachable (yet)
 	}
+	if cp := st.Copies[datasync.Volume(s.Spec.Name)]; cp.Running {
+		return false, nil // the container has not exited yet
+	}
+	synced := 0
 	for _, ss := range st.Sources {
 		if ss.Broker != s.Spec.Name {
 			continue
 		}
-		synced := 0
 		for _, t := range ss.Targets {
-			if !t.Pending && t.LastSync.After(stopped) {
+			// Begun after the stop was asked and nothing changed since:
+			// the target holds the state saved at the stop.
+			if !t.Pending && t.LastSync.After(since) {
 				synced++
 			}
 		}
-		if synced < len(targets) {
-			return false, nil
-		}
-		log.Info("the stopped broker's last state reached every target", "targets", len(targets))
-		return true, nil
 	}
-	return len(targets) == 0, nil
+	if synced < len(targets) {
+		return false, nil
+	}
+	log.Info("the stopped broker's last state reached every target", "targets", len(targets))
+	return true, nil
 }
 
 // syncStatus turns the agents' reports into the status, and says whether

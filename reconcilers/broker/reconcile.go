@@ -167,6 +167,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster, in Input
 				continue
 			}
 			if !done {
+				// Still stopping: its config stays until it is removed.
+				for _, ref := range s.Spec.TaskTemplate.ContainerSpec.Configs {
+					keep[ref.ConfigName] = true
+				}
 				continue
 			}
 		}

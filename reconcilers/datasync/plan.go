@@ -22,6 +22,10 @@ type PlanInput struct {
 	Nodes      []dswarm.Node
 	// Network is the control network the agents are reached on.
 	Network string
+	// Stopped names, for a broker stopped before its removal, the node it
+	// ran on: Swarm deletes the tasks of a service scaled to zero, and
+	// that node must still push the state saved at the stop.
+	Stopped map[string]string
 }
 
 // Plan computes the config every agent should run, by node id, from live
@@ -58,6 +62,9 @@ func Plan(in PlanInput) map[string]Config {
 	var bs []Broker
 	for _, name := range brokers {
 		b := Broker{Name: name, Volume: Volume(name), Source: SourceNode(in.BrokerTasks[name])}
+		if b.Source == "" && in.Stopped[name] != "" && !placing(in.BrokerTasks[name]) {
+			b.Source = in.Stopped[name]
+		}
 		for _, p := range peers {
 			if p.Node != b.Source {
 				b.Targets = append(b.Targets, p.Node)
@@ -98,6 +105,16 @@ func SourceNode(tasks []dswarm.Task) string {
 		return ""
 	}
 	return newest.NodeID
+}
+
+// placing reports whether a broker has a task that is not stopped.
+func placing(tasks []dswarm.Task) bool {
+	for _, t := range tasks {
+		if !Stopped(t) {
+			return true
+		}
+	}
+	return false
 }
 
 // Stopped reports whether a task has ended.
