@@ -38,6 +38,8 @@ type MqttCluster struct {
 
 // MqttClusterSpec is the desired state of a cluster. Every field is
 // optional: the server fills defaults at admission and stores the result.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.sync) || !has(self.sync.enabled) || !self.sync.enabled || !has(self.broker) || !has(self.broker.persistence) || !has(self.broker.persistence.enabled) || self.broker.persistence.enabled",message="spec.sync.enabled requires spec.broker.persistence.enabled"
 type MqttClusterSpec struct {
 	// Replicas is the number of Mosquitto brokers, 1 to 15.
 	// +optional

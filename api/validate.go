@@ -195,6 +195,9 @@ func validateSpec(s *MqttClusterSpec, errs *ErrorList) {
 	}
 
 	validateDuration(s.Sync.Delay, "spec.sync.delay", 0, MaxSyncDelay, errs)
+	if s.Sync.Enabled != nil && *s.Sync.Enabled && s.Broker.Persistence.Enabled != nil && !*s.Broker.Persistence.Enabled {
+		errs.add("spec.sync.enabled", ReasonInvalid, "requires spec.broker.persistence.enabled: without persistence a broker keeps no data to sync")
+	}
 
 	if len(s.Placement.Constraints) > 32 {
 		errs.add("spec.placement.constraints", ReasonInvalid, "must have at most 32 items, got %d", len(s.Placement.Constraints))

@@ -180,3 +180,62 @@ mqttoperator_certificate_expiration_timestamp_seconds{cluster="iot",kind="server
 		t.Fatal(err)
 	}
 }
+
+func TestStoreCollectorReportsSync(t *testing.T) {
+	t.Parallel()
+	in := servertest.Start(t, "")
+	createCluster(t, in, "iot")
+	at := metav1.NewTime(time.Unix(1_700_000_000, 0))
+	st := api.MqttClusterStatus{Sync: &api.SyncStatus{Brokers: []api.BrokerSyncStatus{{
+		Name: "iot-broker-0", Source: "n1",
+		Targets: []api.SyncTargetStatus{
+			{Node: "n2", LastSync: &at},                                         // current
+			{Node: "n3", LastSync: &at, Pending: true, Error: "rsync: refused"}, // behind, failing
+			{Node: "n4", Pending: true},                                         // never synced
+		},
+	}}}}
+	b, _ := json.Marshal(st)
+	if _, _, err := in.Store.UpdateStatus(store.StatusRequest{Kind: api.KindMqttCluster, Name: "iot", Status: b}); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	if _, err := server.New(server.Config{Store: in.Store, Token: "t", Registry: reg}); err != nil {
+		t.Fatal(err)
+	}
+	want := `
+# HELP mqttoperator_sync_failing 1 if the last sync of a broker's data to a target failed (spec.sync).
+# TYPE mqttoperator_sync_failing gauge
+mqttoperator_sync_failing{broker="iot-broker-0",cluster="iot",target="n2"} 0
+mqttoperator_sync_failing{broker="iot-broker-0",cluster="iot",target="n3"} 1
+mqttoperator_sync_failing{broker="iot-broker-0",cluster="iot",target="n4"} 0
+# HELP mqttoperator_sync_last_success_timestamp_seconds When the last successful sync of a broker's data to a target began, Unix seconds (spec.sync).
+# TYPE mqttoperator_sync_last_success_timestamp_seconds gauge
+mqttoperator_sync_last_success_timestamp_seconds{broker="iot-broker-0",cluster="iot",target="n2"} 1.7e+09
+mqttoperator_sync_last_success_timestamp_seconds{broker="iot-broker-0",cluster="iot",target="n3"} 1.7e+09
+`
+	if err := promtestutil.GatherAndCompare(reg, strings.NewReader(want), "mqttoperator_sync_failing", "mqttoperator_sync_last_success_timestamp_seconds"); err != nil {
+		t.Fatal(err)
+	}
+	// Age: 0 for the current copy; now - lastSync for the one behind.
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ages := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "mqttoperator_sync_age_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "target" {
+					ages[l.GetValue()] = m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	behind := time.Since(at.Time).Seconds()
+	if len(ages) != 2 || ages["n2"] != 0 || ages["n3"] < behind-5 || ages["n3"] > behind+5 {
+		t.Fatalf("sync ages: %v, want n2 0 and n3 about %.0f", ages, behind)
+	}
+}

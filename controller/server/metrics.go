@@ -1,6 +1,8 @@
 package server
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
@@ -20,6 +22,10 @@ type storeCollector struct {
 	bridge  *prometheus.Desc
 	brokers *prometheus.Desc
 	expiry  *prometheus.Desc
+	syncAge *prometheus.Desc
+	syncAt  *prometheus.Desc
+	syncErr *prometheus.Desc
+	now     func() time.Time
 }
 
 func newStoreCollector(s Store, sealer *credentials.Sealer) *storeCollector {
@@ -36,6 +42,13 @@ func newStoreCollector(s Store, sealer *credentials.Sealer) *storeCollector {
 		brokers: prometheus.NewDesc("mqttoperator_brokers", "Brokers by cluster: desired (spec) and running (status).", []string{"cluster", "state"}, nil),
 		expiry: prometheus.NewDesc("mqttoperator_certificate_expiration_timestamp_seconds", "When a cluster's certificate expires (kind: server, ca, next-ca during a CA rotation), Unix seconds.",
 			[]string{"cluster", "kind"}, nil),
+		syncAge: prometheus.NewDesc("mqttoperator_sync_age_seconds", "How old a target's copy of a broker's data is when the data changed since (0: the copy is current), from the status (spec.sync).",
+			[]string{"cluster", "broker", "target"}, nil),
+		syncAt: prometheus.NewDesc("mqttoperator_sync_last_success_timestamp_seconds", "When the last successful sync of a broker's data to a target began, Unix seconds (spec.sync).",
+			[]string{"cluster", "broker", "target"}, nil),
+		syncErr: prometheus.NewDesc("mqttoperator_sync_failing", "1 if the last sync of a broker's data to a target failed (spec.sync).",
+			[]string{"cluster", "broker", "target"}, nil),
+		now: time.Now,
 	}
 }
 
@@ -48,6 +61,9 @@ func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.bridge
 	ch <- c.brokers
 	ch <- c.expiry
+	ch <- c.syncAge
+	ch <- c.syncAt
+	ch <- c.syncErr
 }
 
 func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
@@ -76,6 +92,26 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.bridge, prometheus.GaugeValue, up, cl.Name, b.Name, b.Bridge.Parent)
 		}
 		ch <- prometheus.MustNewConstMetric(c.brokers, prometheus.GaugeValue, float64(running), cl.Name, "running")
+		if sy := cl.Status.Sync; sy != nil {
+			for _, b := range sy.Brokers {
+				for _, t := range b.Targets {
+					failing := 0.0
+					if t.Error != "" {
+						failing = 1
+					}
+					ch <- prometheus.MustNewConstMetric(c.syncErr, prometheus.GaugeValue, failing, cl.Name, b.Name, t.Node)
+					if t.LastSync == nil {
+						continue
+					}
+					age := 0.0
+					if t.Pending {
+						age = max(0, c.now().Sub(t.LastSync.Time).Seconds())
+					}
+					ch <- prometheus.MustNewConstMetric(c.syncAge, prometheus.GaugeValue, age, cl.Name, b.Name, t.Node)
+					ch <- prometheus.MustNewConstMetric(c.syncAt, prometheus.GaugeValue, float64(t.LastSync.Unix()), cl.Name, b.Name, t.Node)
+				}
+			}
+		}
 		// The server certificate as the status reports it (that covers a
 		// user-supplied one, read from HAProxy); the CAs from the store.
 		if cs := cl.Status.Certificate; cs != nil && cs.NotAfter != nil {

@@ -414,4 +414,22 @@ func TestScaleDownSyncsTheLastState(t *testing.T) {
 			t.Errorf("the copy of broker 1 on %s lacks the message it held when it was stopped", n)
 		}
 	}
+
+	// spec.sync.enabled: false removes the agents and their secret; the
+	// cluster stays Ready.
+	if _, err := e.c.Apply(ctx, []byte(strings.Replace(string(syncSpec(name, 1, port, "1h")), "enabled: true", "enabled: false", 1))); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the sync agents and their secret removed, the cluster Ready", 120*time.Second, func() error {
+		for _, args := range [][]string{{"service", "ls", "-q", "--filter", "name=" + name + "-sync"}, {"secret", "ls", "-q", "--filter", "name=" + name + "-sync-password"}} {
+			if out, _ := exec.Command("docker", append([]string{"exec", nodes[0], "docker"}, args...)...).Output(); strings.TrimSpace(string(out)) != "" {
+				return fmt.Errorf("%v: still there", args)
+			}
+		}
+		c := e.cluster(t, name)
+		if !meta.IsStatusConditionTrue(c.Status.Conditions, api.ConditionReady) || meta.FindStatusCondition(c.Status.Conditions, api.ConditionSyncHealthy) != nil || c.Status.Sync != nil {
+			return fmt.Errorf("status: %+v", c.Status.Conditions)
+		}
+		return nil
+	})
 }

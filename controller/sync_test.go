@@ -1,0 +1,205 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	dswarm "github.com/docker/docker/api/types/swarm"
+	"k8s.io/apimachinery/pkg/api/meta"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/datasync"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
+)
+
+// fakeAgents are sync agents: each keeps the config it was sent and
+// reports every push of a broker it is the source of as synced at synced.
+type fakeAgents struct {
+	mu         sync.Mutex
+	cfg        map[string]datasync.Config // by addr
+	configured []string
+	synced     time.Time
+	running    map[string]bool // volume -> runs on its source
+}
+
+func (f *fakeAgents) Status(_ context.Context, addr string) (datasync.Status, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	cfg, ok := f.cfg[addr]
+	if !ok {
+		return datasync.Status{}, nil
+	}
+	st := datasync.Status{Node: cfg.Node, ConfigHash: cfg.Hash(), Copies: map[string]datasync.Copy{}}
+	for _, b := range cfg.Brokers {
+		if b.Source != cfg.Node {
+			continue
+		}
+		st.Copies[b.Volume] = datasync.Copy{Running: f.running[b.Volume]}
+		src := datasync.SourceStatus{Broker: b.Name, Running: f.running[b.Volume]}
+		for _, t := range b.Targets {
+			src.Targets = append(src.Targets, datasync.TargetStatus{Node: t, LastSync: f.synced})
+		}
+		st.Sources = append(st.Sources, src)
+	}
+	return st, nil
+}
+
+func (f *fakeAgents) Configure(_ context.Context, addr string, cfg datasync.Config) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cfg[addr] = cfg
+	f.configured = append(f.configured, cfg.Node)
+	return nil
+}
+
+func (f *fakeAgents) takeConfigured() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := f.configured
+	f.configured = nil
+	slices.Sort(out)
+	return out
+}
+
+// withSync adds a second node and sync agents on both nodes.
+func (e *clusterEnv) withSync() *fakeAgents {
+	e.withControlNetwork()
+	e.rec.SyncImage = "sync:test"
+	ready := dswarm.NodeStatus{State: dswarm.NodeStateReady}
+	e.fake.NodeList = []dswarm.Node{
+		{ID: "n1", Description: dswarm.NodeDescription{Hostname: "node-1"}, Status: ready, Spec: dswarm.NodeSpec{Availability: dswarm.NodeAvailabilityActive}},
+		{ID: "n2", Description: dswarm.NodeDescription{Hostname: "node-2"}, Status: ready, Spec: dswarm.NodeSpec{Availability: dswarm.NodeAvailabilityActive}},
+	}
+	f := &fakeAgents{cfg: map[string]datasync.Config{}, running: map[string]bool{}}
+	e.rec.SyncAgents = f
+	return f
+}
+
+// runAgents gives the sync agent service a running task on each node,
+// reachable on the control network.
+func (e *clusterEnv) runAgents() {
+	svcs, _ := e.fake.Services(context.Background(), map[string]string{swarm.LabelComponent: datasync.ComponentAgent})
+	var keep []dswarm.Task
+	for _, t := range e.fake.TaskList {
+		if len(svcs) == 0 || t.ServiceID != svcs[0].ID {
+			keep = append(keep, t)
+		}
+	}
+	e.fake.TaskList = keep
+	for i, n := range []string{"n1", "n2"} {
+		if len(svcs) == 0 {
+			return
+		}
+		e.fake.TaskList = append(e.fake.TaskList, dswarm.Task{
+			ID: fmt.Sprintf("agent-%s", n), ServiceID: svcs[0].ID, NodeID: n, DesiredState: dswarm.TaskStateRunning,
+			Status: dswarm.TaskStatus{State: dswarm.TaskStateRunning, Timestamp: e.now.Add(-time.Minute)},
+			Spec:   svcs[0].Spec.TaskTemplate,
+			NetworksAttachments: []dswarm.NetworkAttachment{{
+				Network: dswarm.Network{Spec: dswarm.NetworkSpec{Annotations: dswarm.Annotations{Name: "mqtt-operator-control"}}}, Addresses: []string{fmt.Sprintf("10.9.1.%d/24", i+1)},
+			}},
+		})
+	}
+}
+
+func TestClusterSyncConfiguresAgentsThenStaysQuiet(t *testing.T) {
+	e := newClusterEnv(t)
+	agents := e.withSync()
+	spec := "spec: {replicas: 2, sync: {enabled: true}}\n"
+	e.running(spec)
+	if got := written(e.fake.Calls(), "CreateService"); !slices.Contains(got, "iot-sync") {
+		t.Fatalf("no sync agent service: %v", got)
+	}
+	svc, _ := e.fake.Services(context.Background(), map[string]string{swarm.LabelComponent: "broker"})
+	for _, s := range svc {
+		if s.Spec.TaskTemplate.ContainerSpec.Env[0] != "MQTT_TASK_ID={{.Task.ID}}" {
+			t.Fatalf("broker %s does not wait for its data: %v", s.Spec.Name, s.Spec.TaskTemplate.ContainerSpec.Env)
+		}
+	}
+	e.runAll() // brokers on n1
+	e.runAgents()
+	agents.synced = e.now.Add(-time.Second)
+	e.reconcile()
+	if got := agents.takeConfigured(); !slices.Equal(got, []string{"n1", "n2"}) {
+		t.Fatalf("agents configured: %v", got)
+	}
+	cfg := agents.cfg["10.9.1.2:8474"]
+	if cfg.Node != "n2" || len(cfg.Brokers) != 2 || cfg.Brokers[0].Source != "n1" || !slices.Equal(cfg.Brokers[0].Targets, []string{"n2"}) {
+		t.Fatalf("config of n2: %+v", cfg)
+	}
+	e.reconcile()
+	c := e.cluster()
+	if !meta.IsStatusConditionTrue(c.Status.Conditions, api.ConditionSyncHealthy) || c.Status.Sync == nil || len(c.Status.Sync.Brokers) != 2 ||
+		c.Status.Sync.Brokers[0].Source != "node-1" || c.Status.Sync.Brokers[0].Targets[0].Node != "node-2" || c.Status.Sync.Brokers[0].Targets[0].LastSync == nil {
+		t.Fatalf("sync status: %+v %+v", c.Status.Sync, meta.FindStatusCondition(c.Status.Conditions, api.ConditionSyncHealthy))
+	}
+	// Unchanged: no config sent, no Swarm write.
+	e.fake.ResetCalls()
+	res := e.reconcile()
+	if got := agents.takeConfigured(); len(got) != 0 {
+		t.Fatalf("unchanged placement re-sent configs to %v", got)
+	}
+	if calls := e.fake.Calls(); len(calls) != 0 {
+		t.Fatalf("unchanged spec and Swarm: writes %v", calls)
+	}
+	if res.RequeueAfter == 0 || res.RequeueAfter > syncRefresh {
+		t.Fatalf("requeue %s: the sync status must be refreshed within %s", res.RequeueAfter, syncRefresh)
+	}
+	// An old sync of data that has not changed since is still current.
+	agents.synced = e.now.Add(-10 * time.Minute)
+	e.reconcile()
+	if cond := meta.FindStatusCondition(e.cluster().Status.Conditions, api.ConditionSyncHealthy); cond.Status != "True" {
+		t.Fatalf("old but current copy reported unhealthy: %+v", cond)
+	}
+
+	// Scale down: broker 1 is stopped first, removed once synced.
+	e.apply("spec: {replicas: 1, sync: {enabled: true}}\n")
+	e.fake.ResetCalls()
+	e.reconcile()
+	if got := written(e.fake.Calls(), "UpdateService"); !slices.Contains(got, "iot-broker-1") || slices.Contains(written(e.fake.Calls(), "RemoveService"), "iot-broker-1") {
+		t.Fatalf("broker 1 not stopped first: updates %v removes %v", got, written(e.fake.Calls(), "RemoveService"))
+	}
+	// Swarm deletes the tasks of a service scaled to zero.
+	b1, _ := e.fake.Services(context.Background(), map[string]string{swarm.LabelComponent: "broker", "mqtt.swarm/broker-index": "1"})
+	if b1[0].Spec.Labels[LabelRetiringNode] != "n1" {
+		t.Fatalf("retiring node: %v", b1[0].Spec.Labels)
+	}
+	var keep []dswarm.Task
+	for _, tk := range e.fake.TaskList {
+		if tk.ServiceID != b1[0].ID {
+			keep = append(keep, tk)
+		}
+	}
+	e.fake.TaskList = keep
+	// Not synced since the stop: it stays.
+	e.reconcile()
+	if slices.Contains(written(e.fake.Calls(), "RemoveService"), "iot-broker-1") {
+		t.Fatal("broker 1 removed before its last state was synced")
+	}
+	e.now = e.now.Add(2 * time.Second)
+	agents.synced = e.now
+	e.reconcile()
+	if !slices.Contains(written(e.fake.Calls(), "RemoveService"), "iot-broker-1") {
+		t.Fatal("broker 1 not removed once its last state was synced")
+	}
+
+	// Sync off: the agents and their secret go, the condition too.
+	e.apply("spec: {replicas: 1, sync: {enabled: false}}\n")
+	e.fake.ResetCalls()
+	e.reconcile()
+	e.reconcile()
+	if got := written(e.fake.Calls(), "RemoveService"); !slices.Contains(got, "iot-sync") {
+		t.Fatalf("sync agent service not removed: %v", got)
+	}
+	secrets, _ := e.fake.Secrets(context.Background(), map[string]string{swarm.LabelComponent: datasync.ComponentSecret})
+	if len(secrets) != 0 {
+		t.Fatalf("sync secret left: %d", len(secrets))
+	}
+	c = e.cluster()
+	if meta.FindStatusCondition(c.Status.Conditions, api.ConditionSyncHealthy) != nil || c.Status.Sync != nil {
+		t.Fatalf("sync status left: %+v", c.Status)
+	}
+}
