@@ -48,6 +48,7 @@ bench: build
 	set -a && . .local/quickstart.env && set +a && $(BIN)/bench -operator $(BIN)/mqtt-operator -cluster -self $(BIN)/bench
 	MANAGERS=3 hack/up.sh >/dev/null
 	set -a && . .local/quickstart.env && set +a && $(BIN)/bench -ha
+	set -a && . .local/quickstart.env && set +a && $(BIN)/bench -sync
 	hack/dind.sh down
 
 ## fuzz: a short run of the parse+default+validate fuzz target

@@ -36,6 +36,7 @@ func main() {
 	tag := flag.String("tag", "x", "load mode: client id tag")
 	self := flag.String("self", "", "this program built static, run in containers on the cluster network for in-network baselines")
 	ha := flag.Bool("ha", false, "run only the control plane's HA figures against the docker-in-docker Swarm of make up MANAGERS=3 (MQTTCTL_SERVERS)")
+	syncB := flag.Bool("sync", false, "run only the broker data sync figures (spec.sync) against the docker-in-docker Swarm of make up MANAGERS=3")
 	cluster := flag.Bool("cluster", false, "also run the data-plane benchmarks against the operator make up deployed (MQTTCTL_SERVER, MQTTCTL_TOKEN_FILE)")
 	flag.Parse()
 	if *loadAddr != "" {
@@ -46,6 +47,25 @@ func main() {
 		return
 	}
 	benchBinary = *self
+	if *syncB {
+		tok, err := os.ReadFile(os.Getenv("MQTTCTL_TOKEN_FILE"))
+		var nodes []haNode
+		var cl *client.Client
+		if err == nil {
+			nodes, err = haNodes(os.Getenv("MQTTCTL_SERVERS"))
+		}
+		if err == nil {
+			cl, err = client.New(client.Options{Server: os.Getenv("MQTTCTL_SERVERS"), Token: strings.TrimSpace(string(tok)), Timeout: 10 * time.Second})
+		}
+		if err == nil {
+			err = runSyncBench(context.Background(), cl, nodes)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *ha {
 		tok, err := os.ReadFile(os.Getenv("MQTTCTL_TOKEN_FILE"))
 		if err == nil {
