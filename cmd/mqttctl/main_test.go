@@ -29,27 +29,8 @@ func mqttctl(t *testing.T, inst *servertest.Instance, stdin string, args ...stri
 		args = append([]string{"--server", inst.URL}, args...)
 	}
 	c := &cli{in: strings.NewReader(stdin), out: &out, errOut: &errb, now: func() time.Time { return time.Now().Add(90 * time.Minute) }}
-	root := c.root()
-	root.SetArgs(args)
-	root.SetOut(&out)
-	root.SetErr(&errb)
-	code := 0
-	if err := root.Execute(); err != nil {
-		code = 1
-		var silent silentError
-		if !asSilent(err, &silent) {
-			errb.WriteString("error: " + describeError(err) + "\n")
-		}
-	}
+	code := c.run(args)
 	return run{code, out.String(), errb.String()}
-}
-
-func asSilent(err error, s *silentError) bool {
-	se, ok := err.(silentError)
-	if ok {
-		*s = se
-	}
-	return ok
 }
 
 func golden(t *testing.T, name, got string) {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/yaml"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
@@ -41,15 +42,25 @@ type cli struct {
 // or a failed request.
 func Main(args []string, in io.Reader, out, errOut io.Writer) int {
 	c := &cli{in: in, out: out, errOut: errOut, now: time.Now}
+	return c.run(args)
+}
+
+// run executes one command line and returns the exit status: 0, 1 on
+// failure, or the status an exitError carries (diff: 1 changes, 2 error).
+func (c *cli) run(args []string) int {
 	root := c.root()
 	root.SetArgs(args)
-	root.SetIn(in)
-	root.SetOut(out)
-	root.SetErr(errOut)
+	root.SetIn(c.in)
+	root.SetOut(c.out)
+	root.SetErr(c.errOut)
 	if err := root.Execute(); err != nil {
 		var silent silentError
 		if !errors.As(err, &silent) {
-			fmt.Fprintln(errOut, "error:", describeError(err))
+			fmt.Fprintln(c.errOut, "error:", describeError(err))
+		}
+		var ee exitError
+		if errors.As(err, &ee) {
+			return ee.code
 		}
 		return 1
 	}
@@ -87,7 +98,7 @@ func (c *cli) root() *cobra.Command {
 	pf.StringVar(&c.caFile, "ca-file", env("MQTTCTL_CA_FILE", ""), "CA certificate to verify an HTTPS API")
 	pf.BoolVar(&c.insecure, "insecure-skip-tls-verify", false, "do not verify the API's TLS certificate")
 	pf.DurationVar(&c.timeout, "request-timeout", 30*time.Second, "timeout of each API request")
-	root.AddCommand(c.applyCmd(), c.getCmd(), c.describeCmd(), c.deleteCmd(), c.validateCmd(), c.waitCmd(), c.certificateCmd(), c.leaderCmd(), c.peersCmd(), c.backupCmd(), c.versionCmd())
+	root.AddCommand(c.applyCmd(), c.diffCmd(), c.getCmd(), c.describeCmd(), c.deleteCmd(), c.validateCmd(), c.waitCmd(), c.certificateCmd(), c.leaderCmd(), c.peersCmd(), c.backupCmd(), c.versionCmd())
 	return root
 }
 
@@ -206,34 +217,100 @@ func (c *cli) validateAll(docs []document) ([]*api.MqttCluster, error) {
 
 func (c *cli) applyCmd() *cobra.Command {
 	var files []string
+	var wait, prune bool
+	var selector string
+	var wo waitOpts
 	cmd := &cobra.Command{
-		Use:   "apply -f FILE|DIR|-",
+		Use:   "apply -f FILE|DIR|- [--wait [--timeout=5m]] [--prune -l SELECTOR]",
 		Short: "Create or update clusters from files; every document is validated before any is sent",
-		Args:  cobra.NoArgs,
+		Long: "Create or update clusters from files; every document is validated before any is sent.\n\n" +
+			"--wait follows each applied cluster until it is Ready (as mqttctl wait). --prune -l SELECTOR\n" +
+			"deletes the clusters with the selector's labels that are not in the files (never without -l);\n" +
+			"with -l, documents whose labels the selector does not match are skipped.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if prune && selector == "" {
+				return errors.New("--prune needs -l SELECTOR: clusters are never pruned without one")
+			}
+			var sel labels.Selector
+			if selector != "" {
+				var err error
+				if sel, err = labels.Parse(selector); err != nil {
+					return fmt.Errorf("-l %q: %w", selector, err)
+				}
+			}
 			docs, err := c.readDocuments(files)
 			if err != nil {
 				return err
 			}
 			// All or nothing on input: nothing is sent unless every
 			// document is valid.
-			if _, err := c.validateAll(docs); err != nil {
+			objs, err := c.validateAll(docs)
+			if err != nil {
 				return err
 			}
 			cl, err := c.client()
 			if err != nil {
 				return err
 			}
-			return c.each(len(docs), func(i int) (string, error) {
+			inFiles := map[string]bool{}
+			var applied []string
+			err = c.each(len(docs), func(i int) (string, error) {
+				inFiles[objs[i].Name] = true
+				if sel != nil && !sel.Matches(labels.Set(objs[i].Labels)) {
+					return fmt.Sprintf("mqttcluster/%s skipped (its labels do not match -l %s)", objs[i].Name, selector), nil
+				}
 				res, err := cl.Apply(cmd.Context(), docs[i].data)
 				if err != nil {
 					return "", fmt.Errorf("%s: %s", docs[i], describeError(err))
 				}
+				applied = append(applied, res.Object.Name)
 				return fmt.Sprintf("mqttcluster/%s %s", res.Object.Name, res.Result), nil
 			})
+			if err != nil {
+				return err
+			}
+			if prune {
+				list, err := cl.List(cmd.Context(), selector)
+				if err != nil {
+					return err
+				}
+				var gone []string
+				for _, o := range list.Items {
+					if !inFiles[o.Name] {
+						gone = append(gone, o.Name)
+					}
+				}
+				if err := c.each(len(gone), func(i int) (string, error) {
+					if err := cl.Delete(cmd.Context(), gone[i]); err != nil {
+						return "", fmt.Errorf("prune mqttcluster/%s: %s", gone[i], describeError(err))
+					}
+					return fmt.Sprintf("mqttcluster/%s pruned", gone[i]), nil
+				}); err != nil {
+					return err
+				}
+			}
+			if wait {
+				start := time.Now()
+				for _, name := range applied {
+					o := wo
+					o.timeout = wo.timeout - time.Since(start)
+					if o.timeout <= 0 {
+						return fmt.Errorf("timed out after %s before waiting for mqttcluster/%s", wo.timeout, name)
+					}
+					if err := c.wait(cmd.Context(), name, o); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
 		},
 	}
 	filenameFlag(cmd, &files)
+	cmd.Flags().BoolVar(&wait, "wait", false, "wait until every applied cluster is Ready (exit 1 on timeout or Degraded)")
+	cmd.Flags().BoolVar(&prune, "prune", false, "delete the clusters matching -l that are not in the files")
+	cmd.Flags().StringVarP(&selector, "selector", "l", "", "label selector: only matching documents are applied, and pruned among")
+	wo.flags(cmd)
 	return cmd
 }
 

@@ -209,6 +209,16 @@ func (c *Client) Apply(ctx context.Context, doc []byte) (*server.ApplyResponse, 
 	return &out, nil
 }
 
+// ApplyDryRun asks what Apply would store, storing nothing (the server
+// defaults and validates as for Apply).
+func (c *Client) ApplyDryRun(ctx context.Context, doc []byte) (*server.ApplyResponse, error) {
+	var out server.ApplyResponse
+	if err := c.do(ctx, http.MethodPost, server.BasePath+"?dryRun=All", doc, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // Get reads one cluster.
 func (c *Client) Get(ctx context.Context, name string) (*api.MqttCluster, error) {
 	var out api.MqttCluster

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
@@ -291,6 +292,8 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 type ApplyResponse struct {
 	Result store.Result     `json:"result"`
 	Object *api.MqttCluster `json:"object"`
+	// DryRun: nothing was stored (?dryRun=All).
+	DryRun bool `json:"dryRun,omitempty"`
 }
 
 func expectVersion(rv string) (*uint64, *api.FieldError) {
@@ -335,6 +338,10 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, http.StatusInternalServerError, ReasonInternal, err.Error(), nil)
 		return
 	}
+	if r.URL.Query().Get("dryRun") == "All" {
+		s.dryRun(w, obj, spec)
+		return
+	}
 	res, stored, err := s.store.Apply(store.ApplyRequest{
 		Kind: api.KindMqttCluster, Name: obj.Name, Labels: obj.Labels, Annotations: s.keepRequests(obj),
 		Spec: spec, ExpectVersion: expect,
@@ -356,6 +363,36 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request) {
 		s.log.Info("applied", "kind", api.KindMqttCluster, "name", obj.Name, "result", res, "generation", out.Generation)
 	}
 	writeJSON(w, code, &ApplyResponse{Result: res, Object: out})
+}
+
+// dryRun answers an apply with ?dryRun=All: the object as it would be
+// stored (defaulted, with the request annotations kept) and the result,
+// storing nothing. mqttctl diff compares it with the stored object.
+func (s *Server) dryRun(w http.ResponseWriter, obj *api.MqttCluster, spec []byte) {
+	ann := s.keepRequests(obj)
+	out := obj.DeepCopy()
+	out.Annotations, out.Status, out.Generation = ann, api.MqttClusterStatus{}, 1
+	res := store.Created
+	if cur := s.store.Get(api.KindMqttCluster, obj.Name); cur != nil {
+		stored, err := ToAPI(cur)
+		if err != nil {
+			writeStatus(w, http.StatusInternalServerError, ReasonInternal, err.Error(), nil)
+			return
+		}
+		out.UID, out.CreationTimestamp, out.ResourceVersion, out.Generation = stored.UID, stored.CreationTimestamp, stored.ResourceVersion, stored.Generation
+		out.Status = stored.Status
+		specSame := bytes.Equal(spec, cur.Spec)
+		switch {
+		case specSame && maps.Equal(obj.Labels, cur.Labels) && maps.Equal(ann, cur.Annotations):
+			res = store.Unchanged
+		case specSame:
+			res = store.Configured
+		default:
+			res = store.Configured
+			out.Generation++
+		}
+	}
+	writeJSON(w, http.StatusOK, &ApplyResponse{Result: res, Object: out, DryRun: true})
 }
 
 func (s *Server) delete(w http.ResponseWriter, r *http.Request) {

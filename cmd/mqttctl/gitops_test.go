@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/server/servertest"
+)
+
+const iotDoc = `apiVersion: mqtt.swarm/v1alpha1
+kind: MqttCluster
+metadata:
+  name: iot
+  labels: {team: a}
+spec:
+  replicas: 3
+  auth: {allowAnonymous: true}
+`
+
+func TestDiff(t *testing.T) {
+	withToken(t)
+	inst := servertest.Start(t, "")
+	if r := mqttctl(t, inst, iotDoc, "apply", "-f", "-"); r.code != 0 {
+		t.Fatalf("apply: %+v", r)
+	}
+	// The same file: no change, exit 0.
+	if r := mqttctl(t, inst, iotDoc, "diff", "-f", "-"); r.code != 0 || r.out != "mqttcluster/iot unchanged\n" {
+		t.Fatalf("unchanged: %+v", r)
+	}
+	// Changes: field by field, the brokers a change restarts, exit 1; a
+	// new object in the same run.
+	changed := strings.NewReplacer("replicas: 3", "replicas: 4\n  broker: {persistence: {autosaveInterval: 5s}}\n  tls: {dnsNames: [mqtt.example.com]}", "team: a", "team: b, tier: gold").Replace(iotDoc)
+	fresh := strings.NewReplacer("name: iot", "name: fresh", "replicas: 3", "replicas: 1").Replace(iotDoc)
+	r := mqttctl(t, inst, changed+"---\n"+fresh, "diff", "-f", "-")
+	if r.code != 1 {
+		t.Fatalf("changes: %+v", r)
+	}
+	golden(t, "diff-changes", r.out)
+	// A load balancer change restarts no broker.
+	lbOnly := strings.Replace(iotDoc, "replicas: 3", "replicas: 3\n  loadBalancer: {replicas: 3}", 1)
+	if r := mqttctl(t, inst, lbOnly, "diff", "-f", "-"); r.code != 1 || !strings.Contains(r.out, "brokers: none restarts") {
+		t.Fatalf("load balancer change: %+v", r)
+	}
+	// Nothing was stored by any of it.
+	if o := inst.Store.Get(api.KindMqttCluster, "iot"); o.Generation != 1 || inst.Store.Get(api.KindMqttCluster, "fresh") != nil {
+		t.Fatalf("diff changed the store: %+v", o)
+	}
+	// Errors: exit 2 (an invalid file, an unreachable server).
+	if r := mqttctl(t, inst, strings.Replace(iotDoc, "replicas: 3", "replicas: 99", 1), "diff", "-f", "-"); r.code != 2 || !strings.Contains(r.err, "spec.replicas") {
+		t.Fatalf("invalid: %+v", r)
+	}
+	if r := mqttctl(t, nil, iotDoc, "--server", "http://127.0.0.1:1", "diff", "-f", "-"); r.code != 2 {
+		t.Fatalf("unreachable server: %+v", r)
+	}
+}
+
+func TestApplyPrune(t *testing.T) {
+	withToken(t)
+	inst := servertest.Start(t, "")
+	doc := func(name, label string) string {
+		return strings.NewReplacer("name: iot", "name: "+name, "team: a", label).Replace(iotDoc)
+	}
+	all := doc("one", "team: a") + "---\n" + doc("two", "team: a") + "---\n" + doc("other", "team: z")
+	if r := mqttctl(t, inst, all, "apply", "-f", "-"); r.code != 0 {
+		t.Fatalf("apply: %+v", r)
+	}
+	// --prune without -l is refused, nothing deleted.
+	if r := mqttctl(t, inst, doc("one", "team: a"), "apply", "--prune", "-f", "-"); r.code != 1 || !strings.Contains(r.err, "needs -l") {
+		t.Fatalf("prune without a selector: %+v", r)
+	}
+	// With -l team=a: "two" is gone from the files, so it is pruned;
+	// "other" is not selected, so it stays.
+	r := mqttctl(t, inst, doc("one", "team: a"), "apply", "--prune", "-l", "team=a", "-f", "-")
+	if r.code != 0 || r.out != "mqttcluster/one unchanged\nmqttcluster/two pruned\n" {
+		t.Fatalf("prune: %+v", r)
+	}
+	for name, want := range map[string]bool{"one": true, "two": false, "other": true} {
+		if got := inst.Store.Get(api.KindMqttCluster, name) != nil; got != want {
+			t.Errorf("%s exists: %v, want %v", name, got, want)
+		}
+	}
+	// A document the selector does not match is skipped, not applied.
+	r = mqttctl(t, inst, doc("new", "team: z"), "apply", "-l", "team=a", "-f", "-")
+	if r.code != 0 || !strings.Contains(r.out, "skipped") || inst.Store.Get(api.KindMqttCluster, "new") != nil {
+		t.Fatalf("unselected document: %+v", r)
+	}
+}
+
+func TestApplyWaitAndDegraded(t *testing.T) {
+	withToken(t)
+	inst := servertest.Start(t, "")
+	// The operator (played here) makes it Ready once it is stored.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	go func() {
+		for ctx.Err() == nil {
+			if o := inst.Store.Get(api.KindMqttCluster, "iot"); o != nil {
+				setStatus(t, inst, "iot", api.MqttClusterStatus{ObservedGeneration: o.Generation, Conditions: []metav1.Condition{
+					{Type: api.ConditionReady, Status: "True", Reason: "AllRunning", Message: "3/3 brokers running", LastTransitionTime: metav1.Now()},
+				}, Brokers: []api.BrokerStatus{{Name: "iot-broker-0", State: "running"}}})
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	r := mqttctl(t, inst, iotDoc, "apply", "--wait", "--timeout", "5s", "--poll-interval", "20ms", "-f", "-")
+	if r.code != 0 || r.out != "mqttcluster/iot created\nmqttcluster/iot condition met: Ready\n" {
+		t.Fatalf("apply --wait: %+v", r)
+	}
+	// Degraded for the current generation past the grace: exit 1, why.
+	setStatus(t, inst, "iot", api.MqttClusterStatus{ObservedGeneration: 1, Conditions: []metav1.Condition{
+		{Type: api.ConditionReady, Status: "False", Reason: "NotAllRunning", Message: "0/3 brokers running", LastTransitionTime: metav1.Now()},
+		{Type: api.ConditionDegraded, Status: "True", Reason: "MissingSecret", Message: "secret not found: Docker secret \"x\"", LastTransitionTime: metav1.Now()},
+	}, Brokers: []api.BrokerStatus{{Name: "iot-broker-0", State: "missing"}}})
+	r = mqttctl(t, inst, "", "wait", "iot", "--timeout", "5s", "--poll-interval", "20ms")
+	if r.code != 1 || !strings.Contains(r.err, "is Degraded (MissingSecret)") || !strings.Contains(r.err, "broker-0 missing") {
+		t.Fatalf("degraded: %+v", r)
+	}
+}

@@ -1,0 +1,87 @@
+package broker
+
+import (
+	"fmt"
+
+	dswarm "github.com/docker/docker/api/types/swarm"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
+)
+
+// Plan is what applying a spec does to the brokers.
+type Plan struct {
+	// Restart are the brokers whose service changes: Swarm replaces their
+	// task (a restart, their clients reconnect).
+	Restart []string
+	// Add and Remove are the brokers a replica change creates or removes.
+	Add, Remove []string
+}
+
+// Changes reports whether the plan touches any broker.
+func (p Plan) Changes() bool { return len(p.Restart)+len(p.Add)+len(p.Remove) > 0 }
+
+// PlanFor compares the brokers of cur (nil: a new cluster) and next, two
+// defaulted, valid clusters, as the reconciler would make them: a broker
+// restarts when its service spec (configuration, image, resources,
+// placement, mounts, command) changes. Secrets count by the spec fields
+// that name them, not by content.
+func PlanFor(cur, next *api.MqttCluster) (Plan, error) {
+	var p Plan
+	n := int(*next.Spec.Replicas)
+	if cur == nil {
+		for i := 0; i < n; i++ {
+			p.Add = append(p.Add, fmt.Sprintf("%s-broker-%d", next.Name, i))
+		}
+		return p, nil
+	}
+	m := int(*cur.Spec.Replicas)
+	for i := 0; i < max(n, m); i++ {
+		name := fmt.Sprintf("%s-broker-%d", next.Name, i)
+		switch {
+		case i >= m:
+			p.Add = append(p.Add, name)
+		case i >= n:
+			p.Remove = append(p.Remove, name)
+		default:
+			a, err := specHash(cur, i)
+			if err != nil {
+				return p, err
+			}
+			b, err := specHash(next, i)
+			if err != nil {
+				return p, err
+			}
+			if a != b {
+				p.Restart = append(p.Restart, name)
+			}
+		}
+	}
+	return p, nil
+}
+
+// specHash is broker i's service spec hash with stand-in secrets.
+func specHash(c *api.MqttCluster, i int) (string, error) {
+	conf, err := Render(c, i)
+	if err != nil {
+		return "", err
+	}
+	stand := func(name string) *dswarm.Secret {
+		return &dswarm.Secret{ID: name, Spec: dswarm.SecretSpec{Annotations: dswarm.Annotations{Name: name}}}
+	}
+	var pass *dswarm.Secret
+	switch {
+	case c.Spec.Auth.PasswordFileSecret != "":
+		pass = stand("user:" + c.Spec.Auth.PasswordFileSecret)
+	case !*c.Spec.Auth.AllowAnonymous:
+		pass = stand("generated")
+	}
+	in := Inputs{Internal: stand("internal"), Bridges: map[int]*dswarm.Secret{i: stand("bridge")}}
+	r := &Reconciler{OperatorID: "plan", Network: func(cluster string) string { return cluster + "-net" }}
+	confName := fmt.Sprintf("%s-broker-%d-%s", c.Name, i, swarm.ContentHash(conf))
+	spec, err := r.serviceSpec(c, i, confName, confName, pass, in)
+	if err != nil {
+		return "", err
+	}
+	return spec.Labels[swarm.LabelSpecHash], nil
+}
