@@ -485,7 +485,7 @@ func (r *ClusterReconciler) pushCertificate(ctx context.Context, c *api.MqttClus
 		// Counted as young until it serves the current certificate.
 		young := r.now().Sub(t.Status.Timestamp) < 10*time.Second
 		res.young = res.young || young
-		ip := taskAddress(t, control.Name)
+		ip := swarm.TaskAddress(t, control.Name)
 		if ip == "" {
 			res.why = append(res.why, shortID(t.ID)+": no address on "+control.Name)
 			continue
@@ -521,21 +521,6 @@ func (r *ClusterReconciler) pushCertificate(ctx context.Context, c *api.MqttClus
 		r.log().Info("pushed certificate into HAProxy", "cluster", c.Name, "task", shortID(t.ID), "serial", want.SerialNumber.Text(16), "replaced", served.Serial.Text(16))
 	}
 	return res, nil
-}
-
-// taskAddress is a task's IP address on the named network ("" if none).
-func taskAddress(t dswarm.Task, netName string) string {
-	for _, a := range t.NetworksAttachments {
-		if a.Network.Spec.Name != netName {
-			continue
-		}
-		for _, addr := range a.Addresses {
-			if ip, _, err := net.ParseCIDR(addr); err == nil {
-				return ip.String()
-			}
-		}
-	}
-	return ""
 }
 
 func shortID(id string) string { return id[:min(len(id), 12)] }

@@ -2,11 +2,12 @@ package datasync
 
 import (
 	"cmp"
-	"net"
 	"slices"
 	"time"
 
 	dswarm "github.com/docker/docker/api/types/swarm"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
 )
 
 // PlanInput is the live state a plan is made from.
@@ -48,7 +49,7 @@ func Plan(in PlanInput) map[string]Config {
 		if !ok || seen[t.NodeID] || !Running(t) || n.Status.State != dswarm.NodeStateReady || n.Spec.Availability != dswarm.NodeAvailabilityActive {
 			continue
 		}
-		addr := TaskAddress(t, in.Network)
+		addr := swarm.TaskAddress(t, in.Network)
 		if addr == "" {
 			continue
 		}
@@ -129,19 +130,4 @@ func Stopped(t dswarm.Task) bool {
 // Running reports whether a task runs and is meant to.
 func Running(t dswarm.Task) bool {
 	return t.DesiredState == dswarm.TaskStateRunning && t.Status.State == dswarm.TaskStateRunning
-}
-
-// TaskAddress is a task's IP address on the named network ("" if none).
-func TaskAddress(t dswarm.Task, netName string) string {
-	for _, a := range t.NetworksAttachments {
-		if a.Network.Spec.Name != netName {
-			continue
-		}
-		for _, addr := range a.Addresses {
-			if ip, _, err := net.ParseCIDR(addr); err == nil {
-				return ip.String()
-			}
-		}
-	}
-	return ""
 }

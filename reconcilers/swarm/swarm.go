@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/docker/docker/api/types/events"
@@ -167,4 +168,19 @@ func UpToDate(live swarm.Service, want swarm.ServiceSpec) bool {
 	h := want.Labels[LabelSpecHash]
 	cs := live.Spec.TaskTemplate.ContainerSpec
 	return live.Spec.Labels[LabelSpecHash] == h && cs != nil && cs.Labels[LabelSpecHash] == h
+}
+
+// TaskAddress is a task's IP address on the named network ("" if none).
+func TaskAddress(t swarm.Task, netName string) string {
+	for _, a := range t.NetworksAttachments {
+		if a.Network.Spec.Name != netName {
+			continue
+		}
+		for _, addr := range a.Addresses {
+			if ip, _, err := net.ParseCIDR(addr); err == nil {
+				return ip.String()
+			}
+		}
+	}
+	return ""
 }
