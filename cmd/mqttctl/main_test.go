@@ -48,7 +48,7 @@ func TestApplyGetDescribeDelete(t *testing.T) {
 	withToken(t)
 	inst := servertest.Start(t, "")
 	r := mqttctl(t, inst, "", "apply", "-f", "../../examples/")
-	if r.code != 0 || r.out != "mqttcluster/iot created\nmqttcluster/minimal created\nmqttcluster/quickstart created\n" {
+	if r.code != 0 || r.out != "mqttcluster/iot created\nmqttcluster/minimal created\nmqttcluster/quickstart created\nmqttcluster/durable created\n" {
 		t.Fatalf("apply: %+v", r)
 	}
 	r = mqttctl(t, inst, "", "apply", "-f", "../../examples/iot.yaml")
