@@ -10,6 +10,8 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 100000x
 # make up MANAGERS=3: a three-manager docker-in-docker Swarm.
 MANAGERS ?= 1
+# make up MONITORING=1: also Prometheus (alert rules) and node-exporter.
+MONITORING ?=
 
 .PHONY: all build test unit lint generate bench fuzz up down clean
 
@@ -56,9 +58,9 @@ fuzz:
 	$(GO) test ./api -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 
 ## up: Docker, a local Swarm, the operator stack and the quickstart cluster
-## (MANAGERS=3: on three docker-in-docker managers)
+## (MANAGERS=3: on three docker-in-docker managers; MONITORING=1: Prometheus too)
 up:
-	MANAGERS=$(MANAGERS) hack/up.sh
+	MANAGERS=$(MANAGERS) MONITORING=$(MONITORING) hack/up.sh
 
 ## down: remove the quickstart cluster and the operator (PURGE=1: volumes and secrets too)
 down:

@@ -25,6 +25,7 @@ import (
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/bridges"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/broker"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/brokermetrics"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/certs"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/credentials"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/datasync"
@@ -85,6 +86,9 @@ type ClusterReconciler struct {
 	SyncImage string
 	// SyncAgents reaches the sync agents (default: their HTTP API).
 	SyncAgents SyncAgentClient
+	// BrokerMetrics runs each cluster's broker exporter (SignerImage,
+	// on the control network).
+	BrokerMetrics bool
 }
 
 // CertRuntime reads and replaces the certificate a HAProxy task serves.
@@ -361,7 +365,19 @@ func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster, sv *s
 			return res, nil, push, err
 		}
 	}
+	var exporterSecret *dswarm.Secret
+	if r.BrokerMetrics && control != nil && r.SignerImage != "" {
+		if exporterSecret, err = ensure(brokermetrics.ComponentSecret, []byte(m.BridgePassword)); err != nil {
+			return res, nil, push, err
+		}
+	}
 	if err := r.fence(); err != nil {
+		return res, nil, push, err
+	}
+	er := &brokermetrics.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID, Image: r.SignerImage, ControlNetwork: r.ControlNetwork, Network: network.Name}
+	eout, err := er.Reconcile(ctx, c, exporterSecret)
+	logOutcome(log, "exporter", eout.Created, eout.Updated, eout.Removed)
+	if err != nil {
 		return res, nil, push, err
 	}
 	br := &broker.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID, Network: network.Name}

@@ -200,6 +200,7 @@ func (l *Leader) leaderLoop(ctx context.Context) {
 		case n := <-due:
 			delete(timers, n)
 			l.reconcileOne(ctx, n, timers, due)
+			l.Metrics.setQueue(len(due))
 			continue
 		case <-watch:
 		case <-trigger:
@@ -207,6 +208,7 @@ func (l *Leader) leaderLoop(ctx context.Context) {
 		}
 		watch, _ = l.Store.Watch()
 		reconcileAll()
+		l.Metrics.setQueue(len(due))
 	}
 }
 

@@ -13,6 +13,7 @@ type Metrics struct {
 	leading    prometheus.Gauge
 	issued     *prometheus.CounterVec
 	pushed     prometheus.Counter
+	queue      prometheus.Gauge
 }
 
 // NewMetrics registers the leader loop's metrics on reg.
@@ -31,11 +32,14 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		issued: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "mqttoperator_certificate_issued_total", Help: "Server certificates issued, by reason (Missing, Expiring, Requested, ...).",
 		}, []string{"reason"}),
+		queue: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mqttoperator_reconcile_queue_depth", Help: "Clusters due for a reconcile and waiting (the leader's queue), after each pass.",
+		}),
 		pushed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "mqttoperator_certificate_pushed_total", Help: "Certificates pushed into running HAProxy tasks through the runtime API (no restart).",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.reconciles, m.duration, m.leading, m.issued, m.pushed} {
+	for _, c := range []prometheus.Collector{m.reconciles, m.duration, m.leading, m.issued, m.pushed, m.queue} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -81,4 +85,11 @@ func (m *Metrics) certificatePushed() {
 		return
 	}
 	m.pushed.Inc()
+}
+
+func (m *Metrics) setQueue(n int) {
+	if m == nil {
+		return
+	}
+	m.queue.Set(float64(n))
 }

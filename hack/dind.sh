@@ -84,7 +84,9 @@ up() {
   local op sy
   op=$(cat "$LOCAL/operator-image")
   sy=$(cat "$LOCAL/sync-image")
-  for ((i = 1; i <= n; i++)); do load_images "$PREFIX$i" "$op" "$sy" "${IMAGES[@]}" & done
+  local extra=()
+  if [[ "${MONITORING:-}" == "1" ]]; then extra=(swarm-mqtt/prometheus:local swarm-mqtt/node-exporter:local); fi
+  for ((i = 1; i <= n; i++)); do load_images "$PREFIX$i" "$op" "$sy" "${IMAGES[@]}" "${extra[@]}" & done
   wait
 }
 

@@ -19,6 +19,11 @@ if [[ -s "$LOCAL/api-token" ]] && curl -fsS "http://127.0.0.1:$API_PORT/readyz" 
   wait_for "the quickstart cluster's services to be removed" 60 bash -c \
     "! docker service ls -q --filter label=mqtt.swarm/cluster=quickstart | grep -q ."
 fi
+if docker stack ls --format '{{.Name}}' | grep -qx mqtt-monitoring; then
+  log "removing stack mqtt-monitoring"
+  docker stack rm mqtt-monitoring >/dev/null
+  wait_for "the monitoring containers to stop" 60 bash -c "! docker ps -q --filter label=com.docker.stack.namespace=mqtt-monitoring | grep -q ."
+fi
 if docker stack ls --format '{{.Name}}' | grep -qx "$STACK"; then
   log "removing stack $STACK"
   if ! docker stack rm "$STACK" >/dev/null 2>"$LOCAL/stack-rm.err"; then

@@ -3,7 +3,8 @@
 # e2e suite, then removes the stack (keeping volumes, as make down does).
 source "$(dirname "$0")/lib.sh"
 
-"$ROOT/hack/up.sh"
+# With the monitoring stack: test/e2e/monitoring_test.go checks it.
+MONITORING=1 "$ROOT/hack/up.sh"
 set -a; source "$LOCAL/quickstart.env"; set +a
 cd "$ROOT"
 status=0

@@ -6,6 +6,8 @@
 # MANAGERS=N (N > 1): the Swarm is N docker-in-docker managers on this
 # machine (hack/dind.sh), the operator runs on each of them and forms one
 # raft cluster, and the quickstart cluster gets two load balancers.
+# MONITORING=1: also the monitoring stack (charts/monitoring): Prometheus
+# with the alert rules, and node-exporter on every node.
 source "$(dirname "$0")/lib.sh"
 
 MANAGERS="${MANAGERS:-1}"
@@ -131,6 +133,32 @@ if ! command -v mosquitto_sub >/dev/null 2>&1; then
   apt_install mosquitto-clients
 fi
 
+PROM_NOTE=""
+if [[ "${MONITORING:-}" == "1" ]]; then
+  PROMETHEUS_PORT=${PROMETHEUS_PORT:-9090}
+  CONFIG_HASH=$(cat "$ROOT/charts/monitoring/prometheus.yml" "$ROOT/charts/monitoring/alerts.yml" | sha256sum | cut -c1-12)
+  log "deploying the monitoring stack (mqtt-monitoring)"
+  if ((MANAGERS > 1)); then
+    tar -C "$ROOT/charts/monitoring" -c . | docker exec -i mqtt-m1 sh -c 'rm -rf /tmp/monitoring && mkdir -p /tmp/monitoring && tar -C /tmp/monitoring -x'
+    docker exec -e CONFIG_HASH="$CONFIG_HASH" -e PROMETHEUS_PORT="$PROMETHEUS_PORT" mqtt-m1 \
+      docker stack deploy --resolve-image never -c /tmp/monitoring/stack.yml mqtt-monitoring >/dev/null
+    PROM_HOST=${HOSTS[0]}
+  else
+    (cd "$ROOT/charts/monitoring" && CONFIG_HASH="$CONFIG_HASH" PROMETHEUS_PORT="$PROMETHEUS_PORT" \
+      docker stack deploy --resolve-image never -c stack.yml mqtt-monitoring >/dev/null)
+    PROM_HOST=127.0.0.1
+  fi
+  # Old config versions no longer used.
+  for c in $("${D[@]}" config ls --filter name=mqtt-monitoring- --format '{{.Name}}'); do
+    [[ "$c" == *"-$CONFIG_HASH" ]] || "${D[@]}" config rm "$c" >/dev/null 2>&1 || true
+  done
+  PROMETHEUS_URL="http://$PROM_HOST:$PROMETHEUS_PORT"
+  wait_for "Prometheus at $PROMETHEUS_URL" 120 curl -fsS "$PROMETHEUS_URL/-/ready"
+  PROM_NOTE="
+  Prometheus:     $PROMETHEUS_URL (targets: $PROMETHEUS_URL/targets, alerts: $PROMETHEUS_URL/alerts)
+  Grafana:        import charts/monitoring/grafana-dashboard.json"
+fi
+
 cat >"$LOCAL/quickstart.env" <<ENV
 # Written by make up. Source it: . .local/quickstart.env
 export CLUSTER=$CLUSTER
@@ -144,6 +172,7 @@ export MQTTCTL_SERVER=$SERVER
 export MQTTCTL_SERVERS=$(IFS=,; echo "${SERVERS[*]}")
 export MQTTCTL_TOKEN_FILE=$TOKEN_FILE
 export MANAGERS=$MANAGERS
+export PROMETHEUS_URL=${PROMETHEUS_URL:-}
 ENV
 
 cat <<MSG
@@ -165,7 +194,7 @@ behind HAProxy, plain MQTT on $MQTT_PORT and MQTTS on $MQTTS_PORT (TLS ends at H
     mosquitto_pub -h $MQTT_HOST -p $MQTT_PORT -u $USERNAME -P "\$(cat $PASSFILE)" -t demo/hello -m hi
 
   Operator API:   $SERVER (token in $TOKEN_FILE; every manager: ${SERVERS[*]})
-  Status:         bin/mqttctl describe $CLUSTER
+  Status:         bin/mqttctl describe $CLUSTER$PROM_NOTE
 
 The same settings are in .local/quickstart.env (. .local/quickstart.env).
 MSG

@@ -52,7 +52,7 @@ type options struct {
 	operatorID, controlNetwork, encryptionKeyFile     string
 	operatorImage, syncImage                          string
 	resync                                            time.Duration
-	reconcile, showVersion, swarmRaft                 bool
+	reconcile, showVersion, swarmRaft, brokerMetrics  bool
 	peerAPIPort                                       int
 }
 
@@ -64,6 +64,9 @@ func main() {
 		switch os.Args[1] {
 		case "sync-agent":
 			exitOn(syncAgentCmd(os.Args[2:]))
+			return
+		case "broker-exporter":
+			exitOn(brokerExporterCmd(os.Args[2:]))
 			return
 		case "sync-allow":
 			os.Exit(agent.AllowFromEnv(datasync.AgentPort))
@@ -96,6 +99,7 @@ func main() {
 	fs.StringVar(&o.encryptionKeyFile, "encryption-key-file", "", "file holding a 32-byte key (raw, hex or base64; a Docker secret in the stack): the clusters' private keys and passwords are stored encrypted with it (AES-256-GCM) in the raft log, snapshots and backups; empty: stored in clear")
 	fs.StringVar(&o.operatorImage, "operator-image", "", "this operator's image, run as a short Swarm job to sign with a cluster's spec.tls.issuerSecret (empty: issuers are refused)")
 	fs.StringVar(&o.syncImage, "sync-image", "", "image of the sync agents (lsyncd, rsync and this binary) of clusters with spec.sync (empty: spec.sync is refused)")
+	fs.BoolVar(&o.brokerMetrics, "broker-metrics", false, "run a broker exporter per cluster (the $SYS topics as Prometheus metrics, on the control network; needs --control-network and --operator-image)")
 	fs.BoolVar(&o.swarmRaft, "swarm-raft", false, "form one raft cluster with the operators on the Swarm's other managers: raft id = Swarm node id, address = the manager's address with the --raft-addr port; the Swarm's leader manager bootstraps, the raft leader adds the others as voters and removes former managers")
 	fs.IntVar(&o.peerAPIPort, "peer-api-port", 0, "port the other managers' operator APIs are published on, for forwarding writes to the leader (default: the --api-addr port)")
 	fs.DurationVar(&o.resync, "resync", 30*time.Second, "reconcile every cluster at least this often")
@@ -224,7 +228,7 @@ func run(ctx context.Context, o options) error {
 		if err != nil {
 			return err
 		}
-		cr := &controller.ClusterReconciler{Store: st, Swarm: d, OperatorID: o.operatorID, Log: log, Metrics: metrics, ControlNetwork: o.controlNetwork, Sealer: sealer, SignerImage: o.operatorImage, SyncImage: o.syncImage}
+		cr := &controller.ClusterReconciler{Store: st, Swarm: d, OperatorID: o.operatorID, Log: log, Metrics: metrics, ControlNetwork: o.controlNetwork, Sealer: sealer, SignerImage: o.operatorImage, SyncImage: o.syncImage, BrokerMetrics: o.brokerMetrics}
 		leader := &controller.Leader{Store: st, Reconcile: cr.Reconcile, Discover: cr.Discover, Resync: o.resync, Log: log, Metrics: metrics}
 		go leader.Run(ctx)
 		go watchEvents(ctx, d, leader.Trigger, log)

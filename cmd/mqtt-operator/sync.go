@@ -6,10 +6,19 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/broker"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/brokermetrics"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/datasync"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/datasync/agent"
@@ -83,4 +92,39 @@ func (l *localDocker) BrokerContainers(ctx context.Context) ([]agent.Container, 
 
 func (l *localDocker) EnsureVolume(ctx context.Context, name string) error {
 	return l.d.EnsureVolume(ctx, name, l.volumeLabels)
+}
+
+// brokerExporterCmd serves a cluster's brokers' $SYS topics as Prometheus
+// metrics (the operator runs it as the cluster's exporter service).
+func brokerExporterCmd(args []string) error {
+	fs := flag.NewFlagSet("mqtt-operator broker-exporter", flag.ExitOnError)
+	cluster := fs.String("cluster", "", "the MqttCluster whose brokers to follow")
+	passwordFile := fs.String("password-file", "/run/secrets/bridge-password", "the internal bridge user's password")
+	listen := fs.String("listen", fmt.Sprintf(":%d", brokermetrics.Port), "address of /metrics")
+	_ = fs.Parse(args)
+	if *cluster == "" {
+		return errors.New("broker-exporter: --cluster is required")
+	}
+	pw, err := os.ReadFile(*passwordFile)
+	if err != nil {
+		return fmt.Errorf("broker-exporter: %w", err)
+	}
+	e := &brokermetrics.Exporter{
+		Cluster: *cluster, Brokers: api.MaxReplicas, User: broker.BridgeUser, Password: strings.TrimSpace(string(pw)),
+		Addr: func(i int) string { return fmt.Sprintf("tasks.%s-broker-%d:%d", *cluster, i, broker.InternalPort) },
+		Log:  slog.New(slog.NewTextHandler(os.Stderr, nil)),
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(e)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Addr: *listen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { <-ctx.Done(); _ = srv.Close() }()
+	go e.Run(ctx)
+	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
 }

@@ -22,6 +22,9 @@ type storeCollector struct {
 	bridge  *prometheus.Desc
 	brokers *prometheus.Desc
 	expiry  *prometheus.Desc
+	cond    *prometheus.Desc
+	known   *prometheus.Desc
+	contact *prometheus.Desc
 	syncAge *prometheus.Desc
 	syncAt  *prometheus.Desc
 	syncErr *prometheus.Desc
@@ -42,6 +45,10 @@ func newStoreCollector(s Store, sealer *credentials.Sealer) *storeCollector {
 		brokers: prometheus.NewDesc("mqttoperator_brokers", "Brokers by cluster: desired (spec) and running (status).", []string{"cluster", "state"}, nil),
 		expiry: prometheus.NewDesc("mqttoperator_certificate_expiration_timestamp_seconds", "When a cluster's certificate expires (kind: server, ca, next-ca during a CA rotation), Unix seconds.",
 			[]string{"cluster", "kind"}, nil),
+		cond: prometheus.NewDesc("mqttoperator_cluster_condition", "1 if a cluster's condition (Ready, Progressing, Degraded, SyncHealthy) is True, 0 if False.",
+			[]string{"cluster", "type", "reason"}, nil),
+		known: prometheus.NewDesc("mqttoperator_raft_known_leader", "1 if this operator knows a raft leader (itself or another).", nil, nil),
+		contact: prometheus.NewDesc("mqttoperator_raft_last_contact_seconds", "Seconds since this follower last heard from the leader (0 on the leader).", nil, nil),
 		syncAge: prometheus.NewDesc("mqttoperator_sync_age_seconds", "How old a target's copy of a broker's data is when the data changed since (0: the copy is current), from the status (spec.sync).",
 			[]string{"cluster", "broker", "target"}, nil),
 		syncAt: prometheus.NewDesc("mqttoperator_sync_last_success_timestamp_seconds", "When the last successful sync of a broker's data to a target began, Unix seconds (spec.sync).",
@@ -61,6 +68,9 @@ func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.bridge
 	ch <- c.brokers
 	ch <- c.expiry
+	ch <- c.cond
+	ch <- c.known
+	ch <- c.contact
 	ch <- c.syncAge
 	ch <- c.syncAt
 	ch <- c.syncErr
@@ -92,6 +102,17 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.bridge, prometheus.GaugeValue, up, cl.Name, b.Name, b.Bridge.Parent)
 		}
 		ch <- prometheus.MustNewConstMetric(c.brokers, prometheus.GaugeValue, float64(running), cl.Name, "running")
+		for _, cd := range cl.Status.Conditions {
+			v := 0.0
+			switch cd.Status {
+			case "True":
+				v = 1
+			case "False":
+			default:
+				continue
+			}
+			ch <- prometheus.MustNewConstMetric(c.cond, prometheus.GaugeValue, v, cl.Name, cd.Type, cd.Reason)
+		}
 		if sy := cl.Status.Sync; sy != nil {
 			for _, b := range sy.Brokers {
 				for _, t := range b.Targets {
@@ -137,6 +158,16 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 		isLeader = 1
 	}
 	ch <- prometheus.MustNewConstMetric(c.leader, prometheus.GaugeValue, isLeader)
+	knownLeader := 0.0
+	if l.LeaderID != "" {
+		knownLeader = 1
+	}
+	ch <- prometheus.MustNewConstMetric(c.known, prometheus.GaugeValue, knownLeader)
+	contact := 0.0
+	if !l.IsLeader && !l.LastContact.IsZero() {
+		contact = c.now().Sub(l.LastContact).Seconds()
+	}
+	ch <- prometheus.MustNewConstMetric(c.contact, prometheus.GaugeValue, contact)
 	ch <- prometheus.MustNewConstMetric(c.term, prometheus.GaugeValue, float64(l.Term))
 	ch <- prometheus.MustNewConstMetric(c.commit, prometheus.GaugeValue, float64(l.CommitIndex))
 	ch <- prometheus.MustNewConstMetric(c.applied, prometheus.GaugeValue, float64(l.AppliedIndex))

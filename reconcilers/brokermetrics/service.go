@@ -1,0 +1,101 @@
+package brokermetrics
+
+import (
+	"context"
+	"os"
+	"strconv"
+	"time"
+
+	dswarm "github.com/docker/docker/api/types/swarm"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
+)
+
+// Components of the exporter's service and of its password secret.
+const (
+	Component       = "exporter"
+	ComponentSecret = "exporter-password"
+)
+
+// ServiceName is a cluster's broker exporter service.
+func ServiceName(cluster string) string { return cluster + "-exporter" }
+
+// Client is what the reconciler calls.
+type Client interface {
+	Services(ctx context.Context, labels map[string]string) ([]dswarm.Service, error)
+	CreateService(ctx context.Context, spec dswarm.ServiceSpec) (string, error)
+	UpdateService(ctx context.Context, id string, version dswarm.Version, spec dswarm.ServiceSpec) error
+	RemoveService(ctx context.Context, id string) error
+}
+
+// Reconciler keeps a cluster's exporter: one task on the cluster network
+// (to reach the brokers' internal listener) and the control network (to
+// be scraped), running the operator's image.
+type Reconciler struct {
+	Swarm          Client
+	OperatorID     string
+	Image          string
+	ControlNetwork string
+	// Network is the cluster's network.
+	Network func(cluster string) string
+}
+
+// Reconcile creates or updates the exporter (secret: the internal bridge
+// user's password), or removes it when secret is nil.
+func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster, secret *dswarm.Secret) (swarm.Outcome, error) {
+	var out swarm.Outcome
+	live, err := r.Swarm.Services(ctx, swarm.OwnedComponent(r.OperatorID, c.Name, Component))
+	if err != nil {
+		return out, err
+	}
+	if secret == nil {
+		for _, s := range live {
+			if err := r.Swarm.RemoveService(ctx, s.ID); err != nil {
+				return out, err
+			}
+			out.Removed = append(out.Removed, s.Spec.Name)
+		}
+		return out, nil
+	}
+	one := uint64(1)
+	grace, delay := 5*time.Second, 2*time.Second
+	spec := dswarm.ServiceSpec{
+		Annotations: dswarm.Annotations{Name: ServiceName(c.Name), Labels: swarm.OwnedComponent(r.OperatorID, c.Name, Component)},
+		TaskTemplate: dswarm.TaskSpec{
+			ContainerSpec: &dswarm.ContainerSpec{
+				Image:   r.Image,
+				Command: []string{"/mqtt-operator", "broker-exporter", "--cluster", c.Name, "--listen", ":" + strconv.Itoa(Port)},
+				Labels:  swarm.OwnedComponent(r.OperatorID, c.Name, Component),
+				Secrets: []*dswarm.SecretReference{{
+					SecretID: secret.ID, SecretName: secret.Spec.Name,
+					File: &dswarm.SecretReferenceFileTarget{Name: "bridge-password", UID: "0", GID: "0", Mode: os.FileMode(0o400)},
+				}},
+				StopGracePeriod: &grace,
+			},
+			RestartPolicy: &dswarm.RestartPolicy{Condition: dswarm.RestartPolicyConditionAny, Delay: &delay},
+			Networks: []dswarm.NetworkAttachmentConfig{
+				{Target: r.Network(c.Name)},
+				{Target: r.ControlNetwork},
+			},
+		},
+		Mode:         dswarm.ServiceMode{Replicated: &dswarm.ReplicatedService{Replicas: &one}},
+		EndpointSpec: &dswarm.EndpointSpec{Mode: dswarm.ResolutionModeDNSRR},
+	}
+	if err := swarm.StampSpecHash(&spec); err != nil {
+		return out, err
+	}
+	switch {
+	case len(live) == 0:
+		if _, err := r.Swarm.CreateService(ctx, spec); err != nil {
+			return out, err
+		}
+		out.Created = append(out.Created, spec.Name)
+	case !swarm.UpToDate(live[0], spec):
+		if err := r.Swarm.UpdateService(ctx, live[0].ID, live[0].Version, spec); err != nil {
+			return out, err
+		}
+		out.Updated = append(out.Updated, spec.Name)
+	}
+	return out, nil
+}
