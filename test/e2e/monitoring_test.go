@@ -1,0 +1,176 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// promQuery runs an instant query; it returns the number of series, or
+// the query's error.
+func promQuery(base, q string) (int, error) {
+	resp, err := http.Get(base + "/api/v1/query?query=" + url.QueryEscape(q))
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Status, Error string
+		Data          struct{ Result []json.RawMessage }
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return 0, err
+	}
+	if r.Status != "success" {
+		return 0, fmt.Errorf("query %q: %s", q, r.Error)
+	}
+	return len(r.Data.Result), nil
+}
+
+// TestMonitoringStack (make up MONITORING=1, run by hack/e2e.sh): the alert
+// rules pass their promtool tests, Prometheus finds and scrapes every
+// target (operator, HAProxy, broker exporter, node-exporter), and every
+// query of the Grafana dashboard runs and returns data.
+func TestMonitoringStack(t *testing.T) {
+	base := os.Getenv("PROMETHEUS_URL")
+	if base == "" {
+		t.Fatal("PROMETHEUS_URL is not set: hack/e2e.sh deploys the monitoring stack (MONITORING=1)")
+	}
+	dir, _ := filepath.Abs("../../charts/monitoring")
+	for _, args := range [][]string{
+		{"check", "rules", "alerts.yml"},
+		{"test", "rules", "alerts_test.yml"},
+	} {
+		out, err := exec.Command("docker", append([]string{"run", "--rm", "-v", dir + ":/m:ro", "-w", "/m", "--entrypoint", "promtool", "swarm-mqtt/prometheus:local"}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("promtool %v: %v\n%s", args, err, out)
+		}
+	}
+	// Every target up, at least one per job.
+	want := []string{"haproxy", "mosquitto", "mqtt-operator", "node", "prometheus"}
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		resp, err := http.Get(base + "/api/v1/targets?state=active")
+		var r struct {
+			Data struct {
+				ActiveTargets []struct {
+					Labels    map[string]string
+					Health    string
+					LastError string
+					ScrapeURL string
+				}
+			}
+		}
+		var why []string
+		if err == nil {
+			_ = json.NewDecoder(resp.Body).Decode(&r)
+			resp.Body.Close()
+			jobs := map[string]bool{}
+			for _, tg := range r.Data.ActiveTargets {
+				jobs[tg.Labels["job"]] = true
+				if tg.Health != "up" {
+					why = append(why, fmt.Sprintf("%s %s: %s %s", tg.Labels["job"], tg.ScrapeURL, tg.Health, tg.LastError))
+				}
+			}
+			for _, j := range want {
+				if !jobs[j] {
+					why = append(why, "no target for job "+j)
+				}
+			}
+		} else {
+			why = append(why, err.Error())
+		}
+		if len(why) == 0 {
+			t.Logf("%d targets, all up", len(r.Data.ActiveTargets))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("targets not all up: %s", strings.Join(why, "; "))
+		}
+		time.Sleep(time.Second)
+	}
+	// Traffic for the message panels.
+	e := quickstart(t)
+	for i := 0; i < 5; i++ {
+		if err := publishOnce(e, fmt.Sprintf("monitoring-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Every panel's queries run; each returns series (rates need two
+	// scrapes). The sync panel needs spec.sync on a Swarm of two nodes or
+	// more: on this one-node Swarm its query must run, and may be empty.
+	var dash struct {
+		Panels []struct {
+			Title    string
+			Requires string `json:"mqttRequires"`
+			Targets  []struct{ Expr string }
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "grafana-dashboard.json"))
+	if err != nil || json.Unmarshal(b, &dash) != nil || len(dash.Panels) < 8 {
+		t.Fatalf("dashboard: %v", err)
+	}
+	vars := strings.NewReplacer("$cluster", ".*", "$__rate_interval", "1m")
+	titles := []string{}
+	for _, p := range dash.Panels {
+		titles = append(titles, p.Title)
+		for _, tg := range p.Targets {
+			q := vars.Replace(tg.Expr)
+			deadline := time.Now().Add(2 * time.Minute)
+			for {
+				n, err := promQuery(base, q)
+				if err != nil {
+					t.Fatalf("panel %q: %v", p.Title, err)
+				}
+				if n > 0 || p.Requires == "sync" {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("panel %q: %s returned no series", p.Title, q)
+				}
+				time.Sleep(2 * time.Second)
+			}
+		}
+	}
+	for _, must := range []string{"Connections", "Messages/s", "Certificate expiry", "Raft leader", "Broker data sync age"} {
+		if !slices.Contains(titles, must) {
+			t.Errorf("the dashboard has no %q panel", must)
+		}
+	}
+	// The rules are loaded and evaluate.
+	resp, err := http.Get(base + "/api/v1/rules")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var rules struct {
+		Data struct {
+			Groups []struct {
+				Rules []struct{ Name, Health, LastError string }
+			}
+		}
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&rules)
+	count := 0
+	for _, g := range rules.Data.Groups {
+		for _, r := range g.Rules {
+			count++
+			if r.Health == "err" {
+				t.Errorf("rule %s: %s", r.Name, r.LastError)
+			}
+		}
+	}
+	if count < 7 {
+		t.Fatalf("%d alert rules loaded, want 7", count)
+	}
+}
