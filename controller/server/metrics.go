@@ -47,7 +47,7 @@ func newStoreCollector(s Store, sealer *credentials.Sealer) *storeCollector {
 			[]string{"cluster", "kind"}, nil),
 		cond: prometheus.NewDesc("mqttoperator_cluster_condition", "1 if a cluster's condition (Ready, Progressing, Degraded, SyncHealthy) is True, 0 if False.",
 			[]string{"cluster", "type", "reason"}, nil),
-		known: prometheus.NewDesc("mqttoperator_raft_known_leader", "1 if this operator knows a raft leader (itself or another).", nil, nil),
+		known:   prometheus.NewDesc("mqttoperator_raft_known_leader", "1 if this operator knows a raft leader (itself or another).", nil, nil),
 		contact: prometheus.NewDesc("mqttoperator_raft_last_contact_seconds", "Seconds since this follower last heard from the leader (0 on the leader).", nil, nil),
 		syncAge: prometheus.NewDesc("mqttoperator_sync_age_seconds", "How old a target's copy of a broker's data is when the data changed since (0: the copy is current), from the status (spec.sync).",
 			[]string{"cluster", "broker", "target"}, nil),
