@@ -181,12 +181,16 @@ mqttoperator_certificate_expiration_timestamp_seconds{cluster="iot",kind="server
 	}
 }
 
-func TestStoreCollectorReportsSync(t *testing.T) {
+func TestStoreCollectorReportsSyncConditionsAndLeader(t *testing.T) {
 	t.Parallel()
 	in := servertest.Start(t, "")
 	createCluster(t, in, "iot")
 	at := metav1.NewTime(time.Unix(1_700_000_000, 0))
-	st := api.MqttClusterStatus{Sync: &api.SyncStatus{Brokers: []api.BrokerSyncStatus{{
+	st := api.MqttClusterStatus{Conditions: []metav1.Condition{
+		{Type: api.ConditionReady, Status: "True", Reason: "AllRunning"},
+		{Type: api.ConditionSyncHealthy, Status: "False", Reason: "NotSynced"},
+		{Type: api.ConditionProgressing, Status: "Unknown", Reason: "Starting"},
+	}, Sync: &api.SyncStatus{Brokers: []api.BrokerSyncStatus{{
 		Name: "iot-broker-0", Source: "n1",
 		Targets: []api.SyncTargetStatus{
 			{Node: "n2", LastSync: &at},                                         // current
@@ -213,7 +217,16 @@ mqttoperator_sync_failing{broker="iot-broker-0",cluster="iot",target="n4"} 0
 mqttoperator_sync_last_success_timestamp_seconds{broker="iot-broker-0",cluster="iot",target="n2"} 1.7e+09
 mqttoperator_sync_last_success_timestamp_seconds{broker="iot-broker-0",cluster="iot",target="n3"} 1.7e+09
 `
-	if err := promtestutil.GatherAndCompare(reg, strings.NewReader(want), "mqttoperator_sync_failing", "mqttoperator_sync_last_success_timestamp_seconds"); err != nil {
+	want += `
+# HELP mqttoperator_cluster_condition 1 if a cluster's condition (Ready, Progressing, Degraded, SyncHealthy) is True, 0 if False.
+# TYPE mqttoperator_cluster_condition gauge
+mqttoperator_cluster_condition{cluster="iot",reason="AllRunning",type="Ready"} 1
+mqttoperator_cluster_condition{cluster="iot",reason="NotSynced",type="SyncHealthy"} 0
+# HELP mqttoperator_raft_known_leader 1 if this operator knows a raft leader (itself or another).
+# TYPE mqttoperator_raft_known_leader gauge
+mqttoperator_raft_known_leader 1
+`
+	if err := promtestutil.GatherAndCompare(reg, strings.NewReader(want), "mqttoperator_sync_failing", "mqttoperator_sync_last_success_timestamp_seconds", "mqttoperator_cluster_condition", "mqttoperator_raft_known_leader"); err != nil {
 		t.Fatal(err)
 	}
 	// Age: 0 for the current copy; now - lastSync for the one behind.
