@@ -89,6 +89,8 @@ type ClusterReconciler struct {
 	// BrokerMetrics runs each cluster's broker exporter (SignerImage,
 	// on the control network).
 	BrokerMetrics bool
+	// pending are the events of the passes in progress, by cluster.
+	pending map[string][]api.Event
 }
 
 // CertRuntime reads and replaces the certificate a HAProxy task serves.
@@ -206,6 +208,12 @@ func (r *ClusterReconciler) Reconcile(ctx context.Context, name string) (Result,
 	if err := r.writeStatus(obj, st); err != nil {
 		return Result{}, errors.Join(recErr, err)
 	}
+	if recErr != nil {
+		r.event(c.Name, api.EventWarning, "ReconcileError", "%s", recErr.Error())
+	}
+	if err := r.flushEvents(c.Name); err != nil {
+		r.log().Warn("storing events failed", "cluster", c.Name, "err", err)
+	}
 	if !ready {
 		// Come back when the next task has run long enough to count, or
 		// at the polling interval, whichever is first.
@@ -259,6 +267,7 @@ func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster, sv *s
 		return Result{}, nil, push, err
 	} else if created {
 		log.Info("created network", "network", network.Name(c.Name))
+		r.event(c.Name, api.EventNormal, "Created", "network %s", network.Name(c.Name))
 	}
 	var control *loadbalancer.ControlNetwork
 	if r.ControlNetwork != "" {
@@ -291,6 +300,7 @@ func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster, sv *s
 		}
 		if created {
 			log.Info("created secret", "secret", s.Spec.Name)
+			r.event(c.Name, api.EventNormal, "CreatedSecret", "secret %s", s.Spec.Name)
 		}
 		inUse[s.Spec.Name] = true
 		return s, nil
@@ -356,7 +366,7 @@ func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster, sv *s
 	}
 	dr := &datasync.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID, Image: r.SyncImage, ControlNetwork: r.ControlNetwork}
 	dout, err := dr.Reconcile(ctx, c, syncSecret)
-	logOutcome(log, "sync", dout.Created, dout.Updated, dout.Removed)
+	r.outcome(c.Name, log, "sync", dout)
 	if err != nil {
 		return res, nil, push, err
 	}
@@ -376,7 +386,7 @@ func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster, sv *s
 	}
 	er := &brokermetrics.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID, Image: r.SignerImage, ControlNetwork: r.ControlNetwork, Network: network.Name}
 	eout, err := er.Reconcile(ctx, c, exporterSecret)
-	logOutcome(log, "exporter", eout.Created, eout.Updated, eout.Removed)
+	r.outcome(c.Name, log, "exporter", eout)
 	if err != nil {
 		return res, nil, push, err
 	}
@@ -385,13 +395,13 @@ func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster, sv *s
 		br.Retire = func(ctx context.Context, s dswarm.Service) (bool, error) { return r.retire(ctx, c, sv, s) }
 	}
 	bout, berr := br.Reconcile(ctx, c, in)
-	logOutcome(log, "broker", bout.Created, bout.Updated, bout.Removed)
+	r.outcome(c.Name, log, "broker", bout)
 	if err := r.fence(); err != nil {
 		return res, nil, push, err
 	}
 	lr := &loadbalancer.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID, Network: network.Name, Control: control}
 	lout, lerr := lr.Reconcile(ctx, c, tlsIn)
-	logOutcome(log, "loadbalancer", lout.Created, lout.Updated, lout.Removed)
+	r.outcome(c.Name, log, "loadbalancer", lout)
 	if berr != nil || lerr != nil {
 		return res, nil, push, errors.Join(berr, lerr)
 	}
@@ -535,6 +545,7 @@ func (r *ClusterReconciler) pushCertificate(ctx context.Context, c *api.MqttClus
 		res.serving++
 		r.Metrics.certificatePushed()
 		r.log().Info("pushed certificate into HAProxy", "cluster", c.Name, "task", shortID(t.ID), "serial", want.SerialNumber.Text(16), "replaced", served.Serial.Text(16))
+		r.event(c.Name, api.EventNormal, "CertificatePushed", "certificate %s pushed into HAProxy task %s (replaced %s), no restart", want.SerialNumber.Text(16), shortID(t.ID), served.Serial.Text(16))
 	}
 	return res, nil
 }
@@ -551,19 +562,24 @@ func (r *ClusterReconciler) prune(ctx context.Context, cluster string, keep map[
 	removed, err := sr.Prune(ctx, cluster, keep, svcs)
 	for _, n := range removed {
 		r.log().Info("pruned secret", "cluster", cluster, "secret", n)
+		r.event(cluster, api.EventNormal, "Pruned", "secret %s", n)
 	}
 	return err
 }
 
-func logOutcome(log *slog.Logger, what string, created, updated, removed []string) {
-	for _, n := range created {
+// outcome logs what a reconciler's pass changed, and records it as events.
+func (r *ClusterReconciler) outcome(cluster string, log *slog.Logger, what string, o swarm.Outcome) {
+	for _, n := range o.Created {
 		log.Info("created", "component", what, "object", n)
+		r.event(cluster, api.EventNormal, "Created", "%s %s", what, n)
 	}
-	for _, n := range updated {
+	for _, n := range o.Updated {
 		log.Info("updated", "component", what, "object", n)
+		r.event(cluster, api.EventNormal, "Updated", "%s %s (its tasks are replaced)", what, n)
 	}
-	for _, n := range removed {
+	for _, n := range o.Removed {
 		log.Info("removed", "component", what, "object", n)
+		r.event(cluster, api.EventNormal, "Removed", "%s %s", what, n)
 	}
 }
 
@@ -602,9 +618,11 @@ func (r *ClusterReconciler) credentials(c *api.MqttCluster) (credentials.Materia
 	case cur != nil && next.NextCA != nil && (cur.NextCA == nil || !next.CAIssuedAt.Equal(cur.CAIssuedAt)):
 		nca, _ := certs.ParseCert(next.NextCA.CertPEM)
 		r.log().Info("CA rotation started: the next CA is in the CA bundle", "cluster", c.Name, "reason", string(next.CAReason), "nextFingerprint", certs.Fingerprint(nca), "switchAt", credentials.CASwitchAt(next, c))
+		r.event(c.Name, api.EventNormal, "CARotationStarted", "next CA %s in the CA bundle (%s); it signs from %s", certs.Fingerprint(nca), next.CAReason, credentials.CASwitchAt(next, c).UTC().Format(time.RFC3339))
 	case cur != nil && cur.NextCA != nil && next.NextCA == nil:
 		ca, _ := certs.ParseCert(next.CA.CertPEM)
 		r.log().Info("CA rotation completed: the new CA signs", "cluster", c.Name, "fingerprint", certs.Fingerprint(ca))
+		r.event(c.Name, api.EventNormal, "CARotated", "CA %s signs from now on", certs.Fingerprint(ca))
 	case cur != nil && !next.CAIssuedAt.Equal(cur.CAIssuedAt):
 		ca, _ := certs.ParseCert(next.CA.CertPEM)
 		r.log().Info("CA replaced with no overlap", "cluster", c.Name, "reason", string(next.CAReason), "fingerprint", certs.Fingerprint(ca))
@@ -613,6 +631,7 @@ func (r *ClusterReconciler) credentials(c *api.MqttCluster) (credentials.Materia
 		r.Metrics.certificateIssued(string(reason))
 		cert, _ := certs.ParseCert(next.Server.CertPEM)
 		r.log().Info("issued server certificate", "cluster", c.Name, "reason", string(reason), "serial", cert.SerialNumber.Text(16), "notAfter", cert.NotAfter)
+		r.event(c.Name, api.EventNormal, "CertificateIssued", "server certificate %s (%s), valid until %s", cert.SerialNumber.Text(16), reason, cert.NotAfter.UTC().Format(time.RFC3339))
 	}
 	return next, nil
 }
@@ -708,6 +727,12 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, svc
 	st.Brokers = brokers
 	// The hub is the root of the tree: the lowest-numbered running broker
 	// with no bridge up (broker 0 has none).
+	prevHub := st.Hub
+	defer func() {
+		if st.Hub != prevHub && prevHub != "" && st.Hub != "" {
+			r.event(c.Name, api.EventNormal, "HubMoved", "the bridges' hub moved from %s to %s", prevHub, st.Hub)
+		}
+	}()
 	st.Hub = ""
 	var unbridged []string
 	for i := 0; i < n; i++ {
@@ -1025,6 +1050,14 @@ func (r *ClusterReconciler) cleanup(ctx context.Context, name string) error {
 	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)
+	}
+	r.mu.Lock()
+	delete(r.pending, name)
+	r.mu.Unlock()
+	if r.Store.Get(server.EventsKind, name) != nil {
+		if _, err := r.Store.Delete(store.DeleteRequest{Kind: server.EventsKind, Name: name}); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
 	}
 	if r.Store.Get(credentials.Kind, name) != nil {
 		if _, err := r.Store.Delete(store.DeleteRequest{Kind: credentials.Kind, Name: name}); err != nil && !errors.Is(err, store.ErrNotFound) {

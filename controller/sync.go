@@ -125,6 +125,7 @@ func (r *ClusterReconciler) pushSync(ctx context.Context, c *api.MqttCluster, m 
 				continue
 			}
 			r.log().Info("configured sync agent", "cluster", c.Name, "node", p.Hostname, "sources", sourcesOf(cfg, node))
+			r.event(c.Name, api.EventNormal, "SyncConfigured", "sync agent on %s: source of [%s], %d peers", p.Hostname, sourcesOf(cfg, node), len(cfg.Peers))
 			st.ConfigHash = cfg.Hash()
 		}
 		v.status[node] = st
@@ -165,11 +166,13 @@ func (r *ClusterReconciler) retire(ctx context.Context, c *api.MqttCluster, v *s
 			return false, err
 		}
 		log.Info("stopping broker before removing it: its last state is synced first", "node", v.hostname[spec.Labels[LabelRetiringNode]])
+		r.event(c.Name, api.EventNormal, "BrokerStopping", "%s stopped before its removal, its last state is synced first", s.Spec.Name)
 		return false, nil
 	}
 	since, err := time.Parse(time.RFC3339Nano, s.Spec.Labels[LabelRetiring])
 	if err != nil || r.now().Sub(since) > RetireTimeout {
 		log.Warn("removing broker without confirming its last sync", "waited", RetireTimeout.String())
+		r.event(c.Name, api.EventWarning, "BrokerRemovedUnsynced", "%s removed without confirming its last sync after %s", s.Spec.Name, RetireTimeout)
 		return true, nil
 	}
 	for _, t := range tasks {
@@ -212,6 +215,7 @@ func (r *ClusterReconciler) retire(ctx context.Context, c *api.MqttCluster, v *s
 		return false, nil
 	}
 	log.Info("the stopped broker's last state reached every target", "targets", len(targets))
+	r.event(c.Name, api.EventNormal, "BrokerSynced", "%s's last state reached %d nodes", s.Spec.Name, len(targets))
 	return true, nil
 }
 

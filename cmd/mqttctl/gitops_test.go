@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -9,7 +10,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/server"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/server/servertest"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
 )
 
 const iotDoc = `apiVersion: mqtt.swarm/v1alpha1
@@ -120,5 +123,37 @@ func TestApplyWaitAndDegraded(t *testing.T) {
 	r = mqttctl(t, inst, "", "wait", "iot", "--timeout", "5s", "--poll-interval", "20ms")
 	if r.code != 1 || !strings.Contains(r.err, "is Degraded (MissingSecret)") || !strings.Contains(r.err, "broker-0 missing") {
 		t.Fatalf("degraded: %+v", r)
+	}
+}
+
+func TestEvents(t *testing.T) {
+	withToken(t)
+	inst := servertest.Start(t, "")
+	if r := mqttctl(t, inst, iotDoc, "apply", "-f", "-"); r.code != 0 {
+		t.Fatalf("apply: %+v", r)
+	}
+	if r := mqttctl(t, inst, "", "events", "iot"); r.code != 0 || !strings.Contains(r.err, "no events") {
+		t.Fatalf("no events yet: %+v", r)
+	}
+	// As the operator stores them (90 minutes before the test's clock).
+	at := metav1.NewTime(time.Now().Truncate(time.Second))
+	list := api.EventList{Cluster: "iot", Items: []api.Event{
+		{Type: api.EventNormal, Reason: "Created", Message: "broker iot-broker-0", Count: 1, FirstTime: at, LastTime: at},
+		{Type: api.EventWarning, Reason: "ReconcileError", Message: "secret not found", Count: 3, FirstTime: at, LastTime: at},
+	}}
+	b, _ := json.Marshal(list)
+	if _, _, err := inst.Store.Apply(store.ApplyRequest{Kind: server.EventsKind, Name: "iot", Spec: b}); err != nil {
+		t.Fatal(err)
+	}
+	r := mqttctl(t, inst, "", "events", "iot")
+	if r.code != 0 {
+		t.Fatalf("events: %+v", r)
+	}
+	golden(t, "events", r.out)
+	if r := mqttctl(t, inst, "", "events", "iot", "-o", "json"); r.code != 0 || !strings.Contains(r.out, `"reason": "ReconcileError"`) {
+		t.Fatalf("events -o json: %+v", r)
+	}
+	if r := mqttctl(t, inst, "", "events", "nope"); r.code != 1 || !strings.Contains(r.err, "not found") {
+		t.Fatalf("events of a missing cluster: %+v", r)
 	}
 }

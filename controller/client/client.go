@@ -219,6 +219,15 @@ func (c *Client) ApplyDryRun(ctx context.Context, doc []byte) (*server.ApplyResp
 	return &out, nil
 }
 
+// Events reads a cluster's recent events, oldest first.
+func (c *Client) Events(ctx context.Context, name string) (*api.EventList, error) {
+	var out api.EventList
+	if err := c.do(ctx, http.MethodGet, server.BasePath+"/"+url.PathEscape(name)+"/events", nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // Get reads one cluster.
 func (c *Client) Get(ctx context.Context, name string) (*api.MqttCluster, error) {
 	var out api.MqttCluster

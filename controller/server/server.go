@@ -130,6 +130,7 @@ func (s *Server) Handler() http.Handler {
 	authed("GET "+BasePath+"/{name}/status", "status", read(s.get))
 	authed("PUT "+BasePath+"/{name}/status", "status", s.toLeader(s.putStatus))
 	authed("GET "+BasePath+"/{name}/ca", "ca", read(s.getCA))
+	authed("GET "+BasePath+"/{name}/events", "events", read(s.events))
 	authed("GET "+BasePath+"/{name}/credentials", "credentials", read(s.getCredentials))
 	authed("POST "+BasePath+"/{name}/certificate/renew", "renew", write(s.renewCertificate))
 	authed("POST "+BasePath+"/{name}/ca/rotate", "rotate-ca", write(s.rotateCA))
@@ -265,6 +266,26 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) (*store.Object, 
 		return nil, nil, false
 	}
 	return o, c, true
+}
+
+// EventsKind is the store kind holding each cluster's recent events (an
+// api.EventList under the cluster's name), written by the leader.
+const EventsKind = "MqttClusterEvents"
+
+// events answers a cluster's recent events, oldest first.
+func (s *Server) events(w http.ResponseWriter, r *http.Request) {
+	_, c, ok := s.lookup(w, r)
+	if !ok {
+		return
+	}
+	list := api.EventList{Cluster: c.Name, Items: []api.Event{}}
+	if o := s.store.Get(EventsKind, c.Name); o != nil {
+		if err := json.Unmarshal(o.Spec, &list); err != nil {
+			writeStatus(w, http.StatusInternalServerError, ReasonInternal, "the stored events are unreadable", nil)
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, list)
 }
 
 func (s *Server) get(w http.ResponseWriter, r *http.Request) {

@@ -1,0 +1,101 @@
+package controller
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/server"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
+)
+
+func (e *clusterEnv) events() []api.Event {
+	e.t.Helper()
+	o := e.store.Get(server.EventsKind, "iot")
+	if o == nil {
+		return nil
+	}
+	var l api.EventList
+	if err := json.Unmarshal(o.Spec, &l); err != nil {
+		e.t.Fatal(err)
+	}
+	return l.Items
+}
+
+func TestClusterEventsRecordActionsOnce(t *testing.T) {
+	t.Parallel()
+	e := newClusterEnv(t)
+	e.apply("spec: {replicas: 2, loadBalancer: {replicas: 1}}\n")
+	e.reconcile()
+	var got []string
+	for _, ev := range e.events() {
+		got = append(got, ev.Reason+": "+ev.Message)
+	}
+	for _, want := range []string{"Created: network iot-net", "Created: broker iot-broker-0", "Created: broker iot-broker-1", "Created: loadbalancer iot-lb"} {
+		if !slices.Contains(got, want) {
+			t.Errorf("no event %q in %v", want, got)
+		}
+	}
+	for _, prefix := range []string{"CertificateIssued: server certificate ", "CreatedSecret: secret iot-passwd-"} {
+		if !slices.ContainsFunc(got, func(s string) bool { return strings.HasPrefix(s, prefix) }) {
+			t.Errorf("no event %q... in %v", prefix, got)
+		}
+	}
+	// No secret in any event.
+	m := e.material()
+	b, _ := json.Marshal(e.events())
+	for _, secret := range []string{m.Password, m.BridgePassword, "PRIVATE KEY"} {
+		if strings.Contains(string(b), secret) {
+			t.Fatal("an event holds a secret")
+		}
+	}
+	// A pass that does nothing records nothing (no store write).
+	e.runAll()
+	e.reconcile()
+	before := e.store.Get(server.EventsKind, "iot").ModifyIndex
+	e.reconcile()
+	if after := e.store.Get(server.EventsKind, "iot").ModifyIndex; after != before {
+		t.Fatalf("an idle pass wrote events (%d -> %d)", before, after)
+	}
+}
+
+func TestClusterEventsCountRepeatsKeepABoundAndGoWithTheCluster(t *testing.T) {
+	t.Parallel()
+	e := newClusterEnv(t)
+	// A missing secret: the same warning every pass, counted.
+	e.apply("spec: {replicas: 1, auth: {passwordFileSecret: nope}}\n")
+	e.reconcile()
+	e.reconcile()
+	var warn *api.Event
+	for _, ev := range e.events() {
+		if ev.Type == api.EventWarning {
+			ev := ev
+			warn = &ev
+		}
+	}
+	if warn == nil || warn.Reason != "ReconcileError" || warn.Count != 2 || !strings.Contains(warn.Message, `"nope"`) {
+		t.Fatalf("warning: %+v", warn)
+	}
+	// At most MaxEvents, the newest.
+	for i := 0; i < MaxEvents+20; i++ {
+		e.rec.event("iot", api.EventNormal, "Test", "event %d", i)
+	}
+	if err := e.rec.flushEvents("iot"); err != nil {
+		t.Fatal(err)
+	}
+	evs := e.events()
+	if len(evs) != MaxEvents || evs[len(evs)-1].Message != fmt.Sprintf("event %d", MaxEvents+19) {
+		t.Fatalf("%d events, last %+v", len(evs), evs[len(evs)-1])
+	}
+	// Deleted with the cluster.
+	if _, err := e.store.Delete(store.DeleteRequest{Kind: api.KindMqttCluster, Name: "iot"}); err != nil {
+		t.Fatal(err)
+	}
+	e.reconcile()
+	if e.store.Get(server.EventsKind, "iot") != nil {
+		t.Fatal("events left after the cluster was deleted")
+	}
+}
