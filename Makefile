@@ -47,6 +47,7 @@ unit:
 bench: build
 	hack/up.sh >/dev/null
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/bench ./test/bench
+	$(BIN)/bench -gitsync
 	set -a && . .local/quickstart.env && set +a && $(BIN)/bench -operator $(BIN)/mqtt-operator -cluster -self $(BIN)/bench
 	MANAGERS=3 hack/up.sh >/dev/null
 	set -a && . .local/quickstart.env && set +a && $(BIN)/bench -ha

@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/server"
 )
 
 // Metrics are the leader loop's Prometheus metrics.
@@ -14,6 +16,11 @@ type Metrics struct {
 	issued     *prometheus.CounterVec
 	pushed     prometheus.Counter
 	queue      prometheus.Gauge
+	gitOK      prometheus.Gauge
+	gitRuns    *prometheus.CounterVec
+	gitLast    prometheus.Gauge
+	gitDrift   prometheus.Gauge
+	gitCommit  *prometheus.GaugeVec
 }
 
 // NewMetrics registers the leader loop's metrics on reg.
@@ -35,11 +42,26 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		queue: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "mqttoperator_reconcile_queue_depth", Help: "Clusters due for a reconcile and waiting (the leader's queue), after each pass.",
 		}),
+		gitOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mqttoperator_gitsync_ok", Help: "1 if the last git sync applied its commit in full, 0 if it failed.",
+		}),
+		gitRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "mqttoperator_gitsync_runs_total", Help: "Git syncs by result (success, error).",
+		}, []string{"result"}),
+		gitLast: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mqttoperator_gitsync_last_success_timestamp_seconds", Help: "When the last successful git sync ran, Unix seconds.",
+		}),
+		gitDrift: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "mqttoperator_gitsync_drifted_clusters", Help: "Clusters whose live spec the last git sync found changed by hand (and put back).",
+		}),
+		gitCommit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "mqttoperator_gitsync_commit_info", Help: "1 for the commit the git sync last applied.",
+		}, []string{"commit"}),
 		pushed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "mqttoperator_certificate_pushed_total", Help: "Certificates pushed into running HAProxy tasks through the runtime API (no restart).",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.reconciles, m.duration, m.leading, m.issued, m.pushed, m.queue} {
+	for _, c := range []prometheus.Collector{m.reconciles, m.duration, m.leading, m.issued, m.pushed, m.queue, m.gitOK, m.gitRuns, m.gitLast, m.gitDrift, m.gitCommit} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -92,4 +114,21 @@ func (m *Metrics) setQueue(n int) {
 		return
 	}
 	m.queue.Set(float64(n))
+}
+
+func (m *Metrics) gitSync(ok bool, st *server.GitSyncStatus) {
+	if m == nil {
+		return
+	}
+	if !ok {
+		m.gitOK.Set(0)
+		m.gitRuns.WithLabelValues("error").Inc()
+		return
+	}
+	m.gitOK.Set(1)
+	m.gitRuns.WithLabelValues("success").Inc()
+	m.gitLast.Set(float64(st.LastSuccess.Unix()))
+	m.gitDrift.Set(float64(len(st.Drift)))
+	m.gitCommit.Reset()
+	m.gitCommit.WithLabelValues(st.Commit).Set(1)
 }

@@ -51,6 +51,8 @@ type options struct {
 	brokerImage, lbImage, logLevel                    string
 	operatorID, controlNetwork, encryptionKeyFile     string
 	operatorImage, syncImage                          string
+	gitRepo, gitBranch, gitPath                       string
+	gitInterval                                       time.Duration
 	resync                                            time.Duration
 	reconcile, showVersion, swarmRaft, brokerMetrics  bool
 	peerAPIPort                                       int
@@ -100,6 +102,10 @@ func main() {
 	fs.StringVar(&o.operatorImage, "operator-image", "", "this operator's image, run as a short Swarm job to sign with a cluster's spec.tls.issuerSecret (empty: issuers are refused)")
 	fs.StringVar(&o.syncImage, "sync-image", "", "image of the sync agents (lsyncd, rsync and this binary) of clusters with spec.sync (empty: spec.sync is refused)")
 	fs.BoolVar(&o.brokerMetrics, "broker-metrics", false, "run a broker exporter per cluster (the $SYS topics as Prometheus metrics, on the control network; needs --control-network and --operator-image)")
+	fs.StringVar(&o.gitRepo, "git-repo", "", "pull-based sync: apply the MqttClusters of this git repository (a local path or any URL go-git can reach) on the leader, prune those that leave it (empty: off)")
+	fs.StringVar(&o.gitBranch, "git-branch", "main", "the git sync's branch")
+	fs.StringVar(&o.gitPath, "git-path", "", "the git sync's directory in the repository (default: all of it)")
+	fs.DurationVar(&o.gitInterval, "git-interval", time.Minute, "how often the git sync fetches (POST /v1/gitsync/webhook syncs at once)")
 	fs.BoolVar(&o.swarmRaft, "swarm-raft", false, "form one raft cluster with the operators on the Swarm's other managers: raft id = Swarm node id, address = the manager's address with the --raft-addr port; the Swarm's leader manager bootstraps, the raft leader adds the others as voters and removes former managers")
 	fs.IntVar(&o.peerAPIPort, "peer-api-port", 0, "port the other managers' operator APIs are published on, for forwarding writes to the leader (default: the --api-addr port)")
 	fs.DurationVar(&o.resync, "resync", 30*time.Second, "reconcile every cluster at least this often")
@@ -210,7 +216,13 @@ func run(ctx context.Context, o options) error {
 		}
 		return &url.URL{Scheme: scheme, Host: net.JoinHostPort(host, strconv.Itoa(apiPort))}, true
 	}
-	srv, err := server.New(server.Config{Store: st, Defaults: defaults, Token: token, Logger: log, Registry: reg, Forward: forward, Transport: transport, Sealer: sealer})
+	var gs *controller.GitSync
+	var gitTrigger func()
+	if o.gitRepo != "" {
+		gs = &controller.GitSync{Store: st, Defaults: defaults, Repo: o.gitRepo, Branch: o.gitBranch, Path: o.gitPath, Interval: o.gitInterval, Log: log}
+		gitTrigger = gs.Trigger
+	}
+	srv, err := server.New(server.Config{Store: st, Defaults: defaults, Token: token, Logger: log, Registry: reg, Forward: forward, Transport: transport, Sealer: sealer, GitSyncTrigger: gitTrigger})
 	if err != nil {
 		return err
 	}
@@ -232,6 +244,10 @@ func run(ctx context.Context, o options) error {
 		leader := &controller.Leader{Store: st, Reconcile: cr.Reconcile, Discover: cr.Discover, Resync: o.resync, Log: log, Metrics: metrics}
 		go leader.Run(ctx)
 		go watchEvents(ctx, d, leader.Trigger, log)
+		if gs != nil {
+			gs.Metrics = metrics
+			go gs.Run(ctx)
+		}
 	}
 
 	errc := make(chan error, 1)

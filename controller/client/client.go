@@ -219,6 +219,20 @@ func (c *Client) ApplyDryRun(ctx context.Context, doc []byte) (*server.ApplyResp
 	return &out, nil
 }
 
+// GitSync reads the operator's git sync status.
+func (c *Client) GitSync(ctx context.Context) (*server.GitSyncStatus, error) {
+	var out server.GitSyncStatus
+	if err := c.do(ctx, http.MethodGet, "/v1/gitsync", nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// GitSyncNow asks the leader's git sync to run now (the webhook).
+func (c *Client) GitSyncNow(ctx context.Context) error {
+	return c.do(ctx, http.MethodPost, "/v1/gitsync/webhook", nil, nil)
+}
+
 // Events reads a cluster's recent events, oldest first.
 func (c *Client) Events(ctx context.Context, name string) (*api.EventList, error) {
 	var out api.EventList

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/apimachinery/pkg/labels"
 
@@ -62,6 +63,9 @@ type Config struct {
 	Transport http.RoundTripper
 	// Sealer reads the clusters' encrypted material (nil: stored in clear).
 	Sealer *credentials.Sealer
+	// GitSyncTrigger, when the operator runs a git sync, asks it to sync
+	// now (POST /v1/gitsync/webhook, on the leader).
+	GitSyncTrigger func()
 }
 
 // Server serves the HTTP API.
@@ -76,6 +80,8 @@ type Server struct {
 	forward   LeaderAPI
 	transport http.RoundTripper
 	sealer    *credentials.Sealer
+	// gitSyncTrigger: see Config.GitSyncTrigger.
+	gitSyncTrigger func()
 }
 
 // New returns a server. The token must not be empty.
@@ -90,7 +96,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Registry = prometheus.NewRegistry()
 	}
 	s := &Server{store: cfg.Store, defaults: cfg.Defaults, tokenHash: sha256.Sum256([]byte(cfg.Token)), log: cfg.Logger, reg: cfg.Registry,
-		forward: cfg.Forward, transport: cfg.Transport, sealer: cfg.Sealer}
+		forward: cfg.Forward, transport: cfg.Transport, sealer: cfg.Sealer, gitSyncTrigger: cfg.GitSyncTrigger}
 	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mqttoperator_api_requests_total", Help: "HTTP API requests by route, method and status code.",
 	}, []string{"route", "method", "code"})
@@ -135,6 +141,8 @@ func (s *Server) Handler() http.Handler {
 	authed("POST "+BasePath+"/{name}/certificate/renew", "renew", write(s.renewCertificate))
 	authed("POST "+BasePath+"/{name}/ca/rotate", "rotate-ca", write(s.rotateCA))
 	authed("GET /v1/backup", "backup", s.toLeader(s.backup))
+	authed("GET /v1/gitsync", "gitsync", read(s.gitSync))
+	authed("POST /v1/gitsync/webhook", "gitsync-webhook", s.toLeader(s.gitSyncWebhook))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, http.StatusNotFound, ReasonNotFound, "no route for "+r.Method+" "+r.URL.Path, nil)
 	})
@@ -266,6 +274,58 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) (*store.Object, 
 		return nil, nil, false
 	}
 	return o, c, true
+}
+
+// GitSyncKind holds the git sync's status, under GitSyncName.
+const (
+	GitSyncKind = "GitSyncStatus"
+	GitSyncName = "default"
+)
+
+// GitSyncStatus is what the operator's git sync last did (GET /v1/gitsync).
+type GitSyncStatus struct {
+	Repo   string `json:"repo"`
+	Branch string `json:"branch"`
+	Path   string `json:"path,omitempty"`
+	// Commit is the last commit applied in full.
+	Commit      string       `json:"commit,omitempty"`
+	LastAttempt *metav1.Time `json:"lastAttempt,omitempty"`
+	LastSuccess *metav1.Time `json:"lastSuccess,omitempty"`
+	LastError   string       `json:"lastError,omitempty"`
+	// Applied are the clusters in git; Pruned those the last sync deleted
+	// (their file left); Drift those whose live spec the last sync found
+	// changed by hand since git's was applied, and put back.
+	Applied []string `json:"applied,omitempty"`
+	Pruned  []string `json:"pruned,omitempty"`
+	Drift   []string `json:"drift,omitempty"`
+	// LastDrift and LastDriftTime: the last drift found (kept after the
+	// next sync finds none).
+	LastDrift     []string     `json:"lastDrift,omitempty"`
+	LastDriftTime *metav1.Time `json:"lastDriftTime,omitempty"`
+}
+
+// gitSync answers the git sync's status (404 when the operator runs none).
+func (s *Server) gitSync(w http.ResponseWriter, r *http.Request) {
+	o := s.store.Get(GitSyncKind, GitSyncName)
+	if o == nil && s.gitSyncTrigger == nil {
+		writeStatus(w, http.StatusNotFound, ReasonNotFound, "this operator runs no git sync (--git-repo)", nil)
+		return
+	}
+	st := GitSyncStatus{}
+	if o != nil {
+		_ = json.Unmarshal(o.Spec, &st)
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+// gitSyncWebhook asks the leader's git sync to run now.
+func (s *Server) gitSyncWebhook(w http.ResponseWriter, r *http.Request) {
+	if s.gitSyncTrigger == nil {
+		writeStatus(w, http.StatusNotFound, ReasonNotFound, "this operator runs no git sync (--git-repo)", nil)
+		return
+	}
+	s.gitSyncTrigger()
+	writeJSON(w, http.StatusAccepted, map[string]string{"status": "sync requested"})
 }
 
 // EventsKind is the store kind holding each cluster's recent events (an
@@ -478,7 +538,13 @@ func (s *Server) putStatus(w http.ResponseWriter, r *http.Request) {
 // not set: those are written by the operator's verbs, and re-applying the
 // same file must neither undo them nor count as a change.
 func (s *Server) keepRequests(obj *api.MqttCluster) map[string]string {
-	cur := s.store.Get(api.KindMqttCluster, obj.Name)
+	return KeepRequests(s.store.Get(api.KindMqttCluster, obj.Name), obj)
+}
+
+// KeepRequests is obj's annotations plus the request annotations (renew,
+// rotate-ca) the stored object cur has and obj does not set: an apply of
+// a file that does not carry them keeps them.
+func KeepRequests(cur *store.Object, obj *api.MqttCluster) map[string]string {
 	if cur == nil {
 		return obj.Annotations
 	}

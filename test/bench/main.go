@@ -36,6 +36,7 @@ func main() {
 	tag := flag.String("tag", "x", "load mode: client id tag")
 	self := flag.String("self", "", "this program built static, run in containers on the cluster network for in-network baselines")
 	ha := flag.Bool("ha", false, "run only the control plane's HA figures against the docker-in-docker Swarm of make up MANAGERS=3 (MQTTCTL_SERVERS)")
+	gitB := flag.Bool("gitsync", false, "run only the git sync figures (in process)")
 	syncB := flag.Bool("sync", false, "run only the broker data sync figures (spec.sync) against the docker-in-docker Swarm of make up MANAGERS=3")
 	cluster := flag.Bool("cluster", false, "also run the data-plane benchmarks against the operator make up deployed (MQTTCTL_SERVER, MQTTCTL_TOKEN_FILE)")
 	flag.Parse()
@@ -47,6 +48,13 @@ func main() {
 		return
 	}
 	benchBinary = *self
+	if *gitB {
+		if err := runGitSyncBench(); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *syncB {
 		tok, err := os.ReadFile(os.Getenv("MQTTCTL_TOKEN_FILE"))
 		var nodes []haNode

@@ -1,0 +1,291 @@
+package controller
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"path"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/storage/memory"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/server"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
+)
+
+// LabelManagedBy marks the clusters a git sync applied: only those are
+// pruned when their file leaves the repository.
+const (
+	LabelManagedBy = "mqtt.swarm/managed-by"
+	ManagedByGit   = "gitsync"
+)
+
+// GitSyncStore is what the git sync needs of the store.
+type GitSyncStore interface {
+	Get(kind, name string) *store.Object
+	List(kind string) ([]*store.Object, uint64)
+	Apply(store.ApplyRequest) (store.Result, *store.Object, error)
+	Delete(store.DeleteRequest) (*store.Object, error)
+	IsLeader() bool
+}
+
+// GitSync applies the clusters of a git repository (pull-based, as Flux
+// does): on the raft leader, every Interval and on Trigger (the webhook),
+// it reads the branch's files under Path (.yaml, .yml, .json), admits
+// every document exactly as the API does (all or nothing), applies them
+// with the label mqtt.swarm/managed-by=gitsync, deletes the labelled
+// clusters whose document left, and reports the commit, the last error
+// and the drift it found (a live spec that differed from git, put back)
+// in its status (GET /v1/gitsync) and metrics.
+type GitSync struct {
+	Store    GitSyncStore
+	Defaults api.Defaults
+	// Repo is a local path or any URL go-git can reach; Branch and Path
+	// select the files.
+	Repo, Branch, Path string
+	Interval           time.Duration
+	Log                *slog.Logger
+	Metrics            *Metrics
+	Now                func() time.Time
+
+	once    sync.Once
+	trigger chan struct{}
+}
+
+func (g *GitSync) init() {
+	g.once.Do(func() { g.trigger = make(chan struct{}, 1) })
+}
+
+// Trigger asks for a sync now (the webhook).
+func (g *GitSync) Trigger() {
+	g.init()
+	select {
+	case g.trigger <- struct{}{}:
+	default:
+	}
+}
+
+func (g *GitSync) now() time.Time {
+	if g.Now != nil {
+		return g.Now()
+	}
+	return time.Now()
+}
+
+// Run syncs until ctx ends; only the leader syncs: at once when it
+// becomes leader, then every Interval and on Trigger.
+func (g *GitSync) Run(ctx context.Context) {
+	g.init()
+	check := time.NewTicker(min(g.Interval, 500*time.Millisecond))
+	defer check.Stop()
+	var last time.Time
+	wasLeader, now := false, false
+	for {
+		leader := g.Store.IsLeader()
+		if leader && (!wasLeader || now || time.Since(last) >= g.Interval) {
+			if _, err := g.Sync(ctx); err != nil {
+				g.Log.Warn("git sync failed", "repo", g.Repo, "branch", g.Branch, "err", err)
+			}
+			last = time.Now()
+		}
+		wasLeader, now = leader, false
+		select {
+		case <-ctx.Done():
+			return
+		case <-check.C:
+		case <-g.trigger:
+			now = true
+		}
+	}
+}
+
+// Sync runs one sync and stores its status.
+func (g *GitSync) Sync(ctx context.Context) (server.GitSyncStatus, error) {
+	st := server.GitSyncStatus{Repo: g.Repo, Branch: g.Branch, Path: g.Path}
+	if o := g.Store.Get(server.GitSyncKind, server.GitSyncName); o != nil {
+		_ = json.Unmarshal(o.Spec, &st)
+	}
+	st.Repo, st.Branch, st.Path = g.Repo, g.Branch, g.Path
+	st.LastAttempt = metaTime(g.now())
+	commit, err := g.sync(ctx, &st)
+	if err != nil {
+		st.LastError = err.Error()
+		g.Metrics.gitSync(false, nil)
+	} else {
+		st.LastError = ""
+		st.Commit = commit
+		st.LastSuccess = st.LastAttempt
+		g.Metrics.gitSync(true, &st)
+	}
+	b, merr := json.Marshal(st)
+	if merr == nil {
+		_, _, merr = g.Store.Apply(store.ApplyRequest{Kind: server.GitSyncKind, Name: server.GitSyncName, Spec: b})
+	}
+	return st, errors.Join(err, merr)
+}
+
+func (g *GitSync) sync(ctx context.Context, st *server.GitSyncStatus) (string, error) {
+	docs, commit, err := g.read(ctx)
+	if err != nil {
+		return "", err
+	}
+	// All or nothing: every document is admitted before any is applied.
+	var objs []*api.MqttCluster
+	seen := map[string]string{}
+	var bad []string
+	for _, d := range docs {
+		for i, doc := range api.SplitDocuments(d.data) {
+			where := fmt.Sprintf("%s#%d", d.name, i+1)
+			obj, err := api.Parse(doc, g.Defaults)
+			if err != nil {
+				bad = append(bad, where+": "+err.Error())
+				continue
+			}
+			if prev, dup := seen[obj.Name]; dup {
+				bad = append(bad, fmt.Sprintf("%s: mqttcluster/%s is also in %s", where, obj.Name, prev))
+				continue
+			}
+			seen[obj.Name] = where
+			objs = append(objs, obj)
+		}
+	}
+	if len(bad) > 0 {
+		return "", fmt.Errorf("commit %s: nothing applied, %d invalid documents: %s", short(commit), len(bad), strings.Join(bad, "; "))
+	}
+	prevCommit, prevApplied := st.Commit, st.Applied
+	st.Applied, st.Drift, st.Pruned = nil, nil, nil
+	var errs []error
+	for _, obj := range objs {
+		if obj.Labels == nil {
+			obj.Labels = map[string]string{}
+		}
+		obj.Labels[LabelManagedBy] = ManagedByGit
+		spec, err := json.Marshal(obj.Spec)
+		if err != nil {
+			return "", err
+		}
+		cur := g.Store.Get(api.KindMqttCluster, obj.Name)
+		ann := server.KeepRequests(cur, obj)
+		if cur != nil && (!bytes.Equal(cur.Spec, spec) || !maps.Equal(cur.Labels, obj.Labels) || !maps.Equal(cur.Annotations, ann)) && prevCommit == commit && slices.Contains(prevApplied, obj.Name) {
+			// The same commit was applied before: the live object was
+			// changed by hand since. Git wins; the drift is reported.
+			st.Drift = append(st.Drift, obj.Name)
+			g.Log.Warn("git sync: the live cluster differs from git; putting git's back", "cluster", obj.Name, "commit", short(commit))
+		}
+		res, _, err := g.Store.Apply(store.ApplyRequest{Kind: api.KindMqttCluster, Name: obj.Name, Labels: obj.Labels, Annotations: ann, Spec: spec})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("apply mqttcluster/%s: %w", obj.Name, err))
+			continue
+		}
+		if res != store.Unchanged {
+			g.Log.Info("git sync applied", "cluster", obj.Name, "result", res, "commit", short(commit))
+		}
+		st.Applied = append(st.Applied, obj.Name)
+	}
+	// Prune what git no longer has, among what git applied.
+	if len(errs) == 0 {
+		all, _ := g.Store.List(api.KindMqttCluster)
+		for _, o := range all {
+			if o.Labels[LabelManagedBy] != ManagedByGit || seen[o.Name] != "" {
+				continue
+			}
+			if _, err := g.Store.Delete(store.DeleteRequest{Kind: api.KindMqttCluster, Name: o.Name}); err != nil && !errors.Is(err, store.ErrNotFound) {
+				errs = append(errs, fmt.Errorf("prune mqttcluster/%s: %w", o.Name, err))
+				continue
+			}
+			g.Log.Info("git sync pruned", "cluster", o.Name, "commit", short(commit))
+			st.Pruned = append(st.Pruned, o.Name)
+		}
+	}
+	slices.Sort(st.Applied)
+	if len(st.Drift) > 0 {
+		st.LastDrift, st.LastDriftTime = st.Drift, st.LastAttempt
+	}
+	return commit, errors.Join(errs...)
+}
+
+type gitFile struct {
+	name string
+	data []byte
+}
+
+// read fetches the branch and returns its files under Path, in name
+// order, and the commit. A local path (or file://) is opened in place, in
+// process (the operator's image has no git binary); a remote is cloned
+// into memory, the branch only.
+func (g *GitSync) read(ctx context.Context) ([]gitFile, string, error) {
+	var repo *git.Repository
+	var err error
+	if local, ok := localPath(g.Repo); ok {
+		repo, err = git.PlainOpen(local)
+	} else {
+		repo, err = git.CloneContext(ctx, memory.NewStorage(), nil, &git.CloneOptions{
+			URL: g.Repo, ReferenceName: plumbing.NewBranchReferenceName(g.Branch), SingleBranch: true, Tags: git.NoTags,
+		})
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("fetch %s: %w", g.Repo, err)
+	}
+	ref, err := repo.Reference(plumbing.NewBranchReferenceName(g.Branch), true)
+	if err != nil {
+		return nil, "", fmt.Errorf("%s branch %s: %w", g.Repo, g.Branch, err)
+	}
+	c, err := repo.CommitObject(ref.Hash())
+	if err != nil {
+		return nil, "", err
+	}
+	tree, err := c.Tree()
+	if err != nil {
+		return nil, "", err
+	}
+	dir := strings.Trim(path.Clean("/"+g.Path), "/")
+	var out []gitFile
+	err = tree.Files().ForEach(func(f *object.File) error {
+		if dir != "" && !strings.HasPrefix(f.Name, dir+"/") {
+			return nil
+		}
+		switch path.Ext(f.Name) {
+		case ".yaml", ".yml", ".json":
+		default:
+			return nil
+		}
+		r, err := f.Reader()
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		b, err := io.ReadAll(io.LimitReader(r, 4<<20))
+		if err != nil {
+			return err
+		}
+		out = append(out, gitFile{name: f.Name, data: b})
+		return nil
+	})
+	slices.SortFunc(out, func(a, b gitFile) int { return strings.Compare(a.name, b.name) })
+	return out, ref.Hash().String(), err
+}
+
+// localPath is the directory of a local repository URL.
+func localPath(repo string) (string, bool) {
+	if p, ok := strings.CutPrefix(repo, "file://"); ok {
+		return p, true
+	}
+	if strings.HasPrefix(repo, "/") || strings.HasPrefix(repo, ".") {
+		return repo, true
+	}
+	return "", false
+}
+
+func short(h string) string { return h[:min(len(h), 12)] }

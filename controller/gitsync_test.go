@@ -1,0 +1,172 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/server"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
+)
+
+// gitRepo is a bare repository (what the operator reads) and a working
+// clone the test commits and pushes from, with the git CLI.
+type gitRepo struct {
+	t          *testing.T
+	bare, work string
+}
+
+func newGitRepo(t *testing.T) *gitRepo {
+	t.Helper()
+	dir := t.TempDir()
+	r := &gitRepo{t: t, bare: filepath.Join(dir, "clusters.git"), work: filepath.Join(dir, "work")}
+	r.git(dir, "init", "-q", "--bare", "-b", "main", r.bare)
+	r.git(dir, "clone", "-q", r.bare, r.work)
+	r.git(r.work, "checkout", "-q", "-b", "main")
+	return r
+}
+
+func (r *gitRepo) git(dir string, args ...string) string {
+	r.t.Helper()
+	cmd := exec.Command("git", append([]string{"-c", "user.name=t", "-c", "user.email=t@example.com"}, args...)...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		r.t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// commit writes (content != "") or removes files, commits and pushes; it
+// returns the commit.
+func (r *gitRepo) commit(files map[string]string) string {
+	r.t.Helper()
+	for name, content := range files {
+		p := filepath.Join(r.work, name)
+		if content == "" {
+			r.git(r.work, "rm", "-q", name)
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			r.t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			r.t.Fatal(err)
+		}
+		r.git(r.work, "add", name)
+	}
+	r.git(r.work, "commit", "-q", "-m", "change")
+	r.git(r.work, "push", "-q", "origin", "main")
+	return r.git(r.work, "rev-parse", "HEAD")
+}
+
+func clusterDoc(name string, replicas int) string {
+	return fmt.Sprintf("apiVersion: mqtt.swarm/v1alpha1\nkind: MqttCluster\nmetadata: {name: %s}\nspec: {replicas: %d}\n", name, replicas)
+}
+
+func replicasOf(s *store.Store, name string) int {
+	o := s.Get(api.KindMqttCluster, name)
+	if o == nil {
+		return -1
+	}
+	var spec api.MqttClusterSpec
+	_ = json.Unmarshal(o.Spec, &spec)
+	return int(*spec.Replicas)
+}
+
+func eventually(t *testing.T, what string, timeout time.Duration, f func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !f() {
+		if time.Since(start) > timeout {
+			t.Fatalf("%s: not within %s", what, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func gitStatus(t *testing.T, s *store.Store) server.GitSyncStatus {
+	var st server.GitSyncStatus
+	if o := s.Get(server.GitSyncKind, server.GitSyncName); o != nil {
+		_ = json.Unmarshal(o.Spec, &st)
+	}
+	return st
+}
+
+func TestGitSyncAppliesPrunesAndPutsBackDrift(t *testing.T) {
+	s := openStore(t)
+	repo := newGitRepo(t)
+	c1 := repo.commit(map[string]string{
+		"clusters/a.yaml": clusterDoc("a", 3), "clusters/b.yaml": clusterDoc("b", 1),
+		"README.md": "not a cluster", "other/c.yaml": clusterDoc("c", 1),
+	})
+	// A cluster applied by hand: never pruned by the git sync.
+	if _, _, err := s.Apply(store.ApplyRequest{Kind: api.KindMqttCluster, Name: "manual", Spec: []byte(`{"replicas":1}`)}); err != nil {
+		t.Fatal(err)
+	}
+	g := &GitSync{Store: s, Defaults: api.BuiltinDefaults(), Repo: repo.bare, Branch: "main", Path: "clusters", Interval: 300 * time.Millisecond,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go g.Run(ctx)
+	eventually(t, "the first commit applied", 5*time.Second, func() bool { return gitStatus(t, s).Commit == c1 })
+	if replicasOf(s, "a") != 3 || replicasOf(s, "b") != 1 || replicasOf(s, "c") != -1 {
+		t.Fatalf("applied: a %d b %d c %d", replicasOf(s, "a"), replicasOf(s, "b"), replicasOf(s, "c"))
+	}
+	if o := s.Get(api.KindMqttCluster, "a"); o.Labels[LabelManagedBy] != ManagedByGit {
+		t.Fatalf("labels: %v", o.Labels)
+	}
+	// A commit is applied within the interval.
+	repo.commit(map[string]string{"clusters/a.yaml": clusterDoc("a", 5)})
+	took := eventually(t, "the change applied", 5*time.Second, func() bool { return replicasOf(s, "a") == 5 })
+	t.Logf("commit -> applied in %s (interval 300ms)", took)
+	// A file removed: its cluster pruned; the hand-made one stays.
+	c3 := repo.commit(map[string]string{"clusters/b.yaml": ""})
+	eventually(t, "b pruned", 5*time.Second, func() bool { return replicasOf(s, "b") == -1 })
+	if st := gitStatus(t, s); st.Commit != c3 || !slices.Equal(st.Pruned, []string{"b"}) || replicasOf(s, "manual") != 1 {
+		t.Fatalf("after the removal: %+v, manual %d", st, replicasOf(s, "manual"))
+	}
+	// Edited live (mqttctl apply): the drift is reported, git's spec put back.
+	if _, _, err := s.Apply(store.ApplyRequest{Kind: api.KindMqttCluster, Name: "a", Spec: []byte(`{"replicas":2}`)}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the drift reported and put back", 5*time.Second, func() bool {
+		st := gitStatus(t, s)
+		return slices.Equal(st.Drift, []string{"a"}) && replicasOf(s, "a") == 5
+	})
+	// An invalid document: nothing applied, the error said, the last good
+	// commit kept.
+	repo.commit(map[string]string{"clusters/a.yaml": clusterDoc("a", 99), "clusters/d.yaml": clusterDoc("d", 1)})
+	eventually(t, "the error reported", 5*time.Second, func() bool { return strings.Contains(gitStatus(t, s).LastError, "spec.replicas") })
+	if st := gitStatus(t, s); st.Commit != c3 || replicasOf(s, "d") != -1 || replicasOf(s, "a") != 5 {
+		t.Fatalf("after an invalid commit: %+v d %d a %d", st, replicasOf(s, "d"), replicasOf(s, "a"))
+	}
+}
+
+func TestGitSyncWebhookSyncsAtOnce(t *testing.T) {
+	s := openStore(t)
+	repo := newGitRepo(t)
+	c1 := repo.commit(map[string]string{"a.yaml": clusterDoc("a", 3)})
+	g := &GitSync{Store: s, Defaults: api.BuiltinDefaults(), Repo: "file://" + repo.bare, Branch: "main", Interval: time.Hour,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go g.Run(ctx)
+	eventually(t, "the first sync on becoming leader", 5*time.Second, func() bool { return gitStatus(t, s).Commit == c1 })
+	repo.commit(map[string]string{"a.yaml": clusterDoc("a", 4)})
+	start := time.Now()
+	g.Trigger()
+	eventually(t, "the webhook's sync", 2*time.Second, func() bool { return replicasOf(s, "a") == 4 })
+	t.Logf("webhook -> applied in %s (interval 1h)", time.Since(start))
+}
