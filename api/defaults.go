@@ -84,6 +84,7 @@ func Default(obj *MqttCluster, d Defaults) {
 	setBool(&s.Auth.AllowAnonymous, false)
 	setBool(&s.Sync.Enabled, false)
 	setString((*string)(&s.Sync.Delay), string(DefaultSyncDelay))
+	setString((*string)(&s.UpdatePolicy.Approval), string(ApprovalAuto))
 }
 
 // FormatDuration writes d the way people do: 720h, not 720h0m0s.

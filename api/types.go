@@ -65,6 +65,30 @@ type MqttClusterSpec struct {
 	// +optional
 	// +kubebuilder:default={}
 	Placement PlacementSpec `json:"placement,omitempty"`
+	// +optional
+	// +kubebuilder:default={}
+	UpdatePolicy UpdatePolicySpec `json:"updatePolicy,omitempty"`
+}
+
+// UpdateApproval says whether a change that restarts brokers waits.
+// +kubebuilder:validation:Enum=auto;manual
+type UpdateApproval string
+
+// Update approvals.
+const (
+	ApprovalAuto   UpdateApproval = "auto"
+	ApprovalManual UpdateApproval = "manual"
+)
+
+// UpdatePolicySpec says how a change that restarts brokers rolls out: one
+// broker at a time, each drained in HAProxy first, the next once it runs
+// again.
+type UpdatePolicySpec struct {
+	// Approval: auto rolls such a change at once; manual holds it (the
+	// brokers keep the old spec) until mqttctl approve NAME.
+	// +optional
+	// +kubebuilder:default=auto
+	Approval UpdateApproval `json:"approval,omitempty"`
 }
 
 // BrokerSpec configures the Mosquitto brokers.
@@ -390,6 +414,11 @@ type CertificateStatus struct {
 	// +optional
 	Serving string `json:"serving,omitempty"`
 }
+
+// ApprovedGenerationAnnotation holds the generation whose broker restarts
+// were approved (mqttctl approve sets it), with updatePolicy.approval
+// manual.
+const ApprovedGenerationAnnotation = "mqtt.swarm/approved-generation"
 
 // Condition types.
 const (

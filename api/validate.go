@@ -195,6 +195,11 @@ func validateSpec(s *MqttClusterSpec, errs *ErrorList) {
 	}
 
 	validateDuration(s.Sync.Delay, "spec.sync.delay", 0, MaxSyncDelay, errs)
+	switch s.UpdatePolicy.Approval {
+	case ApprovalAuto, ApprovalManual:
+	default:
+		errs.add("spec.updatePolicy.approval", ReasonNotSupported, "unsupported value %q: must be one of auto, manual", s.UpdatePolicy.Approval)
+	}
 	if s.Sync.Enabled != nil && *s.Sync.Enabled && s.Broker.Persistence.Enabled != nil && !*s.Broker.Persistence.Enabled {
 		errs.add("spec.sync.enabled", ReasonInvalid, "requires spec.broker.persistence.enabled: without persistence a broker keeps no data to sync")
 	}

@@ -93,10 +93,13 @@ type ClusterReconciler struct {
 	pending map[string][]api.Event
 }
 
-// CertRuntime reads and replaces the certificate a HAProxy task serves.
+// CertRuntime is HAProxy's runtime API: the certificate a task serves,
+// and the brokers' server states (drained during a rolling update).
 type CertRuntime interface {
 	ServedCertificate(ctx context.Context, addr string) (loadbalancer.Served, error)
 	PushCertificate(ctx context.Context, addr string, pem []byte) error
+	DrainedServers(ctx context.Context, addr string) (map[string]bool, error)
+	SetServerState(ctx context.Context, addr, server, state string) error
 }
 
 // pushResult is where the current certificate is served.
@@ -184,7 +187,7 @@ func (r *ClusterReconciler) Reconcile(ctx context.Context, name string) (Result,
 	if err != nil {
 		return Result{}, err
 	}
-	var sv syncView
+	var sv passView
 	res, keep, push, recErr := r.apply(ctx, c, &sv)
 	if errors.Is(recErr, ErrNotLeaderAnyMore) {
 		return Result{}, recErr
@@ -260,7 +263,7 @@ func (r *ClusterReconciler) poll() time.Duration {
 // apply makes the Swarm writes of one pass, then pushes the certificate
 // into HAProxy. keep names the secrets in use; it is nil when the pass
 // stopped early (then nothing may be pruned).
-func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster, sv *syncView) (res Result, keep map[string]bool, push pushResult, err error) {
+func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster, sv *passView) (res Result, keep map[string]bool, push pushResult, err error) {
 	log := r.log().With("cluster", c.Name)
 	nr := &network.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID}
 	if created, err := nr.Reconcile(ctx, c.Name); err != nil {
@@ -394,6 +397,13 @@ func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster, sv *s
 	if sv.enabled {
 		br.Retire = func(ctx context.Context, s dswarm.Service) (bool, error) { return r.retire(ctx, c, sv, s) }
 	}
+	sv.roll = &rollout{control: control}
+	br.MayUpdate = func(ctx context.Context, i int, cur dswarm.Service) (bool, error) {
+		if err := r.fence(); err != nil {
+			return false, err
+		}
+		return r.mayUpdate(ctx, c, sv.roll, i, cur)
+	}
 	bout, berr := br.Reconcile(ctx, c, in)
 	r.outcome(c.Name, log, "broker", bout)
 	if err := r.fence(); err != nil {
@@ -412,6 +422,9 @@ func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster, sv *s
 		if push, err = r.pushCertificate(ctx, c, m, control); err != nil {
 			return res, nil, push, err
 		}
+	}
+	if err := r.undrain(ctx, c, sv.roll); err != nil {
+		return res, nil, push, err
 	}
 	return res, inUse, push, nil
 }
@@ -638,7 +651,7 @@ func (r *ClusterReconciler) credentials(c *api.MqttCluster) (credentials.Materia
 
 // observe reads the live state into a status. settle is how long until
 // the next running task has run for StableAfter (0: none is waiting).
-func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, svcs []dswarm.Service, push pushResult, sv *syncView, recErr error) (st api.MqttClusterStatus, ready bool, settle time.Duration, err error) {
+func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, svcs []dswarm.Service, push pushResult, sv *passView, recErr error) (st api.MqttClusterStatus, ready bool, settle time.Duration, err error) {
 	st = c.Status
 	st.Conditions = slices.Clone(st.Conditions)
 	st.ObservedGeneration = c.Generation
@@ -804,10 +817,20 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, svc
 	if !certServed {
 		why = append(why, fmt.Sprintf("current certificate served by %d/%d load balancer tasks: %s", push.serving, push.running, strings.Join(push.why, "; ")))
 	}
+	if sv.roll != nil {
+		if m := sv.roll.message(c); m != "" {
+			why = append(why, m)
+		}
+	}
 	if len(why) > 0 {
 		progress += " (" + strings.Join(why, "; ") + ")"
 	}
+	held := sv.roll != nil && len(sv.roll.held) > 0
 	switch {
+	case held:
+		// The brokers run the old spec, as they should until approved.
+		set(api.ConditionReady, running == n && len(lbRunning) >= lbWant, "AwaitingApproval", progress)
+		set(api.ConditionProgressing, true, "AwaitingApproval", sv.roll.message(c))
 	case ready:
 		set(api.ConditionReady, true, "AllRunning", progress)
 		set(api.ConditionProgressing, false, "Reconciled", "the cluster matches its spec")

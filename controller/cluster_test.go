@@ -418,6 +418,38 @@ type fakeRuntime struct {
 	down   bool
 	// notAfter is what every task reports as its certificate's expiry.
 	notAfter time.Time
+	// drained: the servers in drain, by task address; states: every
+	// state change asked, "addr server state".
+	drained map[string]map[string]bool
+	states  []string
+}
+
+func (f *fakeRuntime) DrainedServers(_ context.Context, addr string) (map[string]bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]bool{}
+	for k, v := range f.drained[addr] {
+		out[k] = v
+	}
+	return out, nil
+}
+
+func (f *fakeRuntime) SetServerState(_ context.Context, addr, server, state string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.drained == nil {
+		f.drained = map[string]map[string]bool{}
+	}
+	if f.drained[addr] == nil {
+		f.drained[addr] = map[string]bool{}
+	}
+	if state == "drain" {
+		f.drained[addr][server] = true
+	} else {
+		delete(f.drained[addr], server)
+	}
+	f.states = append(f.states, addr+" "+server+" "+state)
+	return nil
 }
 
 func (f *fakeRuntime) ServedCertificate(_ context.Context, addr string) (loadbalancer.Served, error) {

@@ -40,8 +40,9 @@ const (
 // RetireTimeout bounds the wait for a removed broker's last sync.
 const RetireTimeout = 60 * time.Second
 
-// syncView is what a pass learnt of the sync agents.
-type syncView struct {
+// passView is what a pass learnt of the sync agents, and its rollout.
+type passView struct {
+	roll    *rollout
 	enabled bool
 	plan    map[string]datasync.Config // by node id
 	// status of each agent that answered, by node id; errs of the others.
@@ -60,7 +61,7 @@ func (r *ClusterReconciler) syncClient(m credentials.Material) SyncAgentClient {
 
 // pushSync sends every sync agent the config live placement calls for
 // (only where it differs from the one it runs) and reads their status.
-func (r *ClusterReconciler) pushSync(ctx context.Context, c *api.MqttCluster, m credentials.Material, v *syncView) error {
+func (r *ClusterReconciler) pushSync(ctx context.Context, c *api.MqttCluster, m credentials.Material, v *passView) error {
 	agentTasks, err := r.Swarm.Tasks(ctx, swarm.OwnedComponent(r.OperatorID, c.Name, datasync.ComponentAgent))
 	if err != nil {
 		return err
@@ -146,7 +147,7 @@ func sourcesOf(cfg datasync.Config, node string) string {
 // retire stops a broker that is to be removed (a clean stop: Mosquitto
 // saves its state) and lets the removal go once the agent on its node has
 // synced that state to every target, or after RetireTimeout.
-func (r *ClusterReconciler) retire(ctx context.Context, c *api.MqttCluster, v *syncView, s dswarm.Service) (bool, error) {
+func (r *ClusterReconciler) retire(ctx context.Context, c *api.MqttCluster, v *passView, s dswarm.Service) (bool, error) {
 	log := r.log().With("cluster", c.Name, "broker", s.Spec.Name)
 	tasks := v.tasks[s.Spec.Name]
 	if rep := s.Spec.Mode.Replicated; rep != nil && rep.Replicas != nil && *rep.Replicas != 0 {
@@ -221,7 +222,7 @@ func (r *ClusterReconciler) retire(ctx context.Context, c *api.MqttCluster, v *s
 
 // syncStatus turns the agents' reports into the status, and says whether
 // every wanted broker's data reached every target recently.
-func (r *ClusterReconciler) syncStatus(c *api.MqttCluster, v *syncView) (*api.SyncStatus, bool, string) {
+func (r *ClusterReconciler) syncStatus(c *api.MqttCluster, v *passView) (*api.SyncStatus, bool, string) {
 	delay, _ := c.Spec.Sync.Delay.Parse()
 	autosave, _ := c.Spec.Broker.Persistence.AutosaveInterval.Parse()
 	// A sync is due within autosave + delay of a change; past that, and

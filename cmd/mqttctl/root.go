@@ -98,7 +98,7 @@ func (c *cli) root() *cobra.Command {
 	pf.StringVar(&c.caFile, "ca-file", env("MQTTCTL_CA_FILE", ""), "CA certificate to verify an HTTPS API")
 	pf.BoolVar(&c.insecure, "insecure-skip-tls-verify", false, "do not verify the API's TLS certificate")
 	pf.DurationVar(&c.timeout, "request-timeout", 30*time.Second, "timeout of each API request")
-	root.AddCommand(c.applyCmd(), c.diffCmd(), c.eventsCmd(), c.gitSyncCmd(), c.getCmd(), c.describeCmd(), c.deleteCmd(), c.validateCmd(), c.waitCmd(), c.certificateCmd(), c.leaderCmd(), c.peersCmd(), c.backupCmd(), c.versionCmd())
+	root.AddCommand(c.applyCmd(), c.diffCmd(), c.approveCmd(), c.eventsCmd(), c.gitSyncCmd(), c.getCmd(), c.describeCmd(), c.deleteCmd(), c.validateCmd(), c.waitCmd(), c.certificateCmd(), c.leaderCmd(), c.peersCmd(), c.backupCmd(), c.versionCmd())
 	return root
 }
 

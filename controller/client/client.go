@@ -233,6 +233,12 @@ func (c *Client) GitSyncNow(ctx context.Context) error {
 	return c.do(ctx, http.MethodPost, "/v1/gitsync/webhook", nil, nil)
 }
 
+// Approve lets a cluster's held broker restarts roll (its current
+// generation).
+func (c *Client) Approve(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodPost, server.BasePath+"/"+url.PathEscape(name)+"/approve", nil, nil)
+}
+
 // Events reads a cluster's recent events, oldest first.
 func (c *Client) Events(ctx context.Context, name string) (*api.EventList, error) {
 	var out api.EventList

@@ -3,6 +3,7 @@ package server
 import (
 	"maps"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
@@ -96,6 +97,30 @@ func (s *Server) renewCertificate(w http.ResponseWriter, r *http.Request) {
 // added to the CA bundle at once and signs from spec.tls.caOverlap on.
 func (s *Server) rotateCA(w http.ResponseWriter, r *http.Request) {
 	s.request(w, r, credentials.RotateCAAnnotation, "CA rotation")
+}
+
+// approve lets a held change that restarts brokers roll
+// (spec.updatePolicy.approval manual): it records the current generation.
+func (s *Server) approve(w http.ResponseWriter, r *http.Request) {
+	o, _, ok := s.lookup(w, r)
+	if !ok {
+		return
+	}
+	ann := maps.Clone(o.Annotations)
+	if ann == nil {
+		ann = map[string]string{}
+	}
+	gen := strconv.FormatInt(o.Generation, 10)
+	ann[api.ApprovedGenerationAnnotation] = gen
+	version := o.ModifyIndex
+	if _, _, err := s.store.Apply(store.ApplyRequest{
+		Kind: api.KindMqttCluster, Name: o.Name, Labels: o.Labels, Annotations: ann, Spec: o.Spec, ExpectVersion: &version,
+	}); err != nil {
+		s.writeStoreError(w, o.Name, err)
+		return
+	}
+	s.log.Info("update approved", "cluster", o.Name, "generation", gen)
+	writeJSON(w, http.StatusOK, map[string]any{"name": o.Name, "approvedGeneration": o.Generation})
 }
 
 func (s *Server) request(w http.ResponseWriter, r *http.Request, annotation, what string) {

@@ -54,6 +54,10 @@ type Reconciler struct {
 	// is removed: it returns false while the broker is being stopped and
 	// its last state synced (spec.sync), and the removal waits.
 	Retire func(ctx context.Context, s dswarm.Service) (bool, error)
+	// MayUpdate, when set, is asked before broker i's service is updated
+	// (its task replaced): false holds the update for a later pass (a
+	// rolling update, an approval).
+	MayUpdate func(ctx context.Context, i int, cur dswarm.Service) (bool, error)
 }
 
 // Outcome lists what a pass changed, by object name.
@@ -142,6 +146,20 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster, in Input
 			}
 			out.Created = append(out.Created, want.Name)
 		case !swarm.UpToDate(cur, want):
+			if r.MayUpdate != nil {
+				ok, err := r.MayUpdate(ctx, i, cur)
+				if err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				if !ok {
+					// Its config stays until it is updated.
+					for _, ref := range cur.Spec.TaskTemplate.ContainerSpec.Configs {
+						keep[ref.ConfigName] = true
+					}
+					continue
+				}
+			}
 			if err := r.Swarm.UpdateService(ctx, cur.ID, cur.Version, want); err != nil {
 				errs = append(errs, err)
 				continue

@@ -124,7 +124,7 @@ const RotateCAAnnotation = "mqtt.swarm/rotate-ca-requested-at"
 
 // RequestAnnotations are written by the operator's verbs; an apply that
 // does not set them keeps them.
-var RequestAnnotations = []string{RenewAnnotation, RotateCAAnnotation}
+var RequestAnnotations = []string{RenewAnnotation, RotateCAAnnotation, api.ApprovedGenerationAnnotation}
 
 func annotationTime(c *api.MqttCluster, key string) time.Time {
 	t, err := time.Parse(time.RFC3339Nano, c.Annotations[key])

@@ -150,3 +150,41 @@ func firstLine(s string) string {
 
 // AdminAddr is the runtime API address of a task at ip.
 func AdminAddr(ip string) string { return net.JoinHostPort(ip, strconv.Itoa(AdminPort)) }
+
+// srvAdmFDrain is HAProxy's "forced drain" admin state bit (set by the
+// runtime API's "set server ... state drain").
+const srvAdmFDrain = 0x08
+
+// DrainedServers lists the brokers backend's servers put in drain through
+// the runtime API, by server name.
+func (rt Runtime) DrainedServers(ctx context.Context, addr string) (map[string]bool, error) {
+	out, err := rt.exec(ctx, addr, "show servers state "+BackendName+"\n")
+	if err != nil {
+		return nil, fmt.Errorf("show servers state: %w", err)
+	}
+	drained := map[string]bool{}
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		// be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state ...
+		if len(f) < 7 || f[1] != BackendName {
+			continue
+		}
+		if adm, err := strconv.Atoi(f[6]); err == nil && adm&srvAdmFDrain != 0 {
+			drained[f[3]] = true
+		}
+	}
+	return drained, nil
+}
+
+// SetServerState sets a broker server's admin state: "drain" (no new
+// connection; HAProxy's hash skips it) or "ready".
+func (rt Runtime) SetServerState(ctx context.Context, addr, server, state string) error {
+	out, err := rt.exec(ctx, addr, "set server "+BackendName+"/"+server+" state "+state+"\n")
+	if err != nil {
+		return fmt.Errorf("set server state: %w", err)
+	}
+	if s := strings.TrimSpace(out); s != "" {
+		return fmt.Errorf("%w: set server %s state %s: %s", ErrRuntime, server, state, firstLine(out))
+	}
+	return nil
+}

@@ -1,0 +1,183 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	dswarm "github.com/docker/docker/api/types/swarm"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/broker"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/loadbalancer"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
+)
+
+// rollout is one pass's view of a rolling update of the brokers: a change
+// that replaces brokers' tasks goes one broker at a time, the next only
+// once every broker runs its current spec and has run StableAfter; each is
+// drained in HAProxy (no new connection) before it is replaced, and made
+// ready again once its new task is stable. With updatePolicy.approval
+// manual, nothing rolls until the generation is approved.
+type rollout struct {
+	loaded   bool
+	services map[int]dswarm.Service
+	latest   map[string]dswarm.Task // by service id
+	// started: the broker this pass replaces; held: waiting for approval;
+	// waiting: the broker the rollout waits for.
+	started, waiting string
+	held             []string
+	control          *loadbalancer.ControlNetwork
+}
+
+func (r *ClusterReconciler) approved(c *api.MqttCluster) bool {
+	return c.Spec.UpdatePolicy.Approval != api.ApprovalManual || c.Annotations[api.ApprovedGenerationAnnotation] == strconv.FormatInt(c.Generation, 10)
+}
+
+func (r *ClusterReconciler) loadBrokers(ctx context.Context, c *api.MqttCluster, ro *rollout) error {
+	if ro.loaded {
+		return nil
+	}
+	svcs, err := r.Swarm.Services(ctx, swarm.OwnedComponent(r.OperatorID, c.Name, broker.ComponentSvc))
+	if err != nil {
+		return err
+	}
+	tasks, err := r.Swarm.Tasks(ctx, swarm.OwnedComponent(r.OperatorID, c.Name, broker.ComponentSvc))
+	if err != nil {
+		return err
+	}
+	ro.services, ro.latest = map[int]dswarm.Service{}, map[string]dswarm.Task{}
+	for _, s := range svcs {
+		if i, err := strconv.Atoi(s.Spec.Labels[broker.LabelIndex]); err == nil {
+			ro.services[i] = s
+		}
+	}
+	for _, t := range tasks {
+		if prev, ok := ro.latest[t.ServiceID]; !ok || newer(t, prev) {
+			ro.latest[t.ServiceID] = t
+		}
+	}
+	ro.loaded = true
+	return nil
+}
+
+// healthy: the broker's newest task runs its service's current spec, is
+// running and has run StableAfter.
+func (r *ClusterReconciler) healthy(ro *rollout, s dswarm.Service) bool {
+	t, ok := ro.latest[s.ID]
+	return ok && t.Status.State == dswarm.TaskStateRunning && t.DesiredState == dswarm.TaskStateRunning && swarm.RunsCurrentSpec(t, s) && r.stable(t)
+}
+
+// mayUpdate is the broker reconciler's MayUpdate.
+func (r *ClusterReconciler) mayUpdate(ctx context.Context, c *api.MqttCluster, ro *rollout, i int, cur dswarm.Service) (bool, error) {
+	if !r.approved(c) {
+		ro.held = append(ro.held, cur.Spec.Name)
+		return false, nil
+	}
+	if ro.started != "" {
+		return false, nil // one at a time
+	}
+	if err := r.loadBrokers(ctx, c, ro); err != nil {
+		return false, err
+	}
+	// A broker that does not run well anyway is replaced at once: waiting
+	// could not make the cluster more available (and a fix must roll).
+	if r.healthy(ro, cur) {
+		for j, s := range ro.services {
+			if j != i && !r.healthy(ro, s) {
+				ro.waiting = s.Spec.Name
+				return false, nil
+			}
+		}
+		r.drain(ctx, c, ro, i)
+	}
+	ro.started = cur.Spec.Name
+	r.event(c.Name, api.EventNormal, "RollingUpdate", "replacing %s's task (one broker at a time)", cur.Spec.Name)
+	return true, nil
+}
+
+// drain puts broker i in drain on every running HAProxy task, so no new
+// client is sent to it; its clients are disconnected when Swarm stops it
+// and reconnect to the others (HAProxy's hash skips a drained server).
+func (r *ClusterReconciler) drain(ctx context.Context, c *api.MqttCluster, ro *rollout, i int) {
+	if ro.control == nil {
+		return
+	}
+	for _, addr := range r.lbAdmin(ctx, c, ro.control) {
+		if err := r.runtime().SetServerState(ctx, addr, loadbalancer.ServerName(i), "drain"); err != nil {
+			r.log().Warn("drain in HAProxy failed", "cluster", c.Name, "broker", i, "haproxy", addr, "err", err)
+		}
+	}
+}
+
+// undrain makes ready again, on every running HAProxy task, the drained
+// brokers whose new task is stable (or that no longer exist). It reads the
+// state from HAProxy, so a drain left by an operator that died mid-way is
+// undone too.
+func (r *ClusterReconciler) undrain(ctx context.Context, c *api.MqttCluster, ro *rollout) error {
+	if ro.control == nil {
+		return nil
+	}
+	ro.loaded = false // after this pass's writes
+	if err := r.loadBrokers(ctx, c, ro); err != nil {
+		return err
+	}
+	rt := r.runtime()
+	for _, addr := range r.lbAdmin(ctx, c, ro.control) {
+		drained, err := rt.DrainedServers(ctx, addr)
+		if err != nil {
+			continue
+		}
+		for name := range drained {
+			i, err := strconv.Atoi(strings.TrimPrefix(name, "broker-"))
+			if err != nil {
+				continue
+			}
+			if s, ok := ro.services[i]; ok && !r.healthy(ro, s) {
+				continue
+			}
+			if err := r.fence(); err != nil {
+				return err
+			}
+			if err := rt.SetServerState(ctx, addr, name, "ready"); err != nil {
+				r.log().Warn("undrain in HAProxy failed", "cluster", c.Name, "server", name, "err", err)
+				continue
+			}
+			r.log().Info("broker ready again in HAProxy", "cluster", c.Name, "server", name, "haproxy", addr)
+		}
+	}
+	return nil
+}
+
+// lbAdmin lists the runtime API addresses of a cluster's running HAProxy
+// tasks.
+func (r *ClusterReconciler) lbAdmin(ctx context.Context, c *api.MqttCluster, control *loadbalancer.ControlNetwork) []string {
+	tasks, err := r.Swarm.Tasks(ctx, swarm.OwnedComponent(r.OperatorID, c.Name, loadbalancer.ComponentSvc))
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, t := range tasks {
+		if t.DesiredState != dswarm.TaskStateRunning || t.Status.State != dswarm.TaskStateRunning {
+			continue
+		}
+		if ip := swarm.TaskAddress(t, control.Name); ip != "" {
+			out = append(out, loadbalancer.AdminAddr(ip))
+		}
+	}
+	return out
+}
+
+// rolloutMessage says what the rollout waits for ("" when nothing).
+func (ro *rollout) message(c *api.MqttCluster) string {
+	switch {
+	case len(ro.held) > 0:
+		return fmt.Sprintf("awaiting approval to restart %s (mqttctl diff shows the change; mqttctl approve %s)", strings.Join(ro.held, ", "), c.Name)
+	case ro.started != "":
+		return "rolling: replacing " + ro.started
+	case ro.waiting != "":
+		return "rolling: waiting for " + ro.waiting + " to run its new spec"
+	}
+	return ""
+}
