@@ -110,6 +110,11 @@ func runClusterBench(ctx context.Context, cl *client.Client, o clusterOpts) erro
 		fmt.Printf("  by hand (docker service create x4 + wait):  min %s median %s max %s\n", pct(hands, 0), pct(hands, 50), pct(hands, 100))
 		fmt.Printf("  ratio operator/by-hand (median): %.2f   target <= 1.2\n", pct(ops, 50).Seconds()/pct(hands, 50).Seconds())
 	}
+	if o.want("rolling") {
+		if err := rollingBench(ctx, cl); err != nil {
+			return err
+		}
+	}
 	if !o.want("qos") && !o.want("kill") && !o.want("bridge") && !o.want("rotation") {
 		return nil
 	}

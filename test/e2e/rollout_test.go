@@ -24,7 +24,16 @@ func TestRollingUpdateApprovedUnderLoad(t *testing.T) {
 	ctx := context.Background()
 	const name, port = "e2eroll", 24883
 	spec := func(mem string) []byte {
-		return testSpec(name, 3, port, 0, "  auth: {allowAnonymous: true}\n  updatePolicy: {approval: manual}\n  broker: {persistence: {enabled: false}, resources: {memory: "+mem+"}}\n")
+		return []byte(fmt.Sprintf(`apiVersion: mqtt.swarm/v1alpha1
+kind: MqttCluster
+metadata: {name: %s}
+spec:
+  replicas: 3
+  auth: {allowAnonymous: true}
+  updatePolicy: {approval: manual}
+  broker: {persistence: {enabled: false}, resources: {memory: %s}}
+  loadBalancer: {replicas: 1, ports: {mqtt: %d, mqtts: 0}}
+`, name, mem, port))
 	}
 	if _, err := c.Apply(ctx, spec("128Mi")); err != nil {
 		t.Fatal(err)
