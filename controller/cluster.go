@@ -100,6 +100,7 @@ type CertRuntime interface {
 	PushCertificate(ctx context.Context, addr string, pem []byte) error
 	DrainedServers(ctx context.Context, addr string) (map[string]bool, error)
 	SetServerState(ctx context.Context, addr, server, state string) error
+	ShutdownSessions(ctx context.Context, addr, server string, rate int, budget time.Duration) (int, error)
 }
 
 // pushResult is where the current certificate is served.

@@ -434,6 +434,13 @@ func (f *fakeRuntime) DrainedServers(_ context.Context, addr string) (map[string
 	return out, nil
 }
 
+func (f *fakeRuntime) ShutdownSessions(_ context.Context, addr, server string, rate int, budget time.Duration) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.states = append(f.states, addr+" "+server+" shutdown-sessions")
+	return 0, nil
+}
+
 func (f *fakeRuntime) SetServerState(_ context.Context, addr, server, state string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

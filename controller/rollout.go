@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	dswarm "github.com/docker/docker/api/types/swarm"
 
@@ -104,12 +105,32 @@ func (r *ClusterReconciler) drain(ctx context.Context, c *api.MqttCluster, ro *r
 	if ro.control == nil {
 		return
 	}
-	for _, addr := range r.lbAdmin(ctx, c, ro.control) {
+	addrs := r.lbAdmin(ctx, c, ro.control)
+	for _, addr := range addrs {
 		if err := r.runtime().SetServerState(ctx, addr, loadbalancer.ServerName(i), "drain"); err != nil {
 			r.log().Warn("drain in HAProxy failed", "cluster", c.Name, "broker", i, "haproxy", addr, "err", err)
 		}
 	}
+	// Then its clients are moved a few at a time (the rest go when Swarm
+	// stops it): DrainRate per second per HAProxy task, DrainBudget at most.
+	for _, addr := range addrs {
+		n, err := r.runtime().ShutdownSessions(ctx, addr, loadbalancer.ServerName(i), DrainRate, DrainBudget/time.Duration(max(len(addrs), 1)))
+		if err != nil {
+			r.log().Warn("closing sessions in HAProxy failed", "cluster", c.Name, "broker", i, "haproxy", addr, "err", err)
+			continue
+		}
+		if n > 0 {
+			r.log().Info("moved clients off a drained broker", "cluster", c.Name, "broker", i, "haproxy", addr, "sessions", n)
+		}
+	}
 }
+
+// DrainRate and DrainBudget bound how a drained broker's clients are moved
+// before it restarts: sessions closed per second, and the time spent.
+const (
+	DrainRate   = 100
+	DrainBudget = 10 * time.Second
+)
 
 // undrain makes ready again, on every running HAProxy task, the drained
 // brokers whose new task is stable (or that no longer exist). It reads the

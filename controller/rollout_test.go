@@ -43,6 +43,11 @@ func TestClusterBrokersRollOneAtATimeDrainedFirst(t *testing.T) {
 		if !rt.drained[addrs[0]]["broker-"+strconv.Itoa(i)] {
 			t.Fatalf("%s not drained before its update: %v", name, rt.states)
 		}
+		// Drained, then its sessions moved, before the update.
+		srv := "broker-" + strconv.Itoa(i)
+		if d, s := slices.Index(rt.states, addrs[0]+" "+srv+" drain"), slices.Index(rt.states, addrs[0]+" "+srv+" shutdown-sessions"); d < 0 || s < d {
+			t.Fatalf("%s: drain then session shutdown expected: %v", name, rt.states)
+		}
 		c := e.cluster()
 		if cond := meta.FindStatusCondition(c.Status.Conditions, api.ConditionReady); cond.Status != "False" || !strings.Contains(cond.Message, "rolling") {
 			t.Fatalf("during the rollout: %+v", cond)

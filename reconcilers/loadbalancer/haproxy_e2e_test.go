@@ -154,3 +154,55 @@ func TestRealHAProxyTakesAPushedCertificate(t *testing.T) {
 		t.Fatalf("the runtime API answered outside its subnet: serial %v", s.Serial)
 	}
 }
+
+// TestRealHAProxyDrainsAServer: the runtime API calls of a rolling update
+// against a real HAProxy: drain a broker server, read it back as drained,
+// close its sessions (none here), make it ready again.
+func TestRealHAProxyDrainsAServer(t *testing.T) {
+	dir := t.TempDir()
+	cfg, err := Render(cluster(t, "spec: {loadBalancer: {ports: {mqtts: 0}}}\n"), Options{AdminSubnets: []string{"172.16.0.0/12"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "haproxy.cfg"), cfg, 0o644)
+	out, err := exec.Command("docker", "run", "-d", "--rm", "-v", dir+":/x:ro", "swarm-mqtt/haproxy:local", "sh", "-c",
+		"mkdir -p /run/haproxy /usr/local/etc/haproxy && cp /x/haproxy.cfg "+ConfigPath+" && exec haproxy -W -db -f "+ConfigPath).Output()
+	if err != nil {
+		t.Fatalf("docker run: %v", err)
+	}
+	id := strings.TrimSpace(string(out))
+	t.Cleanup(func() { exec.Command("docker", "rm", "-f", id).Run() })
+	out, err = exec.Command("docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", id).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := AdminAddr(strings.TrimSpace(string(out)))
+	rt := Runtime{}
+	ctx := context.Background()
+	var drained map[string]bool
+	deadline := time.Now().Add(10 * time.Second)
+	for drained, err = rt.DrainedServers(ctx, addr); err != nil && time.Now().Before(deadline); drained, err = rt.DrainedServers(ctx, addr) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil || len(drained) != 0 {
+		t.Fatalf("before: %v %v", drained, err)
+	}
+	if err := rt.SetServerState(ctx, addr, ServerName(1), "drain"); err != nil {
+		t.Fatal(err)
+	}
+	if drained, err = rt.DrainedServers(ctx, addr); err != nil || !drained[ServerName(1)] || len(drained) != 1 {
+		t.Fatalf("after drain: %v %v", drained, err)
+	}
+	if n, err := rt.ShutdownSessions(ctx, addr, ServerName(1), 100, time.Second); err != nil || n != 0 {
+		t.Fatalf("shutdown sessions: %d %v", n, err)
+	}
+	if err := rt.SetServerState(ctx, addr, ServerName(1), "ready"); err != nil {
+		t.Fatal(err)
+	}
+	if drained, err = rt.DrainedServers(ctx, addr); err != nil || len(drained) != 0 {
+		t.Fatalf("after ready: %v %v", drained, err)
+	}
+	if err := rt.SetServerState(ctx, addr, "no-such-server", "drain"); err == nil {
+		t.Fatal("an unknown server was accepted")
+	}
+}

@@ -188,3 +188,40 @@ func (rt Runtime) SetServerState(ctx context.Context, addr, server, state string
 	}
 	return nil
 }
+
+// ShutdownSessions closes the client sessions HAProxy holds to a broker
+// server, at most rate per second, for at most budget: drained first, the
+// clients reconnect to the other brokers a few at a time instead of all at
+// once when the broker stops. It returns how many it closed.
+func (rt Runtime) ShutdownSessions(ctx context.Context, addr, server string, rate int, budget time.Duration) (int, error) {
+	out, err := rt.exec(ctx, addr, "show sess\n")
+	if err != nil {
+		return 0, fmt.Errorf("show sess: %w", err)
+	}
+	want := " be=" + BackendName + " srv=" + server + " "
+	var ids []string
+	for _, l := range strings.Split(out, "\n") {
+		if !strings.Contains(l+" ", want) {
+			continue
+		}
+		if id, _, ok := strings.Cut(l, ":"); ok && strings.HasPrefix(id, "0x") {
+			ids = append(ids, id)
+		}
+	}
+	gap := time.Second / time.Duration(max(rate, 1))
+	deadline := time.Now().Add(budget)
+	closed := 0
+	for _, id := range ids {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		if _, err := rt.exec(ctx, addr, "shutdown session "+id+"\n"); err == nil {
+			closed++
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(gap):
+		}
+	}
+	return closed, nil
+}
