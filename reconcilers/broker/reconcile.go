@@ -153,10 +153,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster, in Input
 					continue
 				}
 				if !ok {
-					// Its config stays until it is updated.
-					for _, ref := range cur.Spec.TaskTemplate.ContainerSpec.Configs {
-						keep[ref.ConfigName] = true
-					}
+					keepConfigs(keep, cur) // until it is updated
 					continue
 				}
 			}
@@ -185,10 +182,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster, in Input
 				continue
 			}
 			if !done {
-				// Still stopping: its config stays until it is removed.
-				for _, ref := range s.Spec.TaskTemplate.ContainerSpec.Configs {
-					keep[ref.ConfigName] = true
-				}
+				keepConfigs(keep, s) // still stopping, until it is removed
 				continue
 			}
 		}
@@ -212,6 +206,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster, in Input
 		}
 	}
 	return out, errors.Join(errs...)
+}
+
+// keepConfigs keeps the configs a live service still mounts from pruning.
+func keepConfigs(keep map[string]bool, s dswarm.Service) {
+	if cs := s.Spec.TaskTemplate.ContainerSpec; cs != nil {
+		for _, ref := range cs.Configs {
+			keep[ref.ConfigName] = true
+		}
+	}
 }
 
 // passwordSecret finds the Docker secret with the password file: the one

@@ -81,18 +81,7 @@ func TestRealHAProxyTakesAPushedCertificate(t *testing.T) {
 		}
 		os.WriteFile(filepath.Join(dir, "haproxy.cfg"), cfg, 0o644)
 		os.WriteFile(filepath.Join(dir, "mqtts.pem"), append(first.CertPEM, first.KeyPEM...), 0o644)
-		out, err := exec.Command("docker", "run", "-d", "--rm", "-v", dir+":/x:ro", "swarm-mqtt/haproxy:local", "sh", "-c",
-			"mkdir -p /run/secrets /run/haproxy /usr/local/etc/haproxy && cp /x/mqtts.pem /run/secrets/ && cp /x/haproxy.cfg "+ConfigPath+" && exec haproxy -W -db -f "+ConfigPath).Output()
-		if err != nil {
-			t.Fatalf("docker run: %v", err)
-		}
-		id := strings.TrimSpace(string(out))
-		t.Cleanup(func() { exec.Command("docker", "rm", "-f", id).Run() })
-		out, err = exec.Command("docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", id).Output()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return strings.TrimSpace(string(out))
+		return startHAProxy(t, dir, "mkdir -p /run/secrets && cp /x/mqtts.pem /run/secrets/")
 	}
 	serialOf := func(p certs.Pair) *big.Int { c, _ := certs.ParseCert(p.CertPEM); return c.SerialNumber }
 	handshake := func(ip string) (*tls.Conn, error) {
@@ -165,18 +154,7 @@ func TestRealHAProxyDrainsAServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(dir, "haproxy.cfg"), cfg, 0o644)
-	out, err := exec.Command("docker", "run", "-d", "--rm", "-v", dir+":/x:ro", "swarm-mqtt/haproxy:local", "sh", "-c",
-		"mkdir -p /run/haproxy /usr/local/etc/haproxy && cp /x/haproxy.cfg "+ConfigPath+" && exec haproxy -W -db -f "+ConfigPath).Output()
-	if err != nil {
-		t.Fatalf("docker run: %v", err)
-	}
-	id := strings.TrimSpace(string(out))
-	t.Cleanup(func() { exec.Command("docker", "rm", "-f", id).Run() })
-	out, err = exec.Command("docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", id).Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := AdminAddr(strings.TrimSpace(string(out)))
+	addr := AdminAddr(startHAProxy(t, dir, "true"))
 	rt := Runtime{}
 	ctx := context.Background()
 	var drained map[string]bool
@@ -205,4 +183,22 @@ func TestRealHAProxyDrainsAServer(t *testing.T) {
 	if err := rt.SetServerState(ctx, addr, "no-such-server", "drain"); err == nil {
 		t.Fatal("an unknown server was accepted")
 	}
+}
+
+// startHAProxy runs the real HAProxy image on dir's haproxy.cfg (after
+// setup, a shell command) and returns its address on the Docker bridge.
+func startHAProxy(t *testing.T, dir, setup string) string {
+	t.Helper()
+	out, err := exec.Command("docker", "run", "-d", "--rm", "-v", dir+":/x:ro", "swarm-mqtt/haproxy:local", "sh", "-c",
+		setup+" && mkdir -p /run/haproxy /usr/local/etc/haproxy && cp /x/haproxy.cfg "+ConfigPath+" && exec haproxy -W -db -f "+ConfigPath).Output()
+	if err != nil {
+		t.Fatalf("docker run: %v", err)
+	}
+	id := strings.TrimSpace(string(out))
+	t.Cleanup(func() { exec.Command("docker", "rm", "-f", id).Run() })
+	out, err = exec.Command("docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", id).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(out))
 }
