@@ -16,10 +16,15 @@ import (
 // count as failed.
 type RetryingPublisher struct {
 	Addr, ID, Topic string
-	Every           time.Duration
+	// User and Password, when the broker asks for them.
+	User, Password string
+	Every          time.Duration
 	Budget          time.Duration
 
 	Sent, Retried, Failed atomic.Int64
+	// MaxWait is the longest a publish waited for its acknowledgment
+	// (retries included), in nanoseconds.
+	MaxWait atomic.Int64
 	stop                  chan struct{}
 	done                  sync.WaitGroup
 }
@@ -29,7 +34,7 @@ func (p *RetryingPublisher) Start() error {
 	o := mqtt.NewClientOptions().AddBroker("tcp://" + p.Addr).SetClientID(p.ID).
 		SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(100 * time.Millisecond).
 		SetMaxReconnectInterval(500 * time.Millisecond).SetConnectTimeout(2 * time.Second).SetKeepAlive(5 * time.Second).
-		SetCleanSession(true).SetOrderMatters(false).SetWriteTimeout(2 * time.Second)
+		SetCleanSession(true).SetOrderMatters(false).SetWriteTimeout(2 * time.Second).SetUsername(p.User).SetPassword(p.Password)
 	c := mqtt.NewClient(o)
 	if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		return fmt.Errorf("connect %s: %v", p.ID, tok.Error())
@@ -47,11 +52,15 @@ func (p *RetryingPublisher) Start() error {
 				return
 			case <-t.C:
 			}
-			deadline := time.Now().Add(p.Budget)
+			first := time.Now()
+			deadline := first.Add(p.Budget)
 			for attempt := 0; ; attempt++ {
 				tok := c.Publish(p.Topic, 1, false, fmt.Sprintf("%s-%d", p.ID, i))
 				if tok.WaitTimeout(time.Second) && tok.Error() == nil {
 					p.Sent.Add(1)
+					if w := int64(time.Since(first)); w > p.MaxWait.Load() {
+						p.MaxWait.Store(w)
+					}
 					break
 				}
 				if attempt == 0 {

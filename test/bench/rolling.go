@@ -67,7 +67,61 @@ func rollingBench(ctx context.Context, cl *client.Client) error {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("  run %d: %s until Ready on the new spec; %d publishes acknowledged, %d needed a retry, %d failed   target 0 failed\n", run, took.Round(time.Millisecond), pub.Sent.Load(), pub.Retried.Load(), pub.Failed.Load())
+		fmt.Printf("  run %d (the operator, one broker at a time): %s until Ready on the new spec; %d publishes acknowledged, %d needed a retry, %d failed, longest wait for an ack %s   target 0 failed\n",
+			run, took.Round(time.Millisecond), pub.Sent.Load(), pub.Retried.Load(), pub.Failed.Load(), time.Duration(pub.MaxWait.Load()).Round(time.Millisecond))
 	}
+	return rollingBaseline(ctx, cl)
+}
+
+// rollingBaseline: the same change the Swarm way, on the hand-made stack
+// (the same brokers and HAProxy made with docker service create): every
+// broker service updated at once, as docker stack deploy does, under the
+// same publisher.
+func rollingBaseline(ctx context.Context, cl *client.Client) error {
+	const user, pass = "bench", "bench-roll-pw"
+	defer removeHandMade()
+	removeHandMade()
+	if _, err := byHand(user, pass); err != nil {
+		return err
+	}
+	pub := &testutil.RetryingPublisher{Addr: fmt.Sprintf("127.0.0.1:%d", handMQTT), ID: "bench-roller-hand", Topic: "bench/roll",
+		User: user, Password: pass, Every: 20 * time.Millisecond, Budget: 15 * time.Second}
+	if err := pub.Start(); err != nil {
+		return err
+	}
+	start := time.Now()
+	errc := make(chan error, 3)
+	for i := 0; i < 3; i++ {
+		go func() {
+			_, err := sh("docker", "service", "update", "--detach", "--quiet", "--limit-memory", "192M", fmt.Sprintf("bench-hand-broker-%d", i))
+			errc <- err
+		}()
+	}
+	for i := 0; i < 3; i++ {
+		if err := <-errc; err != nil {
+			pub.Stop()
+			return err
+		}
+	}
+	updated := func() bool {
+		for i := 0; i < 3; i++ {
+			if st, _ := sh("docker", "service", "inspect", "--format", "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}", fmt.Sprintf("bench-hand-broker-%d", i)); st != "completed" {
+				return false
+			}
+		}
+		return stableServices("label=bench=hand", 4)
+	}
+	deadline := time.Now().Add(3 * time.Minute)
+	for !updated() {
+		if time.Now().After(deadline) {
+			pub.Stop()
+			return fmt.Errorf("hand-made brokers not running again within 3 minutes")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	took := time.Since(start)
+	pub.Stop()
+	fmt.Printf("  the Swarm way (the three services updated at once, hand-made stack): %s until running; %d acknowledged, %d needed a retry, %d failed, longest wait for an ack %s\n",
+		took.Round(time.Millisecond), pub.Sent.Load(), pub.Retried.Load(), pub.Failed.Load(), time.Duration(pub.MaxWait.Load()).Round(time.Millisecond))
 	return nil
 }
