@@ -19,14 +19,14 @@ type RetryingPublisher struct {
 	// User and Password, when the broker asks for them.
 	User, Password string
 	Every          time.Duration
-	Budget          time.Duration
+	Budget         time.Duration
 
 	Sent, Retried, Failed atomic.Int64
 	// MaxWait is the longest a publish waited for its acknowledgment
 	// (retries included), in nanoseconds.
 	MaxWait atomic.Int64
-	stop                  chan struct{}
-	done                  sync.WaitGroup
+	stop    chan struct{}
+	done    sync.WaitGroup
 }
 
 // Start connects and publishes until Stop.
