@@ -3,6 +3,7 @@ package controller
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -15,8 +16,15 @@ import (
 // MaxEvents is how many distinct events a cluster keeps (the oldest go).
 const MaxEvents = 100
 
+// eventRefresh is how often a repeated event (a reconcile error that
+// stays, say) is written again with its count: an event write is a store
+// write, and a store write wakes the leader loop, so a repeat must not be
+// written on every pass.
+const eventRefresh = time.Minute
+
 // event records an action of this pass on a cluster; the pass stores them
-// at its end (one store write), so an unchanged pass writes none.
+// at its end (one store write), so an unchanged pass writes none. Repeats
+// within the pending list count up.
 func (r *ClusterReconciler) event(cluster, typ, reason, format string, args ...any) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -24,18 +32,29 @@ func (r *ClusterReconciler) event(cluster, typ, reason, format string, args ...a
 		r.pending = map[string][]api.Event{}
 	}
 	now := metav1.NewTime(r.now().UTC().Truncate(time.Second))
-	r.pending[cluster] = append(r.pending[cluster], api.Event{
-		Type: typ, Reason: reason, Message: fmt.Sprintf(format, args...), Count: 1, FirstTime: now, LastTime: now,
-	})
+	e := api.Event{Type: typ, Reason: reason, Message: fmt.Sprintf(format, args...), Count: 1, FirstTime: now, LastTime: now}
+	for i, p := range r.pending[cluster] {
+		if same(p, e) {
+			r.pending[cluster][i].Count++
+			r.pending[cluster][i].LastTime = now
+			return
+		}
+	}
+	r.pending[cluster] = append(r.pending[cluster], e)
 }
 
-// flushEvents merges the pass's events into the cluster's stored list: a
-// repeat of a stored event (same type, reason, message) counts up and
-// moves to the end; the list keeps the MaxEvents most recent.
+func same(a, b api.Event) bool {
+	return a.Type == b.Type && a.Reason == b.Reason && a.Message == b.Message
+}
+
+// flushEvents merges the pending events into the cluster's stored list: a
+// repeat of a stored event (same type, reason, message) adds its count and
+// moves to the end; the list keeps the MaxEvents most recent. When every
+// pending event repeats one stored less than eventRefresh ago, nothing is
+// written yet (they stay pending, counted).
 func (r *ClusterReconciler) flushEvents(cluster string) error {
 	r.mu.Lock()
 	evs := r.pending[cluster]
-	delete(r.pending, cluster)
 	r.mu.Unlock()
 	if len(evs) == 0 {
 		return nil
@@ -44,21 +63,29 @@ func (r *ClusterReconciler) flushEvents(cluster string) error {
 	if o := r.Store.Get(server.EventsKind, cluster); o != nil {
 		_ = json.Unmarshal(o.Spec, &list)
 	}
+	due := false
+	for _, e := range evs {
+		i := slices.IndexFunc(list.Items, func(old api.Event) bool { return same(old, e) })
+		if i < 0 || e.LastTime.Sub(list.Items[i].LastTime.Time) >= eventRefresh {
+			due = true
+		}
+	}
+	if !due {
+		return nil
+	}
+	r.mu.Lock()
+	delete(r.pending, cluster)
+	r.mu.Unlock()
 	list.Cluster = cluster
 	for _, e := range evs {
-		merged := false
-		for i, old := range list.Items {
-			if old.Type == e.Type && old.Reason == e.Reason && old.Message == e.Message {
-				old.Count++
-				old.LastTime = e.LastTime
-				list.Items = append(append(list.Items[:i:i], list.Items[i+1:]...), old)
-				merged = true
-				break
-			}
+		if i := slices.IndexFunc(list.Items, func(old api.Event) bool { return same(old, e) }); i >= 0 {
+			old := list.Items[i]
+			old.Count += e.Count
+			old.LastTime = e.LastTime
+			list.Items = append(append(list.Items[:i:i], list.Items[i+1:]...), old)
+			continue
 		}
-		if !merged {
-			list.Items = append(list.Items, e)
-		}
+		list.Items = append(list.Items, e)
 	}
 	if len(list.Items) > MaxEvents {
 		list.Items = list.Items[len(list.Items)-MaxEvents:]
