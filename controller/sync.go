@@ -281,7 +281,7 @@ func (r *ClusterReconciler) syncStatus(c *api.MqttCluster, v *passView) (*api.Sy
 				case got.LastSync.IsZero():
 					why = append(why, fmt.Sprintf("%s -> %s: not synced yet", b.Name, ts.Node))
 				case got.Pending && r.now().Sub(got.LastSync) > late:
-					why = append(why, fmt.Sprintf("%s -> %s: last synced %s ago", b.Name, ts.Node, r.now().Sub(got.LastSync).Truncate(time.Second)))
+					why = append(why, fmt.Sprintf("%s -> %s: behind since the sync of %s", b.Name, ts.Node, got.LastSync.UTC().Format(time.RFC3339)))
 				}
 			}
 			bs.Targets = append(bs.Targets, ts)
