@@ -14,6 +14,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/testutil"
 	"io"
 	"math/big"
 	"net"
@@ -501,12 +502,10 @@ func noKeyLeaks(t *testing.T, c *client.Client, keys ...[]byte) {
 		t.Fatalf("no key body found in %d keys", len(keys))
 	}
 	places := map[string]string{}
-	out, _ := exec.Command("docker", "service", "logs", "--raw", stack+"_operator").CombinedOutput()
-	places["operator logs"] = string(out)
+	places["operator logs"] = testutil.ServiceLogs(stack + "_operator")
 	svcs := docker(t, "service", "ls", "--filter", "label=mqtt.swarm/operator", "--format", "{{.Name}}")
 	for _, svc := range strings.Fields(svcs) {
-		out, _ := exec.Command("docker", "service", "logs", "--raw", svc).CombinedOutput()
-		places[svc+" logs"] = string(out)
+		places[svc+" logs"] = testutil.ServiceLogs(svc)
 	}
 	list, err := c.List(context.Background(), "")
 	if err != nil {

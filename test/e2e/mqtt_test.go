@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -16,6 +15,8 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/testutil"
 )
 
 // endpoint is how a test reaches a cluster through its load balancer.
@@ -137,7 +138,7 @@ func brokerOf(t *testing.T, cluster string, replicas int, ids []string) map[stri
 	out := map[string]string{}
 	for i := 0; i < replicas; i++ {
 		svc := fmt.Sprintf("%s-broker-%d", cluster, i)
-		logs, _ := exec.Command("docker", "service", "logs", "--raw", svc).CombinedOutput()
+		logs := []byte(testutil.ServiceLogs(svc))
 		for _, id := range ids {
 			if regexp.MustCompile(` as ` + regexp.QuoteMeta(id) + ` \(`).Match(logs) {
 				out[id] = svc

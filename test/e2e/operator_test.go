@@ -139,7 +139,7 @@ func TestOperatorInSwarmKeepsObjectsAcrossRestart(t *testing.T) {
 	}
 	// The token never reaches the operator's logs.
 	tok, _ := os.ReadFile(filepath.Join(root(), ".local", "api-token"))
-	logs, _ := exec.Command("docker", "service", "logs", "--raw", stack+"_operator").CombinedOutput()
+	logs := []byte(testutil.ServiceLogs(stack + "_operator"))
 	if len(logs) == 0 || strings.Contains(string(logs), strings.TrimSpace(string(tok))) {
 		t.Errorf("operator logs are empty or contain the API token (%d bytes)", len(logs))
 	}
