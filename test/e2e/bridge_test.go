@@ -15,6 +15,8 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"k8s.io/apimachinery/pkg/api/meta"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/testutil"
 )
 
 const bridgeCluster = "e2ebridge"
@@ -123,7 +125,7 @@ func bridgeParents(t *testing.T, replicas int) map[int]int {
 	last := map[int]string{}
 	parent := map[int]int{}
 	for j := 0; j < replicas; j++ {
-		logs := docker(t, "service", "logs", "--raw", "--timestamps", fmt.Sprintf("%s-broker-%d", bridgeCluster, j))
+		logs := testutil.ServiceLogs(fmt.Sprintf("%s-broker-%d", bridgeCluster, j), "--timestamps")
 		for _, line := range strings.Split(logs, "\n") {
 			for i := 1; i < replicas; i++ {
 				if strings.Contains(line, fmt.Sprintf("New bridge connected from")) && strings.Contains(line, fmt.Sprintf(" as %s-broker-%d-bridge ", bridgeCluster, i)) {
