@@ -11,6 +11,7 @@ import (
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/server/servertest"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/testutil"
 )
 
 func setStatus(t *testing.T, inst *servertest.Instance, name string, st api.MqttClusterStatus) {
@@ -42,9 +43,17 @@ func TestWait(t *testing.T) {
 	if r := mqttctl(t, inst, "", "wait", "minimal", "--timeout", "200ms", "--poll-interval", "50ms"); r.code != 1 {
 		t.Fatalf("stale Ready counted: %+v", r)
 	}
-	// Becomes Ready while waiting: exit 0.
+	// Becomes Ready while waiting: exit 0. The status changes once the
+	// command has read it at least twice (the server counts the reads).
+	reads := func() int {
+		return testutil.Metric(inst.URL, `mqttoperator_api_requests_total{code="200",method="GET",route="get"}`)
+	}
+	start := reads()
 	go func() {
-		time.Sleep(200 * time.Millisecond) // the status changes while the command waits
+		deadline := time.Now().Add(10 * time.Second)
+		for reads() < start+2 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
 		setStatus(t, inst, "minimal", api.MqttClusterStatus{ObservedGeneration: 1, Conditions: []metav1.Condition{
 			{Type: api.ConditionReady, Status: "True", Reason: "AllRunning", Message: "3/3 brokers running", LastTransitionTime: metav1.Now()},
 		}})
