@@ -18,14 +18,11 @@ func (c *cli) approveCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			o, err := cl.Get(cmd.Context(), args[0])
+			gen, err := cl.Approve(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
-			if err := cl.Approve(cmd.Context(), args[0]); err != nil {
-				return err
-			}
-			fmt.Fprintf(c.out, "mqttcluster/%s generation %d approved: its brokers roll one at a time\n", o.Name, o.Generation)
+			fmt.Fprintf(c.out, "mqttcluster/%s generation %d approved: its brokers roll one at a time\n", args[0], gen)
 			return nil
 		},
 	}

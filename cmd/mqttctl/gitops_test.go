@@ -157,3 +157,26 @@ func TestEvents(t *testing.T) {
 		t.Fatalf("events of a missing cluster: %+v", r)
 	}
 }
+
+func TestApprove(t *testing.T) {
+	withToken(t)
+	inst := servertest.Start(t, "")
+	if r := mqttctl(t, inst, iotDoc, "apply", "-f", "-"); r.code != 0 {
+		t.Fatalf("apply: %+v", r)
+	}
+	r := mqttctl(t, inst, "", "approve", "iot")
+	if r.code != 0 || r.out != "mqttcluster/iot generation 1 approved: its brokers roll one at a time\n" {
+		t.Fatalf("approve: %+v", r)
+	}
+	o := inst.Store.Get(api.KindMqttCluster, "iot")
+	if o.Annotations[api.ApprovedGenerationAnnotation] != "1" || o.Generation != 1 {
+		t.Fatalf("stored: %+v", o)
+	}
+	// Re-applying the same file keeps the approval and changes nothing.
+	if r := mqttctl(t, inst, iotDoc, "apply", "-f", "-"); r.code != 0 || r.out != "mqttcluster/iot unchanged\n" {
+		t.Fatalf("re-apply: %+v", r)
+	}
+	if r := mqttctl(t, inst, "", "approve", "nope"); r.code != 1 || !strings.Contains(r.err, "not found") {
+		t.Fatalf("approve a missing cluster: %+v", r)
+	}
+}

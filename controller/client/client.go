@@ -235,8 +235,12 @@ func (c *Client) GitSyncNow(ctx context.Context) error {
 
 // Approve lets a cluster's held broker restarts roll (its current
 // generation).
-func (c *Client) Approve(ctx context.Context, name string) error {
-	return c.do(ctx, http.MethodPost, server.BasePath+"/"+url.PathEscape(name)+"/approve", nil, nil)
+func (c *Client) Approve(ctx context.Context, name string) (generation int64, err error) {
+	var out struct {
+		ApprovedGeneration int64 `json:"approvedGeneration"`
+	}
+	err = c.do(ctx, http.MethodPost, server.BasePath+"/"+url.PathEscape(name)+"/approve", nil, &out)
+	return out.ApprovedGeneration, err
 }
 
 // Events reads a cluster's recent events, oldest first.

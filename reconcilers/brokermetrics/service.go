@@ -22,12 +22,7 @@ const (
 func ServiceName(cluster string) string { return cluster + "-exporter" }
 
 // Client is what the reconciler calls.
-type Client interface {
-	Services(ctx context.Context, labels map[string]string) ([]dswarm.Service, error)
-	CreateService(ctx context.Context, spec dswarm.ServiceSpec) (string, error)
-	UpdateService(ctx context.Context, id string, version dswarm.Version, spec dswarm.ServiceSpec) error
-	RemoveService(ctx context.Context, id string) error
-}
+type Client = swarm.ServiceWriter
 
 // Reconciler keeps a cluster's exporter: one task on the cluster network
 // (to reach the brokers' internal listener) and the control network (to
@@ -44,19 +39,9 @@ type Reconciler struct {
 // Reconcile creates or updates the exporter (secret: the internal bridge
 // user's password), or removes it when secret is nil.
 func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster, secret *dswarm.Secret) (swarm.Outcome, error) {
-	var out swarm.Outcome
-	live, err := r.Swarm.Services(ctx, swarm.OwnedComponent(r.OperatorID, c.Name, Component))
-	if err != nil {
-		return out, err
-	}
+	labels := swarm.OwnedComponent(r.OperatorID, c.Name, Component)
 	if secret == nil {
-		for _, s := range live {
-			if err := r.Swarm.RemoveService(ctx, s.ID); err != nil {
-				return out, err
-			}
-			out.Removed = append(out.Removed, s.Spec.Name)
-		}
-		return out, nil
+		return swarm.EnsureService(ctx, r.Swarm, labels, nil)
 	}
 	one := uint64(1)
 	grace, delay := 5*time.Second, 2*time.Second
@@ -83,19 +68,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster, secret *
 		EndpointSpec: &dswarm.EndpointSpec{Mode: dswarm.ResolutionModeDNSRR},
 	}
 	if err := swarm.StampSpecHash(&spec); err != nil {
-		return out, err
+		return swarm.Outcome{}, err
 	}
-	switch {
-	case len(live) == 0:
-		if _, err := r.Swarm.CreateService(ctx, spec); err != nil {
-			return out, err
-		}
-		out.Created = append(out.Created, spec.Name)
-	case !swarm.UpToDate(live[0], spec):
-		if err := r.Swarm.UpdateService(ctx, live[0].ID, live[0].Version, spec); err != nil {
-			return out, err
-		}
-		out.Updated = append(out.Updated, spec.Name)
-	}
-	return out, nil
+	return swarm.EnsureService(ctx, r.Swarm, labels, &spec)
 }

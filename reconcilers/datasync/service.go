@@ -15,12 +15,7 @@ import (
 )
 
 // Client is what the agent service's reconciler calls.
-type Client interface {
-	Services(ctx context.Context, labels map[string]string) ([]dswarm.Service, error)
-	CreateService(ctx context.Context, spec dswarm.ServiceSpec) (string, error)
-	UpdateService(ctx context.Context, id string, version dswarm.Version, spec dswarm.ServiceSpec) error
-	RemoveService(ctx context.Context, id string) error
-}
+type Client = swarm.ServiceWriter
 
 // Reconciler keeps a cluster's sync agent service: global, on the nodes
 // the cluster's brokers may run on (its placement constraints), on the
@@ -48,40 +43,18 @@ var ErrNoControlNetwork = errors.New("spec.sync needs the operator's control net
 // Reconcile creates, updates or removes the agent service. secret is the
 // cluster's rsync password secret (nil when sync is off).
 func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster, secret *dswarm.Secret) (swarm.Outcome, error) {
-	var out swarm.Outcome
-	live, err := r.Swarm.Services(ctx, swarm.OwnedComponent(r.OperatorID, c.Name, ComponentAgent))
-	if err != nil {
-		return out, err
-	}
+	labels := swarm.OwnedComponent(r.OperatorID, c.Name, ComponentAgent)
 	if !Enabled(c) {
-		for _, s := range live {
-			if err := r.Swarm.RemoveService(ctx, s.ID); err != nil {
-				return out, err
-			}
-			out.Removed = append(out.Removed, s.Spec.Name)
-		}
-		return out, nil
+		return swarm.EnsureService(ctx, r.Swarm, labels, nil)
 	}
 	if r.Image == "" || r.ControlNetwork == "" {
-		return out, ErrNoControlNetwork
+		return swarm.Outcome{}, ErrNoControlNetwork
 	}
 	want, err := r.ServiceSpec(c, secret)
 	if err != nil {
-		return out, err
+		return swarm.Outcome{}, err
 	}
-	switch {
-	case len(live) == 0:
-		if _, err := r.Swarm.CreateService(ctx, want); err != nil {
-			return out, err
-		}
-		out.Created = append(out.Created, want.Name)
-	case !swarm.UpToDate(live[0], want):
-		if err := r.Swarm.UpdateService(ctx, live[0].ID, live[0].Version, want); err != nil {
-			return out, err
-		}
-		out.Updated = append(out.Updated, want.Name)
-	}
-	return out, nil
+	return swarm.EnsureService(ctx, r.Swarm, labels, &want)
 }
 
 // ServiceSpec is the agent service a cluster needs.

@@ -184,3 +184,44 @@ func TaskAddress(t swarm.Task, netName string) string {
 	}
 	return ""
 }
+
+// ServiceWriter is what EnsureService calls.
+type ServiceWriter interface {
+	Services(ctx context.Context, labels map[string]string) ([]swarm.Service, error)
+	CreateService(ctx context.Context, spec swarm.ServiceSpec) (string, error)
+	UpdateService(ctx context.Context, id string, version swarm.Version, spec swarm.ServiceSpec) error
+	RemoveService(ctx context.Context, id string) error
+}
+
+// EnsureService keeps the one service with the labels equal to want (a
+// stamped spec): created when missing, updated when its spec hash differs,
+// untouched otherwise; want nil removes it.
+func EnsureService(ctx context.Context, cl ServiceWriter, labels map[string]string, want *swarm.ServiceSpec) (Outcome, error) {
+	var out Outcome
+	live, err := cl.Services(ctx, labels)
+	if err != nil {
+		return out, err
+	}
+	if want == nil {
+		for _, s := range live {
+			if err := cl.RemoveService(ctx, s.ID); err != nil {
+				return out, err
+			}
+			out.Removed = append(out.Removed, s.Spec.Name)
+		}
+		return out, nil
+	}
+	switch {
+	case len(live) == 0:
+		if _, err := cl.CreateService(ctx, *want); err != nil {
+			return out, err
+		}
+		out.Created = append(out.Created, want.Name)
+	case !UpToDate(live[0], *want):
+		if err := cl.UpdateService(ctx, live[0].ID, live[0].Version, *want); err != nil {
+			return out, err
+		}
+		out.Updated = append(out.Updated, want.Name)
+	}
+	return out, nil
+}

@@ -75,7 +75,7 @@ spec:
 
 	// Approved: they roll.
 	start := time.Now()
-	if err := c.Approve(ctx, name); err != nil {
+	if _, err := c.Approve(ctx, name); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "every broker on the new spec, Ready", 4*time.Minute, func() error {
