@@ -19,6 +19,7 @@ type storeCollector struct {
 	term    *prometheus.Desc
 	commit  *prometheus.Desc
 	applied *prometheus.Desc
+	skipped *prometheus.Desc
 	bridge  *prometheus.Desc
 	brokers *prometheus.Desc
 	expiry  *prometheus.Desc
@@ -40,6 +41,7 @@ func newStoreCollector(s Store, sealer *credentials.Sealer) *storeCollector {
 		term:    prometheus.NewDesc("mqttoperator_raft_term", "Current raft term.", nil, nil),
 		commit:  prometheus.NewDesc("mqttoperator_raft_commit_index", "Raft commit index.", nil, nil),
 		applied: prometheus.NewDesc("mqttoperator_raft_applied_index", "Raft index applied to the state machine.", nil, nil),
+		skipped: prometheus.NewDesc("mqttoperator_raft_skipped_entries_total", "Raft entries the state machine could not apply (unknown type, undecodable payload) and skipped, since this operator started.", nil, nil),
 		bridge: prometheus.NewDesc("mqttoperator_bridge_connected", "1 if the broker's bridge toward the hub is up, by the broker's parent.",
 			[]string{"cluster", "broker", "parent"}, nil),
 		brokers: prometheus.NewDesc("mqttoperator_brokers", "Brokers by cluster: desired (spec) and running (status).", []string{"cluster", "state"}, nil),
@@ -65,6 +67,7 @@ func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.term
 	ch <- c.commit
 	ch <- c.applied
+	ch <- c.skipped
 	ch <- c.bridge
 	ch <- c.brokers
 	ch <- c.expiry
@@ -171,4 +174,5 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.term, prometheus.GaugeValue, float64(l.Term))
 	ch <- prometheus.MustNewConstMetric(c.commit, prometheus.GaugeValue, float64(l.CommitIndex))
 	ch <- prometheus.MustNewConstMetric(c.applied, prometheus.GaugeValue, float64(l.AppliedIndex))
+	ch <- prometheus.MustNewConstMetric(c.skipped, prometheus.CounterValue, float64(l.SkippedEntries))
 }

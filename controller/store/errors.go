@@ -12,6 +12,9 @@ var (
 	// ErrConflict: the object changed since the resourceVersion the write
 	// carried (or exists when it should not).
 	ErrConflict = errors.New("conflict")
+	// ErrSkipped: the FSM could not apply the entry (unknown type or
+	// undecodable payload) and skipped it on every replica alike.
+	ErrSkipped = errors.New("raft entry skipped")
 	// ErrClosed: the store was shut down.
 	ErrClosed = errors.New("store closed")
 )

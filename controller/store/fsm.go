@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -30,6 +31,8 @@ type FSM struct {
 	// changed state or not (raft's own AppliedIndex moves when a batch is
 	// handed to the FSM, before it is applied).
 	applied atomic.Uint64
+	// skipped counts entries the FSM could not apply (see Apply).
+	skipped atomic.Uint64
 }
 
 // NewFSM returns an empty state machine.
@@ -40,7 +43,9 @@ func NewFSM(log *slog.Logger) *FSM {
 	return &FSM{log: log, objects: map[key]*Object{}, watch: make(chan struct{})}
 }
 
-type dispatch func(f *FSM, index uint64, data []byte) any
+// dispatch applies one message; an error means its payload does not
+// decode (the entry is skipped, see Apply).
+type dispatch func(f *FSM, index uint64, data []byte) (any, error)
 
 // handlers is the dispatch table: one entry per message type.
 var handlers = map[MessageType]dispatch{
@@ -49,8 +54,16 @@ var handlers = map[MessageType]dispatch{
 	UpdateStatusType: (*FSM).updateStatus,
 }
 
-// Apply applies one committed log entry. A payload that does not decode is
-// a bug and panics; business errors are returned as the response.
+// Apply applies one committed log entry; business errors (conflict, not
+// found) are returned as the response.
+//
+// An entry it cannot apply (an unknown type, a payload that does not
+// decode) is skipped, logged and counted (Skipped), and answered with
+// ErrSkipped: every replica reads the same entry the same way, so all skip
+// it alike and the state stays identical everywhere. Panicking instead
+// would stop the operator at every restart for as long as the entry stays
+// in the log. Optional messages (IgnoreUnknownTypeFlag) of an unknown type
+// are skipped quietly: a newer version wrote them, by design.
 func (f *FSM) Apply(l *raft.Log) any {
 	defer f.applied.Store(l.Index)
 	if l.Type != raft.LogCommand || len(l.Data) == 0 {
@@ -62,18 +75,44 @@ func (f *FSM) Apply(l *raft.Log) any {
 	h, ok := handlers[t]
 	if !ok {
 		if ignoreUnknown {
-			f.log.Warn("skipping unknown optional raft message", "type", t, "index", l.Index)
+			f.log.Info("skipping unknown optional raft message", "type", uint8(t), "index", l.Index)
 			return nil
 		}
-		panic(fmt.Errorf("store: unknown raft message type %d at index %d", t, l.Index))
+		return f.skip(l.Index, t, "unknown message type")
 	}
-	return h(f, l.Index, l.Data[1:])
+	resp, err := h(f, l.Index, l.Data[1:])
+	if err != nil {
+		return f.skip(l.Index, t, err.Error())
+	}
+	return resp
 }
 
-func mustDecode(data []byte, v any) {
+// skip reports an entry that cannot be applied. The log line names the
+// type and index only: never the payload (it may hold sealed material).
+func (f *FSM) skip(index uint64, t MessageType, why string) any {
+	f.skipped.Add(1)
+	f.log.Error("skipping a raft entry that cannot be applied", "index", index, "type", uint8(t), "reason", why)
+	return &response{Err: fmt.Errorf("%w: entry %d (type %d): %s", ErrSkipped, index, t, why)}
+}
+
+// Skipped is the number of entries skipped since this FSM started (see
+// Apply).
+func (f *FSM) Skipped() uint64 { return f.skipped.Load() }
+
+func decode(data []byte, v any) error {
 	if err := json.Unmarshal(data, v); err != nil {
-		panic(fmt.Errorf("store: undecodable raft message: %w", err))
+		// The decoder's message, not the payload.
+		var se *json.SyntaxError
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &se):
+			return fmt.Errorf("undecodable payload: invalid JSON at offset %d", se.Offset)
+		case errors.As(err, &te):
+			return fmt.Errorf("undecodable payload: field %q has the wrong type", te.Field)
+		}
+		return errors.New("undecodable payload")
 	}
+	return nil
 }
 
 func checkVersion(cur *Object, expect *uint64) error {
@@ -91,15 +130,20 @@ func checkVersion(cur *Object, expect *uint64) error {
 	return nil
 }
 
-func (f *FSM) applyObject(index uint64, data []byte) any {
+func (f *FSM) applyObject(index uint64, data []byte) (any, error) {
 	var req ApplyRequest
-	mustDecode(data, &req)
+	if err := decode(data, &req); err != nil {
+		return nil, err
+	}
+	if req.Kind == "" || req.Name == "" {
+		return nil, errors.New("no kind or name")
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	k := key{req.Kind, req.Name}
 	cur := f.objects[k]
 	if err := checkVersion(cur, req.ExpectVersion); err != nil {
-		return &response{Err: err}
+		return &response{Err: err}, nil
 	}
 	if cur == nil {
 		obj := &Object{
@@ -108,10 +152,10 @@ func (f *FSM) applyObject(index uint64, data []byte) any {
 			Labels: req.Labels, Annotations: req.Annotations, Spec: req.Spec,
 		}
 		f.set(k, obj, index)
-		return &response{Result: Created, Object: obj}
+		return &response{Result: Created, Object: obj}, nil
 	}
 	if sameContent(cur, &req) {
-		return &response{Result: Unchanged, Object: cur}
+		return &response{Result: Unchanged, Object: cur}, nil
 	}
 	specChanged := !bytes.Equal(cur.Spec, req.Spec)
 	obj := *cur
@@ -121,7 +165,7 @@ func (f *FSM) applyObject(index uint64, data []byte) any {
 		obj.Generation++
 	}
 	f.set(k, &obj, index)
-	return &response{Result: Configured, Object: &obj}
+	return &response{Result: Configured, Object: &obj}, nil
 }
 
 // sameContent reports whether applying req to cur would change nothing.
@@ -129,45 +173,55 @@ func sameContent(cur *Object, req *ApplyRequest) bool {
 	return bytes.Equal(cur.Spec, req.Spec) && maps.Equal(cur.Labels, req.Labels) && maps.Equal(cur.Annotations, req.Annotations)
 }
 
-func (f *FSM) deleteObject(index uint64, data []byte) any {
+func (f *FSM) deleteObject(index uint64, data []byte) (any, error) {
 	var req DeleteRequest
-	mustDecode(data, &req)
+	if err := decode(data, &req); err != nil {
+		return nil, err
+	}
+	if req.Kind == "" || req.Name == "" {
+		return nil, errors.New("no kind or name")
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	k := key{req.Kind, req.Name}
 	cur := f.objects[k]
 	if cur == nil {
-		return &response{Err: fmt.Errorf("%w: %s %q", ErrNotFound, req.Kind, req.Name)}
+		return &response{Err: fmt.Errorf("%w: %s %q", ErrNotFound, req.Kind, req.Name)}, nil
 	}
 	if err := checkVersion(cur, req.ExpectVersion); err != nil {
-		return &response{Err: err}
+		return &response{Err: err}, nil
 	}
 	delete(f.objects, k)
 	f.changed(index)
-	return &response{Result: Deleted, Object: cur}
+	return &response{Result: Deleted, Object: cur}, nil
 }
 
-func (f *FSM) updateStatus(index uint64, data []byte) any {
+func (f *FSM) updateStatus(index uint64, data []byte) (any, error) {
 	var req StatusRequest
-	mustDecode(data, &req)
+	if err := decode(data, &req); err != nil {
+		return nil, err
+	}
+	if req.Kind == "" || req.Name == "" {
+		return nil, errors.New("no kind or name")
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	k := key{req.Kind, req.Name}
 	cur := f.objects[k]
 	if cur == nil || (req.ExpectUID != "" && cur.UID != req.ExpectUID) {
-		return &response{Err: fmt.Errorf("%w: %s %q", ErrNotFound, req.Kind, req.Name)}
+		return &response{Err: fmt.Errorf("%w: %s %q", ErrNotFound, req.Kind, req.Name)}, nil
 	}
 	if err := checkVersion(cur, req.ExpectVersion); err != nil {
-		return &response{Err: err}
+		return &response{Err: err}, nil
 	}
 	if bytes.Equal(cur.Status, req.Status) {
-		return &response{Result: Unchanged, Object: cur}
+		return &response{Result: Unchanged, Object: cur}, nil
 	}
 	obj := *cur
 	obj.Status = req.Status
 	obj.ModifyIndex = index
 	f.set(k, &obj, index)
-	return &response{Result: Configured, Object: &obj}
+	return &response{Result: Configured, Object: &obj}, nil
 }
 
 // set stores obj and wakes watchers. Callers hold f.mu.

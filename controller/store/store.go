@@ -460,6 +460,9 @@ type LeaderInfo struct {
 	AppliedIndex  uint64    `json:"appliedIndex"`
 	LastIndex     uint64    `json:"lastIndex"`
 	LastContact   time.Time `json:"lastContact,omitzero"`
+	// SkippedEntries counts the raft entries this server's state machine
+	// could not apply and skipped since it started.
+	SkippedEntries uint64 `json:"skippedEntries,omitempty"`
 }
 
 // Leader reports the leader and this node's raft progress.
@@ -470,10 +473,11 @@ func (s *Store) Leader() LeaderInfo {
 		LeaderID: string(id), LeaderAddress: string(addr),
 		NodeID: string(s.nodeID), NodeAddress: string(s.trans.LocalAddr()),
 		IsLeader: st == raft.Leader, State: st.String(),
-		Term:         s.raft.CurrentTerm(),
-		CommitIndex:  s.raft.CommitIndex(),
-		AppliedIndex: s.raft.AppliedIndex(),
-		LastIndex:    s.raft.LastIndex(),
+		Term:           s.raft.CurrentTerm(),
+		CommitIndex:    s.raft.CommitIndex(),
+		AppliedIndex:   s.raft.AppliedIndex(),
+		LastIndex:      s.raft.LastIndex(),
+		SkippedEntries: s.fsm.Skipped(),
 	}
 	if st != raft.Leader {
 		info.LastContact = s.raft.LastContact()

@@ -9,6 +9,7 @@ import (
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/testutil"
 	"io"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -105,12 +106,52 @@ func TestFSMUnknownMessageTypes(t *testing.T) {
 	if got := f.Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: []byte{byte(IgnoreUnknownTypeFlag | 77), '{', '}'}}); got != nil {
 		t.Fatalf("optional unknown message: %v", got)
 	}
-	defer func() {
-		if recover() == nil {
-			t.Fatal("an unknown required message type did not panic")
-		}
-	}()
-	f.Apply(&raft.Log{Index: 2, Type: raft.LogCommand, Data: []byte{77, '{', '}'}})
+	if f.Skipped() != 0 {
+		t.Fatal("an optional unknown message was counted as skipped")
+	}
+}
+
+// TestFSMSkipsWhatItCannotApply: an entry of an unknown required type, or
+// whose payload does not decode, is skipped by every replica alike (no
+// panic: the entry would stay in the log and stop the operator at every
+// restart), counted, and leaves the state as it was.
+func TestFSMSkipsWhatItCannotApply(t *testing.T) {
+	t.Parallel()
+	bad := map[string][]byte{
+		"unknown required type":        {77, '{', '}'},
+		"apply payload not JSON":       append([]byte{byte(ApplyObjectType)}, "not json"...),
+		"apply payload wrong types":    append([]byte{byte(ApplyObjectType)}, `{"kind": 7, "name": []}`...),
+		"apply payload with no name":   append([]byte{byte(ApplyObjectType)}, `{"kind": "K"}`...),
+		"delete payload truncated":     append([]byte{byte(DeleteObjectType)}, `{"kind": "K", "na`...),
+		"status payload not an object": append([]byte{byte(UpdateStatusType)}, `"x"`...),
+	}
+	for name, data := range bad {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			replicas := []*FSM{NewFSM(nil), NewFSM(nil)}
+			for _, f := range replicas {
+				applyOK(t, f, rawLog(ApplyObjectType, 1, ApplyRequest{Kind: "K", Name: "a", UID: "u", Spec: []byte(`{"x":1}`)}))
+				got := f.Apply(&raft.Log{Index: 2, Type: raft.LogCommand, Data: data})
+				r, ok := got.(*response)
+				if !ok || !errors.Is(r.Err, ErrSkipped) {
+					t.Fatalf("response %#v, want ErrSkipped", got)
+				}
+				if strings.Contains(r.Err.Error(), string(data[1:])) && len(data) > 4 {
+					t.Fatalf("the skip error carries the payload: %v", r.Err)
+				}
+				if f.Skipped() != 1 || f.Applied() != 2 {
+					t.Fatalf("skipped %d applied %d, want 1 and 2", f.Skipped(), f.Applied())
+				}
+				// The next entry applies as usual.
+				applyOK(t, f, rawLog(ApplyObjectType, 3, ApplyRequest{Kind: "K", Name: "b", UID: "v", Spec: []byte(`{}`)}))
+			}
+			a, _ := replicas[0].List("K")
+			b, _ := replicas[1].List("K")
+			if len(a) != 2 || len(b) != 2 || string(a[0].Spec) != `{"x":1}` || !reflect.DeepEqual(a, b) {
+				t.Fatalf("replicas differ or state changed: %v / %v", a, b)
+			}
+		})
+	}
 }
 
 type memSink struct {
