@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -89,6 +90,9 @@ type ClusterReconciler struct {
 	// BrokerMetrics runs each cluster's broker exporter (SignerImage,
 	// on the control network).
 	BrokerMetrics bool
+	// Defaults are the operator's defaults (images): a stored spec is
+	// defaulted and validated again before every pass (see Reconcile).
+	Defaults api.Defaults
 	// pending are the events of the passes in progress, by cluster.
 	pending map[string][]api.Event
 }
@@ -175,8 +179,13 @@ func (r *ClusterReconciler) Discover(ctx context.Context) ([]string, error) {
 	return slices.Sorted(maps.Keys(names)), nil
 }
 
-// Reconcile is the ReconcileFunc.
-func (r *ClusterReconciler) Reconcile(ctx context.Context, name string) (Result, error) {
+// Reconcile is the ReconcileFunc. A stored object never takes the
+// operator down: one that does not decode or validate (defaults applied
+// again first) is reported Degraded (InvalidSpec) and left alone, and a
+// panic while reconciling it is recovered, logged with its name, reported
+// Degraded (InternalError) and returned as ErrPanicked (retried with
+// backoff by the leader loop); the other clusters are not affected.
+func (r *ClusterReconciler) Reconcile(ctx context.Context, name string) (res Result, err error) {
 	if err := r.fence(); err != nil {
 		return Result{}, err
 	}
@@ -184,9 +193,28 @@ func (r *ClusterReconciler) Reconcile(ctx context.Context, name string) (Result,
 	if obj == nil {
 		return Result{}, r.cleanup(ctx, name)
 	}
+	defer func() {
+		if p := recover(); p != nil {
+			r.log().Error("reconcile panicked", "cluster", name, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			msg := "internal error while reconciling: the operator's log has the details (retried with backoff)"
+			if werr := r.degrade(obj, "InternalError", msg); werr != nil {
+				r.log().Warn("recording the internal error failed", "cluster", name, "err", werr)
+			}
+			res, err = Result{}, fmt.Errorf("%w: cluster %s: %v", ErrPanicked, name, p)
+		}
+	}()
 	c, err := server.ToAPI(obj)
 	if err != nil {
-		return Result{}, err
+		return Result{}, r.degrade(obj, "InvalidSpec", "the stored spec does not decode: "+err.Error())
+	}
+	d := r.Defaults
+	if d == (api.Defaults{}) {
+		d = api.BuiltinDefaults()
+	}
+	api.Default(c, d)
+	if errs := api.Validate(c); len(errs) > 0 {
+		r.log().Error("stored spec is invalid: not reconciled", "cluster", name, "errors", errs.Error())
+		return Result{}, r.degrade(obj, "InvalidSpec", "the stored spec is invalid, nothing was changed in Swarm: "+errs.Error())
 	}
 	var sv passView
 	res, keep, push, recErr := r.apply(ctx, c, &sv)
@@ -1001,6 +1029,23 @@ func findBroker(list []api.BrokerStatus, name string) *api.BrokerStatus {
 		}
 	}
 	return nil
+}
+
+// ErrPanicked: a reconcile panicked (and was recovered).
+var ErrPanicked = errors.New("reconcile panicked")
+
+// degrade sets the stored status's Degraded condition (True, reason,
+// message) and Ready to False, keeping the rest of the status.
+func (r *ClusterReconciler) degrade(obj *store.Object, reason, msg string) error {
+	var st api.MqttClusterStatus
+	if len(obj.Status) > 0 {
+		// A status that does not decode is replaced.
+		_ = json.Unmarshal(obj.Status, &st)
+	}
+	now := metav1.NewTime(r.now().UTC().Truncate(time.Second))
+	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: api.ConditionDegraded, Status: metav1.ConditionTrue, Reason: reason, Message: msg, ObservedGeneration: obj.Generation, LastTransitionTime: now})
+	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: api.ConditionReady, Status: metav1.ConditionFalse, Reason: reason, Message: msg, ObservedGeneration: obj.Generation, LastTransitionTime: now})
+	return r.writeStatus(obj, st)
 }
 
 // writeStatus stores st when it differs from what is stored.

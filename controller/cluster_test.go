@@ -869,3 +869,68 @@ func TestClusterIssuerSignsThroughAJob(t *testing.T) {
 		t.Fatal("a certificate for another key was taken")
 	}
 }
+
+// TestClusterStoredObjectsNeverTakeTheOperatorDown: an object that reached
+// the store without admission (as one injected through an open raft port
+// did) is checked again before it is reconciled: one that does not
+// validate, or does not decode, is Degraded (InvalidSpec) and nothing is
+// written to Swarm; a panic while reconciling is recovered, Degraded
+// (InternalError), and the other clusters are reconciled as usual.
+func TestClusterStoredObjectsNeverTakeTheOperatorDown(t *testing.T) {
+	t.Parallel()
+	cases := map[string]string{
+		"invalid image and replicas": `{"image": "attacker/EVIL:latest", "replicas": -4}`,
+		"does not decode":            `{"replicas": "many"}`,
+		"no defaults at all":         `{"loadBalancer": {"ports": {"mqtt": 99999}}}`,
+	}
+	for name, spec := range cases {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			e := newClusterEnv(t)
+			if _, _, err := e.store.Apply(store.ApplyRequest{Kind: api.KindMqttCluster, Name: "iot", Spec: []byte(spec)}); err != nil {
+				t.Fatal(err)
+			}
+			res, err := e.rec.Reconcile(context.Background(), "iot")
+			if err != nil || res.RequeueAfter != 0 {
+				t.Fatalf("reconcile of an invalid stored spec: %v %v", res, err)
+			}
+			if calls := e.fake.Calls(); len(calls) != 0 {
+				t.Fatalf("an invalid stored spec reached Swarm: %v", calls)
+			}
+			var st api.MqttClusterStatus
+			_ = json.Unmarshal(e.store.Get(api.KindMqttCluster, "iot").Status, &st)
+			d := meta.FindStatusCondition(st.Conditions, api.ConditionDegraded)
+			if d == nil || d.Status != "True" || d.Reason != "InvalidSpec" || meta.IsStatusConditionTrue(st.Conditions, api.ConditionReady) {
+				t.Fatalf("conditions: %+v", st.Conditions)
+			}
+		})
+	}
+
+	t.Run("panic", func(t *testing.T) {
+		t.Parallel()
+		e := newClusterEnv(t)
+		e.apply("spec: {}\n")
+		e.withControlNetwork()
+		e.rec.Runtime = panicRuntime{}
+		e.reconcile()
+		e.runAll()
+		e.attachLB(10)
+		_, err := e.rec.Reconcile(context.Background(), "iot")
+		if !errors.Is(err, ErrPanicked) {
+			t.Fatalf("reconcile with a panicking dependency: %v", err)
+		}
+		c := e.cluster()
+		if d := meta.FindStatusCondition(c.Status.Conditions, api.ConditionDegraded); d == nil || d.Reason != "InternalError" || strings.Contains(d.Message, "runtime") {
+			t.Fatalf("conditions: %+v", c.Status.Conditions)
+		}
+	})
+}
+
+// panicRuntime panics on every call, as a nil dereference in a
+// reconciler would.
+type panicRuntime struct{ CertRuntime }
+
+func (panicRuntime) ServedCertificate(context.Context, string) (loadbalancer.Served, error) {
+	var m map[string]*loadbalancer.Served
+	return *m["x"], nil
+}

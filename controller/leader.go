@@ -2,8 +2,11 @@ package controller
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
@@ -153,11 +156,11 @@ func (l *Leader) leaderLoop(ctx context.Context) {
 
 	resync := time.NewTicker(l.Resync)
 	defer resync.Stop()
-	timers := map[string]*time.Timer{}
-	due := make(chan string, 64)
+	ls := &loopState{timers: map[string]*time.Timer{}, due: make(chan string, 64), panics: map[string]int{}, holdUntil: map[string]time.Time{}}
+	due := ls.due
 	known := map[string]bool{}
 	defer func() {
-		for _, t := range timers {
+		for _, t := range ls.timers {
 			t.Stop()
 		}
 	}()
@@ -186,7 +189,10 @@ func (l *Leader) leaderLoop(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			l.reconcileOne(ctx, n, timers, due)
+			if time.Now().Before(ls.holdUntil[n]) {
+				continue // backing off after a panic: its timer brings it back
+			}
+			l.reconcileOne(ctx, n, ls)
 		}
 	}
 	// The watch is taken before each full pass, so a change made during a
@@ -198,8 +204,8 @@ func (l *Leader) leaderLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case n := <-due:
-			delete(timers, n)
-			l.reconcileOne(ctx, n, timers, due)
+			delete(ls.timers, n)
+			l.reconcileOne(ctx, n, ls)
 			l.Metrics.setQueue(len(due))
 			continue
 		case <-watch:
@@ -212,27 +218,63 @@ func (l *Leader) leaderLoop(ctx context.Context) {
 	}
 }
 
-func (l *Leader) reconcileOne(ctx context.Context, name string, timers map[string]*time.Timer, due chan<- string) {
+// loopState is one leader loop's per-cluster bookkeeping.
+type loopState struct {
+	timers map[string]*time.Timer
+	due    chan string
+	// panics counts consecutive panicking reconciles of a cluster;
+	// holdUntil keeps it out of full passes until its backoff ends.
+	panics    map[string]int
+	holdUntil map[string]time.Time
+}
+
+// maxPanicBackoff caps the retry delay of a cluster whose reconcile panics.
+const maxPanicBackoff = 5 * time.Minute
+
+// safeReconcile calls Reconcile, turning a panic into ErrPanicked: one
+// cluster must never take the loop (and the operator) down.
+func (l *Leader) safeReconcile(ctx context.Context, name string) (res Result, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			l.Log.Error("reconcile panicked", "cluster", name, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			res, err = Result{}, fmt.Errorf("%w: cluster %s: %v", ErrPanicked, name, p)
+		}
+	}()
+	return l.Reconcile(ctx, name)
+}
+
+func (l *Leader) reconcileOne(ctx context.Context, name string, ls *loopState) {
 	start := time.Now()
-	res, err := l.Reconcile(ctx, name)
+	res, err := l.safeReconcile(ctx, name)
 	l.Metrics.observe(start, err)
 	after := res.RequeueAfter
-	if err != nil {
-		if ctx.Err() != nil {
-			return
+	if errors.Is(err, ErrPanicked) {
+		// Retried with an exponential backoff (RetryAfter, doubled per
+		// consecutive panic, at most maxPanicBackoff), not at every pass.
+		ls.panics[name]++
+		after = min(l.RetryAfter<<min(ls.panics[name]-1, 16), maxPanicBackoff)
+		ls.holdUntil[name] = time.Now().Add(after)
+		l.Log.Error("reconcile failed", "cluster", name, "err", err, "retryIn", after.String())
+	} else {
+		delete(ls.panics, name)
+		delete(ls.holdUntil, name)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			l.Log.Error("reconcile failed", "cluster", name, "err", err)
+			after = l.RetryAfter
 		}
-		l.Log.Error("reconcile failed", "cluster", name, "err", err)
-		after = l.RetryAfter
 	}
 	if after <= 0 {
 		return
 	}
-	if t, ok := timers[name]; ok {
+	if t, ok := ls.timers[name]; ok {
 		t.Stop()
 	}
-	timers[name] = time.AfterFunc(after, func() {
+	ls.timers[name] = time.AfterFunc(after, func() {
 		select {
-		case due <- name:
+		case ls.due <- name:
 		case <-ctx.Done():
 		}
 	})

@@ -113,3 +113,39 @@ func TestLeaderLoopReconcilesOnChangeRequeueAndStop(t *testing.T) {
 		t.Fatalf("reconciles after the loop stopped: %d -> %d", stopped, got)
 	}
 }
+
+// TestLeaderLoopSurvivesAPanickingReconcile: a reconcile that panics is
+// recovered; the other clusters keep being reconciled, and the panicking
+// one is retried with a backoff, not at every pass.
+func TestLeaderLoopSurvivesAPanickingReconcile(t *testing.T) {
+	t.Parallel()
+	s := openStore(t)
+	apply(t, s, "bad", 1)
+	apply(t, s, "good", 1)
+	var mu sync.Mutex
+	calls := map[string]int{}
+	rec := func(_ context.Context, name string) (Result, error) {
+		mu.Lock()
+		calls[name]++
+		mu.Unlock()
+		if name == "bad" {
+			var m map[string]*int
+			_ = *m["nil"] // a nil dereference
+		}
+		return Result{}, nil
+	}
+	count := func(n string) int { mu.Lock(); defer mu.Unlock(); return calls[n] }
+	l := &Leader{Store: s, Reconcile: rec, Resync: time.Hour, RetryAfter: time.Hour, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go l.Run(ctx)
+	waitFor(t, "both clusters reconciled once", func() bool { return count("bad") == 1 && count("good") == 1 })
+	// Five triggers: good is reconciled each time, bad waits for its backoff.
+	for i := 2; i <= 6; i++ {
+		l.Trigger()
+		waitFor(t, fmt.Sprintf("good reconciled %d times", i), func() bool { return count("good") >= i })
+	}
+	if n := count("bad"); n != 1 {
+		t.Fatalf("the panicking cluster was reconciled %d times during its backoff", n)
+	}
+}
