@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,16 +14,19 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/testutil"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/tlsutil"
 )
 
 type node struct {
 	id, addr, dir string
 	s             *Store
+	// serverTLS and clientTLS, when set, carry raft over mutual TLS.
+	serverTLS, clientTLS *tls.Config
 }
 
 func (n *node) open(t *testing.T, bootstrap bool) {
 	t.Helper()
-	s, err := Open(Config{DataDir: n.dir, NodeID: n.id, BindAddr: n.addr, Bootstrap: bootstrap, LogOutput: io.Discard})
+	s, err := Open(Config{DataDir: n.dir, NodeID: n.id, BindAddr: n.addr, Bootstrap: bootstrap, LogOutput: io.Discard, ServerTLS: n.serverTLS, ClientTLS: n.clientTLS})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,12 +61,21 @@ func leaderOf(nodes []*node) *node {
 }
 
 // threeNodes bootstraps the first server and adds the two others as
-// voters, as the operator's membership loop does.
-func threeNodes(t *testing.T) []*node {
+// voters, as the operator's membership loop does. With a CA, raft runs
+// over mutual TLS with each server's operator certificate.
+func threeNodes(t *testing.T, ca ...*tlsutil.CA) []*node {
 	t.Helper()
 	var nodes []*node
 	for i := 0; i < 3; i++ {
-		nodes = append(nodes, &node{id: fmt.Sprintf("n%d", i), addr: testutil.FreeAddr(t), dir: t.TempDir()})
+		n := &node{id: fmt.Sprintf("n%d", i), addr: testutil.FreeAddr(t), dir: t.TempDir()}
+		if len(ca) > 0 {
+			id, err := tlsutil.NewNode(ca[0], tlsutil.Identity{ID: n.id}, time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n.serverTLS, n.clientTLS = id.ServerConfig(tls.RequireAndVerifyClientCert), id.ClientConfig("")
+		}
+		nodes = append(nodes, n)
 	}
 	t.Cleanup(func() {
 		for _, n := range nodes {

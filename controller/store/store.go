@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -45,6 +46,11 @@ type Config struct {
 	// nothing for the first stands for election; a leader that cannot
 	// reach a quorum for the last steps down.
 	HeartbeatTimeout, ElectionTimeout, LeaderLeaseTimeout time.Duration
+	// ServerTLS and ClientTLS, when set, carry raft over mutual TLS: the
+	// server config must require and verify a client certificate; the
+	// client config verifies the server dialed. Unset: plain TCP (tests
+	// on one machine only).
+	ServerTLS, ClientTLS *tls.Config
 	// Logger receives the store's and raft's logs.
 	Logger *slog.Logger
 	// LogOutput receives raft's own log lines. Default: stderr.
@@ -120,7 +126,7 @@ func Open(cfg Config) (*Store, error) {
 		meta.Close()
 		return nil, fmt.Errorf("store: open snapshots: %w", err)
 	}
-	trans, err := raft.NewTCPTransportWithLogger(cfg.BindAddr, adv, 3, 10*time.Second, hlog)
+	trans, err := newTransport(cfg, adv, hlog)
 	if err != nil {
 		logStore.Close()
 		meta.Close()
@@ -182,6 +188,22 @@ func Open(cfg Config) (*Store, error) {
 		go s.watchCatchUp(target)
 	}
 	return s, nil
+}
+
+// newTransport is raft's network transport: over mutual TLS when the
+// config has TLS, else plain TCP.
+func newTransport(cfg Config, adv net.Addr, hlog hclog.Logger) (*raft.NetworkTransport, error) {
+	if cfg.ServerTLS == nil && cfg.ClientTLS == nil {
+		return raft.NewTCPTransportWithLogger(cfg.BindAddr, adv, 3, 10*time.Second, hlog)
+	}
+	if cfg.ServerTLS == nil || cfg.ClientTLS == nil || cfg.ServerTLS.ClientAuth != tls.RequireAndVerifyClientCert {
+		return nil, errors.New("raft TLS needs a server config that requires client certificates and a client config")
+	}
+	layer, err := newTLSStreamLayer(cfg.BindAddr, adv, cfg.ServerTLS, cfg.ClientTLS)
+	if err != nil {
+		return nil, err
+	}
+	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: layer, MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog}), nil
 }
 
 // watchJoin closes caughtUp once this (new) server is in a configuration,

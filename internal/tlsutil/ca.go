@@ -1,0 +1,298 @@
+package tlsutil
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"net/url"
+	"os"
+	"sync"
+	"time"
+)
+
+// CA is the control-plane CA: every certificate it holds is trusted (a
+// bundle holds the old and the new CA during a rotation), and the one
+// whose key it holds signs.
+type CA struct {
+	Pool   *x509.CertPool
+	all    []*x509.Certificate
+	signer *x509.Certificate
+	key    crypto.Signer
+}
+
+// NewCA makes a new control-plane CA (ECDSA P-256, valid ten years) and
+// returns its certificate and key as one PEM bundle (the Docker secret's
+// content).
+func NewCA(name string, now time.Time) ([]byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial, Subject: pkix.Name{CommonName: name, Organization: []string{"swarm-mqtt-operator"}},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(10, 0, 0),
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, BasicConstraintsValid: true, IsCA: true, MaxPathLenZero: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		return nil, err
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	out := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	return append(out, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})...), nil
+}
+
+// LoadCA reads a CA bundle file: one or more CA certificates (all
+// trusted) and the private key of one of them (which signs).
+func LoadCA(file string) (*CA, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("control-plane CA: %w", err)
+	}
+	ca, err := ParseCA(b)
+	if err != nil {
+		return nil, fmt.Errorf("control-plane CA %s: %w", file, err)
+	}
+	return ca, nil
+}
+
+// ParseCA parses a CA bundle (see LoadCA). Errors never quote the key.
+func ParseCA(b []byte) (*CA, error) {
+	ca := &CA{Pool: x509.NewCertPool()}
+	var certs []*x509.Certificate
+	for {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			break
+		}
+		switch blk.Type {
+		case "CERTIFICATE":
+			c, err := x509.ParseCertificate(blk.Bytes)
+			if err != nil {
+				return nil, fmt.Errorf("a certificate does not parse: %w", err)
+			}
+			if !c.IsCA {
+				return nil, fmt.Errorf("certificate %q is not a CA", c.Subject.CommonName)
+			}
+			certs = append(certs, c)
+			ca.all = append(ca.all, c)
+			ca.Pool.AddCert(c)
+		case "PRIVATE KEY", "EC PRIVATE KEY", "RSA PRIVATE KEY":
+			k, err := parseKey(blk)
+			if err != nil {
+				return nil, errors.New("the private key does not parse")
+			}
+			ca.key = k
+		}
+	}
+	if len(certs) == 0 {
+		return nil, errors.New("no CA certificate")
+	}
+	if ca.key == nil {
+		return nil, errors.New("no private key")
+	}
+	for _, c := range certs {
+		if pub, ok := c.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); ok && pub.Equal(ca.key.Public()) {
+			ca.signer = c
+		}
+	}
+	if ca.signer == nil {
+		return nil, errors.New("the private key matches none of the CA certificates")
+	}
+	return ca, nil
+}
+
+func parseKey(blk *pem.Block) (crypto.Signer, error) {
+	var k any
+	var err error
+	switch blk.Type {
+	case "EC PRIVATE KEY":
+		k, err = x509.ParseECPrivateKey(blk.Bytes)
+	case "RSA PRIVATE KEY":
+		k, err = x509.ParsePKCS1PrivateKey(blk.Bytes)
+	default:
+		k, err = x509.ParsePKCS8PrivateKey(blk.Bytes)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, errors.New("not a signing key")
+	}
+	return s, nil
+}
+
+// CertPEM is the CA bundle's certificates (public) as PEM: what mqttctl
+// and Prometheus verify the operators with.
+func (ca *CA) CertPEM() []byte {
+	var out []byte
+	for _, c := range ca.all {
+		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	return out
+}
+
+// Identity is what an operator's certificate names.
+type Identity struct {
+	// ID is the raft server id (URI SAN and common name).
+	ID string
+	// IPs and DNSNames are the addresses the operator is reached at (its
+	// API and raft address); loopback and OperatorDNSName are always in.
+	IPs      []net.IP
+	DNSNames []string
+}
+
+// Issue signs a new operator certificate with a new key, valid for
+// lifetime from now.
+func (ca *CA) Issue(id Identity, lifetime time.Duration, now time.Time) (*tls.Certificate, error) {
+	if id.ID == "" {
+		return nil, errors.New("issue operator certificate: no id")
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return nil, err
+	}
+	u, err := url.Parse(OperatorURI(id.ID))
+	if err != nil {
+		return nil, err
+	}
+	ips := append([]net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}, id.IPs...)
+	dns := append([]string{"localhost", OperatorDNSName}, id.DNSNames...)
+	tmpl := &x509.Certificate{
+		SerialNumber: serial, Subject: pkix.Name{CommonName: id.ID, Organization: []string{"swarm-mqtt-operator"}},
+		NotBefore: now.Add(-5 * time.Minute), NotAfter: now.Add(lifetime),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		URIs:        []*url.URL{u}, IPAddresses: ips, DNSNames: dns,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.signer, key.Public(), ca.key)
+	if err != nil {
+		return nil, fmt.Errorf("issue operator certificate: %w", err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Certificate{Certificate: [][]byte{der, ca.signer.Raw}, PrivateKey: key, Leaf: leaf}, nil
+}
+
+// Node is an operator's own certificate, issued at start and renewed in
+// memory at two thirds of its life (Run): no restart, no file.
+type Node struct {
+	ca       *CA
+	id       Identity
+	lifetime time.Duration
+	mu       sync.RWMutex
+	cert     *tls.Certificate
+}
+
+// DefaultNodeLifetime is how long an operator certificate is valid.
+const DefaultNodeLifetime = 7 * 24 * time.Hour
+
+// NewNode issues the operator's first certificate.
+func NewNode(ca *CA, id Identity, lifetime time.Duration) (*Node, error) {
+	if lifetime <= 0 {
+		lifetime = DefaultNodeLifetime
+	}
+	n := &Node{ca: ca, id: id, lifetime: lifetime}
+	if err := n.renew(time.Now()); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+func (n *Node) renew(now time.Time) error {
+	c, err := n.ca.Issue(n.id, n.lifetime, now)
+	if err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.cert = c
+	n.mu.Unlock()
+	return nil
+}
+
+// Certificate is the current certificate.
+func (n *Node) Certificate() *tls.Certificate {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.cert
+}
+
+// ID is the raft id the certificate names.
+func (n *Node) ID() string { return n.id.ID }
+
+// RenewAt is when the current certificate is renewed.
+func (n *Node) RenewAt() time.Time {
+	c := n.Certificate()
+	life := c.Leaf.NotAfter.Sub(c.Leaf.NotBefore)
+	return c.Leaf.NotBefore.Add(life * 2 / 3)
+}
+
+// Run renews the certificate at two thirds of its life until ctx ends
+// (retrying a failed renewal every minute).
+func (n *Node) Run(ctx context.Context) {
+	for {
+		wait := time.Until(n.RenewAt())
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(max(wait, 0)):
+		}
+		if err := n.renew(time.Now()); err != nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Minute):
+			}
+		}
+	}
+}
+
+// ServerConfig is for a listener that serves with the operator's
+// certificate. clientAuth: tls.RequireAndVerifyClientCert for raft (and
+// only operators pass), tls.VerifyClientCertIfGiven for the API.
+func (n *Node) ServerConfig(clientAuth tls.ClientAuthType) *tls.Config {
+	cfg := Base()
+	cfg.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return n.Certificate(), nil }
+	cfg.ClientCAs = n.ca.Pool
+	cfg.ClientAuth = clientAuth
+	if clientAuth == tls.RequireAndVerifyClientCert {
+		cfg.VerifyConnection = RequireOperator("")
+	}
+	return cfg
+}
+
+// ClientConfig is for dialing another operator: the peer must present an
+// operator certificate from the CA, valid for the address dialed, and
+// naming raft id want when want is not empty.
+func (n *Node) ClientConfig(want string) *tls.Config {
+	cfg := Base()
+	cfg.RootCAs = n.ca.Pool
+	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return n.Certificate(), nil }
+	cfg.VerifyConnection = RequireOperator(want)
+	return cfg
+}
