@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -23,6 +22,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -36,6 +36,7 @@ import (
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/server"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/tlsutil"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/certs"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/credentials"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/datasync"
@@ -47,7 +48,7 @@ var version = "dev"
 
 type options struct {
 	dataDir, apiAddr, raftAddr, raftAdvertise, nodeID string
-	tokenFile, tlsCert, tlsKey                        string
+	tokenFile, tlsCert, tlsKey, controlCA, apiSANs    string
 	brokerImage, lbImage, logLevel                    string
 	operatorID, controlNetwork, encryptionKeyFile     string
 	operatorImage, syncImage                          string
@@ -55,6 +56,7 @@ type options struct {
 	gitInterval                                       time.Duration
 	resync                                            time.Duration
 	reconcile, showVersion, swarmRaft, brokerMetrics  bool
+	insecure                                          bool
 	peerAPIPort                                       int
 }
 
@@ -81,6 +83,9 @@ func main() {
 		case "sign":
 			exitOn(signCmd(os.Args[2:]))
 			return
+		case "control-ca":
+			exitOn(controlCACmd(os.Args[2:]))
+			return
 		}
 	}
 	var o options
@@ -91,7 +96,10 @@ func main() {
 	fs.StringVar(&o.raftAdvertise, "raft-advertise", "", "raft address other managers reach this one at (default: the listen address, 127.0.0.1 when it has no host)")
 	fs.StringVar(&o.nodeID, "node-id", "", "stable raft server id (default: generated once into DATA-DIR/node-id)")
 	fs.StringVar(&o.tokenFile, "token-file", "", "file holding the API bearer token (default: DATA-DIR/api-token, generated when missing)")
-	fs.StringVar(&o.tlsCert, "tls-cert", "", "serve HTTPS with this certificate (PEM)")
+	fs.StringVar(&o.controlCA, "control-ca-file", "", "the control-plane CA bundle (PEM: the CA certificates to trust and the key of the one that signs; a Docker secret only the operator service mounts): this operator issues itself a short-lived certificate from it, in memory, and serves raft over mutual TLS and the API over HTTPS with it")
+	fs.StringVar(&o.apiSANs, "api-san", "", "comma-separated extra addresses (IPs or DNS names) to put in this operator's certificate, besides its raft address, its hostname, localhost and 127.0.0.1")
+	fs.BoolVar(&o.insecure, "insecure", false, "with no --control-ca-file: plain raft and plain HTTP (tests on one machine only; never on a network)")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "serve the API with this certificate instead of the control-plane one (PEM; read again when it changes)")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "private key of --tls-cert (PEM)")
 	fs.StringVar(&o.brokerImage, "broker-image", api.DefaultBrokerImage, "default Mosquitto image for clusters that name none")
 	fs.StringVar(&o.lbImage, "lb-image", api.DefaultLoadBalancerImage, "default HAProxy image for clusters that name none")
@@ -142,6 +150,9 @@ func run(ctx context.Context, o options) error {
 	if (o.tlsCert == "") != (o.tlsKey == "") {
 		return errors.New("--tls-cert and --tls-key go together")
 	}
+	if o.controlCA == "" && !o.insecure {
+		return errors.New("the control plane needs --control-ca-file (raft over mutual TLS, the API over HTTPS); --insecure runs it in clear, for tests on one machine only")
+	}
 	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
@@ -176,7 +187,7 @@ func run(ctx context.Context, o options) error {
 	}
 	bootstrap := true
 	var selfSwarmID string
-	var decide func(*store.Store)
+	var decide func(*store.Store, *tlsutil.Node)
 	if o.swarmRaft {
 		// Never bootstrapped at open: decided (again and again, until this
 		// server has state) by bootstrapWhenAlone.
@@ -185,16 +196,26 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 	}
+	var node *tlsutil.Node
+	var raftServerTLS, raftClientTLS *tls.Config
+	if o.controlCA != "" {
+		if node, err = operatorIdentity(o); err != nil {
+			return err
+		}
+		go node.Run(ctx)
+		raftServerTLS, raftClientTLS = node.ServerConfig(tls.RequireAndVerifyClientCert), node.ClientConfig("")
+		log.Info("control plane over TLS", "id", node.ID(), "certificateRenewAt", node.RenewAt().UTC().Format(time.RFC3339))
+	}
 	st, err := store.Open(store.Config{
 		DataDir: o.dataDir, NodeID: o.nodeID, BindAddr: o.raftAddr, AdvertiseAddr: o.raftAdvertise,
-		Bootstrap: bootstrap, Logger: log,
+		Bootstrap: bootstrap, Logger: log, ServerTLS: raftServerTLS, ClientTLS: raftClientTLS,
 	})
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 	if decide != nil {
-		go decide(st)
+		go decide(st, node)
 	}
 	if o.swarmRaft {
 		_, port, _ := net.SplitHostPort(o.raftAddr)
@@ -205,16 +226,16 @@ func run(ctx context.Context, o options) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	transport, scheme, err := peerTransport(o.tlsCert)
-	if err != nil {
-		return err
-	}
-	forward := func() (*url.URL, bool) {
-		host, _, err := net.SplitHostPort(st.Leader().LeaderAddress)
-		if err != nil || host == "" {
-			return nil, false
+	peers := newPeerTransports(node)
+	forward := func() (*url.URL, http.RoundTripper, bool) {
+		li := st.Leader()
+		host, _, err := net.SplitHostPort(li.LeaderAddress)
+		if err != nil || host == "" || li.LeaderID == "" {
+			return nil, nil, false
 		}
-		return &url.URL{Scheme: scheme, Host: net.JoinHostPort(host, strconv.Itoa(apiPort))}, true
+		// The token goes only to the operator whose certificate names the
+		// raft leader's id, not to whatever answers at its address.
+		return &url.URL{Scheme: peers.scheme(), Host: net.JoinHostPort(host, strconv.Itoa(apiPort))}, peers.to(li.LeaderID), true
 	}
 	var gs *controller.GitSync
 	var gitTrigger func()
@@ -222,7 +243,7 @@ func run(ctx context.Context, o options) error {
 		gs = &controller.GitSync{Store: st, Defaults: defaults, Repo: o.gitRepo, Branch: o.gitBranch, Path: o.gitPath, Interval: o.gitInterval, Log: log}
 		gitTrigger = gs.Trigger
 	}
-	srv, err := server.New(server.Config{Store: st, Defaults: defaults, Token: token, Logger: log, Registry: reg, Forward: forward, Transport: transport, Sealer: sealer, GitSyncTrigger: gitTrigger})
+	srv, err := server.New(server.Config{Store: st, Defaults: defaults, Token: token, Logger: log, Registry: reg, Forward: forward, Sealer: sealer, GitSyncTrigger: gitTrigger})
 	if err != nil {
 		return err
 	}
@@ -234,6 +255,19 @@ func run(ctx context.Context, o options) error {
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
+	}
+	if node != nil {
+		hs.TLSConfig = node.ServerConfig(tls.VerifyClientCertIfGiven)
+	}
+	if o.tlsCert != "" {
+		fc, err := tlsutil.NewFileCertificate(o.tlsCert, o.tlsKey)
+		if err != nil {
+			return err
+		}
+		if hs.TLSConfig == nil {
+			hs.TLSConfig = tlsutil.Base()
+		}
+		hs.TLSConfig.GetCertificate = fc.GetCertificate
 	}
 	if o.reconcile {
 		metrics, err := controller.NewMetrics(reg)
@@ -253,8 +287,8 @@ func run(ctx context.Context, o options) error {
 	errc := make(chan error, 1)
 	go func() {
 		var err error
-		if o.tlsCert != "" {
-			err = hs.ListenAndServeTLS(o.tlsCert, o.tlsKey)
+		if hs.TLSConfig != nil {
+			err = hs.ListenAndServeTLS("", "")
 		} else {
 			err = hs.ListenAndServe()
 		}
@@ -264,7 +298,7 @@ func run(ctx context.Context, o options) error {
 		close(errc)
 	}()
 	log.Info("mqtt-operator started", "version", version, "api", o.apiAddr, "raft", o.raftAddr, "node", st.NodeID(),
-		"dataDir", o.dataDir, "tokenFile", tokenPath, "https", o.tlsCert != "", "brokerImage", o.brokerImage, "lbImage", o.lbImage)
+		"dataDir", o.dataDir, "tokenFile", tokenPath, "https", hs.TLSConfig != nil, "brokerImage", o.brokerImage, "lbImage", o.lbImage)
 
 	select {
 	case <-ctx.Done():
@@ -343,7 +377,7 @@ func loadToken(path, dataDir string) (string, string, error) {
 // node's Swarm id, unless the data dir already has one; address: this
 // manager's address with the raft port), and returns what decides whether
 // this operator bootstraps (see bootstrapWhenAlone).
-func joinSwarmRaft(ctx context.Context, d *swarm.Docker, o *options, apiPort int, log *slog.Logger) (string, func(*store.Store), error) {
+func joinSwarmRaft(ctx context.Context, d *swarm.Docker, o *options, apiPort int, log *slog.Logger) (string, func(*store.Store, *tlsutil.Node), error) {
 	self, err := d.LocalNodeID(ctx)
 	if err != nil {
 		return "", nil, fmt.Errorf("--swarm-raft: %w", err)
@@ -372,7 +406,9 @@ func joinSwarmRaft(ctx context.Context, d *swarm.Docker, o *options, apiPort int
 	if _, err := os.Stat(filepath.Join(o.dataDir, "node-id")); o.nodeID == "" && errors.Is(err, os.ErrNotExist) {
 		o.nodeID = self
 	}
-	decide := func(st *store.Store) { bootstrapWhenAlone(ctx, st, d, self, rp, apiPort, log) }
+	decide := func(st *store.Store, node *tlsutil.Node) {
+		bootstrapWhenAlone(ctx, st, d, self, rp, apiPort, node, log)
+	}
 	return self, decide, nil
 }
 
@@ -381,8 +417,11 @@ func joinSwarmRaft(ctx context.Context, d *swarm.Docker, o *options, apiPort int
 // (the Swarm's leader manager, and every other manager's operator answers
 // with no state), and stops once this server has state (bootstrapped, or
 // added by a leader).
-func bootstrapWhenAlone(ctx context.Context, st *store.Store, d *swarm.Docker, self string, raftPort, apiPort int, log *slog.Logger) {
-	c := &http.Client{Timeout: time.Second}
+func bootstrapWhenAlone(ctx context.Context, st *store.Store, d *swarm.Docker, self string, raftPort, apiPort int, node *tlsutil.Node, log *slog.Logger) {
+	// Another manager's answer counts only from an operator (its
+	// certificate), over TLS.
+	peers := newPeerTransports(node)
+	c := &http.Client{Timeout: time.Second, Transport: peers.to("")}
 	busy := func(nodes []dswarm.Node) func(ids []string) bool {
 		addrOf := map[string]string{}
 		for _, n := range nodes {
@@ -394,7 +433,7 @@ func bootstrapWhenAlone(ctx context.Context, st *store.Store, d *swarm.Docker, s
 		return func(ids []string) bool {
 			for _, id := range ids {
 				answered := false
-				for _, scheme := range []string{"http", "https"} {
+				for _, scheme := range []string{peers.scheme()} {
 					resp, err := c.Get(scheme + "://" + addrOf[id] + "/v1/status/leader")
 					if err != nil {
 						continue
@@ -458,23 +497,78 @@ func runMembership(ctx context.Context, st *store.Store, m *controller.Membershi
 	}
 }
 
-// peerTransport is how a follower reaches the leader's API: plain HTTP, or
-// HTTPS trusting the API's own certificate (every manager serves the same).
-func peerTransport(certFile string) (http.RoundTripper, string, error) {
-	if certFile == "" {
-		return http.DefaultTransport, "http", nil
+// peerTransports reach the other operators' APIs: over TLS, each
+// transport checking that the peer's certificate names the operator
+// expected; plain HTTP only with --insecure (node nil).
+type peerTransports struct {
+	node *tlsutil.Node
+	mu   sync.Mutex
+	byID map[string]http.RoundTripper
+}
+
+func newPeerTransports(node *tlsutil.Node) *peerTransports {
+	return &peerTransports{node: node, byID: map[string]http.RoundTripper{}}
+}
+
+func (p *peerTransports) scheme() string {
+	if p.node == nil {
+		return "http"
 	}
-	pem, err := os.ReadFile(certFile)
-	if err != nil {
-		return nil, "", fmt.Errorf("--tls-cert: %w", err)
+	return "https"
+}
+
+// to is the transport to the operator with raft id id (empty: any
+// operator).
+func (p *peerTransports) to(id string) http.RoundTripper {
+	if p.node == nil {
+		return http.DefaultTransport
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, "", errors.New("--tls-cert: no certificate")
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if tr, ok := p.byID[id]; ok {
+		return tr
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	return tr, "https", nil
+	tr.TLSClientConfig = p.node.ClientConfig(id)
+	p.byID[id] = tr
+	return tr
+}
+
+// operatorIdentity issues this operator's certificate from the control-
+// plane CA: its raft id, its raft address, its hostname and --api-san.
+func operatorIdentity(o options) (*tlsutil.Node, error) {
+	ca, err := tlsutil.LoadCA(o.controlCA)
+	if err != nil {
+		return nil, err
+	}
+	id, err := store.ResolveNodeID(o.dataDir, o.nodeID)
+	if err != nil {
+		return nil, err
+	}
+	ident := tlsutil.Identity{ID: id}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		ident.DNSNames = append(ident.DNSNames, h)
+	}
+	addrs := strings.Split(o.apiSANs, ",")
+	for _, a := range []string{o.raftAdvertise, o.raftAddr} {
+		if host, _, err := net.SplitHostPort(a); err == nil {
+			addrs = append(addrs, host)
+		}
+	}
+	for _, a := range addrs {
+		a = strings.TrimSpace(a)
+		if a == "" {
+			continue
+		}
+		if ip := net.ParseIP(a); ip != nil {
+			if !ip.IsUnspecified() {
+				ident.IPs = append(ident.IPs, ip)
+			}
+		} else {
+			ident.DNSNames = append(ident.DNSNames, a)
+		}
+	}
+	return tlsutil.NewNode(ca, ident, 0)
 }
 
 func exitOn(err error) {
@@ -482,6 +576,37 @@ func exitOn(err error) {
 		fmt.Fprintln(os.Stderr, "mqtt-operator:", err)
 		os.Exit(1)
 	}
+}
+
+// controlCACmd: mqtt-operator control-ca --out BUNDLE --cert-out CERT. It
+// makes a new control-plane CA: BUNDLE (mode 0600) holds its certificate
+// and key, for the Docker secret only the operator service mounts; CERT
+// its certificate alone, for mqttctl and Prometheus to verify the
+// operators with. An existing BUNDLE is kept (its certificate rewritten).
+func controlCACmd(args []string) error {
+	fs := flag.NewFlagSet("mqtt-operator control-ca", flag.ExitOnError)
+	out := fs.String("out", "", "the CA bundle to write (certificate and key, PEM, mode 0600)")
+	certOut := fs.String("cert-out", "", "the CA certificate to write (PEM, public)")
+	_ = fs.Parse(args)
+	if *out == "" || *certOut == "" {
+		return errors.New("control-ca: --out and --cert-out are required")
+	}
+	b, err := os.ReadFile(*out)
+	if errors.Is(err, os.ErrNotExist) {
+		if b, err = tlsutil.NewCA("swarm-mqtt-operator control plane", time.Now()); err != nil {
+			return fmt.Errorf("control-ca: %w", err)
+		}
+		if err := os.WriteFile(*out, b, 0o600); err != nil {
+			return fmt.Errorf("control-ca: %w", err)
+		}
+	} else if err != nil {
+		return fmt.Errorf("control-ca: %w", err)
+	}
+	ca, err := tlsutil.ParseCA(b)
+	if err != nil {
+		return fmt.Errorf("control-ca: %s: %w", *out, err)
+	}
+	return os.WriteFile(*certOut, ca.CertPEM(), 0o644)
 }
 
 // restoreCmd: mqtt-operator restore --data-dir DIR --node-id ID

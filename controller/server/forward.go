@@ -23,9 +23,10 @@ const (
 	LastContactHeader = "X-Mqtt-Last-Contact"
 )
 
-// LeaderAPI tells a follower where the leader's API is: its base URL, or
-// false when no leader is known.
-type LeaderAPI func() (*url.URL, bool)
+// LeaderAPI tells a follower where the leader's API is: its base URL and
+// the transport that reaches it (one that verifies the leader's identity),
+// or false when no leader is known.
+type LeaderAPI func() (*url.URL, http.RoundTripper, bool)
 
 // toLeader serves a write here on the leader, and forwards it to the
 // leader anywhere else, so any manager's API takes writes.
@@ -72,7 +73,7 @@ func (s *Server) read(h http.HandlerFunc) http.HandlerFunc {
 }
 
 func (s *Server) proxy(w http.ResponseWriter, r *http.Request) {
-	target, ok := s.forward()
+	target, transport, ok := s.forward()
 	if !ok {
 		writeStatus(w, http.StatusServiceUnavailable, ReasonUnavailable, "no raft leader is known: retry in a moment", nil)
 		return
@@ -83,7 +84,7 @@ func (s *Server) proxy(w http.ResponseWriter, r *http.Request) {
 			pr.Out.Host = target.Host
 			pr.Out.Header.Set(ForwardedHeader, s.store.Leader().NodeID)
 		},
-		Transport: s.transport,
+		Transport: transport,
 		ErrorHandler: func(w http.ResponseWriter, _ *http.Request, err error) {
 			msg := "forwarding to the raft leader failed: retry"
 			var ue *url.Error

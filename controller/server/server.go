@@ -57,10 +57,8 @@ type Config struct {
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
 	// Forward, when set, sends writes (and consistent reads) that reach a
-	// follower to the leader's API; Transport carries them (default
-	// http.DefaultTransport).
-	Forward   LeaderAPI
-	Transport http.RoundTripper
+	// follower to the leader's API, over the transport it returns.
+	Forward LeaderAPI
 	// Sealer reads the clusters' encrypted material (nil: stored in clear).
 	Sealer *credentials.Sealer
 	// GitSyncTrigger, when the operator runs a git sync, asks it to sync
@@ -78,7 +76,6 @@ type Server struct {
 	requests  *prometheus.CounterVec
 	latency   *prometheus.HistogramVec
 	forward   LeaderAPI
-	transport http.RoundTripper
 	sealer    *credentials.Sealer
 	// gitSyncTrigger: see Config.GitSyncTrigger.
 	gitSyncTrigger func()
@@ -96,7 +93,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Registry = prometheus.NewRegistry()
 	}
 	s := &Server{store: cfg.Store, defaults: cfg.Defaults, tokenHash: sha256.Sum256([]byte(cfg.Token)), log: cfg.Logger, reg: cfg.Registry,
-		forward: cfg.Forward, transport: cfg.Transport, sealer: cfg.Sealer, gitSyncTrigger: cfg.GitSyncTrigger}
+		forward: cfg.Forward, sealer: cfg.Sealer, gitSyncTrigger: cfg.GitSyncTrigger}
 	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mqttoperator_api_requests_total", Help: "HTTP API requests by route, method and status code.",
 	}, []string{"route", "method", "code"})

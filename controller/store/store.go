@@ -622,3 +622,10 @@ func sortObjects(objs []*Object) {
 		return cmp.Or(cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.Name, b.Name))
 	})
 }
+
+// ResolveNodeID is the raft id a store opened on dataDir with nodeID
+// (empty: the stored or a generated one) will have; it writes it into the
+// data dir as Open would.
+func ResolveNodeID(dataDir, id string) (string, error) {
+	return nodeID(Config{DataDir: dataDir, NodeID: id})
+}

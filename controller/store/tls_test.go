@@ -62,7 +62,7 @@ func TestRaftOverMutualTLS(t *testing.T) {
 	last := leader.s.Leader().LastIndex
 	spec, _ := encode(ApplyObjectType, &ApplyRequest{Kind: "MqttCluster", Name: "evil", Spec: json.RawMessage(`{"image":"attacker/evil:latest"}`)})
 	req := &raft.AppendEntriesRequest{
-		RPCHeader: raft.RPCHeader{ID: []byte("n1"), Addr: []byte(nodes[1].addr)},
+		RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte("n1"), Addr: []byte(nodes[1].addr)},
 		Term:      term + 1, PrevLogEntry: last, PrevLogTerm: term, LeaderCommitIndex: last + 1,
 		Entries: []*raft.Log{{Index: last + 1, Term: term + 1, Type: raft.LogCommand, Data: spec}},
 	}

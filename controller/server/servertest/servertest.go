@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"sync"
@@ -89,16 +90,16 @@ func StartCluster(t testing.TB, n int) []*Instance {
 		} else if err := out[0].Store.AddVoter(fmt.Sprintf("m%d", i), addr); err != nil {
 			t.Fatal(err)
 		}
-		forward := func() (*url.URL, bool) {
+		forward := func() (*url.URL, http.RoundTripper, bool) {
 			li := st.Leader()
 			mu.Lock()
 			defer mu.Unlock()
 			u, ok := apiOf[li.LeaderAddress]
 			if !ok {
-				return nil, false
+				return nil, nil, false
 			}
 			p, err := url.Parse(u)
-			return p, err == nil
+			return p, http.DefaultTransport, err == nil
 		}
 		srv, err := server.New(server.Config{Store: st, Token: Token, Defaults: api.Defaults{BrokerImage: "eclipse-mosquitto:2.0", LoadBalancerImage: "haproxy:2.8"}, Logger: quiet, Forward: forward})
 		if err != nil {
