@@ -11,8 +11,8 @@ fi
 if [[ -n "$(docker ps -aq --filter label=swarm-mqtt.dind=1)" ]]; then
   "$ROOT/hack/dind.sh" down
 fi
-if [[ -s "$LOCAL/api-token" ]] && curl -fsS "http://127.0.0.1:$API_PORT/readyz" >/dev/null 2>&1; then
-  MQTTCTL_SERVER="http://127.0.0.1:$API_PORT" MQTTCTL_TOKEN_FILE="$LOCAL/api-token" \
+if [[ -s "$LOCAL/api-token" && -s "$LOCAL/control-ca.crt" ]] && curl -fsS --cacert "$LOCAL/control-ca.crt" "https://127.0.0.1:$API_PORT/readyz" >/dev/null 2>&1; then
+  MQTTCTL_SERVER="https://127.0.0.1:$API_PORT" MQTTCTL_TOKEN_FILE="$LOCAL/api-token" MQTTCTL_CA_FILE="$LOCAL/control-ca.crt" \
     "$ROOT/bin/mqttctl" delete quickstart 2>/dev/null || true
   # The operator removes the cluster's services; they leave the control
   # network before the stack (which owns it) goes.
@@ -37,8 +37,9 @@ if [[ "${PURGE:-}" == "1" ]]; then
   log "purging volumes and secrets"
   wait_for "the operator volume to be free" 30 bash -c "docker volume rm ${STACK}_data >/dev/null 2>&1 || ! docker volume inspect ${STACK}_data >/dev/null 2>&1"
   for s in $(docker secret ls --filter label=swarm-mqtt.role=api-token --format '{{.Name}}') \
-    $(docker secret ls --filter label=swarm-mqtt.role=encryption-key --format '{{.Name}}'); do
+    $(docker secret ls --filter label=swarm-mqtt.role=encryption-key --format '{{.Name}}') \
+    $(docker secret ls --filter label=swarm-mqtt.role=control-ca --format '{{.Name}}'); do
     docker secret rm "$s" >/dev/null || true
   done
-  rm -f "$LOCAL/api-token" "$LOCAL/encryption-key" "$LOCAL/quickstart.env"
+  rm -f "$LOCAL/api-token" "$LOCAL/encryption-key" "$LOCAL/control-ca.pem" "$LOCAL/control-ca.crt" "$LOCAL/quickstart.env"
 fi

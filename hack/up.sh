@@ -52,23 +52,38 @@ if ! "${D[@]}" secret inspect "$KEY_SECRET" >/dev/null 2>&1; then
   "${D[@]}" secret create --label swarm-mqtt.role=encryption-key "$KEY_SECRET" - <"$KEY_FILE" >/dev/null
 fi
 
+# The control-plane CA: each operator issues itself a certificate from it
+# (raft over mutual TLS, the API over HTTPS). The bundle (certificate and
+# key) stays in .local (mode 0600) and in a Docker secret only the operator
+# service mounts; mqttctl and Prometheus verify with the certificate alone.
+CA_BUNDLE="$LOCAL/control-ca.pem"
+CA_CERT="$LOCAL/control-ca.crt"
+"$ROOT/bin/mqtt-operator" control-ca --out "$CA_BUNDLE" --cert-out "$CA_CERT"
+CA_SECRET="mqtt-operator-ca-$(sha256sum "$CA_BUNDLE" | cut -c1-12)"
+if ! "${D[@]}" secret inspect "$CA_SECRET" >/dev/null 2>&1; then
+  "${D[@]}" secret create --label swarm-mqtt.role=control-ca "$CA_SECRET" - <"$CA_BUNDLE" >/dev/null
+fi
+
 OPERATOR_IMAGE="$(cat "$LOCAL/operator-image")"
 SYNC_IMAGE="$(cat "$LOCAL/sync-image")"
 log "deploying the operator stack ($STACK) on $MANAGERS manager(s)"
-env_args=(-e TOKEN_SECRET="$TOKEN_SECRET" -e KEY_SECRET="$KEY_SECRET" -e API_PORT="$API_PORT" -e OPERATOR_IMAGE="$OPERATOR_IMAGE" -e SYNC_IMAGE="$SYNC_IMAGE"
+env_args=(-e TOKEN_SECRET="$TOKEN_SECRET" -e KEY_SECRET="$KEY_SECRET" -e CA_SECRET="$CA_SECRET" -e API_PORT="$API_PORT" -e OPERATOR_IMAGE="$OPERATOR_IMAGE" -e SYNC_IMAGE="$SYNC_IMAGE"
   -e BROKER_IMAGE="${BROKER_IMAGE:-swarm-mqtt/mosquitto:local}" -e LB_IMAGE="${LB_IMAGE:-swarm-mqtt/haproxy:local}")
 if ((MANAGERS > 1)); then
   docker exec -i "${env_args[@]}" mqtt-m1 docker stack deploy --resolve-image never -c - "$STACK" \
     <"$ROOT/charts/operator/stack.yml" >/dev/null
 else
-  TOKEN_SECRET="$TOKEN_SECRET" KEY_SECRET="$KEY_SECRET" API_PORT="$API_PORT" OPERATOR_IMAGE="$OPERATOR_IMAGE" SYNC_IMAGE="$SYNC_IMAGE" \
+  TOKEN_SECRET="$TOKEN_SECRET" KEY_SECRET="$KEY_SECRET" CA_SECRET="$CA_SECRET" API_PORT="$API_PORT" OPERATOR_IMAGE="$OPERATOR_IMAGE" SYNC_IMAGE="$SYNC_IMAGE" \
     BROKER_IMAGE="${BROKER_IMAGE:-swarm-mqtt/mosquitto:local}" LB_IMAGE="${LB_IMAGE:-swarm-mqtt/haproxy:local}" \
     docker stack deploy --resolve-image never -c "$ROOT/charts/operator/stack.yml" "$STACK" >/dev/null
 fi
 
-# Old token secrets no longer used by the service.
+# Old token and CA secrets no longer used by the service.
 for s in $("${D[@]}" secret ls --filter label=swarm-mqtt.role=api-token --format '{{.Name}}'); do
   [[ "$s" == "$TOKEN_SECRET" ]] || "${D[@]}" secret rm "$s" >/dev/null 2>&1 || true
+done
+for s in $("${D[@]}" secret ls --filter label=swarm-mqtt.role=control-ca --format '{{.Name}}'); do
+  [[ "$s" == "$CA_SECRET" ]] || "${D[@]}" secret rm "$s" >/dev/null 2>&1 || true
 done
 
 # A new image replaces the running operator: wait until only the new one
@@ -77,18 +92,18 @@ wait_for "the operator on $OPERATOR_IMAGE on every manager" 180 bash -c \
   "[[ \"\$(${D[*]} service ps ${STACK}_operator --filter desired-state=running --format '{{.Image}} {{.CurrentState}}' | grep -c '^$OPERATOR_IMAGE Running')\" == $MANAGERS ]]"
 
 SERVERS=()
-for h in "${HOSTS[@]}"; do SERVERS+=("http://$h:$API_PORT"); done
+for h in "${HOSTS[@]}"; do SERVERS+=("https://$h:$API_PORT"); done
 SERVER="${SERVERS[0]}"
-export MQTTCTL_SERVER="$SERVER" MQTTCTL_TOKEN_FILE="$TOKEN_FILE"
+export MQTTCTL_SERVER="$SERVER" MQTTCTL_TOKEN_FILE="$TOKEN_FILE" MQTTCTL_CA_FILE="$CA_CERT"
 MQTTCTL="$ROOT/bin/mqttctl"
 log "waiting for the operator API at $SERVER"
-wait_for "the operator API to be ready" 90 curl -fsS "$SERVER/readyz"
+wait_for "the operator API to be ready" 90 curl -fsS --cacert "$CA_CERT" "$SERVER/readyz"
 # The service is updated in place on a rerun: wait until the running task
 # accepts this token (an old task may still answer for a moment).
 wait_for "the operator to accept the token" 90 "$MQTTCTL" get
 if ((MANAGERS > 1)); then
   wait_for "a raft cluster of $MANAGERS voters" 120 bash -c \
-    "[[ \$(curl -fsS $SERVER/v1/status/peers | grep -c '\"suffrage\": \"Voter\"') == $MANAGERS ]]"
+    "[[ \$(curl -fsS --cacert $CA_CERT $SERVER/v1/status/peers | grep -c '\"suffrage\": \"Voter\"') == $MANAGERS ]]"
 fi
 
 CLUSTER=quickstart
@@ -136,18 +151,24 @@ fi
 PROM_NOTE=""
 if [[ "${MONITORING:-}" == "1" ]]; then
   PROMETHEUS_PORT=${PROMETHEUS_PORT:-9090}
-  CONFIG_HASH=$(cat "$ROOT/charts/monitoring/prometheus.yml" "$ROOT/charts/monitoring/alerts.yml" | sha256sum | cut -c1-12)
+  # The chart and the control-plane CA certificate (Prometheus scrapes the
+  # operators over HTTPS and verifies them with it).
+  MON_DIR=$(mktemp -d)
+  cp -r "$ROOT/charts/monitoring/." "$MON_DIR/"
+  cp "$CA_CERT" "$MON_DIR/control-ca.crt"
+  CONFIG_HASH=$(cat "$MON_DIR/prometheus.yml" "$MON_DIR/alerts.yml" "$MON_DIR/control-ca.crt" | sha256sum | cut -c1-12)
   log "deploying the monitoring stack (mqtt-monitoring)"
   if ((MANAGERS > 1)); then
-    tar -C "$ROOT/charts/monitoring" -c . | docker exec -i mqtt-m1 sh -c 'rm -rf /tmp/monitoring && mkdir -p /tmp/monitoring && tar -C /tmp/monitoring -x'
+    tar -C "$MON_DIR" -c . | docker exec -i mqtt-m1 sh -c 'rm -rf /tmp/monitoring && mkdir -p /tmp/monitoring && tar -C /tmp/monitoring -x'
     docker exec -e CONFIG_HASH="$CONFIG_HASH" -e PROMETHEUS_PORT="$PROMETHEUS_PORT" mqtt-m1 \
       docker stack deploy --resolve-image never -c /tmp/monitoring/stack.yml mqtt-monitoring >/dev/null
     PROM_HOST=${HOSTS[0]}
   else
-    (cd "$ROOT/charts/monitoring" && CONFIG_HASH="$CONFIG_HASH" PROMETHEUS_PORT="$PROMETHEUS_PORT" \
+    (cd "$MON_DIR" && CONFIG_HASH="$CONFIG_HASH" PROMETHEUS_PORT="$PROMETHEUS_PORT" \
       docker stack deploy --resolve-image never -c stack.yml mqtt-monitoring >/dev/null)
     PROM_HOST=127.0.0.1
   fi
+  rm -rf "$MON_DIR"
   # Old config versions no longer used.
   for c in $("${D[@]}" config ls --filter name=mqtt-monitoring- --format '{{.Name}}'); do
     [[ "$c" == *"-$CONFIG_HASH" ]] || "${D[@]}" config rm "$c" >/dev/null 2>&1 || true
@@ -171,6 +192,7 @@ export MQTT_PASSWORD_FILE=$PASSFILE
 export MQTTCTL_SERVER=$SERVER
 export MQTTCTL_SERVERS=$(IFS=,; echo "${SERVERS[*]}")
 export MQTTCTL_TOKEN_FILE=$TOKEN_FILE
+export MQTTCTL_CA_FILE=$CA_CERT
 export MANAGERS=$MANAGERS
 export PROMETHEUS_URL=${PROMETHEUS_URL:-}
 ENV
@@ -193,7 +215,7 @@ behind HAProxy, plain MQTT on $MQTT_PORT and MQTTS on $MQTTS_PORT (TLS ends at H
     mosquitto_sub -h $MQTT_HOST -p $MQTT_PORT -u $USERNAME -P "\$(cat $PASSFILE)" -t 'demo/#' -v
     mosquitto_pub -h $MQTT_HOST -p $MQTT_PORT -u $USERNAME -P "\$(cat $PASSFILE)" -t demo/hello -m hi
 
-  Operator API:   $SERVER (token in $TOKEN_FILE; every manager: ${SERVERS[*]})
+  Operator API:   $SERVER (HTTPS, CA $CA_CERT; token in $TOKEN_FILE; every manager: ${SERVERS[*]})
   Status:         bin/mqttctl describe $CLUSTER$PROM_NOTE
 
 The same settings are in .local/quickstart.env (. .local/quickstart.env).

@@ -93,7 +93,7 @@ func (c *cli) root() *cobra.Command {
 		SilenceErrors: true,
 	}
 	pf := root.PersistentFlags()
-	pf.StringVar(&c.server, "server", env("MQTTCTL_SERVERS", env("MQTTCTL_SERVER", "http://127.0.0.1:7950")), "operator API URL, or a comma-separated list (every manager's: the next is tried when one cannot be reached) (env MQTTCTL_SERVERS, MQTTCTL_SERVER)")
+	pf.StringVar(&c.server, "server", env("MQTTCTL_SERVERS", env("MQTTCTL_SERVER", "https://127.0.0.1:7950")), "operator API URL, or a comma-separated list (every manager's: the next is tried when one cannot be reached) (env MQTTCTL_SERVERS, MQTTCTL_SERVER)")
 	pf.StringVar(&c.tokenFile, "token-file", env("MQTTCTL_TOKEN_FILE", ""), "file holding the API token (env MQTTCTL_TOKEN_FILE; or the token itself in MQTTCTL_TOKEN)")
 	pf.StringVar(&c.caFile, "ca-file", env("MQTTCTL_CA_FILE", ""), "CA certificate to verify an HTTPS API")
 	pf.BoolVar(&c.insecure, "insecure-skip-tls-verify", false, "do not verify the API's TLS certificate")

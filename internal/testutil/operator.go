@@ -1,16 +1,43 @@
 package testutil
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"time"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
 )
 
-var scrape = &http.Client{Timeout: 300 * time.Millisecond}
+var scrape = &http.Client{Timeout: 300 * time.Millisecond, Transport: APITransport()}
+
+// CAFile is the control-plane CA certificate the tests verify the
+// operators' APIs with: MQTTCTL_CA_FILE, or the one make up writes.
+func CAFile() string {
+	if f := os.Getenv("MQTTCTL_CA_FILE"); f != "" {
+		return f
+	}
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", ".local", "control-ca.crt")
+}
+
+// APITransport reaches the operators' APIs over HTTPS, verifying them with
+// CAFile (plain HTTP URLs work too, for in-process servers).
+func APITransport() http.RoundTripper {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	pool := x509.NewCertPool()
+	if b, err := os.ReadFile(CAFile()); err == nil {
+		pool.AppendCertsFromPEM(b)
+	}
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return tr
+}
 
 // Metric reads one sample of an operator's /metrics (series as written in
 // the exposition, e.g. `mqttoperator_reconcile_total{result="success"}`);

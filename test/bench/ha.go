@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -25,7 +26,7 @@ type haNode struct {
 // leaderInfo asks one manager's operator who leads (nil when it does not
 // answer within 300 ms).
 func leaderInfo(n haNode) *store.LeaderInfo {
-	c, err := client.New(client.Options{Server: n.api, Timeout: 300 * time.Millisecond})
+	c, err := client.New(client.Options{Server: n.api, CAFile: os.Getenv("MQTTCTL_CA_FILE"), Timeout: 300 * time.Millisecond})
 	if err != nil {
 		return nil
 	}
@@ -96,7 +97,7 @@ func runHABench(ctx context.Context, servers, token string) error {
 	}
 	fi := (li + 1) % len(nodes)
 	clientOf := func(n haNode) (*client.Client, error) {
-		return client.New(client.Options{Server: n.api, Token: token, Timeout: 10 * time.Second})
+		return client.New(client.Options{Server: n.api, Token: token, CAFile: os.Getenv("MQTTCTL_CA_FILE"), Timeout: 10 * time.Second})
 	}
 	lc, err := clientOf(nodes[li])
 	if err != nil {

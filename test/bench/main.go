@@ -63,7 +63,7 @@ func main() {
 			nodes, err = haNodes(os.Getenv("MQTTCTL_SERVERS"))
 		}
 		if err == nil {
-			cl, err = client.New(client.Options{Server: os.Getenv("MQTTCTL_SERVERS"), Token: strings.TrimSpace(string(tok)), Timeout: 10 * time.Second})
+			cl, err = client.New(client.Options{Server: os.Getenv("MQTTCTL_SERVERS"), Token: strings.TrimSpace(string(tok)), CAFile: os.Getenv("MQTTCTL_CA_FILE"), Timeout: 10 * time.Second})
 		}
 		if err == nil {
 			err = runSyncBench(context.Background(), cl, nodes)
@@ -97,7 +97,7 @@ func main() {
 			fmt.Fprintln(os.Stderr, "bench: no API token (run make up):", err)
 			os.Exit(1)
 		}
-		cl, err := client.New(client.Options{Server: os.Getenv("MQTTCTL_SERVER"), Token: strings.TrimSpace(string(tok)), Timeout: 10 * time.Second})
+		cl, err := client.New(client.Options{Server: os.Getenv("MQTTCTL_SERVER"), Token: strings.TrimSpace(string(tok)), CAFile: os.Getenv("MQTTCTL_CA_FILE"), Timeout: 10 * time.Second})
 		if err == nil {
 			o := clusterOpts{only: map[string]bool{}, clients: *clients, messages: *messages}
 			for _, p := range strings.Split(*only, ",") {
@@ -135,14 +135,19 @@ func run(bin string, n int) error {
 	if err := os.WriteFile(tokenFile, []byte("bench-token\n"), 0o600); err != nil {
 		return err
 	}
-	cmd := exec.Command(bin, "--data-dir", filepath.Join(dir, "data"), "--api-addr", apiAddr, "--raft-addr", raftAddr, "--token-file", tokenFile, "--log-level", "warn", "--reconcile=false")
+	// The production path: raft and the API over TLS with a control-plane CA.
+	caBundle, caCert := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca.crt")
+	if out, err := exec.Command(bin, "control-ca", "--out", caBundle, "--cert-out", caCert).CombinedOutput(); err != nil {
+		return fmt.Errorf("control-ca: %v: %s", err, out)
+	}
+	cmd := exec.Command(bin, "--data-dir", filepath.Join(dir, "data"), "--api-addr", apiAddr, "--raft-addr", raftAddr, "--token-file", tokenFile, "--control-ca-file", caBundle, "--log-level", "warn", "--reconcile=false")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return err
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 
-	cl, err := client.New(client.Options{Server: "http://" + apiAddr, Token: "bench-token"})
+	cl, err := client.New(client.Options{Server: "https://" + apiAddr, Token: "bench-token", CAFile: caCert})
 	if err != nil {
 		return err
 	}

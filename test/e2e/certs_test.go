@@ -513,7 +513,7 @@ func noKeyLeaks(t *testing.T, c *client.Client, keys ...[]byte) {
 	}
 	b, _ := json.Marshal(list)
 	places["statuses"] = string(b)
-	resp, err := http.Get(os.Getenv("MQTTCTL_SERVER") + "/metrics")
+	resp, err := (&http.Client{Transport: testutil.APITransport(), Timeout: 10 * time.Second}).Get(os.Getenv("MQTTCTL_SERVER") + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

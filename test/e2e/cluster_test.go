@@ -280,7 +280,7 @@ func reconciles(t *testing.T) int {
 	t.Helper()
 	server := os.Getenv("MQTTCTL_SERVER")
 	if server == "" {
-		server = "http://127.0.0.1:7950"
+		server = "https://127.0.0.1:7950"
 	}
 	return testutil.Metric(server, `mqttoperator_reconcile_total{result="success"}`)
 }

@@ -23,7 +23,7 @@ func newClient(t *testing.T) *client.Client {
 	t.Helper()
 	server := os.Getenv("MQTTCTL_SERVER")
 	if server == "" {
-		server = "http://127.0.0.1:7950"
+		server = "https://127.0.0.1:7950"
 	}
 	tokFile := os.Getenv("MQTTCTL_TOKEN_FILE")
 	if tokFile == "" {
@@ -33,7 +33,7 @@ func newClient(t *testing.T) *client.Client {
 	if err != nil {
 		t.Fatalf("no API token (run hack/up.sh first): %v", err)
 	}
-	c, err := client.New(client.Options{Server: server, Token: strings.TrimSpace(string(tok)), Timeout: 5 * time.Second})
+	c, err := client.New(client.Options{Server: server, Token: strings.TrimSpace(string(tok)), CAFile: testutil.CAFile(), Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

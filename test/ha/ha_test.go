@@ -95,19 +95,19 @@ func setup(t *testing.T) *env {
 	for _, n := range nodes {
 		servers = append(servers, e.api(n))
 	}
-	e.c, err = client.New(client.Options{Server: strings.Join(servers, ","), Token: e.token, Timeout: 3 * time.Second})
+	e.c, err = client.New(client.Options{Server: strings.Join(servers, ","), Token: e.token, CAFile: testutil.CAFile(), Timeout: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return e
 }
 
-func (e *env) api(node string) string { return "http://" + e.ip[node] + ":7950" }
+func (e *env) api(node string) string { return "https://" + e.ip[node] + ":7950" }
 
 // leaderInfo asks one node's operator who leads (nil when it does not
 // answer within 300ms).
 func (e *env) leaderInfo(node string) *store.LeaderInfo {
-	c, err := client.New(client.Options{Server: e.api(node), Timeout: 300 * time.Millisecond})
+	c, err := client.New(client.Options{Server: e.api(node), CAFile: testutil.CAFile(), Timeout: 300 * time.Millisecond})
 	if err != nil {
 		return nil
 	}
@@ -348,7 +348,7 @@ func TestControlPlane(t *testing.T) {
 		}
 		qs := e.quickstart(t)
 		for i, n := range nodes {
-			one, _ := client.New(client.Options{Server: e.api(n), Token: e.token, Timeout: 5 * time.Second})
+			one, _ := client.New(client.Options{Server: e.api(n), Token: e.token, CAFile: testutil.CAFile(), Timeout: 5 * time.Second})
 			e1 := *e
 			e1.c = one
 			if err := e1.applyWith(ctx, qs, fmt.Sprintf("via-%d", i), ""); err != nil {
@@ -559,7 +559,7 @@ func TestControlPlane(t *testing.T) {
 		sh(t, "docker", "network", "connect", "--ip", ip, net, old)
 		connected = true
 		eventually(t, "the healed node has the majority's write", 60*time.Second, func() error {
-			one, _ := client.New(client.Options{Server: e.api(old), Token: e.token, Timeout: 2 * time.Second})
+			one, _ := client.New(client.Options{Server: e.api(old), Token: e.token, CAFile: testutil.CAFile(), Timeout: 2 * time.Second})
 			got, err := one.Get(ctx, cluster)
 			if err != nil {
 				return err
