@@ -3,7 +3,9 @@ package api
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"strconv"
 	"strings"
@@ -53,6 +55,64 @@ func hasContent(doc []byte) bool {
 	return false
 }
 
+// DecodeOne reads a request body that must hold exactly one object: an
+// empty or whitespace-only body, a null, a value that is not an object,
+// and a stream of more than one document are refused whole (a nil object
+// with the reason), so nothing after the first document is ever dropped
+// silently. Otherwise it is Decode.
+func DecodeOne(body []byte) (*MqttCluster, ErrorList) {
+	var errs ErrorList
+	if !hasContent(body) {
+		errs.add("", ReasonRequired, "the body is empty: send one %s object", KindMqttCluster)
+		return nil, errs
+	}
+	// Count the documents as the YAML parser sees them (a "---" line, a
+	// "..." end marker followed by more): one only.
+	dec := yamlv2.NewDecoder(bytes.NewReader(body))
+	n := 0
+	for {
+		var v any
+		err := dec.Decode(&v)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			errs.add("", ReasonSyntax, "%s", cleanYAMLError(err))
+			return nil, errs
+		}
+		n++
+		if n == 1 {
+			if v == nil {
+				errs.add("", ReasonTypeInvalid, "the body is null: send one %s object", KindMqttCluster)
+				return nil, errs
+			}
+			if _, ok := v.(map[any]any); !ok {
+				errs.add("", ReasonTypeInvalid, "the body is a %s, not an object", yamlKind(v))
+				return nil, errs
+			}
+		}
+	}
+	if n != 1 {
+		errs.add("", ReasonSyntax, "the body holds %d documents: send one object per request (mqttctl apply splits files)", n)
+		return nil, errs
+	}
+	return Decode(body)
+}
+
+func yamlKind(v any) string {
+	switch v.(type) {
+	case []any:
+		return "list"
+	case string:
+		return "string"
+	case int, int64, uint64, float64:
+		return "number"
+	case bool:
+		return "boolean"
+	}
+	return "scalar"
+}
+
 var strictErrRE = regexp.MustCompile(`^(?:json: )?(unknown|duplicate) field "(.*)"$`)
 
 // Decode reads one MqttCluster from YAML or JSON, strictly: an unknown or
@@ -97,7 +157,13 @@ func Decode(doc []byte) (*MqttCluster, ErrorList) {
 	}
 	if err != nil {
 		if m := typeErrRE.FindStringSubmatch(err.Error()); m != nil {
-			errs.add(m[2], ReasonTypeInvalid, "expected %s, got %s", jsonTypeName(m[3]), m[1])
+			want := jsonTypeName(m[4])
+			switch {
+			case m[1] == "number" && (want == "integer" || want == "number"):
+				errs.add(m[3], ReasonInvalid, "%s is not a valid %s here (out of range, or not a whole number)", m[2], want)
+			default:
+				errs.add(m[3], ReasonTypeInvalid, "expected %s, got %s", want, m[1])
+			}
 		} else {
 			errs.add("", ReasonSyntax, "%s", err.Error())
 		}
@@ -114,7 +180,9 @@ func (l ErrorList) has(field, reason string) bool {
 	return false
 }
 
-var typeErrRE = regexp.MustCompile(`cannot unmarshal (\w+) into Go struct field \w+\.(\S+) of type \*?(\S+)$`)
+// typeErrRE reads encoding/json's type error: what was found (and, for a
+// number, its text), the field path, and the Go type (never shown).
+var typeErrRE = regexp.MustCompile(`cannot unmarshal (\w+)(?: (\S+))? into Go struct field \w+\.(\S+) of type \*?(\S+)$`)
 
 func jsonTypeName(goType string) string {
 	switch strings.TrimPrefix(goType, "api.") {

@@ -92,6 +92,10 @@ func (e *clusterEnv) cluster() *api.MqttCluster {
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	// What the reconciler writes is what the API accepts as a status.
+	if errs := api.ValidateStatus(&c.Status, c.Generation); len(errs) > 0 {
+		e.t.Fatalf("the reconciler wrote a status the API would refuse: %v", errs)
+	}
 	return c
 }
 

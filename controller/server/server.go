@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"maps"
@@ -393,7 +394,7 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	obj, errs := api.Decode(body)
+	obj, errs := api.DecodeOne(body)
 	if obj == nil {
 		writeStatus(w, http.StatusBadRequest, ReasonBadRequest, "malformed body: "+errs.Error(), &StatusDetails{Kind: api.Resource, Causes: errs})
 		return
@@ -507,9 +508,23 @@ func (s *Server) putStatus(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	obj, errs := api.Decode(body)
+	obj, errs := api.DecodeOne(body)
 	if obj == nil || len(errs) > 0 {
 		writeStatus(w, http.StatusBadRequest, ReasonBadRequest, "malformed body: "+errs.Error(), &StatusDetails{Name: name, Kind: api.Resource, Causes: errs})
+		return
+	}
+	if obj.Name != name {
+		writeStatus(w, http.StatusBadRequest, ReasonBadRequest, "metadata.name "+strconv.Quote(obj.Name)+" does not match the URL's "+strconv.Quote(name), &StatusDetails{Name: name, Kind: api.Resource})
+		return
+	}
+	cur := s.store.Get(api.KindMqttCluster, name)
+	if cur == nil {
+		s.writeStoreError(w, name, fmt.Errorf("%w: %s %q", store.ErrNotFound, api.KindMqttCluster, name))
+		return
+	}
+	if errs := api.ValidateStatus(&obj.Status, cur.Generation); len(errs) > 0 {
+		inv := &api.InvalidError{Name: name, Errors: errs}
+		writeStatus(w, http.StatusUnprocessableEntity, ReasonInvalid, inv.Error(), &StatusDetails{Name: name, Kind: api.Resource, Causes: errs})
 		return
 	}
 	expect, fe := expectVersion(obj.ResourceVersion)

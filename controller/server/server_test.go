@@ -127,7 +127,7 @@ func TestApplyLifecycle(t *testing.T) {
 	}
 	// Status write does not bump generation.
 	got.Status.ObservedGeneration = 2
-	got.Status.Endpoints = []string{"10.0.0.1:1883"}
+	got.Status.Endpoints = []string{"mqtt://10.0.0.1:1883"}
 	sb, _ := json.Marshal(&got)
 	code, body = do(t, inst.URL, call{"PUT", server.BasePath + "/iot/status", tok, sb})
 	var afterStatus api.MqttCluster
@@ -203,6 +203,18 @@ func TestBadRequests(t *testing.T) {
 		"bad rv":        {call{"POST", server.BasePath, tok, bytes.Replace(iot(t), []byte("  name: iot\n"), []byte("  name: iot\n  resourceVersion: abc\n"), 1)}, 422, "Invalid", "metadata.resourceVersion"},
 		"bad selector":  {call{"GET", server.BasePath + "?labelSelector=%3D%3D%3D", tok, nil}, 400, "BadRequest", ""},
 		"unknown route": {call{"GET", "/apis/other", tok, nil}, 404, "NotFound", ""},
+		// A body is one object, whole: nothing after it is dropped silently.
+		"two documents":          {call{"POST", server.BasePath, tok, append(iot(t), []byte("---\napiVersion: mqtt.swarm/v1alpha1\nkind: MqttCluster\nmetadata: {name: second}\n")...)}, 400, "BadRequest", ""},
+		"trailing data":          {call{"POST", server.BasePath, tok, []byte(`{"apiVersion":"mqtt.swarm/v1alpha1","kind":"MqttCluster","metadata":{"name":"x"}} {"more":1}`)}, 400, "BadRequest", ""},
+		"document end then more": {call{"POST", server.BasePath, tok, append(iot(t), []byte("...\nspec: {replicas: 9}\n")...)}, 400, "BadRequest", ""},
+		"empty body":             {call{"POST", server.BasePath, tok, []byte{}}, 400, "BadRequest", ""},
+		"whitespace":             {call{"POST", server.BasePath, tok, []byte(" \n\t\n")}, 400, "BadRequest", ""},
+		"null":                   {call{"POST", server.BasePath, tok, []byte("null")}, 400, "BadRequest", ""},
+		"a list":                 {call{"POST", server.BasePath, tok, []byte("[1, 2]")}, 400, "BadRequest", ""},
+		"a number":               {call{"PUT", server.BasePath + "/x", tok, []byte("42")}, 400, "BadRequest", ""},
+		"overflow":               {call{"POST", server.BasePath, tok, []byte(`{"apiVersion":"mqtt.swarm/v1alpha1","kind":"MqttCluster","metadata":{"name":"x"},"spec":{"replicas":1e20}}`)}, 422, "Invalid", "spec.replicas"},
+		"wrong type":             {call{"POST", server.BasePath, tok, []byte("apiVersion: mqtt.swarm/v1alpha1\nkind: MqttCluster\nmetadata: {name: x}\nspec: {replicas: [3]}\n")}, 422, "Invalid", "spec.replicas"},
+		"fraction":               {call{"POST", server.BasePath, tok, []byte("apiVersion: mqtt.swarm/v1alpha1\nkind: MqttCluster\nmetadata: {name: x}\nspec: {replicas: 2.5}\n")}, 422, "Invalid", "spec.replicas"},
 	}
 	for name, c := range cases {
 		code, body := do(t, inst.URL, c.c)
@@ -213,6 +225,17 @@ func TestBadRequests(t *testing.T) {
 		st := status(t, body)
 		if st.Reason != c.reason || st.Code != c.code || st.Message == "" {
 			t.Errorf("%s: status %+v", name, st)
+		}
+		// Messages are for people: no Go type names, no empty field path.
+		if strings.Contains(string(body), "Go struct") || strings.Contains(string(body), "int32") || strings.Contains(string(body), "api.") {
+			t.Errorf("%s: a Go type in the answer: %s", name, body)
+		}
+		if st.Details != nil {
+			for _, cause := range st.Details.Causes {
+				if c.code == 422 && cause.Field == "" {
+					t.Errorf("%s: a cause with no field path: %+v", name, cause)
+				}
+			}
 		}
 		if c.field != "" {
 			found := false
@@ -226,6 +249,55 @@ func TestBadRequests(t *testing.T) {
 	}
 	if objs, _ := inst.Store.List(api.KindMqttCluster); len(objs) != 0 {
 		t.Fatalf("rejected requests stored %d objects", len(objs))
+	}
+}
+
+// TestBadStatusWrites: a status write is validated (condition types,
+// reasons, states, generations, endpoints) and refused whole otherwise; an
+// empty body or a name that differs from the URL is 400; nothing changes.
+func TestBadStatusWrites(t *testing.T) {
+	t.Parallel()
+	inst := servertest.Start(t, "")
+	if code, body := do(t, inst.URL, call{"POST", server.BasePath, tok, iot(t)}); code != 201 {
+		t.Fatalf("create: %d %s", code, body)
+	}
+	before := inst.Store.Get(api.KindMqttCluster, "iot")
+	st := func(status string) []byte {
+		return []byte(`{"apiVersion":"mqtt.swarm/v1alpha1","kind":"MqttCluster","metadata":{"name":"iot"},"status":` + status + `}`)
+	}
+	path := server.BasePath + "/iot/status"
+	cases := map[string]struct {
+		body  []byte
+		code  int
+		field string
+	}{
+		"empty body":         {[]byte(""), 400, ""},
+		"null":               {[]byte("null"), 400, ""},
+		"name mismatch":      {bytes.Replace(st(`{}`), []byte(`"name":"iot"`), []byte(`"name":"other"`), 1), 400, ""},
+		"made-up reason":     {st(`{"conditions":[{"type":"Ready","status":"True","reason":"Fake","message":"x","lastTransitionTime":"2026-01-01T00:00:00Z"}]}`), 422, "status.conditions[0].reason"},
+		"unknown type":       {st(`{"conditions":[{"type":"Happy","status":"True","reason":"AllRunning","message":"x","lastTransitionTime":"2026-01-01T00:00:00Z"}]}`), 422, "status.conditions[0].type"},
+		"bad state":          {st(`{"conditions":[{"type":"Ready","status":"Yes","reason":"AllRunning","message":"x","lastTransitionTime":"2026-01-01T00:00:00Z"}]}`), 422, "status.conditions[0].status"},
+		"future generation":  {st(`{"observedGeneration":99}`), 422, "status.observedGeneration"},
+		"endpoint not a URL": {st(`{"endpoints":["http://x"]}`), 422, "status.endpoints[0]"},
+	}
+	for name, c := range cases {
+		code, body := do(t, inst.URL, call{"PUT", path, tok, c.body})
+		if code != c.code {
+			t.Errorf("%s: %d, want %d: %.300s", name, code, c.code, body)
+			continue
+		}
+		if c.field != "" {
+			found := false
+			for _, cause := range status(t, body).Details.Causes {
+				found = found || cause.Field == c.field
+			}
+			if !found {
+				t.Errorf("%s: no cause for %s: %s", name, c.field, body)
+			}
+		}
+	}
+	if after := inst.Store.Get(api.KindMqttCluster, "iot"); after.ModifyIndex != before.ModifyIndex {
+		t.Fatal("a refused status write changed the object")
 	}
 }
 
