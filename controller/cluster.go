@@ -39,6 +39,7 @@ import (
 // ClusterStore is what the cluster reconciler needs of the store.
 type ClusterStore interface {
 	Get(kind, name string) *store.Object
+	List(kind string) ([]*store.Object, uint64)
 	Apply(store.ApplyRequest) (store.Result, *store.Object, error)
 	Delete(store.DeleteRequest) (*store.Object, error)
 	UpdateStatus(store.StatusRequest) (store.Result, *store.Object, error)
@@ -629,24 +630,21 @@ func (r *ClusterReconciler) outcome(cluster string, log *slog.Logger, what strin
 // missing or due and storing it before anything uses it.
 func (r *ClusterReconciler) credentials(c *api.MqttCluster) (credentials.Material, error) {
 	var cur *credentials.Material
-	reseal := false
 	if o := r.Store.Get(credentials.Kind, c.Name); o != nil {
-		m, err := r.Sealer.Decode(o.Spec)
+		m, err := r.Sealer.Decode(o.Name, o.Spec)
 		if err != nil {
 			return credentials.Material{}, fmt.Errorf("credentials of %s: %w", c.Name, err)
 		}
 		cur = &m
-		// Stored in clear before a key was set: sealed now.
-		reseal = r.Sealer != nil && !credentials.IsSealed(o.Spec)
 	}
 	next, reason, changed, err := credentials.Next(cur, c, r.now())
 	if err != nil {
 		return credentials.Material{}, err
 	}
-	if !changed && !reseal {
+	if !changed {
 		return next, nil
 	}
-	b, err := r.Sealer.Encode(next)
+	b, err := r.Sealer.Encode(c.Name, next)
 	if err != nil {
 		return credentials.Material{}, fmt.Errorf("credentials of %s: %w", c.Name, err)
 	}
@@ -806,7 +804,7 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, svc
 	st.Endpoints = endpoints
 	st.Certificate, st.CARotation = nil, nil
 	if o := r.Store.Get(credentials.Kind, c.Name); o != nil {
-		if m, err := r.Sealer.Decode(o.Spec); err == nil {
+		if m, err := r.Sealer.Decode(o.Name, o.Spec); err == nil {
 			// The CA clients verify against: the user's issuer, or ours.
 			if ca, err := certs.ParseCert(credentials.CABundle(m)); err == nil {
 				st.CAFingerprint = certs.Fingerprint(ca)
@@ -1028,6 +1026,66 @@ func findBroker(list []api.BrokerStatus, name string) *api.BrokerStatus {
 			return &list[i]
 		}
 	}
+	return nil
+}
+
+// sealingKind and sealingName are the store record that says the one-time
+// sealing migration ran for a key (spec: {"keyID": ...}).
+const (
+	sealingKind = "SealingMigration"
+	sealingName = "credentials"
+)
+
+// MigrateSealing seals, once per encryption key, the credentials records
+// written in clear before the key was set or sealed before records were
+// bound to their cluster's name, each logged by name; then it records that
+// it ran, so that a plain record that appears later is refused (Degraded),
+// never sealed as if it were the operator's own. It runs on the leader,
+// after the barrier, before any reconcile.
+func (r *ClusterReconciler) MigrateSealing(context.Context) error {
+	if r.Sealer == nil {
+		return nil
+	}
+	if o := r.Store.Get(sealingKind, sealingName); o != nil {
+		var done struct{ KeyID string }
+		if json.Unmarshal(o.Spec, &done) == nil && done.KeyID == r.Sealer.KeyID() {
+			return nil
+		}
+	}
+	objs, _ := r.Store.List(credentials.Kind)
+	var errs []error
+	for _, o := range objs {
+		if credentials.Current(o.Spec) {
+			continue
+		}
+		m, err := r.Sealer.Migrate(o.Name, o.Spec)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("credentials of %s: %w", o.Name, err))
+			continue
+		}
+		b, err := r.Sealer.Encode(o.Name, m)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("credentials of %s: %w", o.Name, err))
+			continue
+		}
+		if err := r.fence(); err != nil {
+			return err
+		}
+		v := o.ModifyIndex
+		if _, _, err := r.Store.Apply(store.ApplyRequest{Kind: credentials.Kind, Name: o.Name, Spec: b, ExpectVersion: &v}); err != nil {
+			errs = append(errs, fmt.Errorf("store credentials of %s: %w", o.Name, err))
+			continue
+		}
+		r.log().Warn("sealing migration: credentials sealed with the current key and bound to their cluster", "cluster", o.Name, "keyID", r.Sealer.KeyID())
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	spec, _ := json.Marshal(map[string]string{"keyID": r.Sealer.KeyID()})
+	if _, _, err := r.Store.Apply(store.ApplyRequest{Kind: sealingKind, Name: sealingName, Spec: spec}); err != nil {
+		return fmt.Errorf("record the sealing migration: %w", err)
+	}
+	r.log().Info("sealing migration done: credentials stored in clear are refused from now on", "keyID", r.Sealer.KeyID())
 	return nil
 }
 

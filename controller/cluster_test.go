@@ -784,12 +784,16 @@ func TestClusterCredentialsSealedAtRest(t *testing.T) {
 	}
 	e.rec.Sealer = sealer
 	e.fake.ResetCalls()
+	// The one-time migration (on becoming leader) seals the plain record.
+	if err := e.rec.MigrateSealing(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	e.reconcile()
 	stored := e.store.Get(credentials.Kind, "iot").Spec
-	if !credentials.IsSealed(stored) || len(e.fake.Calls()) != 0 {
+	if !credentials.Current(stored) || len(e.fake.Calls()) != 0 {
 		t.Fatalf("sealed %v, Swarm writes %v", credentials.IsSealed(stored), e.fake.Calls())
 	}
-	m, err := sealer.Decode(stored)
+	m, err := sealer.Decode("iot", stored)
 	if err != nil || m.Password == "" || strings.Contains(string(stored), m.Password) {
 		t.Fatalf("decode: %v", err)
 	}
@@ -801,6 +805,28 @@ func TestClusterCredentialsSealedAtRest(t *testing.T) {
 	e.reconcile()
 	if e.store.Get(credentials.Kind, "iot").ModifyIndex != idx {
 		t.Fatal("sealed credentials rewritten with no change")
+	}
+	// After the migration, a plain record (as the attacker's packet
+	// carried) is refused: not used, not sealed, the cluster Degraded, and
+	// a second migration run does not launder it.
+	if _, _, err := e.store.Apply(store.ApplyRequest{Kind: credentials.Kind, Name: "iot", Spec: plain}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.rec.MigrateSealing(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if credentials.IsSealed(e.store.Get(credentials.Kind, "iot").Spec) {
+		t.Fatal("a plain record written after the migration was sealed")
+	}
+	e.fake.ResetCalls()
+	if _, err := e.rec.Reconcile(context.Background(), "iot"); !errors.Is(err, credentials.ErrUnsealed) {
+		t.Fatalf("reconcile with a plain record: %v", err)
+	}
+	if calls := e.fake.Calls(); len(calls) != 0 {
+		t.Fatalf("a plain record reached Swarm: %v", calls)
+	}
+	if d := meta.FindStatusCondition(e.cluster().Status.Conditions, api.ConditionDegraded); d == nil || d.Status != "True" {
+		t.Fatalf("not Degraded: %+v", d)
 	}
 }
 

@@ -260,7 +260,7 @@ func signedOutput(lines []swarm.LogLine, keyPEM []byte) (leafPEM, issuerPEM []by
 
 // storeMaterial writes a cluster's material (sealed when a key is set).
 func (r *ClusterReconciler) storeMaterial(c *api.MqttCluster, m credentials.Material) error {
-	b, err := r.Sealer.Encode(m)
+	b, err := r.Sealer.Encode(c.Name, m)
 	if err != nil {
 		return fmt.Errorf("credentials of %s: %w", c.Name, err)
 	}

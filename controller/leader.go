@@ -54,6 +54,11 @@ type Leader struct {
 	// while no operator led).
 	Discover func(ctx context.Context) ([]string, error)
 	Log      *slog.Logger
+	// Establish, when set, runs once each time this node starts leading,
+	// after the barrier and before the first reconcile (Nomad's
+	// establishLeadership): one-time migrations. An error is logged; the
+	// loop goes on.
+	Establish func(ctx context.Context) error
 	// Metrics, when set, counts and times reconciles.
 	Metrics *Metrics
 
@@ -139,6 +144,11 @@ func (l *Leader) leaderLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-time.After(time.Second):
+		}
+	}
+	if l.Establish != nil {
+		if err := l.Establish(ctx); err != nil {
+			l.Log.Error("establishing leadership", "err", err)
 		}
 	}
 	l.Log.Info("leader loop started")

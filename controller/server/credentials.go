@@ -40,7 +40,7 @@ func (s *Server) material(w http.ResponseWriter, r *http.Request) (*api.MqttClus
 		writeStatus(w, http.StatusNotFound, ReasonNotFound, "the credentials of "+api.Resource+" \""+name+"\" are not issued yet: the operator issues them on its first reconcile", &StatusDetails{Name: name, Kind: api.Resource})
 		return nil, nil, false
 	}
-	m, err := s.sealer.Decode(cr.Spec)
+	m, err := s.sealer.Decode(cr.Name, cr.Spec)
 	if err != nil {
 		writeStatus(w, http.StatusInternalServerError, ReasonInternal, "the credentials of "+api.Resource+" \""+name+"\": "+err.Error(), &StatusDetails{Name: name, Kind: api.Resource})
 		return nil, nil, false

@@ -142,7 +142,7 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.expiry, prometheus.GaugeValue, float64(cs.NotAfter.Unix()), cl.Name, "server")
 		}
 		if cr := c.store.Get(credentials.Kind, cl.Name); cr != nil && cl.Spec.TLS.CertificateSecret == "" {
-			if m, err := c.sealer.Decode(cr.Spec); err == nil {
+			if m, err := c.sealer.Decode(cr.Name, cr.Spec); err == nil {
 				pems := map[string][]byte{"ca": credentials.CABundle(m)} // the signing CA comes first
 				if m.NextCA != nil {
 					pems["next-ca"] = m.NextCA.CertPEM

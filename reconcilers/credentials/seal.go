@@ -23,13 +23,33 @@ type Sealer struct {
 	keyID string
 }
 
-// sealed is the stored form: which key, the nonce, the ciphertext.
+// sealed is the stored form: which key, the nonce, the ciphertext. V 2
+// binds the record to its kind and name (the AEAD's associated data), so
+// a record cannot be moved to another cluster; records without V were
+// sealed before that (bound to the key only) and are read only by
+// Migrate.
 type sealed struct {
 	Sealed struct {
+		V     int    `json:"v,omitempty"`
 		KeyID string `json:"keyID"`
 		Nonce []byte `json:"nonce"`
 		Data  []byte `json:"data"`
 	} `json:"sealed"`
+}
+
+// sealVersion is the current sealed record version.
+const sealVersion = 2
+
+// ErrUnsealed: a key is configured and the record is stored in clear (or
+// sealed the old way): refused, so that nobody can replace a cluster's
+// password or CA by writing a plain record. The one-time migration
+// (Migrate) seals the records written before the key was set.
+var ErrUnsealed = errors.New("stored credentials are not sealed with the current format while an encryption key is set: refused")
+
+// associated is the AEAD's associated data of a record: its key, kind and
+// name.
+func (s *Sealer) associated(name string) []byte {
+	return []byte(fmt.Sprintf("v%d|%s|%s|%s", sealVersion, s.keyID, Kind, name))
 }
 
 // ErrSealed: the material is encrypted and this operator has no key, or
@@ -88,8 +108,9 @@ func IsSealed(b []byte) bool {
 	return json.Unmarshal(b, &probe) == nil && probe.Sealed.KeyID != ""
 }
 
-// Encode is the stored form of m: encrypted when s has a key.
-func (s *Sealer) Encode(m Material) ([]byte, error) {
+// Encode is the stored form of cluster name's material m: encrypted and
+// bound to the name when s has a key.
+func (s *Sealer) Encode(name string, m Material) ([]byte, error) {
 	plain, err := json.Marshal(m)
 	if err != nil {
 		return nil, errors.New("encode credentials failed")
@@ -98,18 +119,40 @@ func (s *Sealer) Encode(m Material) ([]byte, error) {
 		return plain, nil
 	}
 	var out sealed
+	out.Sealed.V = sealVersion
 	out.Sealed.KeyID = s.keyID
 	out.Sealed.Nonce = make([]byte, s.aead.NonceSize())
 	if _, err := rand.Read(out.Sealed.Nonce); err != nil {
 		return nil, err
 	}
-	out.Sealed.Data = s.aead.Seal(nil, out.Sealed.Nonce, plain, []byte(s.keyID))
+	out.Sealed.Data = s.aead.Seal(nil, out.Sealed.Nonce, plain, s.associated(name))
 	return json.Marshal(out)
 }
 
-// Decode reads stored material, sealed or plain (a store written before a
-// key was set is read, and sealed on its next write).
-func (s *Sealer) Decode(b []byte) (Material, error) {
+// Current reports whether stored bytes are sealed the current way (no
+// migration needed).
+func Current(b []byte) bool {
+	var probe sealed
+	return json.Unmarshal(b, &probe) == nil && probe.Sealed.KeyID != "" && probe.Sealed.V == sealVersion
+}
+
+// Decode reads cluster name's stored material. With no key, plain
+// records are read and sealed ones refused (ErrSealed); with a key, only
+// records sealed the current way for this name are read: a plain one, or
+// one sealed the old way, is refused (ErrUnsealed), and one sealed for
+// another cluster fails authentication.
+func (s *Sealer) Decode(name string, b []byte) (Material, error) {
+	if s != nil && !Current(b) {
+		return Material{}, ErrUnsealed
+	}
+	return s.decode(name, b)
+}
+
+// Migrate reads a record written before the current format (plain, or
+// sealed without the name): for the one-time migration that seals them.
+func (s *Sealer) Migrate(name string, b []byte) (Material, error) { return s.decode(name, b) }
+
+func (s *Sealer) decode(name string, b []byte) (Material, error) {
 	var m Material
 	if !IsSealed(b) {
 		if err := json.Unmarshal(b, &m); err != nil {
@@ -125,9 +168,13 @@ func (s *Sealer) Decode(b []byte) (Material, error) {
 	if in.Sealed.KeyID != s.keyID {
 		return Material{}, fmt.Errorf("%w: sealed with key %s, this operator has key %s", ErrSealed, in.Sealed.KeyID, s.keyID)
 	}
-	plain, err := s.aead.Open(nil, in.Sealed.Nonce, in.Sealed.Data, []byte(s.keyID))
+	ad := s.associated(name)
+	if in.Sealed.V == 0 {
+		ad = []byte(s.keyID) // the format before names were bound
+	}
+	plain, err := s.aead.Open(nil, in.Sealed.Nonce, in.Sealed.Data, ad)
 	if err != nil {
-		return Material{}, errors.New("stored credentials fail authentication: damaged, or sealed with another key")
+		return Material{}, errors.New("stored credentials fail authentication: damaged, sealed with another key, or sealed for another cluster")
 	}
 	if err := json.Unmarshal(plain, &m); err != nil {
 		return Material{}, errors.New("stored credentials are unreadable")

@@ -1,6 +1,7 @@
 package credentials
 
 import (
+	"encoding/json"
 	"bytes"
 	"encoding/base64"
 	"encoding/hex"
@@ -25,7 +26,7 @@ func TestSealerRoundTripAndNothingInClear(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := s.Encode(m)
+	b, err := s.Encode("iot", m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,34 +40,51 @@ func TestSealerRoundTripAndNothingInClear(t *testing.T) {
 			t.Fatalf("sealed form holds %q", secret)
 		}
 	}
-	got, err := s.Decode(b)
+	got, err := s.Decode("iot", b)
 	if err != nil || got.Password != m.Password || string(got.Server.KeyPEM) != string(m.Server.KeyPEM) {
 		t.Fatalf("round trip: %v", err)
 	}
 	// Two seals of the same material differ (a fresh nonce each time).
-	b2, _ := s.Encode(m)
+	b2, _ := s.Encode("iot", m)
 	if bytes.Equal(b, b2) {
 		t.Fatal("the same nonce twice")
 	}
-	// Plain (stored before a key was set) is read, by anyone.
-	plain, _ := (*Sealer)(nil).Encode(m)
-	if IsSealed(plain) {
+	// Plain (stored before a key was set): refused once a key is set (a
+	// plain record would replace a cluster's password and CA); only the
+	// one-time migration reads it.
+	plain, _ := (*Sealer)(nil).Encode("iot", m)
+	if IsSealed(plain) || Current(plain) {
 		t.Fatal("plain taken for sealed")
 	}
-	if got, err := s.Decode(plain); err != nil || got.Password != m.Password {
+	if _, err := s.Decode("iot", plain); !errors.Is(err, ErrUnsealed) {
 		t.Fatalf("plain with a key: %v", err)
 	}
+	if got, err := s.Migrate("iot", plain); err != nil || got.Password != m.Password {
+		t.Fatalf("migrating a plain record: %v", err)
+	}
+	// Bound to its cluster: the record of iot is not the record of other.
+	if _, err := s.Decode("other", b); err == nil {
+		t.Fatal("a record sealed for one cluster decoded as another's")
+	}
+	// Sealed the old way (key only, no name): refused, migrated.
+	legacy := legacySeal(t, s, m)
+	if _, err := s.Decode("iot", legacy); !errors.Is(err, ErrUnsealed) {
+		t.Fatalf("old format with a key: %v", err)
+	}
+	if got, err := s.Migrate("iot", legacy); err != nil || got.Password != m.Password {
+		t.Fatalf("migrating an old-format record: %v", err)
+	}
 	// Sealed, without the key or with another: a clear error, no content.
-	if _, err := (*Sealer)(nil).Decode(b); !errors.Is(err, ErrSealed) {
+	if _, err := (*Sealer)(nil).Decode("iot", b); !errors.Is(err, ErrSealed) {
 		t.Fatalf("no key: %v", err)
 	}
 	other, _ := NewSealer(bytes.Repeat([]byte{8}, 32))
-	if _, err := other.Decode(b); !errors.Is(err, ErrSealed) || strings.Contains(err.Error(), m.Password) {
+	if _, err := other.Decode("iot", b); !errors.Is(err, ErrSealed) || strings.Contains(err.Error(), m.Password) {
 		t.Fatalf("another key: %v", err)
 	}
 	// Damaged: authentication fails.
 	tampered := bytes.Replace(b, []byte(`"data":"`), []byte(`"data":"AAAA`), 1)
-	if _, err := s.Decode(tampered); err == nil {
+	if _, err := s.Decode("iot", tampered); err == nil {
 		t.Fatal("a damaged record decoded")
 	}
 }
@@ -90,4 +108,17 @@ func TestLoadKeyFile(t *testing.T) {
 	if _, err := LoadKeyFile(p); err == nil || strings.Contains(err.Error(), "secret-too-short") {
 		t.Fatalf("short key: %v", err)
 	}
+}
+
+// legacySeal seals m the way records were sealed before they were bound
+// to their cluster (associated data: the key id only).
+func legacySeal(t *testing.T, s *Sealer, m Material) []byte {
+	t.Helper()
+	plain, _ := json.Marshal(m)
+	var out sealed
+	out.Sealed.KeyID = s.keyID
+	out.Sealed.Nonce = make([]byte, s.aead.NonceSize())
+	out.Sealed.Data = s.aead.Seal(nil, out.Sealed.Nonce, plain, []byte(s.keyID))
+	b, _ := json.Marshal(out)
+	return b
 }
