@@ -9,6 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"net/url"
+	"os"
 	"path"
 	"slices"
 	"strings"
@@ -18,6 +20,9 @@ import (
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
+	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
 	"github.com/go-git/go-git/v5/storage/memory"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
@@ -52,13 +57,17 @@ type GitSyncStore interface {
 type GitSync struct {
 	Store    GitSyncStore
 	Defaults api.Defaults
-	// Repo is a local path or any URL go-git can reach; Branch and Path
-	// select the files.
+	// Repo is a local path or any URL go-git can reach, with no
+	// credentials in it (RepoError refuses one); Branch and Path select the
+	// files.
 	Repo, Branch, Path string
-	Interval           time.Duration
-	Log                *slog.Logger
-	Metrics            *Metrics
-	Now                func() time.Time
+	// Auth authenticates to a remote (GitAuth: from a credentials file);
+	// nil: none.
+	Auth     transport.AuthMethod
+	Interval time.Duration
+	Log      *slog.Logger
+	Metrics  *Metrics
+	Now      func() time.Time
 
 	once    sync.Once
 	trigger chan struct{}
@@ -96,7 +105,7 @@ func (g *GitSync) Run(ctx context.Context) {
 		leader := g.Store.IsLeader()
 		if leader && (!wasLeader || now || time.Since(last) >= g.Interval) {
 			if _, err := g.Sync(ctx); err != nil {
-				g.Log.Warn("git sync failed", "repo", g.Repo, "branch", g.Branch, "err", err)
+				g.Log.Warn("git sync failed", "repo", RedactURL(g.Repo), "branch", g.Branch, "err", err)
 			}
 			last = time.Now()
 		}
@@ -113,11 +122,11 @@ func (g *GitSync) Run(ctx context.Context) {
 
 // Sync runs one sync and stores its status.
 func (g *GitSync) Sync(ctx context.Context) (server.GitSyncStatus, error) {
-	st := server.GitSyncStatus{Repo: g.Repo, Branch: g.Branch, Path: g.Path}
+	st := server.GitSyncStatus{Repo: RedactURL(g.Repo), Branch: g.Branch, Path: g.Path}
 	if o := g.Store.Get(server.GitSyncKind, server.GitSyncName); o != nil {
 		_ = json.Unmarshal(o.Spec, &st)
 	}
-	st.Repo, st.Branch, st.Path = g.Repo, g.Branch, g.Path
+	st.Repo, st.Branch, st.Path = RedactURL(g.Repo), g.Branch, g.Path
 	st.LastAttempt = metaTime(g.now())
 	commit, err := g.sync(ctx, &st)
 	if err != nil {
@@ -232,11 +241,11 @@ func (g *GitSync) read(ctx context.Context) ([]gitFile, string, error) {
 		repo, err = git.PlainOpen(local)
 	} else {
 		repo, err = git.CloneContext(ctx, memory.NewStorage(), nil, &git.CloneOptions{
-			URL: g.Repo, ReferenceName: plumbing.NewBranchReferenceName(g.Branch), SingleBranch: true, Tags: git.NoTags,
+			URL: g.Repo, ReferenceName: plumbing.NewBranchReferenceName(g.Branch), SingleBranch: true, Tags: git.NoTags, Auth: g.Auth,
 		})
 	}
 	if err != nil {
-		return nil, "", fmt.Errorf("fetch %s: %w", g.Repo, err)
+		return nil, "", fmt.Errorf("fetch %s: %s", RedactURL(g.Repo), RedactText(err.Error(), g.Repo))
 	}
 	ref, err := repo.Reference(plumbing.NewBranchReferenceName(g.Branch), true)
 	if err != nil {
@@ -275,6 +284,88 @@ func (g *GitSync) read(ctx context.Context) ([]gitFile, string, error) {
 	})
 	slices.SortFunc(out, func(a, b gitFile) int { return strings.Compare(a.name, b.name) })
 	return out, ref.Hash().String(), err
+}
+
+// RedactURL hides a URL's user information (a user name can itself be a
+// token): what logs, status, metrics, the API and the raft log show.
+func RedactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		if i := strings.LastIndex(raw, "@"); i >= 0 && strings.Contains(raw[:i], "://") {
+			return raw[:strings.Index(raw, "://")+3] + "REDACTED" + raw[i:]
+		}
+		return raw
+	}
+	if u.User == nil {
+		return raw
+	}
+	u.User = url.User("REDACTED")
+	return u.String()
+}
+
+// RedactText removes a URL's user information from a message (an error a
+// library built from it).
+func RedactText(msg, raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return msg
+	}
+	msg = strings.ReplaceAll(msg, raw, RedactURL(raw))
+	if p, ok := u.User.Password(); ok && p != "" {
+		msg = strings.ReplaceAll(msg, p, "REDACTED")
+	}
+	if n := u.User.Username(); n != "" {
+		msg = strings.ReplaceAll(msg, n, "REDACTED")
+	}
+	return msg
+}
+
+// RepoError refuses a repository URL that carries credentials: they would
+// sit in the service spec, the process list and the logs. They belong in
+// the credentials file (--git-credentials-file, a Docker secret).
+func RepoError(raw string) error {
+	if u, err := url.Parse(raw); err == nil && u.User != nil {
+		return fmt.Errorf("--git-repo %s carries user information: put credentials in --git-credentials-file (a Docker secret) instead", RedactURL(raw))
+	}
+	return nil
+}
+
+// GitAuth reads a credentials file: an SSH private key (PEM), used with
+// knownHosts (a known_hosts file; required for SSH); "user:token"; or a
+// token alone (HTTP basic auth as user "git", which GitHub, GitLab and
+// Gitea accept). Errors never quote the file.
+func GitAuth(file, knownHosts string) (transport.AuthMethod, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("--git-credentials-file: %w", err)
+	}
+	text := strings.TrimSpace(string(b))
+	if text == "" {
+		return nil, errors.New("--git-credentials-file is empty")
+	}
+	if strings.HasPrefix(text, "-----BEGIN") {
+		keys, err := gitssh.NewPublicKeys("git", []byte(text+"\n"), "")
+		if err != nil {
+			return nil, errors.New("--git-credentials-file: the SSH private key does not parse (a passphrase-less PEM key is needed)")
+		}
+		if knownHosts == "" {
+			return nil, errors.New("--git-credentials-file holds an SSH key: --git-known-hosts-file is required (host keys are checked)")
+		}
+		cb, err := gitssh.NewKnownHostsCallback(knownHosts)
+		if err != nil {
+			return nil, fmt.Errorf("--git-known-hosts-file: %w", err)
+		}
+		keys.HostKeyCallback = cb
+		return keys, nil
+	}
+	if strings.ContainsAny(text, "\n\r") {
+		return nil, errors.New("--git-credentials-file: want one line (user:token or a token) or an SSH private key")
+	}
+	user, tok, ok := strings.Cut(text, ":")
+	if !ok {
+		user, tok = "git", text
+	}
+	return &githttp.BasicAuth{Username: user, Password: tok}, nil
 }
 
 // localPath is the directory of a local repository URL.

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/cgi"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -169,4 +172,82 @@ func TestGitSyncWebhookSyncsAtOnce(t *testing.T) {
 	g.Trigger()
 	eventually(t, "the webhook's sync", 2*time.Second, func() bool { return replicasOf(s, "a") == 4 })
 	t.Logf("webhook -> applied in %s (interval 1h)", time.Since(start))
+}
+
+// TestGitSyncCredentialsFromAFileNeverShown: a remote behind HTTP basic
+// auth (git http-backend, the real server side) is read with the token
+// from a credentials file; without it the fetch fails. A URL carrying
+// credentials is refused; the token appears in no log line, status, raft
+// record or error.
+func TestGitSyncCredentialsFromAFileNeverShown(t *testing.T) {
+	t.Parallel()
+	const token = "s3cr3t-token-4f9a"
+	r := newGitRepo(t)
+	r.commit(map[string]string{"iot.yaml": clusterDoc("iot", 3)})
+	backend := &cgi.Handler{
+		Path: filepath.Join(strings.TrimSpace(r.git(r.work, "--exec-path")), "git-http-backend"),
+		Env:  []string{"GIT_PROJECT_ROOT=" + filepath.Dir(r.bare), "GIT_HTTP_EXPORT_ALL=1"},
+	}
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if u, p, ok := req.BasicAuth(); !ok || u != "deploy" || p != token {
+			w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		backend.ServeHTTP(w, req)
+	}))
+	defer hs.Close()
+	repoURL := hs.URL + "/clusters.git"
+
+	if err := RepoError(strings.Replace(repoURL, "http://", "http://deploy:"+token+"@", 1)); err == nil || strings.Contains(err.Error(), token) {
+		t.Fatalf("a URL with credentials: %v", err)
+	}
+	credFile := filepath.Join(t.TempDir(), "git-credentials")
+	if err := os.WriteFile(credFile, []byte("deploy:"+token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	auth, err := GitAuth(credFile, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs strings.Builder
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+
+	s := openStore(t)
+	without := &GitSync{Store: s, Defaults: api.BuiltinDefaults(), Repo: repoURL, Branch: "main", Interval: time.Hour, Log: log}
+	if _, err := without.Sync(context.Background()); err == nil {
+		t.Fatal("a protected remote was read with no credentials")
+	}
+	with := &GitSync{Store: s, Defaults: api.BuiltinDefaults(), Repo: repoURL, Branch: "main", Interval: time.Hour, Log: log, Auth: auth}
+	if _, err := with.Sync(context.Background()); err != nil {
+		t.Fatalf("sync with the credentials file: %v", err)
+	}
+	if replicasOf(s, "iot") != 3 {
+		t.Fatal("the cluster in the protected repository was not applied")
+	}
+	// Nowhere: logs, the stored status, any raft record.
+	var raftData strings.Builder
+	for _, kind := range []string{server.GitSyncKind, api.KindMqttCluster} {
+		objs, _ := s.List(kind)
+		for _, o := range objs {
+			b, _ := json.Marshal(o)
+			raftData.Write(b)
+		}
+	}
+	for where, text := range map[string]string{"logs": logs.String(), "raft records": raftData.String()} {
+		if strings.Contains(text, token) {
+			t.Errorf("the token is in the %s", where)
+		}
+	}
+	for _, bad := range []string{"", "a\nb"} {
+		if err := os.WriteFile(credFile, []byte(bad), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := GitAuth(credFile, ""); err == nil {
+			t.Errorf("credentials file %q accepted", bad)
+		}
+	}
+	if got := RedactURL("https://user:" + token + "@git.example.com/r.git"); strings.Contains(got, token) || strings.Contains(got, "user") {
+		t.Errorf("redacted URL: %s", got)
+	}
 }

@@ -53,6 +53,7 @@ type options struct {
 	operatorID, controlNetwork, encryptionKeyFile     string
 	operatorImage, syncImage                          string
 	gitRepo, gitBranch, gitPath                       string
+	gitCredentials, gitKnownHosts                     string
 	gitInterval                                       time.Duration
 	resync                                            time.Duration
 	reconcile, showVersion, swarmRaft, brokerMetrics  bool
@@ -111,6 +112,8 @@ func main() {
 	fs.StringVar(&o.syncImage, "sync-image", "", "image of the sync agents (lsyncd, rsync and this binary) of clusters with spec.sync (empty: spec.sync is refused)")
 	fs.BoolVar(&o.brokerMetrics, "broker-metrics", false, "run a broker exporter per cluster (the $SYS topics as Prometheus metrics, on the control network; needs --control-network and --operator-image)")
 	fs.StringVar(&o.gitRepo, "git-repo", "", "pull-based sync: apply the MqttClusters of this git repository (a local path or any URL go-git can reach) on the leader, prune those that leave it (empty: off)")
+	fs.StringVar(&o.gitCredentials, "git-credentials-file", "", "the git sync's credentials (a Docker secret): user:token, a token, or an SSH private key; never in --git-repo")
+	fs.StringVar(&o.gitKnownHosts, "git-known-hosts-file", "", "known_hosts for an SSH --git-repo (required with an SSH key)")
 	fs.StringVar(&o.gitBranch, "git-branch", "main", "the git sync's branch")
 	fs.StringVar(&o.gitPath, "git-path", "", "the git sync's directory in the repository (default: all of it)")
 	fs.DurationVar(&o.gitInterval, "git-interval", time.Minute, "how often the git sync fetches (POST /v1/gitsync/webhook syncs at once)")
@@ -149,6 +152,9 @@ func run(ctx context.Context, o options) error {
 	}
 	if (o.tlsCert == "") != (o.tlsKey == "") {
 		return errors.New("--tls-cert and --tls-key go together")
+	}
+	if err := controller.RepoError(o.gitRepo); err != nil {
+		return err
 	}
 	if o.controlCA == "" && !o.insecure {
 		return errors.New("the control plane needs --control-ca-file (raft over mutual TLS, the API over HTTPS); --insecure runs it in clear, for tests on one machine only")
@@ -241,6 +247,11 @@ func run(ctx context.Context, o options) error {
 	var gitTrigger func()
 	if o.gitRepo != "" {
 		gs = &controller.GitSync{Store: st, Defaults: defaults, Repo: o.gitRepo, Branch: o.gitBranch, Path: o.gitPath, Interval: o.gitInterval, Log: log}
+		if o.gitCredentials != "" {
+			if gs.Auth, err = controller.GitAuth(o.gitCredentials, o.gitKnownHosts); err != nil {
+				return err
+			}
+		}
 		gitTrigger = gs.Trigger
 	}
 	srv, err := server.New(server.Config{Store: st, Defaults: defaults, Token: token, Logger: log, Registry: reg, Forward: forward, Sealer: sealer, GitSyncTrigger: gitTrigger})
