@@ -49,6 +49,9 @@ func syncAgentCmd(args []string) error {
 	if err != nil {
 		return fmt.Errorf("sync-agent: %w", err)
 	}
+	if strings.TrimSpace(string(pw)) == "" {
+		return fmt.Errorf("sync-agent: %s is empty: refusing to serve with no secret", *passwordFile)
+	}
 	d, err := swarm.NewDocker()
 	if err != nil {
 		return err

@@ -1,10 +1,10 @@
 package credentials
 
 import (
-	"encoding/json"
 	"bytes"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"

@@ -3,6 +3,8 @@ package agent
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -188,6 +190,37 @@ func TestLsyncdConfig(t *testing.T) {
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("lsyncd config lacks %s:\n%s", want, got)
+		}
+	}
+}
+
+// TestAPITokenCheck: the API wants "Bearer <the secret>"; a wrong,
+// shorter, longer or missing token is refused, and an agent with an empty
+// secret lets nobody in (not even a request with no token).
+func TestAPITokenCheck(t *testing.T) {
+	t.Parallel()
+	for name, c := range map[string]struct {
+		secret, header string
+		ok             bool
+	}{
+		"right":             {"s3cret", "Bearer s3cret", true},
+		"wrong":             {"s3cret", "Bearer s3creu", false},
+		"prefix of it":      {"s3cret", "Bearer s3c", false},
+		"longer":            {"s3cret", "Bearer s3cret0", false},
+		"no scheme":         {"s3cret", "s3cret", false},
+		"none":              {"s3cret", "", false},
+		"empty secret none": {"", "", false},
+		"empty secret bare": {"", "Bearer ", false},
+	} {
+		a := &Agent{Password: c.secret}
+		req := httptest.NewRequest("GET", "/v1/status", nil)
+		if c.header != "" {
+			req.Header.Set("Authorization", c.header)
+		}
+		w := httptest.NewRecorder()
+		a.Handler().ServeHTTP(w, req)
+		if (w.Code != http.StatusUnauthorized) != c.ok {
+			t.Errorf("%s: %d", name, w.Code)
 		}
 	}
 }
