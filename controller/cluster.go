@@ -24,6 +24,7 @@ import (
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/server"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/tlsutil"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/bridges"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/broker"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/brokermetrics"
@@ -91,6 +92,12 @@ type ClusterReconciler struct {
 	// BrokerMetrics runs each cluster's broker exporter (SignerImage,
 	// on the control network).
 	BrokerMetrics bool
+	// Identity is the operator's own certificate (control-plane CA): with
+	// a control network, each cluster's HAProxy runtime API is served over
+	// mutual TLS with an admin certificate from the same CA, and only this
+	// certificate's holder gets a command through. Nil: the runtime API is
+	// guarded by the control network's subnet only.
+	Identity *tlsutil.Node
 	// Defaults are the operator's defaults (images): a stored spec is
 	// defaulted and validated again before every pass (see Reconcile).
 	Defaults api.Defaults
@@ -368,6 +375,17 @@ func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster, sv *p
 			}
 		}
 	}
+	if control != nil && r.Identity != nil {
+		if m, err = r.ensureLBAdmin(c, m); err != nil {
+			return res, nil, push, err
+		}
+		if tlsIn.Admin, err = ensure(secrets.ComponentLBAdmin, credentials.LBAdminPEM(m)); err != nil {
+			return res, nil, push, err
+		}
+		if tlsIn.ControlCA, err = ensure(secrets.ComponentControlCA, r.Identity.CA().CertPEM()); err != nil {
+			return res, nil, push, err
+		}
+	}
 	if c.Spec.Auth.PasswordFileSecret == "" && !*c.Spec.Auth.AllowAnonymous {
 		if in.Passwd, err = ensure(secrets.ComponentPasswd, m.PasswordFile); err != nil {
 			return res, nil, push, err
@@ -459,6 +477,35 @@ func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster, sv *p
 	return res, inUse, push, nil
 }
 
+// lbAdminLifetime is how long a HAProxy admin certificate is valid; it is
+// reissued lbAdminRenewBefore its end (a new secret: HAProxy's tasks
+// roll, one at a time), or at once when the control-plane CA no longer
+// verifies it (a CA rotation).
+const (
+	lbAdminLifetime    = 2 * 365 * 24 * time.Hour
+	lbAdminRenewBefore = 30 * 24 * time.Hour
+)
+
+// ensureLBAdmin makes sure m holds a valid admin certificate for c's HAProxy
+// runtime API, issuing and storing one when needed.
+func (r *ClusterReconciler) ensureLBAdmin(c *api.MqttCluster, m credentials.Material) (credentials.Material, error) {
+	ca := r.Identity.CA()
+	if m.LBAdmin != nil && ca.AdminValid(c.Name, m.LBAdmin.CertPEM, r.now(), lbAdminRenewBefore) {
+		return m, nil
+	}
+	cert, key, err := ca.IssueAdmin(c.Name, lbAdminLifetime, r.now())
+	if err != nil {
+		return m, err
+	}
+	m.LBAdmin = &certs.Pair{CertPEM: cert, KeyPEM: key}
+	if err := r.storeMaterial(c, m); err != nil {
+		return m, err
+	}
+	r.log().Info("issued the HAProxy runtime API certificate", "cluster", c.Name)
+	r.event(c.Name, api.EventNormal, "IssuedAdminCertificate", "HAProxy runtime API certificate (mutual TLS with the operator)")
+	return m, nil
+}
+
 // controlNetwork looks up the operator's control network and its subnets.
 func (r *ClusterReconciler) controlNetwork(ctx context.Context) (*loadbalancer.ControlNetwork, error) {
 	nets, err := r.Swarm.Networks(ctx, nil)
@@ -517,9 +564,12 @@ func (r *ClusterReconciler) startupCertificate(ctx context.Context, cluster stri
 	return nil, nil
 }
 
-func (r *ClusterReconciler) runtime() CertRuntime {
+func (r *ClusterReconciler) runtime(cluster string) CertRuntime {
 	if r.Runtime != nil {
 		return r.Runtime
+	}
+	if r.Identity != nil {
+		return loadbalancer.Runtime{TLS: r.Identity.AdminClientConfig(cluster)}
 	}
 	return loadbalancer.Runtime{}
 }
@@ -545,7 +595,7 @@ func (r *ClusterReconciler) pushCertificate(ctx context.Context, c *api.MqttClus
 		return res, err
 	}
 	slices.SortFunc(tasks, func(a, b dswarm.Task) int { return cmp.Compare(a.ID, b.ID) })
-	rt := r.runtime()
+	rt := r.runtime(c.Name)
 	for _, t := range tasks {
 		if t.DesiredState != dswarm.TaskStateRunning || t.Status.State != dswarm.TaskStateRunning {
 			continue

@@ -24,6 +24,7 @@ import (
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/server"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/tlsutil"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/certs"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/credentials"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/loadbalancer"
@@ -963,4 +964,52 @@ type panicRuntime struct{ CertRuntime }
 func (panicRuntime) ServedCertificate(context.Context, string) (loadbalancer.Served, error) {
 	var m map[string]*loadbalancer.Served
 	return *m["x"], nil
+}
+
+// TestClusterHAProxyRuntimeAPIBehindMutualTLS: with the operator's
+// identity and a control network, HAProxy's runtime API listener gets an
+// admin certificate of its own (from the control-plane CA, kept in the
+// sealed material) and the control-plane CA to check the operator's
+// client certificate; the configuration says so; a second pass writes
+// nothing; the admin key never reaches the status.
+func TestClusterHAProxyRuntimeAPIBehindMutualTLS(t *testing.T) {
+	t.Parallel()
+	e := newClusterEnv(t)
+	caPEM, _ := tlsutil.NewCA("control", e.now.AddDate(0, -1, 0))
+	ca, _ := tlsutil.ParseCA(caPEM)
+	node, err := tlsutil.NewNode(ca, tlsutil.Identity{ID: "op"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.rec.Identity = node
+	e.withControlNetwork()
+	e.running("spec: {replicas: 1, loadBalancer: {replicas: 1}}\n")
+	m := e.material()
+	if m.LBAdmin == nil || !ca.AdminValid("iot", m.LBAdmin.CertPEM, e.now, 0) {
+		t.Fatal("no valid admin certificate in the material")
+	}
+	svcs, _ := e.fake.Services(context.Background(), map[string]string{swarm.LabelComponent: "loadbalancer"})
+	files := map[string]bool{}
+	for _, ref := range svcs[0].Spec.TaskTemplate.ContainerSpec.Secrets {
+		files[ref.File.Name] = true
+	}
+	if !files[loadbalancer.AdminCertFile] || !files[loadbalancer.ControlCAFile] {
+		t.Fatalf("HAProxy's secrets: %v", files)
+	}
+	confs, _ := e.fake.Configs(context.Background(), nil)
+	found := false
+	for _, cf := range confs {
+		found = found || strings.Contains(string(cf.Spec.Data), "ca-file "+loadbalancer.ControlCAPath+" verify required")
+	}
+	if !found {
+		t.Fatal("the HAProxy configuration has no mutual TLS on the runtime API")
+	}
+	e.fake.ResetCalls()
+	e.reconcile()
+	if calls := e.fake.Calls(); len(calls) != 0 {
+		t.Fatalf("a second pass wrote: %v", calls)
+	}
+	if b, _ := json.Marshal(e.cluster().Status); strings.Contains(string(b), "PRIVATE KEY") {
+		t.Fatal("a key in the status")
+	}
 }

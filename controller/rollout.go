@@ -107,14 +107,14 @@ func (r *ClusterReconciler) drain(ctx context.Context, c *api.MqttCluster, ro *r
 	}
 	addrs := r.lbAdmin(ctx, c, ro.control)
 	for _, addr := range addrs {
-		if err := r.runtime().SetServerState(ctx, addr, loadbalancer.ServerName(i), "drain"); err != nil {
+		if err := r.runtime(c.Name).SetServerState(ctx, addr, loadbalancer.ServerName(i), "drain"); err != nil {
 			r.log().Warn("drain in HAProxy failed", "cluster", c.Name, "broker", i, "haproxy", addr, "err", err)
 		}
 	}
 	// Then its clients are moved a few at a time (the rest go when Swarm
 	// stops it): DrainRate per second per HAProxy task, DrainBudget at most.
 	for _, addr := range addrs {
-		n, err := r.runtime().ShutdownSessions(ctx, addr, loadbalancer.ServerName(i), DrainRate, DrainBudget/time.Duration(max(len(addrs), 1)))
+		n, err := r.runtime(c.Name).ShutdownSessions(ctx, addr, loadbalancer.ServerName(i), DrainRate, DrainBudget/time.Duration(max(len(addrs), 1)))
 		if err != nil {
 			r.log().Warn("closing sessions in HAProxy failed", "cluster", c.Name, "broker", i, "haproxy", addr, "err", err)
 			continue
@@ -144,7 +144,7 @@ func (r *ClusterReconciler) undrain(ctx context.Context, c *api.MqttCluster, ro 
 	if err := r.loadBrokers(ctx, c, ro); err != nil {
 		return err
 	}
-	rt := r.runtime()
+	rt := r.runtime(c.Name)
 	for _, addr := range r.lbAdmin(ctx, c, ro.control) {
 		drained, err := rt.DrainedServers(ctx, addr)
 		if err != nil {

@@ -285,7 +285,7 @@ func run(ctx context.Context, o options) error {
 		if err != nil {
 			return err
 		}
-		cr := &controller.ClusterReconciler{Store: st, Swarm: d, Defaults: defaults, OperatorID: o.operatorID, Log: log, Metrics: metrics, ControlNetwork: o.controlNetwork, Sealer: sealer, SignerImage: o.operatorImage, SyncImage: o.syncImage, BrokerMetrics: o.brokerMetrics}
+		cr := &controller.ClusterReconciler{Store: st, Swarm: d, Defaults: defaults, Identity: node, OperatorID: o.operatorID, Log: log, Metrics: metrics, ControlNetwork: o.controlNetwork, Sealer: sealer, SignerImage: o.operatorImage, SyncImage: o.syncImage, BrokerMetrics: o.brokerMetrics}
 		leader := &controller.Leader{Store: st, Reconcile: cr.Reconcile, Discover: cr.Discover, Establish: cr.MigrateSealing, Resync: o.resync, Log: log, Metrics: metrics}
 		go leader.Run(ctx)
 		go watchEvents(ctx, d, leader.Trigger, log)

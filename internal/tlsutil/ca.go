@@ -182,7 +182,7 @@ func (ca *CA) Issue(id Identity, lifetime time.Duration, now time.Time) (*tls.Ce
 	ips := append([]net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}, id.IPs...)
 	dns := append([]string{"localhost", OperatorDNSName}, id.DNSNames...)
 	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: id.ID, Organization: []string{"swarm-mqtt-operator"}},
+		SerialNumber: serial, Subject: pkix.Name{CommonName: id.ID, Organization: []string{"swarm-mqtt-operator"}, OrganizationalUnit: []string{OperatorOU}},
 		NotBefore: now.Add(-5 * time.Minute), NotAfter: now.Add(lifetime),
 		KeyUsage:    x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
@@ -198,6 +198,106 @@ func (ca *CA) Issue(id Identity, lifetime time.Duration, now time.Time) (*tls.Ce
 	}
 	return &tls.Certificate{Certificate: [][]byte{der, ca.signer.Raw}, PrivateKey: key, Leaf: leaf}, nil
 }
+
+// OperatorOU is the organizational unit of every operator certificate:
+// HAProxy's admin listener checks it (it cannot read URI SANs).
+const OperatorOU = "operator"
+
+// AdminURIPrefix starts the URI SAN of a cluster's HAProxy admin
+// certificate; the cluster's name follows.
+const AdminURIPrefix = "spiffe://swarm-mqtt-operator/haproxy-admin/"
+
+// IssueAdmin signs a server certificate (server authentication only: it
+// cannot act as a client anywhere) for a cluster's HAProxy runtime API,
+// naming the cluster in a URI SAN, valid for lifetime. It returns the
+// certificate chain and key as PEM (what HAProxy's crt file holds).
+func (ca *CA) IssueAdmin(cluster string, lifetime time.Duration, now time.Time) (certPEM, keyPEM []byte, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return nil, nil, err
+	}
+	u, err := url.Parse(AdminURIPrefix + url.PathEscape(cluster))
+	if err != nil {
+		return nil, nil, err
+	}
+	notAfter := now.Add(lifetime)
+	if notAfter.After(ca.signer.NotAfter) {
+		notAfter = ca.signer.NotAfter
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial, Subject: pkix.Name{CommonName: cluster + "-lb admin", Organization: []string{"swarm-mqtt-operator"}, OrganizationalUnit: []string{"haproxy-admin"}},
+		NotBefore: now.Add(-5 * time.Minute), NotAfter: notAfter,
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		URIs:        []*url.URL{u}, DNSNames: []string{cluster + "-lb"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.signer, key.Public(), ca.key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("issue admin certificate of %s: %w", cluster, err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	certPEM = append(certPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.signer.Raw})...)
+	return certPEM, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), nil
+}
+
+// AdminValid reports whether certPEM is a cluster's admin certificate
+// that the CA's trusted certificates verify at now, with more than
+// renewBefore left.
+func (ca *CA) AdminValid(cluster string, certPEM []byte, now time.Time, renewBefore time.Duration) bool {
+	blk, _ := pem.Decode(certPEM)
+	if blk == nil {
+		return false
+	}
+	c, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil || now.Add(renewBefore).After(c.NotAfter) {
+		return false
+	}
+	if _, err := c.Verify(x509.VerifyOptions{Roots: ca.Pool, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+		return false
+	}
+	return len(c.URIs) == 1 && c.URIs[0].String() == AdminURIPrefix+url.PathEscape(cluster)
+}
+
+// AdminClientConfig is for the operator dialing a cluster's HAProxy
+// runtime API at a task address: it presents the operator's certificate,
+// and accepts only that cluster's admin certificate from the control-plane
+// CA (the address is not in it: the identity is checked instead).
+func (n *Node) AdminClientConfig(cluster string) *tls.Config {
+	cfg := Base()
+	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return n.Certificate(), nil }
+	cfg.InsecureSkipVerify = true // replaced by VerifyConnection below
+	want := AdminURIPrefix + url.PathEscape(cluster)
+	pool := n.ca.Pool
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("tls: HAProxy presented no certificate")
+		}
+		inter := x509.NewCertPool()
+		for _, c := range cs.PeerCertificates[1:] {
+			inter.AddCert(c)
+		}
+		leaf := cs.PeerCertificates[0]
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+			return fmt.Errorf("tls: HAProxy admin certificate: %w", err)
+		}
+		if len(leaf.URIs) != 1 || leaf.URIs[0].String() != want {
+			return fmt.Errorf("tls: not the admin certificate of cluster %s", cluster)
+		}
+		return nil
+	}
+	return cfg
+}
+
+// CA is the control-plane CA the node's certificate comes from.
+func (n *Node) CA() *CA { return n.ca }
 
 // Node is an operator's own certificate, issued at start and renewed in
 // memory at two thirds of its life (Run): no restart, no file.

@@ -53,6 +53,18 @@ type Material struct {
 	// SyncPassword is the sync agents' rsync password and API token
 	// (spec.sync).
 	SyncPassword string `json:"syncPassword,omitempty"`
+	// LBAdmin is the certificate and key of the HAProxy runtime API's
+	// listener (from the control-plane CA, issued by the operator; absent
+	// without one). Only the operator's certificate is accepted there.
+	LBAdmin *certs.Pair `json:"lbAdmin,omitempty"`
+}
+
+// LBAdminPEM is HAProxy's admin crt file: certificate chain then key.
+func LBAdminPEM(m Material) []byte {
+	if m.LBAdmin == nil {
+		return nil
+	}
+	return append(append([]byte{}, m.LBAdmin.CertPEM...), m.LBAdmin.KeyPEM...)
 }
 
 // ServiceNames are the names the server certificate always carries: the

@@ -17,7 +17,14 @@ const (
 	ClientCAFile = "mqtts-client-ca.pem"
 	ClientCAPath = "/run/secrets/" + ClientCAFile
 	AdminSocket  = "/run/haproxy/admin.sock"
-	MetricsPort  = 8405
+	// AdminCertFile is the runtime API listener's certificate and key (from
+	// the control-plane CA); ControlCAFile the control-plane CA
+	// certificate, which the operator's client certificate must chain to.
+	AdminCertFile = "admin.pem"
+	AdminCertPath = "/run/secrets/" + AdminCertFile
+	ControlCAFile = "control-ca.crt"
+	ControlCAPath = "/run/secrets/" + ControlCAFile
+	MetricsPort   = 8405
 	// AdminPort serves the runtime API to the operator's control network
 	// only (see Options.AdminSubnets).
 	AdminPort    = 9999
@@ -49,6 +56,11 @@ type view struct {
 	Slots        []slot
 	AdminPort    int
 	AdminSubnets []string
+	// AdminTLS: the runtime API over mutual TLS (AdminCertPath,
+	// ControlCAPath).
+	AdminTLS                     bool
+	AdminCertPath, ControlCAPath string
+	OperatorOU                   string
 	// ClientAuth is HAProxy's verify mode (optional, required) or "".
 	ClientAuth   string
 	ClientCAPath string
@@ -61,7 +73,16 @@ type Options struct {
 	// to reach the runtime API on AdminPort. Empty: no runtime API over the
 	// network, only the socket inside the container.
 	AdminSubnets []string
+	// AdminTLS serves the runtime API over mutual TLS: the listener's
+	// certificate from AdminCertPath, and only a client certificate from
+	// the control-plane CA (ControlCAPath) with the operators'
+	// organizational unit is let in.
+	AdminTLS bool
 }
+
+// operatorOU is tlsutil.OperatorOU (this package imports nothing of the
+// control plane).
+const operatorOU = "operator"
 
 // mqttRules: only well-formed MQTT gets through, and under clientid the
 // client identifier from CONNECT is kept for the backend's hash.
@@ -114,11 +135,20 @@ frontend stats
     http-request return status 200 content-type text/plain string ok if { path /healthz }
 {{- if .AdminSubnets}}
 
-# The runtime API for the operator (certificate pushes), from its control
-# network only: anything else is refused before a byte is read.
+# The runtime API for the operator (certificate pushes, drains), from its
+# control network only{{if .AdminTLS}}, over mutual TLS: only a client
+# certificate from the control-plane CA issued to an operator gets a
+# command through{{end}}.
 frontend admin
+{{- if .AdminTLS}}
+    bind :{{.AdminPort}} ssl crt {{.AdminCertPath}} ca-file {{.ControlCAPath}} verify required
+{{- else}}
     bind :{{.AdminPort}}
+{{- end}}
     tcp-request connection reject unless { src{{range .AdminSubnets}} {{.}}{{end}} }
+{{- if .AdminTLS}}
+    tcp-request session reject unless { ssl_c_used } { ssl_c_verify 0 } { ssl_c_s_dn(OU) -m str {{.OperatorOU}} }
+{{- end}}
     timeout client 10s
     default_backend admin
 
@@ -165,6 +195,7 @@ func Render(c *api.MqttCluster, o Options) ([]byte, error) {
 		Balance: string(s.LoadBalancer.Balance), CertPath: CertPath, AdminSocket: AdminSocket,
 		MetricsPort: MetricsPort, Backend: BackendName, Resolver: resolverName,
 		AdminPort: AdminPort, AdminSubnets: o.AdminSubnets,
+		AdminTLS: o.AdminTLS && len(o.AdminSubnets) > 0, AdminCertPath: AdminCertPath, ControlCAPath: ControlCAPath, OperatorOU: operatorOU,
 	}
 	switch s.TLS.ClientAuth {
 	case api.ClientAuthOptional, api.ClientAuthRequired:

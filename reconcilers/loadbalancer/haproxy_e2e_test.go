@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/tlsutil"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/certs"
 )
 
@@ -38,6 +39,7 @@ func TestRealHAProxyAcceptsRenderedConfig(t *testing.T) {
 		"tls-only-lc":   {y: "spec: {replicas: 2, loadBalancer: {balance: leastconn, ports: {mqtt: 0}}}\n"},
 		"plain-only-rr": {y: "spec: {replicas: 5, loadBalancer: {balance: roundrobin, ports: {mqtts: 0}}}\n"},
 		"admin":         {y: "", o: Options{AdminSubnets: []string{"10.0.9.0/24"}}},
+		"admin-tls":     {y: "", o: Options{AdminSubnets: []string{"10.0.9.0/24"}, AdminTLS: true}},
 		"client-auth":   {y: "spec: {tls: {clientAuth: optional, clientCASecret: fleet-ca}}\n"},
 	} {
 		dir := t.TempDir()
@@ -48,8 +50,10 @@ func TestRealHAProxyAcceptsRenderedConfig(t *testing.T) {
 		os.WriteFile(filepath.Join(dir, "haproxy.cfg"), cfg, 0o644)
 		os.WriteFile(filepath.Join(dir, "mqtts.pem"), append(srv.CertPEM, srv.KeyPEM...), 0o644)
 		os.WriteFile(filepath.Join(dir, ClientCAFile), ca.CertPEM, 0o644)
+		os.WriteFile(filepath.Join(dir, AdminCertFile), append(srv.CertPEM, srv.KeyPEM...), 0o644)
+		os.WriteFile(filepath.Join(dir, ControlCAFile), ca.CertPEM, 0o644)
 		out, err := exec.Command("docker", "run", "--rm", "-v", dir+":/x:ro", "swarm-mqtt/haproxy:local", "sh", "-c",
-			"mkdir -p /run/secrets /run/haproxy && cp /x/mqtts.pem /x/"+ClientCAFile+" /run/secrets/ && haproxy -c -f /x/haproxy.cfg").CombinedOutput()
+			"mkdir -p /run/secrets /run/haproxy && cp /x/mqtts.pem /x/"+ClientCAFile+" /x/"+AdminCertFile+" /x/"+ControlCAFile+" /run/secrets/ && haproxy -c -f /x/haproxy.cfg").CombinedOutput()
 		if err != nil {
 			t.Errorf("%s: haproxy -c rejects the config: %v\n%s", name, err, out)
 		}
@@ -141,6 +145,87 @@ func TestRealHAProxyTakesAPushedCertificate(t *testing.T) {
 	}
 	if s, err := rt.ServedCertificate(ctx, AdminAddr(ip)); err == nil {
 		t.Fatalf("the runtime API answered outside its subnet: serial %v", s.Serial)
+	}
+}
+
+// TestRealHAProxyRuntimeAPIOverMutualTLS: with AdminTLS the runtime API
+// answers the operator (its certificate from the control-plane CA) and
+// pushes work through it; plain TCP, TLS without a certificate, a
+// certificate from another CA, and the admin certificate itself (server
+// authentication only) used as a client are all refused; and the operator
+// refuses a listener whose certificate is not the cluster's.
+func TestRealHAProxyRuntimeAPIOverMutualTLS(t *testing.T) {
+	caPEM, err := tlsutil.NewCA("control", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	control, _ := tlsutil.ParseCA(caPEM)
+	operator, err := tlsutil.NewNode(control, tlsutil.Identity{ID: "op-1"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminCert, adminKey, err := control.IssueAdmin("iot", time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := certs.IssueCA("iot", certs.ECDSAP256, time.Hour, time.Now())
+	mqtts, _ := certs.IssueServer(ca, certs.ServerRequest{CommonName: "iot", DNSNames: []string{"localhost"}, Duration: time.Hour}, time.Now())
+	next, _ := certs.IssueServer(ca, certs.ServerRequest{CommonName: "iot", DNSNames: []string{"localhost"}, Duration: time.Hour}, time.Now())
+	dir := t.TempDir()
+	cfg, err := Render(cluster(t, "spec: {loadBalancer: {ports: {mqtt: 0}}}\n"), Options{AdminSubnets: []string{"172.16.0.0/12"}, AdminTLS: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "haproxy.cfg"), cfg, 0o644)
+	os.WriteFile(filepath.Join(dir, "mqtts.pem"), append(mqtts.CertPEM, mqtts.KeyPEM...), 0o644)
+	os.WriteFile(filepath.Join(dir, AdminCertFile), append(adminCert, adminKey...), 0o644)
+	os.WriteFile(filepath.Join(dir, ControlCAFile), control.CertPEM(), 0o644)
+	ip := startHAProxy(t, dir, "mkdir -p /run/secrets && cp /x/mqtts.pem /x/"+AdminCertFile+" /x/"+ControlCAFile+" /run/secrets/")
+	ctx := context.Background()
+	rt := Runtime{TLS: operator.AdminClientConfig("iot")}
+	var served Served
+	deadline := time.Now().Add(10 * time.Second)
+	for served, err = rt.ServedCertificate(ctx, AdminAddr(ip)); err != nil && time.Now().Before(deadline); served, err = rt.ServedCertificate(ctx, AdminAddr(ip)) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil || served.Serial == nil {
+		t.Fatalf("the operator over mutual TLS: %v", err)
+	}
+	if err := rt.PushCertificate(ctx, AdminAddr(ip), append(next.CertPEM, next.KeyPEM...)); err != nil {
+		t.Fatalf("push over mutual TLS: %v", err)
+	}
+	nextCert, _ := certs.ParseCert(next.CertPEM)
+	if served, err = rt.ServedCertificate(ctx, AdminAddr(ip)); err != nil || served.Serial.Cmp(nextCert.SerialNumber) != 0 {
+		t.Fatalf("after the push: %v %v", served.Serial, err)
+	}
+	if err := rt.SetServerState(ctx, AdminAddr(ip), ServerName(1), "drain"); err != nil {
+		t.Fatalf("drain over mutual TLS: %v", err)
+	}
+
+	// Refused: each attempt asks for the served certificate.
+	otherPEM, _ := tlsutil.NewCA("other", time.Now())
+	other, _ := tlsutil.ParseCA(otherPEM)
+	impostor, _ := tlsutil.NewNode(other, tlsutil.Identity{ID: "op-1"}, time.Hour)
+	adminPair, _ := tls.X509KeyPair(adminCert, adminKey)
+	asAdmin := tlsutil.Base()
+	asAdmin.InsecureSkipVerify = true
+	asAdmin.Certificates = []tls.Certificate{adminPair}
+	noCert := tlsutil.Base()
+	noCert.InsecureSkipVerify = true
+	for name, r := range map[string]Runtime{
+		"plain TCP":                             {},
+		"TLS without a client certificate":      {TLS: noCert},
+		"an operator certificate of another CA": {TLS: impostor.AdminClientConfig("iot")},
+		"the admin certificate as a client":     {TLS: asAdmin},
+	} {
+		if s, err := r.ServedCertificate(ctx, AdminAddr(ip)); err == nil {
+			t.Errorf("%s: the runtime API answered (serial %v)", name, s.Serial)
+		}
+	}
+	// The operator checks whom it talks to: another cluster's name is
+	// refused before any command is sent.
+	if _, err := (Runtime{TLS: operator.AdminClientConfig("other")}).ServedCertificate(ctx, AdminAddr(ip)); err == nil {
+		t.Error("the operator accepted another cluster's admin certificate")
 	}
 }
 

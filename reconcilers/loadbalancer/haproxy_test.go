@@ -19,6 +19,7 @@ func TestRenderGolden(t *testing.T) {
 		"tls-only-lc":   {y: "spec: {replicas: 2, loadBalancer: {balance: leastconn, ports: {mqtt: 0}}}\n"},
 		"plain-only-rr": {y: "spec: {replicas: 5, loadBalancer: {balance: roundrobin, ports: {mqtts: 0, mqtt: 11883}}}\n"},
 		"admin":         {y: "", o: Options{AdminSubnets: []string{"10.0.9.0/24", "fd00::/64"}}},
+		"admin-tls":     {y: "", o: Options{AdminSubnets: []string{"10.0.9.0/24"}, AdminTLS: true}},
 		"client-auth":   {y: "spec: {tls: {clientAuth: required, clientCASecret: fleet-ca}}\n"},
 	}
 	for name, tc := range cases {

@@ -66,6 +66,11 @@ type TLS struct {
 	// ClientCA is the secret with the CAs of client certificates (mutual
 	// TLS), nil when spec.tls.clientAuth is none.
 	ClientCA *dswarm.Secret
+	// Admin and ControlCA, with a control network, put the runtime API
+	// behind mutual TLS: the listener's certificate and key, and the
+	// control-plane CA certificate. Nil: the runtime API is guarded by
+	// the source subnet only.
+	Admin, ControlCA *dswarm.Secret
 }
 
 // Outcome lists what a pass changed, by object name.
@@ -83,6 +88,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster, tls TLS)
 	var opts Options
 	if r.Control != nil {
 		opts.AdminSubnets = r.Control.Subnets
+		opts.AdminTLS = tls.Admin != nil && tls.ControlCA != nil
 	}
 	conf, err := Render(c, opts)
 	if err != nil {
@@ -122,7 +128,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster, tls TLS)
 	if mqtts && tls.Keep != nil && cur != nil {
 		// The certificate a task starts with can stay old: the operator
 		// pushes the current one. Keep it unless the service changes anyway.
-		if want, err = r.serviceSpec(c, confID, confName, tls.Keep, tls.ClientCA); err != nil {
+		if want, err = r.serviceSpec(c, confID, confName, tls.Keep, tls); err != nil {
 			return out, err
 		}
 		kept = swarm.UpToDate(*cur, want)
@@ -137,7 +143,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster, tls TLS)
 				return out, err
 			}
 		}
-		if want, err = r.serviceSpec(c, confID, confName, cert, tls.ClientCA); err != nil {
+		if want, err = r.serviceSpec(c, confID, confName, cert, tls); err != nil {
 			return out, err
 		}
 	}
@@ -168,7 +174,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster, tls TLS)
 	return out, errors.Join(errs...)
 }
 
-func (r *Reconciler) serviceSpec(c *api.MqttCluster, confID, confName string, cert, clientCA *dswarm.Secret) (dswarm.ServiceSpec, error) {
+func (r *Reconciler) serviceSpec(c *api.MqttCluster, confID, confName string, cert *dswarm.Secret, in TLS) (dswarm.ServiceSpec, error) {
+	clientCA := in.ClientCA
 	s := c.Spec.LoadBalancer
 	name := ServiceName(c.Name)
 	replicas := uint64(*s.Replicas)
@@ -195,6 +202,13 @@ func (r *Reconciler) serviceSpec(c *api.MqttCluster, confID, confName string, ce
 				File: &dswarm.SecretReferenceFileTarget{Name: ClientCAFile, UID: "0", GID: "0", Mode: 0o444},
 			})
 		}
+	}
+	if r.Control != nil && in.Admin != nil && in.ControlCA != nil {
+		cs.Secrets = append(cs.Secrets,
+			&dswarm.SecretReference{SecretID: in.Admin.ID, SecretName: in.Admin.Spec.Name,
+				File: &dswarm.SecretReferenceFileTarget{Name: AdminCertFile, UID: "0", GID: "0", Mode: 0o400}},
+			&dswarm.SecretReference{SecretID: in.ControlCA.ID, SecretName: in.ControlCA.Spec.Name,
+				File: &dswarm.SecretReferenceFileTarget{Name: ControlCAFile, UID: "0", GID: "0", Mode: 0o444}})
 	}
 	var ports []dswarm.PortConfig
 	for _, p := range []int32{*s.Ports.MQTT, *s.Ports.MQTTS} {

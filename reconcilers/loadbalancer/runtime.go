@@ -3,6 +3,7 @@ package loadbalancer
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +23,10 @@ import (
 type Runtime struct {
 	// Timeout bounds each command (connect, send, read). Default 2s.
 	Timeout time.Duration
+	// TLS, when set, is the client configuration of the runtime API's
+	// mutual TLS (the operator's certificate, the cluster's admin
+	// certificate expected); nil: plain TCP.
+	TLS *tls.Config
 }
 
 // ErrRuntime is returned when HAProxy answers a command with a failure.
@@ -39,8 +44,13 @@ func (rt Runtime) timeout() time.Duration {
 func (rt Runtime) exec(ctx context.Context, addr, cmd string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, rt.timeout())
 	defer cancel()
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	var conn net.Conn
+	var err error
+	if rt.TLS != nil {
+		conn, err = (&tls.Dialer{Config: rt.TLS}).DialContext(ctx, "tcp", addr)
+	} else {
+		conn, err = (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+	}
 	if err != nil {
 		return "", err
 	}
@@ -51,8 +61,13 @@ func (rt Runtime) exec(ctx context.Context, addr, cmd string) (string, error) {
 	if _, err := io.WriteString(conn, cmd); err != nil {
 		return "", err
 	}
-	if tc, ok := conn.(*net.TCPConn); ok {
-		_ = tc.CloseWrite()
+	// The end of the command: HAProxy answers it and closes (the stats
+	// socket's non-interactive mode).
+	switch c := conn.(type) {
+	case *net.TCPConn:
+		_ = c.CloseWrite()
+	case *tls.Conn:
+		_ = c.CloseWrite()
 	}
 	b, err := io.ReadAll(io.LimitReader(conn, 1<<20))
 	if err != nil {

@@ -17,6 +17,11 @@ const (
 	ComponentTLS      = "tls"
 	ComponentPasswd   = "passwd"
 	ComponentInternal = "internal-passwd"
+	// ComponentLBAdmin is HAProxy's runtime API certificate and key;
+	// ComponentControlCA the control-plane CA certificate HAProxy checks
+	// the operator's client certificate with.
+	ComponentLBAdmin   = "lb-admin"
+	ComponentControlCA = "control-ca"
 )
 
 // ComponentBridge is the component of broker i's bridge section.
