@@ -403,13 +403,24 @@ func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster, sv *p
 			return res, nil, push, err
 		}
 	}
-	var syncSecret *dswarm.Secret
+	var syncSecret datasync.Secrets
 	if sv.enabled = datasync.Enabled(c); sv.enabled {
 		if control == nil || r.SyncImage == "" {
 			return res, nil, push, datasync.ErrNoControlNetwork
 		}
-		if syncSecret, err = ensure(datasync.ComponentSecret, []byte(m.SyncPassword)); err != nil {
+		if syncSecret.Password, err = ensure(datasync.ComponentSecret, []byte(m.SyncPassword)); err != nil {
 			return res, nil, push, err
+		}
+		if r.Identity != nil {
+			if m, err = r.ensureSyncTLS(c, m); err != nil {
+				return res, nil, push, err
+			}
+			if syncSecret.TLS, err = ensure(secrets.ComponentSyncTLS, credentials.SyncTLSPEM(m)); err != nil {
+				return res, nil, push, err
+			}
+			if syncSecret.ControlCA, err = ensure(secrets.ComponentControlCA, r.Identity.CA().CertPEM()); err != nil {
+				return res, nil, push, err
+			}
 		}
 	}
 	if err := r.fence(); err != nil {
@@ -503,6 +514,27 @@ func (r *ClusterReconciler) ensureLBAdmin(c *api.MqttCluster, m credentials.Mate
 	}
 	r.log().Info("issued the HAProxy runtime API certificate", "cluster", c.Name)
 	r.event(c.Name, api.EventNormal, "IssuedAdminCertificate", "HAProxy runtime API certificate (mutual TLS with the operator)")
+	return m, nil
+}
+
+// ensureSyncTLS makes sure m holds a valid certificate for c's sync
+// agents (their API and the rsync tunnel), issuing and storing one when
+// needed (a new secret: the agents restart; the brokers do not).
+func (r *ClusterReconciler) ensureSyncTLS(c *api.MqttCluster, m credentials.Material) (credentials.Material, error) {
+	ca := r.Identity.CA()
+	if m.SyncTLS != nil && ca.SyncValid(c.Name, m.SyncTLS.CertPEM, r.now(), lbAdminRenewBefore) {
+		return m, nil
+	}
+	cert, key, err := ca.IssueSync(c.Name, lbAdminLifetime, r.now())
+	if err != nil {
+		return m, err
+	}
+	m.SyncTLS = &certs.Pair{CertPEM: cert, KeyPEM: key}
+	if err := r.storeMaterial(c, m); err != nil {
+		return m, err
+	}
+	r.log().Info("issued the sync agents' certificate", "cluster", c.Name)
+	r.event(c.Name, api.EventNormal, "IssuedSyncCertificate", "sync agents' certificate (TLS between agents and with the operator)")
 	return m, nil
 }
 

@@ -52,11 +52,15 @@ type passView struct {
 	tasks    map[string][]dswarm.Task // broker tasks by service name
 }
 
-func (r *ClusterReconciler) syncClient(m credentials.Material) SyncAgentClient {
+func (r *ClusterReconciler) syncClient(c *api.MqttCluster, m credentials.Material) SyncAgentClient {
 	if r.SyncAgents != nil {
 		return r.SyncAgents
 	}
-	return &datasync.AgentClient{Token: m.SyncPassword}
+	cl := &datasync.AgentClient{Token: m.SyncPassword}
+	if r.Identity != nil && m.SyncTLS != nil {
+		cl.TLS = r.Identity.SyncClientConfig(c.Name)
+	}
+	return cl
 }
 
 // pushSync sends every sync agent the config live placement calls for
@@ -107,7 +111,7 @@ func (r *ClusterReconciler) pushSync(ctx context.Context, c *api.MqttCluster, m 
 		AgentTasks: agentTasks, Nodes: nodes, Network: r.ControlNetwork, Stopped: stopped,
 	})
 	v.status, v.errs = map[string]datasync.Status{}, map[string]string{}
-	cl := r.syncClient(m)
+	cl := r.syncClient(c, m)
 	for _, node := range slices.Sorted(maps.Keys(v.plan)) {
 		cfg := v.plan[node]
 		p, _ := cfg.Peer(node)

@@ -74,7 +74,10 @@ func main() {
 			exitOn(brokerExporterCmd(os.Args[2:]))
 			return
 		case "sync-allow":
-			os.Exit(agent.AllowFromEnv(datasync.AgentPort))
+			os.Exit(agent.AllowFromEnv(datasync.AllowPort))
+		case "sync-connect":
+			exitOn(syncConnectCmd(os.Args[2:]))
+			return
 		case "restore":
 			exitOn(restoreCmd(os.Args[2:]))
 			return

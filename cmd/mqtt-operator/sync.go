@@ -20,6 +20,7 @@ import (
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/broker"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/brokermetrics"
 
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/tlsutil"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/datasync"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/datasync/agent"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
@@ -39,6 +40,8 @@ func syncAgentCmd(args []string) error {
 	operatorID := fs.String("operator-id", "mqtt-operator", "the operator's ownership label value")
 	node := fs.String("node", os.Getenv("NODE_ID"), "this node's Swarm id (default $NODE_ID)")
 	passwordFile := fs.String("password-file", datasync.PasswordFile, "the cluster's rsync password (a Docker secret)")
+	tlsFile := fs.String("tls-file", "", "the agents' certificate and key (PEM, a Docker secret): the API over HTTPS, peers checked, rsync through a mutual-TLS tunnel; empty: plain (tests)")
+	caFile := fs.String("ca-file", datasync.CAFile, "the control-plane CA certificate (with --tls-file)")
 	volumes := fs.String("volumes-dir", datasync.VolumesDir, "the node's Docker volume directory, mounted at the same path")
 	listen := fs.String("listen", fmt.Sprintf(":%d", datasync.AgentPort), "HTTP API address")
 	_ = fs.Parse(args)
@@ -58,7 +61,16 @@ func syncAgentCmd(args []string) error {
 	}
 	defer d.Close()
 	self, _ := os.Executable()
+	var peer *tlsutil.Peer
+	connect := ""
+	if *tlsFile != "" {
+		if peer, err = tlsutil.LoadPeer(*tlsFile, *caFile); err != nil {
+			return fmt.Errorf("sync-agent: %w", err)
+		}
+		connect = fmt.Sprintf("%s sync-connect --tls-file %s --ca-file %s %%H:%d", self, *tlsFile, *caFile, datasync.RsyncPort)
+	}
 	a := &agent.Agent{
+		TLS:    peer,
 		Docker: &localDocker{d: d, labels: swarm.OwnedComponent(*operatorID, *cluster, "broker"), volumeLabels: swarm.OwnedComponent(*operatorID, *cluster, "broker-data")},
 		Log:    slog.New(slog.NewTextHandler(os.Stderr, nil)).With("cluster", *cluster),
 		Node:   *node, Password: strings.TrimSpace(string(pw)),
@@ -67,7 +79,25 @@ func syncAgentCmd(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	return agent.Run(ctx, agent.Options{Agent: a, Listen: *listen, AllowCommand: self + " sync-allow"})
+	return agent.Run(ctx, agent.Options{Agent: a, Listen: *listen, AllowCommand: self + " sync-allow", ConnectCommand: connect})
+}
+
+// syncConnectCmd: mqtt-operator sync-connect --tls-file F --ca-file C
+// HOST:PORT, rsync's RSYNC_CONNECT_PROG: a peer agent's rsync daemon
+// through its mutual-TLS tunnel, on stdin and stdout.
+func syncConnectCmd(args []string) error {
+	fs := flag.NewFlagSet("mqtt-operator sync-connect", flag.ExitOnError)
+	tlsFile := fs.String("tls-file", datasync.TLSFile, "the agents' certificate and key")
+	caFile := fs.String("ca-file", datasync.CAFile, "the control-plane CA certificate")
+	_ = fs.Parse(args)
+	if fs.NArg() != 1 {
+		return errors.New("sync-connect: HOST:PORT is required")
+	}
+	peer, err := tlsutil.LoadPeer(*tlsFile, *caFile)
+	if err != nil {
+		return fmt.Errorf("sync-connect: %w", err)
+	}
+	return agent.Connect(fs.Arg(0), peer.ClientConfig(), os.Stdin, os.Stdout)
 }
 
 // localDocker is the agent's view of its node's Docker.

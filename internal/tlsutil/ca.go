@@ -207,11 +207,27 @@ const OperatorOU = "operator"
 // certificate; the cluster's name follows.
 const AdminURIPrefix = "spiffe://swarm-mqtt-operator/haproxy-admin/"
 
+// SyncURIPrefix starts the URI SAN of a cluster's sync agents'
+// certificate; the cluster's name follows. Agents of one cluster accept
+// only each other (and the operator on their API).
+const SyncURIPrefix = "spiffe://swarm-mqtt-operator/sync-agent/"
+
 // IssueAdmin signs a server certificate (server authentication only: it
 // cannot act as a client anywhere) for a cluster's HAProxy runtime API,
 // naming the cluster in a URI SAN, valid for lifetime. It returns the
 // certificate chain and key as PEM (what HAProxy's crt file holds).
 func (ca *CA) IssueAdmin(cluster string, lifetime time.Duration, now time.Time) (certPEM, keyPEM []byte, err error) {
+	return ca.issueComponent(AdminURIPrefix, "haproxy-admin", cluster, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, lifetime, now)
+}
+
+// IssueSync signs the certificate a cluster's sync agents share: server
+// and client authentication between agents of that cluster only (their
+// API and the rsync tunnel), naming the cluster in a URI SAN.
+func (ca *CA) IssueSync(cluster string, lifetime time.Duration, now time.Time) (certPEM, keyPEM []byte, err error) {
+	return ca.issueComponent(SyncURIPrefix, "sync-agent", cluster, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, lifetime, now)
+}
+
+func (ca *CA) issueComponent(prefix, ou, cluster string, usages []x509.ExtKeyUsage, lifetime time.Duration, now time.Time) (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, err
@@ -220,7 +236,7 @@ func (ca *CA) IssueAdmin(cluster string, lifetime time.Duration, now time.Time) 
 	if err != nil {
 		return nil, nil, err
 	}
-	u, err := url.Parse(AdminURIPrefix + url.PathEscape(cluster))
+	u, err := url.Parse(prefix + url.PathEscape(cluster))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -229,15 +245,15 @@ func (ca *CA) IssueAdmin(cluster string, lifetime time.Duration, now time.Time) 
 		notAfter = ca.signer.NotAfter
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: cluster + "-lb admin", Organization: []string{"swarm-mqtt-operator"}, OrganizationalUnit: []string{"haproxy-admin"}},
+		SerialNumber: serial, Subject: pkix.Name{CommonName: cluster + " " + ou, Organization: []string{"swarm-mqtt-operator"}, OrganizationalUnit: []string{ou}},
 		NotBefore: now.Add(-5 * time.Minute), NotAfter: notAfter,
 		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		URIs:        []*url.URL{u}, DNSNames: []string{cluster + "-lb"},
+		ExtKeyUsage: usages,
+		URIs:        []*url.URL{u},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.signer, key.Public(), ca.key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("issue admin certificate of %s: %w", cluster, err)
+		return nil, nil, fmt.Errorf("issue %s certificate of %s: %w", ou, cluster, err)
 	}
 	kder, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
@@ -252,6 +268,15 @@ func (ca *CA) IssueAdmin(cluster string, lifetime time.Duration, now time.Time) 
 // that the CA's trusted certificates verify at now, with more than
 // renewBefore left.
 func (ca *CA) AdminValid(cluster string, certPEM []byte, now time.Time, renewBefore time.Duration) bool {
+	return ca.componentValid(AdminURIPrefix, cluster, certPEM, now, renewBefore)
+}
+
+// SyncValid is AdminValid for the sync agents' certificate.
+func (ca *CA) SyncValid(cluster string, certPEM []byte, now time.Time, renewBefore time.Duration) bool {
+	return ca.componentValid(SyncURIPrefix, cluster, certPEM, now, renewBefore)
+}
+
+func (ca *CA) componentValid(prefix, cluster string, certPEM []byte, now time.Time, renewBefore time.Duration) bool {
 	blk, _ := pem.Decode(certPEM)
 	if blk == nil {
 		return false
@@ -263,7 +288,7 @@ func (ca *CA) AdminValid(cluster string, certPEM []byte, now time.Time, renewBef
 	if _, err := c.Verify(x509.VerifyOptions{Roots: ca.Pool, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
 		return false
 	}
-	return len(c.URIs) == 1 && c.URIs[0].String() == AdminURIPrefix+url.PathEscape(cluster)
+	return len(c.URIs) == 1 && c.URIs[0].String() == prefix+url.PathEscape(cluster)
 }
 
 // AdminClientConfig is for the operator dialing a cluster's HAProxy
@@ -274,25 +299,98 @@ func (n *Node) AdminClientConfig(cluster string) *tls.Config {
 	cfg := Base()
 	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return n.Certificate(), nil }
 	cfg.InsecureSkipVerify = true // replaced by VerifyConnection below
-	want := AdminURIPrefix + url.PathEscape(cluster)
-	pool := n.ca.Pool
-	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+	cfg.VerifyConnection = verifyIdentity(n.ca.Pool, AdminURIPrefix+url.PathEscape(cluster), x509.ExtKeyUsageServerAuth)
+	return cfg
+}
+
+// SyncClientConfig is for the operator calling a cluster's sync agents'
+// API: only that cluster's sync certificate is accepted.
+func (n *Node) SyncClientConfig(cluster string) *tls.Config {
+	cfg := Base()
+	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return n.Certificate(), nil }
+	cfg.InsecureSkipVerify = true // replaced by VerifyConnection below
+	cfg.VerifyConnection = verifyIdentity(n.ca.Pool, SyncURIPrefix+url.PathEscape(cluster), x509.ExtKeyUsageServerAuth)
+	return cfg
+}
+
+// verifyIdentity checks a peer's chain against pool (not its address:
+// tasks are reached at addresses no certificate names) and that its
+// certificate carries the one URI SAN want.
+func verifyIdentity(pool *x509.CertPool, want string, usage x509.ExtKeyUsage) func(tls.ConnectionState) error {
+	return func(cs tls.ConnectionState) error {
 		if len(cs.PeerCertificates) == 0 {
-			return errors.New("tls: HAProxy presented no certificate")
+			return errors.New("tls: the peer presented no certificate")
 		}
 		inter := x509.NewCertPool()
 		for _, c := range cs.PeerCertificates[1:] {
 			inter.AddCert(c)
 		}
 		leaf := cs.PeerCertificates[0]
-		if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
-			return fmt.Errorf("tls: HAProxy admin certificate: %w", err)
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{usage}}); err != nil {
+			return fmt.Errorf("tls: peer certificate: %w", err)
 		}
 		if len(leaf.URIs) != 1 || leaf.URIs[0].String() != want {
-			return fmt.Errorf("tls: not the admin certificate of cluster %s", cluster)
+			return fmt.Errorf("tls: the peer is not %s", want)
 		}
 		return nil
 	}
+}
+
+// Peer is a component's TLS identity read from files (a sync agent: its
+// certificate and key, and the control-plane CA certificate; it holds no
+// CA key).
+type Peer struct {
+	cert tls.Certificate
+	pool *x509.CertPool
+	uri  string
+}
+
+// LoadPeer reads a component's certificate and key (one PEM file) and the
+// control-plane CA certificate.
+func LoadPeer(certKeyFile, caFile string) (*Peer, error) {
+	b, err := os.ReadFile(certKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("component certificate: %w", err)
+	}
+	cert, err := tls.X509KeyPair(b, b)
+	if err != nil {
+		return nil, errors.New("component certificate: the certificate and key do not load")
+	}
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil || len(leaf.URIs) != 1 {
+		return nil, errors.New("component certificate: no identity (URI SAN)")
+	}
+	cab, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("control-plane CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(cab) {
+		return nil, errors.New("control-plane CA: no certificate")
+	}
+	cert.Leaf = leaf
+	return &Peer{cert: cert, pool: pool, uri: leaf.URIs[0].String()}, nil
+}
+
+// ServerConfig serves with the component's certificate. mutual: require
+// a client certificate of the same identity (a peer of the same cluster);
+// otherwise clients are not asked for one (the API checks a token).
+func (p *Peer) ServerConfig(mutual bool) *tls.Config {
+	cfg := Base()
+	cfg.Certificates = []tls.Certificate{p.cert}
+	if mutual {
+		cfg.ClientAuth = tls.RequireAnyClientCert // verified below, by identity
+		cfg.VerifyConnection = verifyIdentity(p.pool, p.uri, x509.ExtKeyUsageClientAuth)
+	}
+	return cfg
+}
+
+// ClientConfig dials a peer of the same identity, presenting this one.
+func (p *Peer) ClientConfig() *tls.Config {
+	cfg := Base()
+	cfg.Certificates = []tls.Certificate{p.cert}
+	cfg.InsecureSkipVerify = true // replaced by VerifyConnection
+	cfg.VerifyConnection = verifyIdentity(p.pool, p.uri, x509.ExtKeyUsageServerAuth)
 	return cfg
 }
 

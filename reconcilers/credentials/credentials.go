@@ -57,6 +57,17 @@ type Material struct {
 	// listener (from the control-plane CA, issued by the operator; absent
 	// without one). Only the operator's certificate is accepted there.
 	LBAdmin *certs.Pair `json:"lbAdmin,omitempty"`
+	// SyncTLS is the sync agents' certificate and key (spec.sync, with the
+	// control-plane CA): TLS between agents and with the operator.
+	SyncTLS *certs.Pair `json:"syncTLS,omitempty"`
+}
+
+// SyncTLSPEM is the agents' certificate chain then key.
+func SyncTLSPEM(m Material) []byte {
+	if m.SyncTLS == nil {
+		return nil
+	}
+	return append(append([]byte{}, m.SyncTLS.CertPEM...), m.SyncTLS.KeyPEM...)
 }
 
 // LBAdminPEM is HAProxy's admin crt file: certificate chain then key.

@@ -1,6 +1,7 @@
 package datasync
 
 import (
+	"crypto/tls"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -14,7 +15,17 @@ import (
 type AgentClient struct {
 	// Token is the cluster's rsync password (the agents' bearer token).
 	Token string
-	HTTP  *http.Client
+	// TLS, when set, reaches the agents over HTTPS with it (it must check
+	// the agents' identity); nil: plain HTTP (tests).
+	TLS  *tls.Config
+	HTTP *http.Client
+}
+
+func (c *AgentClient) scheme() string {
+	if c.TLS != nil {
+		return "https://"
+	}
+	return "http://"
 }
 
 func (c *AgentClient) do(ctx context.Context, method, url string, body []byte, out any) error {
@@ -29,6 +40,12 @@ func (c *AgentClient) do(ctx context.Context, method, url string, body []byte, o
 	hc := c.HTTP
 	if hc == nil {
 		hc = &http.Client{Timeout: 3 * time.Second}
+		if c.TLS != nil {
+			tr := http.DefaultTransport.(*http.Transport).Clone()
+			tr.TLSClientConfig = c.TLS
+			hc.Transport = tr
+			c.HTTP = hc
+		}
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
@@ -48,7 +65,7 @@ func (c *AgentClient) do(ctx context.Context, method, url string, body []byte, o
 // Status reads an agent's status; addr is host:port.
 func (c *AgentClient) Status(ctx context.Context, addr string) (Status, error) {
 	var st Status
-	err := c.do(ctx, http.MethodGet, "http://"+addr+"/v1/status", nil, &st)
+	err := c.do(ctx, http.MethodGet, c.scheme()+addr+"/v1/status", nil, &st)
 	return st, err
 }
 
@@ -58,5 +75,5 @@ func (c *AgentClient) Configure(ctx context.Context, addr string, cfg Config) er
 	if err != nil {
 		return err
 	}
-	return c.do(ctx, http.MethodPut, "http://"+addr+"/v1/config", b, nil)
+	return c.do(ctx, http.MethodPut, c.scheme()+addr+"/v1/config", b, nil)
 }

@@ -40,9 +40,16 @@ func Enabled(c *api.MqttCluster) bool {
 // ErrNoControlNetwork: sync needs the operator's control network.
 var ErrNoControlNetwork = errors.New("spec.sync needs the operator's control network (--control-network) and sync image (--sync-image)")
 
-// Reconcile creates, updates or removes the agent service. secret is the
-// cluster's rsync password secret (nil when sync is off).
-func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster, secret *dswarm.Secret) (swarm.Outcome, error) {
+// Secrets are what the agents mount: the rsync password (also their API
+// token), and, with the control-plane CA, their certificate and key and
+// the CA certificate (TLS between agents and with the operator).
+type Secrets struct {
+	Password, TLS, ControlCA *dswarm.Secret
+}
+
+// Reconcile creates, updates or removes the agent service (secrets unused
+// when sync is off).
+func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster, secret Secrets) (swarm.Outcome, error) {
 	labels := swarm.OwnedComponent(r.OperatorID, c.Name, ComponentAgent)
 	if !Enabled(c) {
 		return swarm.EnsureService(ctx, r.Swarm, labels, nil)
@@ -58,7 +65,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster, secret *
 }
 
 // ServiceSpec is the agent service a cluster needs.
-func (r *Reconciler) ServiceSpec(c *api.MqttCluster, secret *dswarm.Secret) (dswarm.ServiceSpec, error) {
+func (r *Reconciler) ServiceSpec(c *api.MqttCluster, in Secrets) (dswarm.ServiceSpec, error) {
+	secret := in.Password
 	labels := swarm.OwnedComponent(r.OperatorID, c.Name, ComponentAgent)
 	grace := 10 * time.Second
 	delay := time.Second
@@ -86,6 +94,15 @@ func (r *Reconciler) ServiceSpec(c *api.MqttCluster, secret *dswarm.Secret) (dsw
 		},
 		Mode:         dswarm.ServiceMode{Global: &dswarm.GlobalService{}},
 		EndpointSpec: &dswarm.EndpointSpec{Mode: dswarm.ResolutionModeDNSRR},
+	}
+	if in.TLS != nil && in.ControlCA != nil {
+		cs := spec.TaskTemplate.ContainerSpec
+		cs.Command = append(cs.Command, "--tls-file", TLSFile, "--ca-file", CAFile)
+		cs.Secrets = append(cs.Secrets,
+			&dswarm.SecretReference{SecretID: in.TLS.ID, SecretName: in.TLS.Spec.Name,
+				File: &dswarm.SecretReferenceFileTarget{Name: "sync-tls.pem", UID: "0", GID: "0", Mode: os.FileMode(0o400)}},
+			&dswarm.SecretReference{SecretID: in.ControlCA.ID, SecretName: in.ControlCA.Spec.Name,
+				File: &dswarm.SecretReferenceFileTarget{Name: "control-ca.crt", UID: "0", GID: "0", Mode: os.FileMode(0o444)}})
 	}
 	if err := swarm.StampSpecHash(&spec); err != nil {
 		return dswarm.ServiceSpec{}, err

@@ -15,8 +15,20 @@ const (
 	ComponentSecret = "sync-password"
 	// AgentPort serves the agent's HTTP API on the control network.
 	AgentPort = 8474
-	// RsyncPort is the agent's rsync daemon.
-	RsyncPort = 873
+	// RsyncPort is the agent's rsync daemon on the control network: with
+	// TLS, a mutual-TLS tunnel to the daemon, which then listens on
+	// 127.0.0.1:RsyncLocalPort only (PROXY protocol keeps the peer's
+	// address for the transfer checks).
+	RsyncPort      = 873
+	RsyncLocalPort = 8873
+	// AllowPort serves the transfer check (GET /v1/allow) to the rsync
+	// daemon's pre-xfer exec, on 127.0.0.1 only.
+	AllowPort = 8475
+	// TLSFile and CAFile are the agents' certificate and key (one per
+	// cluster, from the control-plane CA) and the control-plane CA
+	// certificate (Docker secrets).
+	TLSFile = "/run/secrets/sync-tls.pem"
+	CAFile  = "/run/secrets/control-ca.crt"
 	// RsyncUser is the rsync daemon's user (auth users).
 	RsyncUser = "sync"
 	// Module is the rsync module exposing the node's Docker volumes.

@@ -22,6 +22,8 @@ const (
 	// the operator's client certificate with.
 	ComponentLBAdmin   = "lb-admin"
 	ComponentControlCA = "control-ca"
+	// ComponentSyncTLS is the sync agents' certificate and key.
+	ComponentSyncTLS = "sync-tls"
 )
 
 // ComponentBridge is the component of broker i's bridge section.

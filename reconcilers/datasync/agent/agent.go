@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/tlsutil"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -63,7 +64,11 @@ type Agent struct {
 	Lsyncd func(ctx context.Context, config string) error
 	// RsyncBinary is the rsync lsyncd runs (the recording wrapper).
 	RsyncBinary string
-	Now         func() time.Time
+	// TLS, when set, is the agents' identity: the API is HTTPS, peers are
+	// reached over TLS and checked, and rsync runs through a mutual-TLS
+	// tunnel (see Run). Nil: plain (tests).
+	TLS *tlsutil.Peer
+	Now func() time.Time
 
 	mu      sync.Mutex
 	cfg     *datasync.Config
@@ -417,7 +422,11 @@ func (a *Agent) peerStatus(ctx context.Context, addr string) (datasync.Status, e
 	if a.PeerStatus != nil {
 		return a.PeerStatus(ctx, addr)
 	}
-	return (&datasync.AgentClient{Token: a.Password}).Status(ctx, net.JoinHostPort(addr, fmt.Sprint(datasync.AgentPort)))
+	cl := &datasync.AgentClient{Token: a.Password}
+	if a.TLS != nil {
+		cl.TLS = a.TLS.ClientConfig()
+	}
+	return cl.Status(ctx, net.JoinHostPort(addr, fmt.Sprint(datasync.AgentPort)))
 }
 
 func (a *Agent) pull(ctx context.Context, addr, volume, dst string) error {
@@ -473,21 +482,30 @@ func (a *Agent) Handler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(a.Status())
 	}))
-	mux.HandleFunc("GET /v1/allow", func(w http.ResponseWriter, r *http.Request) {
-		host, _, _ := net.SplitHostPort(r.RemoteAddr)
-		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-			http.Error(w, "forbidden", http.StatusForbidden)
-			return
-		}
-		q := r.URL.Query()
-		if err := a.Allow(q.Get("request"), q.Get("host"), q.Get("pull") == "1"); err != nil {
-			a.log().Warn("refused a transfer", "from", q.Get("host"), "request", q.Get("request"), "pull", q.Get("pull") == "1", "reason", err.Error())
-			http.Error(w, err.Error(), http.StatusForbidden)
-			return
-		}
-		_, _ = w.Write([]byte("ok\n"))
-	})
+	mux.HandleFunc("GET /v1/allow", a.allowHandler)
 	return mux
+}
+
+// AllowHandler serves only GET /v1/allow (the loopback listener).
+func (a *Agent) AllowHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/allow", a.allowHandler)
+	return mux
+}
+
+func (a *Agent) allowHandler(w http.ResponseWriter, r *http.Request) {
+	host, _, _ := net.SplitHostPort(r.RemoteAddr)
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		http.Error(w, "forbidden", http.StatusForbidden)
+		return
+	}
+	q := r.URL.Query()
+	if err := a.Allow(q.Get("request"), q.Get("host"), q.Get("pull") == "1"); err != nil {
+		a.log().Warn("refused a transfer", "from", q.Get("host"), "request", q.Get("request"), "pull", q.Get("pull") == "1", "reason", err.Error())
+		http.Error(w, err.Error(), http.StatusForbidden)
+		return
+	}
+	_, _ = w.Write([]byte("ok\n"))
 }
 
 func writeFileAtomic(p string, b []byte, mode os.FileMode) error {

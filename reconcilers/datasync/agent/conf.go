@@ -73,11 +73,17 @@ func LsyncdConfig(pushes []Push, volumesDir, passwordFile, rsyncBinary, statusFi
 
 // RsyncdConfig renders the rsync daemon's configuration: one module over
 // the node's volumes, password protected, every transfer checked first by
-// allowCmd (the agent decides, see Agent.Allow).
-func RsyncdConfig(volumesDir, secretsFile, allowCmd string) string {
+// the agent (pre-xfer exec). behindTunnel: the daemon listens on
+// 127.0.0.1:RsyncLocalPort only, behind the agent's mutual-TLS tunnel,
+// which passes each peer's address in a PROXY protocol header (the
+// transfer check decides by it).
+func RsyncdConfig(volumesDir, secretsFile, allowCmd string, behindTunnel bool) string {
+	listen := fmt.Sprintf("port = %d\n", datasync.RsyncPort)
+	if behindTunnel {
+		listen = fmt.Sprintf("address = 127.0.0.1\nport = %d\nproxy protocol = yes\n", datasync.RsyncLocalPort)
+	}
 	return fmt.Sprintf(`pid file = /run/mqtt-sync/rsyncd.pid
-port = %d
-use chroot = no
+%suse chroot = no
 numeric ids = yes
 uid = root
 gid = root
@@ -94,5 +100,5 @@ log file = /dev/null
   secrets file = %s
   strict modes = yes
   pre-xfer exec = %s
-`, datasync.RsyncPort, datasync.Module, volumesDir, datasync.RsyncUser, secretsFile, allowCmd)
+`, listen, datasync.Module, volumesDir, datasync.RsyncUser, secretsFile, allowCmd)
 }

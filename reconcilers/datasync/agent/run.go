@@ -2,8 +2,10 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -11,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -25,6 +28,10 @@ type Options struct {
 	Listen string
 	// AllowCommand is the rsync daemon's pre-xfer exec.
 	AllowCommand string
+	// ConnectCommand, with TLS, is how rsync reaches a peer's daemon
+	// through its tunnel (RSYNC_CONNECT_PROG; rsync replaces %H with the
+	// host).
+	ConnectCommand string
 }
 
 // Run starts the rsync daemon and the HTTP API, then runs the agent's loop
@@ -42,8 +49,15 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	conf := filepath.Join(a.StateDir, "rsyncd.conf")
-	if err := os.WriteFile(conf, []byte(RsyncdConfig(a.VolumesDir, secrets, o.AllowCommand)), 0o600); err != nil {
+	if err := os.WriteFile(conf, []byte(RsyncdConfig(a.VolumesDir, secrets, o.AllowCommand, a.TLS != nil)), 0o600); err != nil {
 		return err
+	}
+	if a.TLS != nil {
+		// Every rsync this process starts (lsyncd's pushes, pulls) reaches
+		// peers through their tunnel.
+		if err := os.Setenv("RSYNC_CONNECT_PROG", o.ConnectCommand); err != nil {
+			return err
+		}
 	}
 	if a.Lsyncd == nil {
 		a.Lsyncd = func(ctx context.Context, config string) error {
@@ -55,8 +69,29 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
+	if a.TLS != nil {
+		srv.TLSConfig = a.TLS.ServerConfig(false)
+		go func() { _ = srv.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { _ = srv.Serve(ln) }()
+	}
 	defer srv.Close()
+	// The transfer check, for the rsync daemon's pre-xfer exec: loopback.
+	aln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(datasync.AllowPort)))
+	if err != nil {
+		return err
+	}
+	asrv := &http.Server{Handler: a.AllowHandler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = asrv.Serve(aln) }()
+	defer asrv.Close()
+	if a.TLS != nil {
+		tln, err := net.Listen("tcp", net.JoinHostPort("", strconv.Itoa(datasync.RsyncPort)))
+		if err != nil {
+			return err
+		}
+		defer tln.Close()
+		go ServeTunnel(ctx, tln, a.TLS.ServerConfig(true), net.JoinHostPort("127.0.0.1", strconv.Itoa(datasync.RsyncLocalPort)), a.log())
+	}
 	go supervise(ctx, a.log(), "rsync daemon", func(ctx context.Context) error {
 		_ = os.Remove("/run/mqtt-sync/rsyncd.pid")
 		return runProcess(ctx, "rsync", "--daemon", "--no-detach", "--config="+conf)
@@ -82,6 +117,88 @@ func Run(ctx context.Context, o Options) error {
 		}
 		lastErr = msg
 	}
+}
+
+// ServeTunnel accepts mutual-TLS connections (only peers with the same
+// identity: the cluster's other agents) and relays each to the rsync
+// daemon at local, after a PROXY protocol v1 header with the peer's
+// address, until ln closes.
+func ServeTunnel(ctx context.Context, ln net.Listener, cfg *tls.Config, local string, log *slog.Logger) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			tc := tls.Server(c, cfg)
+			hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err := tc.HandshakeContext(hctx)
+			cancel()
+			if err != nil {
+				log.Warn("refused an rsync tunnel connection", "from", c.RemoteAddr().String(), "err", err.Error())
+				return
+			}
+			d, err := (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, "tcp", local)
+			if err != nil {
+				return
+			}
+			defer d.Close()
+			if _, err := io.WriteString(d, proxyHeader(c.RemoteAddr(), c.LocalAddr())); err != nil {
+				return
+			}
+			Relay(tc, d)
+		}()
+	}
+}
+
+// proxyHeader is a PROXY protocol v1 line for a connection from src to dst.
+func proxyHeader(src, dst net.Addr) string {
+	s, _ := src.(*net.TCPAddr)
+	d, _ := dst.(*net.TCPAddr)
+	if s == nil || d == nil {
+		return "PROXY UNKNOWN\r\n"
+	}
+	fam := "TCP4"
+	if s.IP.To4() == nil {
+		fam = "TCP6"
+	}
+	return fmt.Sprintf("PROXY %s %s %s %d %d\r\n", fam, s.IP, d.IP, s.Port, d.Port)
+}
+
+// halfCloser is a connection whose write side closes alone.
+type halfCloser interface{ CloseWrite() error }
+
+// Relay copies both ways until both sides are done, passing each side's
+// end of stream on (a half close).
+func Relay(a, b io.ReadWriter) {
+	done := make(chan struct{}, 2)
+	cp := func(dst io.Writer, src io.Reader) {
+		_, _ = io.Copy(dst, src)
+		if hc, ok := dst.(halfCloser); ok {
+			_ = hc.CloseWrite()
+		}
+		done <- struct{}{}
+	}
+	go cp(a, b)
+	go cp(b, a)
+	<-done
+	<-done
+}
+
+// Connect is rsync's RSYNC_CONNECT_PROG with TLS: it dials addr's tunnel
+// with cfg and relays stdin and stdout through it.
+func Connect(addr string, cfg *tls.Config, stdin io.Reader, stdout io.Writer) error {
+	c, err := (&tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second}, Config: cfg}).Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	Relay(struct {
+		io.Reader
+		io.Writer
+	}{stdin, stdout}, c)
+	return nil
 }
 
 // supervise reruns a process that exits, a second apart.
@@ -119,7 +236,7 @@ func runProcess(ctx context.Context, name string, args ...string) error {
 // AllowFromEnv is the rsync daemon's pre-xfer exec: it asks the agent on
 // this host whether the transfer described by rsync's environment may go
 // on. The reason of a refusal is printed (rsync shows it to the client).
-func AllowFromEnv(agentPort int) int {
+func AllowFromEnv(allowPort int) int {
 	pull := false
 	for i := 0; ; i++ {
 		v, ok := os.LookupEnv(fmt.Sprintf("RSYNC_ARG%d", i))
@@ -135,7 +252,7 @@ func AllowFromEnv(agentPort int) int {
 		q.Set("pull", "1")
 	}
 	c := &http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/v1/allow?%s", agentPort, q.Encode()))
+	resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/v1/allow?%s", allowPort, q.Encode()))
 	if err != nil {
 		fmt.Println("refused: the sync agent does not answer:", err)
 		return 1
