@@ -41,5 +41,5 @@ if [[ "${PURGE:-}" == "1" ]]; then
     $(docker secret ls --filter label=swarm-mqtt.role=control-ca --format '{{.Name}}'); do
     docker secret rm "$s" >/dev/null || true
   done
-  rm -f "$LOCAL/api-token" "$LOCAL/encryption-key" "$LOCAL/control-ca.pem" "$LOCAL/control-ca.crt" "$LOCAL/quickstart.env"
+  rm -f "$LOCAL/api-token" "$LOCAL/encryption-key" "$LOCAL/control-ca.pem" "$LOCAL/control-ca.crt" "$LOCAL/prometheus-password" "$LOCAL/prometheus-web.yml" "$LOCAL/quickstart.env"
 fi

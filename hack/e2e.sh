@@ -4,7 +4,7 @@
 source "$(dirname "$0")/lib.sh"
 
 # With the monitoring stack: test/e2e/monitoring_test.go checks it.
-MONITORING=1 "$ROOT/hack/up.sh"
+MONITORING=1 MONITORING_PORT=9090 "$ROOT/hack/up.sh"
 set -a; source "$LOCAL/quickstart.env"; set +a
 cd "$ROOT"
 status=0

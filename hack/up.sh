@@ -149,35 +149,63 @@ if ! command -v mosquitto_sub >/dev/null 2>&1; then
 fi
 
 PROM_NOTE=""
+PROMETHEUS_URL=""
 if [[ "${MONITORING:-}" == "1" ]]; then
-  PROMETHEUS_PORT=${PROMETHEUS_PORT:-9090}
-  # The chart and the control-plane CA certificate (Prometheus scrapes the
-  # operators over HTTPS and verifies them with it).
+  # Basic auth on Prometheus: user prometheus, a generated password kept
+  # in .local/prometheus-password.
+  PROM_PASS_FILE="$LOCAL/prometheus-password"
+  if [[ ! -s "$PROM_PASS_FILE" ]]; then
+    (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$PROM_PASS_FILE")
+  fi
+  # The chart, the control-plane CA certificate (Prometheus scrapes the
+  # operators over HTTPS and verifies them with it), the web configuration
+  # (the password's bcrypt hash) and the password (it scrapes itself).
   MON_DIR=$(mktemp -d)
   cp -r "$ROOT/charts/monitoring/." "$MON_DIR/"
   cp "$CA_CERT" "$MON_DIR/control-ca.crt"
-  CONFIG_HASH=$(cat "$MON_DIR/prometheus.yml" "$MON_DIR/alerts.yml" "$MON_DIR/control-ca.crt" | sha256sum | cut -c1-12)
+  cp "$PROM_PASS_FILE" "$MON_DIR/prometheus-password"
+  # The hash changes with every run (a new salt): reuse it while the
+  # password is the same.
+  WEB="$LOCAL/prometheus-web.yml"
+  if [[ ! -s "$WEB" || "$(sed -n 's/^# password: //p' "$WEB")" != "$(sha256sum "$PROM_PASS_FILE" | cut -c1-16)" ]]; then
+    printf '# password: %s\nbasic_auth_users:\n  prometheus: %s\n' "$(sha256sum "$PROM_PASS_FILE" | cut -c1-16)" \
+      "$("$ROOT/bin/mqtt-operator" bcrypt <"$PROM_PASS_FILE")" >"$WEB"
+  fi
+  cp "$WEB" "$MON_DIR/web.yml"
+  CONFIG_HASH=$(cat "$MON_DIR/prometheus.yml" "$MON_DIR/alerts.yml" "$MON_DIR/control-ca.crt" "$MON_DIR/web.yml" "$MON_DIR/prometheus-password" | sha256sum | cut -c1-12)
+  FILES=(-c stack.yml)
+  if [[ -n "${MONITORING_PORT:-}" ]]; then FILES+=(-c publish.yml); fi
   log "deploying the monitoring stack (mqtt-monitoring)"
   if ((MANAGERS > 1)); then
     tar -C "$MON_DIR" -c . | docker exec -i mqtt-m1 sh -c 'rm -rf /tmp/monitoring && mkdir -p /tmp/monitoring && tar -C /tmp/monitoring -x'
-    docker exec -e CONFIG_HASH="$CONFIG_HASH" -e PROMETHEUS_PORT="$PROMETHEUS_PORT" mqtt-m1 \
-      docker stack deploy --resolve-image never -c /tmp/monitoring/stack.yml mqtt-monitoring >/dev/null
+    docker exec -w /tmp/monitoring -e CONFIG_HASH="$CONFIG_HASH" -e MONITORING_PORT="${MONITORING_PORT:-}" mqtt-m1 \
+      docker stack deploy --resolve-image never "${FILES[@]}" mqtt-monitoring >/dev/null
+    docker exec mqtt-m1 rm -rf /tmp/monitoring
     PROM_HOST=${HOSTS[0]}
   else
-    (cd "$MON_DIR" && CONFIG_HASH="$CONFIG_HASH" PROMETHEUS_PORT="$PROMETHEUS_PORT" \
-      docker stack deploy --resolve-image never -c stack.yml mqtt-monitoring >/dev/null)
+    (cd "$MON_DIR" && CONFIG_HASH="$CONFIG_HASH" MONITORING_PORT="${MONITORING_PORT:-}" \
+      docker stack deploy --resolve-image never "${FILES[@]}" mqtt-monitoring >/dev/null)
     PROM_HOST=127.0.0.1
   fi
   rm -rf "$MON_DIR"
-  # Old config versions no longer used.
+  # Old config and secret versions no longer used.
   for c in $("${D[@]}" config ls --filter name=mqtt-monitoring- --format '{{.Name}}'); do
     [[ "$c" == *"-$CONFIG_HASH" ]] || "${D[@]}" config rm "$c" >/dev/null 2>&1 || true
   done
-  PROMETHEUS_URL="http://$PROM_HOST:$PROMETHEUS_PORT"
-  wait_for "Prometheus at $PROMETHEUS_URL" 120 curl -fsS "$PROMETHEUS_URL/-/ready"
-  PROM_NOTE="
-  Prometheus:     $PROMETHEUS_URL (targets: $PROMETHEUS_URL/targets, alerts: $PROMETHEUS_URL/alerts)
+  for c in $("${D[@]}" secret ls --filter name=mqtt-monitoring- --format '{{.Name}}'); do
+    [[ "$c" == *"-$CONFIG_HASH" ]] || "${D[@]}" secret rm "$c" >/dev/null 2>&1 || true
+  done
+  if [[ -n "${MONITORING_PORT:-}" ]]; then
+    PROMETHEUS_URL="http://prometheus:$(cat "$PROM_PASS_FILE")@$PROM_HOST:$MONITORING_PORT"
+    wait_for "Prometheus at http://$PROM_HOST:$MONITORING_PORT" 120 curl -fsS "$PROMETHEUS_URL/-/ready"
+    PROM_NOTE="
+  Prometheus:     http://$PROM_HOST:$MONITORING_PORT (user prometheus, password in $PROM_PASS_FILE)
   Grafana:        import charts/monitoring/grafana-dashboard.json"
+  else
+    PROM_NOTE="
+  Prometheus:     not published (make up MONITORING=1 MONITORING_PORT=9090 publishes it, behind basic auth:
+                  user prometheus, password in $PROM_PASS_FILE)"
+  fi
 fi
 
 cat >"$LOCAL/quickstart.env" <<ENV
@@ -196,6 +224,8 @@ export MQTTCTL_CA_FILE=$CA_CERT
 export MANAGERS=$MANAGERS
 export PROMETHEUS_URL=${PROMETHEUS_URL:-}
 ENV
+# It may hold Prometheus's password (in PROMETHEUS_URL).
+chmod 600 "$LOCAL/quickstart.env"
 
 cat <<MSG
 

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -28,6 +29,7 @@ import (
 
 	dswarm "github.com/docker/docker/api/types/swarm"
 	"github.com/hashicorp/raft"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -89,6 +91,9 @@ func main() {
 			return
 		case "control-ca":
 			exitOn(controlCACmd(os.Args[2:]))
+			return
+		case "bcrypt":
+			exitOn(bcryptCmd(os.Stdin, os.Stdout))
 			return
 		}
 	}
@@ -621,6 +626,25 @@ func controlCACmd(args []string) error {
 		return fmt.Errorf("control-ca: %s: %w", *out, err)
 	}
 	return os.WriteFile(*certOut, ca.CertPEM(), 0o644)
+}
+
+// bcryptCmd: mqtt-operator bcrypt < PASSWORD prints the password's bcrypt
+// hash (for Prometheus's web configuration: basic_auth_users).
+func bcryptCmd(in io.Reader, out io.Writer) error {
+	b, err := io.ReadAll(io.LimitReader(in, 100))
+	if err != nil {
+		return err
+	}
+	pw := bytes.TrimSpace(b)
+	if len(pw) < 12 {
+		return errors.New("bcrypt: want a password of at least 12 characters on stdin")
+	}
+	h, err := bcrypt.GenerateFromPassword(pw, bcrypt.DefaultCost)
+	if err != nil {
+		return fmt.Errorf("bcrypt: %w", err)
+	}
+	_, err = fmt.Fprintln(out, string(h))
+	return err
 }
 
 // restoreCmd: mqtt-operator restore --data-dir DIR --node-id ID

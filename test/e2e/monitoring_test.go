@@ -46,6 +46,41 @@ func TestMonitoringStack(t *testing.T) {
 	if base == "" {
 		t.Fatal("PROMETHEUS_URL is not set: hack/e2e.sh deploys the monitoring stack (MONITORING=1)")
 	}
+	// Behind basic auth, with no lifecycle endpoint.
+	u, err := url.Parse(base)
+	if err != nil || u.User == nil {
+		t.Fatalf("PROMETHEUS_URL carries no credentials: %v", err)
+	}
+	anon := *u
+	anon.User = nil
+	for _, path := range []string{"/-/ready", "/api/v1/targets", "/metrics"} {
+		resp, err := http.Get(anon.String() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("%s with no credentials: %d", path, resp.StatusCode)
+		}
+	}
+	wrong := anon
+	wrong.User = url.UserPassword("prometheus", "wrong")
+	if resp, err := http.Get(wrong.String() + "/-/ready"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("a wrong password: %d", resp.StatusCode)
+		}
+	}
+	for _, path := range []string{"/-/quit", "/-/reload"} {
+		resp, err := http.Post(base+path, "text/plain", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode/100 == 2 {
+			t.Errorf("POST %s: %d: the lifecycle endpoint is on", path, resp.StatusCode)
+		}
+	}
 	dir, _ := filepath.Abs("../../charts/monitoring")
 	for _, args := range [][]string{
 		{"check", "rules", "alerts.yml"},
