@@ -3,6 +3,8 @@
 # docker-in-docker nodes (make up MANAGERS=3), then the nodes are removed.
 source "$(dirname "$0")/lib.sh"
 
+# tcpdump: the wire test captures the traffic between the nodes.
+command -v tcpdump >/dev/null 2>&1 || apt_install tcpdump
 MANAGERS=3 "$ROOT/hack/up.sh" >"$LOCAL/up-ha.log" 2>&1 || { cat "$LOCAL/up-ha.log"; exit 1; }
 set -a; source "$LOCAL/quickstart.env"; set +a
 cd "$ROOT"
