@@ -179,11 +179,25 @@ func TestBrokerDataFollowsItsBroker(t *testing.T) {
 		return onNode(t, node, "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+name+"-sync")
 	}
 	pw := onNode(t, rest[0], "exec", agentOn(rest[0]), "cat", "/run/secrets/sync-password")
-	tryPush := func(from, to string) (string, error) {
+	// From inside an agent (with its certificate: through the tunnel, as
+	// lsyncd's rsync goes), the rules still decide by the pusher's real
+	// address, which the tunnel passes on.
+	const tunnel = "RSYNC_CONNECT_PROG=/usr/local/bin/mqtt-operator sync-connect --tls-file /run/secrets/sync-tls.pem --ca-file /run/secrets/control-ca.crt %H:873"
+	tryPushWith := func(from, to string, env ...string) (string, error) {
 		ip := onNode(t, to, "inspect", agentOn(to), "-f", `{{(index .NetworkSettings.Networks "mqtt-operator-control").IPAddress}}`)
-		out, err := exec.Command("docker", "exec", from, "docker", "exec", "-e", "RSYNC_PASSWORD="+pw, agentOn(from),
-			"rsync", "-a", "/etc/hostname", "rsync://sync@"+ip+"/volumes/"+volume+"/_data/").CombinedOutput()
+		args := []string{"exec", from, "docker", "exec", "-e", "RSYNC_PASSWORD=" + pw}
+		for _, kv := range env {
+			args = append(args, "-e", kv)
+		}
+		args = append(args, agentOn(from), "timeout", "20", "rsync", "-a", "--contimeout=5", "/etc/hostname", "rsync://sync@"+ip+"/volumes/"+volume+"/_data/")
+		out, err := exec.Command("docker", args...).CombinedOutput()
 		return string(out), err
+	}
+	tryPush := func(from, to string) (string, error) { return tryPushWith(from, to, tunnel) }
+	// Without the tunnel (plain rsync, password known): no rsync daemon
+	// answers on the network at all.
+	if out, err := tryPushWith(rest[0], rest[1]); err == nil || strings.Contains(out, "is not the source") || strings.Contains(out, "@RSYNCD") {
+		t.Fatalf("a plain rsync connection reached the daemon: %v\n%s", err, out)
 	}
 	if out, err := tryPush(rest[0], rest[1]); err == nil || !strings.Contains(out, "is not the source") {
 		t.Fatalf("a push from a node that is not the source was not refused: %v\n%s", err, out)
