@@ -394,8 +394,22 @@ func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster, sv *p
 	if in.Internal, err = ensure(secrets.ComponentInternal, m.InternalPasswordFile); err != nil {
 		return res, nil, push, err
 	}
+	if r.Identity != nil {
+		// The data plane over TLS: HAProxy -> brokers, the bridges, the
+		// exporter (the brokers' certificate from the control-plane CA).
+		if m, err = r.ensureBrokerTLS(c, m); err != nil {
+			return res, nil, push, err
+		}
+		if in.TLS, err = ensure(secrets.ComponentBrokerTLS, credentials.BrokerTLSPEM(m)); err != nil {
+			return res, nil, push, err
+		}
+		if in.ControlCA, err = ensure(secrets.ComponentControlCA, r.Identity.CA().CertPEM()); err != nil {
+			return res, nil, push, err
+		}
+		tlsIn.ControlCA, tlsIn.BackendTLS = in.ControlCA, true
+	}
 	for i := 1; i < int(*c.Spec.Replicas); i++ {
-		conf, err := broker.RenderBridge(c.Name, i, m.BridgePassword)
+		conf, err := broker.RenderBridge(c.Name, i, m.BridgePassword, in.Options())
 		if err != nil {
 			return res, nil, push, err
 		}
@@ -446,7 +460,7 @@ func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster, sv *p
 	if err := r.fence(); err != nil {
 		return res, nil, push, err
 	}
-	er := &brokermetrics.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID, Image: r.SignerImage, ControlNetwork: r.ControlNetwork, Network: network.Name}
+	er := &brokermetrics.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID, Image: r.SignerImage, ControlNetwork: r.ControlNetwork, Network: network.Name, ControlCA: in.ControlCA}
 	eout, err := er.Reconcile(ctx, c, exporterSecret)
 	r.outcome(c.Name, log, "exporter", eout)
 	if err != nil {
@@ -514,6 +528,28 @@ func (r *ClusterReconciler) ensureLBAdmin(c *api.MqttCluster, m credentials.Mate
 	}
 	r.log().Info("issued the HAProxy runtime API certificate", "cluster", c.Name)
 	r.event(c.Name, api.EventNormal, "IssuedAdminCertificate", "HAProxy runtime API certificate (mutual TLS with the operator)")
+	return m, nil
+}
+
+// ensureBrokerTLS makes sure m holds a valid certificate for c's brokers'
+// listeners, issuing and storing one when needed (a new secret: the
+// brokers roll, one at a time, drained first).
+func (r *ClusterReconciler) ensureBrokerTLS(c *api.MqttCluster, m credentials.Material) (credentials.Material, error) {
+	ca := r.Identity.CA()
+	names := broker.TLSNames(c.Name)
+	if m.BrokerTLS != nil && ca.BrokerValid(c.Name, names, m.BrokerTLS.CertPEM, r.now(), lbAdminRenewBefore) {
+		return m, nil
+	}
+	cert, key, err := ca.IssueBroker(c.Name, names, lbAdminLifetime, r.now())
+	if err != nil {
+		return m, err
+	}
+	m.BrokerTLS = &certs.Pair{CertPEM: cert, KeyPEM: key}
+	if err := r.storeMaterial(c, m); err != nil {
+		return m, err
+	}
+	r.log().Info("issued the brokers' certificate", "cluster", c.Name)
+	r.event(c.Name, api.EventNormal, "IssuedBrokerCertificate", "brokers' certificate (TLS from HAProxy and between brokers)")
 	return m, nil
 }
 

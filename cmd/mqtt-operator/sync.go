@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -134,6 +135,7 @@ func brokerExporterCmd(args []string) error {
 	cluster := fs.String("cluster", "", "the MqttCluster whose brokers to follow")
 	passwordFile := fs.String("password-file", "/run/secrets/bridge-password", "the internal bridge user's password")
 	listen := fs.String("listen", fmt.Sprintf(":%d", brokermetrics.Port), "address of /metrics")
+	caFile := fs.String("ca-file", "", "the control-plane CA certificate: the brokers speak TLS, verified with it (empty: plain)")
 	_ = fs.Parse(args)
 	if *cluster == "" {
 		return errors.New("broker-exporter: --cluster is required")
@@ -146,6 +148,16 @@ func brokerExporterCmd(args []string) error {
 		Cluster: *cluster, Brokers: api.MaxReplicas, User: broker.BridgeUser, Password: strings.TrimSpace(string(pw)),
 		Addr: func(i int) string { return fmt.Sprintf("tasks.%s-broker-%d:%d", *cluster, i, broker.InternalPort) },
 		Log:  slog.New(slog.NewTextHandler(os.Stderr, nil)),
+	}
+	if *caFile != "" {
+		b, err := os.ReadFile(*caFile)
+		if err != nil {
+			return fmt.Errorf("broker-exporter: %w", err)
+		}
+		e.RootCAs = x509.NewCertPool()
+		if !e.RootCAs.AppendCertsFromPEM(b) {
+			return fmt.Errorf("broker-exporter: %s holds no certificate", *caFile)
+		}
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(e)

@@ -15,6 +15,7 @@ import (
 	"math/big"
 	"net"
 	"net/url"
+	"slices"
 	"os"
 	"sync"
 	"time"
@@ -227,7 +228,28 @@ func (ca *CA) IssueSync(cluster string, lifetime time.Duration, now time.Time) (
 	return ca.issueComponent(SyncURIPrefix, "sync-agent", cluster, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, lifetime, now)
 }
 
-func (ca *CA) issueComponent(prefix, ou, cluster string, usages []x509.ExtKeyUsage, lifetime time.Duration, now time.Time) (certPEM, keyPEM []byte, err error) {
+// BrokerURIPrefix starts the URI SAN of a cluster's brokers' certificate.
+const BrokerURIPrefix = "spiffe://swarm-mqtt-operator/broker/"
+
+// IssueBroker signs the certificate a cluster's brokers share for their
+// listeners (HAProxy and the bridges reach them over TLS), valid for the
+// names they are reached at (dnsNames: tasks.<cluster>-broker-N, ...).
+func (ca *CA) IssueBroker(cluster string, dnsNames []string, lifetime time.Duration, now time.Time) (certPEM, keyPEM []byte, err error) {
+	return ca.issueComponent(BrokerURIPrefix, "broker", cluster, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, lifetime, now, dnsNames...)
+}
+
+// BrokerValid is AdminValid for the brokers' certificate (and its names
+// must be exactly dnsNames).
+func (ca *CA) BrokerValid(cluster string, dnsNames []string, certPEM []byte, now time.Time, renewBefore time.Duration) bool {
+	if !ca.componentValid(BrokerURIPrefix, cluster, certPEM, now, renewBefore) {
+		return false
+	}
+	blk, _ := pem.Decode(certPEM)
+	c, err := x509.ParseCertificate(blk.Bytes)
+	return err == nil && slices.Equal(c.DNSNames, dnsNames)
+}
+
+func (ca *CA) issueComponent(prefix, ou, cluster string, usages []x509.ExtKeyUsage, lifetime time.Duration, now time.Time, dnsNames ...string) (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, err
@@ -249,7 +271,7 @@ func (ca *CA) issueComponent(prefix, ou, cluster string, usages []x509.ExtKeyUsa
 		NotBefore: now.Add(-5 * time.Minute), NotAfter: notAfter,
 		KeyUsage:    x509.KeyUsageDigitalSignature,
 		ExtKeyUsage: usages,
-		URIs:        []*url.URL{u},
+		URIs:        []*url.URL{u}, DNSNames: dnsNames,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.signer, key.Public(), ca.key)
 	if err != nil {

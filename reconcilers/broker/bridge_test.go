@@ -11,7 +11,7 @@ import (
 
 func TestBridgeTopologyIsATreeAndIndependentOfReplicas(t *testing.T) {
 	t.Parallel()
-	if b, err := RenderBridge("iot", 0, "pw"); err != nil || b != nil {
+	if b, err := RenderBridge("iot", 0, "pw", Options{}); err != nil || b != nil {
 		t.Fatalf("broker 0 is the root and has no bridge: %q %v", b, err)
 	}
 	for i := 1; i < 15; i++ {
@@ -29,8 +29,8 @@ func TestBridgeTopologyIsATreeAndIndependentOfReplicas(t *testing.T) {
 	}
 	// The bridge depends on the broker's index only: scaling never changes
 	// a staying broker's bridge (nor restarts it).
-	a, _ := RenderBridge("iot", 2, "pw")
-	b, _ := RenderBridge("iot", 2, "pw")
+	a, _ := RenderBridge("iot", 2, "pw", Options{})
+	b, _ := RenderBridge("iot", 2, "pw", Options{})
 	if !slices.Equal(a, b) {
 		t.Fatal("bridge rendering is not deterministic")
 	}
@@ -40,7 +40,7 @@ func TestBridgeTopologyIsATreeAndIndependentOfReplicas(t *testing.T) {
 			t.Errorf("bridge section lacks %q", want)
 		}
 	}
-	if _, err := RenderBridge("iot", 1, "with space"); err == nil {
+	if _, err := RenderBridge("iot", 1, "with space", Options{}); err == nil {
 		t.Error("a password with a space was rendered")
 	}
 }

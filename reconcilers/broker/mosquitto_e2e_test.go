@@ -21,7 +21,7 @@ func TestRealMosquittoRunsRenderedConfig(t *testing.T) {
 	for name, y := range variants {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
-			cfg, err := Render(cluster(t, y), 0)
+			cfg, err := Render(cluster(t, y), 0, Options{})
 			if err != nil {
 				t.Fatal(err)
 			}

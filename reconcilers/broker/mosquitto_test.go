@@ -18,7 +18,7 @@ var variants = map[string]string{
 
 func TestRenderGolden(t *testing.T) {
 	for name, y := range variants {
-		got, err := Render(cluster(t, y), 1)
+		got, err := Render(cluster(t, y), 1, Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -28,7 +28,7 @@ func TestRenderGolden(t *testing.T) {
 
 func TestRenderRules(t *testing.T) {
 	t.Parallel()
-	cfg, _ := Render(cluster(t, "spec: {broker: {persistence: {autosaveInterval: 1500ms}}}\n"), 0)
+	cfg, _ := Render(cluster(t, "spec: {broker: {persistence: {autosaveInterval: 1500ms}}}\n"), 0, Options{})
 	for want, present := range map[string]bool{
 		"listener 1883 0.0.0.0":                      true,
 		"autosave_interval 2\n":                      true,
@@ -41,7 +41,30 @@ func TestRenderRules(t *testing.T) {
 			t.Errorf("%q present=%v\n%s", want, !present, cfg)
 		}
 	}
-	if _, err := Render(&api.MqttCluster{}, 0); err == nil {
+	if _, err := Render(&api.MqttCluster{}, 0, Options{}); err == nil {
 		t.Fatal("an undefaulted spec rendered")
+	}
+}
+
+func TestRenderTLSGolden(t *testing.T) {
+	got, err := Render(cluster(t, ""), 1, Options{TLS: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.Golden(t, "tls.conf", got)
+	bridge, err := RenderBridge("iot", 1, "pw", Options{TLS: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"bridge_cafile " + CAFile, "bridge_insecure false", "addresses tasks.iot-broker-0:1884"} {
+		if !strings.Contains(string(bridge), want) {
+			t.Errorf("bridge over TLS: no %q in\n%s", want, bridge)
+		}
+	}
+	if plain, _ := RenderBridge("iot", 1, "pw", Options{}); strings.Contains(string(plain), "bridge_cafile") {
+		t.Error("a plain bridge with a CA file")
+	}
+	if n := strings.Count(string(got), "certfile "+TLSFile); n != 2 {
+		t.Errorf("%d listeners with TLS, want both", n)
 	}
 }

@@ -62,7 +62,7 @@ func PlanFor(cur, next *api.MqttCluster) (Plan, error) {
 
 // specHash is broker i's service spec hash with stand-in secrets.
 func specHash(c *api.MqttCluster, i int) (string, error) {
-	conf, err := Render(c, i)
+	conf, err := Render(c, i, Options{})
 	if err != nil {
 		return "", err
 	}

@@ -76,7 +76,15 @@ type Inputs struct {
 	Internal *dswarm.Secret
 	// Bridges holds broker i's bridge section, for every i >= 1.
 	Bridges map[int]*dswarm.Secret
+	// TLS and ControlCA, when both set, are the brokers' certificate and
+	// key and the control-plane CA certificate: every listener speaks TLS
+	// and the bridges verify their parent (the bridge sections must be
+	// rendered with Options{TLS: true}).
+	TLS, ControlCA *dswarm.Secret
 }
+
+// Options are the rendering options Inputs call for.
+func (in Inputs) Options() Options { return Options{TLS: in.TLS != nil && in.ControlCA != nil} }
 
 // Reconcile brings the brokers of a defaulted, valid cluster to its spec.
 // An unchanged spec against an unchanged Swarm makes no write.
@@ -116,7 +124,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster, in Input
 	keep := map[string]bool{}
 	var errs []error
 	for i := 0; i < n; i++ {
-		conf, err := Render(c, i)
+		conf, err := Render(c, i, in.Options())
 		if err != nil {
 			return out, err
 		}
@@ -264,6 +272,11 @@ func (r *Reconciler) serviceSpec(c *api.MqttCluster, i int, confID, confName str
 	cs.Secrets = append(cs.Secrets, secretRef(in.Internal, "mosquitto-internal-passwd", 0o444))
 	if i > 0 {
 		cs.Secrets = append(cs.Secrets, secretRef(in.Bridges[i], BridgeFileName, 0o400))
+	}
+	if in.Options().TLS {
+		// Read by Mosquitto after it drops privileges (and again on a
+		// reload), like the password files.
+		cs.Secrets = append(cs.Secrets, secretRef(in.TLS, "mosquitto-tls.pem", 0o444), secretRef(in.ControlCA, "control-ca.crt", 0o444))
 	}
 	if *s.Broker.Persistence.Enabled {
 		cs.Mounts = []mount.Mount{{

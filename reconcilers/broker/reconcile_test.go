@@ -28,7 +28,7 @@ func inputsFor(t testing.TB, r *Reconciler) Inputs {
 	}
 	content := map[string][]byte{r.OperatorID + "-internal": []byte(line + "\n")}
 	for i := 1; i < 15; i++ {
-		b, err := RenderBridge("e2ebrk", i, "bridge-pw")
+		b, err := RenderBridge("e2ebrk", i, "bridge-pw", Options{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -7,6 +7,8 @@ package brokermetrics
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"net"
@@ -71,7 +73,10 @@ type Exporter struct {
 	Brokers  int
 	User     string
 	Password string
-	Log      *slog.Logger
+	// RootCAs, when set, reaches the brokers over TLS and verifies their
+	// certificate (the control-plane CA) against the name dialed.
+	RootCAs *x509.CertPool
+	Log     *slog.Logger
 
 	mu     sync.Mutex
 	values map[int]map[string]string // broker -> subtopic -> payload
@@ -112,10 +117,17 @@ func (e *Exporter) follow(ctx context.Context, i int) {
 		}
 		e.set(i, func() { e.exists[i] = true })
 		lost := make(chan struct{})
-		o := mqtt.NewClientOptions().AddBroker("tcp://" + addr).
+		scheme := "tcp://"
+		if e.RootCAs != nil {
+			scheme = "ssl://"
+		}
+		o := mqtt.NewClientOptions().AddBroker(scheme + addr).
 			SetClientID(fmt.Sprintf("%s-exporter-%d", e.Cluster, i)).SetUsername(e.User).SetPassword(e.Password).
 			SetCleanSession(true).SetAutoReconnect(false).SetConnectTimeout(3 * time.Second).SetKeepAlive(15 * time.Second).
 			SetConnectionLostHandler(func(mqtt.Client, error) { close(lost) })
+		if e.RootCAs != nil {
+			o.SetTLSConfig(&tls.Config{RootCAs: e.RootCAs, ServerName: host, MinVersion: tls.VersionTLS12})
+		}
 		c := mqtt.NewClient(o)
 		if tok := c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 			e.set(i, func() { e.up[i] = false })

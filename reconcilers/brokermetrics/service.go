@@ -34,6 +34,9 @@ type Reconciler struct {
 	ControlNetwork string
 	// Network is the cluster's network.
 	Network func(cluster string) string
+	// ControlCA, when set, is the control-plane CA certificate secret: the
+	// brokers speak TLS and the exporter verifies them with it.
+	ControlCA *dswarm.Secret
 }
 
 // Reconcile creates or updates the exporter (secret: the internal bridge
@@ -66,6 +69,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster, secret *
 		},
 		Mode:         dswarm.ServiceMode{Replicated: &dswarm.ReplicatedService{Replicas: &one}},
 		EndpointSpec: &dswarm.EndpointSpec{Mode: dswarm.ResolutionModeDNSRR},
+	}
+	if r.ControlCA != nil {
+		cs := spec.TaskTemplate.ContainerSpec
+		cs.Command = append(cs.Command, "--ca-file", "/run/secrets/control-ca.crt")
+		cs.Secrets = append(cs.Secrets, &dswarm.SecretReference{SecretID: r.ControlCA.ID, SecretName: r.ControlCA.Spec.Name,
+			File: &dswarm.SecretReferenceFileTarget{Name: "control-ca.crt", UID: "0", GID: "0", Mode: os.FileMode(0o444)}})
 	}
 	if err := swarm.StampSpecHash(&spec); err != nil {
 		return swarm.Outcome{}, err

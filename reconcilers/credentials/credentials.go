@@ -60,6 +60,17 @@ type Material struct {
 	// SyncTLS is the sync agents' certificate and key (spec.sync, with the
 	// control-plane CA): TLS between agents and with the operator.
 	SyncTLS *certs.Pair `json:"syncTLS,omitempty"`
+	// BrokerTLS is the brokers' certificate and key (with the control-plane
+	// CA): their listeners speak TLS to HAProxy, the bridges, the exporter.
+	BrokerTLS *certs.Pair `json:"brokerTLS,omitempty"`
+}
+
+// BrokerTLSPEM is the brokers' certificate chain then key.
+func BrokerTLSPEM(m Material) []byte {
+	if m.BrokerTLS == nil {
+		return nil
+	}
+	return append(append([]byte{}, m.BrokerTLS.CertPEM...), m.BrokerTLS.KeyPEM...)
 }
 
 // SyncTLSPEM is the agents' certificate chain then key.

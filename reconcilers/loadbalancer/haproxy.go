@@ -41,7 +41,7 @@ func BrokerService(cluster string, i int) string { return fmt.Sprintf("%s-broker
 func ServerName(i int) string { return fmt.Sprintf("broker-%d", i) }
 
 type slot struct {
-	Name, Address string
+	Name, Address, Host string
 }
 
 type view struct {
@@ -61,6 +61,7 @@ type view struct {
 	AdminTLS                     bool
 	AdminCertPath, ControlCAPath string
 	OperatorOU                   string
+	BackendTLS                   bool
 	// ClientAuth is HAProxy's verify mode (optional, required) or "".
 	ClientAuth   string
 	ClientCAPath string
@@ -78,6 +79,10 @@ type Options struct {
 	// the control-plane CA (ControlCAPath) with the operators'
 	// organizational unit is let in.
 	AdminTLS bool
+	// BackendTLS: HAProxy reaches the brokers over TLS, verifying their
+	// certificate with the control-plane CA (ControlCAPath) and the
+	// server's name (tasks.<cluster>-broker-N).
+	BackendTLS bool
 }
 
 // operatorOU is tlsutil.OperatorOU (this package imports nothing of the
@@ -179,8 +184,14 @@ backend {{.Backend}}
     # A dead broker is out after two failed checks half a second apart, or
     # at the first connection to it that fails (observe layer4).
     default-server inter 500ms fastinter 500ms downinter 1s fall 2 rise 1 observe layer4 error-limit 1 on-error mark-down resolvers {{.Resolver}} init-addr none on-marked-down shutdown-sessions
+{{- if .BackendTLS}}
+    # The brokers speak TLS: the clients' passwords and messages cross
+    # nodes encrypted; each broker's certificate must chain to the
+    # control-plane CA and name the server's address.
+    default-server ssl verify required ca-file {{.ControlCAPath}} ssl-min-ver TLSv1.2
+{{- end}}
 {{- range .Slots}}
-    server {{.Name}} {{.Address}} check
+    server {{.Name}} {{.Address}} check{{if $.BackendTLS}} verifyhost {{.Host}}{{end}}
 {{- end}}
 `))
 
@@ -196,6 +207,7 @@ func Render(c *api.MqttCluster, o Options) ([]byte, error) {
 		MetricsPort: MetricsPort, Backend: BackendName, Resolver: resolverName,
 		AdminPort: AdminPort, AdminSubnets: o.AdminSubnets,
 		AdminTLS: o.AdminTLS && len(o.AdminSubnets) > 0, AdminCertPath: AdminCertPath, ControlCAPath: ControlCAPath, OperatorOU: operatorOU,
+		BackendTLS: o.BackendTLS,
 	}
 	switch s.TLS.ClientAuth {
 	case api.ClientAuthOptional, api.ClientAuthRequired:
@@ -205,6 +217,7 @@ func Render(c *api.MqttCluster, o Options) ([]byte, error) {
 		v.Slots = append(v.Slots, slot{
 			Name:    ServerName(i),
 			Address: fmt.Sprintf("tasks.%s:%d", BrokerService(c.Name, i), BrokerPort),
+			Host:    "tasks." + BrokerService(c.Name, i),
 		})
 	}
 	var b bytes.Buffer

@@ -40,6 +40,7 @@ func TestRealHAProxyAcceptsRenderedConfig(t *testing.T) {
 		"plain-only-rr": {y: "spec: {replicas: 5, loadBalancer: {balance: roundrobin, ports: {mqtts: 0}}}\n"},
 		"admin":         {y: "", o: Options{AdminSubnets: []string{"10.0.9.0/24"}}},
 		"admin-tls":     {y: "", o: Options{AdminSubnets: []string{"10.0.9.0/24"}, AdminTLS: true}},
+		"backend-tls":   {y: "", o: Options{AdminSubnets: []string{"10.0.9.0/24"}, AdminTLS: true, BackendTLS: true}},
 		"client-auth":   {y: "spec: {tls: {clientAuth: optional, clientCASecret: fleet-ca}}\n"},
 	} {
 		dir := t.TempDir()

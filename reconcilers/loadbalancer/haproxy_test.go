@@ -60,3 +60,14 @@ func TestRenderRules(t *testing.T) {
 		t.Fatal("an undefaulted spec rendered")
 	}
 }
+
+func TestRenderBackendTLSGolden(t *testing.T) {
+	got, err := Render(cluster(t, ""), Options{AdminSubnets: []string{"10.0.9.0/24"}, AdminTLS: true, BackendTLS: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.Golden(t, "backend-tls.cfg", got)
+	if !strings.Contains(string(got), "server broker-3 tasks.iot-broker-3:1883 check verifyhost tasks.iot-broker-3\n") {
+		t.Error("broker-3 is not checked by its name")
+	}
+}

@@ -71,6 +71,9 @@ type TLS struct {
 	// control-plane CA certificate. Nil: the runtime API is guarded by
 	// the source subnet only.
 	Admin, ControlCA *dswarm.Secret
+	// BackendTLS: the brokers speak TLS (their certificate from the
+	// control-plane CA, ControlCA mounted to verify it).
+	BackendTLS bool
 }
 
 // Outcome lists what a pass changed, by object name.
@@ -90,6 +93,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster, tls TLS)
 		opts.AdminSubnets = r.Control.Subnets
 		opts.AdminTLS = tls.Admin != nil && tls.ControlCA != nil
 	}
+	opts.BackendTLS = tls.BackendTLS && tls.ControlCA != nil
 	conf, err := Render(c, opts)
 	if err != nil {
 		return out, err
@@ -203,10 +207,14 @@ func (r *Reconciler) serviceSpec(c *api.MqttCluster, confID, confName string, ce
 			})
 		}
 	}
-	if r.Control != nil && in.Admin != nil && in.ControlCA != nil {
+	adminTLS := r.Control != nil && in.Admin != nil && in.ControlCA != nil
+	if adminTLS {
 		cs.Secrets = append(cs.Secrets,
 			&dswarm.SecretReference{SecretID: in.Admin.ID, SecretName: in.Admin.Spec.Name,
-				File: &dswarm.SecretReferenceFileTarget{Name: AdminCertFile, UID: "0", GID: "0", Mode: 0o400}},
+				File: &dswarm.SecretReferenceFileTarget{Name: AdminCertFile, UID: "0", GID: "0", Mode: 0o400}})
+	}
+	if adminTLS || (in.BackendTLS && in.ControlCA != nil) {
+		cs.Secrets = append(cs.Secrets,
 			&dswarm.SecretReference{SecretID: in.ControlCA.ID, SecretName: in.ControlCA.Spec.Name,
 				File: &dswarm.SecretReferenceFileTarget{Name: ControlCAFile, UID: "0", GID: "0", Mode: 0o444}})
 	}

@@ -24,6 +24,8 @@ const (
 	ComponentControlCA = "control-ca"
 	// ComponentSyncTLS is the sync agents' certificate and key.
 	ComponentSyncTLS = "sync-tls"
+	// ComponentBrokerTLS is the brokers' certificate and key.
+	ComponentBrokerTLS = "broker-tls"
 )
 
 // ComponentBridge is the component of broker i's bridge section.

@@ -322,14 +322,14 @@ func byHand(user, password string) (time.Duration, error) {
 	internal, _ := broker.PasswordLine(broker.BridgeUser, "bench-bridge-pw")
 	files := map[string][]byte{"passwd": []byte(line + "\n"), "internal": []byte(internal + "\n"), "tls.pem": credentials.HAProxyPEM(m)}
 	for i := 1; i < 3; i++ {
-		b, err := broker.RenderBridge("bench-hand", i, "bench-bridge-pw")
+		b, err := broker.RenderBridge("bench-hand", i, "bench-bridge-pw", broker.Options{})
 		if err != nil {
 			return 0, err
 		}
 		files[fmt.Sprintf("bridge-%d", i)] = b
 	}
 	for i := 0; i < 3; i++ {
-		b, err := broker.Render(c, i)
+		b, err := broker.Render(c, i, broker.Options{})
 		if err != nil {
 			return 0, err
 		}
@@ -430,7 +430,7 @@ func firstTask(service string) string {
 // published on a host port: the baseline without HAProxy.
 func directBroker(user, password string) error {
 	c, _ := api.Parse([]byte(benchSpec("bench-direct", directMQTT)), api.BuiltinDefaults())
-	conf, _ := broker.Render(c, 0)
+	conf, _ := broker.Render(c, 0, broker.Options{})
 	return publishedBroker("bench-direct", directMQTT, conf, user, password, "1s")
 }
 
@@ -438,7 +438,7 @@ func directBroker(user, password string) error {
 // default restart policy, nothing in front.
 func soloBroker(user, password string) error {
 	c, _ := api.Parse([]byte(benchSpec("bench-solo", soloMQTT)), api.BuiltinDefaults())
-	conf, _ := broker.Render(c, 0)
+	conf, _ := broker.Render(c, 0, broker.Options{})
 	return publishedBroker("bench-solo", soloMQTT, conf, user, password, "")
 }
 

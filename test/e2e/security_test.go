@@ -57,6 +57,29 @@ func TestHAProxyRuntimeAPIOnlyForTheOperator(t *testing.T) {
 	}
 }
 
+// TestBrokersSpeakTLSOnly: inside the cluster network the brokers' two
+// listeners refuse plain MQTT (the clients' passwords and messages, and
+// the bridges, cross nodes encrypted); with the control-plane CA and the
+// broker's name, a client gets through.
+func TestBrokersSpeakTLSOnly(t *testing.T) {
+	c := newClient(t)
+	waitReady(t, c, "quickstart", 90*time.Second)
+	qs := quickstart(t)
+	user, pass := qs.user, qs.pass
+	b0 := docker(t, "ps", "-q", "--filter", "label=com.docker.swarm.service.name=quickstart-broker-0")
+	for _, port := range []string{"1883", "1884"} {
+		plain := exec.Command("docker", "exec", b0, "mosquitto_pub", "-h", "tasks.quickstart-broker-1", "-p", port, "-u", user, "-P", pass, "-t", "tls/probe", "-m", "x")
+		if out, err := plain.CombinedOutput(); err == nil {
+			t.Errorf("plain MQTT to broker 1's port %s was served: %s", port, out)
+		}
+	}
+	tlsPub := exec.Command("docker", "exec", b0, "mosquitto_pub", "-h", "tasks.quickstart-broker-1", "-p", "1883", "--cafile", "/run/secrets/control-ca.crt",
+		"-u", user, "-P", pass, "-t", "tls/probe", "-m", "x")
+	if out, err := tlsPub.CombinedOutput(); err != nil {
+		t.Fatalf("MQTT over TLS to broker 1 (verified): %v %s", err, out)
+	}
+}
+
 // TestAPIRefusesPlainHTTP: the API port speaks HTTPS only; a plain HTTP
 // request gets a clear 400, and no route answers.
 func TestAPIRefusesPlainHTTP(t *testing.T) {

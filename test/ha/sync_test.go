@@ -407,7 +407,7 @@ func TestScaleDownSyncsTheLastState(t *testing.T) {
 	pub.Disconnect(100)
 	eventually(t, "broker 1 holding the retained message", 30*time.Second, func() error {
 		ctr := strings.TrimSpace(onNode(t, home, "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+name+"-broker-1"))
-		out, _ := exec.Command("docker", "exec", home, "docker", "exec", ctr, "mosquitto_sub", "-h", "127.0.0.1", "-p", "1883", "-t", "s2/last", "-C", "1", "-W", "2").Output()
+		out, _ := exec.Command("docker", "exec", home, "docker", "exec", ctr, "mosquitto_sub", "-h", "127.0.0.1", "-p", "1883", "--cafile", "/run/secrets/control-ca.crt", "--insecure", "-t", "s2/last", "-C", "1", "-W", "2").Output()
 		if strings.TrimSpace(string(out)) != "final-"+nonce {
 			return fmt.Errorf("broker 1 has %q", out)
 		}
