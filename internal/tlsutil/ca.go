@@ -15,8 +15,8 @@ import (
 	"math/big"
 	"net"
 	"net/url"
-	"slices"
 	"os"
+	"slices"
 	"sync"
 	"time"
 )
