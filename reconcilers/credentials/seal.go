@@ -143,6 +143,11 @@ func Current(b []byte) bool {
 // another cluster fails authentication.
 func (s *Sealer) Decode(name string, b []byte) (Material, error) {
 	if s != nil && !Current(b) {
+		var in sealed
+		if IsSealed(b) && json.Unmarshal(b, &in) == nil && in.Sealed.KeyID != s.keyID {
+			// Another key's record says so first: that is what to fix.
+			return Material{}, fmt.Errorf("%w: sealed with key %s, this operator has key %s", ErrSealed, in.Sealed.KeyID, s.keyID)
+		}
 		return Material{}, ErrUnsealed
 	}
 	return s.decode(name, b)

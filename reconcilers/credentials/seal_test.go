@@ -74,6 +74,10 @@ func TestSealerRoundTripAndNothingInClear(t *testing.T) {
 	if got, err := s.Migrate("iot", legacy); err != nil || got.Password != m.Password {
 		t.Fatalf("migrating an old-format record: %v", err)
 	}
+	// An old-format record of another key: the key is what to fix.
+	if _, err := other(t).Decode("iot", legacy); !errors.Is(err, ErrSealed) {
+		t.Fatalf("old format, another key: %v", err)
+	}
 	// Sealed, without the key or with another: a clear error, no content.
 	if _, err := (*Sealer)(nil).Decode("iot", b); !errors.Is(err, ErrSealed) {
 		t.Fatalf("no key: %v", err)
@@ -121,4 +125,13 @@ func legacySeal(t *testing.T, s *Sealer, m Material) []byte {
 	out.Sealed.Data = s.aead.Seal(nil, out.Sealed.Nonce, plain, []byte(s.keyID))
 	b, _ := json.Marshal(out)
 	return b
+}
+
+func other(t *testing.T) *Sealer {
+	t.Helper()
+	o, err := NewSealer(bytes.Repeat([]byte{9}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
 }
