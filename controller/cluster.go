@@ -376,7 +376,7 @@ func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster, sv *p
 		}
 	}
 	if control != nil && r.Identity != nil {
-		if m, err = r.ensureLBAdmin(c, m); err != nil {
+		if m, err = r.ensureComponent(c, m, lbAdminCert); err != nil {
 			return res, nil, push, err
 		}
 		if tlsIn.Admin, err = ensure(secrets.ComponentLBAdmin, credentials.LBAdminPEM(m)); err != nil {
@@ -397,7 +397,7 @@ func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster, sv *p
 	if r.Identity != nil {
 		// The data plane over TLS: HAProxy -> brokers, the bridges, the
 		// exporter (the brokers' certificate from the control-plane CA).
-		if m, err = r.ensureBrokerTLS(c, m); err != nil {
+		if m, err = r.ensureComponent(c, m, brokerCert); err != nil {
 			return res, nil, push, err
 		}
 		if in.TLS, err = ensure(secrets.ComponentBrokerTLS, credentials.BrokerTLSPEM(m)); err != nil {
@@ -426,7 +426,7 @@ func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster, sv *p
 			return res, nil, push, err
 		}
 		if r.Identity != nil {
-			if m, err = r.ensureSyncTLS(c, m); err != nil {
+			if m, err = r.ensureComponent(c, m, syncCert); err != nil {
 				return res, nil, push, err
 			}
 			if syncSecret.TLS, err = ensure(secrets.ComponentSyncTLS, credentials.SyncTLSPEM(m)); err != nil {
@@ -502,75 +502,77 @@ func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster, sv *p
 	return res, inUse, push, nil
 }
 
-// lbAdminLifetime is how long a HAProxy admin certificate is valid; it is
-// reissued lbAdminRenewBefore its end (a new secret: HAProxy's tasks
-// roll, one at a time), or at once when the control-plane CA no longer
-// verifies it (a CA rotation).
+// componentLifetime is how long a component certificate (HAProxy admin,
+// sync agents, brokers) is valid; it is reissued componentRenewBefore its
+// end, or at once when the control-plane CA no longer verifies it (a CA
+// rotation). A reissue is a new Docker secret: the component's tasks roll
+// one at a time (brokers drained first).
 const (
-	lbAdminLifetime    = 2 * 365 * 24 * time.Hour
-	lbAdminRenewBefore = 30 * 24 * time.Hour
+	componentLifetime    = 2 * 365 * 24 * time.Hour
+	componentRenewBefore = 30 * 24 * time.Hour
 )
 
-// ensureLBAdmin makes sure m holds a valid admin certificate for c's HAProxy
-// runtime API, issuing and storing one when needed.
-func (r *ClusterReconciler) ensureLBAdmin(c *api.MqttCluster, m credentials.Material) (credentials.Material, error) {
-	ca := r.Identity.CA()
-	if m.LBAdmin != nil && ca.AdminValid(c.Name, m.LBAdmin.CertPEM, r.now(), lbAdminRenewBefore) {
-		return m, nil
-	}
-	cert, key, err := ca.IssueAdmin(c.Name, lbAdminLifetime, r.now())
-	if err != nil {
-		return m, err
-	}
-	m.LBAdmin = &certs.Pair{CertPEM: cert, KeyPEM: key}
-	if err := r.storeMaterial(c, m); err != nil {
-		return m, err
-	}
-	r.log().Info("issued the HAProxy runtime API certificate", "cluster", c.Name)
-	r.event(c.Name, api.EventNormal, "IssuedAdminCertificate", "HAProxy runtime API certificate (mutual TLS with the operator)")
-	return m, nil
+// component is one kind of certificate the operator issues a cluster's
+// components from the control-plane CA.
+type component struct {
+	slot   func(m *credentials.Material) **certs.Pair
+	valid  func(ca *tlsutil.CA, cluster string, certPEM []byte, now time.Time) bool
+	issue  func(ca *tlsutil.CA, cluster string, now time.Time) (certPEM, keyPEM []byte, err error)
+	reason string // the event's reason
+	what   string // for the log and the event
 }
 
-// ensureBrokerTLS makes sure m holds a valid certificate for c's brokers'
-// listeners, issuing and storing one when needed (a new secret: the
-// brokers roll, one at a time, drained first).
-func (r *ClusterReconciler) ensureBrokerTLS(c *api.MqttCluster, m credentials.Material) (credentials.Material, error) {
-	ca := r.Identity.CA()
-	names := broker.TLSNames(c.Name)
-	if m.BrokerTLS != nil && ca.BrokerValid(c.Name, names, m.BrokerTLS.CertPEM, r.now(), lbAdminRenewBefore) {
-		return m, nil
+var (
+	lbAdminCert = component{
+		slot: func(m *credentials.Material) **certs.Pair { return &m.LBAdmin },
+		valid: func(ca *tlsutil.CA, c string, p []byte, now time.Time) bool {
+			return ca.AdminValid(c, p, now, componentRenewBefore)
+		},
+		issue: func(ca *tlsutil.CA, c string, now time.Time) ([]byte, []byte, error) {
+			return ca.IssueAdmin(c, componentLifetime, now)
+		},
+		reason: "IssuedAdminCertificate", what: "HAProxy runtime API certificate (mutual TLS with the operator)",
 	}
-	cert, key, err := ca.IssueBroker(c.Name, names, lbAdminLifetime, r.now())
-	if err != nil {
-		return m, err
+	brokerCert = component{
+		slot: func(m *credentials.Material) **certs.Pair { return &m.BrokerTLS },
+		valid: func(ca *tlsutil.CA, c string, p []byte, now time.Time) bool {
+			return ca.BrokerValid(c, broker.TLSNames(c), p, now, componentRenewBefore)
+		},
+		issue: func(ca *tlsutil.CA, c string, now time.Time) ([]byte, []byte, error) {
+			return ca.IssueBroker(c, broker.TLSNames(c), componentLifetime, now)
+		},
+		reason: "IssuedBrokerCertificate", what: "brokers' certificate (TLS from HAProxy and between brokers)",
 	}
-	m.BrokerTLS = &certs.Pair{CertPEM: cert, KeyPEM: key}
-	if err := r.storeMaterial(c, m); err != nil {
-		return m, err
+	syncCert = component{
+		slot: func(m *credentials.Material) **certs.Pair { return &m.SyncTLS },
+		valid: func(ca *tlsutil.CA, c string, p []byte, now time.Time) bool {
+			return ca.SyncValid(c, p, now, componentRenewBefore)
+		},
+		issue: func(ca *tlsutil.CA, c string, now time.Time) ([]byte, []byte, error) {
+			return ca.IssueSync(c, componentLifetime, now)
+		},
+		reason: "IssuedSyncCertificate", what: "sync agents' certificate (TLS between agents and with the operator)",
 	}
-	r.log().Info("issued the brokers' certificate", "cluster", c.Name)
-	r.event(c.Name, api.EventNormal, "IssuedBrokerCertificate", "brokers' certificate (TLS from HAProxy and between brokers)")
-	return m, nil
-}
+)
 
-// ensureSyncTLS makes sure m holds a valid certificate for c's sync
-// agents (their API and the rsync tunnel), issuing and storing one when
-// needed (a new secret: the agents restart; the brokers do not).
-func (r *ClusterReconciler) ensureSyncTLS(c *api.MqttCluster, m credentials.Material) (credentials.Material, error) {
+// ensureComponent makes sure m holds a valid certificate of kind k for
+// c, issuing and storing (sealed) one when needed.
+func (r *ClusterReconciler) ensureComponent(c *api.MqttCluster, m credentials.Material, k component) (credentials.Material, error) {
 	ca := r.Identity.CA()
-	if m.SyncTLS != nil && ca.SyncValid(c.Name, m.SyncTLS.CertPEM, r.now(), lbAdminRenewBefore) {
+	slot := k.slot(&m)
+	if *slot != nil && k.valid(ca, c.Name, (*slot).CertPEM, r.now()) {
 		return m, nil
 	}
-	cert, key, err := ca.IssueSync(c.Name, lbAdminLifetime, r.now())
+	cert, key, err := k.issue(ca, c.Name, r.now())
 	if err != nil {
 		return m, err
 	}
-	m.SyncTLS = &certs.Pair{CertPEM: cert, KeyPEM: key}
+	*slot = &certs.Pair{CertPEM: cert, KeyPEM: key}
 	if err := r.storeMaterial(c, m); err != nil {
 		return m, err
 	}
-	r.log().Info("issued the sync agents' certificate", "cluster", c.Name)
-	r.event(c.Name, api.EventNormal, "IssuedSyncCertificate", "sync agents' certificate (TLS between agents and with the operator)")
+	r.log().Info("issued the "+k.what, "cluster", c.Name)
+	r.event(c.Name, api.EventNormal, k.reason, "%s", k.what)
 	return m, nil
 }
 
