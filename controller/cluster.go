@@ -375,14 +375,20 @@ func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster, sv *p
 			}
 		}
 	}
+	// withCert: a component certificate (issued when needed) and the
+	// control-plane CA certificate, as secrets.
+	withCert := func(k component, secretComponent string, pemOf func(credentials.Material) []byte) (cert, ca *dswarm.Secret, err error) {
+		if m, err = r.ensureComponent(c, m, k); err != nil {
+			return nil, nil, err
+		}
+		if cert, err = ensure(secretComponent, pemOf(m)); err != nil {
+			return nil, nil, err
+		}
+		ca, err = ensure(secrets.ComponentControlCA, r.Identity.CA().CertPEM())
+		return cert, ca, err
+	}
 	if control != nil && r.Identity != nil {
-		if m, err = r.ensureComponent(c, m, lbAdminCert); err != nil {
-			return res, nil, push, err
-		}
-		if tlsIn.Admin, err = ensure(secrets.ComponentLBAdmin, credentials.LBAdminPEM(m)); err != nil {
-			return res, nil, push, err
-		}
-		if tlsIn.ControlCA, err = ensure(secrets.ComponentControlCA, r.Identity.CA().CertPEM()); err != nil {
+		if tlsIn.Admin, tlsIn.ControlCA, err = withCert(lbAdminCert, secrets.ComponentLBAdmin, credentials.LBAdminPEM); err != nil {
 			return res, nil, push, err
 		}
 	}
@@ -397,13 +403,7 @@ func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster, sv *p
 	if r.Identity != nil {
 		// The data plane over TLS: HAProxy -> brokers, the bridges, the
 		// exporter (the brokers' certificate from the control-plane CA).
-		if m, err = r.ensureComponent(c, m, brokerCert); err != nil {
-			return res, nil, push, err
-		}
-		if in.TLS, err = ensure(secrets.ComponentBrokerTLS, credentials.BrokerTLSPEM(m)); err != nil {
-			return res, nil, push, err
-		}
-		if in.ControlCA, err = ensure(secrets.ComponentControlCA, r.Identity.CA().CertPEM()); err != nil {
+		if in.TLS, in.ControlCA, err = withCert(brokerCert, secrets.ComponentBrokerTLS, credentials.BrokerTLSPEM); err != nil {
 			return res, nil, push, err
 		}
 		tlsIn.ControlCA, tlsIn.BackendTLS = in.ControlCA, true
@@ -426,13 +426,7 @@ func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster, sv *p
 			return res, nil, push, err
 		}
 		if r.Identity != nil {
-			if m, err = r.ensureComponent(c, m, syncCert); err != nil {
-				return res, nil, push, err
-			}
-			if syncSecret.TLS, err = ensure(secrets.ComponentSyncTLS, credentials.SyncTLSPEM(m)); err != nil {
-				return res, nil, push, err
-			}
-			if syncSecret.ControlCA, err = ensure(secrets.ComponentControlCA, r.Identity.CA().CertPEM()); err != nil {
+			if syncSecret.TLS, syncSecret.ControlCA, err = withCert(syncCert, secrets.ComponentSyncTLS, credentials.SyncTLSPEM); err != nil {
 				return res, nil, push, err
 			}
 		}

@@ -35,11 +35,7 @@ type CA struct {
 // returns its certificate and key as one PEM bundle (the Docker secret's
 // content).
 func NewCA(name string, now time.Time) ([]byte, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	key, serial, err := newKey()
 	if err != nil {
 		return nil, err
 	}
@@ -58,6 +54,19 @@ func NewCA(name string, now time.Time) ([]byte, error) {
 	}
 	out := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 	return append(out, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})...), nil
+}
+
+// newKey makes a P-256 key and a random 127-bit serial number.
+func newKey() (*ecdsa.PrivateKey, *big.Int, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return nil, nil, err
+	}
+	return key, serial, nil
 }
 
 // LoadCA reads a CA bundle file: one or more CA certificates (all
@@ -168,11 +177,7 @@ func (ca *CA) Issue(id Identity, lifetime time.Duration, now time.Time) (*tls.Ce
 	if id.ID == "" {
 		return nil, errors.New("issue operator certificate: no id")
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	key, serial, err := newKey()
 	if err != nil {
 		return nil, err
 	}
@@ -250,11 +255,7 @@ func (ca *CA) BrokerValid(cluster string, dnsNames []string, certPEM []byte, now
 }
 
 func (ca *CA) issueComponent(prefix, ou, cluster string, usages []x509.ExtKeyUsage, lifetime time.Duration, now time.Time, dnsNames ...string) (certPEM, keyPEM []byte, err error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	key, serial, err := newKey()
 	if err != nil {
 		return nil, nil, err
 	}
