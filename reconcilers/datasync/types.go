@@ -31,8 +31,6 @@ const (
 	CAFile  = "/run/secrets/control-ca.crt"
 	// RsyncUser is the rsync daemon's user (auth users).
 	RsyncUser = "sync"
-	// Module is the rsync module exposing the node's Docker volumes.
-	Module = "volumes"
 	// VolumesDir is where the node's Docker keeps local volumes (the
 	// default data root), mounted into the agent at the same path.
 	VolumesDir = "/var/lib/docker/volumes"

@@ -189,7 +189,7 @@ func TestBrokerDataFollowsItsBroker(t *testing.T) {
 		for _, kv := range env {
 			args = append(args, "-e", kv)
 		}
-		args = append(args, agentOn(from), "timeout", "20", "rsync", "-a", "--contimeout=5", "/etc/hostname", "rsync://sync@"+ip+"/volumes/"+volume+"/_data/")
+		args = append(args, agentOn(from), "timeout", "20", "rsync", "-a", "--contimeout=5", "/etc/hostname", "rsync://sync@"+ip+"/"+volume+"/")
 		out, err := exec.Command("docker", args...).CombinedOutput()
 		return string(out), err
 	}

@@ -64,6 +64,9 @@ type Agent struct {
 	Lsyncd func(ctx context.Context, config string) error
 	// RsyncBinary is the rsync lsyncd runs (the recording wrapper).
 	RsyncBinary string
+	// WriteRsyncd, when set, writes the rsync daemon's configuration with
+	// a module for each of these volumes (Run sets it).
+	WriteRsyncd func(volumes []string) error
 	// TLS, when set, is the agents' identity: the API is HTTPS, peers are
 	// reached over TLS and checked, and rsync runs through a mutual-TLS
 	// tunnel (see Run). Nil: plain (tests).
@@ -111,6 +114,15 @@ func (a *Agent) Configure(c datasync.Config) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.cfg = &c
+	if a.WriteRsyncd != nil {
+		var vols []string
+		for _, b := range c.Brokers {
+			vols = append(vols, b.Volume)
+		}
+		if err := a.WriteRsyncd(vols); err != nil {
+			return fmt.Errorf("rsync daemon configuration: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -368,12 +380,13 @@ func (a *Agent) Allow(request, host string, pull bool) error {
 	if a.cfg == nil {
 		return errors.New("refused: this agent has no config from the operator yet")
 	}
-	// request: "volumes/<volume>/_data/..." (module, then the path).
+	// request: "<volume>/..." (the module, a volume's data directory,
+	// then the path in it).
 	parts := strings.Split(strings.Trim(request, "/"), "/")
-	if len(parts) < 3 || parts[0] != datasync.Module || parts[2] != "_data" || strings.Contains(request, "..") || strings.ContainsAny(request, " \t\n") {
+	if parts[0] == "" || strings.Contains(request, "..") || strings.ContainsAny(request, " \t\n") {
 		return fmt.Errorf("refused: %q is not a broker's data directory", request)
 	}
-	vol := parts[1]
+	vol := parts[0]
 	var b *datasync.Broker
 	for i := range a.cfg.Brokers {
 		if a.cfg.Brokers[i].Volume == vol {

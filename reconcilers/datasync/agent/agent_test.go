@@ -148,7 +148,7 @@ func TestNoPushBeforePreparedNorFromAReceivedCopy(t *testing.T) {
 
 func TestAllow(t *testing.T) {
 	a, _, _ := newAgent(t, nil)
-	if err := a.Allow("volumes/x-broker-1-data/_data/", "10.0.0.2", false); err == nil {
+	if err := a.Allow("x-broker-1-data/", "10.0.0.2", false); err == nil {
 		t.Fatal("allowed before any config")
 	}
 	_ = a.Configure(config("a"))
@@ -158,13 +158,13 @@ func TestAllow(t *testing.T) {
 		pull      bool
 		refused   string
 	}{
-		{"volumes/x-broker-1-data/_data/", "10.0.0.2", false, ""},                  // from broker 1's source
-		{"volumes/x-broker-1-data/_data/", "10.0.0.3", false, "is not the source"}, // from another node
-		{"volumes/x-broker-0-data/_data/", "10.0.0.2", false, "runs on this node"}, // into a running broker
-		{"volumes/x-broker-0-data/_data/", "10.0.0.2", true, ""},                   // a pull of it
-		{"volumes/other-data/_data/", "10.0.0.2", true, "not a broker volume"},     // another volume
-		{"volumes/x-broker-1-data/_data/../../secret", "10.0.0.2", false, "not a broker's data"},
-		{"volumes/x-broker-1-data/", "10.0.0.2", false, "not a broker's data"},
+		{"x-broker-1-data/", "10.0.0.2", false, ""},                  // from broker 1's source
+		{"x-broker-1-data/", "10.0.0.3", false, "is not the source"}, // from another node
+		{"x-broker-0-data/", "10.0.0.2", false, "runs on this node"}, // into a running broker
+		{"x-broker-0-data/", "10.0.0.2", true, ""},                   // a pull of it
+		{"other-data/", "10.0.0.2", true, "not a broker volume"},     // another volume
+		{"x-broker-1-data/../../secret", "10.0.0.2", false, "not a broker's data"},
+		{"/", "10.0.0.2", false, "not a broker's data"},
 	}
 	for _, c := range cases {
 		err := a.Allow(c.req, c.host, c.pull)
@@ -185,7 +185,7 @@ func TestLsyncdConfig(t *testing.T) {
 	got := LsyncdConfig([]Push{{Broker: "x-broker-0", Volume: "x-broker-0-data", TargetNode: "b", TargetAddr: "10.0.0.2"}}, "/v", "/s/pass", "/bin/wrap", "/s/status", 1500*time.Millisecond)
 	for _, want := range []string{
 		`source = "/v/x-broker-0-data/_data/"`,
-		`target = "rsync://sync@10.0.0.2:873/volumes/x-broker-0-data/_data/"`,
+		`target = "rsync://sync@10.0.0.2:873/x-broker-0-data/"`,
 		`delay = 1.5`, `binary = "/bin/wrap"`, `password_file = "/s/pass"`, `"/.mqtt-sync-ready"`, "insist = true",
 	} {
 		if !strings.Contains(got, want) {
@@ -222,5 +222,30 @@ func TestAPITokenCheck(t *testing.T) {
 		if (w.Code != http.StatusUnauthorized) != c.ok {
 			t.Errorf("%s: %d", name, w.Code)
 		}
+	}
+}
+
+// TestRsyncdConfigConfinesToBrokerVolumes: one module per broker volume
+// of the cluster, each chrooted into that volume's data directory, the
+// transfer check on each; nothing else of the node's volumes is served;
+// behind the tunnel the daemon listens on loopback with PROXY protocol.
+func TestRsyncdConfigConfinesToBrokerVolumes(t *testing.T) {
+	t.Parallel()
+	got := RsyncdConfig("/v", "/s/secrets", "/bin/allow", true, []string{"x-broker-1-data", "x-broker-0-data", "x-broker-1-data"})
+	for _, want := range []string{
+		"address = 127.0.0.1\nport = 8873\nproxy protocol = yes\n",
+		"[x-broker-0-data]\n  path = /v/x-broker-0-data/_data\n  use chroot = yes\n",
+		"[x-broker-1-data]\n  path = /v/x-broker-1-data/_data\n  use chroot = yes\n",
+		"pre-xfer exec = /bin/allow",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("no %q in\n%s", want, got)
+		}
+	}
+	if strings.Count(got, "[") != 2 || strings.Contains(got, "path = /v\n") || strings.Contains(got, "use chroot = no") {
+		t.Errorf("modules beyond the brokers' volumes, or unconfined:\n%s", got)
+	}
+	if none := RsyncdConfig("/v", "/s", "/a", false, nil); strings.Contains(none, "[") || !strings.Contains(none, "port = 873\n") {
+		t.Errorf("with no broker: %s", none)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,9 +25,10 @@ func (p Push) TargetURL() string {
 	return TargetURL(p.TargetAddr, p.Volume)
 }
 
-// TargetURL is the rsync daemon URL of a volume's data on a node.
+// TargetURL is the rsync daemon URL of a volume's data on a node: the
+// module of that volume.
 func TargetURL(addr, volume string) string {
-	return fmt.Sprintf("rsync://%s@%s/%s/%s/_data/", datasync.RsyncUser, net.JoinHostPort(addr, strconv.Itoa(datasync.RsyncPort)), datasync.Module, volume)
+	return fmt.Sprintf("rsync://%s@%s/%s/", datasync.RsyncUser, net.JoinHostPort(addr, strconv.Itoa(datasync.RsyncPort)), volume)
 }
 
 // Excluded are never synced: the agent's marker and Mosquitto's database
@@ -71,19 +73,23 @@ func LsyncdConfig(pushes []Push, volumesDir, passwordFile, rsyncBinary, statusFi
 	return b.String()
 }
 
-// RsyncdConfig renders the rsync daemon's configuration: one module over
-// the node's volumes, password protected, every transfer checked first by
-// the agent (pre-xfer exec). behindTunnel: the daemon listens on
-// 127.0.0.1:RsyncLocalPort only, behind the agent's mutual-TLS tunnel,
-// which passes each peer's address in a PROXY protocol header (the
-// transfer check decides by it).
-func RsyncdConfig(volumesDir, secretsFile, allowCmd string, behindTunnel bool) string {
-	listen := fmt.Sprintf("port = %d\n", datasync.RsyncPort)
+// RsyncdConfig renders the rsync daemon's configuration: one module per
+// broker volume of the cluster (volumes), named after it, chrooted into
+// the volume's data directory — nothing else on the node is reachable —
+// password protected, every transfer checked first by the agent (pre-xfer
+// exec, which rsync runs before the chroot). The daemon reads the file
+// again for every connection: a new broker's module is served with no
+// restart. behindTunnel: the daemon listens on 127.0.0.1:RsyncLocalPort
+// only, behind the agent's mutual-TLS tunnel, which passes each peer's
+// address in a PROXY protocol header (the transfer check decides by it).
+func RsyncdConfig(volumesDir, secretsFile, allowCmd string, behindTunnel bool, volumes []string) string {
+	var b strings.Builder
 	if behindTunnel {
-		listen = fmt.Sprintf("address = 127.0.0.1\nport = %d\nproxy protocol = yes\n", datasync.RsyncLocalPort)
+		fmt.Fprintf(&b, "address = 127.0.0.1\nport = %d\nproxy protocol = yes\n", datasync.RsyncLocalPort)
+	} else {
+		fmt.Fprintf(&b, "port = %d\n", datasync.RsyncPort)
 	}
-	return fmt.Sprintf(`pid file = /run/mqtt-sync/rsyncd.pid
-%suse chroot = no
+	b.WriteString(`pid file = /run/mqtt-sync/rsyncd.pid
 numeric ids = yes
 uid = root
 gid = root
@@ -91,14 +97,21 @@ max connections = 32
 timeout = 60
 reverse lookup = no
 log file = /dev/null
-
+`)
+	vs := slices.Clone(volumes)
+	slices.Sort(vs)
+	for _, v := range slices.Compact(vs) {
+		fmt.Fprintf(&b, `
 [%s]
   path = %s
+  use chroot = yes
   read only = no
   list = no
   auth users = %s
   secrets file = %s
   strict modes = yes
   pre-xfer exec = %s
-`, listen, datasync.Module, volumesDir, datasync.RsyncUser, secretsFile, allowCmd)
+`, v, path.Join(volumesDir, v, "_data"), datasync.RsyncUser, secretsFile, allowCmd)
+	}
+	return b.String()
 }

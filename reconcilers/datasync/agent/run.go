@@ -49,7 +49,11 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	conf := filepath.Join(a.StateDir, "rsyncd.conf")
-	if err := os.WriteFile(conf, []byte(RsyncdConfig(a.VolumesDir, secrets, o.AllowCommand, a.TLS != nil)), 0o600); err != nil {
+	a.WriteRsyncd = func(volumes []string) error {
+		return writeFileAtomic(conf, []byte(RsyncdConfig(a.VolumesDir, secrets, o.AllowCommand, a.TLS != nil, volumes)), 0o600)
+	}
+	// No module until the operator names the cluster's brokers.
+	if err := a.WriteRsyncd(nil); err != nil {
 		return err
 	}
 	if a.TLS != nil {
