@@ -177,6 +177,11 @@ func TestNoSecretOnTheWire(t *testing.T) {
 			t.Errorf("%s is on the wire in clear", what)
 		}
 	}
+	// The detector works: the retained message went from this host to
+	// the cluster's plain MQTT port (plain by design) and is found.
+	if !bytes.Contains(raw, []byte("retained-"+nonce)) {
+		t.Error("the plain MQTT publish is not in the capture: the capture or the search is broken")
+	}
 	// The capture saw the hops it should have.
 	for _, filter := range []string{"tcp port 7950", "tcp port 7951", "udp port 4789"} {
 		out, _ := exec.Command("tcpdump", "-r", pcap, "-n", filter).Output()
