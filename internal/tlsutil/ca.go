@@ -466,11 +466,11 @@ func (n *Node) Certificate() *tls.Certificate {
 // ID is the raft id the certificate names.
 func (n *Node) ID() string { return n.id.ID }
 
-// RenewAt is when the current certificate is renewed.
+// RenewAt is when the current certificate is renewed: a third of its
+// lifetime before it ends (NotBefore is backdated for clock skew, so it
+// does not count).
 func (n *Node) RenewAt() time.Time {
-	c := n.Certificate()
-	life := c.Leaf.NotAfter.Sub(c.Leaf.NotBefore)
-	return c.Leaf.NotBefore.Add(life * 2 / 3)
+	return n.Certificate().Leaf.NotAfter.Add(-n.lifetime / 3)
 }
 
 // Run renews the certificate at two thirds of its life until ctx ends

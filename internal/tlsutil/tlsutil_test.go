@@ -1,6 +1,7 @@
 package tlsutil
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -168,5 +169,46 @@ func TestFileCertificateReloads(t *testing.T) {
 	time.Sleep(1100 * time.Millisecond) // past the once-a-second check, so the garbage is read
 	if got := served(); !got.Equal(second) {
 		t.Fatal("a broken pair replaced the served certificate")
+	}
+}
+
+// TestNodeRenewsItsCertificateInPlace: an operator's certificate is
+// renewed at two thirds of its life, in memory, and the same listener
+// config serves the new one from the next handshake: no restart.
+func TestNodeRenewsItsCertificateInPlace(t *testing.T) {
+	t.Parallel()
+	ca, _ := newTestCA(t, "control")
+	n, err := NewNode(ca, Identity{ID: "op"}, 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := n.Certificate().Leaf
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go n.Run(ctx)
+	server := n.ServerConfig(tls.RequireAndVerifyClientCert)
+	client := n.ClientConfig("op")
+	client.ServerName = "127.0.0.1"
+	var seen *x509.Certificate
+	verify := client.VerifyConnection
+	client.VerifyConnection = func(cs tls.ConnectionState) error {
+		seen = cs.PeerCertificates[0]
+		return verify(cs)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if err := handshake(t, server, client); err != nil {
+			t.Fatalf("handshake during renewal: %v", err)
+		}
+		if !seen.Equal(first) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the certificate was not renewed")
+		}
+		time.Sleep(100 * time.Millisecond) // polling for the renewal at 2 s
+	}
+	if !seen.NotAfter.After(first.NotAfter) {
+		t.Fatalf("renewed certificate ends %v, the first %v", seen.NotAfter, first.NotAfter)
 	}
 }

@@ -155,6 +155,27 @@ func TestNoSecretOnTheWire(t *testing.T) {
 	syncPassword := onNode(t, home, "exec", agent, "cat", "/run/secrets/sync-password")
 	stop()
 
+	// A sync agent sits on the control network too, with a certificate
+	// from the control-plane CA (its own, OU sync-agent): HAProxy's
+	// runtime API answers it nothing, plain or with that certificate.
+	var lbIP string
+	for _, n := range nodes {
+		if id := onNode(t, n, "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+cluster+"-lb"); id != "" {
+			lbIP = onNode(t, n, "inspect", "-f", `{{(index .NetworkSettings.Networks "mqtt-operator-control").IPAddress}}`, strings.Fields(id)[0])
+			break
+		}
+	}
+	for what, cmd := range map[string]string{
+		"plain TCP": "exec 3<>/dev/tcp/" + lbIP + "/9999 && printf 'show info\\n' >&3 && timeout 3 cat <&3",
+		"TLS with the agent's certificate": "printf 'show info\\n' | timeout 5 openssl s_client -quiet -connect " + lbIP + ":9999 " +
+			"-cert /run/secrets/sync-tls.pem -key /run/secrets/sync-tls.pem -CAfile /run/secrets/control-ca.crt",
+	} {
+		out, _ := exec.Command("docker", "exec", home, "docker", "exec", agent, "bash", "-c", cmd+" 2>&1").CombinedOutput()
+		if strings.Contains(string(out), "Version:") || strings.Contains(string(out), "Uptime") {
+			t.Errorf("HAProxy's runtime API answered a sync agent (%s):\n%s", what, out)
+		}
+	}
+
 	raw, err := os.ReadFile(pcap)
 	if err != nil {
 		t.Fatal(err)
