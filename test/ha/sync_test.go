@@ -428,6 +428,20 @@ func TestScaleDownSyncsTheLastState(t *testing.T) {
 			t.Errorf("the copy of broker 1 on %s lacks the message it held when it was stopped", n)
 		}
 	}
+	if t.Failed() {
+		// What the operator saw: the events (a removal without a confirmed
+		// sync says why) and the agents' logs on broker 1's node.
+		if ev, err := e.c.Events(ctx, name); err == nil {
+			for _, x := range ev.Items {
+				t.Logf("event %s %s: %s", x.Type, x.Reason, x.Message)
+			}
+		}
+		agent := strings.TrimSpace(onNode(t, home, "ps", "-aq", "--filter", "label=com.docker.swarm.service.name="+name+"-sync"))
+		if f := strings.Fields(agent); len(f) > 0 {
+			out, _ := exec.Command("docker", "exec", home, "docker", "logs", "--tail", "40", f[0]).CombinedOutput()
+			t.Logf("sync agent on %s:\n%s", home, out)
+		}
+	}
 
 	// spec.sync.enabled: false removes the agents and their secret; the
 	// cluster stays Ready.
