@@ -63,8 +63,13 @@ func Plan(in PlanInput) map[string]Config {
 	var bs []Broker
 	for _, name := range brokers {
 		b := Broker{Name: name, Volume: Volume(name), Source: SourceNode(in.BrokerTasks[name])}
-		if b.Source == "" && in.Stopped[name] != "" && !placing(in.BrokerTasks[name]) {
-			b.Source = in.Stopped[name]
+		if n := in.Stopped[name]; n != "" {
+			// A retiring broker (scaled to zero, no task will be placed):
+			// the node it ran on pushes its last state, also while its task
+			// is still stopping, and whatever older tasks Swarm still lists
+			// once it deleted the newest one (seen: an older task's node
+			// named the source, the last state never pushed).
+			b.Source = n
 		}
 		for _, p := range peers {
 			if p.Node != b.Source {

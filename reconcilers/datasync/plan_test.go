@@ -86,3 +86,28 @@ func TestPlan(t *testing.T) {
 		t.Fatal("the same state gave a different config")
 	}
 }
+
+// TestPlanRetiringBrokerKeepsItsNode: a broker scaled to zero before its
+// removal (the retiring label names the node it ran on) is pushed by that
+// node while its task is still stopping, and after Swarm deleted that
+// task while an older task on another node is still listed (seen in the
+// HA suite: the older task's node was named the source, and the last
+// state never reached the copies).
+func TestPlanRetiringBrokerKeepsItsNode(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	run, shut := dswarm.TaskStateRunning, dswarm.TaskStateShutdown
+	nodes := []dswarm.Node{node("a", dswarm.NodeStateReady, dswarm.NodeAvailabilityActive), node("b", dswarm.NodeStateReady, dswarm.NodeAvailabilityActive)}
+	agents := []dswarm.Task{task("ag-a", "a", run, run, t0, "10.0.0.1"), task("ag-b", "b", run, run, t0, "10.0.0.2")}
+	cases := map[string][]dswarm.Task{
+		"its task still stopping":               {task("old", "b", shut, dswarm.TaskStateFailed, t0, ""), task("new", "a", shut, run, t0.Add(time.Second), "")},
+		"its task deleted, an older one listed": {task("old", "b", shut, dswarm.TaskStateFailed, t0, "")},
+		"no task listed":                        nil,
+	}
+	for name, tasks := range cases {
+		plan := Plan(PlanInput{Cluster: "x", Brokers: []string{"x-broker-1"}, BrokerTasks: map[string][]dswarm.Task{"x-broker-1": tasks},
+			AgentTasks: agents, Nodes: nodes, Network: "ctl", Stopped: map[string]string{"x-broker-1": "a"}})
+		if b := plan["b"].Brokers[0]; b.Source != "a" || !slices.Equal(b.Targets, []string{"b"}) {
+			t.Errorf("%s: source %q targets %v, want a and [b]", name, b.Source, b.Targets)
+		}
+	}
+}
