@@ -67,6 +67,8 @@ type ClusterReconciler struct {
 	// trackers follow each cluster's bridges from the brokers' logs.
 	mu       sync.Mutex
 	trackers map[string]*bridges.Tracker
+	// syncClients reach each cluster's sync agents (see syncClient).
+	syncClients map[string]cachedSyncClient
 	// PollWhileProgressing re-reconciles a cluster that is not Ready yet
 	// this often, so its status follows the tasks. Default 2s.
 	PollWhileProgressing time.Duration
@@ -375,20 +377,9 @@ func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster, sv *p
 			}
 		}
 	}
-	// withCert: a component certificate (issued when needed) and the
-	// control-plane CA certificate, as secrets.
-	withCert := func(k component, secretComponent string, pemOf func(credentials.Material) []byte) (cert, ca *dswarm.Secret, err error) {
-		if m, err = r.ensureComponent(c, m, k); err != nil {
-			return nil, nil, err
-		}
-		if cert, err = ensure(secretComponent, pemOf(m)); err != nil {
-			return nil, nil, err
-		}
-		ca, err = ensure(secrets.ComponentControlCA, r.Identity.CA().CertPEM())
-		return cert, ca, err
-	}
+	comp := &componentSecrets{r: r, c: c, m: &m, ensure: ensure}
 	if control != nil && r.Identity != nil {
-		if tlsIn.Admin, tlsIn.ControlCA, err = withCert(lbAdminCert, secrets.ComponentLBAdmin, credentials.LBAdminPEM); err != nil {
+		if tlsIn.Admin, tlsIn.ControlCA, err = comp.get(lbAdminCert); err != nil {
 			return res, nil, push, err
 		}
 	}
@@ -403,7 +394,7 @@ func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster, sv *p
 	if r.Identity != nil {
 		// The data plane over TLS: HAProxy -> brokers, the bridges, the
 		// exporter (the brokers' certificate from the control-plane CA).
-		if in.TLS, in.ControlCA, err = withCert(brokerCert, secrets.ComponentBrokerTLS, credentials.BrokerTLSPEM); err != nil {
+		if in.TLS, in.ControlCA, err = comp.get(brokerCert); err != nil {
 			return res, nil, push, err
 		}
 		tlsIn.ControlCA, tlsIn.BackendTLS = in.ControlCA, true
@@ -417,19 +408,10 @@ func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster, sv *p
 			return res, nil, push, err
 		}
 	}
-	var syncSecret datasync.Secrets
-	if sv.enabled = datasync.Enabled(c); sv.enabled {
-		if control == nil || r.SyncImage == "" {
-			return res, nil, push, datasync.ErrNoControlNetwork
-		}
-		if syncSecret.Password, err = ensure(datasync.ComponentSecret, []byte(m.SyncPassword)); err != nil {
-			return res, nil, push, err
-		}
-		if r.Identity != nil {
-			if syncSecret.TLS, syncSecret.ControlCA, err = withCert(syncCert, secrets.ComponentSyncTLS, credentials.SyncTLSPEM); err != nil {
-				return res, nil, push, err
-			}
-		}
+	sv.enabled = datasync.Enabled(c)
+	syncSecret, err := r.syncSecrets(sv.enabled, control, m, ensure, comp)
+	if err != nil {
+		return res, nil, push, err
 	}
 	if err := r.fence(); err != nil {
 		return res, nil, push, err
@@ -507,57 +489,42 @@ const (
 )
 
 // component is one kind of certificate the operator issues a cluster's
-// components from the control-plane CA.
+// components from the control-plane CA, where it is kept in the material,
+// and the secret it goes in.
 type component struct {
+	kind   tlsutil.Kind
+	names  func(cluster string) []string // DNS names (nil: none)
 	slot   func(m *credentials.Material) **certs.Pair
-	valid  func(ca *tlsutil.CA, cluster string, certPEM []byte, now time.Time) bool
-	issue  func(ca *tlsutil.CA, cluster string, now time.Time) (certPEM, keyPEM []byte, err error)
+	secret string // the secrets component
 	reason string // the event's reason
 	what   string // for the log and the event
 }
 
 var (
-	lbAdminCert = component{
-		slot: func(m *credentials.Material) **certs.Pair { return &m.LBAdmin },
-		valid: func(ca *tlsutil.CA, c string, p []byte, now time.Time) bool {
-			return ca.AdminValid(c, p, now, componentRenewBefore)
-		},
-		issue: func(ca *tlsutil.CA, c string, now time.Time) ([]byte, []byte, error) {
-			return ca.IssueAdmin(c, componentLifetime, now)
-		},
-		reason: "IssuedAdminCertificate", what: "HAProxy runtime API certificate (mutual TLS with the operator)",
-	}
-	brokerCert = component{
-		slot: func(m *credentials.Material) **certs.Pair { return &m.BrokerTLS },
-		valid: func(ca *tlsutil.CA, c string, p []byte, now time.Time) bool {
-			return ca.BrokerValid(c, broker.TLSNames(c), p, now, componentRenewBefore)
-		},
-		issue: func(ca *tlsutil.CA, c string, now time.Time) ([]byte, []byte, error) {
-			return ca.IssueBroker(c, broker.TLSNames(c), componentLifetime, now)
-		},
-		reason: "IssuedBrokerCertificate", what: "brokers' certificate (TLS from HAProxy and between brokers)",
-	}
-	syncCert = component{
-		slot: func(m *credentials.Material) **certs.Pair { return &m.SyncTLS },
-		valid: func(ca *tlsutil.CA, c string, p []byte, now time.Time) bool {
-			return ca.SyncValid(c, p, now, componentRenewBefore)
-		},
-		issue: func(ca *tlsutil.CA, c string, now time.Time) ([]byte, []byte, error) {
-			return ca.IssueSync(c, componentLifetime, now)
-		},
-		reason: "IssuedSyncCertificate", what: "sync agents' certificate (TLS between agents and with the operator)",
-	}
+	lbAdminCert = component{kind: tlsutil.Admin, slot: func(m *credentials.Material) **certs.Pair { return &m.LBAdmin },
+		secret: secrets.ComponentLBAdmin,
+		reason: "IssuedAdminCertificate", what: "HAProxy runtime API certificate (mutual TLS with the operator)"}
+	brokerCert = component{kind: tlsutil.Broker, names: broker.TLSNames, slot: func(m *credentials.Material) **certs.Pair { return &m.BrokerTLS },
+		secret: secrets.ComponentBrokerTLS,
+		reason: "IssuedBrokerCertificate", what: "brokers' certificate (TLS from HAProxy and between brokers)"}
+	syncCert = component{kind: tlsutil.Sync, slot: func(m *credentials.Material) **certs.Pair { return &m.SyncTLS },
+		secret: secrets.ComponentSyncTLS,
+		reason: "IssuedSyncCertificate", what: "sync agents' certificate (TLS between agents and with the operator)"}
 )
 
 // ensureComponent makes sure m holds a valid certificate of kind k for
 // c, issuing and storing (sealed) one when needed.
 func (r *ClusterReconciler) ensureComponent(c *api.MqttCluster, m credentials.Material, k component) (credentials.Material, error) {
 	ca := r.Identity.CA()
+	var names []string
+	if k.names != nil {
+		names = k.names(c.Name)
+	}
 	slot := k.slot(&m)
-	if *slot != nil && k.valid(ca, c.Name, (*slot).CertPEM, r.now()) {
+	if *slot != nil && ca.ComponentValid(k.kind, c.Name, names, (*slot).CertPEM, r.now(), componentRenewBefore) {
 		return m, nil
 	}
-	cert, key, err := k.issue(ca, c.Name, r.now())
+	cert, key, err := ca.IssueComponent(k.kind, c.Name, names, componentLifetime, r.now())
 	if err != nil {
 		return m, err
 	}
@@ -568,6 +535,56 @@ func (r *ClusterReconciler) ensureComponent(c *api.MqttCluster, m credentials.Ma
 	r.log().Info("issued the "+k.what, "cluster", c.Name)
 	r.event(c.Name, api.EventNormal, k.reason, "%s", k.what)
 	return m, nil
+}
+
+// syncSecrets are the secrets a cluster's sync agents mount (none when
+// sync is off): the rsync password and, with the control-plane CA, their
+// certificate and the CA certificate.
+func (r *ClusterReconciler) syncSecrets(enabled bool, control *loadbalancer.ControlNetwork, m credentials.Material,
+	ensure func(string, []byte) (*dswarm.Secret, error), comp *componentSecrets) (datasync.Secrets, error) {
+	var out datasync.Secrets
+	if !enabled {
+		return out, nil
+	}
+	if control == nil || r.SyncImage == "" {
+		return out, datasync.ErrNoControlNetwork
+	}
+	var err error
+	if out.Password, err = ensure(datasync.ComponentSecret, []byte(m.SyncPassword)); err != nil {
+		return out, err
+	}
+	if r.Identity != nil {
+		out.TLS, out.ControlCA, err = comp.get(syncCert)
+	}
+	return out, err
+}
+
+// componentSecrets hold a pass's component certificates as secrets, and
+// the control-plane CA certificate's secret, made once per pass.
+type componentSecrets struct {
+	r      *ClusterReconciler
+	c      *api.MqttCluster
+	m      *credentials.Material
+	ensure func(component string, data []byte) (*dswarm.Secret, error)
+	ca     *dswarm.Secret
+}
+
+// get returns kind k's certificate secret (issued when needed) and the
+// control-plane CA certificate's secret.
+func (cs *componentSecrets) get(k component) (cert, ca *dswarm.Secret, err error) {
+	if *cs.m, err = cs.r.ensureComponent(cs.c, *cs.m, k); err != nil {
+		return nil, nil, err
+	}
+	p := *k.slot(cs.m)
+	if cert, err = cs.ensure(k.secret, append(append([]byte{}, p.CertPEM...), p.KeyPEM...)); err != nil {
+		return nil, nil, err
+	}
+	if cs.ca == nil {
+		if cs.ca, err = cs.ensure(secrets.ComponentControlCA, cs.r.Identity.CA().CertPEM()); err != nil {
+			return nil, nil, err
+		}
+	}
+	return cert, cs.ca, nil
 }
 
 // controlNetwork looks up the operator's control network and its subnets.
@@ -633,7 +650,7 @@ func (r *ClusterReconciler) runtime(cluster string) CertRuntime {
 		return r.Runtime
 	}
 	if r.Identity != nil {
-		return loadbalancer.Runtime{TLS: r.Identity.AdminClientConfig(cluster)}
+		return loadbalancer.Runtime{TLS: r.Identity.ComponentClientConfig(tlsutil.Admin, cluster)}
 	}
 	return loadbalancer.Runtime{}
 }
@@ -1240,6 +1257,7 @@ func (r *ClusterReconciler) writeStatus(obj *store.Object, st api.MqttClusterSta
 func (r *ClusterReconciler) cleanup(ctx context.Context, name string) error {
 	r.mu.Lock()
 	delete(r.trackers, name)
+	delete(r.syncClients, name)
 	r.mu.Unlock()
 	owned := swarm.Owned(r.OperatorID, name)
 	log := r.log().With("cluster", name)

@@ -985,7 +985,7 @@ func TestClusterHAProxyRuntimeAPIBehindMutualTLS(t *testing.T) {
 	e.withControlNetwork()
 	e.running("spec: {replicas: 1, loadBalancer: {replicas: 1}}\n")
 	m := e.material()
-	if m.LBAdmin == nil || !ca.AdminValid("iot", m.LBAdmin.CertPEM, e.now, 0) {
+	if m.LBAdmin == nil || !ca.ComponentValid(tlsutil.Admin, "iot", nil, m.LBAdmin.CertPEM, e.now, 0) {
 		t.Fatal("no valid admin certificate in the material")
 	}
 	svcs, _ := e.fake.Services(context.Background(), map[string]string{swarm.LabelComponent: "loadbalancer"})

@@ -136,7 +136,8 @@ func TestGitSyncAppliesPrunesAndPutsBackDrift(t *testing.T) {
 	t.Logf("commit -> applied in %s (interval 300ms)", took)
 	// A file removed: its cluster pruned; the hand-made one stays.
 	c3 := repo.commit(map[string]string{"clusters/b.yaml": ""})
-	eventually(t, "b pruned", 5*time.Second, func() bool { return replicasOf(s, "b") == -1 })
+	// The status is written after the prune: wait for both.
+	eventually(t, "b pruned", 5*time.Second, func() bool { return replicasOf(s, "b") == -1 && gitStatus(t, s).Commit == c3 })
 	if st := gitStatus(t, s); st.Commit != c3 || !slices.Equal(st.Pruned, []string{"b"}) || replicasOf(s, "manual") != 1 {
 		t.Fatalf("after the removal: %+v, manual %d", st, replicasOf(s, "manual"))
 	}

@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/tlsutil"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/broker"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/credentials"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/datasync"
@@ -56,11 +57,34 @@ func (r *ClusterReconciler) syncClient(c *api.MqttCluster, m credentials.Materia
 	if r.SyncAgents != nil {
 		return r.SyncAgents
 	}
+	// One client per cluster, kept while its token and certificate stay:
+	// its transport keeps the connections to the agents (a new transport
+	// every pass would open new TLS connections and leave the old ones
+	// idle until they time out).
+	key := m.SyncPassword
+	if m.SyncTLS != nil {
+		key += string(m.SyncTLS.CertPEM)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if cl, ok := r.syncClients[c.Name]; ok && cl.key == key {
+		return cl.client
+	}
 	cl := &datasync.AgentClient{Token: m.SyncPassword}
 	if r.Identity != nil && m.SyncTLS != nil {
-		cl.TLS = r.Identity.SyncClientConfig(c.Name)
+		cl.TLS = r.Identity.ComponentClientConfig(tlsutil.Sync, c.Name)
 	}
+	if r.syncClients == nil {
+		r.syncClients = map[string]cachedSyncClient{}
+	}
+	r.syncClients[c.Name] = cachedSyncClient{key: key, client: cl}
 	return cl
+}
+
+// cachedSyncClient is a cluster's agent client and what it was made for.
+type cachedSyncClient struct {
+	key    string
+	client *datasync.AgentClient
 }
 
 // pushSync sends every sync agent the config live placement calls for

@@ -209,57 +209,38 @@ func (ca *CA) Issue(id Identity, lifetime time.Duration, now time.Time) (*tls.Ce
 // HAProxy's admin listener checks it (it cannot read URI SANs).
 const OperatorOU = "operator"
 
-// AdminURIPrefix starts the URI SAN of a cluster's HAProxy admin
-// certificate; the cluster's name follows.
-const AdminURIPrefix = "spiffe://swarm-mqtt-operator/haproxy-admin/"
-
-// SyncURIPrefix starts the URI SAN of a cluster's sync agents'
-// certificate; the cluster's name follows. Agents of one cluster accept
-// only each other (and the operator on their API).
-const SyncURIPrefix = "spiffe://swarm-mqtt-operator/sync-agent/"
-
-// IssueAdmin signs a server certificate (server authentication only: it
-// cannot act as a client anywhere) for a cluster's HAProxy runtime API,
-// naming the cluster in a URI SAN, valid for lifetime. It returns the
-// certificate chain and key as PEM (what HAProxy's crt file holds).
-func (ca *CA) IssueAdmin(cluster string, lifetime time.Duration, now time.Time) (certPEM, keyPEM []byte, err error) {
-	return ca.issueComponent(AdminURIPrefix, "haproxy-admin", cluster, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, lifetime, now)
+// Kind is a kind of component certificate the operator issues a
+// cluster's components from the control-plane CA: its URI SAN is Prefix
+// followed by the cluster's name, its organizational unit OU.
+type Kind struct {
+	Prefix, OU string
+	Usages     []x509.ExtKeyUsage
 }
 
-// IssueSync signs the certificate a cluster's sync agents share: server
-// and client authentication between agents of that cluster only (their
-// API and the rsync tunnel), naming the cluster in a URI SAN.
-func (ca *CA) IssueSync(cluster string, lifetime time.Duration, now time.Time) (certPEM, keyPEM []byte, err error) {
-	return ca.issueComponent(SyncURIPrefix, "sync-agent", cluster, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, lifetime, now)
-}
+// The component kinds. Admin (HAProxy's runtime API listener) is server
+// authentication only: it cannot act as a client anywhere. Sync (a
+// cluster's agents, their API and rsync tunnel) is both: agents of one
+// cluster accept only each other. Broker (the brokers' listeners, for the
+// names they are reached at) is server authentication.
+var (
+	Admin  = Kind{"spiffe://swarm-mqtt-operator/haproxy-admin/", "haproxy-admin", []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	Sync   = Kind{"spiffe://swarm-mqtt-operator/sync-agent/", "sync-agent", []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
+	Broker = Kind{"spiffe://swarm-mqtt-operator/broker/", "broker", []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+)
 
-// BrokerURIPrefix starts the URI SAN of a cluster's brokers' certificate.
-const BrokerURIPrefix = "spiffe://swarm-mqtt-operator/broker/"
+// URI is the URI SAN of kind k's certificate for cluster.
+func (k Kind) URI(cluster string) string { return k.Prefix + url.PathEscape(cluster) }
 
-// IssueBroker signs the certificate a cluster's brokers share for their
-// listeners (HAProxy and the bridges reach them over TLS), valid for the
-// names they are reached at (dnsNames: tasks.<cluster>-broker-N, ...).
-func (ca *CA) IssueBroker(cluster string, dnsNames []string, lifetime time.Duration, now time.Time) (certPEM, keyPEM []byte, err error) {
-	return ca.issueComponent(BrokerURIPrefix, "broker", cluster, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, lifetime, now, dnsNames...)
-}
-
-// BrokerValid is AdminValid for the brokers' certificate (and its names
-// must be exactly dnsNames).
-func (ca *CA) BrokerValid(cluster string, dnsNames []string, certPEM []byte, now time.Time, renewBefore time.Duration) bool {
-	if !ca.componentValid(BrokerURIPrefix, cluster, certPEM, now, renewBefore) {
-		return false
-	}
-	blk, _ := pem.Decode(certPEM)
-	c, err := x509.ParseCertificate(blk.Bytes)
-	return err == nil && slices.Equal(c.DNSNames, dnsNames)
-}
-
-func (ca *CA) issueComponent(prefix, ou, cluster string, usages []x509.ExtKeyUsage, lifetime time.Duration, now time.Time, dnsNames ...string) (certPEM, keyPEM []byte, err error) {
+// IssueComponent signs a certificate of kind k for cluster with a new key,
+// valid for dnsNames (may be none) and lifetime (at most the CA's), and
+// returns the chain and the key as PEM (HAProxy and Mosquitto read both
+// from one file).
+func (ca *CA) IssueComponent(k Kind, cluster string, dnsNames []string, lifetime time.Duration, now time.Time) (certPEM, keyPEM []byte, err error) {
 	key, serial, err := newKey()
 	if err != nil {
 		return nil, nil, err
 	}
-	u, err := url.Parse(prefix + url.PathEscape(cluster))
+	u, err := url.Parse(k.URI(cluster))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -268,15 +249,15 @@ func (ca *CA) issueComponent(prefix, ou, cluster string, usages []x509.ExtKeyUsa
 		notAfter = ca.signer.NotAfter
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: cluster + " " + ou, Organization: []string{"swarm-mqtt-operator"}, OrganizationalUnit: []string{ou}},
+		SerialNumber: serial, Subject: pkix.Name{CommonName: cluster + " " + k.OU, Organization: []string{"swarm-mqtt-operator"}, OrganizationalUnit: []string{k.OU}},
 		NotBefore: now.Add(-5 * time.Minute), NotAfter: notAfter,
 		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: usages,
+		ExtKeyUsage: k.Usages,
 		URIs:        []*url.URL{u}, DNSNames: dnsNames,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.signer, key.Public(), ca.key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("issue %s certificate of %s: %w", ou, cluster, err)
+		return nil, nil, fmt.Errorf("issue %s certificate of %s: %w", k.OU, cluster, err)
 	}
 	kder, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
@@ -287,52 +268,34 @@ func (ca *CA) issueComponent(prefix, ou, cluster string, usages []x509.ExtKeyUsa
 	return certPEM, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), nil
 }
 
-// AdminValid reports whether certPEM is a cluster's admin certificate
-// that the CA's trusted certificates verify at now, with more than
-// renewBefore left.
-func (ca *CA) AdminValid(cluster string, certPEM []byte, now time.Time, renewBefore time.Duration) bool {
-	return ca.componentValid(AdminURIPrefix, cluster, certPEM, now, renewBefore)
-}
-
-// SyncValid is AdminValid for the sync agents' certificate.
-func (ca *CA) SyncValid(cluster string, certPEM []byte, now time.Time, renewBefore time.Duration) bool {
-	return ca.componentValid(SyncURIPrefix, cluster, certPEM, now, renewBefore)
-}
-
-func (ca *CA) componentValid(prefix, cluster string, certPEM []byte, now time.Time, renewBefore time.Duration) bool {
+// ComponentValid reports whether certPEM is kind k's certificate for
+// cluster, for exactly dnsNames, that the CA's trusted certificates
+// verify at now with more than renewBefore left.
+func (ca *CA) ComponentValid(k Kind, cluster string, dnsNames []string, certPEM []byte, now time.Time, renewBefore time.Duration) bool {
 	blk, _ := pem.Decode(certPEM)
 	if blk == nil {
 		return false
 	}
 	c, err := x509.ParseCertificate(blk.Bytes)
-	if err != nil || now.Add(renewBefore).After(c.NotAfter) {
+	if err != nil || now.Add(renewBefore).After(c.NotAfter) || !slices.Equal(c.DNSNames, dnsNames) {
 		return false
 	}
-	if _, err := c.Verify(x509.VerifyOptions{Roots: ca.Pool, CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+	if _, err := c.Verify(x509.VerifyOptions{Roots: ca.Pool, CurrentTime: now, KeyUsages: k.Usages}); err != nil {
 		return false
 	}
-	return len(c.URIs) == 1 && c.URIs[0].String() == prefix+url.PathEscape(cluster)
+	return len(c.URIs) == 1 && c.URIs[0].String() == k.URI(cluster)
 }
 
-// AdminClientConfig is for the operator dialing a cluster's HAProxy
-// runtime API at a task address: it presents the operator's certificate,
-// and accepts only that cluster's admin certificate from the control-plane
-// CA (the address is not in it: the identity is checked instead).
-func (n *Node) AdminClientConfig(cluster string) *tls.Config {
+// ComponentClientConfig is for the operator dialing a cluster's component
+// of kind k at a task address (HAProxy's runtime API, a sync agent): it
+// presents the operator's certificate and accepts only k's certificate
+// for that cluster from the control-plane CA (the address is not in it:
+// the identity is checked instead).
+func (n *Node) ComponentClientConfig(k Kind, cluster string) *tls.Config {
 	cfg := Base()
 	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return n.Certificate(), nil }
 	cfg.InsecureSkipVerify = true // replaced by VerifyConnection below
-	cfg.VerifyConnection = verifyIdentity(n.ca.Pool, AdminURIPrefix+url.PathEscape(cluster), x509.ExtKeyUsageServerAuth)
-	return cfg
-}
-
-// SyncClientConfig is for the operator calling a cluster's sync agents'
-// API: only that cluster's sync certificate is accepted.
-func (n *Node) SyncClientConfig(cluster string) *tls.Config {
-	cfg := Base()
-	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return n.Certificate(), nil }
-	cfg.InsecureSkipVerify = true // replaced by VerifyConnection below
-	cfg.VerifyConnection = verifyIdentity(n.ca.Pool, SyncURIPrefix+url.PathEscape(cluster), x509.ExtKeyUsageServerAuth)
+	cfg.VerifyConnection = verifyIdentity(n.ca.Pool, k.URI(cluster), x509.ExtKeyUsageServerAuth)
 	return cfg
 }
 

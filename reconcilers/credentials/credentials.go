@@ -65,30 +65,6 @@ type Material struct {
 	BrokerTLS *certs.Pair `json:"brokerTLS,omitempty"`
 }
 
-// BrokerTLSPEM is the brokers' certificate chain then key.
-func BrokerTLSPEM(m Material) []byte {
-	if m.BrokerTLS == nil {
-		return nil
-	}
-	return append(append([]byte{}, m.BrokerTLS.CertPEM...), m.BrokerTLS.KeyPEM...)
-}
-
-// SyncTLSPEM is the agents' certificate chain then key.
-func SyncTLSPEM(m Material) []byte {
-	if m.SyncTLS == nil {
-		return nil
-	}
-	return append(append([]byte{}, m.SyncTLS.CertPEM...), m.SyncTLS.KeyPEM...)
-}
-
-// LBAdminPEM is HAProxy's admin crt file: certificate chain then key.
-func LBAdminPEM(m Material) []byte {
-	if m.LBAdmin == nil {
-		return nil
-	}
-	return append(append([]byte{}, m.LBAdmin.CertPEM...), m.LBAdmin.KeyPEM...)
-}
-
 // ServiceNames are the names the server certificate always carries: the
 // load balancer's Swarm service names, reachable from the cluster network.
 func ServiceNames(cluster string) []string {

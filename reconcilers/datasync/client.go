@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 )
 
@@ -17,8 +18,26 @@ type AgentClient struct {
 	Token string
 	// TLS, when set, reaches the agents over HTTPS with it (it must check
 	// the agents' identity); nil: plain HTTP (tests).
-	TLS  *tls.Config
+	TLS *tls.Config
+	// HTTP, when set, is used as is; otherwise one client is made on first
+	// use (its transport keeps the connections).
 	HTTP *http.Client
+	once sync.Once
+}
+
+func (c *AgentClient) client() *http.Client {
+	c.once.Do(func() {
+		if c.HTTP != nil {
+			return
+		}
+		c.HTTP = &http.Client{Timeout: 3 * time.Second}
+		if c.TLS != nil {
+			tr := http.DefaultTransport.(*http.Transport).Clone()
+			tr.TLSClientConfig = c.TLS
+			c.HTTP.Transport = tr
+		}
+	})
+	return c.HTTP
 }
 
 func (c *AgentClient) scheme() string {
@@ -37,17 +56,7 @@ func (c *AgentClient) do(ctx context.Context, method, url string, body []byte, o
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	hc := c.HTTP
-	if hc == nil {
-		hc = &http.Client{Timeout: 3 * time.Second}
-		if c.TLS != nil {
-			tr := http.DefaultTransport.(*http.Transport).Clone()
-			tr.TLSClientConfig = c.TLS
-			hc.Transport = tr
-			c.HTTP = hc
-		}
-	}
-	resp, err := hc.Do(req)
+	resp, err := c.client().Do(req)
 	if err != nil {
 		return err
 	}

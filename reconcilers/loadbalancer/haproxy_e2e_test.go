@@ -165,7 +165,7 @@ func TestRealHAProxyRuntimeAPIOverMutualTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	adminCert, adminKey, err := control.IssueAdmin("iot", time.Hour, time.Now())
+	adminCert, adminKey, err := control.IssueComponent(tlsutil.Admin, "iot", nil, time.Hour, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +183,7 @@ func TestRealHAProxyRuntimeAPIOverMutualTLS(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, ControlCAFile), control.CertPEM(), 0o644)
 	ip := startHAProxy(t, dir, "mkdir -p /run/secrets && cp /x/mqtts.pem /x/"+AdminCertFile+" /x/"+ControlCAFile+" /run/secrets/")
 	ctx := context.Background()
-	rt := Runtime{TLS: operator.AdminClientConfig("iot")}
+	rt := Runtime{TLS: operator.ComponentClientConfig(tlsutil.Admin, "iot")}
 	var served Served
 	deadline := time.Now().Add(10 * time.Second)
 	for served, err = rt.ServedCertificate(ctx, AdminAddr(ip)); err != nil && time.Now().Before(deadline); served, err = rt.ServedCertificate(ctx, AdminAddr(ip)) {
@@ -216,7 +216,7 @@ func TestRealHAProxyRuntimeAPIOverMutualTLS(t *testing.T) {
 	for name, r := range map[string]Runtime{
 		"plain TCP":                             {},
 		"TLS without a client certificate":      {TLS: noCert},
-		"an operator certificate of another CA": {TLS: impostor.AdminClientConfig("iot")},
+		"an operator certificate of another CA": {TLS: impostor.ComponentClientConfig(tlsutil.Admin, "iot")},
 		"the admin certificate as a client":     {TLS: asAdmin},
 	} {
 		if s, err := r.ServedCertificate(ctx, AdminAddr(ip)); err == nil {
@@ -225,7 +225,7 @@ func TestRealHAProxyRuntimeAPIOverMutualTLS(t *testing.T) {
 	}
 	// The operator checks whom it talks to: another cluster's name is
 	// refused before any command is sent.
-	if _, err := (Runtime{TLS: operator.AdminClientConfig("other")}).ServedCertificate(ctx, AdminAddr(ip)); err == nil {
+	if _, err := (Runtime{TLS: operator.ComponentClientConfig(tlsutil.Admin, "other")}).ServedCertificate(ctx, AdminAddr(ip)); err == nil {
 		t.Error("the operator accepted another cluster's admin certificate")
 	}
 }

@@ -73,6 +73,10 @@ type Agent struct {
 	TLS *tlsutil.Peer
 	Now func() time.Time
 
+	// peerClient asks peers for their status (one transport, reused).
+	peerOnce   sync.Once
+	peerClient *datasync.AgentClient
+
 	mu      sync.Mutex
 	cfg     *datasync.Config
 	volumes map[string]bool
@@ -435,11 +439,13 @@ func (a *Agent) peerStatus(ctx context.Context, addr string) (datasync.Status, e
 	if a.PeerStatus != nil {
 		return a.PeerStatus(ctx, addr)
 	}
-	cl := &datasync.AgentClient{Token: a.Password}
-	if a.TLS != nil {
-		cl.TLS = a.TLS.ClientConfig()
-	}
-	return cl.Status(ctx, net.JoinHostPort(addr, fmt.Sprint(datasync.AgentPort)))
+	a.peerOnce.Do(func() {
+		a.peerClient = &datasync.AgentClient{Token: a.Password}
+		if a.TLS != nil {
+			a.peerClient.TLS = a.TLS.ClientConfig()
+		}
+	})
+	return a.peerClient.Status(ctx, net.JoinHostPort(addr, fmt.Sprint(datasync.AgentPort)))
 }
 
 func (a *Agent) pull(ctx context.Context, addr, volume, dst string) error {

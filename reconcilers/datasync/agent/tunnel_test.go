@@ -19,7 +19,7 @@ import (
 func syncPeer(t *testing.T, ca *tlsutil.CA, caPEM []byte, cluster string) *tlsutil.Peer {
 	t.Helper()
 	dir := t.TempDir()
-	cert, key, err := ca.IssueSync(cluster, time.Hour, time.Now())
+	cert, key, err := ca.IssueComponent(tlsutil.Sync, cluster, nil, time.Hour, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
