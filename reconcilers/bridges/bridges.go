@@ -32,7 +32,10 @@ type Tracker struct {
 func NewTracker(cluster string) *Tracker {
 	id := regexp.QuoteMeta(cluster) + `-broker-(\d+)-bridge`
 	return &Tracker{
-		connected:  regexp.MustCompile(`New bridge connected from \S+ as ` + id + ` `),
+		// An MQTT 5 bridge logs as a client ("New client connected"); a
+		// 3.1.1 bridge with try_private as a bridge. Either way it logs in
+		// as the internal bridge user.
+		connected:  regexp.MustCompile(`New (?:bridge|client) connected from \S+ as ` + id + ` \(p\d, c\d, k\d+, u'bridge'\)`),
 		disconnect: regexp.MustCompile(`[Cc]lient ` + id + `\b.*(closed its connection|disconnect)`),
 		links:      map[int]Link{},
 		cursor:     map[int]time.Time{},

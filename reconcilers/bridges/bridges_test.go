@@ -21,6 +21,7 @@ func TestTrackerFollowsConnectsDisconnectsAndRestarts(t *testing.T) {
 		{Time: at(1), Text: "2026-11-27T10:00:01: New bridge connected from 10.0.0.5:4000 as iot-broker-1-bridge (p2, c1, k5, u'bridge')."},
 		{Time: at(2), Text: "2026-11-27T10:00:02: New bridge connected from 10.0.0.6:4000 as iot-broker-2-bridge (p2, c1, k5, u'bridge')."},
 		{Time: at(2), Text: "2026-11-27T10:00:02: New client connected from 10.0.0.9:5000 as iot-broker-3-bridge-ish (p2, c1, k60, u'mqtt')."},
+		{Time: at(2), Text: "2026-11-27T10:00:02: New client connected from 10.0.0.9:5001 as iot-broker-3-bridge (p5, c1, k60, u'mqtt')."},
 		{Time: at(3), Text: "2026-11-27T10:00:03: New bridge connected from 10.0.0.7:4000 as other-broker-1-bridge (p2, c1, k5, u'bridge')."},
 	})
 	for i := 1; i <= 2; i++ {
@@ -32,7 +33,7 @@ func TestTrackerFollowsConnectsDisconnectsAndRestarts(t *testing.T) {
 		t.Fatalf("a client named like a bridge counted: %+v", l)
 	}
 	// Broker 0 is killed (no goodbye); broker 2 moves to broker 1.
-	tr.Feed(1, []swarm.LogLine{{Time: at(11), Text: "New bridge connected from 10.0.0.6:4001 as iot-broker-2-bridge (p2, c1, k5, u'bridge')."}})
+	tr.Feed(1, []swarm.LogLine{{Time: at(11), Text: "New client connected from 10.0.0.6:4001 as iot-broker-2-bridge (p5, c1, k5, u'bridge')."}})
 	tr.Restarted(0, at(12))
 	if l := tr.Link(1); l.Connected || !l.Since.Equal(at(12)) {
 		t.Fatalf("broker 1 after the hub restarted: %+v", l)
@@ -79,7 +80,7 @@ func TestTrackerFollowsConnectsDisconnectsAndRestarts(t *testing.T) {
 	// Fed broker by broker, an older event on one broker never overrides a
 	// newer one on another: broker 2 left broker 1 for broker 0.
 	tr2 := NewTracker("iot")
-	tr2.Feed(0, []swarm.LogLine{{Time: at(31), Text: "New bridge connected from 10.0.0.9:1 as iot-broker-2-bridge (p2, c1, k5, u'bridge')."}})
+	tr2.Feed(0, []swarm.LogLine{{Time: at(31), Text: "New client connected from 10.0.0.9:1 as iot-broker-2-bridge (p5, c1, k5, u'bridge')."}})
 	tr2.Feed(1, []swarm.LogLine{
 		{Time: at(23), Text: "New bridge connected from 10.0.0.9:2 as iot-broker-2-bridge (p2, c1, k5, u'bridge')."},
 		{Time: at(29), Text: "Client iot-broker-2-bridge closed its connection."},

@@ -127,11 +127,24 @@ defaults
     retries 2
     option redispatch 1
     timeout connect 500ms
-    # MQTT keeps connections open: longer than 1.5 x a 10-minute keepalive.
     timeout client 16m
     timeout server 16m
     timeout client-fin 5s
-    timeout tunnel 16m
+    # MQTT keeps connections open and the broker enforces each client's
+    # keepalive (any value up to 65535 s, or 0: none): an established
+    # connection is never cut for being idle here (24 days is HAProxy's
+    # largest timeout). A peer that vanished without a word is found by
+    # TCP keepalive probes instead: after 10 idle minutes, three probes a
+    # minute apart.
+    timeout tunnel 24d
+    option clitcpka
+    clitcpka-idle 10m
+    clitcpka-intvl 1m
+    clitcpka-cnt 3
+    option srvtcpka
+    srvtcpka-idle 10m
+    srvtcpka-intvl 1m
+    srvtcpka-cnt 3
 
 frontend stats
     mode http
@@ -159,6 +172,7 @@ frontend admin
 
 backend admin
     timeout server 10s
+    timeout tunnel 10s
     server runtime-api unix@{{.AdminSocket}}
 {{- end}}
 {{if .MQTT}}

@@ -855,7 +855,7 @@ func waitStar(timeout time.Duration) error {
 			logs, _ := exec.Command("docker", "service", "logs", "--raw", "--timestamps", fmt.Sprintf("%s-broker-%d", benchCluster, j)).CombinedOutput()
 			for _, line := range strings.Split(string(logs), "\n") {
 				for i := 1; i < 3; i++ {
-					if strings.Contains(line, "New bridge connected from") && strings.Contains(line, fmt.Sprintf(" as %s-broker-%d-bridge ", benchCluster, i)) {
+					if (strings.Contains(line, "New bridge connected from") || strings.Contains(line, "New client connected from")) && strings.Contains(line, fmt.Sprintf(" as %s-broker-%d-bridge ", benchCluster, i)) {
 						if ts := strings.Fields(line)[0]; ts > last[i] {
 							last[i], parent[i] = ts, j
 						}

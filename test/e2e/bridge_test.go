@@ -62,6 +62,11 @@ func (b *inbox) total() int {
 // brokers, by client id under balance: clientid; it returns them by broker
 // index and closes the others.
 func pinned(t *testing.T, e endpoint, replicas int, prefix string, onConnect func(*conn)) map[int]*conn {
+	return pinnedOn(t, bridgeCluster, e, replicas, prefix, onConnect)
+}
+
+// pinnedOn is pinned for any cluster.
+func pinnedOn(t *testing.T, cluster string, e endpoint, replicas int, prefix string, onConnect func(*conn)) map[int]*conn {
 	t.Helper()
 	out := map[int]*conn{}
 	for round := 0; len(out) < replicas; round++ {
@@ -80,7 +85,7 @@ func pinned(t *testing.T, e endpoint, replicas int, prefix string, onConnect fun
 		}
 		var where map[string]string
 		eventually(t, "candidates located", 15*time.Second, func() error {
-			where = brokerOf(t, bridgeCluster, replicas, ids)
+			where = brokerOf(t, cluster, replicas, ids)
 			if len(where) < len(ids) {
 				return fmt.Errorf("%d of %d", len(where), len(ids))
 			}
@@ -88,7 +93,7 @@ func pinned(t *testing.T, e endpoint, replicas int, prefix string, onConnect fun
 		})
 		for _, c := range cands {
 			var idx int
-			fmt.Sscanf(strings.TrimPrefix(where[c.id], bridgeCluster+"-broker-"), "%d", &idx)
+			fmt.Sscanf(strings.TrimPrefix(where[c.id], cluster+"-broker-"), "%d", &idx)
 			if _, taken := out[idx]; taken {
 				c.Disconnect(0)
 				continue
@@ -118,7 +123,7 @@ func publish(t *testing.T, c *conn, topic string, qos byte, retained bool, paylo
 }
 
 // bridgeParents reads, from each broker's log, which broker the bridge of
-// each broker i >= 1 last connected to ("New bridge connected ... as
+// each broker i >= 1 last connected to ("New client connected ... as
 // <cluster>-broker-i-bridge"), with -1 when none is seen.
 func bridgeParents(t *testing.T, replicas int) map[int]int {
 	t.Helper()
@@ -128,7 +133,7 @@ func bridgeParents(t *testing.T, replicas int) map[int]int {
 		logs := testutil.ServiceLogs(fmt.Sprintf("%s-broker-%d", bridgeCluster, j), "--timestamps")
 		for _, line := range strings.Split(logs, "\n") {
 			for i := 1; i < replicas; i++ {
-				if strings.Contains(line, fmt.Sprintf("New bridge connected from")) && strings.Contains(line, fmt.Sprintf(" as %s-broker-%d-bridge ", bridgeCluster, i)) {
+				if (strings.Contains(line, "New bridge connected from") || strings.Contains(line, "New client connected from")) && strings.Contains(line, fmt.Sprintf(" as %s-broker-%d-bridge ", bridgeCluster, i)) {
 					ts := strings.Fields(line)[0]
 					if ts > last[i] {
 						last[i], parent[i] = ts, j

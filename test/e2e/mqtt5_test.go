@@ -1,0 +1,405 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+)
+
+// The quickstart cluster (three brokers) behaves as one MQTT 5 broker:
+// these tests pin clients to different brokers by client id and check
+// what a lone broker would do.
+
+const quickstartCluster = "quickstart"
+
+// idsOn returns a client id HAProxy sends to each of the quickstart
+// cluster's brokers (found with 3.1.1 probes, disconnected again).
+func idsOn(t *testing.T, e endpoint, prefix string) map[int]string {
+	t.Helper()
+	out := map[int]string{}
+	for i, c := range pinnedOn(t, quickstartCluster, e, 3, prefix, nil) {
+		out[i] = c.id
+		c.Disconnect(0)
+	}
+	return out
+}
+
+// client5 is one MQTT 5 client and what it received.
+type client5 struct {
+	*paho.Client
+	id   string
+	conn net.Conn
+	got  chan *paho.Publish
+}
+
+// dial5 connects an MQTT 5 client through the load balancer (plain port).
+// mod changes the CONNECT before it is sent.
+func dial5(t *testing.T, e endpoint, id string, mod func(*paho.Connect)) (*client5, *paho.Connack) {
+	t.Helper()
+	nc, err := net.DialTimeout("tcp", fmt.Sprintf("%s:%d", e.host, e.mqtt), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &client5{id: id, conn: nc, got: make(chan *paho.Publish, 4096)}
+	c.Client = paho.NewClient(paho.ClientConfig{ClientID: id, Conn: nc,
+		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(r paho.PublishReceived) (bool, error) {
+			select {
+			case c.got <- r.Packet:
+			default:
+				t.Errorf("%s: inbox full", id)
+			}
+			return true, nil
+		}}})
+	cp := &paho.Connect{ClientID: id, KeepAlive: 30, CleanStart: true,
+		Username: e.user, UsernameFlag: true, Password: []byte(e.pass), PasswordFlag: true}
+	if mod != nil {
+		mod(cp)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ca, err := c.Connect(ctx, cp)
+	if err != nil {
+		t.Fatalf("connect %s (MQTT 5): %v", id, err)
+	}
+	t.Cleanup(func() { _ = c.Disconnect(&paho.Disconnect{}) })
+	return c, ca
+}
+
+func (c *client5) subscribe(t *testing.T, filter string, qos byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	sa, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: qos}}})
+	if err != nil || len(sa.Reasons) != 1 || sa.Reasons[0] > 2 {
+		t.Fatalf("%s: subscribe %s: %v %+v", c.id, filter, err, sa)
+	}
+}
+
+func (c *client5) publish(t *testing.T, p *paho.Publish) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if r, err := c.Publish(ctx, p); err != nil || (r != nil && r.ReasonCode >= 0x80) {
+		t.Fatalf("%s: publish %s: %v %+v", c.id, p.Topic, err, r)
+	}
+}
+
+// collect reads messages until want says it has them all or timeout.
+func (c *client5) collect(timeout time.Duration, want func(map[string]*paho.Publish) bool) map[string]*paho.Publish {
+	got := map[string]*paho.Publish{}
+	deadline := time.After(timeout)
+	for !want(got) {
+		select {
+		case p := <-c.got:
+			got[p.Topic+" "+string(p.Payload)] = p
+		case <-deadline:
+			return got
+		}
+	}
+	return got
+}
+
+func has(keys ...string) func(map[string]*paho.Publish) bool {
+	return func(m map[string]*paho.Publish) bool {
+		for _, k := range keys {
+			if m[k] == nil {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+func varint(n int) []byte {
+	var out []byte
+	for {
+		b := byte(n % 128)
+		if n /= 128; n > 0 {
+			out = append(out, b|0x80)
+			continue
+		}
+		return append(out, b)
+	}
+}
+
+func mqttString(b []byte, s string) []byte {
+	return append(binary.BigEndian.AppendUint16(b, uint16(len(s))), s...)
+}
+
+// rawConnect sends a CONNECT built by hand and returns the CONNACK's
+// return (3.1.1) or reason (5.0) code and the open connection.
+func rawConnect(addr string, body []byte) (byte, net.Conn, error) {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return 0, nil, err
+	}
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write(append(append([]byte{0x10}, varint(len(body))...), body...)); err != nil {
+		c.Close()
+		return 0, nil, err
+	}
+	hdr := make([]byte, 2)
+	if _, err := io.ReadFull(c, hdr); err != nil || hdr[0] != 0x20 || hdr[1] < 2 || hdr[1] > 127 {
+		c.Close()
+		return 0, nil, fmt.Errorf("no CONNACK (% x): %v", hdr, err)
+	}
+	rest := make([]byte, hdr[1])
+	if _, err := io.ReadFull(c, rest); err != nil {
+		c.Close()
+		return 0, nil, err
+	}
+	_ = c.SetDeadline(time.Time{})
+	return rest[1], c, nil
+}
+
+// connect311 connects with a raw MQTT 3.1.1 CONNECT (clean session, user
+// and password) and the given keepalive.
+func connect311(addr, id, user, pass string, keepalive uint16) (byte, net.Conn, error) {
+	body := binary.BigEndian.AppendUint16([]byte{0, 4, 'M', 'Q', 'T', 'T', 4, 0xC2}, keepalive)
+	for _, s := range []string{id, user, pass} {
+		body = mqttString(body, s)
+	}
+	return rawConnect(addr, body)
+}
+
+// connectWill5 connects an MQTT 5 client with a QoS 1 will carrying p's
+// properties, encoded by hand (paho.golang v0.23.0 sends only the user
+// properties of a will).
+func connectWill5(addr, id, user, pass, topic, payload string, p *paho.PublishProperties) (net.Conn, error) {
+	var wp []byte
+	wp = append(wp, 0x01, *p.PayloadFormat, 0x02)
+	wp = binary.BigEndian.AppendUint32(wp, *p.MessageExpiry)
+	wp = mqttString(append(wp, 0x03), p.ContentType)
+	wp = mqttString(append(wp, 0x08), p.ResponseTopic)
+	wp = mqttString(append(wp, 0x09), string(p.CorrelationData))
+	for _, u := range p.User {
+		wp = mqttString(mqttString(append(wp, 0x26), u.Key), u.Value)
+	}
+	// user, password, will QoS 1, will, clean start; keepalive 30; no
+	// CONNECT properties.
+	body := []byte{0, 4, 'M', 'Q', 'T', 'T', 5, 0xCE, 0, 30, 0}
+	body = mqttString(body, id)
+	body = append(append(body, varint(len(wp))...), wp...)
+	body = mqttString(mqttString(mqttString(mqttString(body, topic), payload), user), pass)
+	rc, c, err := rawConnect(addr, body)
+	if err == nil && rc != 0 {
+		c.Close()
+		err = fmt.Errorf("CONNACK reason %d", rc)
+	}
+	return c, err
+}
+
+// TestAnyKeepaliveAccepted: MQTT 3.1.1 and 5.0 clients with keepalive 0
+// ("none"), 601 and 65535 are accepted on every broker; 5.0 clients get no
+// server keepalive overriding theirs; an idle keepalive-0 connection still
+// answers.
+func TestAnyKeepaliveAccepted(t *testing.T) {
+	e := quickstart(t)
+	addr := fmt.Sprintf("%s:%d", e.host, e.mqtt)
+	// One client id per broker for the idle keepalive-0 connections, one
+	// for the others (a second connection with the same id takes over).
+	ids, idleIDs := idsOn(t, e, "ka311"), idsOn(t, e, "ka0")
+	idle := map[int]net.Conn{}
+	for b := 0; b < 3; b++ {
+		for _, ka := range []uint16{0, 601, 65535} {
+			id := ids[b]
+			if ka == 0 {
+				id = idleIDs[b]
+			}
+			rc, c, err := connect311(addr, id, e.user, e.pass, ka)
+			if err != nil {
+				t.Fatalf("3.1.1 keepalive %d on broker %d: %v", ka, b, err)
+			}
+			if rc != 0 {
+				c.Close()
+				t.Errorf("3.1.1 keepalive %d on broker %d: CONNACK return code %d", ka, b, rc)
+				continue
+			}
+			if ka == 0 {
+				idle[b] = c
+				continue
+			}
+			c.Close()
+		}
+	}
+	// The keepalive-0 connections idle a while, then answer a ping.
+	time.Sleep(3 * time.Second)
+	for b, c := range idle {
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		resp := make([]byte, 2)
+		if _, err := c.Write([]byte{0xC0, 0}); err != nil {
+			t.Errorf("3.1.1 keepalive 0 on broker %d: PINGREQ: %v", b, err)
+		} else if _, err := io.ReadFull(c, resp); err != nil || !bytes.Equal(resp, []byte{0xD0, 0}) {
+			t.Errorf("3.1.1 keepalive 0 on broker %d: PINGRESP % x: %v", b, resp, err)
+		}
+		c.Close()
+	}
+	ids5 := idsOn(t, e, "ka5")
+	for b := 0; b < 3; b++ {
+		for _, ka := range []uint16{0, 65535} {
+			c, ca := dial5(t, e, ids5[b], func(cp *paho.Connect) { cp.KeepAlive = ka })
+			if ca.ReasonCode != 0 {
+				t.Errorf("5.0 keepalive %d on broker %d: reason %d", ka, b, ca.ReasonCode)
+			}
+			if ca.Properties != nil && ca.Properties.ServerKeepAlive != nil {
+				t.Errorf("5.0 keepalive %d on broker %d: server keepalive %d overrides it", ka, b, *ca.Properties.ServerKeepAlive)
+			}
+			_ = c.Disconnect(&paho.Disconnect{})
+		}
+	}
+}
+
+func u32(v uint32) *uint32 { return &v }
+func u8(v byte) *byte      { return &v }
+
+// props are the properties every test publish and will carries, for
+// broker b's publisher.
+func props(b int) *paho.PublishProperties {
+	return &paho.PublishProperties{
+		PayloadFormat: u8(1), MessageExpiry: u32(600), ContentType: "application/json",
+		ResponseTopic: fmt.Sprintf("e2e/v5/reply/%d", b), CorrelationData: []byte(fmt.Sprintf("corr-%d", b)),
+		User: paho.UserProperties{{Key: "k", Value: "v1"}, {Key: "k", Value: "v2"}, {Key: "origin", Value: fmt.Sprint(b)}},
+	}
+}
+
+// sameProps says what differs between the properties sent and received
+// (the expiry counts down: received must be in (0, sent]).
+func sameProps(want, got *paho.PublishProperties) error {
+	if got == nil {
+		return errors.New("no properties")
+	}
+	var diffs []string
+	if got.PayloadFormat == nil || *got.PayloadFormat != *want.PayloadFormat {
+		diffs = append(diffs, "payload format")
+	}
+	if got.MessageExpiry == nil || *got.MessageExpiry == 0 || *got.MessageExpiry > *want.MessageExpiry {
+		diffs = append(diffs, "message expiry")
+	}
+	if got.ContentType != want.ContentType {
+		diffs = append(diffs, "content type")
+	}
+	if got.ResponseTopic != want.ResponseTopic {
+		diffs = append(diffs, "response topic")
+	}
+	if !bytes.Equal(got.CorrelationData, want.CorrelationData) {
+		diffs = append(diffs, "correlation data")
+	}
+	if !slices.Equal(got.User, want.User) {
+		diffs = append(diffs, fmt.Sprintf("user properties %v", got.User))
+	}
+	if len(diffs) > 0 {
+		return fmt.Errorf("lost or changed: %v", diffs)
+	}
+	return nil
+}
+
+// TestMQTT5PropertiesCrossBrokers: a publish's and a will's MQTT 5
+// properties reach subscribers on every broker unchanged, whichever broker
+// the publisher is on.
+func TestMQTT5PropertiesCrossBrokers(t *testing.T) {
+	e := quickstart(t)
+	subIDs, pubIDs, willIDs := idsOn(t, e, "p5sub"), idsOn(t, e, "p5pub"), idsOn(t, e, "p5will")
+	subs := map[int]*client5{}
+	for j := 0; j < 3; j++ {
+		subs[j], _ = dial5(t, e, subIDs[j], nil)
+		subs[j].subscribe(t, "e2e/v5/props/#", 1)
+	}
+	var keys []string
+	for i := 0; i < 3; i++ {
+		p, _ := dial5(t, e, pubIDs[i], nil)
+		p.publish(t, &paho.Publish{Topic: fmt.Sprintf("e2e/v5/props/msg/%d", i), QoS: 1, Payload: []byte(`{"n":1}`), Properties: props(i)})
+		keys = append(keys, fmt.Sprintf("e2e/v5/props/msg/%d {\"n\":1}", i))
+	}
+	// Wills: each will client's connection dies without a DISCONNECT.
+	for i := 0; i < 3; i++ {
+		w, err := connectWill5(fmt.Sprintf("%s:%d", e.host, e.mqtt), willIDs[i], e.user, e.pass,
+			fmt.Sprintf("e2e/v5/props/will/%d", i), "gone", props(i))
+		if err != nil {
+			t.Fatalf("will client on broker %d: %v", i, err)
+		}
+		w.Close()
+		keys = append(keys, fmt.Sprintf("e2e/v5/props/will/%d gone", i))
+	}
+	for j, s := range subs {
+		got := s.collect(15*time.Second, has(keys...))
+		for k, key := range keys {
+			from := k % 3
+			p := got[key]
+			if p == nil {
+				t.Errorf("subscriber on broker %d: no %q (from broker %d)", j, key, from)
+				continue
+			}
+			if err := sameProps(props(from), p.Properties); err != nil {
+				t.Errorf("subscriber on broker %d, %q from broker %d: %v", j, key, from, err)
+			}
+		}
+	}
+}
+
+// TestMessageExpiryOfflineSessionOnAnotherBroker: a message whose expiry
+// passes while a persistent session is offline on another broker (two
+// bridges away) is not delivered; the others are, with the remaining
+// expiry.
+func TestMessageExpiryOfflineSessionOnAnotherBroker(t *testing.T) {
+	e := quickstart(t)
+	subIDs, witIDs, pubIDs := idsOn(t, e, "x5sub"), idsOn(t, e, "x5wit"), idsOn(t, e, "x5pub")
+	persistent := func(clean bool) func(*paho.Connect) {
+		return func(cp *paho.Connect) {
+			cp.CleanStart = clean
+			cp.Properties = &paho.ConnectProperties{SessionExpiryInterval: u32(600)}
+		}
+	}
+	s, _ := dial5(t, e, subIDs[2], persistent(true))
+	s.subscribe(t, "e2e/v5/exp/#", 1)
+	if err := s.Disconnect(&paho.Disconnect{}); err != nil {
+		t.Fatal(err)
+	}
+	w, _ := dial5(t, e, witIDs[2], nil) // online on the same broker
+	w.subscribe(t, "e2e/v5/exp/#", 1)
+	p, _ := dial5(t, e, pubIDs[1], nil)
+	sent := time.Now()
+	p.publish(t, &paho.Publish{Topic: "e2e/v5/exp/short", QoS: 1, Payload: []byte("s"), Properties: &paho.PublishProperties{MessageExpiry: u32(2)}})
+	p.publish(t, &paho.Publish{Topic: "e2e/v5/exp/long", QoS: 1, Payload: []byte("l"), Properties: &paho.PublishProperties{MessageExpiry: u32(600)}})
+	p.publish(t, &paho.Publish{Topic: "e2e/v5/exp/none", QoS: 1, Payload: []byte("n")})
+	all := []string{"e2e/v5/exp/short s", "e2e/v5/exp/long l", "e2e/v5/exp/none n"}
+	if got := w.collect(10*time.Second, has(all...)); !has(all...)(got) {
+		t.Fatalf("the witness on broker 2 got %d of 3 messages", len(got))
+	}
+	// The property under test is time passing: 2 s of expiry, plus 1 s.
+	time.Sleep(time.Until(sent.Add(3 * time.Second)))
+	s2, ca := dial5(t, e, subIDs[2], persistent(false))
+	if !ca.SessionPresent {
+		t.Fatal("the offline session is gone")
+	}
+	got := s2.collect(10*time.Second, has(all[1:]...))
+	if !has(all[1:]...)(got) {
+		t.Fatalf("the returning session got %v, want the long-lived and the unexpiring messages", keysOf(got))
+	}
+	// Queued messages come in order: an unexpired "short" came first.
+	if got[all[0]] != nil {
+		t.Errorf("the message that expired offline was delivered (expiry %v)", got[all[0]].Properties.MessageExpiry)
+	}
+	if l := got[all[1]].Properties; l == nil || l.MessageExpiry == nil || *l.MessageExpiry >= 600 || *l.MessageExpiry < 590 {
+		t.Errorf("the long-lived message's remaining expiry is %+v, want 590-599", l)
+	}
+}
+
+func keysOf(m map[string]*paho.Publish) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
