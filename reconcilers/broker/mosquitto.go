@@ -39,6 +39,15 @@ const (
 	// clients' password file and the internal one (Mosquitto takes one
 	// password file for every listener: see the config).
 	JoinedPasswordFile = "/tmp/mosquitto-passwd"
+	// PluginPath is the cluster_shared plugin in the project's broker
+	// image (images/mosquitto): shared subscriptions delivered once across
+	// the cluster. The start script writes its settings into PluginDir,
+	// which mosquitto.conf includes, only when the image has it.
+	PluginPath = "/usr/lib/mosquitto/cluster_shared.so"
+	PluginDir  = "/tmp/mosquitto-cluster.d"
+	// SharedStateFile is where the plugin keeps the subscriptions of
+	// persistent sessions (with persistence on), next to Mosquitto's.
+	SharedStateFile = DataDir + "cluster-shared.state"
 )
 
 type view struct {
@@ -55,7 +64,8 @@ type view struct {
 	// JoinedPasswordFile is the one password file Mosquitto reads.
 	JoinedPasswordFile string
 	// TLSFile, when set, puts both listeners behind TLS.
-	TLSFile string
+	TLSFile   string
+	PluginDir string
 }
 
 // Options are what a broker's configuration takes from outside the spec.
@@ -130,6 +140,10 @@ protocol mqtt
 # This broker's bridge toward the lower-numbered brokers (a secret).
 include_dir {{.BridgeDir}}
 {{- end}}
+
+# Shared subscriptions delivered once across the cluster (the
+# cluster_shared plugin, set up by the start script when the image has it).
+include_dir {{.PluginDir}}
 `))
 
 // Render returns broker i's mosquitto.conf for a defaulted, valid cluster.
@@ -148,6 +162,7 @@ func Render(c *api.MqttCluster, i int, o Options) ([]byte, error) {
 		Persistence: *s.Broker.Persistence.Enabled, DataDir: DataDir,
 		AutosaveSeconds: int(math.Max(1, math.Ceil(autosave.Seconds()))),
 		AllowAnonymous:  *s.Auth.AllowAnonymous, JoinedPasswordFile: JoinedPasswordFile,
+		PluginDir: PluginDir,
 	}
 	if o.TLS {
 		v.TLSFile = TLSFile
@@ -178,6 +193,8 @@ addresses{{range .Parents}} {{.}}{{end}}
 # re-forms around broker 0 once it is back.
 round_robin false
 topic # both 2
+# The brokers' shared-subscription views (the cluster_shared plugin).
+topic $cluster/shared/# both 0
 # No session left on a parent (cleansession), but messages published here
 # while the bridge reconnects are queued here and sent on (local side).
 cleansession true
@@ -224,15 +241,36 @@ func TLSNames(cluster string) []string {
 	return out
 }
 
-// StartScript is the broker's command: join the password files, wait for
-// the sync agent when sync is on (see SyncGate), run Mosquitto.
-func StartScript(sync bool) string {
+// SharedPlugin is broker i's cluster_shared plugin section.
+func SharedPlugin(c *api.MqttCluster, i int) string {
+	out := fmt.Sprintf("plugin %s\nplugin_opt_broker %d\nplugin_opt_bridge_user %s\n", PluginPath, i, BridgeUser)
+	if p := c.Spec.Broker.Persistence.Enabled; p != nil && *p {
+		out += "plugin_opt_state_file " + SharedStateFile + "\n"
+	}
+	return out
+}
+
+// StartScript is the broker's command: join the password files, set up
+// the cluster_shared plugin (plugin: its section, see SharedPlugin; "":
+// none) when the image has it, wait for the sync agent when sync is on
+// (see SyncGate), run Mosquitto.
+func StartScript(sync bool, plugin string) string {
 	var b strings.Builder
 	b.WriteString(`set -e
 umask 077
 { if [ -r ` + PasswordFilePath + ` ]; then cat ` + PasswordFilePath + `; echo; fi; cat ` + InternalPasswordFilePath + `; } >` + JoinedPasswordFile + `
 chown mosquitto ` + JoinedPasswordFile + ` 2>/dev/null || true
+mkdir -p ` + PluginDir + `
 `)
+	if plugin != "" {
+		b.WriteString(`if [ -r ` + PluginPath + ` ]; then
+cat >` + PluginDir + `/shared.conf <<'EOF'
+` + plugin + `EOF
+else
+  echo "cluster_shared: not in this image; a shared subscription group gets one copy per broker it has members on" >&2
+fi
+`)
+	}
 	if sync {
 		b.WriteString(SyncGate)
 	}

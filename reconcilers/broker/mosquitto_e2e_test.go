@@ -33,7 +33,7 @@ func TestRealMosquittoRunsRenderedConfig(t *testing.T) {
 					"mosquitto_passwd -b /run/secrets/mosquitto-passwd alice wonderland && chown mosquitto /run/secrets/mosquitto-passwd && "+
 					"touch /run/secrets/mosquitto-internal-passwd && chmod 0700 /run/secrets/mosquitto-internal-passwd && "+
 					"mosquitto_passwd -b /run/secrets/mosquitto-internal-passwd bridge b && chown mosquitto /run/secrets/mosquitto-internal-passwd && "+
-					"cp /x/mosquitto.conf "+ConfigPath+" && "+StartScript(false)).CombinedOutput()
+					"cp /x/mosquitto.conf "+ConfigPath+" && "+StartScript(false, SharedPlugin(cluster(t, y), 0))).CombinedOutput()
 			if err != nil {
 				t.Fatalf("docker run: %v\n%s", err, out)
 			}
@@ -59,6 +59,16 @@ func TestRealMosquittoRunsRenderedConfig(t *testing.T) {
 			}
 			if pub("-u", BridgeUser, "-P", "b", "-p", fmt.Sprint(InternalPort)) != nil {
 				t.Error("the bridge user is refused on the internal listener")
+			}
+			// The cluster_shared plugin is loaded, and keeps the cluster's
+			// topics to the bridge user.
+			if logs, _ := exec.Command("docker", "logs", ctr).CombinedOutput(); !strings.Contains(string(logs), "cluster_shared: broker 0") {
+				t.Errorf("the cluster_shared plugin is not loaded:\n%s", logs)
+			}
+			// mosquitto_pub exits 0 on a refused PUBACK and says so.
+			out, _ = exec.Command("docker", "exec", ctr, "mosquitto_pub", "-V", "5", "-q", "1", "-h", "127.0.0.1", "-u", "alice", "-P", "wonderland", "-t", "$cluster/shared/7", "-m", "x").CombinedOutput()
+			if !strings.Contains(string(out), "Not authorized") {
+				t.Errorf("a client may publish on $cluster/shared/: %s", out)
 			}
 		})
 	}

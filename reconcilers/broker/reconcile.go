@@ -254,7 +254,7 @@ func (r *Reconciler) serviceSpec(c *api.MqttCluster, i int, confID, confName str
 	one := uint64(1)
 	cs := &dswarm.ContainerSpec{
 		Image:    s.Broker.Image,
-		Command:  []string{"/bin/sh", "-c", StartScript(datasync.Enabled(c))},
+		Command:  []string{"/bin/sh", "-c", StartScript(datasync.Enabled(c), SharedPlugin(c, i))},
 		Hostname: name,
 		Labels:   r.labels(c.Name, ComponentSvc),
 		Configs: []*dswarm.ConfigReference{{

@@ -377,7 +377,7 @@ func byHand(user, password string) (time.Duration, error) {
 		if i > 0 {
 			args = append(args, "--secret", fmt.Sprintf("source=bench-hand-bridge-%d,target=%s,mode=0400", i, broker.BridgeFileName))
 		}
-		cmds = append(cmds, append(args, "--restart-delay", "1s", "swarm-mqtt/mosquitto:local", "/bin/sh", "-c", broker.StartScript(false)))
+		cmds = append(cmds, append(args, "--restart-delay", "1s", "swarm-mqtt/mosquitto:local", "/bin/sh", "-c", broker.StartScript(false, "")))
 	}
 	cmds = append(cmds, []string{"docker", "service", "create", "--detach", "--quiet", "--name", "bench-hand-lb", "--label", "bench=hand",
 		"--network", "bench-hand-net", "--endpoint-mode", "dnsrr", "--replicas-max-per-node", "1",
@@ -484,7 +484,7 @@ func publishedBroker(name string, port int, conf []byte, user, password, restart
 	if restartDelay != "" {
 		args = append(args, "--restart-delay", restartDelay)
 	}
-	args = append(args, "swarm-mqtt/mosquitto:local", "/bin/sh", "-c", broker.StartScript(false))
+	args = append(args, "swarm-mqtt/mosquitto:local", "/bin/sh", "-c", broker.StartScript(false, ""))
 	if _, err := sh(args...); err != nil {
 		return err
 	}

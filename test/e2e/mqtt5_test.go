@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -402,4 +403,196 @@ func keysOf(m map[string]*paho.Publish) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// shareRun publishes n QoS 1 messages from each publisher on topic
+// e2e/share/<tag>/<broker> and returns, per payload, how many members got
+// it and, per member, how many it got. It waits until every message
+// arrived (or timeout) and then for a quiet second (duplicates).
+func shareRun(t *testing.T, pubs, members map[int]*client5, tag string, n int, timeout time.Duration) (map[string]int, map[int]int) {
+	t.Helper()
+	for i, p := range pubs {
+		for k := 0; k < n; k++ {
+			p.publish(t, &paho.Publish{Topic: fmt.Sprintf("e2e/share/%s/%d", tag, i), QoS: 1, Payload: []byte(fmt.Sprintf("%s-%d-%d", tag, i, k))})
+		}
+	}
+	got, per := map[string]int{}, map[int]int{}
+	total, want := 0, n*len(pubs)
+	deadline := time.Now().Add(timeout)
+	quiet := time.Time{}
+	for {
+		progress := false
+		for j, m := range members {
+			for drained := false; !drained; {
+				select {
+				case p := <-m.got:
+					if strings.HasPrefix(string(p.Payload), tag+"-") {
+						got[string(p.Payload)]++
+						per[j]++
+						total++
+					}
+					progress = true
+				default:
+					drained = true
+				}
+			}
+		}
+		if total >= want && quiet.IsZero() {
+			quiet = time.Now().Add(time.Second) // a bounded absence check
+		}
+		if (!quiet.IsZero() && time.Now().After(quiet)) || time.Now().After(deadline) {
+			return got, per
+		}
+		if !progress {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+// accounting counts lost and duplicated messages of a run.
+func accounting(got map[string]int, tag string, pubs, n int) (lost, dup int) {
+	for i := 0; i < pubs; i++ {
+		for k := 0; k < n; k++ {
+			c := got[fmt.Sprintf("%s-%d-%d", tag, i, k)]
+			if c == 0 {
+				lost++
+			}
+			if c > 1 {
+				dup += c - 1
+			}
+		}
+	}
+	return lost, dup
+}
+
+// TestSharedSubscriptionOnceAcrossBrokers: a $share group with a member on
+// every broker and publishers on every broker gets each message exactly
+// once, spread over its members (the cluster_shared plugin); a hub kill
+// under traffic is counted, and exactly-once holds again after it.
+func TestSharedSubscriptionOnceAcrossBrokers(t *testing.T) {
+	e := quickstart(t)
+	memberIDs, pubIDs, normalIDs := idsOn(t, e, "shm"), idsOn(t, e, "shp"), idsOn(t, e, "shn")
+	members, pubs := map[int]*client5{}, map[int]*client5{}
+	for j := 0; j < 3; j++ {
+		members[j], _ = dial5(t, e, memberIDs[j], nil)
+		members[j].subscribe(t, "$share/workers/e2e/share/#", 1)
+		pubs[j], _ = dial5(t, e, pubIDs[j], nil)
+	}
+	// A normal subscriber still gets everything.
+	normal, _ := dial5(t, e, normalIDs[1], nil)
+	normal.subscribe(t, "e2e/share/#", 1)
+
+	// The brokers learn the group's members within a gossip round: probe
+	// until a round is delivered exactly once.
+	round := 0
+	eventually(t, "the brokers agree on the group", 15*time.Second, func() error {
+		round++
+		tag := fmt.Sprintf("probe%d", round)
+		got, _ := shareRun(t, pubs, members, tag, 5, 5*time.Second)
+		if lost, dup := accounting(got, tag, 3, 5); lost+dup > 0 {
+			return fmt.Errorf("probe round %d: %d lost, %d duplicated", round, lost, dup)
+		}
+		return nil
+	})
+
+	const n = 100
+	got, per := shareRun(t, pubs, members, "steady", n, 20*time.Second)
+	lost, dup := accounting(got, "steady", 3, n)
+	t.Logf("steady: %d messages, %d lost, %d duplicated, per member %v", 3*n, lost, dup, per)
+	if lost+dup > 0 {
+		t.Errorf("steady state: %d lost, %d duplicated of %d (want each exactly once)", lost, dup, 3*n)
+	}
+	for j := 0; j < 3; j++ {
+		if per[j] < 3*n/10 {
+			t.Errorf("member on broker %d got %d of %d: not spread over the members", j, per[j], 3*n)
+		}
+	}
+	normalGot := normal.collect(10*time.Second, func(m map[string]*paho.Publish) bool {
+		c := 0
+		for k := range m {
+			if strings.Contains(k, " steady-") {
+				c++
+			}
+		}
+		return c == 3*n
+	})
+	if c := len(normalGot); c < 3*n {
+		t.Errorf("the normal subscriber got %d of %d", c, 3*n)
+	}
+
+	// Kill the hub (broker 0) while brokers 1 and 2 publish: count what the
+	// members on brokers 1 and 2 get.
+	task := docker(t, "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+quickstartCluster+"-broker-0")
+	live := map[int]*client5{1: members[1], 2: members[2]}
+	stop := make(chan struct{})
+	sent := make(chan [2]int, 2)
+	for _, i := range []int{1, 2} {
+		go func() {
+			k := 0
+			defer func() { sent <- [2]int{i, k} }()
+			for ; ; k++ {
+				select {
+				case <-stop:
+					return
+				case <-time.After(20 * time.Millisecond):
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				_, err := pubs[i].Publish(ctx, &paho.Publish{Topic: fmt.Sprintf("e2e/share/failover/%d", i), QoS: 1, Payload: []byte(fmt.Sprintf("failover-%d-%d", i, k))})
+				cancel()
+				if err != nil {
+					t.Errorf("failover publish on broker %d: %v", i, err)
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(time.Second) // traffic before the kill
+	docker(t, "kill", task)
+	// Swarm restarts the hub; once the group works exactly once again
+	// (probe rounds, as above), stop the traffic and count.
+	probePubs := map[int]*client5{1: pubs[1], 2: pubs[2]}
+	eventually(t, "exactly once again after the hub kill", 60*time.Second, func() error {
+		round++
+		tag := fmt.Sprintf("probe%d", round)
+		got, _ := shareRun(t, probePubs, live, tag, 5, 5*time.Second)
+		if lost, dup := accounting(got, tag, 2, 5); lost+dup > 0 {
+			return fmt.Errorf("probe round %d: %d lost, %d duplicated", round, lost, dup)
+		}
+		return nil
+	})
+	close(stop)
+	counts := map[int]int{}
+	for range 2 {
+		r := <-sent
+		counts[r[0]] = r[1]
+	}
+	// Every publish counted was acknowledged; what the members got,
+	// including the hub's member until it died:
+	fgot := map[string]int{}
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, m := range members {
+			select {
+			case p := <-m.got:
+				if strings.HasPrefix(string(p.Payload), "failover-") {
+					fgot[string(p.Payload)]++
+				}
+			default:
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	var flost, fdup, fsent int
+	for _, c := range fgot {
+		fdup += max(0, c-1)
+	}
+	for _, i := range []int{1, 2} {
+		fsent += counts[i]
+		for k := 0; k < counts[i]; k++ {
+			if fgot[fmt.Sprintf("failover-%d-%d", i, k)] == 0 {
+				flost++
+			}
+		}
+	}
+	t.Logf("hub kill: %d messages published on brokers 1 and 2, %d lost, %d duplicated for the group", fsent, flost, fdup)
 }

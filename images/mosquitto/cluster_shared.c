@@ -1,0 +1,630 @@
+/*
+ * cluster_shared: MQTT shared subscriptions delivered exactly once across
+ * the bridged brokers of a swarm-mqtt-operator cluster (Mosquitto 2.0
+ * plugin API, version 5).
+ *
+ * Every message reaches every broker over the bridges, and each broker
+ * runs its own $share groups: a group with members on several brokers
+ * would get one copy per broker. This plugin makes the brokers agree, for
+ * each message and group, on the one broker that delivers it:
+ *
+ *   - each broker tracks its clients' subscriptions (ACL checks on
+ *     SUBSCRIBE and UNSUBSCRIBE, connects and disconnects) and keeps them
+ *     in a state file next to its persistence, for sessions that outlive a
+ *     restart;
+ *   - each broker publishes, on $cluster/shared/<broker index> (carried
+ *     by the bridges, written and read only by the bridge user), how many
+ *     online and offline members each group has on it: on every change and
+ *     every 500 ms; a view not refreshed for 1.5 s is dropped (a dead
+ *     broker, a lost bridge);
+ *   - when Mosquitto hands a message to a group member (an ACL READ check
+ *     for a client whose matching subscriptions are all shared), the broker
+ *     picks the delivering broker from the same inputs everywhere: the
+ *     brokers with online members of the group (else with any members),
+ *     weighted by their member counts, by a hash of the topic and payload.
+ *     Only the picked broker lets the delivery through; inside it Mosquitto
+ *     round-robins over its members as usual.
+ *
+ * While views differ (a member joins or leaves, a broker or bridge fails)
+ * a message can be delivered twice or not at all; the tests count it.
+ * A client holding a normal and a shared subscription that both match a
+ * topic gets its normal copy and may get a shared one on top.
+ */
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <mosquitto.h>
+#include <mosquitto_broker.h>
+#include <mosquitto_plugin.h>
+#include <uthash.h>
+
+#define GOSSIP_PREFIX "$cluster/shared/"
+#define MAX_BROKERS 64
+#define GOSSIP_EVERY 0.5
+#define VIEW_TTL 1.5
+
+struct sub {
+	char *group; /* NULL: a normal subscription */
+	char *filter;
+	struct sub *next;
+};
+
+struct client {
+	char *id;
+	const struct mosquitto *ctx; /* the live connection, NULL offline */
+	bool clean;
+	/* A CONNECT seen (its password not checked yet): committed at the
+	 * client's next event or at the next tick, dropped if the connection
+	 * ends first. */
+	const struct mosquitto *pending;
+	bool pending_clean;
+	bool reconnecting; /* between its CONNECT and the next tick */
+	struct sub *subs;
+	UT_hash_handle hh;
+};
+
+/* A group's members on one broker. key: group \x1f filter. */
+struct count {
+	char *key;
+	int online, total;
+	UT_hash_handle hh;
+};
+
+struct peer {
+	double seen;
+	struct count *counts;
+};
+
+static mosquitto_plugin_id_t *plugin_id;
+static struct client *clients;
+static struct count *mine;
+static struct peer peers[MAX_BROKERS];
+static int self = -1;
+static char *bridge_user;
+static char *state_file;
+static bool gossip_dirty = true, state_dirty, connects;
+static double last_gossip, last_state;
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static char *group_key(const char *group, const char *filter)
+{
+	size_t g = strlen(group), f = strlen(filter);
+	char *k = mosquitto_malloc(g + f + 2);
+	if(!k) return NULL;
+	memcpy(k, group, g);
+	k[g] = '\x1f';
+	memcpy(k + g + 1, filter, f + 1);
+	return k;
+}
+
+static void counts_free(struct count **h)
+{
+	struct count *c, *tmp;
+	HASH_ITER(hh, *h, c, tmp){
+		HASH_DEL(*h, c);
+		mosquitto_free(c->key);
+		mosquitto_free(c);
+	}
+}
+
+/* recount rebuilds this broker's counts from its clients. */
+static void recount(void)
+{
+	struct client *c, *tmp;
+	struct sub *s;
+	struct count *n;
+	char *k;
+
+	counts_free(&mine);
+	HASH_ITER(hh, clients, c, tmp){
+		for(s = c->subs; s; s = s->next){
+			if(!s->group) continue;
+			k = group_key(s->group, s->filter);
+			if(!k) continue;
+			HASH_FIND_STR(mine, k, n);
+			if(n){
+				mosquitto_free(k);
+			}else{
+				n = mosquitto_calloc(1, sizeof(*n));
+				if(!n){
+					mosquitto_free(k);
+					continue;
+				}
+				n->key = k;
+				HASH_ADD_KEYPTR(hh, mine, n->key, strlen(n->key), n);
+			}
+			n->total++;
+			if(c->ctx) n->online++;
+		}
+	}
+	gossip_dirty = true;
+}
+
+static void subs_free(struct sub *s)
+{
+	struct sub *next;
+	for(; s; s = next){
+		next = s->next;
+		mosquitto_free(s->group);
+		mosquitto_free(s->filter);
+		mosquitto_free(s);
+	}
+}
+
+static struct client *client_get(const char *id, bool create)
+{
+	struct client *c;
+	HASH_FIND_STR(clients, id, c);
+	if(c || !create) return c;
+	c = mosquitto_calloc(1, sizeof(*c));
+	if(!c) return NULL;
+	c->id = mosquitto_strdup(id);
+	if(!c->id){
+		mosquitto_free(c);
+		return NULL;
+	}
+	HASH_ADD_KEYPTR(hh, clients, c->id, strlen(c->id), c);
+	return c;
+}
+
+static void client_del(struct client *c)
+{
+	HASH_DEL(clients, c);
+	subs_free(c->subs);
+	mosquitto_free(c->id);
+	mosquitto_free(c);
+}
+
+/* sub_set adds or removes one subscription of a client. */
+static void sub_set(struct client *c, const char *group, const char *filter, bool add)
+{
+	struct sub **p, *s;
+	for(p = &c->subs; *p; p = &(*p)->next){
+		s = *p;
+		if(!strcmp(s->filter, filter) && ((!s->group && !group) || (s->group && group && !strcmp(s->group, group)))){
+			if(!add){
+				*p = s->next;
+				s->next = NULL;
+				subs_free(s);
+			}
+			return;
+		}
+	}
+	if(!add) return;
+	s = mosquitto_calloc(1, sizeof(*s));
+	if(!s) return;
+	s->filter = mosquitto_strdup(filter);
+	s->group = group ? mosquitto_strdup(group) : NULL;
+	s->next = c->subs;
+	c->subs = s;
+}
+
+/* split_share parses $share/<group>/<filter>. */
+static bool split_share(const char *topic, char **group, const char **filter)
+{
+	const char *g, *slash;
+	if(strncmp(topic, "$share/", 7)) return false;
+	g = topic + 7;
+	slash = strchr(g, '/');
+	if(!slash || slash == g) return false;
+	*group = mosquitto_malloc((size_t)(slash - g) + 1);
+	if(!*group) return false;
+	memcpy(*group, g, (size_t)(slash - g));
+	(*group)[slash - g] = '\0';
+	*filter = slash + 1;
+	return true;
+}
+
+static uint64_t fnv(uint64_t h, const void *data, size_t len)
+{
+	const unsigned char *p = data;
+	for(size_t i = 0; i < len; i++){
+		h ^= p[i];
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+static int count_of(struct count *h, const char *key, bool online)
+{
+	struct count *n;
+	HASH_FIND_STR(h, key, n);
+	if(!n) return 0;
+	return online ? n->online : n->total;
+}
+
+/* deliverer picks the broker that delivers a message to a group. */
+static int deliverer(const char *group, const char *filter, const char *topic, const void *payload, uint32_t len)
+{
+	int w[MAX_BROKERS];
+	long total = 0;
+	double t = now();
+	char *key = group_key(group, filter);
+	if(!key) return self;
+	for(int pass = 0; pass < 2 && total == 0; pass++){
+		bool online = pass == 0;
+		for(int i = 0; i < MAX_BROKERS; i++){
+			if(i == self){
+				w[i] = count_of(mine, key, online);
+			}else if(peers[i].seen > 0 && t - peers[i].seen <= VIEW_TTL){
+				w[i] = count_of(peers[i].counts, key, online);
+			}else{
+				w[i] = 0;
+			}
+			total += w[i];
+		}
+	}
+	mosquitto_free(key);
+	if(total == 0) return self;
+	uint64_t h = fnv(14695981039346656037ULL, topic, strlen(topic));
+	h = fnv(h, payload, len);
+	long r = (long)(h % (uint64_t)total);
+	for(int i = 0; i < MAX_BROKERS; i++){
+		if(r < w[i]) return i;
+		r -= w[i];
+	}
+	return self;
+}
+
+static bool is_bridge(const struct mosquitto *client)
+{
+	const char *u = mosquitto_client_username(client);
+	return u && bridge_user && !strcmp(u, bridge_user);
+}
+
+static bool matches(const char *filter, const char *topic)
+{
+	bool r = false;
+	return mosquitto_topic_matches_sub(filter, topic, &r) == MOSQ_ERR_SUCCESS && r;
+}
+
+/* commit makes a client's pending CONNECT its session: a clean start (or
+ * a takeover of a session that ended with its connection) starts with no
+ * subscriptions. */
+static void commit(struct client *c)
+{
+	if(!c->pending) return;
+	if(c->pending_clean || (c->clean && c->ctx == NULL)){
+		subs_free(c->subs);
+		c->subs = NULL;
+	}
+	c->ctx = c->pending;
+	c->clean = c->pending_clean;
+	c->pending = NULL;
+	recount();
+	state_dirty = true;
+}
+
+static int on_acl(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_acl_check *ed = event_data;
+	const char *id = mosquitto_client_id(ed->client);
+	struct client *c;
+	char *group = NULL;
+	const char *filter;
+	(void)event;
+	(void)userdata;
+
+	if(!strncmp(ed->topic, "$cluster/", 9) || (!strncmp(ed->topic, "$share/", 7) && strstr(ed->topic, "/$cluster/"))){
+		return is_bridge(ed->client) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
+	}
+	if(!id) return MOSQ_ERR_SUCCESS;
+	c = client_get(id, false);
+	if(c && c->pending == ed->client) commit(c);
+	switch(ed->access){
+		case MOSQ_ACL_SUBSCRIBE:
+		case MOSQ_ACL_UNSUBSCRIBE:
+			c = client_get(id, ed->access == MOSQ_ACL_SUBSCRIBE);
+			if(!c) return MOSQ_ERR_SUCCESS;
+			if(split_share(ed->topic, &group, &filter)){
+				sub_set(c, group, filter, ed->access == MOSQ_ACL_SUBSCRIBE);
+				mosquitto_free(group);
+				recount();
+			}else{
+				sub_set(c, NULL, ed->topic, ed->access == MOSQ_ACL_SUBSCRIBE);
+			}
+			state_dirty = true;
+			return MOSQ_ERR_SUCCESS;
+		case MOSQ_ACL_READ: {
+			bool normal = false, shared = false, here = false;
+			c = client_get(id, false);
+			if(!c || c->reconnecting) return MOSQ_ERR_SUCCESS;
+			for(struct sub *s = c->subs; s; s = s->next){
+				if(!matches(s->filter, ed->topic)) continue;
+				if(!s->group){
+					normal = true;
+					break;
+				}
+				shared = true;
+				if(!here && deliverer(s->group, s->filter, ed->topic, ed->payload, ed->payloadlen) == self){
+					here = true;
+				}
+			}
+			if(normal || !shared || here) return MOSQ_ERR_SUCCESS;
+			return MOSQ_ERR_ACL_DENIED;
+		}
+		default:
+			return MOSQ_ERR_SUCCESS;
+	}
+}
+
+/* on_connect: BASIC_AUTH is the one event at every CONNECT; it defers the
+ * decision to the password file. */
+static int on_connect(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_basic_auth *ed = event_data;
+	const char *id = mosquitto_client_id(ed->client);
+	struct client *c;
+	(void)event;
+	(void)userdata;
+	if(!id) return MOSQ_ERR_PLUGIN_DEFER;
+	c = client_get(id, true);
+	if(!c) return MOSQ_ERR_PLUGIN_DEFER;
+	c->pending = ed->client;
+	c->pending_clean = mosquitto_client_clean_session(ed->client);
+	c->reconnecting = true;
+	connects = true;
+	return MOSQ_ERR_PLUGIN_DEFER;
+}
+
+static int on_disconnect(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_disconnect *ed = event_data;
+	const char *id = mosquitto_client_id(ed->client);
+	struct client *c;
+	(void)event;
+	(void)userdata;
+	if(!id) return MOSQ_ERR_SUCCESS;
+	c = client_get(id, false);
+	if(!c) return MOSQ_ERR_SUCCESS;
+	if(c->pending == ed->client){
+		c->pending = NULL; /* refused, or gone before it began */
+		return MOSQ_ERR_SUCCESS;
+	}
+	if(c->ctx != ed->client) return MOSQ_ERR_SUCCESS;
+	if(c->clean && !c->pending){
+		client_del(c);
+	}else{
+		c->ctx = NULL; /* offline; a pending takeover decides the rest */
+	}
+	recount();
+	state_dirty = true;
+	return MOSQ_ERR_SUCCESS;
+}
+
+/* Gossip payload: one line per group, "online total glen flen\n" then the
+ * group and filter bytes. */
+static void gossip(void)
+{
+	struct count *n, *tmp;
+	char topic[64], *buf = NULL, *p;
+	size_t size = 0;
+	HASH_ITER(hh, mine, n, tmp){
+		size += 48 + strlen(n->key);
+	}
+	buf = mosquitto_malloc(size + 1);
+	if(!buf) return;
+	p = buf;
+	HASH_ITER(hh, mine, n, tmp){
+		char *sep = strchr(n->key, '\x1f');
+		size_t g = (size_t)(sep - n->key), f = strlen(sep + 1);
+		p += sprintf(p, "%d %d %zu %zu\n", n->online, n->total, g, f);
+		memcpy(p, n->key, g);
+		p += g;
+		memcpy(p, sep + 1, f);
+		p += f;
+	}
+	snprintf(topic, sizeof(topic), GOSSIP_PREFIX "%d", self);
+	mosquitto_broker_publish_copy(NULL, topic, (int)(p - buf), buf, 0, false, NULL);
+	mosquitto_free(buf);
+}
+
+static void read_gossip(int from, const char *buf, uint32_t len)
+{
+	const char *p = buf, *end = buf + len;
+	struct count *h = NULL, *n;
+	while(p < end){
+		int online, total, used = 0;
+		size_t g, f;
+		char line[96];
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		if(!nl || nl - p >= (long)sizeof(line)) break;
+		memcpy(line, p, (size_t)(nl - p));
+		line[nl - p] = '\0';
+		if(sscanf(line, "%d %d %zu %zu%n", &online, &total, &g, &f, &used) != 4) break;
+		p = nl + 1;
+		if((size_t)(end - p) < g + f) break;
+		n = mosquitto_calloc(1, sizeof(*n));
+		if(!n) break;
+		n->key = mosquitto_malloc(g + f + 2);
+		if(!n->key){
+			mosquitto_free(n);
+			break;
+		}
+		memcpy(n->key, p, g);
+		n->key[g] = '\x1f';
+		memcpy(n->key + g + 1, p + g, f);
+		n->key[g + f + 1] = '\0';
+		n->online = online;
+		n->total = total;
+		p += g + f;
+		HASH_ADD_KEYPTR(hh, h, n->key, strlen(n->key), n);
+	}
+	counts_free(&peers[from].counts);
+	peers[from].counts = h;
+	peers[from].seen = now();
+}
+
+static int on_message(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_message *ed = event_data;
+	(void)event;
+	(void)userdata;
+	if(strncmp(ed->topic, GOSSIP_PREFIX, strlen(GOSSIP_PREFIX))) return MOSQ_ERR_SUCCESS;
+	/* The bridge user's writes only (also enforced by the ACL check). */
+	if(!is_bridge(ed->client)) return MOSQ_ERR_ACL_DENIED;
+	int from = atoi(ed->topic + strlen(GOSSIP_PREFIX));
+	if(from >= 0 && from < MAX_BROKERS && from != self){
+		read_gossip(from, ed->payload, ed->payloadlen);
+	}
+	return MOSQ_ERR_SUCCESS;
+}
+
+/* The state file: per client "C clean idlen\n" + id, then per
+ * subscription "S glen flen\n" + group + filter (glen -1: normal). */
+static void save_state(void)
+{
+	struct client *c, *tmp;
+	char path[4096];
+	FILE *f;
+	if(!state_file) return;
+	snprintf(path, sizeof(path), "%s.new", state_file);
+	f = fopen(path, "w");
+	if(!f) return;
+	HASH_ITER(hh, clients, c, tmp){
+		if(c->clean) continue; /* its session ends with its connection */
+		fprintf(f, "C %zu\n%s", strlen(c->id), c->id);
+		for(struct sub *s = c->subs; s; s = s->next){
+			fprintf(f, "S %ld %zu\n%s%s", s->group ? (long)strlen(s->group) : -1L, strlen(s->filter), s->group ? s->group : "", s->filter);
+		}
+	}
+	if(fclose(f) == 0) rename(path, state_file);
+}
+
+static char *read_n(FILE *f, size_t n)
+{
+	char *s = mosquitto_malloc(n + 1);
+	if(!s) return NULL;
+	if(fread(s, 1, n, f) != n){
+		mosquitto_free(s);
+		return NULL;
+	}
+	s[n] = '\0';
+	return s;
+}
+
+static void load_state(void)
+{
+	FILE *f;
+	char line[64];
+	struct client *c = NULL;
+	if(!state_file || !(f = fopen(state_file, "r"))) return;
+	while(fgets(line, sizeof(line), f)){
+		size_t n, fl;
+		long gl;
+		if(sscanf(line, "C %zu", &n) == 1){
+			char *id = read_n(f, n);
+			if(!id) break;
+			c = client_get(id, true);
+			mosquitto_free(id);
+		}else if(c && sscanf(line, "S %ld %zu", &gl, &fl) == 2){
+			char *g = gl >= 0 ? read_n(f, (size_t)gl) : NULL;
+			char *fi = read_n(f, fl);
+			if(fi) sub_set(c, g, fi, true);
+			mosquitto_free(g);
+			mosquitto_free(fi);
+		}else{
+			break;
+		}
+	}
+	fclose(f);
+	recount();
+}
+
+static int on_tick(int event, void *event_data, void *userdata)
+{
+	struct client *c, *tmp;
+	double t = now();
+	(void)event;
+	(void)event_data;
+	(void)userdata;
+	if(connects){
+		HASH_ITER(hh, clients, c, tmp){
+			commit(c);
+			c->reconnecting = false;
+		}
+		connects = false;
+	}
+	if(gossip_dirty || t - last_gossip >= GOSSIP_EVERY){
+		gossip();
+		gossip_dirty = false;
+		last_gossip = t;
+	}
+	if(state_dirty && t - last_state >= 1.0){
+		save_state();
+		state_dirty = false;
+		last_state = t;
+	}
+	return MOSQ_ERR_SUCCESS;
+}
+
+int mosquitto_plugin_version(int supported_version_count, const int *supported_versions)
+{
+	for(int i = 0; i < supported_version_count; i++){
+		if(supported_versions[i] == 5) return 5;
+	}
+	return -1;
+}
+
+int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, struct mosquitto_opt *opts, int opt_count)
+{
+	(void)userdata;
+	plugin_id = identifier;
+	for(int i = 0; i < opt_count; i++){
+		if(!strcmp(opts[i].key, "broker")){
+			self = atoi(opts[i].value);
+		}else if(!strcmp(opts[i].key, "bridge_user")){
+			bridge_user = mosquitto_strdup(opts[i].value);
+		}else if(!strcmp(opts[i].key, "state_file")){
+			state_file = mosquitto_strdup(opts[i].value);
+		}
+	}
+	if(self < 0 || self >= MAX_BROKERS || !bridge_user){
+		mosquitto_log_printf(MOSQ_LOG_ERR, "cluster_shared: plugin_opt_broker (0-%d) and plugin_opt_bridge_user are required", MAX_BROKERS - 1);
+		return MOSQ_ERR_INVAL;
+	}
+	load_state();
+	if(mosquitto_callback_register(plugin_id, MOSQ_EVT_ACL_CHECK, on_acl, NULL, NULL)
+			|| mosquitto_callback_register(plugin_id, MOSQ_EVT_BASIC_AUTH, on_connect, NULL, NULL)
+			|| mosquitto_callback_register(plugin_id, MOSQ_EVT_DISCONNECT, on_disconnect, NULL, NULL)
+			|| mosquitto_callback_register(plugin_id, MOSQ_EVT_MESSAGE, on_message, NULL, NULL)
+			|| mosquitto_callback_register(plugin_id, MOSQ_EVT_TICK, on_tick, NULL, NULL)){
+		return MOSQ_ERR_UNKNOWN;
+	}
+	mosquitto_log_printf(MOSQ_LOG_NOTICE, "cluster_shared: broker %d, shared subscriptions delivered once across the cluster", self);
+	return MOSQ_ERR_SUCCESS;
+}
+
+int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *opts, int opt_count)
+{
+	struct client *c, *tmp;
+	(void)userdata;
+	(void)opts;
+	(void)opt_count;
+	save_state();
+	mosquitto_callback_unregister(plugin_id, MOSQ_EVT_ACL_CHECK, on_acl, NULL);
+	mosquitto_callback_unregister(plugin_id, MOSQ_EVT_BASIC_AUTH, on_connect, NULL);
+	mosquitto_callback_unregister(plugin_id, MOSQ_EVT_DISCONNECT, on_disconnect, NULL);
+	mosquitto_callback_unregister(plugin_id, MOSQ_EVT_MESSAGE, on_message, NULL);
+	mosquitto_callback_unregister(plugin_id, MOSQ_EVT_TICK, on_tick, NULL);
+	HASH_ITER(hh, clients, c, tmp){
+		client_del(c);
+	}
+	counts_free(&mine);
+	for(int i = 0; i < MAX_BROKERS; i++){
+		counts_free(&peers[i].counts);
+	}
+	mosquitto_free(bridge_user);
+	mosquitto_free(state_file);
+	return MOSQ_ERR_SUCCESS;
+}
