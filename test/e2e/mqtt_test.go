@@ -138,7 +138,7 @@ func brokerOf(t *testing.T, cluster string, replicas int, ids []string) map[stri
 	out := map[string]string{}
 	for i := 0; i < replicas; i++ {
 		svc := fmt.Sprintf("%s-broker-%d", cluster, i)
-		logs := []byte(testutil.ServiceLogs(svc))
+		logs := []byte(testutil.RunningLogs(svc))
 		for _, id := range ids {
 			if regexp.MustCompile(` as ` + regexp.QuoteMeta(id) + ` \(`).Match(logs) {
 				out[id] = svc
