@@ -1109,7 +1109,7 @@ func (r *ClusterReconciler) observeBridges(ctx context.Context, cluster string, 
 		// can hang (seen on a service whose earlier tasks' containers
 		// were gone): the read is bounded, and a pass goes on without it.
 		since := tr.Cursor(j)
-		if t, ok := latest[name]; ok && since.IsZero() {
+		if t, ok := latest[name]; ok && since.IsZero() && !t.Meta.CreatedAt.IsZero() {
 			since = t.Meta.CreatedAt.Add(-time.Second)
 		}
 		lctx, cancel := context.WithTimeout(ctx, logsTimeout)

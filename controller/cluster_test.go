@@ -1013,3 +1013,26 @@ func TestClusterHAProxyRuntimeAPIBehindMutualTLS(t *testing.T) {
 		t.Fatal("a key in the status")
 	}
 }
+
+// A broker's log is read from its current task's start, not from the
+// service's beginning (a read over a service's whole history can hang in
+// Swarm), and the hub's log still shows the bridges.
+func TestClusterReadsBrokerLogsFromTheCurrentTask(t *testing.T) {
+	t.Parallel()
+	e := newClusterEnv(t)
+	e.apply("spec: {tls: {dnsNames: [mqtt.example.com]}, loadBalancer: {replicas: 1}}\n")
+	e.reconcile()
+	e.runAll()
+	created := e.now.Add(-55 * time.Second)
+	for i := range e.fake.TaskList {
+		e.fake.TaskList[i].Meta.CreatedAt = created
+	}
+	e.reconcile()
+	if got := e.fake.LogsSince["iot-broker-0"]; !got.Equal(created.Add(-time.Second)) {
+		t.Fatalf("broker 0's log read since %v, want its task's creation %v less a second", got, created)
+	}
+	c := e.cluster()
+	if c.Status.Hub != "iot-broker-0" || c.Status.Brokers[1].Bridge == nil || !c.Status.Brokers[1].Bridge.Connected {
+		t.Fatalf("the bridges were not read: hub %q, broker 1 %+v", c.Status.Hub, c.Status.Brokers[1].Bridge)
+	}
+}

@@ -37,9 +37,11 @@ type Fake struct {
 	NodeList []swarm.Node
 	// LocalNode is what LocalNodeID returns.
 	LocalNode string
-	// Logs holds each service's log lines, by service name.
-	Logs  map[string][]LogLine
-	calls []Call
+	// Logs holds each service's log lines, by service name; LogsSince
+	// records the since of each service's last ServiceLogs.
+	Logs      map[string][]LogLine
+	LogsSince map[string]time.Time
+	calls     []Call
 	// Fail, when set, is returned by every write.
 	Fail   error
 	events chan events.Message
@@ -357,6 +359,10 @@ func (f *Fake) Events(ctx context.Context) (<-chan events.Message, <-chan error)
 func (f *Fake) ServiceLogs(_ context.Context, service string, since time.Time) ([]LogLine, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.LogsSince == nil {
+		f.LogsSince = map[string]time.Time{}
+	}
+	f.LogsSince[service] = since
 	var out []LogLine
 	for _, l := range f.Logs[service] {
 		if !l.Time.Before(since) { // since is inclusive, as Docker's is
