@@ -86,8 +86,8 @@ static struct peer peers[MAX_BROKERS];
 static int self = -1;
 static char *bridge_user;
 static char *state_file;
-static bool gossip_dirty = true, state_dirty, connects;
-static double last_gossip, last_state;
+static bool gossip_dirty = true, state_dirty, connects, counts_dirty;
+static double last_gossip, last_state, last_recount;
 
 static double now(void)
 {
@@ -301,7 +301,7 @@ static void commit(struct client *c)
 	c->ctx = c->pending;
 	c->clean = c->pending_clean;
 	c->pending = NULL;
-	recount();
+	counts_dirty = true;
 	state_dirty = true;
 }
 
@@ -329,7 +329,7 @@ static int on_acl(int event, void *event_data, void *userdata)
 			if(split_share(ed->topic, &group, &filter)){
 				sub_set(c, group, filter, ed->access == MOSQ_ACL_SUBSCRIBE);
 				mosquitto_free(group);
-				recount();
+				counts_dirty = true;
 			}else{
 				sub_set(c, NULL, ed->topic, ed->access == MOSQ_ACL_SUBSCRIBE);
 			}
@@ -397,7 +397,7 @@ static int on_disconnect(int event, void *event_data, void *userdata)
 	}else{
 		c->ctx = NULL; /* offline; a pending takeover decides the rest */
 	}
-	recount();
+	counts_dirty = true;
 	state_dirty = true;
 	return MOSQ_ERR_SUCCESS;
 }
@@ -555,6 +555,13 @@ static int on_tick(int event, void *event_data, void *userdata)
 			c->reconnecting = false;
 		}
 		connects = false;
+	}
+	/* Counts are rebuilt at most ten times a second (a burst of
+	 * connects or subscriptions costs one pass over the subscriptions). */
+	if(counts_dirty && t - last_recount >= 0.1){
+		recount();
+		counts_dirty = false;
+		last_recount = t;
 	}
 	if(gossip_dirty || t - last_gossip >= GOSSIP_EVERY){
 		gossip();
