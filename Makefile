@@ -25,9 +25,10 @@ build:
 generate:
 	$(GO) tool controller-gen crd paths=./api/... output:crd:dir=./crds
 
-## lint: go vet and a gofmt check
+## lint: go vet, a gofmt check and the import rules (hack/import-rules.sh)
 lint:
 	$(GO) vet ./...
+	hack/import-rules.sh
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 

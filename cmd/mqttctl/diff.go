@@ -13,9 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
-	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/client"
-	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
-	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/broker"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/client"
 )
 
 // exitError ends mqttctl with a given status (after printing err, unless
@@ -73,7 +71,7 @@ func (c *cli) diff(cmd *cobra.Command, files []string) (bool, error) {
 		}
 		next := res.Object
 		var cur *api.MqttCluster
-		if res.Result != store.Created {
+		if res.Result != api.Created {
 			if cur, err = cl.Get(cmd.Context(), next.Name); err != nil {
 				var ce *client.Error
 				if !errors.As(err, &ce) || ce.Code != http.StatusNotFound {
@@ -82,11 +80,11 @@ func (c *cli) diff(cmd *cobra.Command, files []string) (bool, error) {
 				cur = nil
 			}
 		}
-		plan, err := broker.PlanFor(cur, next)
-		if err != nil {
-			return false, fmt.Errorf("%s: %w", d, err)
+		var plan api.BrokerPlan
+		if res.Plan != nil {
+			plan = *res.Plan
 		}
-		if res.Result != store.Unchanged {
+		if res.Result != api.Unchanged {
 			changed = true
 		}
 		writeDiff(c.out, cur, next, res.Result, plan)
@@ -96,13 +94,13 @@ func (c *cli) diff(cmd *cobra.Command, files []string) (bool, error) {
 
 // writeDiff prints one object's changes: ~ changed, + added, - removed
 // fields (metadata labels and annotations, spec), then the broker plan.
-func writeDiff(w io.Writer, cur, next *api.MqttCluster, res store.Result, plan broker.Plan) {
+func writeDiff(w io.Writer, cur, next *api.MqttCluster, res api.ApplyResult, plan api.BrokerPlan) {
 	head := fmt.Sprintf("mqttcluster/%s %s", next.Name, res)
 	if cur != nil && next.Generation != cur.Generation {
 		head += fmt.Sprintf(" (generation %d -> %d)", cur.Generation, next.Generation)
 	}
 	fmt.Fprintln(w, head)
-	if res == store.Unchanged {
+	if res == api.Unchanged {
 		return
 	}
 	before, after := map[string]string{}, map[string]string{}

@@ -14,18 +14,10 @@ import (
 
 // CA is the answer of GET …/mqttclusters/NAME/ca: the cluster CA's
 // certificate (public) that clients verify the MQTTS server against.
-type CA struct {
-	Certificate string `json:"caCertificate"`
-	Fingerprint string `json:"fingerprint"`
-}
+type CA = api.CA
 
-// Credentials is the answer of GET …/mqttclusters/NAME/credentials: the
-// MQTT user the operator generated. Token holders may read it, as kubectl
-// users may read a Secret; it is never logged.
-type Credentials struct {
-	Username string `json:"username"`
-	Password string `json:"password"`
-}
+// Credentials is the generated MQTT user (api.Credentials).
+type Credentials = api.Credentials
 
 // material reads a cluster's generated material, answering 404 itself
 // when there is none.
@@ -80,10 +72,7 @@ func (s *Server) getCredentials(w http.ResponseWriter, r *http.Request) {
 }
 
 // RenewResponse is the answer of POST …/NAME/certificate/renew.
-type RenewResponse struct {
-	Name        string `json:"name"`
-	RequestedAt string `json:"requestedAt"`
-}
+type RenewResponse = api.RenewResponse
 
 // renewCertificate asks the operator for a new server certificate: it
 // records the request time in an annotation (generation does not move:

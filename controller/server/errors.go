@@ -9,24 +9,12 @@ import (
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
 )
 
-// Status is the error body, shaped like Kubernetes' metav1.Status so that
-// tools that read Kubernetes errors read these.
-type Status struct {
-	APIVersion string         `json:"apiVersion"`
-	Kind       string         `json:"kind"`
-	Status     string         `json:"status"`
-	Message    string         `json:"message"`
-	Reason     string         `json:"reason"`
-	Code       int            `json:"code"`
-	Details    *StatusDetails `json:"details,omitempty"`
-}
+// Status is the error body (api.Status), shaped like Kubernetes'
+// metav1.Status.
+type Status = api.Status
 
 // StatusDetails names the object and the field causes.
-type StatusDetails struct {
-	Name   string           `json:"name,omitempty"`
-	Kind   string           `json:"kind,omitempty"`
-	Causes []api.FieldError `json:"causes,omitempty"`
-}
+type StatusDetails = api.StatusDetails
 
 // Reasons, as Kubernetes spells them.
 const (

@@ -17,11 +17,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/broker"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/credentials"
 )
 
@@ -29,7 +29,7 @@ import (
 const MaxBodyBytes = 1 << 20
 
 // BasePath is the collection URL of MqttCluster objects.
-const BasePath = "/apis/" + api.Group + "/" + api.Version + "/" + api.Resource
+const BasePath = api.BasePath
 
 // Store is what the API needs of the store.
 type Store interface {
@@ -282,26 +282,7 @@ const (
 )
 
 // GitSyncStatus is what the operator's git sync last did (GET /v1/gitsync).
-type GitSyncStatus struct {
-	Repo   string `json:"repo"`
-	Branch string `json:"branch"`
-	Path   string `json:"path,omitempty"`
-	// Commit is the last commit applied in full.
-	Commit      string       `json:"commit,omitempty"`
-	LastAttempt *metav1.Time `json:"lastAttempt,omitempty"`
-	LastSuccess *metav1.Time `json:"lastSuccess,omitempty"`
-	LastError   string       `json:"lastError,omitempty"`
-	// Applied are the clusters in git; Pruned those the last sync deleted
-	// (their file left); Drift those whose live spec the last sync found
-	// changed by hand since git's was applied, and put back.
-	Applied []string `json:"applied,omitempty"`
-	Pruned  []string `json:"pruned,omitempty"`
-	Drift   []string `json:"drift,omitempty"`
-	// LastDrift and LastDriftTime: the last drift found (kept after the
-	// next sync finds none).
-	LastDrift     []string     `json:"lastDrift,omitempty"`
-	LastDriftTime *metav1.Time `json:"lastDriftTime,omitempty"`
-}
+type GitSyncStatus = api.GitSyncStatus
 
 // gitSync answers the git sync's status (404 when the operator runs none).
 func (s *Server) gitSync(w http.ResponseWriter, r *http.Request) {
@@ -369,12 +350,7 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 }
 
 // ApplyResponse is the answer to an apply: what it did, and the object.
-type ApplyResponse struct {
-	Result store.Result     `json:"result"`
-	Object *api.MqttCluster `json:"object"`
-	// DryRun: nothing was stored (?dryRun=All).
-	DryRun bool `json:"dryRun,omitempty"`
-}
+type ApplyResponse = api.ApplyResponse
 
 func expectVersion(rv string) (*uint64, *api.FieldError) {
 	if rv == "" {
@@ -447,14 +423,17 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request) {
 
 // dryRun answers an apply with ?dryRun=All: the object as it would be
 // stored (defaulted, with the request annotations kept) and the result,
-// storing nothing. mqttctl diff compares it with the stored object.
+// storing nothing, and the broker plan. mqttctl diff compares it with the
+// stored object.
 func (s *Server) dryRun(w http.ResponseWriter, obj *api.MqttCluster, spec []byte) {
 	ann := s.keepRequests(obj)
 	out := obj.DeepCopy()
 	out.Annotations, out.Status, out.Generation = ann, api.MqttClusterStatus{}, 1
 	res := store.Created
+	var stored *api.MqttCluster
 	if cur := s.store.Get(api.KindMqttCluster, obj.Name); cur != nil {
-		stored, err := ToAPI(cur)
+		var err error
+		stored, err = ToAPI(cur)
 		if err != nil {
 			writeStatus(w, http.StatusInternalServerError, ReasonInternal, err.Error(), nil)
 			return
@@ -472,7 +451,14 @@ func (s *Server) dryRun(w http.ResponseWriter, obj *api.MqttCluster, spec []byte
 			out.Generation++
 		}
 	}
-	writeJSON(w, http.StatusOK, &ApplyResponse{Result: res, Object: out, DryRun: true})
+	// What applying would do to the brokers: the plan the reconciler
+	// follows, computed here so that clients need none of it.
+	plan, err := broker.PlanFor(stored, out)
+	if err != nil {
+		writeStatus(w, http.StatusInternalServerError, ReasonInternal, err.Error(), nil)
+		return
+	}
+	writeJSON(w, http.StatusOK, &ApplyResponse{Result: res, Object: out, DryRun: true, Plan: &plan})
 }
 
 func (s *Server) delete(w http.ResponseWriter, r *http.Request) {

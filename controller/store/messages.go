@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
 )
 
 // MessageType is the first byte of every raft log entry. New types are only
@@ -74,14 +76,14 @@ type StatusRequest struct {
 }
 
 // Result says what a write did, in kubectl's words.
-type Result string
+type Result = api.ApplyResult
 
 // Results.
 const (
-	Created    Result = "created"
-	Configured Result = "configured"
-	Unchanged  Result = "unchanged"
-	Deleted    Result = "deleted"
+	Created    = api.Created
+	Configured = api.Configured
+	Unchanged  = api.Unchanged
+	Deleted    = api.Deleted
 )
 
 // response is what FSM.Apply returns for each message.

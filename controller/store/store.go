@@ -21,6 +21,8 @@ import (
 	"github.com/hashicorp/raft"
 	wal "github.com/hashicorp/raft-wal"
 	"github.com/hashicorp/raft-wal/metadb"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
 )
 
 // Config configures a store.
@@ -469,23 +471,8 @@ func (s *Store) LeaderCh() <-chan bool { return s.raft.LeaderCh() }
 // NodeID is this server's raft id.
 func (s *Store) NodeID() string { return string(s.nodeID) }
 
-// LeaderInfo describes the raft leader as this node sees it.
-type LeaderInfo struct {
-	LeaderID      string    `json:"leaderID"`
-	LeaderAddress string    `json:"leaderAddress"`
-	NodeID        string    `json:"nodeID"`
-	NodeAddress   string    `json:"nodeAddress"`
-	IsLeader      bool      `json:"isLeader"`
-	State         string    `json:"state"`
-	Term          uint64    `json:"term"`
-	CommitIndex   uint64    `json:"commitIndex"`
-	AppliedIndex  uint64    `json:"appliedIndex"`
-	LastIndex     uint64    `json:"lastIndex"`
-	LastContact   time.Time `json:"lastContact,omitzero"`
-	// SkippedEntries counts the raft entries this server's state machine
-	// could not apply and skipped since it started.
-	SkippedEntries uint64 `json:"skippedEntries,omitempty"`
-}
+// LeaderInfo describes the raft leader as this node sees it (a wire type).
+type LeaderInfo = api.LeaderInfo
 
 // Leader reports the leader and this node's raft progress.
 func (s *Store) Leader() LeaderInfo {
@@ -507,13 +494,8 @@ func (s *Store) Leader() LeaderInfo {
 	return info
 }
 
-// Peer is one server of the raft configuration.
-type Peer struct {
-	ID       string `json:"id"`
-	Address  string `json:"address"`
-	Suffrage string `json:"suffrage"`
-	Leader   bool   `json:"leader"`
-}
+// Peer is one server of the raft configuration (a wire type).
+type Peer = api.Peer
 
 // Peers lists the raft configuration.
 func (s *Store) Peers() ([]Peer, error) {

@@ -9,17 +9,9 @@ import (
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
 )
 
-// Plan is what applying a spec does to the brokers.
-type Plan struct {
-	// Restart are the brokers whose service changes: Swarm replaces their
-	// task (a restart, their clients reconnect).
-	Restart []string
-	// Add and Remove are the brokers a replica change creates or removes.
-	Add, Remove []string
-}
-
-// Changes reports whether the plan touches any broker.
-func (p Plan) Changes() bool { return len(p.Restart)+len(p.Add)+len(p.Remove) > 0 }
+// Plan is what applying a spec does to the brokers (a wire type: the API
+// answers it on a dry run).
+type Plan = api.BrokerPlan
 
 // PlanFor compares the brokers of cur (nil: a new cluster) and next, two
 // defaulted, valid clusters, as the reconciler would make them: a broker

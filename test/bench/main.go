@@ -19,7 +19,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/client"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/client"
 )
 
 func main() {

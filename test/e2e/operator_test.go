@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
-	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/client"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/client"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/testutil"
 )
 

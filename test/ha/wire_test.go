@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/client"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/client"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/testutil"
 )
 

@@ -20,8 +20,6 @@ import (
 	"time"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
-	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/server"
-	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
 )
 
 // Client talks to the operator: to one API, or to any of several (every
@@ -180,7 +178,7 @@ func (c *Client) once(ctx context.Context, base, method, path string, body []byt
 		return nil, false, fmt.Errorf("read response: %w", err)
 	}
 	if resp.StatusCode >= 300 {
-		var st server.Status
+		var st api.Status
 		if json.Unmarshal(data, &st) == nil && st.Message != "" {
 			e := &Error{Code: resp.StatusCode, Reason: st.Reason, Message: st.Message}
 			if st.Details != nil {
@@ -201,9 +199,9 @@ func unwrapURLError(err error) error {
 }
 
 // Apply sends one document (YAML or JSON) to be created or updated.
-func (c *Client) Apply(ctx context.Context, doc []byte) (*server.ApplyResponse, error) {
-	var out server.ApplyResponse
-	if err := c.do(ctx, http.MethodPost, server.BasePath, doc, &out); err != nil {
+func (c *Client) Apply(ctx context.Context, doc []byte) (*api.ApplyResponse, error) {
+	var out api.ApplyResponse
+	if err := c.do(ctx, http.MethodPost, api.BasePath, doc, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
@@ -211,17 +209,17 @@ func (c *Client) Apply(ctx context.Context, doc []byte) (*server.ApplyResponse, 
 
 // ApplyDryRun asks what Apply would store, storing nothing (the server
 // defaults and validates as for Apply).
-func (c *Client) ApplyDryRun(ctx context.Context, doc []byte) (*server.ApplyResponse, error) {
-	var out server.ApplyResponse
-	if err := c.do(ctx, http.MethodPost, server.BasePath+"?dryRun=All", doc, &out); err != nil {
+func (c *Client) ApplyDryRun(ctx context.Context, doc []byte) (*api.ApplyResponse, error) {
+	var out api.ApplyResponse
+	if err := c.do(ctx, http.MethodPost, api.BasePath+"?dryRun=All", doc, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
 }
 
 // GitSync reads the operator's git sync status.
-func (c *Client) GitSync(ctx context.Context) (*server.GitSyncStatus, error) {
-	var out server.GitSyncStatus
+func (c *Client) GitSync(ctx context.Context) (*api.GitSyncStatus, error) {
+	var out api.GitSyncStatus
 	if err := c.do(ctx, http.MethodGet, "/v1/gitsync", nil, &out); err != nil {
 		return nil, err
 	}
@@ -239,14 +237,14 @@ func (c *Client) Approve(ctx context.Context, name string) (generation int64, er
 	var out struct {
 		ApprovedGeneration int64 `json:"approvedGeneration"`
 	}
-	err = c.do(ctx, http.MethodPost, server.BasePath+"/"+url.PathEscape(name)+"/approve", nil, &out)
+	err = c.do(ctx, http.MethodPost, api.BasePath+"/"+url.PathEscape(name)+"/approve", nil, &out)
 	return out.ApprovedGeneration, err
 }
 
 // Events reads a cluster's recent events, oldest first.
 func (c *Client) Events(ctx context.Context, name string) (*api.EventList, error) {
 	var out api.EventList
-	if err := c.do(ctx, http.MethodGet, server.BasePath+"/"+url.PathEscape(name)+"/events", nil, &out); err != nil {
+	if err := c.do(ctx, http.MethodGet, api.BasePath+"/"+url.PathEscape(name)+"/events", nil, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
@@ -255,7 +253,7 @@ func (c *Client) Events(ctx context.Context, name string) (*api.EventList, error
 // Get reads one cluster.
 func (c *Client) Get(ctx context.Context, name string) (*api.MqttCluster, error) {
 	var out api.MqttCluster
-	if err := c.do(ctx, http.MethodGet, server.BasePath+"/"+url.PathEscape(name), nil, &out); err != nil {
+	if err := c.do(ctx, http.MethodGet, api.BasePath+"/"+url.PathEscape(name), nil, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
@@ -265,7 +263,7 @@ func (c *Client) Get(ctx context.Context, name string) (*api.MqttCluster, error)
 // it reflects every write acknowledged before the call.
 func (c *Client) GetConsistent(ctx context.Context, name string) (*api.MqttCluster, error) {
 	var out api.MqttCluster
-	if err := c.do(ctx, http.MethodGet, server.BasePath+"/"+url.PathEscape(name)+"?consistent=true", nil, &out); err != nil {
+	if err := c.do(ctx, http.MethodGet, api.BasePath+"/"+url.PathEscape(name)+"?consistent=true", nil, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
@@ -273,7 +271,7 @@ func (c *Client) GetConsistent(ctx context.Context, name string) (*api.MqttClust
 
 // List reads every cluster matching a label selector ("" for all).
 func (c *Client) List(ctx context.Context, selector string) (*api.MqttClusterList, error) {
-	p := server.BasePath
+	p := api.BasePath
 	if selector != "" {
 		p += "?labelSelector=" + url.QueryEscape(selector)
 	}
@@ -286,12 +284,12 @@ func (c *Client) List(ctx context.Context, selector string) (*api.MqttClusterLis
 
 // Delete removes one cluster.
 func (c *Client) Delete(ctx context.Context, name string) error {
-	return c.do(ctx, http.MethodDelete, server.BasePath+"/"+url.PathEscape(name), nil, nil)
+	return c.do(ctx, http.MethodDelete, api.BasePath+"/"+url.PathEscape(name), nil, nil)
 }
 
 // Leader reads /v1/status/leader.
-func (c *Client) Leader(ctx context.Context) (*store.LeaderInfo, error) {
-	var out store.LeaderInfo
+func (c *Client) Leader(ctx context.Context) (*api.LeaderInfo, error) {
+	var out api.LeaderInfo
 	if err := c.do(ctx, http.MethodGet, "/v1/status/leader", nil, &out); err != nil {
 		return nil, err
 	}
@@ -299,9 +297,9 @@ func (c *Client) Leader(ctx context.Context) (*store.LeaderInfo, error) {
 }
 
 // Peers reads /v1/status/peers.
-func (c *Client) Peers(ctx context.Context) ([]store.Peer, error) {
+func (c *Client) Peers(ctx context.Context) ([]api.Peer, error) {
 	var out struct {
-		Peers []store.Peer `json:"peers"`
+		Peers []api.Peer `json:"peers"`
 	}
 	if err := c.do(ctx, http.MethodGet, "/v1/status/peers", nil, &out); err != nil {
 		return nil, err
@@ -310,36 +308,36 @@ func (c *Client) Peers(ctx context.Context) ([]store.Peer, error) {
 }
 
 // CA reads a cluster's CA certificate.
-func (c *Client) CA(ctx context.Context, name string) (*server.CA, error) {
-	var out server.CA
-	if err := c.do(ctx, http.MethodGet, server.BasePath+"/"+url.PathEscape(name)+"/ca", nil, &out); err != nil {
+func (c *Client) CA(ctx context.Context, name string) (*api.CA, error) {
+	var out api.CA
+	if err := c.do(ctx, http.MethodGet, api.BasePath+"/"+url.PathEscape(name)+"/ca", nil, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
 }
 
 // Credentials reads the MQTT user the operator generated for a cluster.
-func (c *Client) Credentials(ctx context.Context, name string) (*server.Credentials, error) {
-	var out server.Credentials
-	if err := c.do(ctx, http.MethodGet, server.BasePath+"/"+url.PathEscape(name)+"/credentials", nil, &out); err != nil {
+func (c *Client) Credentials(ctx context.Context, name string) (*api.Credentials, error) {
+	var out api.Credentials
+	if err := c.do(ctx, http.MethodGet, api.BasePath+"/"+url.PathEscape(name)+"/credentials", nil, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
 }
 
 // RenewCertificate asks the operator to issue a new server certificate.
-func (c *Client) RenewCertificate(ctx context.Context, name string) (*server.RenewResponse, error) {
-	var out server.RenewResponse
-	if err := c.do(ctx, http.MethodPost, server.BasePath+"/"+url.PathEscape(name)+"/certificate/renew", []byte("{}"), &out); err != nil {
+func (c *Client) RenewCertificate(ctx context.Context, name string) (*api.RenewResponse, error) {
+	var out api.RenewResponse
+	if err := c.do(ctx, http.MethodPost, api.BasePath+"/"+url.PathEscape(name)+"/certificate/renew", []byte("{}"), &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
 }
 
 // RotateCA asks the operator to start a CA rotation.
-func (c *Client) RotateCA(ctx context.Context, name string) (*server.RenewResponse, error) {
-	var out server.RenewResponse
-	if err := c.do(ctx, http.MethodPost, server.BasePath+"/"+url.PathEscape(name)+"/ca/rotate", []byte("{}"), &out); err != nil {
+func (c *Client) RotateCA(ctx context.Context, name string) (*api.RenewResponse, error) {
+	var out api.RenewResponse
+	if err := c.do(ctx, http.MethodPost, api.BasePath+"/"+url.PathEscape(name)+"/ca/rotate", []byte("{}"), &out); err != nil {
 		return nil, err
 	}
 	return &out, nil
