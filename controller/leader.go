@@ -34,6 +34,7 @@ type LeaderStore interface {
 	IsLeader() bool
 	Barrier(timeout time.Duration) error
 	Watch() (<-chan struct{}, uint64)
+	Changes(since uint64) ([]store.Change, uint64, bool)
 	List(kind string) ([]*store.Object, uint64)
 }
 
@@ -205,9 +206,13 @@ func (l *Leader) leaderLoop(ctx context.Context) {
 			l.reconcileOne(ctx, n, ls)
 		}
 	}
-	// The watch is taken before each full pass, so a change made during a
-	// pass is seen by the next one.
-	watch, _ := l.Store.Watch()
+	// The watch is taken before each pass, so a change made during a pass
+	// is seen by the next one. A change wakes only the cluster whose spec,
+	// labels or annotations it touched (or that it created or deleted): a
+	// status, event, credentials or git-sync write wakes nothing. When the
+	// store no longer remembers every change since the last look (a
+	// snapshot restore, a long pause), every cluster is reconciled.
+	watch, seen := l.Store.Watch()
 	reconcileAll()
 	for {
 		select {
@@ -219,13 +224,42 @@ func (l *Leader) leaderLoop(ctx context.Context) {
 			l.Metrics.setQueue(len(due))
 			continue
 		case <-watch:
+			watch, _ = l.Store.Watch()
+			changes, now, complete := l.Store.Changes(seen)
+			seen = now
+			if !complete {
+				break // to the full pass below
+			}
+			for _, n := range changedClusters(changes) {
+				if ctx.Err() != nil {
+					return
+				}
+				if time.Now().Before(ls.holdUntil[n]) {
+					continue
+				}
+				l.reconcileOne(ctx, n, ls)
+			}
+			l.Metrics.setQueue(len(due))
+			continue
 		case <-trigger:
 		case <-resync.C:
 		}
-		watch, _ = l.Store.Watch()
+		watch, seen = l.Store.Watch()
 		reconcileAll()
 		l.Metrics.setQueue(len(due))
 	}
+}
+
+// changedClusters are the clusters whose spec, labels or annotations the
+// changes touched, or that they created or deleted, sorted.
+func changedClusters(changes []store.Change) []string {
+	names := map[string]bool{}
+	for _, c := range changes {
+		if c.Kind == api.KindMqttCluster && c.Spec {
+			names[c.Name] = true
+		}
+	}
+	return slices.Sorted(maps.Keys(names))
 }
 
 // loopState is one leader loop's per-cluster bookkeeping.

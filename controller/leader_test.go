@@ -149,3 +149,44 @@ func TestLeaderLoopSurvivesAPanickingReconcile(t *testing.T) {
 		t.Fatalf("the panicking cluster was reconciled %d times during its backoff", n)
 	}
 }
+
+// TestLeaderWakesOnlyTheClusterThatChanged: a spec change reconciles that
+// cluster alone; a status write, an event or a credentials write wakes no
+// cluster. Each absence is read after a later change that does wake one
+// (the loop takes changes in order), so no wait stands in for it.
+func TestLeaderWakesOnlyTheClusterThatChanged(t *testing.T) {
+	t.Parallel()
+	s := openStore(t)
+	apply(t, s, "a", 1)
+	apply(t, s, "b", 1)
+	r := &recorder{calls: map[string]int{}, result: map[string]Result{}, fail: map[string]bool{}}
+	l := &Leader{Store: s, Reconcile: r.reconcile, Resync: time.Hour, RetryAfter: time.Hour, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go l.Run(ctx)
+	waitFor(t, "first pass", func() bool { return r.count("a") == 1 && r.count("b") == 1 })
+
+	// A status write on a, an event and a credentials record of a.
+	if _, _, err := s.UpdateStatus(store.StatusRequest{Kind: api.KindMqttCluster, Name: "a", Status: json.RawMessage(`{"hub":"x"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	for _, kind := range []string{"MqttClusterEvents", "MqttClusterCredentials"} {
+		if _, _, err := s.Apply(store.ApplyRequest{Kind: kind, Name: "a", Spec: json.RawMessage(`{"n":1}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Then a spec change of b: b alone is reconciled.
+	apply(t, s, "b", 2)
+	waitFor(t, "b reconciled after its change", func() bool { return r.count("b") == 2 })
+	if got := r.count("a"); got != 1 {
+		t.Fatalf("a reconciled %d times: a status, event or credentials write woke it", got)
+	}
+	// An annotation (a renewal or approval request) wakes its cluster.
+	if _, _, err := s.Apply(store.ApplyRequest{Kind: api.KindMqttCluster, Name: "a", Spec: json.RawMessage(`{"replicas":1}`), Annotations: map[string]string{"x": "1"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a reconciled after its annotation", func() bool { return r.count("a") == 2 })
+	if got := r.count("b"); got != 2 {
+		t.Fatalf("b reconciled %d times after a's change", got)
+	}
+}

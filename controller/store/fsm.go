@@ -2,12 +2,14 @@ package store
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -27,6 +29,10 @@ type FSM struct {
 	objects map[key]*Object
 	index   uint64 // last applied raft index that changed state
 	watch   chan struct{}
+	// changes are the last changeLogSize changes of state; complete
+	// from an index at or after trimmed (see Changes).
+	changes []Change
+	trimmed uint64
 	// applied is the raft index of the last command the FSM processed,
 	// changed state or not (raft's own AppliedIndex moves when a batch is
 	// handed to the FSM, before it is applied).
@@ -151,7 +157,7 @@ func (f *FSM) applyObject(index uint64, data []byte) (any, error) {
 			CreateIndex: index, ModifyIndex: index, Created: req.Now.UTC(),
 			Labels: req.Labels, Annotations: req.Annotations, Spec: req.Spec,
 		}
-		f.set(k, obj, index)
+		f.set(k, obj, index, true)
 		return &response{Result: Created, Object: obj}, nil
 	}
 	if sameContent(cur, &req) {
@@ -164,7 +170,7 @@ func (f *FSM) applyObject(index uint64, data []byte) (any, error) {
 	if specChanged {
 		obj.Generation++
 	}
-	f.set(k, &obj, index)
+	f.set(k, &obj, index, true)
 	return &response{Result: Configured, Object: &obj}, nil
 }
 
@@ -192,7 +198,7 @@ func (f *FSM) deleteObject(index uint64, data []byte) (any, error) {
 		return &response{Err: err}, nil
 	}
 	delete(f.objects, k)
-	f.changed(index)
+	f.changed(index, Change{Index: index, Kind: k.kind, Name: k.name, Spec: true})
 	return &response{Result: Deleted, Object: cur}, nil
 }
 
@@ -220,20 +226,55 @@ func (f *FSM) updateStatus(index uint64, data []byte) (any, error) {
 	obj := *cur
 	obj.Status = req.Status
 	obj.ModifyIndex = index
-	f.set(k, &obj, index)
+	f.set(k, &obj, index, false)
 	return &response{Result: Configured, Object: &obj}, nil
 }
 
-// set stores obj and wakes watchers. Callers hold f.mu.
-func (f *FSM) set(k key, obj *Object, index uint64) {
-	f.objects[k] = obj
-	f.changed(index)
+// Change says what one change of state touched.
+type Change struct {
+	Index      uint64
+	Kind, Name string
+	// Spec: the object was created or deleted, or its spec, labels or
+	// annotations changed; false for a write of its status only.
+	Spec bool
 }
 
-func (f *FSM) changed(index uint64) {
+// changeLogSize is how many changes the FSM remembers for Changes.
+const changeLogSize = 4096
+
+// set stores obj and wakes watchers. Callers hold f.mu.
+func (f *FSM) set(k key, obj *Object, index uint64, spec bool) {
+	f.objects[k] = obj
+	f.changed(index, Change{Index: index, Kind: k.kind, Name: k.name, Spec: spec})
+}
+
+// changed records a change (none: everything may have changed, as after
+// a snapshot restore) and wakes watchers.
+func (f *FSM) changed(index uint64, c ...Change) {
 	f.index = index
+	if len(c) == 0 {
+		f.changes, f.trimmed = nil, index
+	}
+	f.changes = append(f.changes, c...)
+	if n := len(f.changes) - changeLogSize; n > 0 {
+		f.trimmed = f.changes[n-1].Index
+		f.changes = slices.Clone(f.changes[n:])
+	}
 	close(f.watch)
 	f.watch = make(chan struct{})
+}
+
+// Changes returns the changes after index since, oldest first, and the
+// index of the state now. complete is false when some of them are no
+// longer remembered (a watcher then treats everything as changed).
+func (f *FSM) Changes(since uint64) (changes []Change, now uint64, complete bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if since < f.trimmed {
+		return nil, f.index, false
+	}
+	i, _ := slices.BinarySearchFunc(f.changes, since+1, func(c Change, idx uint64) int { return cmp.Compare(c.Index, idx) })
+	return slices.Clone(f.changes[i:]), f.index, true
 }
 
 // Get returns the object, or nil. The object must not be modified.

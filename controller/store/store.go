@@ -611,3 +611,6 @@ func sortObjects(objs []*Object) {
 func ResolveNodeID(dataDir, id string) (string, error) {
 	return nodeID(Config{DataDir: dataDir, NodeID: id})
 }
+
+// Changes returns the changes after index since (see FSM.Changes).
+func (s *Store) Changes(since uint64) ([]Change, uint64, bool) { return s.fsm.Changes(since) }

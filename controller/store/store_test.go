@@ -9,6 +9,7 @@ import (
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/testutil"
 	"io"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -275,5 +276,35 @@ func TestStoreSurvivesRestart(t *testing.T) {
 	peers, err := s2.Peers()
 	if err != nil || len(peers) != 1 || peers[0].ID != id || !peers[0].Leader || peers[0].Suffrage != "Voter" {
 		t.Fatalf("peers %+v %v", peers, err)
+	}
+}
+
+// TestFSMChangesSayWhatChanged: each change names its object and whether
+// it was more than a status write; a watcher too far behind is told the
+// list is incomplete.
+func TestFSMChangesSayWhatChanged(t *testing.T) {
+	t.Parallel()
+	f := NewFSM(nil)
+	applyOK(t, f, rawLog(ApplyObjectType, 3, ApplyRequest{Kind: "K", Name: "a", Spec: json.RawMessage(`{"r":1}`)}))
+	applyOK(t, f, rawLog(UpdateStatusType, 4, StatusRequest{Kind: "K", Name: "a", Status: json.RawMessage(`{"ok":true}`)}))
+	applyOK(t, f, rawLog(ApplyObjectType, 5, ApplyRequest{Kind: "K", Name: "a", Spec: json.RawMessage(`{"r":1}`)})) // unchanged
+	applyOK(t, f, rawLog(ApplyObjectType, 6, ApplyRequest{Kind: "E", Name: "b", Spec: json.RawMessage(`{}`)}))
+	applyOK(t, f, rawLog(DeleteObjectType, 7, DeleteRequest{Kind: "K", Name: "a"}))
+	got, now, complete := f.Changes(3)
+	want := []Change{{4, "K", "a", false}, {6, "E", "b", true}, {7, "K", "a", true}}
+	if !complete || now != 7 || !slices.Equal(got, want) {
+		t.Fatalf("changes since 3: %v (now %d, complete %v), want %v", got, now, complete, want)
+	}
+	if got, _, _ := f.Changes(7); len(got) != 0 {
+		t.Fatalf("changes since now: %v", got)
+	}
+	for i := uint64(0); i < changeLogSize+1; i++ {
+		applyOK(t, f, rawLog(UpdateStatusType, 10+i, StatusRequest{Kind: "E", Name: "b", Status: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i))}))
+	}
+	if _, _, complete := f.Changes(7); complete {
+		t.Fatal("a watcher behind the remembered changes was not told")
+	}
+	if got, _, complete := f.Changes(10 + changeLogSize - 1); !complete || len(got) != 1 {
+		t.Fatalf("the last change: %v %v", got, complete)
 	}
 }

@@ -410,7 +410,7 @@ static void gossip(void)
 	char topic[64], *buf = NULL, *p;
 	size_t size = 0;
 	HASH_ITER(hh, mine, n, tmp){
-		size += 48 + strlen(n->key);
+		size += 96 + strlen(n->key); /* the header line is at most 66 bytes */
 	}
 	buf = mosquitto_malloc(size + 1);
 	if(!buf) return;
@@ -443,7 +443,7 @@ static void read_gossip(int from, const char *buf, uint32_t len)
 		line[nl - p] = '\0';
 		if(sscanf(line, "%d %d %zu %zu%n", &online, &total, &g, &f, &used) != 4) break;
 		p = nl + 1;
-		if((size_t)(end - p) < g + f) break;
+		if(g > (size_t)(end - p) || f > (size_t)(end - p) - g) break;
 		n = mosquitto_calloc(1, sizeof(*n));
 		if(!n) break;
 		n->key = mosquitto_malloc(g + f + 2);
