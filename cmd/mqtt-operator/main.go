@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -39,10 +38,10 @@ import (
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/server"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/tlsutil"
-	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/certs"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/programs/signer"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/programs/syncagent"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/credentials"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/datasync"
-	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/datasync/agent"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
 )
 
@@ -65,7 +64,7 @@ type options struct {
 
 func main() {
 	if filepath.Base(os.Args[0]) == RsyncWrapperName {
-		os.Exit(agent.RunRsync(syncStateDir, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+		os.Exit(syncagent.RunRsync(syncStateDir, os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 	}
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
@@ -76,7 +75,7 @@ func main() {
 			exitOn(brokerExporterCmd(os.Args[2:]))
 			return
 		case "sync-allow":
-			os.Exit(agent.AllowFromEnv(datasync.AllowPort))
+			os.Exit(syncagent.AllowFromEnv(datasync.AllowPort))
 		case "sync-connect":
 			exitOn(syncConnectCmd(os.Args[2:]))
 			return
@@ -717,26 +716,4 @@ func recoverCmd(args []string) error {
 // the signed certificate and the issuer's certificate (public) between
 // markers on stdout, which the operator reads from the job's log. The
 // issuer's key is read from the secret and never printed.
-func signCmd(args []string) error {
-	fs := flag.NewFlagSet("mqtt-operator sign", flag.ExitOnError)
-	issuer := fs.String("issuer", "/run/secrets/issuer.pem", "the issuer's certificate and key (PEM)")
-	csr := fs.String("csr", "", "the certificate request, DER in base64")
-	duration := fs.Duration("duration", 90*24*time.Hour, "the certificate's lifetime")
-	_ = fs.Parse(args)
-	bundle, err := os.ReadFile(*issuer)
-	if err != nil {
-		return fmt.Errorf("sign: %w", err)
-	}
-	der, err := base64.StdEncoding.DecodeString(*csr)
-	if err != nil {
-		return fmt.Errorf("sign: --csr: %w", err)
-	}
-	out, err := certs.SignCSR(bundle, der, *duration, time.Now())
-	if err != nil {
-		return fmt.Errorf("sign: %w", err)
-	}
-	fmt.Println(credentials.SignedBegin)
-	os.Stdout.Write(out)
-	fmt.Println(credentials.SignedEnd)
-	return nil
-}
+func signCmd(args []string) error { return signer.Run(args, os.Stdout, time.Now()) }

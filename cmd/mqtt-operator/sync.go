@@ -22,8 +22,9 @@ import (
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/brokermetrics"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/tlsutil"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/programs/exporter"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/programs/syncagent"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/datasync"
-	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/datasync/agent"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
 )
 
@@ -70,7 +71,7 @@ func syncAgentCmd(args []string) error {
 		}
 		connect = fmt.Sprintf("%s sync-connect --tls-file %s --ca-file %s %%H:%d", self, *tlsFile, *caFile, datasync.RsyncPort)
 	}
-	a := &agent.Agent{
+	a := &syncagent.Agent{
 		TLS:    peer,
 		Docker: &localDocker{d: d, labels: swarm.OwnedComponent(*operatorID, *cluster, "broker"), volumeLabels: swarm.OwnedComponent(*operatorID, *cluster, "broker-data")},
 		Log:    slog.New(slog.NewTextHandler(os.Stderr, nil)).With("cluster", *cluster),
@@ -80,7 +81,7 @@ func syncAgentCmd(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	return agent.Run(ctx, agent.Options{Agent: a, Listen: *listen, AllowCommand: self + " sync-allow", ConnectCommand: connect})
+	return syncagent.Run(ctx, syncagent.Options{Agent: a, Listen: *listen, AllowCommand: self + " sync-allow", ConnectCommand: connect})
 }
 
 // syncConnectCmd: mqtt-operator sync-connect --tls-file F --ca-file C
@@ -98,7 +99,7 @@ func syncConnectCmd(args []string) error {
 	if err != nil {
 		return fmt.Errorf("sync-connect: %w", err)
 	}
-	return agent.Connect(fs.Arg(0), peer.ClientConfig(), os.Stdin, os.Stdout)
+	return syncagent.Connect(fs.Arg(0), peer.ClientConfig(), os.Stdin, os.Stdout)
 }
 
 // localDocker is the agent's view of its node's Docker.
@@ -108,18 +109,18 @@ type localDocker struct {
 	volumeLabels map[string]string
 }
 
-func (l *localDocker) BrokerContainers(ctx context.Context) ([]agent.Container, error) {
+func (l *localDocker) BrokerContainers(ctx context.Context) ([]syncagent.Container, error) {
 	cs, err := l.d.RunningContainers(ctx, l.labels)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]agent.Container, 0, len(cs))
+	out := make([]syncagent.Container, 0, len(cs))
 	for _, c := range cs {
 		svc, task := c.Labels["com.docker.swarm.service.name"], c.Labels["com.docker.swarm.task.id"]
 		if svc == "" || task == "" {
 			continue
 		}
-		out = append(out, agent.Container{ID: c.ID, Service: svc, TaskID: task})
+		out = append(out, syncagent.Container{ID: c.ID, Service: svc, TaskID: task})
 	}
 	return out, nil
 }
@@ -144,7 +145,7 @@ func brokerExporterCmd(args []string) error {
 	if err != nil {
 		return fmt.Errorf("broker-exporter: %w", err)
 	}
-	e := &brokermetrics.Exporter{
+	e := &exporter.Exporter{
 		Cluster: *cluster, Brokers: api.MaxReplicas, User: broker.BridgeUser, Password: strings.TrimSpace(string(pw)),
 		Addr: func(i int) string { return fmt.Sprintf("tasks.%s-broker-%d:%d", *cluster, i, broker.InternalPort) },
 		Log:  slog.New(slog.NewTextHandler(os.Stderr, nil)),

@@ -12,6 +12,9 @@ import (
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
 )
 
+// Port is where the exporter (programs/exporter) serves /metrics.
+const Port = 9234
+
 // Components of the exporter's service and of its password secret.
 const (
 	Component       = "exporter"

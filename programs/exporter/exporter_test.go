@@ -1,4 +1,4 @@
-package brokermetrics
+package exporter
 
 import "testing"
 

@@ -1,9 +1,4 @@
-// Package brokermetrics turns the Mosquitto brokers' $SYS topics into
-// Prometheus metrics: a small exporter (the operator binary, one Swarm
-// service per cluster) subscribes to every broker's $SYS/broker/# on the
-// internal listener and serves /metrics on the operator's control network,
-// where Prometheus discovers it by its labels.
-package brokermetrics
+package exporter
 
 import (
 	"context"
@@ -21,9 +16,6 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/prometheus/client_golang/prometheus"
 )
-
-// Port serves /metrics.
-const Port = 9234
 
 // counters are the $SYS topics that only grow: exported as counters.
 var counters = map[string]string{
