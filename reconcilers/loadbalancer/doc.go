@@ -13,5 +13,8 @@
 //
 // The reconciler keeps the HAProxy service <cluster>-lb: its configuration
 // as a versioned Docker config, the MQTTS certificate from a versioned
-// Docker secret, host-mode ports, at most one task per node.
+// Docker secret, host-mode ports, at most one task per node. Runtime
+// (runtime.go) is the one part that talks to HAProxy itself: it dials each
+// task's runtime API over mutual TLS on the control network to push a
+// renewed certificate or drain a broker, with no reload.
 package loadbalancer
