@@ -470,6 +470,21 @@ func accounting(got map[string]int, tag string, pubs map[int]*client5, n int) (l
 	return lost, dup
 }
 
+// onceAgain probes, five messages per publisher a round, until a round
+// reaches the group exactly once (the brokers' views agree).
+func onceAgain(t *testing.T, what string, timeout time.Duration, pubs, members map[int]*client5, round *int) {
+	t.Helper()
+	eventually(t, what, timeout, func() error {
+		*round++
+		tag := fmt.Sprintf("probe%d", *round)
+		got, _ := shareRun(t, pubs, members, tag, 5, 5*time.Second)
+		if lost, dup := accounting(got, tag, pubs, 5); lost+dup > 0 {
+			return fmt.Errorf("probe round %d: %d lost, %d duplicated", *round, lost, dup)
+		}
+		return nil
+	})
+}
+
 // TestSharedSubscriptionOnceAcrossBrokers: a $share group with a member on
 // every broker and publishers on every broker gets each message exactly
 // once, spread over its members (the cluster_shared plugin); a hub kill
@@ -490,15 +505,7 @@ func TestSharedSubscriptionOnceAcrossBrokers(t *testing.T) {
 	// The brokers learn the group's members within a gossip round: probe
 	// until a round is delivered exactly once.
 	round := 0
-	eventually(t, "the brokers agree on the group", 15*time.Second, func() error {
-		round++
-		tag := fmt.Sprintf("probe%d", round)
-		got, _ := shareRun(t, pubs, members, tag, 5, 5*time.Second)
-		if lost, dup := accounting(got, tag, pubs, 5); lost+dup > 0 {
-			return fmt.Errorf("probe round %d: %d lost, %d duplicated", round, lost, dup)
-		}
-		return nil
-	})
+	onceAgain(t, "the brokers agree on the group", 15*time.Second, pubs, members, &round)
 
 	const n = 100
 	got, per := shareRun(t, pubs, members, "steady", n, 20*time.Second)
@@ -557,15 +564,7 @@ func TestSharedSubscriptionOnceAcrossBrokers(t *testing.T) {
 	// Swarm restarts the hub; once the group works exactly once again
 	// (probe rounds, as above), stop the traffic and count.
 	probePubs := map[int]*client5{1: pubs[1], 2: pubs[2]}
-	eventually(t, "exactly once again after the hub kill", 60*time.Second, func() error {
-		round++
-		tag := fmt.Sprintf("probe%d", round)
-		got, _ := shareRun(t, probePubs, live, tag, 5, 5*time.Second)
-		if lost, dup := accounting(got, tag, probePubs, 5); lost+dup > 0 {
-			return fmt.Errorf("probe round %d: %d lost, %d duplicated", round, lost, dup)
-		}
-		return nil
-	})
+	onceAgain(t, "exactly once again after the hub kill", 60*time.Second, probePubs, live, &round)
 	close(stop)
 	counts := map[int]int{}
 	for range 2 {
