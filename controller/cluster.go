@@ -1077,9 +1077,6 @@ func caRotationStatus(m credentials.Material, c *api.MqttCluster) *api.CARotatio
 	}
 }
 
-// logsTimeout bounds one read of a broker's log.
-const logsTimeout = 10 * time.Second
-
 // observeBridges reads what the brokers logged since the last pass into
 // the cluster's bridge tracker.
 func (r *ClusterReconciler) observeBridges(ctx context.Context, cluster string, n int, latest map[string]dswarm.Task, svcName map[string]string) *bridges.Tracker {
@@ -1105,16 +1102,12 @@ func (r *ClusterReconciler) observeBridges(ctx context.Context, cluster string, 
 		}
 		// Only the current task's log matters (bridges to an earlier task
 		// are gone): a first read starts there, not at the service's
-		// beginning. Swarm's log stream over a service's whole history
-		// can hang (seen on a service whose earlier tasks' containers
-		// were gone): the read is bounded, and a pass goes on without it.
+		// beginning (a read over a service's whole history can hang).
 		since := tr.Cursor(j)
 		if t, ok := latest[name]; ok && since.IsZero() && !t.Meta.CreatedAt.IsZero() {
 			since = t.Meta.CreatedAt.Add(-time.Second)
 		}
-		lctx, cancel := context.WithTimeout(ctx, logsTimeout)
-		lines, err := r.Swarm.ServiceLogs(lctx, name, since)
-		cancel()
+		lines, err := r.Swarm.ServiceLogs(ctx, name, since)
 		if err != nil {
 			r.log().Warn("reading broker logs failed", "cluster", cluster, "broker", name, "err", err)
 			continue

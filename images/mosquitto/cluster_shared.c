@@ -50,6 +50,7 @@
 struct sub {
 	char *group; /* NULL: a normal subscription */
 	char *filter;
+	char *key;   /* a shared one's group_key, made once */
 	struct sub *next;
 };
 
@@ -128,8 +129,8 @@ static void recount(void)
 	counts_free(&mine);
 	HASH_ITER(hh, clients, c, tmp){
 		for(s = c->subs; s; s = s->next){
-			if(!s->group) continue;
-			k = group_key(s->group, s->filter);
+			if(!s->key) continue;
+			k = mosquitto_strdup(s->key);
 			if(!k) continue;
 			HASH_FIND_STR(mine, k, n);
 			if(n){
@@ -157,6 +158,7 @@ static void subs_free(struct sub *s)
 		next = s->next;
 		mosquitto_free(s->group);
 		mosquitto_free(s->filter);
+		mosquitto_free(s->key);
 		mosquitto_free(s);
 	}
 }
@@ -205,6 +207,7 @@ static void sub_set(struct client *c, const char *group, const char *filter, boo
 	if(!s) return;
 	s->filter = mosquitto_strdup(filter);
 	s->group = group ? mosquitto_strdup(group) : NULL;
+	s->key = group ? group_key(group, filter) : NULL;
 	s->next = c->subs;
 	c->subs = s;
 }
@@ -243,14 +246,13 @@ static int count_of(struct count *h, const char *key, bool online)
 	return online ? n->online : n->total;
 }
 
-/* deliverer picks the broker that delivers a message to a group. */
-static int deliverer(const char *group, const char *filter, const char *topic, const void *payload, uint32_t len)
+/* deliverer picks the broker that delivers a message to a group (key:
+ * its group_key). It runs at every shared delivery: no allocation. */
+static int deliverer(const char *key, const char *topic, const void *payload, uint32_t len)
 {
 	int w[MAX_BROKERS];
 	long total = 0;
 	double t = now();
-	char *key = group_key(group, filter);
-	if(!key) return self;
 	for(int pass = 0; pass < 2 && total == 0; pass++){
 		bool online = pass == 0;
 		for(int i = 0; i < MAX_BROKERS; i++){
@@ -264,7 +266,6 @@ static int deliverer(const char *group, const char *filter, const char *topic, c
 			total += w[i];
 		}
 	}
-	mosquitto_free(key);
 	if(total == 0) return self;
 	uint64_t h = fnv(14695981039346656037ULL, topic, strlen(topic));
 	h = fnv(h, payload, len);
@@ -346,7 +347,7 @@ static int on_acl(int event, void *event_data, void *userdata)
 					break;
 				}
 				shared = true;
-				if(!here && deliverer(s->group, s->filter, ed->topic, ed->payload, ed->payloadlen) == self){
+				if(!here && s->key && deliverer(s->key, ed->topic, ed->payload, ed->payloadlen) == self){
 					here = true;
 				}
 			}

@@ -197,10 +197,17 @@ func Relevant(m events.Message) bool {
 	return false
 }
 
+// logsTimeout bounds one read of a service's log: Swarm's log stream over
+// a long task history can hang (seen on a service whose earlier tasks'
+// containers were gone), and a caller's pass must go on without it.
+const logsTimeout = 10 * time.Second
+
 // ServiceLogs reads a service's logs (stdout and stderr, every task) after
-// since. Swarm's log stream is multiplexed; each line starts with Docker's
-// RFC 3339 timestamp.
+// since, within logsTimeout. Swarm's log stream is multiplexed; each line
+// starts with Docker's RFC 3339 timestamp.
 func (d *Docker) ServiceLogs(ctx context.Context, service string, since time.Time) ([]LogLine, error) {
+	ctx, cancel := context.WithTimeout(ctx, logsTimeout)
+	defer cancel()
 	opts := container.LogsOptions{ShowStdout: true, ShowStderr: true, Timestamps: true}
 	if !since.IsZero() {
 		opts.Since = fmt.Sprintf("%d.%09d", since.Unix(), since.Nanosecond())

@@ -541,18 +541,34 @@ func (r *loadResult) add(o loadResult) {
 
 func (r loadResult) rate() float64 { return float64(r.n) / r.elapsed.Seconds() }
 
+// connectAll connects n clients with ids <prefix>-0 … <prefix>-(n-1); the
+// returned function disconnects them (also after an error).
+func connectAll(addr, user, pass, prefix string, n int) ([]mqtt.Client, func(), error) {
+	var conns []mqtt.Client
+	closeAll := func() {
+		for _, c := range conns {
+			c.Disconnect(0)
+		}
+	}
+	for i := 0; i < n; i++ {
+		c, err := connectAddr(addr, user, pass, fmt.Sprintf("%s-%d", prefix, i))
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		conns = append(conns, c)
+	}
+	return conns, closeAll, nil
+}
+
 // loadAddr runs clients publishers, each publishing perClient QoS 1 messages
 // with at most window unacknowledged, and records publish -> PUBACK times.
 func loadAddr(addr, user, pass string, clients, perClient, window int, tag string) (loadResult, error) {
-	conns := make([]mqtt.Client, clients)
-	for i := range conns {
-		c, err := connectAddr(addr, user, pass, fmt.Sprintf("bench-%s-%d", tag, i))
-		if err != nil {
-			return loadResult{}, err
-		}
-		defer c.Disconnect(0)
-		conns[i] = c
+	conns, closeAll, err := connectAll(addr, user, pass, "bench-"+tag, clients)
+	if err != nil {
+		return loadResult{}, err
 	}
+	defer closeAll()
 	lat := make([][]time.Duration, clients)
 	errs := make([]error, clients)
 	payload := strings.Repeat("x", 64)

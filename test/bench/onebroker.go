@@ -81,15 +81,11 @@ func (r obResult) rate() float64 { return float64(r.sent) / r.elapsed.Seconds() 
 // in flight per client at QoS 1. With a sink, the run ends when every
 // subscriber has every message (or 30 s later: the rest count as lost).
 func obLoad(addr, user, pass string, qos byte, sink *obSink, subscribers int, run string) (obResult, error) {
-	conns := make([]mqtt.Client, obClients)
-	for i := range conns {
-		c, err := connectAddr(addr, user, pass, fmt.Sprintf("ob-%s-%d", run, i))
-		if err != nil {
-			return obResult{}, err
-		}
-		defer c.Disconnect(0)
-		conns[i] = c
+	conns, closeAll, err := connectAll(addr, user, pass, "ob-"+run, obClients)
+	if err != nil {
+		return obResult{}, err
 	}
+	defer closeAll()
 	total := obClients * obMessages
 	if sink != nil {
 		sink.start(run, total*subscribers)

@@ -559,7 +559,13 @@ func TestSharedSubscriptionOnceAcrossBrokers(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(time.Second) // traffic before the kill
+	// Traffic reaches the group before the kill.
+	eventually(t, "failover traffic reaching the group", 10*time.Second, func() error {
+		if n := len(members[0].got) + len(members[1].got) + len(members[2].got); n < 20 {
+			return fmt.Errorf("%d messages so far", n)
+		}
+		return nil
+	})
 	docker(t, "kill", task)
 	// Swarm restarts the hub; once the group works exactly once again
 	// (probe rounds, as above), stop the traffic and count.
@@ -581,18 +587,26 @@ func TestSharedSubscriptionOnceAcrossBrokers(t *testing.T) {
 			}
 		}
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for time.Now().Before(deadline) {
+	// Then until the members have had nothing for half a second (a
+	// bounded absence check: at most 5 s).
+	deadline, quiet := time.Now().Add(5*time.Second), time.Now().Add(500*time.Millisecond)
+	for now := time.Now(); now.Before(deadline) && now.Before(quiet); now = time.Now() {
+		got := false
 		for _, m := range members {
 			select {
 			case p := <-m.got:
+				got = true
 				if strings.HasPrefix(string(p.Payload), "failover-") {
 					fgot[string(p.Payload)]++
 				}
 			default:
 			}
 		}
-		time.Sleep(5 * time.Millisecond)
+		if got {
+			quiet = time.Now().Add(500 * time.Millisecond)
+		} else {
+			time.Sleep(5 * time.Millisecond)
+		}
 	}
 	var flost, fdup, fsent int
 	for _, c := range fgot {
