@@ -308,8 +308,8 @@ func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster, sv *p
 	if created, err := nr.Reconcile(ctx, c.Name); err != nil {
 		return Result{}, nil, push, err
 	} else if created {
-		log.Info("created network", "network", network.Name(c.Name))
-		r.event(c.Name, api.EventNormal, "Created", "network %s", network.Name(c.Name))
+		log.Info("created network", "network", api.NetworkName(c.Name))
+		r.event(c.Name, api.EventNormal, "Created", "network %s", api.NetworkName(c.Name))
 	}
 	var control *loadbalancer.ControlNetwork
 	if r.ControlNetwork != "" {
@@ -436,13 +436,13 @@ func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster, sv *p
 	if err := r.fence(); err != nil {
 		return res, nil, push, err
 	}
-	er := &brokermetrics.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID, Image: r.SignerImage, ControlNetwork: r.ControlNetwork, Network: network.Name, ControlCA: in.ControlCA}
+	er := &brokermetrics.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID, Image: r.SignerImage, ControlNetwork: r.ControlNetwork, Network: api.NetworkName, ControlCA: in.ControlCA}
 	eout, err := er.Reconcile(ctx, c, exporterSecret)
 	r.outcome(c.Name, log, "exporter", eout)
 	if err != nil {
 		return res, nil, push, err
 	}
-	br := &broker.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID, Network: network.Name}
+	br := &broker.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID, Network: api.NetworkName}
 	if sv.enabled {
 		br.Retire = func(ctx context.Context, s dswarm.Service) (bool, error) { return r.retire(ctx, c, sv, s) }
 	}
@@ -458,7 +458,7 @@ func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster, sv *p
 	if err := r.fence(); err != nil {
 		return res, nil, push, err
 	}
-	lr := &loadbalancer.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID, Network: network.Name, Control: control}
+	lr := &loadbalancer.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID, Network: api.NetworkName, Control: control}
 	lout, lerr := lr.Reconcile(ctx, c, tlsIn)
 	r.outcome(c.Name, log, "loadbalancer", lout)
 	if berr != nil || lerr != nil {
@@ -622,7 +622,7 @@ func (r *ClusterReconciler) startupCertificate(ctx context.Context, cluster stri
 	}
 	var id string
 	for _, s := range svcs {
-		if cs := s.Spec.TaskTemplate.ContainerSpec; s.Spec.Name == loadbalancer.ServiceName(cluster) && cs != nil {
+		if cs := s.Spec.TaskTemplate.ContainerSpec; s.Spec.Name == api.LoadBalancerService(cluster) && cs != nil {
 			for _, ref := range cs.Secrets {
 				if ref.File != nil && ref.File.Name == loadbalancer.CertFile {
 					id = ref.SecretID
@@ -846,7 +846,7 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, svc
 		if w := r.untilStable(t); w > 0 && (settle == 0 || w < settle) {
 			settle = w
 		}
-		if name == loadbalancer.ServiceName(c.Name) {
+		if name == api.LoadBalancerService(c.Name) {
 			if current(t) {
 				lbRunning = append(lbRunning, t)
 			}
@@ -866,7 +866,7 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, svc
 	running := 0
 	runningIdx := map[int]bool{}
 	for i := 0; i < n; i++ {
-		name := loadbalancer.BrokerService(c.Name, i)
+		name := api.BrokerService(c.Name, i)
 		bs := api.BrokerStatus{Name: name, State: "missing"}
 		if t, found := latest[name]; found {
 			bs.State = string(t.Status.State)
@@ -884,7 +884,7 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, svc
 			l := links.Link(i)
 			b := &api.BridgeStatus{Connected: l.Connected}
 			if l.Parent >= 0 {
-				b.Parent = loadbalancer.BrokerService(c.Name, l.Parent)
+				b.Parent = api.BrokerService(c.Name, l.Parent)
 				since := metav1.NewTime(l.Since.UTC().Truncate(time.Second))
 				b.Since = &since
 			}
@@ -912,9 +912,9 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, svc
 		}
 		if i == 0 || !links.Link(i).Connected {
 			if st.Hub == "" {
-				st.Hub = loadbalancer.BrokerService(c.Name, i)
+				st.Hub = api.BrokerService(c.Name, i)
 			} else {
-				unbridged = append(unbridged, loadbalancer.BrokerService(c.Name, i))
+				unbridged = append(unbridged, api.BrokerService(c.Name, i))
 			}
 		}
 	}
@@ -961,13 +961,13 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, svc
 	// Say why, when Swarm says it: a task that cannot be placed or fails.
 	var why []string
 	for i := 0; i < n; i++ {
-		name := loadbalancer.BrokerService(c.Name, i)
+		name := api.BrokerService(c.Name, i)
 		if t, found := latest[name]; found && t.Status.Err != "" && !current(t) {
 			why = append(why, name+": "+t.Status.Err)
 		}
 	}
 	if len(lbRunning) < lbWant && lbLatest.Status.Err != "" {
-		why = append(why, loadbalancer.ServiceName(c.Name)+": "+lbLatest.Status.Err)
+		why = append(why, api.LoadBalancerService(c.Name)+": "+lbLatest.Status.Err)
 	}
 	if len(unbridged) > 0 {
 		why = append(why, "not bridged to the hub yet: "+strings.Join(unbridged, ", "))
@@ -1096,7 +1096,7 @@ func (r *ClusterReconciler) observeBridges(ctx context.Context, cluster string, 
 		exists[name] = true
 	}
 	for j := 0; j < n; j++ {
-		name := loadbalancer.BrokerService(cluster, j)
+		name := api.BrokerService(cluster, j)
 		if !exists[name] {
 			continue
 		}

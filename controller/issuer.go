@@ -97,7 +97,7 @@ func (r *ClusterReconciler) issuer(ctx context.Context, c *api.MqttCluster, m cr
 			return m, err
 		}
 	}
-	name := fmt.Sprintf("%s-signer-%s", c.Name, swarm.ContentHash(st.PendingCSR))
+	name := api.SignerJob(c.Name, swarm.ContentHash(st.PendingCSR))
 	var job *dswarm.Service
 	for i := range jobs {
 		if jobs[i].Spec.Name == name {

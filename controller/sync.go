@@ -19,7 +19,6 @@ import (
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/broker"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/credentials"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/datasync"
-	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/loadbalancer"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
 )
 
@@ -117,7 +116,7 @@ func (r *ClusterReconciler) pushSync(ctx context.Context, c *api.MqttCluster, m 
 		}
 	}
 	for i := 0; i < int(*c.Spec.Replicas); i++ {
-		brokers = append(brokers, loadbalancer.BrokerService(c.Name, i))
+		brokers = append(brokers, api.BrokerService(c.Name, i))
 	}
 	v.tasks = map[string][]dswarm.Task{}
 	for _, t := range brokerTasks {
@@ -224,7 +223,7 @@ func (r *ClusterReconciler) retire(ctx context.Context, c *api.MqttCluster, v *p
 	if !ok {
 		return false, nil // its node's agent is not reachable (yet)
 	}
-	if cp := st.Copies[datasync.Volume(s.Spec.Name)]; cp.Running {
+	if cp := st.Copies[api.BrokerVolume(s.Spec.Name)]; cp.Running {
 		return false, nil // the container has not exited yet
 	}
 	synced := 0

@@ -7,9 +7,11 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -147,8 +149,10 @@ func brokerExporterCmd(args []string) error {
 	}
 	e := &exporter.Exporter{
 		Cluster: *cluster, Brokers: api.MaxReplicas, User: broker.BridgeUser, Password: strings.TrimSpace(string(pw)),
-		Addr: func(i int) string { return fmt.Sprintf("tasks.%s-broker-%d:%d", *cluster, i, broker.InternalPort) },
-		Log:  slog.New(slog.NewTextHandler(os.Stderr, nil)),
+		Addr: func(i int) string {
+			return net.JoinHostPort(api.BrokerTaskHost(*cluster, i), strconv.Itoa(broker.InternalPort))
+		},
+		Log: slog.New(slog.NewTextHandler(os.Stderr, nil)),
 	}
 	if *caFile != "" {
 		b, err := os.ReadFile(*caFile)

@@ -15,6 +15,8 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
 )
 
 // counters are the $SYS topics that only grow: exported as counters.
@@ -169,7 +171,7 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 	up := prometheus.NewDesc("mosquitto_up", "1 if the exporter is subscribed to the broker's $SYS topics.", labels, nil)
 	info := prometheus.NewDesc("mosquitto_info", "The broker's version.", append(labels, "version"), nil)
 	for i := range e.exists {
-		broker := fmt.Sprintf("%s-broker-%d", e.Cluster, i)
+		broker := api.BrokerService(e.Cluster, i)
 		v := 0.0
 		if e.up[i] {
 			v = 1

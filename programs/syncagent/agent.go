@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/tlsutil"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -19,6 +18,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/tlsutil"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/datasync"
 )
@@ -134,7 +136,7 @@ func (a *Agent) Step(ctx context.Context) error {
 	}
 	running := map[string]Container{}
 	for _, c := range cs {
-		running[datasync.Volume(c.Service)] = c
+		running[api.BrokerVolume(c.Service)] = c
 	}
 	a.mu.Lock()
 	a.running = running

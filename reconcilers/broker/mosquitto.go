@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+	"net"
+	"strconv"
 	"strings"
 	"text/template"
 
@@ -157,7 +159,7 @@ func Render(c *api.MqttCluster, i int, o Options) ([]byte, error) {
 		return nil, fmt.Errorf("render mosquitto config for %s: autosaveInterval: %w", c.Name, err)
 	}
 	v := view{
-		Cluster: c.Name, Broker: fmt.Sprintf("%s-broker-%d", c.Name, i), Port: Port,
+		Cluster: c.Name, Broker: api.BrokerService(c.Name, i), Port: Port,
 		InternalPort: InternalPort, InternalPassword: InternalPasswordFilePath,
 		Persistence: *s.Broker.Persistence.Enabled, DataDir: DataDir,
 		AutosaveSeconds: int(math.Max(1, math.Ceil(autosave.Seconds()))),
@@ -236,7 +238,7 @@ func caFileIf(on bool) string {
 func TLSNames(cluster string) []string {
 	var out []string
 	for i := 0; i < api.MaxReplicas; i++ {
-		out = append(out, fmt.Sprintf("tasks.%s-broker-%d", cluster, i), fmt.Sprintf("%s-broker-%d", cluster, i))
+		out = append(out, api.BrokerTaskHost(cluster, i), api.BrokerService(cluster, i))
 	}
 	return out
 }
@@ -299,7 +301,7 @@ done
 func Parents(cluster string, i int) []string {
 	var out []string
 	for j := 0; j < i; j++ {
-		out = append(out, fmt.Sprintf("tasks.%s-broker-%d:%d", cluster, j, InternalPort))
+		out = append(out, net.JoinHostPort(api.BrokerTaskHost(cluster, j), strconv.Itoa(InternalPort)))
 	}
 	return out
 }
@@ -311,15 +313,15 @@ func RenderBridge(cluster string, i int, password string, o Options) ([]byte, er
 		return nil, nil
 	}
 	if password == "" || strings.ContainsAny(password, " \n\t") {
-		return nil, fmt.Errorf("render bridge of %s-broker-%d: the bridge password must be non-empty and without spaces", cluster, i)
+		return nil, fmt.Errorf("render bridge of %s: the bridge password must be non-empty and without spaces", api.BrokerService(cluster, i))
 	}
 	var b bytes.Buffer
 	err := bridgeTmpl.Execute(&b, map[string]any{
-		"Cluster": cluster, "Broker": fmt.Sprintf("%s-broker-%d", cluster, i),
+		"Cluster": cluster, "Broker": api.BrokerService(cluster, i),
 		"Parents": Parents(cluster, i), "User": BridgeUser, "Password": password, "CAFile": caFileIf(o.TLS),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("render bridge of %s-broker-%d failed", cluster, i)
+		return nil, fmt.Errorf("render bridge of %s failed", api.BrokerService(cluster, i))
 	}
 	return b.Bytes(), nil
 }

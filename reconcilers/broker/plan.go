@@ -1,8 +1,6 @@
 package broker
 
 import (
-	"fmt"
-
 	dswarm "github.com/docker/docker/api/types/swarm"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
@@ -23,13 +21,13 @@ func PlanFor(cur, next *api.MqttCluster) (Plan, error) {
 	n := int(*next.Spec.Replicas)
 	if cur == nil {
 		for i := 0; i < n; i++ {
-			p.Add = append(p.Add, fmt.Sprintf("%s-broker-%d", next.Name, i))
+			p.Add = append(p.Add, api.BrokerService(next.Name, i))
 		}
 		return p, nil
 	}
 	m := int(*cur.Spec.Replicas)
 	for i := 0; i < max(n, m); i++ {
-		name := fmt.Sprintf("%s-broker-%d", next.Name, i)
+		name := api.BrokerService(next.Name, i)
 		switch {
 		case i >= m:
 			p.Add = append(p.Add, name)
@@ -69,8 +67,8 @@ func specHash(c *api.MqttCluster, i int) (string, error) {
 		pass = stand("generated")
 	}
 	in := Inputs{Internal: stand("internal"), Bridges: map[int]*dswarm.Secret{i: stand("bridge")}}
-	r := &Reconciler{OperatorID: "plan", Network: func(cluster string) string { return cluster + "-net" }}
-	confName := fmt.Sprintf("%s-broker-%d-%s", c.Name, i, swarm.ContentHash(conf))
+	r := &Reconciler{OperatorID: "plan", Network: api.NetworkName}
+	confName := api.Versioned(api.BrokerService(c.Name, i), swarm.ContentHash(conf))
 	spec, err := r.serviceSpec(c, i, confName, confName, pass, in)
 	if err != nil {
 		return "", err

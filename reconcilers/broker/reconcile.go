@@ -128,7 +128,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster, in Input
 		if err != nil {
 			return out, err
 		}
-		confName := fmt.Sprintf("%s-broker-%d-%s", c.Name, i, swarm.ContentHash(conf))
+		confName := api.Versioned(api.BrokerService(c.Name, i), swarm.ContentHash(conf))
 		keep[confName] = true
 		confID := configByName[confName].ID
 		if confID == "" {
@@ -250,7 +250,7 @@ func secretRef(s *dswarm.Secret, target string, mode uint32) *dswarm.SecretRefer
 
 func (r *Reconciler) serviceSpec(c *api.MqttCluster, i int, confID, confName string, pass *dswarm.Secret, in Inputs) (dswarm.ServiceSpec, error) {
 	s := c.Spec
-	name := fmt.Sprintf("%s-broker-%d", c.Name, i)
+	name := api.BrokerService(c.Name, i)
 	one := uint64(1)
 	cs := &dswarm.ContainerSpec{
 		Image:    s.Broker.Image,
@@ -280,7 +280,7 @@ func (r *Reconciler) serviceSpec(c *api.MqttCluster, i int, confID, confName str
 	}
 	if *s.Broker.Persistence.Enabled {
 		cs.Mounts = []mount.Mount{{
-			Type: mount.TypeVolume, Source: name + "-data", Target: DataDir,
+			Type: mount.TypeVolume, Source: api.BrokerVolume(name), Target: DataDir,
 			VolumeOptions: &mount.VolumeOptions{Labels: r.labels(c.Name, "broker-data")},
 		}}
 	}

@@ -6,11 +6,13 @@ import (
 	"context"
 
 	"fmt"
-	dswarm "github.com/docker/docker/api/types/swarm"
 	"os/exec"
 	"testing"
 	"time"
 
+	dswarm "github.com/docker/docker/api/types/swarm"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/network"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
 )
@@ -27,7 +29,7 @@ func TestReconcileOnRealSwarm(t *testing.T) {
 	op := fmt.Sprintf("e2e-%d", time.Now().UnixNano()%1_000_000)
 	ctx := context.Background()
 	nr := &network.Reconciler{Swarm: d, OperatorID: op}
-	r := &Reconciler{Swarm: d, OperatorID: op, Network: network.Name}
+	r := &Reconciler{Swarm: d, OperatorID: op, Network: api.NetworkName}
 	c := cluster(t, "spec: {replicas: 2, auth: {allowAnonymous: true}, broker: {image: \"swarm-mqtt/mosquitto:local\", persistence: {enabled: false}}}\n")
 	c.Name = "e2ebrk"
 	if created, err := nr.Reconcile(ctx, c.Name); err != nil || !created {

@@ -21,9 +21,6 @@ const (
 	ComponentSecret = "exporter-password"
 )
 
-// ServiceName is a cluster's broker exporter service.
-func ServiceName(cluster string) string { return cluster + "-exporter" }
-
 // Client is what the reconciler calls.
 type Client = swarm.ServiceWriter
 
@@ -52,7 +49,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster, secret *
 	one := uint64(1)
 	grace, delay := 5*time.Second, 2*time.Second
 	spec := dswarm.ServiceSpec{
-		Annotations: dswarm.Annotations{Name: ServiceName(c.Name), Labels: swarm.OwnedComponent(r.OperatorID, c.Name, Component)},
+		Annotations: dswarm.Annotations{Name: api.ExporterService(c.Name), Labels: swarm.OwnedComponent(r.OperatorID, c.Name, Component)},
 		TaskTemplate: dswarm.TaskSpec{
 			ContainerSpec: &dswarm.ContainerSpec{
 				Image:   r.Image,

@@ -68,7 +68,7 @@ type Material struct {
 // ServiceNames are the names the server certificate always carries: the
 // load balancer's Swarm service names, reachable from the cluster network.
 func ServiceNames(cluster string) []string {
-	return []string{cluster + "-lb", "tasks." + cluster + "-lb"}
+	return []string{api.LoadBalancerService(cluster), "tasks." + api.LoadBalancerService(cluster)}
 }
 
 // IssuerState is a user issuer's part of the material.
@@ -118,7 +118,7 @@ func Request(c *api.MqttCluster) (certs.ServerRequest, time.Duration, error) {
 		}
 	}
 	return certs.ServerRequest{
-		CommonName: c.Name + "-lb", DNSNames: names, IPAddresses: slices.Clone(c.Spec.TLS.IPAddresses),
+		CommonName: api.LoadBalancerService(c.Name), DNSNames: names, IPAddresses: slices.Clone(c.Spec.TLS.IPAddresses),
 		KeyType: KeyType(c), Duration: d,
 	}, rb, nil
 }

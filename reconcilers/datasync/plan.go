@@ -7,6 +7,7 @@ import (
 
 	dswarm "github.com/docker/docker/api/types/swarm"
 
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
 )
 
@@ -62,7 +63,7 @@ func Plan(in PlanInput) map[string]Config {
 	brokers = slices.Compact(brokers)
 	var bs []Broker
 	for _, name := range brokers {
-		b := Broker{Name: name, Volume: Volume(name), Source: SourceNode(in.BrokerTasks[name])}
+		b := Broker{Name: name, Volume: api.BrokerVolume(name), Source: SourceNode(in.BrokerTasks[name])}
 		if n := in.Stopped[name]; n != "" {
 			// A retiring broker (scaled to zero, no task will be placed):
 			// the node it ran on pushes its last state, also while its task

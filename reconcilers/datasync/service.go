@@ -29,9 +29,6 @@ type Reconciler struct {
 	ControlNetwork string
 }
 
-// ServiceName is a cluster's sync agent service.
-func ServiceName(cluster string) string { return cluster + "-sync" }
-
 // Enabled reports whether a defaulted cluster asks for sync.
 func Enabled(c *api.MqttCluster) bool {
 	return c.Spec.Sync.Enabled != nil && *c.Spec.Sync.Enabled && *c.Spec.Broker.Persistence.Enabled
@@ -71,7 +68,7 @@ func (r *Reconciler) ServiceSpec(c *api.MqttCluster, in Secrets) (dswarm.Service
 	grace := 10 * time.Second
 	delay := time.Second
 	spec := dswarm.ServiceSpec{
-		Annotations: dswarm.Annotations{Name: ServiceName(c.Name), Labels: labels},
+		Annotations: dswarm.Annotations{Name: api.SyncService(c.Name), Labels: labels},
 		TaskTemplate: dswarm.TaskSpec{
 			ContainerSpec: &dswarm.ContainerSpec{
 				Image:   r.Image,

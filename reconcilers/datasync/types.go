@@ -41,9 +41,6 @@ const (
 	PasswordFile = "/run/secrets/sync-password"
 )
 
-// Volume is the name of a broker service's data volume.
-func Volume(brokerService string) string { return brokerService + "-data" }
-
 // Config is what the operator tells an agent; every agent of a cluster
 // gets the same one but for Node.
 type Config struct {

@@ -34,9 +34,6 @@ const (
 	resolverName = "docker"
 )
 
-// BrokerService is the Swarm service name of broker i of a cluster.
-func BrokerService(cluster string, i int) string { return fmt.Sprintf("%s-broker-%d", cluster, i) }
-
 // ServerName is the HAProxy server slot of broker i.
 func ServerName(i int) string { return fmt.Sprintf("broker-%d", i) }
 
@@ -230,8 +227,8 @@ func Render(c *api.MqttCluster, o Options) ([]byte, error) {
 	for i := 0; i < MaxSlots; i++ {
 		v.Slots = append(v.Slots, slot{
 			Name:    ServerName(i),
-			Address: fmt.Sprintf("tasks.%s:%d", BrokerService(c.Name, i), BrokerPort),
-			Host:    "tasks." + BrokerService(c.Name, i),
+			Address: fmt.Sprintf("tasks.%s:%d", api.BrokerService(c.Name, i), BrokerPort),
+			Host:    "tasks." + api.BrokerService(c.Name, i),
 		})
 	}
 	var b bytes.Buffer

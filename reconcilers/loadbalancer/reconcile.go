@@ -18,9 +18,6 @@ const (
 	ComponentConf = "loadbalancer-config"
 )
 
-// ServiceName is the HAProxy service of a cluster.
-func ServiceName(cluster string) string { return cluster + "-lb" }
-
 // Client is what the load-balancer reconciler calls.
 type Client interface {
 	Services(ctx context.Context, labels map[string]string) ([]dswarm.Service, error)
@@ -102,7 +99,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster, tls TLS)
 	if err != nil {
 		return out, err
 	}
-	confName := fmt.Sprintf("%s-lb-%s", c.Name, swarm.ContentHash(conf))
+	confName := api.Versioned(api.LoadBalancerService(c.Name), swarm.ContentHash(conf))
 	var confID string
 	for _, cf := range configs {
 		if cf.Spec.Name == confName {
@@ -122,7 +119,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster, tls TLS)
 	}
 	var cur *dswarm.Service
 	for i := range services {
-		if services[i].Spec.Name == ServiceName(c.Name) {
+		if services[i].Spec.Name == api.LoadBalancerService(c.Name) {
 			cur = &services[i]
 		}
 	}
@@ -181,7 +178,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster, tls TLS)
 func (r *Reconciler) serviceSpec(c *api.MqttCluster, confID, confName string, cert *dswarm.Secret, in TLS) (dswarm.ServiceSpec, error) {
 	clientCA := in.ClientCA
 	s := c.Spec.LoadBalancer
-	name := ServiceName(c.Name)
+	name := api.LoadBalancerService(c.Name)
 	replicas := uint64(*s.Replicas)
 	stop := 10 * time.Second
 	restartDelay := time.Second

@@ -10,6 +10,7 @@ import (
 
 	dnetwork "github.com/docker/docker/api/types/network"
 
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
 )
 
@@ -19,9 +20,6 @@ type Client interface {
 	CreateNetwork(ctx context.Context, name string, labels map[string]string) (string, error)
 	RemoveNetwork(ctx context.Context, id string) error
 }
-
-// Name is a cluster's network name.
-func Name(cluster string) string { return cluster + "-net" }
 
 // Reconciler keeps the networks.
 type Reconciler struct {
@@ -41,11 +39,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, cluster string) (bool, error
 		return false, err
 	}
 	for _, n := range nets {
-		if n.Name == Name(cluster) {
+		if n.Name == api.NetworkName(cluster) {
 			return false, nil
 		}
 	}
-	if _, err := r.Swarm.CreateNetwork(ctx, Name(cluster), r.labels(cluster)); err != nil {
+	if _, err := r.Swarm.CreateNetwork(ctx, api.NetworkName(cluster), r.labels(cluster)); err != nil {
 		return false, fmt.Errorf("network of %s: %w", cluster, err)
 	}
 	return true, nil

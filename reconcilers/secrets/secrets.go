@@ -9,6 +9,7 @@ import (
 
 	dswarm "github.com/docker/docker/api/types/swarm"
 
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
 )
 
@@ -51,7 +52,7 @@ func (r *Reconciler) labels(cluster, component string) map[string]string {
 // Name is the versioned name of a content.
 func Name(cluster, component string, data []byte) string {
 	h := sha256.Sum256(data)
-	return fmt.Sprintf("%s-%s-%s", cluster, component, hex.EncodeToString(h[:])[:10])
+	return api.Versioned(cluster+"-"+component, hex.EncodeToString(h[:])[:10])
 }
 
 // Ensure returns the secret holding data, creating it when missing, and
