@@ -9,11 +9,8 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net"
 	"runtime/debug"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -34,6 +31,7 @@ import (
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/loadbalancer"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/network"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/secrets"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/status"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
 )
 
@@ -115,20 +113,6 @@ type CertRuntime interface {
 	DrainedServers(ctx context.Context, addr string) (map[string]bool, error)
 	SetServerState(ctx context.Context, addr, server, state string) error
 	ShutdownSessions(ctx context.Context, addr, server string, rate int, budget time.Duration) (int, error)
-}
-
-// pushResult is where the current certificate is served.
-type pushResult struct {
-	enabled bool
-	// serving of running HAProxy tasks serve the current certificate.
-	serving, running int
-	// why the others do not (yet).
-	why []string
-	// young: a task not serving it yet started in the last 10 s (it is
-	// being pushed to: worth coming back soon).
-	young bool
-	// user is what HAProxy says of a user-supplied certificate.
-	user *loadbalancer.Served
 }
 
 // ErrNotLeaderAnyMore stops a pass when leadership is lost half way.
@@ -243,11 +227,12 @@ func (r *ClusterReconciler) Reconcile(ctx context.Context, name string) (res Res
 			return Result{}, recErr
 		}
 	}
-	st, ready, settle, err := r.observe(ctx, c, svcs, push, &sv, recErr)
+	out, err := r.observe(ctx, c, svcs, push, &sv, recErr)
 	if err != nil {
 		return Result{}, errors.Join(recErr, err)
 	}
-	if err := r.writeStatus(obj, st); err != nil {
+	ready, settle := out.Ready, out.Settle
+	if err := r.writeStatus(obj, out.Status); err != nil {
 		return Result{}, errors.Join(recErr, err)
 	}
 	if recErr != nil {
@@ -263,7 +248,7 @@ func (r *ClusterReconciler) Reconcile(ctx context.Context, name string) (res Res
 		if settle > 0 && settle < next {
 			next = settle
 		}
-		if push.enabled && push.serving < push.running && push.young {
+		if !push.All() && push.Young {
 			// A HAProxy task that just started serves the certificate it
 			// started with until the push: come back soon (an older one
 			// that does not answer waits for the normal poll).
@@ -302,7 +287,7 @@ func (r *ClusterReconciler) poll() time.Duration {
 // apply makes the Swarm writes of one pass, then pushes the certificate
 // into HAProxy. keep names the secrets in use; it is nil when the pass
 // stopped early (then nothing may be pruned).
-func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster, sv *passView) (res Result, keep map[string]bool, push pushResult, err error) {
+func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster, sv *passView) (res Result, keep map[string]bool, push status.Serving, err error) {
 	log := r.log().With("cluster", c.Name)
 	nr := &network.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID}
 	if created, err := nr.Reconcile(ctx, c.Name); err != nil {
@@ -661,8 +646,8 @@ func (r *ClusterReconciler) runtime(cluster string) CertRuntime {
 // differs. A task that does not answer yet (just started) is counted as
 // not serving; the pass is requeued soon. With spec.tls.certificateSecret
 // nothing is pushed: what the tasks serve is only read, for the status.
-func (r *ClusterReconciler) pushCertificate(ctx context.Context, c *api.MqttCluster, m credentials.Material, control *loadbalancer.ControlNetwork) (pushResult, error) {
-	res := pushResult{enabled: true}
+func (r *ClusterReconciler) pushCertificate(ctx context.Context, c *api.MqttCluster, m credentials.Material, control *loadbalancer.ControlNetwork) (status.Serving, error) {
+	res := status.Serving{Enabled: true}
 	user := c.Spec.TLS.CertificateSecret != ""
 	var want *x509.Certificate
 	if !user {
@@ -681,42 +666,42 @@ func (r *ClusterReconciler) pushCertificate(ctx context.Context, c *api.MqttClus
 		if t.DesiredState != dswarm.TaskStateRunning || t.Status.State != dswarm.TaskStateRunning {
 			continue
 		}
-		res.running++
+		res.Running++
 		// Counted as young until it serves the current certificate.
 		young := r.now().Sub(t.Status.Timestamp) < 10*time.Second
-		res.young = res.young || young
+		res.Young = res.Young || young
 		ip := swarm.TaskAddress(t, control.Name)
 		if ip == "" {
-			res.why = append(res.why, shortID(t.ID)+": no address on "+control.Name)
+			res.Why = append(res.Why, shortID(t.ID)+": no address on "+control.Name)
 			continue
 		}
 		addr := loadbalancer.AdminAddr(ip)
 		served, err := rt.ServedCertificate(ctx, addr)
 		if err != nil {
-			res.why = append(res.why, shortID(t.ID)+": "+err.Error())
+			res.Why = append(res.Why, shortID(t.ID)+": "+err.Error())
 			continue
 		}
 		if user {
 			// The first task read stands for all: they mount one secret.
-			if res.user == nil {
-				res.user = &served
+			if res.User == nil {
+				res.User = &status.Served{Serial: served.Serial.Text(16), NotAfter: served.NotAfter}
 			}
-			res.serving++
+			res.Serving++
 			continue
 		}
 		if served.Serial.Cmp(want.SerialNumber) == 0 {
-			res.serving++
-			res.young = res.young && !young
+			res.Serving++
+			res.Young = res.Young && !young
 			continue
 		}
 		if err := r.fence(); err != nil {
 			return res, err
 		}
 		if err := rt.PushCertificate(ctx, addr, credentials.HAProxyPEM(m)); err != nil {
-			res.why = append(res.why, shortID(t.ID)+": "+err.Error())
+			res.Why = append(res.Why, shortID(t.ID)+": "+err.Error())
 			continue
 		}
-		res.serving++
+		res.Serving++
 		r.Metrics.certificatePushed()
 		r.log().Info("pushed certificate into HAProxy", "cluster", c.Name, "task", shortID(t.ID), "serial", want.SerialNumber.Text(16), "replaced", served.Serial.Text(16))
 		r.event(c.Name, api.EventNormal, "CertificatePushed", "certificate %s pushed into HAProxy task %s (replaced %s), no restart", want.SerialNumber.Text(16), shortID(t.ID), served.Serial.Text(16))
@@ -807,279 +792,58 @@ func (r *ClusterReconciler) credentials(c *api.MqttCluster) (credentials.Materia
 	return next, nil
 }
 
-// observe reads the live state into a status. settle is how long until
-// the next running task has run for StableAfter (0: none is waiting).
-func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, svcs []dswarm.Service, push pushResult, sv *passView, recErr error) (st api.MqttClusterStatus, ready bool, settle time.Duration, err error) {
-	st = c.Status
-	st.Conditions = slices.Clone(st.Conditions)
-	st.ObservedGeneration = c.Generation
+// observe reads the live state and computes the status from it.
+func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, svcs []dswarm.Service, push status.Serving, sv *passView, recErr error) (status.Output, error) {
 	tasks, err := r.Swarm.Tasks(ctx, swarm.Owned(r.OperatorID, c.Name))
 	if err != nil {
-		return st, false, 0, err
+		return status.Output{}, err
 	}
 	nodes, err := r.Swarm.Nodes(ctx)
 	if err != nil {
-		return st, false, 0, err
+		return status.Output{}, err
 	}
-	svcName := map[string]string{}
-	svcByID := map[string]dswarm.Service{}
-	for _, s := range svcs {
-		svcName[s.ID] = s.Spec.Name
-		svcByID[s.ID] = s
+	latest := status.Latest(svcs, tasks, api.LoadBalancerService(c.Name))
+	in := status.Input{
+		Cluster: c, Now: r.now(), StableAfter: r.stableAfter(),
+		Services: svcs, Tasks: tasks, Nodes: nodes,
+		Links:   r.observeBridges(ctx, c.Name, int(*c.Spec.Replicas), latest),
+		Serving: push, SyncEnabled: sv.enabled, Failure: failure(recErr),
 	}
-	// A task counts once it runs its service's current spec (in a rolling
-	// update the old task runs on for a while) and has run long enough.
-	current := func(t dswarm.Task) bool { return swarm.RunsCurrentSpec(t, svcByID[t.ServiceID]) && r.stable(t) }
-	nodeByID := map[string]dswarm.Node{}
-	for _, n := range nodes {
-		nodeByID[n.ID] = n
-	}
-	// The newest task of each service, preferring those meant to run.
-	latest := map[string]dswarm.Task{}
-	var lbRunning []dswarm.Task
-	var lbLatest dswarm.Task
-	for _, t := range tasks {
-		name := svcName[t.ServiceID]
-		if name == "" {
-			continue
-		}
-		if w := r.untilStable(t); w > 0 && (settle == 0 || w < settle) {
-			settle = w
-		}
-		if name == api.LoadBalancerService(c.Name) {
-			if current(t) {
-				lbRunning = append(lbRunning, t)
-			}
-			if lbLatest.ID == "" || newer(t, lbLatest) {
-				lbLatest = t
-			}
-			continue
-		}
-		prev, ok := latest[name]
-		if !ok || newer(t, prev) {
-			latest[name] = t
-		}
-	}
-	n := int(*c.Spec.Replicas)
-	links := r.observeBridges(ctx, c.Name, n, latest, svcName)
-	var brokers []api.BrokerStatus
-	running := 0
-	runningIdx := map[int]bool{}
-	for i := 0; i < n; i++ {
-		name := api.BrokerService(c.Name, i)
-		bs := api.BrokerStatus{Name: name, State: "missing"}
-		if t, found := latest[name]; found {
-			bs.State = string(t.Status.State)
-			if node, found := nodeByID[t.NodeID]; found {
-				bs.Node = node.Description.Hostname
-			}
-			since := metav1.NewTime(t.Status.Timestamp.UTC().Truncate(time.Second))
-			bs.Since = &since
-			if current(t) {
-				running++
-				runningIdx[i] = true
-			}
-		}
-		if i > 0 {
-			l := links.Link(i)
-			b := &api.BridgeStatus{Connected: l.Connected}
-			if l.Parent >= 0 {
-				b.Parent = api.BrokerService(c.Name, l.Parent)
-				since := metav1.NewTime(l.Since.UTC().Truncate(time.Second))
-				b.Since = &since
-			}
-			bs.Bridge = b
-		}
-		if prev := findBroker(st.Brokers, name); prev != nil && prev.State == bs.State && prev.Node == bs.Node {
-			bs.Since = prev.Since // unchanged: keep the first time seen
-		}
-		brokers = append(brokers, bs)
-	}
-	st.Brokers = brokers
-	// The hub is the root of the tree: the lowest-numbered running broker
-	// with no bridge up (broker 0 has none).
-	prevHub := st.Hub
-	defer func() {
-		if st.Hub != prevHub && prevHub != "" && st.Hub != "" {
-			r.event(c.Name, api.EventNormal, "HubMoved", "the bridges' hub moved from %s to %s", prevHub, st.Hub)
-		}
-	}()
-	st.Hub = ""
-	var unbridged []string
-	for i := 0; i < n; i++ {
-		if !runningIdx[i] {
-			continue
-		}
-		if i == 0 || !links.Link(i).Connected {
-			if st.Hub == "" {
-				st.Hub = api.BrokerService(c.Name, i)
-			} else {
-				unbridged = append(unbridged, api.BrokerService(c.Name, i))
-			}
-		}
-	}
-	slices.SortFunc(lbRunning, func(a, b dswarm.Task) int { return cmp.Compare(a.NodeID, b.NodeID) })
-	var endpoints []string
-	for _, t := range lbRunning {
-		addr := nodeByID[t.NodeID].Status.Addr
-		if addr == "" {
-			continue
-		}
-		if p := *c.Spec.LoadBalancer.Ports.MQTT; p != 0 {
-			endpoints = append(endpoints, "mqtt://"+net.JoinHostPort(addr, strconv.Itoa(int(p))))
-		}
-		if p := *c.Spec.LoadBalancer.Ports.MQTTS; p != 0 {
-			endpoints = append(endpoints, "mqtts://"+net.JoinHostPort(addr, strconv.Itoa(int(p))))
-		}
-	}
-	st.Endpoints = endpoints
-	st.Certificate, st.CARotation = nil, nil
 	if o := r.Store.Get(credentials.Kind, c.Name); o != nil {
 		if m, err := r.Sealer.Decode(o.Name, o.Spec); err == nil {
-			// The CA clients verify against: the user's issuer, or ours.
-			if ca, err := certs.ParseCert(credentials.CABundle(m)); err == nil {
-				st.CAFingerprint = certs.Fingerprint(ca)
-			}
-			if *c.Spec.LoadBalancer.Ports.MQTTS != 0 {
-				st.Certificate = certificateStatus(m, c, push)
-			}
-			st.CARotation = caRotationStatus(m, c)
+			in.Material = &m
 		}
-	}
-	lbWant := int(*c.Spec.LoadBalancer.Replicas)
-	certServed := !push.enabled || push.serving == push.running
-	ready = recErr == nil && running == n && len(lbRunning) >= lbWant && len(unbridged) == 0 && certServed
-	gen := c.Generation
-	set := func(t string, ok bool, reason, msg string) {
-		s := metav1.ConditionFalse
-		if ok {
-			s = metav1.ConditionTrue
-		}
-		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: t, Status: s, Reason: reason, Message: msg, ObservedGeneration: gen, LastTransitionTime: metav1.NewTime(r.now().UTC().Truncate(time.Second))})
-	}
-	progress := fmt.Sprintf("%d/%d brokers running, %d/%d load balancer tasks running", running, n, len(lbRunning), lbWant)
-	// Say why, when Swarm says it: a task that cannot be placed or fails.
-	var why []string
-	for i := 0; i < n; i++ {
-		name := api.BrokerService(c.Name, i)
-		if t, found := latest[name]; found && t.Status.Err != "" && !current(t) {
-			why = append(why, name+": "+t.Status.Err)
-		}
-	}
-	if len(lbRunning) < lbWant && lbLatest.Status.Err != "" {
-		why = append(why, api.LoadBalancerService(c.Name)+": "+lbLatest.Status.Err)
-	}
-	if len(unbridged) > 0 {
-		why = append(why, "not bridged to the hub yet: "+strings.Join(unbridged, ", "))
-	}
-	if !certServed {
-		why = append(why, fmt.Sprintf("current certificate served by %d/%d load balancer tasks: %s", push.serving, push.running, strings.Join(push.why, "; ")))
 	}
 	if sv.roll != nil {
-		if m := sv.roll.message(c); m != "" {
-			why = append(why, m)
-		}
+		in.Rollout = status.Rollout{Message: sv.roll.message(c), Held: len(sv.roll.held) > 0}
 	}
-	if len(why) > 0 {
-		progress += " (" + strings.Join(why, "; ") + ")"
+	if sv.enabled && sv.Plan != nil {
+		in.Sync = &sv.SyncView
 	}
-	held := sv.roll != nil && len(sv.roll.held) > 0
+	out := status.Compute(in)
+	for _, e := range out.Events {
+		r.event(c.Name, e.Type, e.Reason, "%s", e.Message)
+	}
+	return out, nil
+}
+
+// failure classifies the error that stopped a pass for the Degraded
+// condition.
+func failure(err error) *status.Failure {
 	switch {
-	case held:
-		// The brokers run the old spec, as they should until approved.
-		set(api.ConditionReady, running == n && len(lbRunning) >= lbWant, "AwaitingApproval", progress)
-		set(api.ConditionProgressing, true, "AwaitingApproval", sv.roll.message(c))
-	case ready:
-		set(api.ConditionReady, true, "AllRunning", progress)
-		set(api.ConditionProgressing, false, "Reconciled", "the cluster matches its spec")
-	default:
-		set(api.ConditionReady, false, "NotAllRunning", progress)
-		set(api.ConditionProgressing, recErr == nil, "Reconciling", progress)
-	}
-	st.Sync = nil
-	if sv.enabled && sv.plan != nil {
-		var healthy bool
-		var msg string
-		st.Sync, healthy, msg = r.syncStatus(c, sv)
-		reason := "Synced"
-		if !healthy {
-			reason = "NotSynced"
-		}
-		set(api.ConditionSyncHealthy, healthy, reason, msg)
-	} else if !sv.enabled {
-		meta.RemoveStatusCondition(&st.Conditions, api.ConditionSyncHealthy)
-	}
-	if recErr != nil && errors.Is(recErr, errSigning) {
-		set(api.ConditionDegraded, false, "Signing", recErr.Error())
-	} else if recErr != nil {
-		reason := "ReconcileError"
-		if errors.Is(recErr, broker.ErrMissingSecret) {
-			reason = "MissingSecret"
-		}
-		set(api.ConditionDegraded, true, reason, recErr.Error())
-	} else {
-		set(api.ConditionDegraded, false, "NoErrors", "the last reconcile succeeded")
-	}
-	return st, ready, settle, nil
-}
-
-// certificateStatus describes the current server certificate (never its
-// key).
-func certificateStatus(m credentials.Material, c *api.MqttCluster, push pushResult) *api.CertificateStatus {
-	if c.Spec.TLS.CertificateSecret != "" {
-		// The user's certificate, as HAProxy serves it.
-		if push.user == nil {
-			return nil
-		}
-		return &api.CertificateStatus{
-			Serial: push.user.Serial.Text(16), NotAfter: metaTime(push.user.NotAfter),
-			Serving: fmt.Sprintf("%d/%d", push.serving, push.running),
-		}
-	}
-	cert, err := certs.ParseCert(m.Server.CertPEM)
-	if err != nil {
+	case err == nil:
 		return nil
+	case errors.Is(err, errSigning):
+		return &status.Failure{Err: err, Reason: "Signing", Waiting: true}
+	case errors.Is(err, broker.ErrMissingSecret):
+		return &status.Failure{Err: err, Reason: "MissingSecret"}
 	}
-	t := metaTime
-	cs := &api.CertificateStatus{
-		Serial: cert.SerialNumber.Text(16), NotBefore: t(cert.NotBefore), NotAfter: t(cert.NotAfter),
-		Reason: string(m.Reason), IssuedAt: t(m.IssuedAt),
-	}
-	if at, err := credentials.RenewAt(m, c); err == nil {
-		cs.RenewAt = t(at)
-	}
-	if push.enabled {
-		cs.Serving = fmt.Sprintf("%d/%d", push.serving, push.running)
-	}
-	return cs
-}
-
-func metaTime(v time.Time) *metav1.Time {
-	if v.IsZero() {
-		return nil
-	}
-	mt := metav1.NewTime(v.UTC().Truncate(time.Second))
-	return &mt
-}
-
-// caRotationStatus describes a CA rotation in progress (nil when none).
-func caRotationStatus(m credentials.Material, c *api.MqttCluster) *api.CARotationStatus {
-	if m.NextCA == nil || c.Spec.TLS.CertificateSecret != "" {
-		return nil
-	}
-	next, err := certs.ParseCert(m.NextCA.CertPEM)
-	if err != nil {
-		return nil
-	}
-	return &api.CARotationStatus{
-		NextFingerprint: certs.Fingerprint(next), Reason: string(m.CAReason),
-		Since: metaTime(m.NextCASince), SwitchAt: metaTime(credentials.CASwitchAt(m, c)),
-	}
+	return &status.Failure{Err: err, Reason: "ReconcileError"}
 }
 
 // observeBridges reads what the brokers logged since the last pass into
 // the cluster's bridge tracker.
-func (r *ClusterReconciler) observeBridges(ctx context.Context, cluster string, n int, latest map[string]dswarm.Task, svcName map[string]string) *bridges.Tracker {
+func (r *ClusterReconciler) observeBridges(ctx context.Context, cluster string, n int, latest map[string]dswarm.Task) *bridges.Tracker {
 	r.mu.Lock()
 	if r.trackers == nil {
 		r.trackers = map[string]*bridges.Tracker{}
@@ -1091,13 +855,9 @@ func (r *ClusterReconciler) observeBridges(ctx context.Context, cluster string, 
 	}
 	r.mu.Unlock()
 	tr.Forget(n)
-	exists := map[string]bool{}
-	for _, name := range svcName {
-		exists[name] = true
-	}
 	for j := 0; j < n; j++ {
 		name := api.BrokerService(cluster, j)
-		if !exists[name] {
+		if _, exists := latest[name]; !exists {
 			continue
 		}
 		// Only the current task's log matters (bridges to an earlier task
@@ -1130,41 +890,6 @@ func (r *ClusterReconciler) stableAfter() time.Duration {
 		return r.StableAfter
 	}
 	return 3 * time.Second
-}
-
-// stable: meant to run, running, and for at least StableAfter.
-func (r *ClusterReconciler) stable(t dswarm.Task) bool {
-	return t.DesiredState == dswarm.TaskStateRunning && t.Status.State == dswarm.TaskStateRunning &&
-		r.now().Sub(t.Status.Timestamp) >= r.stableAfter()
-}
-
-// untilStable is how long until a running task counts as stable (0 when
-// it is not running or already stable).
-func (r *ClusterReconciler) untilStable(t dswarm.Task) time.Duration {
-	if t.DesiredState != dswarm.TaskStateRunning || t.Status.State != dswarm.TaskStateRunning {
-		return 0
-	}
-	if w := t.Status.Timestamp.Add(r.stableAfter()).Sub(r.now()); w > 0 {
-		return w + 20*time.Millisecond
-	}
-	return 0
-}
-
-func newer(a, b dswarm.Task) bool {
-	ar, br := a.DesiredState == dswarm.TaskStateRunning, b.DesiredState == dswarm.TaskStateRunning
-	if ar != br {
-		return ar
-	}
-	return a.Meta.CreatedAt.After(b.Meta.CreatedAt)
-}
-
-func findBroker(list []api.BrokerStatus, name string) *api.BrokerStatus {
-	for i := range list {
-		if list[i].Name == name {
-			return &list[i]
-		}
-	}
-	return nil
 }
 
 // sealingKind and sealingName are the store record that says the one-time

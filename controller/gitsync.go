@@ -1,6 +1,8 @@
 package controller
 
 import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"bytes"
 	"context"
 	"encoding/json"
@@ -380,3 +382,11 @@ func localPath(repo string) (string, bool) {
 }
 
 func short(h string) string { return h[:min(len(h), 12)] }
+
+func metaTime(v time.Time) *metav1.Time {
+	if v.IsZero() {
+		return nil
+	}
+	mt := metav1.NewTime(v.UTC().Truncate(time.Second))
+	return &mt
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/broker"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/loadbalancer"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/status"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
 )
 
@@ -55,7 +56,7 @@ func (r *ClusterReconciler) loadBrokers(ctx context.Context, c *api.MqttCluster,
 		}
 	}
 	for _, t := range tasks {
-		if prev, ok := ro.latest[t.ServiceID]; !ok || newer(t, prev) {
+		if prev, ok := ro.latest[t.ServiceID]; !ok || status.Newer(t, prev) {
 			ro.latest[t.ServiceID] = t
 		}
 	}
@@ -67,7 +68,7 @@ func (r *ClusterReconciler) loadBrokers(ctx context.Context, c *api.MqttCluster,
 // running and has run StableAfter.
 func (r *ClusterReconciler) healthy(ro *rollout, s dswarm.Service) bool {
 	t, ok := ro.latest[s.ID]
-	return ok && t.Status.State == dswarm.TaskStateRunning && t.DesiredState == dswarm.TaskStateRunning && swarm.RunsCurrentSpec(t, s) && r.stable(t)
+	return ok && t.Status.State == dswarm.TaskStateRunning && t.DesiredState == dswarm.TaskStateRunning && swarm.RunsCurrentSpec(t, s) && status.Stable(t, r.now(), r.stableAfter())
 }
 
 // mayUpdate is the broker reconciler's MayUpdate.

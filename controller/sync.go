@@ -2,23 +2,21 @@ package controller
 
 import (
 	"context"
-	"fmt"
 	"maps"
 	"net"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	dswarm "github.com/docker/docker/api/types/swarm"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/tlsutil"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/broker"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/credentials"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/datasync"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/status"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
 )
 
@@ -44,12 +42,9 @@ const RetireTimeout = 60 * time.Second
 type passView struct {
 	roll    *rollout
 	enabled bool
-	plan    map[string]datasync.Config // by node id
-	// status of each agent that answered, by node id; errs of the others.
-	status   map[string]datasync.Status
-	errs     map[string]string
-	hostname map[string]string
-	tasks    map[string][]dswarm.Task // broker tasks by service name
+	// What the agents reported (Plan nil: not asked yet).
+	status.SyncView
+	tasks map[string][]dswarm.Task // broker tasks by service name
 }
 
 func (r *ClusterReconciler) syncClient(c *api.MqttCluster, m credentials.Material) SyncAgentClient {
@@ -124,24 +119,24 @@ func (r *ClusterReconciler) pushSync(ctx context.Context, c *api.MqttCluster, m 
 			v.tasks[n] = append(v.tasks[n], t)
 		}
 	}
-	v.hostname = map[string]string{}
+	v.Hostname = map[string]string{}
 	for _, n := range nodes {
-		v.hostname[n.ID] = n.Description.Hostname
+		v.Hostname[n.ID] = n.Description.Hostname
 	}
 	delay, _ := c.Spec.Sync.Delay.Parse()
-	v.plan = datasync.Plan(datasync.PlanInput{
+	v.Plan = datasync.Plan(datasync.PlanInput{
 		Cluster: c.Name, Delay: delay, Brokers: brokers, BrokerTasks: v.tasks,
 		AgentTasks: agentTasks, Nodes: nodes, Network: r.ControlNetwork, Stopped: stopped,
 	})
-	v.status, v.errs = map[string]datasync.Status{}, map[string]string{}
+	v.Status, v.Errs = map[string]datasync.Status{}, map[string]string{}
 	cl := r.syncClient(c, m)
-	for _, node := range slices.Sorted(maps.Keys(v.plan)) {
-		cfg := v.plan[node]
+	for _, node := range slices.Sorted(maps.Keys(v.Plan)) {
+		cfg := v.Plan[node]
 		p, _ := cfg.Peer(node)
 		addr := net.JoinHostPort(p.Addr, strconv.Itoa(datasync.AgentPort))
 		st, err := cl.Status(ctx, addr)
 		if err != nil {
-			v.errs[node] = err.Error()
+			v.Errs[node] = err.Error()
 			continue
 		}
 		if st.ConfigHash != cfg.Hash() {
@@ -149,14 +144,14 @@ func (r *ClusterReconciler) pushSync(ctx context.Context, c *api.MqttCluster, m 
 				return err
 			}
 			if err := cl.Configure(ctx, addr, cfg); err != nil {
-				v.errs[node] = err.Error()
+				v.Errs[node] = err.Error()
 				continue
 			}
 			r.log().Info("configured sync agent", "cluster", c.Name, "node", p.Hostname, "sources", sourcesOf(cfg, node))
 			r.event(c.Name, api.EventNormal, "SyncConfigured", "sync agent on %s: source of [%s], %d peers", p.Hostname, sourcesOf(cfg, node), len(cfg.Peers))
 			st.ConfigHash = cfg.Hash()
 		}
-		v.status[node] = st
+		v.Status[node] = st
 	}
 	return nil
 }
@@ -193,7 +188,7 @@ func (r *ClusterReconciler) retire(ctx context.Context, c *api.MqttCluster, v *p
 		if err := r.Swarm.UpdateService(ctx, s.ID, s.Version, spec); err != nil {
 			return false, err
 		}
-		log.Info("stopping broker before removing it: its last state is synced first", "node", v.hostname[spec.Labels[LabelRetiringNode]])
+		log.Info("stopping broker before removing it: its last state is synced first", "node", v.Hostname[spec.Labels[LabelRetiringNode]])
 		r.event(c.Name, api.EventNormal, "BrokerStopping", "%s stopped before its removal, its last state is synced first", s.Spec.Name)
 		return false, nil
 	}
@@ -214,12 +209,12 @@ func (r *ClusterReconciler) retire(ctx context.Context, c *api.MqttCluster, v *p
 		return true, nil
 	}
 	var targets []string
-	for _, b := range v.plan[src].Brokers {
+	for _, b := range v.Plan[src].Brokers {
 		if b.Name == s.Spec.Name {
 			targets = b.Targets
 		}
 	}
-	st, ok := v.status[src]
+	st, ok := v.Status[src]
 	if !ok {
 		return false, nil // its node's agent is not reachable (yet)
 	}
@@ -245,82 +240,4 @@ func (r *ClusterReconciler) retire(ctx context.Context, c *api.MqttCluster, v *p
 	log.Info("the stopped broker's last state reached every target", "targets", len(targets))
 	r.event(c.Name, api.EventNormal, "BrokerSynced", "%s's last state reached %d nodes", s.Spec.Name, len(targets))
 	return true, nil
-}
-
-// syncStatus turns the agents' reports into the status, and says whether
-// every wanted broker's data reached every target recently.
-func (r *ClusterReconciler) syncStatus(c *api.MqttCluster, v *passView) (*api.SyncStatus, bool, string) {
-	delay, _ := c.Spec.Sync.Delay.Parse()
-	autosave, _ := c.Spec.Broker.Persistence.AutosaveInterval.Parse()
-	// A sync is due within autosave + delay of a change; past that, and
-	// 30 s more, the copy counts as late.
-	late := autosave + delay + 30*time.Second
-	st := &api.SyncStatus{}
-	var why []string
-	var anyCfg datasync.Config
-	for _, cfg := range v.plan {
-		anyCfg = cfg
-		break
-	}
-	for node, e := range v.errs {
-		why = append(why, fmt.Sprintf("sync agent on %s: %s", v.hostname[node], e))
-	}
-	n := int(*c.Spec.Replicas)
-	for _, b := range anyCfg.Brokers {
-		idx := strings.TrimPrefix(b.Name, c.Name+"-broker-")
-		if i, err := strconv.Atoi(idx); err != nil || i >= n {
-			continue // a broker being removed
-		}
-		bs := api.BrokerSyncStatus{Name: b.Name, Source: v.hostname[b.Source]}
-		var src *datasync.SourceStatus
-		if s, ok := v.status[b.Source]; ok {
-			for i := range s.Sources {
-				if s.Sources[i].Broker == b.Name {
-					src = &s.Sources[i]
-				}
-			}
-		}
-		if len(b.Targets) == 0 {
-			why = append(why, b.Name+": no other node to copy its data to")
-		}
-		for _, t := range b.Targets {
-			ts := api.SyncTargetStatus{Node: v.hostname[t], Pending: true}
-			var got *datasync.TargetStatus
-			if src != nil {
-				for i := range src.Targets {
-					if src.Targets[i].Node == t {
-						got = &src.Targets[i]
-					}
-				}
-			}
-			switch {
-			case got == nil:
-				why = append(why, fmt.Sprintf("%s -> %s: not synced yet", b.Name, ts.Node))
-			default:
-				ts.Pending, ts.Error = got.Pending, got.Error
-				if !got.LastSync.IsZero() {
-					lt := metav1.NewTime(got.LastSync.UTC().Truncate(time.Second))
-					ts.LastSync = &lt
-				}
-				switch {
-				case got.Error != "":
-					why = append(why, fmt.Sprintf("%s -> %s: %s", b.Name, ts.Node, got.Error))
-				case got.LastSync.IsZero():
-					why = append(why, fmt.Sprintf("%s -> %s: not synced yet", b.Name, ts.Node))
-				case got.Pending && r.now().Sub(got.LastSync) > late:
-					why = append(why, fmt.Sprintf("%s -> %s: behind since the sync of %s", b.Name, ts.Node, got.LastSync.UTC().Format(time.RFC3339)))
-				}
-			}
-			bs.Targets = append(bs.Targets, ts)
-		}
-		st.Brokers = append(st.Brokers, bs)
-	}
-	sort.Strings(why)
-	if len(anyCfg.Brokers) == 0 {
-		why = append(why, "no sync agent is running")
-	}
-	if len(why) == 0 {
-		return st, true, fmt.Sprintf("the data of %d brokers is on every eligible node", len(st.Brokers))
-	}
-	return st, false, strings.Join(why, "; ")
 }

@@ -1,0 +1,438 @@
+package status
+
+import (
+	"cmp"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	dswarm "github.com/docker/docker/api/types/swarm"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/bridges"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/credentials"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
+)
+
+// Input is what a pass saw. Cluster is defaulted and carries the previous
+// status (kept where nothing changed: a broker's since, a condition's
+// transition time).
+type Input struct {
+	Cluster *api.MqttCluster
+	// Now is the pass's time; StableAfter how long a task must have run
+	// to count (one that crashes at start is not taken for a working one).
+	Now         time.Time
+	StableAfter time.Duration
+	// Services, Tasks and Nodes are the cluster's, as the pass left them.
+	Services []dswarm.Service
+	Tasks    []dswarm.Task
+	Nodes    []dswarm.Node
+	// Links are the bridges the brokers logged (nil: none seen).
+	Links Links
+	// Serving is where the current certificate is served.
+	Serving Serving
+	// Material is the cluster's credentials (nil: none stored yet).
+	Material *credentials.Material
+	// Rollout is what a rolling update waits for.
+	Rollout Rollout
+	// SyncEnabled: spec.sync is on; Sync is what the agents reported (nil
+	// when the pass stopped before asking them: the condition is kept).
+	SyncEnabled bool
+	Sync        *SyncView
+	// Failure is what stopped the pass (nil: nothing).
+	Failure *Failure
+}
+
+// Links is a cluster's bridge topology (bridges.Tracker).
+type Links interface {
+	Link(i int) bridges.Link
+}
+
+// Serving is where the current certificate is served (HAProxy's runtime
+// API, read or pushed by the pass).
+type Serving struct {
+	Enabled bool
+	// Serving of Running HAProxy tasks serve the current certificate; Why
+	// the others do not (yet).
+	Serving, Running int
+	Why              []string
+	// Young: a task not serving it yet started in the last 10 s (being
+	// pushed to: worth coming back soon).
+	Young bool
+	// User is what HAProxy says of a user-supplied certificate.
+	User *Served
+}
+
+// Served is a certificate as HAProxy serves it.
+type Served struct {
+	Serial   string
+	NotAfter time.Time
+}
+
+// All: every running HAProxy task serves the current certificate.
+func (s Serving) All() bool { return !s.Enabled || s.Serving == s.Running }
+
+// Rollout is a rolling update's state: Message says what it waits for
+// ("" when nothing), Held whether brokers wait for an approval.
+type Rollout struct {
+	Message string
+	Held    bool
+}
+
+// Failure is the error that stopped a pass. Reason is the Degraded
+// condition's reason; Waiting marks an error that is not a fault (a
+// signer job still running): Degraded stays False.
+type Failure struct {
+	Err     error
+	Reason  string
+	Waiting bool
+}
+
+// Output is the computed status. Settle is how long until the next
+// running task has run StableAfter (0: none is waiting); Events are what
+// the status saw happen (the hub moving).
+type Output struct {
+	Status api.MqttClusterStatus
+	Ready  bool
+	Settle time.Duration
+	Events []api.Event
+}
+
+// Compute is the cluster's status.
+func Compute(in Input) Output {
+	c := in.Cluster
+	st := c.Status
+	st.Conditions = slices.Clone(st.Conditions)
+	st.ObservedGeneration = c.Generation
+	v := newView(in)
+	st.Brokers = v.brokers(c.Status.Brokers)
+	var out Output
+	prevHub := st.Hub
+	var unbridged []string
+	st.Hub, unbridged = v.hub()
+	if st.Hub != prevHub && prevHub != "" && st.Hub != "" {
+		out.Events = append(out.Events, api.Event{Type: api.EventNormal, Reason: "HubMoved",
+			Message: fmt.Sprintf("the bridges' hub moved from %s to %s", prevHub, st.Hub)})
+	}
+	st.Endpoints = v.endpoints()
+	st.Certificate, st.CARotation = nil, nil
+	if m := in.Material; m != nil {
+		st.CAFingerprint = caFingerprint(*m, st.CAFingerprint)
+		if *c.Spec.LoadBalancer.Ports.MQTTS != 0 {
+			st.Certificate = certificate(*m, c, in.Serving)
+		}
+		st.CARotation = caRotation(*m, c)
+	}
+	out.Ready = in.Failure == nil && v.running == v.n && len(v.lbRunning) >= v.lbWant && len(unbridged) == 0 && in.Serving.All()
+	set := conditionSetter(&st, c.Generation, in.Now)
+	progress := v.progress(unbridged)
+	switch {
+	case in.Rollout.Held:
+		// The brokers run the old spec, as they should until approved.
+		set(api.ConditionReady, v.running == v.n && len(v.lbRunning) >= v.lbWant, "AwaitingApproval", progress)
+		set(api.ConditionProgressing, true, "AwaitingApproval", in.Rollout.Message)
+	case out.Ready:
+		set(api.ConditionReady, true, "AllRunning", progress)
+		set(api.ConditionProgressing, false, "Reconciled", "the cluster matches its spec")
+	default:
+		set(api.ConditionReady, false, "NotAllRunning", progress)
+		set(api.ConditionProgressing, in.Failure == nil, "Reconciling", progress)
+	}
+	st.Sync = syncConditions(in, &st, set)
+	degraded(in.Failure, set)
+	out.Status, out.Settle = st, v.settle
+	return out
+}
+
+// setFunc sets one condition.
+type setFunc func(typ string, ok bool, reason, msg string)
+
+func conditionSetter(st *api.MqttClusterStatus, gen int64, now time.Time) setFunc {
+	return func(t string, ok bool, reason, msg string) {
+		s := metav1.ConditionFalse
+		if ok {
+			s = metav1.ConditionTrue
+		}
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: t, Status: s, Reason: reason, Message: msg,
+			ObservedGeneration: gen, LastTransitionTime: metav1.NewTime(now.UTC().Truncate(time.Second))})
+	}
+}
+
+// syncConditions sets SyncHealthy from the agents' reports (removes it
+// when sync is off) and returns the sync status.
+func syncConditions(in Input, st *api.MqttClusterStatus, set setFunc) *api.SyncStatus {
+	if !in.SyncEnabled {
+		meta.RemoveStatusCondition(&st.Conditions, api.ConditionSyncHealthy)
+		return nil
+	}
+	if in.Sync == nil {
+		return nil
+	}
+	s, healthy, msg := Sync(in.Cluster, *in.Sync, in.Now)
+	reason := "Synced"
+	if !healthy {
+		reason = "NotSynced"
+	}
+	set(api.ConditionSyncHealthy, healthy, reason, msg)
+	return s
+}
+
+func degraded(f *Failure, set setFunc) {
+	switch {
+	case f == nil:
+		set(api.ConditionDegraded, false, "NoErrors", "the last reconcile succeeded")
+	case f.Waiting:
+		set(api.ConditionDegraded, false, f.Reason, f.Err.Error())
+	default:
+		set(api.ConditionDegraded, true, f.Reason, f.Err.Error())
+	}
+}
+
+// view is the pass's tasks sorted out by service.
+type view struct {
+	in      Input
+	n       int
+	svcName map[string]string
+	svcByID map[string]dswarm.Service
+	nodes   map[string]dswarm.Node
+	// latest is the newest task of each broker service, preferring those
+	// meant to run.
+	latest    map[string]dswarm.Task
+	lbRunning []dswarm.Task
+	lbLatest  dswarm.Task
+	lbWant    int
+	settle    time.Duration
+	// running counts the brokers whose current task counts; runningIdx
+	// says which.
+	running    int
+	runningIdx map[int]bool
+}
+
+func newView(in Input) *view {
+	c := in.Cluster
+	v := &view{in: in, n: int(*c.Spec.Replicas), lbWant: int(*c.Spec.LoadBalancer.Replicas),
+		svcName: map[string]string{}, svcByID: map[string]dswarm.Service{}, nodes: map[string]dswarm.Node{},
+		runningIdx: map[int]bool{}}
+	for _, s := range in.Services {
+		v.svcName[s.ID] = s.Spec.Name
+		v.svcByID[s.ID] = s
+	}
+	for _, n := range in.Nodes {
+		v.nodes[n.ID] = n
+	}
+	lb := api.LoadBalancerService(c.Name)
+	v.latest = Latest(in.Services, in.Tasks, lb)
+	for _, t := range in.Tasks {
+		name := v.svcName[t.ServiceID]
+		if name == "" {
+			continue
+		}
+		if w := UntilStable(t, in.Now, in.StableAfter); w > 0 && (v.settle == 0 || w < v.settle) {
+			v.settle = w
+		}
+		if name != lb {
+			continue
+		}
+		if v.current(t) {
+			v.lbRunning = append(v.lbRunning, t)
+		}
+		if v.lbLatest.ID == "" || Newer(t, v.lbLatest) {
+			v.lbLatest = t
+		}
+	}
+	slices.SortFunc(v.lbRunning, func(a, b dswarm.Task) int { return cmp.Compare(a.NodeID, b.NodeID) })
+	return v
+}
+
+// current: the task runs its service's current spec (in a rolling update
+// the old task runs on for a while) and has run long enough.
+func (v *view) current(t dswarm.Task) bool {
+	return swarm.RunsCurrentSpec(t, v.svcByID[t.ServiceID]) && Stable(t, v.in.Now, v.in.StableAfter)
+}
+
+func (v *view) link(i int) bridges.Link {
+	if v.in.Links == nil {
+		return bridges.Link{Child: i, Parent: -1}
+	}
+	return v.in.Links.Link(i)
+}
+
+// brokers is each wanted broker's status; prev is the previous list (a
+// broker whose state and node did not change keeps its since).
+func (v *view) brokers(prev []api.BrokerStatus) []api.BrokerStatus {
+	c := v.in.Cluster
+	var out []api.BrokerStatus
+	for i := 0; i < v.n; i++ {
+		name := api.BrokerService(c.Name, i)
+		bs := api.BrokerStatus{Name: name, State: "missing"}
+		if t, found := v.latest[name]; found {
+			bs.State = string(t.Status.State)
+			bs.Node = v.nodes[t.NodeID].Description.Hostname
+			bs.Since = truncated(t.Status.Timestamp)
+			if v.current(t) {
+				v.running++
+				v.runningIdx[i] = true
+			}
+		}
+		if i > 0 {
+			bs.Bridge = v.bridge(i)
+		}
+		if p := findBroker(prev, name); p != nil && p.State == bs.State && p.Node == bs.Node {
+			bs.Since = p.Since // unchanged: keep the first time seen
+		}
+		out = append(out, bs)
+	}
+	return out
+}
+
+func (v *view) bridge(i int) *api.BridgeStatus {
+	l := v.link(i)
+	b := &api.BridgeStatus{Connected: l.Connected}
+	if l.Parent >= 0 {
+		b.Parent = api.BrokerService(v.in.Cluster.Name, l.Parent)
+		b.Since = truncated(l.Since)
+	}
+	return b
+}
+
+// hub is the root of the bridge tree: the lowest-numbered running broker
+// with no bridge up (broker 0 has none); unbridged are the other running
+// brokers with no bridge up.
+func (v *view) hub() (hub string, unbridged []string) {
+	for i := 0; i < v.n; i++ {
+		if !v.runningIdx[i] || (i > 0 && v.link(i).Connected) {
+			continue
+		}
+		if hub == "" {
+			hub = api.BrokerService(v.in.Cluster.Name, i)
+		} else {
+			unbridged = append(unbridged, api.BrokerService(v.in.Cluster.Name, i))
+		}
+	}
+	return hub, unbridged
+}
+
+// endpoints are the load balancer's addresses clients connect to.
+func (v *view) endpoints() []string {
+	ports := v.in.Cluster.Spec.LoadBalancer.Ports
+	var out []string
+	for _, t := range v.lbRunning {
+		addr := v.nodes[t.NodeID].Status.Addr
+		if addr == "" {
+			continue
+		}
+		if p := *ports.MQTT; p != 0 {
+			out = append(out, "mqtt://"+net.JoinHostPort(addr, strconv.Itoa(int(p))))
+		}
+		if p := *ports.MQTTS; p != 0 {
+			out = append(out, "mqtts://"+net.JoinHostPort(addr, strconv.Itoa(int(p))))
+		}
+	}
+	return out
+}
+
+// progress is the Ready condition's message: the counts, and why not all
+// run, when Swarm or the pass says it.
+func (v *view) progress(unbridged []string) string {
+	c := v.in.Cluster
+	msg := fmt.Sprintf("%d/%d brokers running, %d/%d load balancer tasks running", v.running, v.n, len(v.lbRunning), v.lbWant)
+	var why []string
+	for i := 0; i < v.n; i++ {
+		name := api.BrokerService(c.Name, i)
+		if t, found := v.latest[name]; found && t.Status.Err != "" && !v.current(t) {
+			why = append(why, name+": "+t.Status.Err)
+		}
+	}
+	if len(v.lbRunning) < v.lbWant && v.lbLatest.Status.Err != "" {
+		why = append(why, api.LoadBalancerService(c.Name)+": "+v.lbLatest.Status.Err)
+	}
+	if len(unbridged) > 0 {
+		why = append(why, "not bridged to the hub yet: "+strings.Join(unbridged, ", "))
+	}
+	if s := v.in.Serving; !s.All() {
+		why = append(why, fmt.Sprintf("current certificate served by %d/%d load balancer tasks: %s", s.Serving, s.Running, strings.Join(s.Why, "; ")))
+	}
+	if m := v.in.Rollout.Message; m != "" {
+		why = append(why, m)
+	}
+	if len(why) > 0 {
+		msg += " (" + strings.Join(why, "; ") + ")"
+	}
+	return msg
+}
+
+// Latest is the newest task of each service but skip (by service name),
+// preferring the tasks meant to run.
+func Latest(svcs []dswarm.Service, tasks []dswarm.Task, skip string) map[string]dswarm.Task {
+	names := map[string]string{}
+	for _, s := range svcs {
+		names[s.ID] = s.Spec.Name
+	}
+	latest := map[string]dswarm.Task{}
+	for _, t := range tasks {
+		name := names[t.ServiceID]
+		if name == "" || name == skip {
+			continue
+		}
+		if prev, ok := latest[name]; !ok || Newer(t, prev) {
+			latest[name] = t
+		}
+	}
+	return latest
+}
+
+// Stable: meant to run, running, and for at least after.
+func Stable(t dswarm.Task, now time.Time, after time.Duration) bool {
+	return t.DesiredState == dswarm.TaskStateRunning && t.Status.State == dswarm.TaskStateRunning &&
+		now.Sub(t.Status.Timestamp) >= after
+}
+
+// UntilStable is how long until a running task counts as stable (0 when
+// it is not running or already stable).
+func UntilStable(t dswarm.Task, now time.Time, after time.Duration) time.Duration {
+	if t.DesiredState != dswarm.TaskStateRunning || t.Status.State != dswarm.TaskStateRunning {
+		return 0
+	}
+	if w := t.Status.Timestamp.Add(after).Sub(now); w > 0 {
+		return w + 20*time.Millisecond
+	}
+	return 0
+}
+
+// Newer: a is meant to run and b not, or both or neither and a is newer.
+func Newer(a, b dswarm.Task) bool {
+	ar, br := a.DesiredState == dswarm.TaskStateRunning, b.DesiredState == dswarm.TaskStateRunning
+	if ar != br {
+		return ar
+	}
+	return a.Meta.CreatedAt.After(b.Meta.CreatedAt)
+}
+
+func findBroker(list []api.BrokerStatus, name string) *api.BrokerStatus {
+	for i := range list {
+		if list[i].Name == name {
+			return &list[i]
+		}
+	}
+	return nil
+}
+
+// truncated is v to the second (a zero v too).
+func truncated(v time.Time) *metav1.Time {
+	mt := metav1.NewTime(v.UTC().Truncate(time.Second))
+	return &mt
+}
+
+// metaTime is v to the second, nil when zero.
+func metaTime(v time.Time) *metav1.Time {
+	if v.IsZero() {
+		return nil
+	}
+	mt := metav1.NewTime(v.UTC().Truncate(time.Second))
+	return &mt
+}
