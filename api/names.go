@@ -57,3 +57,7 @@ func SignerJob(cluster, hash string) string { return cluster + "-signer-" + hash
 // Versioned is the name of one version of a config or secret: <base>-<hash
 // of its content>; a new content is a new object, as Swarm requires.
 func Versioned(base, hash string) string { return base + "-" + hash }
+
+// BridgeUser is the internal broker user the bridges (and the broker
+// exporter) log in as.
+const BridgeUser = "bridge"

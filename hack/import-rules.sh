@@ -3,7 +3,10 @@
 # violation fails `make lint` naming the package and the offending import.
 #   - only reconcilers/swarm imports the Docker client;
 #   - api imports nothing of the project;
-#   - no reconciler reaches the store or the HTTP server;
+#   - no reconciler reaches the controller (store, objects, HTTP server,
+#     leader): reconcilers return results, the leader stores them;
+#   - the objects layer does no Swarm I/O (no reconcilers/swarm);
+#   - the in-container programs reach no controller package;
 #   - the client package imports only api of the project;
 #   - mqttctl imports only api and the client of the project, and links no
 #     raft, Prometheus or Docker package.
@@ -27,10 +30,13 @@ deps() { go list -deps "$1" | grep -vx "$(go list "$1")"; }
 for d in $(deps ./api | grep "^$M/" || true); do
   bad "$M/api depends on $d (api imports nothing of the project)"
 done
-for p in $(go list ./reconcilers/...); do
-  for d in $(deps "$p" | grep -E "^$M/controller/(store|server)$" || true); do
-    bad "$p depends on $d (reconcilers reach neither the store nor the HTTP server)"
+for p in $(go list ./reconcilers/... ./programs/...); do
+  for d in $(deps "$p" | grep -E "^$M/controller(/|$)" || true); do
+    bad "$p depends on $d (reconcilers and programs reach no controller package: they return results)"
   done
+done
+for d in $(deps ./controller/objects | grep -E "^$M/reconcilers/swarm$|docker/docker/client" || true); do
+  bad "$M/controller/objects depends on $d (the objects layer does no Swarm I/O)"
 done
 for d in $(deps ./client | grep "^$M/" | grep -vx "$M/api" || true); do
   bad "$M/client depends on $d (only $M/api)"

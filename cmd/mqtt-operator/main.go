@@ -34,12 +34,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
-	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/gitsync"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/leader"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/membership"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/metrics"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/objects"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/server"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/tlsutil"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/programs/signer"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/programs/syncagent"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/cluster"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/credentials"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/datasync"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
@@ -160,7 +165,7 @@ func run(ctx context.Context, o options) error {
 	if (o.tlsCert == "") != (o.tlsKey == "") {
 		return errors.New("--tls-cert and --tls-key go together")
 	}
-	if err := controller.RepoError(o.gitRepo); err != nil {
+	if err := gitsync.RepoError(o.gitRepo); err != nil {
 		return err
 	}
 	if o.controlCA == "" && !o.insecure {
@@ -230,11 +235,11 @@ func run(ctx context.Context, o options) error {
 	if decide != nil {
 		go decide(st, node)
 	}
+	var members *membership.Membership
 	if o.swarmRaft {
 		_, port, _ := net.SplitHostPort(o.raftAddr)
 		rp, _ := strconv.Atoi(port)
-		m := &controller.Membership{Raft: st, SelfSwarmID: selfSwarmID, Nodes: d.Nodes, RaftPort: rp, Log: log}
-		go runMembership(ctx, st, m, log)
+		members = &membership.Membership{Raft: st, SelfSwarmID: selfSwarmID, Nodes: d.Nodes, RaftPort: rp, Log: log}
 	}
 
 	reg := prometheus.NewRegistry()
@@ -250,12 +255,13 @@ func run(ctx context.Context, o options) error {
 		// raft leader's id, not to whatever answers at its address.
 		return &url.URL{Scheme: peers.scheme(), Host: net.JoinHostPort(host, strconv.Itoa(apiPort))}, peers.to(li.LeaderID), true
 	}
-	var gs *controller.GitSync
+	objs := &objects.Objects{Store: st, Sealer: sealer}
+	var gs *gitsync.Syncer
 	var gitTrigger func()
 	if o.gitRepo != "" {
-		gs = &controller.GitSync{Store: st, Defaults: defaults, Repo: o.gitRepo, Branch: o.gitBranch, Path: o.gitPath, Interval: o.gitInterval, Log: log}
+		gs = &gitsync.Syncer{Objects: objs, Defaults: defaults, Repo: o.gitRepo, Branch: o.gitBranch, Path: o.gitPath, Interval: o.gitInterval, Log: log}
 		if o.gitCredentials != "" {
-			if gs.Auth, err = controller.GitAuth(o.gitCredentials, o.gitKnownHosts); err != nil {
+			if gs.Auth, err = gitsync.GitAuth(o.gitCredentials, o.gitKnownHosts); err != nil {
 				return err
 			}
 		}
@@ -287,19 +293,31 @@ func run(ctx context.Context, o options) error {
 		}
 		hs.TLSConfig.GetCertificate = fc.GetCertificate
 	}
+	// Every leader-only activity starts after one barrier and stops on
+	// leadership loss (package leader).
+	l := &leader.Leader{Store: st, Resync: o.resync, Log: log}
+	if members != nil {
+		l.Tasks = append(l.Tasks, leader.Task{Name: "raft membership", Run: members.Run})
+	}
 	if o.reconcile {
-		metrics, err := controller.NewMetrics(reg)
+		m, err := metrics.NewMetrics(reg)
 		if err != nil {
 			return err
 		}
-		cr := &controller.ClusterReconciler{Store: st, Swarm: d, Defaults: defaults, Identity: node, OperatorID: o.operatorID, Log: log, Metrics: metrics, ControlNetwork: o.controlNetwork, Sealer: sealer, SignerImage: o.operatorImage, SyncImage: o.syncImage, BrokerMetrics: o.brokerMetrics}
-		leader := &controller.Leader{Store: st, Reconcile: cr.Reconcile, Discover: cr.Discover, Establish: cr.MigrateSealing, Resync: o.resync, Log: log, Metrics: metrics}
-		go leader.Run(ctx)
-		go watchEvents(ctx, d, leader.Trigger, log)
+		cr := &leader.Clusters{Objects: objs, Defaults: defaults, Reconciler: &cluster.Reconciler{
+			Swarm: d, Leadership: st, Credentials: objs, Identity: node, OperatorID: o.operatorID, Log: log, Metrics: m,
+			ControlNetwork: o.controlNetwork, SignerImage: o.operatorImage, SyncImage: o.syncImage, BrokerMetrics: o.brokerMetrics,
+		}}
+		l.Reconcile, l.Discover, l.Metrics = cr.Reconcile, cr.Discover, m
+		l.Establish = append(l.Establish, cr.MigrateSealing)
 		if gs != nil {
-			gs.Metrics = metrics
-			go gs.Run(ctx)
+			gs.Metrics = m
+			l.Tasks = append(l.Tasks, leader.Task{Name: "git sync", Run: gs.Run})
 		}
+		go watchEvents(ctx, d, l.Trigger, log)
+	}
+	if l.Reconcile != nil || len(l.Tasks) > 0 {
+		go l.Run(ctx)
 	}
 
 	errc := make(chan error, 1)
@@ -419,7 +437,7 @@ func joinSwarmRaft(ctx context.Context, d *swarm.Docker, o *options, apiPort int
 		return "", nil, errors.New("--swarm-raft: this node is not a Swarm manager")
 	}
 	if o.raftAdvertise == "" {
-		o.raftAdvertise = controller.RaftAddress(*selfNode, rp)
+		o.raftAdvertise = membership.RaftAddress(*selfNode, rp)
 	}
 	if _, err := os.Stat(filepath.Join(o.dataDir, "node-id")); o.nodeID == "" && errors.Is(err, os.ErrNotExist) {
 		o.nodeID = self
@@ -431,7 +449,7 @@ func joinSwarmRaft(ctx context.Context, d *swarm.Docker, o *options, apiPort int
 }
 
 // bootstrapWhenAlone runs while this server has no raft state: every 2 s
-// it bootstraps a one-voter cluster if controller.ShouldBootstrap says so
+// it bootstraps a one-voter cluster if membership.ShouldBootstrap says so
 // (the Swarm's leader manager, and every other manager's operator answers
 // with no state), and stops once this server has state (bootstrapped, or
 // added by a leader).
@@ -443,7 +461,7 @@ func bootstrapWhenAlone(ctx context.Context, st *store.Store, d *swarm.Docker, s
 	busy := func(nodes []dswarm.Node) func(ids []string) bool {
 		addrOf := map[string]string{}
 		for _, n := range nodes {
-			if a := controller.RaftAddress(n, raftPort); a != "" {
+			if a := membership.RaftAddress(n, raftPort); a != "" {
 				host, _, _ := net.SplitHostPort(a)
 				addrOf[n.ID] = net.JoinHostPort(host, strconv.Itoa(apiPort))
 			}
@@ -480,7 +498,7 @@ func bootstrapWhenAlone(ctx context.Context, st *store.Store, d *swarm.Docker, s
 		if st.HasState() {
 			return
 		}
-		if nodes, err := d.Nodes(ctx); err == nil && controller.ShouldBootstrap(self, nodes, busy(nodes)) {
+		if nodes, err := d.Nodes(ctx); err == nil && membership.ShouldBootstrap(self, nodes, busy(nodes)) {
 			if err := st.Bootstrap(); err != nil {
 				log.Warn("raft bootstrap failed", "err", err)
 			} else {
@@ -491,26 +509,6 @@ func bootstrapWhenAlone(ctx context.Context, st *store.Store, d *swarm.Docker, s
 		case <-ctx.Done():
 			return
 		case <-time.After(2 * time.Second):
-		}
-	}
-}
-
-// runMembership keeps the raft configuration equal to the Swarm's
-// managers while this operator leads.
-func runMembership(ctx context.Context, st *store.Store, m *controller.Membership, log *slog.Logger) {
-	t := time.NewTicker(2 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if !st.IsLeader() {
-			continue
-		}
-		if _, _, err := m.Reconcile(ctx); err != nil {
-			log.Warn("raft membership pass failed", "err", err)
 		}
 	}
 }

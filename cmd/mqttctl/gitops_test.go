@@ -10,7 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
-	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/server"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/objects"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/server/servertest"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
 )
@@ -142,7 +142,7 @@ func TestEvents(t *testing.T) {
 		{Type: api.EventWarning, Reason: "ReconcileError", Message: "secret not found", Count: 3, FirstTime: at, LastTime: at},
 	}}
 	b, _ := json.Marshal(list)
-	if _, _, err := inst.Store.Apply(store.ApplyRequest{Kind: server.EventsKind, Name: "iot", Spec: b}); err != nil {
+	if _, _, err := inst.Store.Apply(store.ApplyRequest{Kind: objects.KindEvents, Name: "iot", Spec: b}); err != nil {
 		t.Fatal(err)
 	}
 	r := mqttctl(t, inst, "", "events", "iot")

@@ -1,13 +1,11 @@
 package server
 
 import (
-	"maps"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
-	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/certs"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/credentials"
 )
@@ -22,22 +20,21 @@ type Credentials = api.Credentials
 // material reads a cluster's generated material, answering 404 itself
 // when there is none.
 func (s *Server) material(w http.ResponseWriter, r *http.Request) (*api.MqttCluster, *credentials.Material, bool) {
-	_, c, ok := s.lookup(w, r)
+	c, ok := s.lookup(w, r)
 	if !ok {
 		return nil, nil, false
 	}
 	name := c.Name
-	cr := s.store.Get(credentials.Kind, name)
-	if cr == nil {
+	m, err := s.objects.Credentials(name)
+	switch {
+	case err != nil:
+		writeStatus(w, http.StatusInternalServerError, ReasonInternal, "the credentials of "+api.Resource+" \""+name+"\": "+err.Error(), &StatusDetails{Name: name, Kind: api.Resource})
+		return nil, nil, false
+	case m == nil:
 		writeStatus(w, http.StatusNotFound, ReasonNotFound, "the credentials of "+api.Resource+" \""+name+"\" are not issued yet: the operator issues them on its first reconcile", &StatusDetails{Name: name, Kind: api.Resource})
 		return nil, nil, false
 	}
-	m, err := s.sealer.Decode(cr.Name, cr.Spec)
-	if err != nil {
-		writeStatus(w, http.StatusInternalServerError, ReasonInternal, "the credentials of "+api.Resource+" \""+name+"\": "+err.Error(), &StatusDetails{Name: name, Kind: api.Resource})
-		return nil, nil, false
-	}
-	return c, &m, true
+	return c, m, true
 }
 
 func (s *Server) getCA(w http.ResponseWriter, r *http.Request) {
@@ -91,20 +88,12 @@ func (s *Server) rotateCA(w http.ResponseWriter, r *http.Request) {
 // approve lets a held change that restarts brokers roll
 // (spec.updatePolicy.approval manual): it records the current generation.
 func (s *Server) approve(w http.ResponseWriter, r *http.Request) {
-	o, _, ok := s.lookup(w, r)
+	o, ok := s.lookup(w, r)
 	if !ok {
 		return
 	}
-	ann := maps.Clone(o.Annotations)
-	if ann == nil {
-		ann = map[string]string{}
-	}
 	gen := strconv.FormatInt(o.Generation, 10)
-	ann[api.ApprovedGenerationAnnotation] = gen
-	version := o.ModifyIndex
-	if _, _, err := s.store.Apply(store.ApplyRequest{
-		Kind: api.KindMqttCluster, Name: o.Name, Labels: o.Labels, Annotations: ann, Spec: o.Spec, ExpectVersion: &version,
-	}); err != nil {
+	if err := s.objects.Annotate(o, api.ApprovedGenerationAnnotation, gen); err != nil {
 		s.writeStoreError(w, o.Name, err)
 		return
 	}
@@ -113,7 +102,7 @@ func (s *Server) approve(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) request(w http.ResponseWriter, r *http.Request, annotation, what string) {
-	o, c, ok := s.lookup(w, r)
+	c, ok := s.lookup(w, r)
 	if !ok {
 		return
 	}
@@ -121,17 +110,9 @@ func (s *Server) request(w http.ResponseWriter, r *http.Request, annotation, wha
 		writeStatus(w, http.StatusConflict, ReasonConflict, api.Resource+" \""+c.Name+"\" serves the certificate in spec.tls.certificateSecret: the operator issues none (replace the secret to renew it)", &StatusDetails{Name: c.Name, Kind: api.Resource})
 		return
 	}
-	name := o.Name
+	name := c.Name
 	at := time.Now().UTC().Format(time.RFC3339Nano)
-	ann := maps.Clone(o.Annotations)
-	if ann == nil {
-		ann = map[string]string{}
-	}
-	ann[annotation] = at
-	version := o.ModifyIndex
-	if _, _, err := s.store.Apply(store.ApplyRequest{
-		Kind: api.KindMqttCluster, Name: name, Labels: o.Labels, Annotations: ann, Spec: o.Spec, ExpectVersion: &version,
-	}); err != nil {
+	if err := s.objects.Annotate(c, annotation, at); err != nil {
 		s.writeStoreError(w, name, err)
 		return
 	}

@@ -4,6 +4,7 @@
 // /metrics, /v1/status/leader and /v1/status/peers.
 //
 // It admits objects with package api's one pipeline (strict decode,
-// defaults, validation) and writes them through the store. It must not talk
+// defaults, validation) and reads and writes them through the objects
+// layer (controller/objects), never raw store records. It must not talk
 // to Docker: the API serves whether or not Docker is reachable.
 package server

@@ -9,9 +9,10 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/objects"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/server"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/server/servertest"
-	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
 )
 
 func TestGitSyncRoutes(t *testing.T) {
@@ -38,8 +39,7 @@ func TestGitSyncRoutes(t *testing.T) {
 	if code, _ := do(t, hs.URL, call{method: http.MethodPost, path: "/v1/gitsync/webhook", token: tok}); code != http.StatusAccepted || n.Load() != 1 {
 		t.Fatalf("webhook: %d, triggered %d", code, n.Load())
 	}
-	b, _ := json.Marshal(server.GitSyncStatus{Repo: "/r.git", Branch: "main", Commit: "abc", Applied: []string{"iot"}})
-	if _, _, err := in.Store.Apply(store.ApplyRequest{Kind: server.GitSyncKind, Name: server.GitSyncName, Spec: b}); err != nil {
+	if err := (&objects.Objects{Store: in.Store}).SetGitSyncStatus(api.GitSyncStatus{Repo: "/r.git", Branch: "main", Commit: "abc", Applied: []string{"iot"}}); err != nil {
 		t.Fatal(err)
 	}
 	code, body := do(t, hs.URL, call{method: http.MethodGet, path: "/v1/gitsync", token: tok})

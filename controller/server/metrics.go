@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/objects"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/certs"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/credentials"
 )
@@ -13,7 +14,7 @@ import (
 // storeCollector reads the store at scrape time.
 type storeCollector struct {
 	store   Store
-	sealer  *credentials.Sealer
+	objs    *objects.Objects
 	objects *prometheus.Desc
 	leader  *prometheus.Desc
 	term    *prometheus.Desc
@@ -32,10 +33,10 @@ type storeCollector struct {
 	now     func() time.Time
 }
 
-func newStoreCollector(s Store, sealer *credentials.Sealer) *storeCollector {
+func newStoreCollector(s Store, objs *objects.Objects) *storeCollector {
 	return &storeCollector{
 		store:   s,
-		sealer:  sealer,
+		objs:    objs,
 		objects: prometheus.NewDesc("mqttoperator_objects", "Stored objects by kind.", []string{"kind"}, nil),
 		leader:  prometheus.NewDesc("mqttoperator_raft_leader", "1 if this operator is the raft leader.", nil, nil),
 		term:    prometheus.NewDesc("mqttoperator_raft_term", "Current raft term.", nil, nil),
@@ -83,7 +84,7 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	objs, _ := c.store.List(api.KindMqttCluster)
 	ch <- prometheus.MustNewConstMetric(c.objects, prometheus.GaugeValue, float64(len(objs)), api.KindMqttCluster)
 	for _, o := range objs {
-		cl, err := ToAPI(o)
+		cl, err := objects.ToCluster(o)
 		if err != nil {
 			continue
 		}
@@ -141,9 +142,9 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 		if cs := cl.Status.Certificate; cs != nil && cs.NotAfter != nil {
 			ch <- prometheus.MustNewConstMetric(c.expiry, prometheus.GaugeValue, float64(cs.NotAfter.Unix()), cl.Name, "server")
 		}
-		if cr := c.store.Get(credentials.Kind, cl.Name); cr != nil && cl.Spec.TLS.CertificateSecret == "" {
-			if m, err := c.sealer.Decode(cr.Name, cr.Spec); err == nil {
-				pems := map[string][]byte{"ca": credentials.CABundle(m)} // the signing CA comes first
+		if cl.Spec.TLS.CertificateSecret == "" {
+			if m, err := c.objs.Credentials(cl.Name); err == nil && m != nil {
+				pems := map[string][]byte{"ca": credentials.CABundle(*m)} // the signing CA comes first
 				if m.NextCA != nil {
 					pems["next-ca"] = m.NextCA.CertPEM
 				}

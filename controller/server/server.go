@@ -1,15 +1,11 @@
 package server
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"net/http"
 	"strconv"
 	"strings"
@@ -20,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/objects"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/broker"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/credentials"
@@ -77,7 +74,7 @@ type Server struct {
 	requests  *prometheus.CounterVec
 	latency   *prometheus.HistogramVec
 	forward   LeaderAPI
-	sealer    *credentials.Sealer
+	objects   *objects.Objects
 	// gitSyncTrigger: see Config.GitSyncTrigger.
 	gitSyncTrigger func()
 }
@@ -94,7 +91,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Registry = prometheus.NewRegistry()
 	}
 	s := &Server{store: cfg.Store, defaults: cfg.Defaults, tokenHash: sha256.Sum256([]byte(cfg.Token)), log: cfg.Logger, reg: cfg.Registry,
-		forward: cfg.Forward, sealer: cfg.Sealer, gitSyncTrigger: cfg.GitSyncTrigger}
+		forward: cfg.Forward, objects: &objects.Objects{Store: cfg.Store, Sealer: cfg.Sealer}, gitSyncTrigger: cfg.GitSyncTrigger}
 	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mqttoperator_api_requests_total", Help: "HTTP API requests by route, method and status code.",
 	}, []string{"route", "method", "code"})
@@ -102,7 +99,7 @@ func New(cfg Config) (*Server, error) {
 		Name: "mqttoperator_api_request_duration_seconds", Help: "HTTP API request latency by route and method.",
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 	}, []string{"route", "method"})
-	if err := errors.Join(cfg.Registry.Register(s.requests), cfg.Registry.Register(s.latency), cfg.Registry.Register(newStoreCollector(cfg.Store, cfg.Sealer))); err != nil {
+	if err := errors.Join(cfg.Registry.Register(s.requests), cfg.Registry.Register(s.latency), cfg.Registry.Register(newStoreCollector(cfg.Store, s.objects))); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -240,60 +237,42 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	objs, index := s.store.List(api.KindMqttCluster)
-	list := &api.MqttClusterList{Items: []api.MqttCluster{}}
+	items, index, err := s.objects.Clusters(sel)
+	if err != nil {
+		writeStatus(w, http.StatusInternalServerError, ReasonInternal, err.Error(), nil)
+		return
+	}
+	list := &api.MqttClusterList{Items: items}
 	list.APIVersion, list.Kind = api.APIVersion, api.KindMqttCluster+"List"
 	list.ResourceVersion = strconv.FormatUint(index, 10)
-	for _, o := range objs {
-		if !sel.Matches(labels.Set(o.Labels)) {
-			continue
-		}
-		c, err := ToAPI(o)
-		if err != nil {
-			writeStatus(w, http.StatusInternalServerError, ReasonInternal, err.Error(), nil)
-			return
-		}
-		list.Items = append(list.Items, *c)
-	}
 	writeJSON(w, http.StatusOK, list)
 }
 
 // lookup reads the cluster named in the path, answering 404 (or 500 for an
 // undecodable object) itself when it cannot.
-func (s *Server) lookup(w http.ResponseWriter, r *http.Request) (*store.Object, *api.MqttCluster, bool) {
+func (s *Server) lookup(w http.ResponseWriter, r *http.Request) (*api.MqttCluster, bool) {
 	name := r.PathValue("name")
-	o := s.store.Get(api.KindMqttCluster, name)
-	if o == nil {
+	c, err := s.objects.Cluster(name)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
 		notFound(w, name)
-		return nil, nil, false
-	}
-	c, err := ToAPI(o)
-	if err != nil {
+		return nil, false
+	case err != nil:
 		writeStatus(w, http.StatusInternalServerError, ReasonInternal, err.Error(), nil)
-		return nil, nil, false
+		return nil, false
 	}
-	return o, c, true
+	return c, true
 }
-
-// GitSyncKind holds the git sync's status, under GitSyncName.
-const (
-	GitSyncKind = "GitSyncStatus"
-	GitSyncName = "default"
-)
 
 // GitSyncStatus is what the operator's git sync last did (GET /v1/gitsync).
 type GitSyncStatus = api.GitSyncStatus
 
 // gitSync answers the git sync's status (404 when the operator runs none).
 func (s *Server) gitSync(w http.ResponseWriter, r *http.Request) {
-	o := s.store.Get(GitSyncKind, GitSyncName)
-	if o == nil && s.gitSyncTrigger == nil {
+	st, ran := s.objects.GitSyncStatus()
+	if !ran && s.gitSyncTrigger == nil {
 		writeStatus(w, http.StatusNotFound, ReasonNotFound, "this operator runs no git sync (--git-repo)", nil)
 		return
-	}
-	st := GitSyncStatus{}
-	if o != nil {
-		_ = json.Unmarshal(o.Spec, &st)
 	}
 	writeJSON(w, http.StatusOK, st)
 }
@@ -308,28 +287,22 @@ func (s *Server) gitSyncWebhook(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, map[string]string{"status": "sync requested"})
 }
 
-// EventsKind is the store kind holding each cluster's recent events (an
-// api.EventList under the cluster's name), written by the leader.
-const EventsKind = "MqttClusterEvents"
-
 // events answers a cluster's recent events, oldest first.
 func (s *Server) events(w http.ResponseWriter, r *http.Request) {
-	_, c, ok := s.lookup(w, r)
+	c, ok := s.lookup(w, r)
 	if !ok {
 		return
 	}
-	list := api.EventList{Cluster: c.Name, Items: []api.Event{}}
-	if o := s.store.Get(EventsKind, c.Name); o != nil {
-		if err := json.Unmarshal(o.Spec, &list); err != nil {
-			writeStatus(w, http.StatusInternalServerError, ReasonInternal, "the stored events are unreadable", nil)
-			return
-		}
+	list, err := s.objects.Events(c.Name)
+	if err != nil {
+		writeStatus(w, http.StatusInternalServerError, ReasonInternal, err.Error(), nil)
+		return
 	}
 	writeJSON(w, http.StatusOK, list)
 }
 
 func (s *Server) get(w http.ResponseWriter, r *http.Request) {
-	if _, c, ok := s.lookup(w, r); ok {
+	if c, ok := s.lookup(w, r); ok {
 		writeJSON(w, http.StatusOK, c)
 	}
 }
@@ -389,26 +362,13 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, http.StatusUnprocessableEntity, ReasonInvalid, fe.Error(), &StatusDetails{Name: obj.Name, Kind: api.Resource, Causes: []api.FieldError{*fe}})
 		return
 	}
-	spec, err := json.Marshal(obj.Spec)
-	if err != nil {
-		writeStatus(w, http.StatusInternalServerError, ReasonInternal, err.Error(), nil)
-		return
-	}
 	if r.URL.Query().Get("dryRun") == "All" {
-		s.dryRun(w, obj, spec)
+		s.dryRun(w, obj)
 		return
 	}
-	res, stored, err := s.store.Apply(store.ApplyRequest{
-		Kind: api.KindMqttCluster, Name: obj.Name, Labels: obj.Labels, Annotations: s.keepRequests(obj),
-		Spec: spec, ExpectVersion: expect,
-	})
+	res, out, err := s.objects.Apply(obj, expect)
 	if err != nil {
 		s.writeStoreError(w, obj.Name, err)
-		return
-	}
-	out, err := ToAPI(stored)
-	if err != nil {
-		writeStatus(w, http.StatusInternalServerError, ReasonInternal, err.Error(), nil)
 		return
 	}
 	code := http.StatusOK
@@ -425,31 +385,11 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request) {
 // stored (defaulted, with the request annotations kept) and the result,
 // storing nothing, and the broker plan. mqttctl diff compares it with the
 // stored object.
-func (s *Server) dryRun(w http.ResponseWriter, obj *api.MqttCluster, spec []byte) {
-	ann := s.keepRequests(obj)
-	out := obj.DeepCopy()
-	out.Annotations, out.Status, out.Generation = ann, api.MqttClusterStatus{}, 1
-	res := store.Created
-	var stored *api.MqttCluster
-	if cur := s.store.Get(api.KindMqttCluster, obj.Name); cur != nil {
-		var err error
-		stored, err = ToAPI(cur)
-		if err != nil {
-			writeStatus(w, http.StatusInternalServerError, ReasonInternal, err.Error(), nil)
-			return
-		}
-		out.UID, out.CreationTimestamp, out.ResourceVersion, out.Generation = stored.UID, stored.CreationTimestamp, stored.ResourceVersion, stored.Generation
-		out.Status = stored.Status
-		specSame := bytes.Equal(spec, cur.Spec)
-		switch {
-		case specSame && maps.Equal(obj.Labels, cur.Labels) && maps.Equal(ann, cur.Annotations):
-			res = store.Unchanged
-		case specSame:
-			res = store.Configured
-		default:
-			res = store.Configured
-			out.Generation++
-		}
+func (s *Server) dryRun(w http.ResponseWriter, obj *api.MqttCluster) {
+	res, out, stored, err := s.objects.Preview(obj)
+	if err != nil {
+		writeStatus(w, http.StatusInternalServerError, ReasonInternal, err.Error(), nil)
+		return
 	}
 	// What applying would do to the brokers: the plan the reconciler
 	// follows, computed here so that clients need none of it.
@@ -468,21 +408,12 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, http.StatusBadRequest, ReasonBadRequest, "resourceVersion: "+fe.Message, nil)
 		return
 	}
-	if s.store.Get(api.KindMqttCluster, name) == nil {
-		s.writeStoreError(w, name, store.ErrNotFound)
-		return
-	}
-	old, err := s.store.Delete(store.DeleteRequest{Kind: api.KindMqttCluster, Name: name, ExpectVersion: expect})
+	out, err := s.objects.Delete(name, expect)
 	if err != nil {
 		s.writeStoreError(w, name, err)
 		return
 	}
 	s.log.Info("deleted", "kind", api.KindMqttCluster, "name", name)
-	out, err := ToAPI(old)
-	if err != nil {
-		writeStatus(w, http.StatusInternalServerError, ReasonInternal, err.Error(), nil)
-		return
-	}
 	writeJSON(w, http.StatusOK, &ApplyResponse{Result: store.Deleted, Object: out})
 }
 
@@ -503,60 +434,20 @@ func (s *Server) putStatus(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, http.StatusBadRequest, ReasonBadRequest, "metadata.name "+strconv.Quote(obj.Name)+" does not match the URL's "+strconv.Quote(name), &StatusDetails{Name: name, Kind: api.Resource})
 		return
 	}
-	cur := s.store.Get(api.KindMqttCluster, name)
-	if cur == nil {
-		s.writeStoreError(w, name, fmt.Errorf("%w: %s %q", store.ErrNotFound, api.KindMqttCluster, name))
-		return
-	}
-	if errs := api.ValidateStatus(&obj.Status, cur.Generation); len(errs) > 0 {
-		inv := &api.InvalidError{Name: name, Errors: errs}
-		writeStatus(w, http.StatusUnprocessableEntity, ReasonInvalid, inv.Error(), &StatusDetails{Name: name, Kind: api.Resource, Causes: errs})
-		return
-	}
 	expect, fe := expectVersion(obj.ResourceVersion)
 	if fe != nil {
 		writeStatus(w, http.StatusUnprocessableEntity, ReasonInvalid, fe.Error(), &StatusDetails{Name: name, Kind: api.Resource, Causes: []api.FieldError{*fe}})
 		return
 	}
-	st, _ := json.Marshal(obj.Status)
-	_, stored, err := s.store.UpdateStatus(store.StatusRequest{Kind: api.KindMqttCluster, Name: name, Status: st, ExpectVersion: expect, ExpectUID: string(obj.UID)})
-	if err != nil {
+	out, err := s.objects.PutStatus(name, string(obj.UID), obj.Status, expect)
+	var inv *api.InvalidError
+	switch {
+	case errors.As(err, &inv):
+		writeStatus(w, http.StatusUnprocessableEntity, ReasonInvalid, inv.Error(), &StatusDetails{Name: name, Kind: api.Resource, Causes: inv.Errors})
+		return
+	case err != nil:
 		s.writeStoreError(w, name, err)
 		return
 	}
-	out, err := ToAPI(stored)
-	if err != nil {
-		writeStatus(w, http.StatusInternalServerError, ReasonInternal, err.Error(), nil)
-		return
-	}
 	writeJSON(w, http.StatusOK, out)
-}
-
-// keepRequests returns obj's annotations plus the request annotations
-// (certificate renew, CA rotation) the stored object carries and obj does
-// not set: those are written by the operator's verbs, and re-applying the
-// same file must neither undo them nor count as a change.
-func (s *Server) keepRequests(obj *api.MqttCluster) map[string]string {
-	return KeepRequests(s.store.Get(api.KindMqttCluster, obj.Name), obj)
-}
-
-// KeepRequests is obj's annotations plus the request annotations (renew,
-// rotate-ca) the stored object cur has and obj does not set: an apply of
-// a file that does not carry them keeps them.
-func KeepRequests(cur *store.Object, obj *api.MqttCluster) map[string]string {
-	if cur == nil {
-		return obj.Annotations
-	}
-	ann := maps.Clone(obj.Annotations)
-	for _, k := range credentials.RequestAnnotations {
-		v, stored := cur.Annotations[k]
-		if _, set := obj.Annotations[k]; !stored || set {
-			continue
-		}
-		if ann == nil {
-			ann = map[string]string{}
-		}
-		ann[k] = v
-	}
-	return ann
 }

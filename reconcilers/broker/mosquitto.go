@@ -30,7 +30,7 @@ const (
 	BridgeDir      = "/run/secrets/mosquitto.d"
 	BridgeFileName = "mosquitto.d/bridge.conf"
 	// BridgeUser is the internal user the bridges log in as.
-	BridgeUser = "bridge"
+	BridgeUser = api.BridgeUser
 	// TLSFile is the brokers' certificate chain and key (one PEM file, from
 	// the control-plane CA) and CAFile the control-plane CA certificate:
 	// with them both listeners speak TLS only and the bridges verify their

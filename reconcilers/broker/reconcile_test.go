@@ -9,6 +9,7 @@ import (
 
 	dswarm "github.com/docker/docker/api/types/swarm"
 
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/credentials"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
 )
 
@@ -22,7 +23,7 @@ func newReconciler(f *swarm.Fake) *Reconciler {
 func inputsFor(t testing.TB, r *Reconciler) Inputs {
 	t.Helper()
 	ctx := context.Background()
-	line, err := PasswordLine(BridgeUser, "bridge-pw")
+	line, err := credentials.PasswordLine(BridgeUser, "bridge-pw")
 	if err != nil {
 		t.Fatal(err)
 	}

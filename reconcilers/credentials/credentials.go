@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
-	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/broker"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/certs"
 )
 
@@ -198,8 +197,8 @@ func Next(cur *Material, c *api.MqttCluster, now time.Time) (next Material, reas
 		changed = true
 	}
 	if next.Username == "" || next.Password == "" || len(next.PasswordFile) == 0 {
-		next.Username, next.Password = DefaultUser, broker.NewPassword()
-		line, err := broker.PasswordLine(next.Username, next.Password)
+		next.Username, next.Password = DefaultUser, NewPassword()
+		line, err := PasswordLine(next.Username, next.Password)
 		if err != nil {
 			return Material{}, "", false, err
 		}
@@ -207,8 +206,8 @@ func Next(cur *Material, c *api.MqttCluster, now time.Time) (next Material, reas
 		changed = true
 	}
 	if next.BridgePassword == "" || len(next.InternalPasswordFile) == 0 {
-		next.BridgePassword = broker.NewPassword()
-		line, err := broker.PasswordLine(broker.BridgeUser, next.BridgePassword)
+		next.BridgePassword = NewPassword()
+		line, err := PasswordLine(api.BridgeUser, next.BridgePassword)
 		if err != nil {
 			return Material{}, "", false, err
 		}
@@ -216,7 +215,7 @@ func Next(cur *Material, c *api.MqttCluster, now time.Time) (next Material, reas
 		changed = true
 	}
 	if next.SyncPassword == "" && c.Spec.Sync.Enabled != nil && *c.Spec.Sync.Enabled {
-		next.SyncPassword = broker.NewPassword()
+		next.SyncPassword = NewPassword()
 		changed = true
 	}
 	return next, reason, changed, nil

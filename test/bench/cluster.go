@@ -326,8 +326,8 @@ func byHand(user, password string) (time.Duration, error) {
 		return 0, err
 	}
 	handMaterial = m
-	line, _ := broker.PasswordLine(user, password)
-	internal, _ := broker.PasswordLine(broker.BridgeUser, "bench-bridge-pw")
+	line, _ := credentials.PasswordLine(user, password)
+	internal, _ := credentials.PasswordLine(broker.BridgeUser, "bench-bridge-pw")
 	files := map[string][]byte{"passwd": []byte(line + "\n"), "internal": []byte(internal + "\n"), "tls.pem": credentials.HAProxyPEM(m)}
 	for i := 1; i < 3; i++ {
 		b, err := broker.RenderBridge("bench-hand", i, "bench-bridge-pw", broker.Options{})
@@ -454,7 +454,7 @@ func soloBroker(user, password string) error {
 }
 
 func publishedBroker(name string, port int, conf []byte, user, password, restartDelay string) error {
-	passwdLine, err := broker.PasswordLine(user, password)
+	passwdLine, err := credentials.PasswordLine(user, password)
 	if err != nil {
 		return err
 	}
@@ -471,7 +471,7 @@ func publishedBroker(name string, port int, conf []byte, user, password, restart
 	if _, err := sh("docker", "secret", "create", "--label", "bench=hand", name+"-passwd", filepath.Join(dir, "passwd")); err != nil {
 		return err
 	}
-	internal, _ := broker.PasswordLine(broker.BridgeUser, "bench-bridge-pw")
+	internal, _ := credentials.PasswordLine(broker.BridgeUser, "bench-bridge-pw")
 	_ = os.WriteFile(filepath.Join(dir, "internal"), []byte(internal+"\n"), 0o600)
 	if _, err := sh("docker", "secret", "create", "--label", "bench=hand", name+"-internal", filepath.Join(dir, "internal")); err != nil {
 		return err

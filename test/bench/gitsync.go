@@ -13,7 +13,8 @@ import (
 	"time"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
-	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/gitsync"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/objects"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
 )
 
@@ -83,7 +84,7 @@ func runGitSyncBench() error {
 		_ = json.Unmarshal(o.Spec, &spec)
 		return spec.Replicas != nil && int(*spec.Replicas) == want
 	}
-	measure := func(g *controller.GitSync, runs int, after func()) ([]time.Duration, error) {
+	measure := func(g *gitsync.Syncer, runs int, after func()) ([]time.Duration, error) {
 		gctx, stop := context.WithCancel(ctx)
 		defer stop()
 		go g.Run(gctx)
@@ -105,11 +106,11 @@ func runGitSyncBench() error {
 		return out, nil
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	polled, err := measure(&controller.GitSync{Store: st, Defaults: api.BuiltinDefaults(), Repo: bare, Branch: "main", Interval: 5 * time.Second, Log: log}, 6, func() {})
+	polled, err := measure(&gitsync.Syncer{Objects: &objects.Objects{Store: st}, Defaults: api.BuiltinDefaults(), Repo: bare, Branch: "main", Interval: 5 * time.Second, Log: log}, 6, func() {})
 	if err != nil {
 		return err
 	}
-	g := &controller.GitSync{Store: st, Defaults: api.BuiltinDefaults(), Repo: bare, Branch: "main", Interval: time.Hour, Log: log}
+	g := &gitsync.Syncer{Objects: &objects.Objects{Store: st}, Defaults: api.BuiltinDefaults(), Repo: bare, Branch: "main", Interval: time.Hour, Log: log}
 	hooked, err := measure(g, 20, g.Trigger)
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package controller
+package leader
 
 import (
 	"encoding/json"
@@ -8,13 +8,13 @@ import (
 	"testing"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
-	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/server"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/objects"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
 )
 
 func (e *clusterEnv) events() []api.Event {
 	e.t.Helper()
-	o := e.store.Get(server.EventsKind, "iot")
+	o := e.store.Get(objects.KindEvents, "iot")
 	if o == nil {
 		return nil
 	}
@@ -55,9 +55,9 @@ func TestClusterEventsRecordActionsOnce(t *testing.T) {
 	// A pass that does nothing records nothing (no store write).
 	e.runAll()
 	e.reconcile()
-	before := e.store.Get(server.EventsKind, "iot").ModifyIndex
+	before := e.store.Get(objects.KindEvents, "iot").ModifyIndex
 	e.reconcile()
-	if after := e.store.Get(server.EventsKind, "iot").ModifyIndex; after != before {
+	if after := e.store.Get(objects.KindEvents, "iot").ModifyIndex; after != before {
 		t.Fatalf("an idle pass wrote events (%d -> %d)", before, after)
 	}
 }
@@ -66,13 +66,13 @@ func TestClusterEventsCountRepeatsKeepABoundAndGoWithTheCluster(t *testing.T) {
 	t.Parallel()
 	e := newClusterEnv(t)
 	// A missing secret: the same warning every pass, counted, and written
-	// again at most every eventRefresh (a store write wakes the leader
-	// loop: a write per pass would make the loop spin).
+	// again at most every eventRefresh (the raft log does not grow by a
+	// write per pass).
 	e.apply("spec: {replicas: 1, auth: {passwordFileSecret: nope}}\n")
 	e.reconcile()
-	before := e.store.Get(server.EventsKind, "iot").ModifyIndex
+	before := e.store.Get(objects.KindEvents, "iot").ModifyIndex
 	e.reconcile()
-	if after := e.store.Get(server.EventsKind, "iot").ModifyIndex; after != before {
+	if after := e.store.Get(objects.KindEvents, "iot").ModifyIndex; after != before {
 		t.Fatalf("a repeated warning was written again at once (%d -> %d)", before, after)
 	}
 	e.now = e.now.Add(eventRefresh)
@@ -88,14 +88,15 @@ func TestClusterEventsCountRepeatsKeepABoundAndGoWithTheCluster(t *testing.T) {
 		t.Fatalf("warning: %+v", warn)
 	}
 	// At most MaxEvents, the newest.
-	for i := 0; i < MaxEvents+20; i++ {
-		e.rec.event("iot", api.EventNormal, "Test", "event %d", i)
+	var many []api.Event
+	for i := 0; i < objects.MaxEvents+20; i++ {
+		many = append(many, api.Event{Type: api.EventNormal, Reason: "Test", Message: fmt.Sprintf("event %d", i), Count: 1})
 	}
-	if err := e.rec.flushEvents("iot"); err != nil {
+	if err := e.rec.recordEvents("iot", many); err != nil {
 		t.Fatal(err)
 	}
 	evs := e.events()
-	if len(evs) != MaxEvents || evs[len(evs)-1].Message != fmt.Sprintf("event %d", MaxEvents+19) {
+	if len(evs) != objects.MaxEvents || evs[len(evs)-1].Message != fmt.Sprintf("event %d", objects.MaxEvents+19) {
 		t.Fatalf("%d events, last %+v", len(evs), evs[len(evs)-1])
 	}
 	// Deleted with the cluster.
@@ -103,7 +104,7 @@ func TestClusterEventsCountRepeatsKeepABoundAndGoWithTheCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.reconcile()
-	if e.store.Get(server.EventsKind, "iot") != nil {
+	if e.store.Get(objects.KindEvents, "iot") != nil {
 		t.Fatal("events left after the cluster was deleted")
 	}
 }

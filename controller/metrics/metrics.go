@@ -1,14 +1,17 @@
-package controller
+// Package metrics holds the operator's own Prometheus metrics: reconciles,
+// leadership, certificates issued and pushed, the queue, git sync. Every
+// method is safe on a nil *Metrics (no metrics).
+package metrics
 
 import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/server"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
 )
 
-// Metrics are the leader loop's Prometheus metrics.
+// Metrics are the leader-side work's Prometheus metrics.
 type Metrics struct {
 	reconciles *prometheus.CounterVec
 	duration   prometheus.Histogram
@@ -72,7 +75,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	return m, nil
 }
 
-func (m *Metrics) observe(start time.Time, err error) {
+func (m *Metrics) Observe(start time.Time, err error) {
 	if m == nil {
 		return
 	}
@@ -84,7 +87,7 @@ func (m *Metrics) observe(start time.Time, err error) {
 	}
 }
 
-func (m *Metrics) setLeading(v bool) {
+func (m *Metrics) SetLeading(v bool) {
 	if m == nil {
 		return
 	}
@@ -95,28 +98,28 @@ func (m *Metrics) setLeading(v bool) {
 	}
 }
 
-func (m *Metrics) certificateIssued(reason string) {
+func (m *Metrics) CertificateIssued(reason string) {
 	if m == nil {
 		return
 	}
 	m.issued.WithLabelValues(reason).Inc()
 }
 
-func (m *Metrics) certificatePushed() {
+func (m *Metrics) CertificatePushed() {
 	if m == nil {
 		return
 	}
 	m.pushed.Inc()
 }
 
-func (m *Metrics) setQueue(n int) {
+func (m *Metrics) SetQueue(n int) {
 	if m == nil {
 		return
 	}
 	m.queue.Set(float64(n))
 }
 
-func (m *Metrics) gitSync(ok bool, st *server.GitSyncStatus) {
+func (m *Metrics) GitSync(ok bool, st *api.GitSyncStatus) {
 	if m == nil {
 		return
 	}

@@ -1,4 +1,4 @@
-package broker
+package credentials
 
 import (
 	"crypto/pbkdf2"

@@ -1,4 +1,4 @@
-package controller
+package cluster
 
 import (
 	"bytes"
@@ -15,7 +15,6 @@ import (
 	dswarm "github.com/docker/docker/api/types/swarm"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
-	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/certs"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/credentials"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
@@ -34,7 +33,7 @@ var errSigning = errors.New("waiting for the issuer's signer job to sign the ser
 // issuer secret mounted and the request as an argument, and reads the
 // signed certificate (public) from the job's log. Level-triggered: the
 // pending request and the job are found again after a restart.
-func (r *ClusterReconciler) issuer(ctx context.Context, c *api.MqttCluster, m credentials.Material) (credentials.Material, error) {
+func (r *Reconciler) issuer(ctx context.Context, c *api.MqttCluster, m credentials.Material) (credentials.Material, error) {
 	if c.Spec.TLS.IssuerSecret == "" || *c.Spec.LoadBalancer.Ports.MQTTS == 0 {
 		if m.Issuer == nil {
 			return m, nil // no issuer, ever: no job to look for
@@ -131,7 +130,7 @@ func (r *ClusterReconciler) issuer(ctx context.Context, c *api.MqttCluster, m cr
 			if err != nil {
 				return m, err
 			}
-			leafPEM, issuerPEM, err := signedOutput(lines, st.PendingKeyPEM)
+			leafPEM, issuerPEM, err := SignedOutput(lines, st.PendingKeyPEM)
 			if err != nil {
 				_ = r.removeJobs(ctx, []dswarm.Service{*job}, "")
 				return m, fmt.Errorf("signer job %s: %w", name, err)
@@ -142,7 +141,7 @@ func (r *ClusterReconciler) issuer(ctx context.Context, c *api.MqttCluster, m cr
 			if err := r.storeMaterial(c, m); err != nil {
 				return m, err
 			}
-			r.Metrics.certificateIssued(string(m.Reason))
+			r.metrics().CertificateIssued(string(m.Reason))
 			leaf, _ := certs.ParseCert(leafPEM)
 			r.log().Info("issued server certificate", "cluster", c.Name, "reason", string(m.Reason), "issuer", c.Spec.TLS.IssuerSecret, "serial", leaf.SerialNumber.Text(16), "notAfter", leaf.NotAfter)
 			return m, r.removeJobs(ctx, []dswarm.Service{*job}, "")
@@ -159,7 +158,7 @@ func (r *ClusterReconciler) issuer(ctx context.Context, c *api.MqttCluster, m cr
 	return m, errSigning
 }
 
-func (r *ClusterReconciler) signerJob(c *api.MqttCluster, name string, sec *dswarm.Secret, csr []byte, d time.Duration) dswarm.ServiceSpec {
+func (r *Reconciler) signerJob(c *api.MqttCluster, name string, sec *dswarm.Secret, csr []byte, d time.Duration) dswarm.ServiceSpec {
 	one := uint64(1)
 	labels := swarm.OwnedComponent(r.OperatorID, c.Name, ComponentSigner)
 	return dswarm.ServiceSpec{
@@ -179,7 +178,7 @@ func (r *ClusterReconciler) signerJob(c *api.MqttCluster, name string, sec *dswa
 }
 
 // removeJobs removes signer jobs but keep.
-func (r *ClusterReconciler) removeJobs(ctx context.Context, jobs []dswarm.Service, keep string) error {
+func (r *Reconciler) removeJobs(ctx context.Context, jobs []dswarm.Service, keep string) error {
 	for _, j := range jobs {
 		if j.Spec.Name == keep {
 			continue
@@ -195,10 +194,10 @@ func (r *ClusterReconciler) removeJobs(ctx context.Context, jobs []dswarm.Servic
 	return nil
 }
 
-// signedOutput reads the signer's log: the certificate and the issuer's,
+// SignedOutput reads the signer's log: the certificate and the issuer's,
 // between the markers; the certificate must be for the pending key and
 // signed by that issuer.
-func signedOutput(lines []swarm.LogLine, keyPEM []byte) (leafPEM, issuerPEM []byte, err error) {
+func SignedOutput(lines []swarm.LogLine, keyPEM []byte) (leafPEM, issuerPEM []byte, err error) {
 	var buf bytes.Buffer
 	in := false
 	for _, l := range lines {
@@ -259,16 +258,9 @@ func signedOutput(lines []swarm.LogLine, keyPEM []byte) (leafPEM, issuerPEM []by
 }
 
 // storeMaterial writes a cluster's material (sealed when a key is set).
-func (r *ClusterReconciler) storeMaterial(c *api.MqttCluster, m credentials.Material) error {
-	b, err := r.Sealer.Encode(c.Name, m)
-	if err != nil {
-		return fmt.Errorf("credentials of %s: %w", c.Name, err)
-	}
+func (r *Reconciler) storeMaterial(c *api.MqttCluster, m credentials.Material) error {
 	if err := r.fence(); err != nil {
 		return err
 	}
-	if _, _, err := r.Store.Apply(store.ApplyRequest{Kind: credentials.Kind, Name: c.Name, Spec: b}); err != nil {
-		return fmt.Errorf("store credentials of %s: %w", c.Name, err)
-	}
-	return nil
+	return r.Credentials.SaveCredentials(c.Name, m)
 }

@@ -1,26 +1,20 @@
-package controller
+package cluster
 
 import (
 	"cmp"
 	"context"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
-	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
 
 	dswarm "github.com/docker/docker/api/types/swarm"
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
-	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/server"
-	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/tlsutil"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/bridges"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/broker"
@@ -35,27 +29,47 @@ import (
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
 )
 
-// ClusterStore is what the cluster reconciler needs of the store.
-type ClusterStore interface {
-	Get(kind, name string) *store.Object
-	List(kind string) ([]*store.Object, uint64)
-	Apply(store.ApplyRequest) (store.Result, *store.Object, error)
-	Delete(store.DeleteRequest) (*store.Object, error)
-	UpdateStatus(store.StatusRequest) (store.Result, *store.Object, error)
+// CredentialStore keeps the clusters' material (the store, sealed): the
+// one thing a pass writes outside Swarm before it ends, because a
+// certificate must be stored before any task mounts it.
+type CredentialStore interface {
+	Credentials(cluster string) (*credentials.Material, error)
+	SaveCredentials(cluster string, m credentials.Material) error
+}
+
+// Leadership is asked before every batch of Swarm writes (see fence).
+type Leadership interface {
 	IsLeader() bool
 	VerifyLeader() error
 }
 
-// ClusterReconciler brings one MqttCluster's Swarm state to its spec, in
+// Metrics count the certificates issued and pushed (nil: none).
+type Metrics interface {
+	CertificateIssued(reason string)
+	CertificatePushed()
+}
+
+// Result is what a pass found and wants: the cluster's status (nil when
+// the pass stopped before observing), the events of its actions, and when
+// to come back (0: at the resync).
+type Result struct {
+	Status       *api.MqttClusterStatus
+	Events       []api.Event
+	RequeueAfter time.Duration
+}
+
+// Reconciler brings one MqttCluster's Swarm state to its spec, in
 // order: network, credentials (store), secrets, brokers, load balancer,
 // pruning, then status. It is the ReconcileFunc the leader loop runs.
-type ClusterReconciler struct {
-	Store      ClusterStore
+type Reconciler struct {
 	Swarm      swarm.Client
-	OperatorID string
-	Log        *slog.Logger
-	// Metrics, when set, counts certificates issued.
-	Metrics *Metrics
+	Leadership Leadership
+	// Credentials load and store the clusters' material.
+	Credentials CredentialStore
+	OperatorID  string
+	Log         *slog.Logger
+	// Metrics, when set, counts certificates issued and pushed.
+	Metrics Metrics
 	// Now is the clock (tests inject one). Default time.Now.
 	Now func() time.Time
 	// StableAfter is how long a task must have been running to count as
@@ -79,8 +93,6 @@ type ClusterReconciler struct {
 	ControlNetwork string
 	// Runtime reaches HAProxy's runtime API. Default loadbalancer.Runtime{}.
 	Runtime CertRuntime
-	// Sealer encrypts the clusters' material in the store (nil: clear).
-	Sealer *credentials.Sealer
 	// SignerImage is the operator's own image, run as a Swarm job to sign
 	// with a cluster's spec.tls.issuerSecret (empty: issuers refused).
 	SignerImage string
@@ -98,9 +110,6 @@ type ClusterReconciler struct {
 	// certificate's holder gets a command through. Nil: the runtime API is
 	// guarded by the control network's subnet only.
 	Identity *tlsutil.Node
-	// Defaults are the operator's defaults (images): a stored spec is
-	// defaulted and validated again before every pass (see Reconcile).
-	Defaults api.Defaults
 	// pending are the events of the passes in progress, by cluster.
 	pending map[string][]api.Event
 }
@@ -118,14 +127,27 @@ type CertRuntime interface {
 // ErrNotLeaderAnyMore stops a pass when leadership is lost half way.
 var ErrNotLeaderAnyMore = errors.New("lost raft leadership: stopping before the next Swarm write")
 
-func (r *ClusterReconciler) now() time.Time {
+func (r *Reconciler) now() time.Time {
 	if r.Now != nil {
 		return r.Now()
 	}
 	return time.Now()
 }
 
-func (r *ClusterReconciler) log() *slog.Logger {
+// noMetrics counts nothing.
+type noMetrics struct{}
+
+func (noMetrics) CertificateIssued(string) {}
+func (noMetrics) CertificatePushed()       {}
+
+func (r *Reconciler) metrics() Metrics {
+	if r.Metrics == nil {
+		return noMetrics{}
+	}
+	return r.Metrics
+}
+
+func (r *Reconciler) log() *slog.Logger {
 	if r.Log != nil {
 		return r.Log
 	}
@@ -137,11 +159,11 @@ func (r *ClusterReconciler) log() *slog.Logger {
 // leader that was paused or cut off, and resumes thinking it leads, learns
 // otherwise before it writes. What is left is the time between that check
 // and the write itself (a Docker API call): see the README.
-func (r *ClusterReconciler) fence() error {
-	if !r.Store.IsLeader() {
+func (r *Reconciler) fence() error {
+	if !r.Leadership.IsLeader() {
 		return ErrNotLeaderAnyMore
 	}
-	if err := r.Store.VerifyLeader(); err != nil {
+	if err := r.Leadership.VerifyLeader(); err != nil {
 		return fmt.Errorf("%w (%v)", ErrNotLeaderAnyMore, err)
 	}
 	return nil
@@ -149,7 +171,7 @@ func (r *ClusterReconciler) fence() error {
 
 // Discover lists the clusters that own objects in Swarm, so that a cluster
 // deleted while no operator led is still cleaned up.
-func (r *ClusterReconciler) Discover(ctx context.Context) ([]string, error) {
+func (r *Reconciler) Discover(ctx context.Context) ([]string, error) {
 	svcs, err := r.Swarm.Services(ctx, map[string]string{swarm.LabelOwner: r.OperatorID})
 	if err != nil {
 		return nil, err
@@ -173,43 +195,15 @@ func (r *ClusterReconciler) Discover(ctx context.Context) ([]string, error) {
 	return slices.Sorted(maps.Keys(names)), nil
 }
 
-// Reconcile is the ReconcileFunc. A stored object never takes the
-// operator down: one that does not decode or validate (defaults applied
-// again first) is reported Degraded (InvalidSpec) and left alone, and a
-// panic while reconciling it is recovered, logged with its name, reported
-// Degraded (InternalError) and returned as ErrPanicked (retried with
-// backoff by the leader loop); the other clusters are not affected.
-func (r *ClusterReconciler) Reconcile(ctx context.Context, name string) (res Result, err error) {
+// Reconcile brings c's Swarm state to its spec and returns its status,
+// the events of the pass and when to come back. c is defaulted and valid
+// (the leader admits a stored object again before each pass); c.Status is
+// the stored status (kept where nothing changed).
+func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster) (res Result, err error) {
 	if err := r.fence(); err != nil {
 		return Result{}, err
 	}
-	obj := r.Store.Get(api.KindMqttCluster, name)
-	if obj == nil {
-		return Result{}, r.cleanup(ctx, name)
-	}
-	defer func() {
-		if p := recover(); p != nil {
-			r.log().Error("reconcile panicked", "cluster", name, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
-			msg := "internal error while reconciling: the operator's log has the details (retried with backoff)"
-			if werr := r.degrade(obj, "InternalError", msg); werr != nil {
-				r.log().Warn("recording the internal error failed", "cluster", name, "err", werr)
-			}
-			res, err = Result{}, fmt.Errorf("%w: cluster %s: %v", ErrPanicked, name, p)
-		}
-	}()
-	c, err := server.ToAPI(obj)
-	if err != nil {
-		return Result{}, r.degrade(obj, "InvalidSpec", "the stored spec does not decode: "+err.Error())
-	}
-	d := r.Defaults
-	if d == (api.Defaults{}) {
-		d = api.BuiltinDefaults()
-	}
-	api.Default(c, d)
-	if errs := api.Validate(c); len(errs) > 0 {
-		r.log().Error("stored spec is invalid: not reconciled", "cluster", name, "errors", errs.Error())
-		return Result{}, r.degrade(obj, "InvalidSpec", "the stored spec is invalid, nothing was changed in Swarm: "+errs.Error())
-	}
+	defer func() { res.Events = r.takeEvents(c.Name) }()
 	var sv passView
 	res, keep, push, recErr := r.apply(ctx, c, &sv)
 	if errors.Is(recErr, ErrNotLeaderAnyMore) {
@@ -232,14 +226,9 @@ func (r *ClusterReconciler) Reconcile(ctx context.Context, name string) (res Res
 		return Result{}, errors.Join(recErr, err)
 	}
 	ready, settle := out.Ready, out.Settle
-	if err := r.writeStatus(obj, out.Status); err != nil {
-		return Result{}, errors.Join(recErr, err)
-	}
+	res.Status = &out.Status
 	if recErr != nil {
 		r.event(c.Name, api.EventWarning, "ReconcileError", "%s", recErr.Error())
-	}
-	if err := r.flushEvents(c.Name); err != nil {
-		r.log().Warn("storing events failed", "cluster", c.Name, "err", err)
 	}
 	if !ready {
 		// Come back when the next task has run long enough to count, or
@@ -260,8 +249,8 @@ func (r *ClusterReconciler) Reconcile(ctx context.Context, name string) (res Res
 	}
 	if sv.enabled {
 		// The sync status follows the agents' syncs.
-		if res.RequeueAfter == 0 || res.RequeueAfter > syncRefresh {
-			res.RequeueAfter = syncRefresh
+		if res.RequeueAfter == 0 || res.RequeueAfter > SyncRefresh {
+			res.RequeueAfter = SyncRefresh
 		}
 	}
 	if errors.Is(recErr, broker.ErrMissingSecret) || errors.Is(recErr, errSigning) {
@@ -273,11 +262,11 @@ func (r *ClusterReconciler) Reconcile(ctx context.Context, name string) (res Res
 	return res, recErr
 }
 
-// syncRefresh is how often a cluster with spec.sync is reconciled, so its
+// SyncRefresh is how often a cluster with spec.sync is reconciled, so its
 // sync status (and the age metric) follows the agents.
-const syncRefresh = 5 * time.Second
+const SyncRefresh = 5 * time.Second
 
-func (r *ClusterReconciler) poll() time.Duration {
+func (r *Reconciler) poll() time.Duration {
 	if r.PollWhileProgressing > 0 {
 		return r.PollWhileProgressing
 	}
@@ -287,7 +276,7 @@ func (r *ClusterReconciler) poll() time.Duration {
 // apply makes the Swarm writes of one pass, then pushes the certificate
 // into HAProxy. keep names the secrets in use; it is nil when the pass
 // stopped early (then nothing may be pruned).
-func (r *ClusterReconciler) apply(ctx context.Context, c *api.MqttCluster, sv *passView) (res Result, keep map[string]bool, push status.Serving, err error) {
+func (r *Reconciler) apply(ctx context.Context, c *api.MqttCluster, sv *passView) (res Result, keep map[string]bool, push status.Serving, err error) {
 	log := r.log().With("cluster", c.Name)
 	nr := &network.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID}
 	if created, err := nr.Reconcile(ctx, c.Name); err != nil {
@@ -499,7 +488,7 @@ var (
 
 // ensureComponent makes sure m holds a valid certificate of kind k for
 // c, issuing and storing (sealed) one when needed.
-func (r *ClusterReconciler) ensureComponent(c *api.MqttCluster, m credentials.Material, k component) (credentials.Material, error) {
+func (r *Reconciler) ensureComponent(c *api.MqttCluster, m credentials.Material, k component) (credentials.Material, error) {
 	ca := r.Identity.CA()
 	var names []string
 	if k.names != nil {
@@ -525,7 +514,7 @@ func (r *ClusterReconciler) ensureComponent(c *api.MqttCluster, m credentials.Ma
 // syncSecrets are the secrets a cluster's sync agents mount (none when
 // sync is off): the rsync password and, with the control-plane CA, their
 // certificate and the CA certificate.
-func (r *ClusterReconciler) syncSecrets(enabled bool, control *loadbalancer.ControlNetwork, m credentials.Material,
+func (r *Reconciler) syncSecrets(enabled bool, control *loadbalancer.ControlNetwork, m credentials.Material,
 	ensure func(string, []byte) (*dswarm.Secret, error), comp *componentSecrets) (datasync.Secrets, error) {
 	var out datasync.Secrets
 	if !enabled {
@@ -547,7 +536,7 @@ func (r *ClusterReconciler) syncSecrets(enabled bool, control *loadbalancer.Cont
 // componentSecrets hold a pass's component certificates as secrets, and
 // the control-plane CA certificate's secret, made once per pass.
 type componentSecrets struct {
-	r      *ClusterReconciler
+	r      *Reconciler
 	c      *api.MqttCluster
 	m      *credentials.Material
 	ensure func(component string, data []byte) (*dswarm.Secret, error)
@@ -573,7 +562,7 @@ func (cs *componentSecrets) get(k component) (cert, ca *dswarm.Secret, err error
 }
 
 // controlNetwork looks up the operator's control network and its subnets.
-func (r *ClusterReconciler) controlNetwork(ctx context.Context) (*loadbalancer.ControlNetwork, error) {
+func (r *Reconciler) controlNetwork(ctx context.Context) (*loadbalancer.ControlNetwork, error) {
 	nets, err := r.Swarm.Networks(ctx, nil)
 	if err != nil {
 		return nil, err
@@ -600,7 +589,7 @@ func (r *ClusterReconciler) controlNetwork(ctx context.Context) (*loadbalancer.C
 // startupCertificate is the certificate secret the live HAProxy service
 // references, when it still exists: what a task starts with before the
 // operator pushes the current certificate into it.
-func (r *ClusterReconciler) startupCertificate(ctx context.Context, cluster string) (*dswarm.Secret, error) {
+func (r *Reconciler) startupCertificate(ctx context.Context, cluster string) (*dswarm.Secret, error) {
 	svcs, err := r.Swarm.Services(ctx, swarm.OwnedComponent(r.OperatorID, cluster, loadbalancer.ComponentSvc))
 	if err != nil {
 		return nil, err
@@ -630,7 +619,7 @@ func (r *ClusterReconciler) startupCertificate(ctx context.Context, cluster stri
 	return nil, nil
 }
 
-func (r *ClusterReconciler) runtime(cluster string) CertRuntime {
+func (r *Reconciler) runtime(cluster string) CertRuntime {
 	if r.Runtime != nil {
 		return r.Runtime
 	}
@@ -646,7 +635,7 @@ func (r *ClusterReconciler) runtime(cluster string) CertRuntime {
 // differs. A task that does not answer yet (just started) is counted as
 // not serving; the pass is requeued soon. With spec.tls.certificateSecret
 // nothing is pushed: what the tasks serve is only read, for the status.
-func (r *ClusterReconciler) pushCertificate(ctx context.Context, c *api.MqttCluster, m credentials.Material, control *loadbalancer.ControlNetwork) (status.Serving, error) {
+func (r *Reconciler) pushCertificate(ctx context.Context, c *api.MqttCluster, m credentials.Material, control *loadbalancer.ControlNetwork) (status.Serving, error) {
 	res := status.Serving{Enabled: true}
 	user := c.Spec.TLS.CertificateSecret != ""
 	var want *x509.Certificate
@@ -702,7 +691,7 @@ func (r *ClusterReconciler) pushCertificate(ctx context.Context, c *api.MqttClus
 			continue
 		}
 		res.Serving++
-		r.Metrics.certificatePushed()
+		r.metrics().CertificatePushed()
 		r.log().Info("pushed certificate into HAProxy", "cluster", c.Name, "task", shortID(t.ID), "serial", want.SerialNumber.Text(16), "replaced", served.Serial.Text(16))
 		r.event(c.Name, api.EventNormal, "CertificatePushed", "certificate %s pushed into HAProxy task %s (replaced %s), no restart", want.SerialNumber.Text(16), shortID(t.ID), served.Serial.Text(16))
 	}
@@ -713,7 +702,7 @@ func shortID(id string) string { return id[:min(len(id), 12)] }
 
 // prune removes old secret versions, and those of removed brokers, once
 // none of the cluster's services references them.
-func (r *ClusterReconciler) prune(ctx context.Context, cluster string, keep map[string]bool, svcs []dswarm.Service) error {
+func (r *Reconciler) prune(ctx context.Context, cluster string, keep map[string]bool, svcs []dswarm.Service) error {
 	if err := r.fence(); err != nil {
 		return err
 	}
@@ -727,7 +716,7 @@ func (r *ClusterReconciler) prune(ctx context.Context, cluster string, keep map[
 }
 
 // outcome logs what a reconciler's pass changed, and records it as events.
-func (r *ClusterReconciler) outcome(cluster string, log *slog.Logger, what string, o swarm.Outcome) {
+func (r *Reconciler) outcome(cluster string, log *slog.Logger, what string, o swarm.Outcome) {
 	for _, n := range o.Created {
 		log.Info("created", "component", what, "object", n)
 		r.event(cluster, api.EventNormal, "Created", "%s %s", what, n)
@@ -744,14 +733,10 @@ func (r *ClusterReconciler) outcome(cluster string, log *slog.Logger, what strin
 
 // credentials loads the cluster's material from the store, issuing what is
 // missing or due and storing it before anything uses it.
-func (r *ClusterReconciler) credentials(c *api.MqttCluster) (credentials.Material, error) {
-	var cur *credentials.Material
-	if o := r.Store.Get(credentials.Kind, c.Name); o != nil {
-		m, err := r.Sealer.Decode(o.Name, o.Spec)
-		if err != nil {
-			return credentials.Material{}, fmt.Errorf("credentials of %s: %w", c.Name, err)
-		}
-		cur = &m
+func (r *Reconciler) credentials(c *api.MqttCluster) (credentials.Material, error) {
+	cur, err := r.Credentials.Credentials(c.Name)
+	if err != nil {
+		return credentials.Material{}, err
 	}
 	next, reason, changed, err := credentials.Next(cur, c, r.now())
 	if err != nil {
@@ -760,15 +745,11 @@ func (r *ClusterReconciler) credentials(c *api.MqttCluster) (credentials.Materia
 	if !changed {
 		return next, nil
 	}
-	b, err := r.Sealer.Encode(c.Name, next)
-	if err != nil {
-		return credentials.Material{}, fmt.Errorf("credentials of %s: %w", c.Name, err)
-	}
 	if err := r.fence(); err != nil {
 		return credentials.Material{}, err
 	}
-	if _, _, err := r.Store.Apply(store.ApplyRequest{Kind: credentials.Kind, Name: c.Name, Spec: b}); err != nil {
-		return credentials.Material{}, fmt.Errorf("store credentials of %s: %w", c.Name, err)
+	if err := r.Credentials.SaveCredentials(c.Name, next); err != nil {
+		return credentials.Material{}, err
 	}
 	switch {
 	case cur != nil && next.NextCA != nil && (cur.NextCA == nil || !next.CAIssuedAt.Equal(cur.CAIssuedAt)):
@@ -784,7 +765,7 @@ func (r *ClusterReconciler) credentials(c *api.MqttCluster) (credentials.Materia
 		r.log().Info("CA replaced with no overlap", "cluster", c.Name, "reason", string(next.CAReason), "fingerprint", certs.Fingerprint(ca))
 	}
 	if reason != "" {
-		r.Metrics.certificateIssued(string(reason))
+		r.metrics().CertificateIssued(string(reason))
 		cert, _ := certs.ParseCert(next.Server.CertPEM)
 		r.log().Info("issued server certificate", "cluster", c.Name, "reason", string(reason), "serial", cert.SerialNumber.Text(16), "notAfter", cert.NotAfter)
 		r.event(c.Name, api.EventNormal, "CertificateIssued", "server certificate %s (%s), valid until %s", cert.SerialNumber.Text(16), reason, cert.NotAfter.UTC().Format(time.RFC3339))
@@ -793,7 +774,7 @@ func (r *ClusterReconciler) credentials(c *api.MqttCluster) (credentials.Materia
 }
 
 // observe reads the live state and computes the status from it.
-func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, svcs []dswarm.Service, push status.Serving, sv *passView, recErr error) (status.Output, error) {
+func (r *Reconciler) observe(ctx context.Context, c *api.MqttCluster, svcs []dswarm.Service, push status.Serving, sv *passView, recErr error) (status.Output, error) {
 	tasks, err := r.Swarm.Tasks(ctx, swarm.Owned(r.OperatorID, c.Name))
 	if err != nil {
 		return status.Output{}, err
@@ -809,10 +790,8 @@ func (r *ClusterReconciler) observe(ctx context.Context, c *api.MqttCluster, svc
 		Links:   r.observeBridges(ctx, c.Name, int(*c.Spec.Replicas), latest),
 		Serving: push, SyncEnabled: sv.enabled, Failure: failure(recErr),
 	}
-	if o := r.Store.Get(credentials.Kind, c.Name); o != nil {
-		if m, err := r.Sealer.Decode(o.Name, o.Spec); err == nil {
-			in.Material = &m
-		}
+	if m, err := r.Credentials.Credentials(c.Name); err == nil {
+		in.Material = m
 	}
 	if sv.roll != nil {
 		in.Rollout = status.Rollout{Message: sv.roll.message(c), Held: len(sv.roll.held) > 0}
@@ -843,7 +822,7 @@ func failure(err error) *status.Failure {
 
 // observeBridges reads what the brokers logged since the last pass into
 // the cluster's bridge tracker.
-func (r *ClusterReconciler) observeBridges(ctx context.Context, cluster string, n int, latest map[string]dswarm.Task) *bridges.Tracker {
+func (r *Reconciler) observeBridges(ctx context.Context, cluster string, n int, latest map[string]dswarm.Task) *bridges.Tracker {
 	r.mu.Lock()
 	if r.trackers == nil {
 		r.trackers = map[string]*bridges.Tracker{}
@@ -885,108 +864,20 @@ func (r *ClusterReconciler) observeBridges(ctx context.Context, cluster string, 
 	return tr
 }
 
-func (r *ClusterReconciler) stableAfter() time.Duration {
+func (r *Reconciler) stableAfter() time.Duration {
 	if r.StableAfter > 0 {
 		return r.StableAfter
 	}
 	return 3 * time.Second
 }
 
-// sealingKind and sealingName are the store record that says the one-time
-// sealing migration ran for a key (spec: {"keyID": ...}).
-const (
-	sealingKind = "SealingMigration"
-	sealingName = "credentials"
-)
-
-// MigrateSealing seals, once per encryption key, the credentials records
-// written in clear before the key was set or sealed before records were
-// bound to their cluster's name, each logged by name; then it records that
-// it ran, so that a plain record that appears later is refused (Degraded),
-// never sealed as if it were the operator's own. It runs on the leader,
-// after the barrier, before any reconcile.
-func (r *ClusterReconciler) MigrateSealing(context.Context) error {
-	if r.Sealer == nil {
-		return nil
-	}
-	if o := r.Store.Get(sealingKind, sealingName); o != nil {
-		var done struct{ KeyID string }
-		if json.Unmarshal(o.Spec, &done) == nil && done.KeyID == r.Sealer.KeyID() {
-			return nil
-		}
-	}
-	objs, _ := r.Store.List(credentials.Kind)
-	var errs []error
-	for _, o := range objs {
-		if credentials.Current(o.Spec) {
-			continue
-		}
-		m, err := r.Sealer.Migrate(o.Name, o.Spec)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("credentials of %s: %w", o.Name, err))
-			continue
-		}
-		b, err := r.Sealer.Encode(o.Name, m)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("credentials of %s: %w", o.Name, err))
-			continue
-		}
-		if err := r.fence(); err != nil {
-			return err
-		}
-		v := o.ModifyIndex
-		if _, _, err := r.Store.Apply(store.ApplyRequest{Kind: credentials.Kind, Name: o.Name, Spec: b, ExpectVersion: &v}); err != nil {
-			errs = append(errs, fmt.Errorf("store credentials of %s: %w", o.Name, err))
-			continue
-		}
-		r.log().Warn("sealing migration: credentials sealed with the current key and bound to their cluster", "cluster", o.Name, "keyID", r.Sealer.KeyID())
-	}
-	if len(errs) > 0 {
-		return errors.Join(errs...)
-	}
-	spec, _ := json.Marshal(map[string]string{"keyID": r.Sealer.KeyID()})
-	if _, _, err := r.Store.Apply(store.ApplyRequest{Kind: sealingKind, Name: sealingName, Spec: spec}); err != nil {
-		return fmt.Errorf("record the sealing migration: %w", err)
-	}
-	r.log().Info("sealing migration done: credentials stored in clear are refused from now on", "keyID", r.Sealer.KeyID())
-	return nil
-}
-
-// ErrPanicked: a reconcile panicked (and was recovered).
-var ErrPanicked = errors.New("reconcile panicked")
-
-// degrade sets the stored status's Degraded condition (True, reason,
-// message) and Ready to False, keeping the rest of the status.
-func (r *ClusterReconciler) degrade(obj *store.Object, reason, msg string) error {
-	var st api.MqttClusterStatus
-	if len(obj.Status) > 0 {
-		// A status that does not decode is replaced.
-		_ = json.Unmarshal(obj.Status, &st)
-	}
-	now := metav1.NewTime(r.now().UTC().Truncate(time.Second))
-	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: api.ConditionDegraded, Status: metav1.ConditionTrue, Reason: reason, Message: msg, ObservedGeneration: obj.Generation, LastTransitionTime: now})
-	meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: api.ConditionReady, Status: metav1.ConditionFalse, Reason: reason, Message: msg, ObservedGeneration: obj.Generation, LastTransitionTime: now})
-	return r.writeStatus(obj, st)
-}
-
-// writeStatus stores st when it differs from what is stored.
-func (r *ClusterReconciler) writeStatus(obj *store.Object, st api.MqttClusterStatus) error {
-	b, err := json.Marshal(st)
-	if err != nil {
+// Delete removes what the operator made in Swarm for a deleted cluster:
+// services first, then configs, secrets and the network. Broker volumes
+// stay. (The store's records of it are the caller's.)
+func (r *Reconciler) Delete(ctx context.Context, name string) error {
+	if err := r.fence(); err != nil {
 		return err
 	}
-	if string(b) == string(obj.Status) {
-		return nil
-	}
-	if _, _, err := r.Store.UpdateStatus(store.StatusRequest{Kind: api.KindMqttCluster, Name: obj.Name, Status: b, ExpectUID: obj.UID}); err != nil && !errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("status of %s: %w", obj.Name, err)
-	}
-	return nil
-}
-
-// cleanup removes what the operator made for a deleted cluster: services
-// first, then configs, secrets and the network. Broker volumes stay.
-func (r *ClusterReconciler) cleanup(ctx context.Context, name string) error {
 	r.mu.Lock()
 	delete(r.trackers, name)
 	delete(r.syncClients, name)
@@ -1045,15 +936,5 @@ func (r *ClusterReconciler) cleanup(ctx context.Context, name string) error {
 	r.mu.Lock()
 	delete(r.pending, name)
 	r.mu.Unlock()
-	if r.Store.Get(server.EventsKind, name) != nil {
-		if _, err := r.Store.Delete(store.DeleteRequest{Kind: server.EventsKind, Name: name}); err != nil && !errors.Is(err, store.ErrNotFound) {
-			return err
-		}
-	}
-	if r.Store.Get(credentials.Kind, name) != nil {
-		if _, err := r.Store.Delete(store.DeleteRequest{Kind: credentials.Kind, Name: name}); err != nil && !errors.Is(err, store.ErrNotFound) {
-			return err
-		}
-	}
 	return nil
 }

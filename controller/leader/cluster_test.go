@@ -1,4 +1,4 @@
-package controller
+package leader
 
 import (
 	"context"
@@ -22,10 +22,12 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
-	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/server"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/metrics"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/objects"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/tlsutil"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/certs"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/cluster"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/credentials"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/loadbalancer"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
@@ -51,18 +53,20 @@ func (l *leaderSwitch) VerifyLeader() error {
 }
 
 type clusterEnv struct {
-	t     *testing.T
-	store *leaderSwitch
-	fake  *swarm.Fake
-	rec   *ClusterReconciler
-	now   time.Time
+	t       *testing.T
+	store   *leaderSwitch
+	fake    *swarm.Fake
+	objects *objects.Objects
+	rec     *Clusters
+	now     time.Time
 }
 
 func newClusterEnv(t *testing.T) *clusterEnv {
 	t.Helper()
 	e := &clusterEnv{t: t, store: &leaderSwitch{Store: openStore(t)}, fake: swarm.NewFake(), now: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
 	e.fake.NodeList = []dswarm.Node{{ID: "n1", Description: dswarm.NodeDescription{Hostname: "node-1"}, Status: dswarm.NodeStatus{Addr: "10.0.0.1"}}}
-	e.rec = &ClusterReconciler{Store: e.store, Swarm: e.fake, OperatorID: "op", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return e.now }}
+	e.objects = &objects.Objects{Store: e.store}
+	e.rec = &Clusters{Objects: e.objects, Reconciler: &cluster.Reconciler{Leadership: e.store, Credentials: e.objects, Swarm: e.fake, OperatorID: "op", Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return e.now }}}
 	return e
 }
 
@@ -89,7 +93,7 @@ func (e *clusterEnv) reconcile() Result {
 
 func (e *clusterEnv) cluster() *api.MqttCluster {
 	e.t.Helper()
-	c, err := server.ToAPI(e.store.Get(api.KindMqttCluster, "iot"))
+	c, err := objects.ToCluster(e.store.Get(api.KindMqttCluster, "iot"))
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -228,7 +232,7 @@ func TestClusterReconcileKeepsSecretsOutOfStatusAndReissuesOnNameChange(t *testi
 	e := newClusterEnv(t)
 	e.running("spec: {replicas: 1, loadBalancer: {replicas: 1}}\n")
 	var m credentials.Material
-	if err := json.Unmarshal(e.store.Get(credentials.Kind, "iot").Spec, &m); err != nil {
+	if err := json.Unmarshal(e.store.Get(objects.KindCredentials, "iot").Spec, &m); err != nil {
 		t.Fatal(err)
 	}
 	status := string(e.store.Get(api.KindMqttCluster, "iot").Status)
@@ -253,7 +257,7 @@ func TestClusterReconcileKeepsSecretsOutOfStatusAndReissuesOnNameChange(t *testi
 		t.Fatalf("secret rotation: created %v removed %v", created, removed)
 	}
 	var m2 credentials.Material
-	_ = json.Unmarshal(e.store.Get(credentials.Kind, "iot").Spec, &m2)
+	_ = json.Unmarshal(e.store.Get(objects.KindCredentials, "iot").Spec, &m2)
 	if m2.Reason != "DNSNamesChanged" || string(m2.CA.CertPEM) != string(m.CA.CertPEM) || m2.Password != m.Password {
 		t.Fatalf("reissue: reason %q, CA kept %v, password kept %v", m2.Reason, string(m2.CA.CertPEM) == string(m.CA.CertPEM), m2.Password == m.Password)
 	}
@@ -314,7 +318,7 @@ func TestClusterDeleteCleansUpOnlyOwnedObjects(t *testing.T) {
 			t.Errorf("%d %s left", n, kind)
 		}
 	}
-	if e.store.Get(credentials.Kind, "iot") != nil {
+	if e.store.Get(objects.KindCredentials, "iot") != nil {
 		t.Error("credentials left in the store")
 	}
 }
@@ -325,7 +329,7 @@ func TestClusterReconcileStopsWritingWhenLeadershipIsLost(t *testing.T) {
 	e.apply("spec: {replicas: 2}\n")
 	e.store.lost.Store(true)
 	_, err := e.rec.Reconcile(context.Background(), "iot")
-	if !errors.Is(err, ErrNotLeaderAnyMore) || len(e.fake.Calls()) != 0 {
+	if !errors.Is(err, cluster.ErrNotLeaderAnyMore) || len(e.fake.Calls()) != 0 {
 		t.Fatalf("not leader: err %v, writes %v", err, e.fake.Calls())
 	}
 	// A leader that thinks it still leads but is not confirmed by a quorum
@@ -333,7 +337,7 @@ func TestClusterReconcileStopsWritingWhenLeadershipIsLost(t *testing.T) {
 	e.store.lost.Store(false)
 	e.store.stale.Store(true)
 	_, err = e.rec.Reconcile(context.Background(), "iot")
-	if !errors.Is(err, ErrNotLeaderAnyMore) || len(e.fake.Calls()) != 0 {
+	if !errors.Is(err, cluster.ErrNotLeaderAnyMore) || len(e.fake.Calls()) != 0 {
 		t.Fatalf("stale leader: err %v, writes %v", err, e.fake.Calls())
 	}
 }
@@ -382,7 +386,7 @@ func TestClusterRenewRequestRotatesTheServerCertificate(t *testing.T) {
 	t.Parallel()
 	e := newClusterEnv(t)
 	reg := prometheus.NewRegistry()
-	m, err := NewMetrics(reg)
+	m, err := metrics.NewMetrics(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -403,8 +407,9 @@ func TestClusterRenewRequestRotatesTheServerCertificate(t *testing.T) {
 	if len(created) != 1 || !strings.HasPrefix(created[0], "iot-tls-") || len(removed) != 1 || !slices.Equal(written(calls, "UpdateService"), []string{"iot-lb"}) {
 		t.Fatalf("renewal: created %v removed %v updated %v", created, removed, written(calls, "UpdateService"))
 	}
-	if got := promtestutil.ToFloat64(m.issued.WithLabelValues("Requested")); got != 1 {
-		t.Fatalf("issued{reason=Requested} = %v", got)
+	want := "# HELP mqttoperator_certificate_issued_total Server certificates issued, by reason (Missing, Expiring, Requested, ...).\n# TYPE mqttoperator_certificate_issued_total counter\n"
+	if err := promtestutil.GatherAndCompare(reg, strings.NewReader(want+"mqttoperator_certificate_issued_total{reason=\"Missing\"} 1\nmqttoperator_certificate_issued_total{reason=\"Requested\"} 1\n"), "mqttoperator_certificate_issued_total"); err != nil {
+		t.Fatalf("issued: %v", err)
 	}
 	// Done once: the next pass writes nothing.
 	e.fake.ResetCalls()
@@ -530,7 +535,7 @@ func (e *clusterEnv) attachLB(base int) []string {
 
 func (e *clusterEnv) material() credentials.Material {
 	var m credentials.Material
-	if err := json.Unmarshal(e.store.Get(credentials.Kind, "iot").Spec, &m); err != nil {
+	if err := json.Unmarshal(e.store.Get(objects.KindCredentials, "iot").Spec, &m); err != nil {
 		e.t.Fatal(err)
 	}
 	return m
@@ -622,7 +627,7 @@ func TestClusterRenewalIsPushedIntoHAProxyWithNoRestart(t *testing.T) {
 		e.fake.TaskList[i].Status.Timestamp = e.now.Add(-time.Minute)
 	}
 	rt.down = false
-	restarted := &ClusterReconciler{Store: e.store, Swarm: e.fake, OperatorID: "op", Log: e.rec.Log, Now: e.rec.Now, ControlNetwork: e.rec.ControlNetwork, Runtime: rt}
+	restarted := &Clusters{Objects: e.objects, Reconciler: &cluster.Reconciler{Leadership: e.store, Credentials: e.objects, Swarm: e.fake, OperatorID: "op", Log: e.rec.Log, Now: e.rec.Now, ControlNetwork: e.rec.ControlNetwork, Runtime: rt}}
 	e.fake.ResetCalls()
 	if _, err := restarted.Reconcile(context.Background(), "iot"); err != nil {
 		t.Fatal(err)
@@ -775,7 +780,7 @@ func TestClusterCredentialsSealedAtRest(t *testing.T) {
 	t.Parallel()
 	e := newClusterEnv(t)
 	e.running("spec: {replicas: 1, loadBalancer: {replicas: 1}}\n")
-	plain := e.store.Get(credentials.Kind, "iot").Spec
+	plain := e.store.Get(objects.KindCredentials, "iot").Spec
 	if credentials.IsSealed(plain) {
 		t.Fatal("sealed without a key")
 	}
@@ -783,14 +788,14 @@ func TestClusterCredentialsSealedAtRest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.rec.Sealer = sealer
+	e.objects.Sealer = sealer
 	e.fake.ResetCalls()
 	// The one-time migration (on becoming leader) seals the plain record.
 	if err := e.rec.MigrateSealing(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	e.reconcile()
-	stored := e.store.Get(credentials.Kind, "iot").Spec
+	stored := e.store.Get(objects.KindCredentials, "iot").Spec
 	if !credentials.Current(stored) || len(e.fake.Calls()) != 0 {
 		t.Fatalf("sealed %v, Swarm writes %v", credentials.IsSealed(stored), e.fake.Calls())
 	}
@@ -802,21 +807,21 @@ func TestClusterCredentialsSealedAtRest(t *testing.T) {
 		t.Fatalf("status from sealed credentials: %+v", c.Status)
 	}
 	// Nothing changed: nothing written again.
-	idx := e.store.Get(credentials.Kind, "iot").ModifyIndex
+	idx := e.store.Get(objects.KindCredentials, "iot").ModifyIndex
 	e.reconcile()
-	if e.store.Get(credentials.Kind, "iot").ModifyIndex != idx {
+	if e.store.Get(objects.KindCredentials, "iot").ModifyIndex != idx {
 		t.Fatal("sealed credentials rewritten with no change")
 	}
 	// After the migration, a plain record (as the attacker's packet
 	// carried) is refused: not used, not sealed, the cluster Degraded, and
 	// a second migration run does not launder it.
-	if _, _, err := e.store.Apply(store.ApplyRequest{Kind: credentials.Kind, Name: "iot", Spec: plain}); err != nil {
+	if _, _, err := e.store.Apply(store.ApplyRequest{Kind: objects.KindCredentials, Name: "iot", Spec: plain}); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.rec.MigrateSealing(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if credentials.IsSealed(e.store.Get(credentials.Kind, "iot").Spec) {
+	if credentials.IsSealed(e.store.Get(objects.KindCredentials, "iot").Spec) {
 		t.Fatal("a plain record written after the migration was sealed")
 	}
 	e.fake.ResetCalls()
@@ -848,7 +853,7 @@ func TestClusterIssuerSignsThroughAJob(t *testing.T) {
 	}
 	e.apply("spec: {replicas: 1, loadBalancer: {replicas: 1}, tls: {issuerSecret: corp-ca}}\n")
 	res := e.reconcile()
-	jobs, _ := e.fake.Services(context.Background(), map[string]string{swarm.LabelComponent: ComponentSigner})
+	jobs, _ := e.fake.Services(context.Background(), map[string]string{swarm.LabelComponent: cluster.ComponentSigner})
 	if len(jobs) != 1 || jobs[0].Spec.Mode.ReplicatedJob == nil || jobs[0].Spec.TaskTemplate.ContainerSpec.Secrets[0].SecretName != "corp-ca" || res.RequeueAfter > time.Second {
 		t.Fatalf("signer job: %+v, requeue %v", jobs, res.RequeueAfter)
 	}
@@ -879,7 +884,7 @@ func TestClusterIssuerSignsThroughAJob(t *testing.T) {
 	if err := leaf.CheckSignatureFrom(ca); err != nil || m.Reason != "Missing" {
 		t.Fatalf("signed by the issuer: %v, reason %s", err, m.Reason)
 	}
-	if jobs, _ := e.fake.Services(context.Background(), map[string]string{swarm.LabelComponent: ComponentSigner}); len(jobs) != 0 {
+	if jobs, _ := e.fake.Services(context.Background(), map[string]string{swarm.LabelComponent: cluster.ComponentSigner}); len(jobs) != 0 {
 		t.Fatalf("job left: %v", jobs)
 	}
 	if string(credentials.CABundle(m)) != string(issuerCA.CertPEM) {
@@ -896,7 +901,7 @@ func TestClusterIssuerSignsThroughAJob(t *testing.T) {
 	}
 	// A log whose certificate is for another key is refused.
 	other, _ := certs.IssueServer(issuerCA, certs.ServerRequest{CommonName: "x", Duration: time.Hour}, e.now)
-	if _, _, err := signedOutput([]swarm.LogLine{{Text: credentials.SignedBegin}, {Text: string(other.CertPEM) + string(issuerCA.CertPEM)}, {Text: credentials.SignedEnd}}, m.Server.KeyPEM); err == nil {
+	if _, _, err := cluster.SignedOutput([]swarm.LogLine{{Text: credentials.SignedBegin}, {Text: string(other.CertPEM) + string(issuerCA.CertPEM)}, {Text: credentials.SignedEnd}}, m.Server.KeyPEM); err == nil {
 		t.Fatal("a certificate for another key was taken")
 	}
 }
@@ -959,7 +964,7 @@ func TestClusterStoredObjectsNeverTakeTheOperatorDown(t *testing.T) {
 
 // panicRuntime panics on every call, as a nil dereference in a
 // reconciler would.
-type panicRuntime struct{ CertRuntime }
+type panicRuntime struct{ cluster.CertRuntime }
 
 func (panicRuntime) ServedCertificate(context.Context, string) (loadbalancer.Served, error) {
 	var m map[string]*loadbalancer.Served

@@ -1,4 +1,4 @@
-package controller
+package leader
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/cluster"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/datasync"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
 )
@@ -145,8 +146,8 @@ func TestClusterSyncConfiguresAgentsThenStaysQuiet(t *testing.T) {
 	if calls := e.fake.Calls(); len(calls) != 0 {
 		t.Fatalf("unchanged spec and Swarm: writes %v", calls)
 	}
-	if res.RequeueAfter == 0 || res.RequeueAfter > syncRefresh {
-		t.Fatalf("requeue %s: the sync status must be refreshed within %s", res.RequeueAfter, syncRefresh)
+	if res.RequeueAfter == 0 || res.RequeueAfter > cluster.SyncRefresh {
+		t.Fatalf("requeue %s: the sync status must be refreshed within %s", res.RequeueAfter, cluster.SyncRefresh)
 	}
 	// An old sync of data that has not changed since is still current.
 	agents.synced = e.now.Add(-10 * time.Minute)
@@ -164,7 +165,7 @@ func TestClusterSyncConfiguresAgentsThenStaysQuiet(t *testing.T) {
 	}
 	// Swarm deletes the tasks of a service scaled to zero.
 	b1, _ := e.fake.Services(context.Background(), map[string]string{swarm.LabelComponent: "broker", "mqtt.swarm/broker-index": "1"})
-	if b1[0].Spec.Labels[LabelRetiringNode] != "n1" {
+	if b1[0].Spec.Labels[cluster.LabelRetiringNode] != "n1" {
 		t.Fatalf("retiring node: %v", b1[0].Spec.Labels)
 	}
 	var keep []dswarm.Task

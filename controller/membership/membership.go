@@ -1,4 +1,7 @@
-package controller
+// Package membership keeps the raft configuration equal to the Swarm's
+// managers (run by the leader), and decides whether a fresh operator
+// bootstraps raft alone or waits to be added.
+package membership
 
 import (
 	"context"
@@ -207,4 +210,22 @@ func ShouldBootstrap(self string, nodes []dswarm.Node, busy func(ids []string) b
 		return false
 	}
 	return len(others) == 0 || !busy(others)
+}
+
+// Run keeps the raft configuration equal to the Swarm's managers, a pass
+// every 2 s, until ctx ends: the leader runs it while it leads (see
+// package leader).
+func (m *Membership) Run(ctx context.Context) {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, _, err := m.Reconcile(ctx); err != nil && ctx.Err() == nil && m.Log != nil {
+			m.Log.Warn("raft membership pass failed", "err", err)
+		}
+	}
 }

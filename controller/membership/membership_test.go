@@ -1,4 +1,4 @@
-package controller
+package membership
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package controller
+package gitsync
 
 import (
 	"context"
@@ -18,8 +18,9 @@ import (
 	"time"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
-	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/server"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/objects"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/testutil"
 )
 
 // gitRepo is a bare repository (what the operator reads) and a working
@@ -99,11 +100,8 @@ func eventually(t *testing.T, what string, timeout time.Duration, f func() bool)
 	return time.Since(start)
 }
 
-func gitStatus(t *testing.T, s *store.Store) server.GitSyncStatus {
-	var st server.GitSyncStatus
-	if o := s.Get(server.GitSyncKind, server.GitSyncName); o != nil {
-		_ = json.Unmarshal(o.Spec, &st)
-	}
+func gitStatus(t *testing.T, s *store.Store) api.GitSyncStatus {
+	st, _ := (&objects.Objects{Store: s}).GitSyncStatus()
 	return st
 }
 
@@ -118,7 +116,7 @@ func TestGitSyncAppliesPrunesAndPutsBackDrift(t *testing.T) {
 	if _, _, err := s.Apply(store.ApplyRequest{Kind: api.KindMqttCluster, Name: "manual", Spec: []byte(`{"replicas":1}`)}); err != nil {
 		t.Fatal(err)
 	}
-	g := &GitSync{Store: s, Defaults: api.BuiltinDefaults(), Repo: repo.bare, Branch: "main", Path: "clusters", Interval: 300 * time.Millisecond,
+	g := &Syncer{Objects: &objects.Objects{Store: s}, Defaults: api.BuiltinDefaults(), Repo: repo.bare, Branch: "main", Path: "clusters", Interval: 300 * time.Millisecond,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -162,12 +160,12 @@ func TestGitSyncWebhookSyncsAtOnce(t *testing.T) {
 	s := openStore(t)
 	repo := newGitRepo(t)
 	c1 := repo.commit(map[string]string{"a.yaml": clusterDoc("a", 3)})
-	g := &GitSync{Store: s, Defaults: api.BuiltinDefaults(), Repo: "file://" + repo.bare, Branch: "main", Interval: time.Hour,
+	g := &Syncer{Objects: &objects.Objects{Store: s}, Defaults: api.BuiltinDefaults(), Repo: "file://" + repo.bare, Branch: "main", Interval: time.Hour,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go g.Run(ctx)
-	eventually(t, "the first sync on becoming leader", 5*time.Second, func() bool { return gitStatus(t, s).Commit == c1 })
+	eventually(t, "the first sync when started", 5*time.Second, func() bool { return gitStatus(t, s).Commit == c1 })
 	repo.commit(map[string]string{"a.yaml": clusterDoc("a", 4)})
 	start := time.Now()
 	g.Trigger()
@@ -215,11 +213,11 @@ func TestGitSyncCredentialsFromAFileNeverShown(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 
 	s := openStore(t)
-	without := &GitSync{Store: s, Defaults: api.BuiltinDefaults(), Repo: repoURL, Branch: "main", Interval: time.Hour, Log: log}
+	without := &Syncer{Objects: &objects.Objects{Store: s}, Defaults: api.BuiltinDefaults(), Repo: repoURL, Branch: "main", Interval: time.Hour, Log: log}
 	if _, err := without.Sync(context.Background()); err == nil {
 		t.Fatal("a protected remote was read with no credentials")
 	}
-	with := &GitSync{Store: s, Defaults: api.BuiltinDefaults(), Repo: repoURL, Branch: "main", Interval: time.Hour, Log: log, Auth: auth}
+	with := &Syncer{Objects: &objects.Objects{Store: s}, Defaults: api.BuiltinDefaults(), Repo: repoURL, Branch: "main", Interval: time.Hour, Log: log, Auth: auth}
 	if _, err := with.Sync(context.Background()); err != nil {
 		t.Fatalf("sync with the credentials file: %v", err)
 	}
@@ -228,7 +226,7 @@ func TestGitSyncCredentialsFromAFileNeverShown(t *testing.T) {
 	}
 	// Nowhere: logs, the stored status, any raft record.
 	var raftData strings.Builder
-	for _, kind := range []string{server.GitSyncKind, api.KindMqttCluster} {
+	for _, kind := range []string{objects.KindGitSync, api.KindMqttCluster} {
 		objs, _ := s.List(kind)
 		for _, o := range objs {
 			b, _ := json.Marshal(o)
@@ -251,4 +249,19 @@ func TestGitSyncCredentialsFromAFileNeverShown(t *testing.T) {
 	if got := RedactURL("https://user:" + token + "@git.example.com/r.git"); strings.Contains(got, token) || strings.Contains(got, "user") {
 		t.Errorf("redacted URL: %s", got)
 	}
+}
+
+func openStore(t *testing.T) *store.Store {
+	t.Helper()
+	s, err := store.Open(store.Config{DataDir: t.TempDir(), BindAddr: testutil.FreeAddr(t), Bootstrap: true, LogOutput: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.WaitLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

@@ -1,16 +1,14 @@
-package controller
+package gitsync
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"net/url"
 	"os"
 	"path"
@@ -28,7 +26,8 @@ import (
 	"github.com/go-git/go-git/v5/storage/memory"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
-	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/server"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/metrics"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/objects"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
 )
 
@@ -39,16 +38,7 @@ const (
 	ManagedByGit   = "gitsync"
 )
 
-// GitSyncStore is what the git sync needs of the store.
-type GitSyncStore interface {
-	Get(kind, name string) *store.Object
-	List(kind string) ([]*store.Object, uint64)
-	Apply(store.ApplyRequest) (store.Result, *store.Object, error)
-	Delete(store.DeleteRequest) (*store.Object, error)
-	IsLeader() bool
-}
-
-// GitSync applies the clusters of a git repository (pull-based, as Flux
+// Syncer applies the clusters of a git repository (pull-based, as Flux
 // does): on the raft leader, every Interval and on Trigger (the webhook),
 // it reads the branch's files under Path (.yaml, .yml, .json), admits
 // every document exactly as the API does (all or nothing), applies them
@@ -56,8 +46,8 @@ type GitSyncStore interface {
 // clusters whose document left, and reports the commit, the last error
 // and the drift it found (a live spec that differed from git, put back)
 // in its status (GET /v1/gitsync) and metrics.
-type GitSync struct {
-	Store    GitSyncStore
+type Syncer struct {
+	Objects  *objects.Objects
 	Defaults api.Defaults
 	// Repo is a local path or any URL go-git can reach, with no
 	// credentials in it (RepoError refuses one); Branch and Path select the
@@ -68,19 +58,19 @@ type GitSync struct {
 	Auth     transport.AuthMethod
 	Interval time.Duration
 	Log      *slog.Logger
-	Metrics  *Metrics
+	Metrics  *metrics.Metrics
 	Now      func() time.Time
 
 	once    sync.Once
 	trigger chan struct{}
 }
 
-func (g *GitSync) init() {
+func (g *Syncer) init() {
 	g.once.Do(func() { g.trigger = make(chan struct{}, 1) })
 }
 
 // Trigger asks for a sync now (the webhook).
-func (g *GitSync) Trigger() {
+func (g *Syncer) Trigger() {
 	g.init()
 	select {
 	case g.trigger <- struct{}{}:
@@ -88,66 +78,51 @@ func (g *GitSync) Trigger() {
 	}
 }
 
-func (g *GitSync) now() time.Time {
+func (g *Syncer) now() time.Time {
 	if g.Now != nil {
 		return g.Now()
 	}
 	return time.Now()
 }
 
-// Run syncs until ctx ends; only the leader syncs: at once when it
-// becomes leader, then every Interval and on Trigger.
-func (g *GitSync) Run(ctx context.Context) {
+// Run syncs at once, then every Interval and on Trigger, until ctx ends:
+// the leader runs it while it leads (see package leader).
+func (g *Syncer) Run(ctx context.Context) {
 	g.init()
-	check := time.NewTicker(min(g.Interval, 500*time.Millisecond))
-	defer check.Stop()
-	var last time.Time
-	wasLeader, now := false, false
+	t := time.NewTicker(g.Interval)
+	defer t.Stop()
 	for {
-		leader := g.Store.IsLeader()
-		if leader && (!wasLeader || now || time.Since(last) >= g.Interval) {
-			if _, err := g.Sync(ctx); err != nil {
-				g.Log.Warn("git sync failed", "repo", RedactURL(g.Repo), "branch", g.Branch, "err", err)
-			}
-			last = time.Now()
+		if _, err := g.Sync(ctx); err != nil && ctx.Err() == nil {
+			g.Log.Warn("git sync failed", "repo", RedactURL(g.Repo), "branch", g.Branch, "err", err)
 		}
-		wasLeader, now = leader, false
 		select {
 		case <-ctx.Done():
 			return
-		case <-check.C:
+		case <-t.C:
 		case <-g.trigger:
-			now = true
 		}
 	}
 }
 
 // Sync runs one sync and stores its status.
-func (g *GitSync) Sync(ctx context.Context) (server.GitSyncStatus, error) {
-	st := server.GitSyncStatus{Repo: RedactURL(g.Repo), Branch: g.Branch, Path: g.Path}
-	if o := g.Store.Get(server.GitSyncKind, server.GitSyncName); o != nil {
-		_ = json.Unmarshal(o.Spec, &st)
-	}
+func (g *Syncer) Sync(ctx context.Context) (api.GitSyncStatus, error) {
+	st, _ := g.Objects.GitSyncStatus()
 	st.Repo, st.Branch, st.Path = RedactURL(g.Repo), g.Branch, g.Path
 	st.LastAttempt = metaTime(g.now())
 	commit, err := g.sync(ctx, &st)
 	if err != nil {
 		st.LastError = err.Error()
-		g.Metrics.gitSync(false, nil)
+		g.Metrics.GitSync(false, nil)
 	} else {
 		st.LastError = ""
 		st.Commit = commit
 		st.LastSuccess = st.LastAttempt
-		g.Metrics.gitSync(true, &st)
+		g.Metrics.GitSync(true, &st)
 	}
-	b, merr := json.Marshal(st)
-	if merr == nil {
-		_, _, merr = g.Store.Apply(store.ApplyRequest{Kind: server.GitSyncKind, Name: server.GitSyncName, Spec: b})
-	}
-	return st, errors.Join(err, merr)
+	return st, errors.Join(err, g.Objects.SetGitSyncStatus(st))
 }
 
-func (g *GitSync) sync(ctx context.Context, st *server.GitSyncStatus) (string, error) {
+func (g *Syncer) sync(ctx context.Context, st *api.GitSyncStatus) (string, error) {
 	docs, commit, err := g.read(ctx)
 	if err != nil {
 		return "", err
@@ -183,36 +158,37 @@ func (g *GitSync) sync(ctx context.Context, st *server.GitSyncStatus) (string, e
 			obj.Labels = map[string]string{}
 		}
 		obj.Labels[LabelManagedBy] = ManagedByGit
-		spec, err := json.Marshal(obj.Spec)
+		res, _, stored, err := g.Objects.Preview(obj)
 		if err != nil {
 			return "", err
 		}
-		cur := g.Store.Get(api.KindMqttCluster, obj.Name)
-		ann := server.KeepRequests(cur, obj)
-		if cur != nil && (!bytes.Equal(cur.Spec, spec) || !maps.Equal(cur.Labels, obj.Labels) || !maps.Equal(cur.Annotations, ann)) && prevCommit == commit && slices.Contains(prevApplied, obj.Name) {
+		if stored != nil && res != api.Unchanged && prevCommit == commit && slices.Contains(prevApplied, obj.Name) {
 			// The same commit was applied before: the live object was
 			// changed by hand since. Git wins; the drift is reported.
 			st.Drift = append(st.Drift, obj.Name)
 			g.Log.Warn("git sync: the live cluster differs from git; putting git's back", "cluster", obj.Name, "commit", short(commit))
 		}
-		res, _, err := g.Store.Apply(store.ApplyRequest{Kind: api.KindMqttCluster, Name: obj.Name, Labels: obj.Labels, Annotations: ann, Spec: spec})
+		res, _, err = g.Objects.Apply(obj, nil)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("apply mqttcluster/%s: %w", obj.Name, err))
 			continue
 		}
-		if res != store.Unchanged {
+		if res != api.Unchanged {
 			g.Log.Info("git sync applied", "cluster", obj.Name, "result", res, "commit", short(commit))
 		}
 		st.Applied = append(st.Applied, obj.Name)
 	}
 	// Prune what git no longer has, among what git applied.
 	if len(errs) == 0 {
-		all, _ := g.Store.List(api.KindMqttCluster)
-		for _, o := range all {
-			if o.Labels[LabelManagedBy] != ManagedByGit || seen[o.Name] != "" {
+		managed, _, err := g.Objects.Clusters(labels.SelectorFromSet(labels.Set{LabelManagedBy: ManagedByGit}))
+		if err != nil {
+			return commit, err
+		}
+		for _, o := range managed {
+			if seen[o.Name] != "" {
 				continue
 			}
-			if _, err := g.Store.Delete(store.DeleteRequest{Kind: api.KindMqttCluster, Name: o.Name}); err != nil && !errors.Is(err, store.ErrNotFound) {
+			if _, err := g.Objects.Delete(o.Name, nil); err != nil && !errors.Is(err, store.ErrNotFound) {
 				errs = append(errs, fmt.Errorf("prune mqttcluster/%s: %w", o.Name, err))
 				continue
 			}
@@ -236,7 +212,7 @@ type gitFile struct {
 // order, and the commit. A local path (or file://) is opened in place, in
 // process (the operator's image has no git binary); a remote is cloned
 // into memory, the branch only.
-func (g *GitSync) read(ctx context.Context) ([]gitFile, string, error) {
+func (g *Syncer) read(ctx context.Context) ([]gitFile, string, error) {
 	var repo *git.Repository
 	var err error
 	if local, ok := localPath(g.Repo); ok {

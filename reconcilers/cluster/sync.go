@@ -1,4 +1,4 @@
-package controller
+package cluster
 
 import (
 	"context"
@@ -47,7 +47,7 @@ type passView struct {
 	tasks map[string][]dswarm.Task // broker tasks by service name
 }
 
-func (r *ClusterReconciler) syncClient(c *api.MqttCluster, m credentials.Material) SyncAgentClient {
+func (r *Reconciler) syncClient(c *api.MqttCluster, m credentials.Material) SyncAgentClient {
 	if r.SyncAgents != nil {
 		return r.SyncAgents
 	}
@@ -83,7 +83,7 @@ type cachedSyncClient struct {
 
 // pushSync sends every sync agent the config live placement calls for
 // (only where it differs from the one it runs) and reads their status.
-func (r *ClusterReconciler) pushSync(ctx context.Context, c *api.MqttCluster, m credentials.Material, v *passView) error {
+func (r *Reconciler) pushSync(ctx context.Context, c *api.MqttCluster, m credentials.Material, v *passView) error {
 	agentTasks, err := r.Swarm.Tasks(ctx, swarm.OwnedComponent(r.OperatorID, c.Name, datasync.ComponentAgent))
 	if err != nil {
 		return err
@@ -169,7 +169,7 @@ func sourcesOf(cfg datasync.Config, node string) string {
 // retire stops a broker that is to be removed (a clean stop: Mosquitto
 // saves its state) and lets the removal go once the agent on its node has
 // synced that state to every target, or after RetireTimeout.
-func (r *ClusterReconciler) retire(ctx context.Context, c *api.MqttCluster, v *passView, s dswarm.Service) (bool, error) {
+func (r *Reconciler) retire(ctx context.Context, c *api.MqttCluster, v *passView, s dswarm.Service) (bool, error) {
 	log := r.log().With("cluster", c.Name, "broker", s.Spec.Name)
 	tasks := v.tasks[s.Spec.Name]
 	if rep := s.Spec.Mode.Replicated; rep != nil && rep.Replicas != nil && *rep.Replicas != 0 {

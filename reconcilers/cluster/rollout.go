@@ -1,4 +1,4 @@
-package controller
+package cluster
 
 import (
 	"context"
@@ -33,11 +33,11 @@ type rollout struct {
 	control          *loadbalancer.ControlNetwork
 }
 
-func (r *ClusterReconciler) approved(c *api.MqttCluster) bool {
+func (r *Reconciler) approved(c *api.MqttCluster) bool {
 	return c.Spec.UpdatePolicy.Approval != api.ApprovalManual || c.Annotations[api.ApprovedGenerationAnnotation] == strconv.FormatInt(c.Generation, 10)
 }
 
-func (r *ClusterReconciler) loadBrokers(ctx context.Context, c *api.MqttCluster, ro *rollout) error {
+func (r *Reconciler) loadBrokers(ctx context.Context, c *api.MqttCluster, ro *rollout) error {
 	if ro.loaded {
 		return nil
 	}
@@ -66,13 +66,13 @@ func (r *ClusterReconciler) loadBrokers(ctx context.Context, c *api.MqttCluster,
 
 // healthy: the broker's newest task runs its service's current spec, is
 // running and has run StableAfter.
-func (r *ClusterReconciler) healthy(ro *rollout, s dswarm.Service) bool {
+func (r *Reconciler) healthy(ro *rollout, s dswarm.Service) bool {
 	t, ok := ro.latest[s.ID]
 	return ok && t.Status.State == dswarm.TaskStateRunning && t.DesiredState == dswarm.TaskStateRunning && swarm.RunsCurrentSpec(t, s) && status.Stable(t, r.now(), r.stableAfter())
 }
 
 // mayUpdate is the broker reconciler's MayUpdate.
-func (r *ClusterReconciler) mayUpdate(ctx context.Context, c *api.MqttCluster, ro *rollout, i int, cur dswarm.Service) (bool, error) {
+func (r *Reconciler) mayUpdate(ctx context.Context, c *api.MqttCluster, ro *rollout, i int, cur dswarm.Service) (bool, error) {
 	if !r.approved(c) {
 		ro.held = append(ro.held, cur.Spec.Name)
 		return false, nil
@@ -102,7 +102,7 @@ func (r *ClusterReconciler) mayUpdate(ctx context.Context, c *api.MqttCluster, r
 // drain puts broker i in drain on every running HAProxy task, so no new
 // client is sent to it; its clients are disconnected when Swarm stops it
 // and reconnect to the others (HAProxy's hash skips a drained server).
-func (r *ClusterReconciler) drain(ctx context.Context, c *api.MqttCluster, ro *rollout, i int) {
+func (r *Reconciler) drain(ctx context.Context, c *api.MqttCluster, ro *rollout, i int) {
 	if ro.control == nil {
 		return
 	}
@@ -137,7 +137,7 @@ const (
 // brokers whose new task is stable (or that no longer exist). It reads the
 // state from HAProxy, so a drain left by an operator that died mid-way is
 // undone too.
-func (r *ClusterReconciler) undrain(ctx context.Context, c *api.MqttCluster, ro *rollout) error {
+func (r *Reconciler) undrain(ctx context.Context, c *api.MqttCluster, ro *rollout) error {
 	if ro.control == nil {
 		return nil
 	}
@@ -174,7 +174,7 @@ func (r *ClusterReconciler) undrain(ctx context.Context, c *api.MqttCluster, ro 
 
 // lbAdmin lists the runtime API addresses of a cluster's running HAProxy
 // tasks.
-func (r *ClusterReconciler) lbAdmin(ctx context.Context, c *api.MqttCluster, control *loadbalancer.ControlNetwork) []string {
+func (r *Reconciler) lbAdmin(ctx context.Context, c *api.MqttCluster, control *loadbalancer.ControlNetwork) []string {
 	tasks, err := r.Swarm.Tasks(ctx, swarm.OwnedComponent(r.OperatorID, c.Name, loadbalancer.ComponentSvc))
 	if err != nil {
 		return nil

@@ -1,6 +1,6 @@
 //go:build e2e
 
-package broker
+package credentials
 
 import (
 	"os/exec"

@@ -1,4 +1,4 @@
-package controller
+package leader
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/metrics"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
 )
 
@@ -23,7 +24,7 @@ type Result struct {
 	RequeueAfter time.Duration
 }
 
-// ReconcileFunc brings one cluster's Swarm state to its spec. It is called
+// ReconcileFunc brings one cluster's Swarm state to its spec (Clusters.Reconcile). It is called
 // with the cluster's name; a deleted cluster is reconciled too (to clean
 // up). It must be idempotent.
 type ReconcileFunc func(ctx context.Context, name string) (Result, error)
@@ -38,12 +39,23 @@ type LeaderStore interface {
 	List(kind string) ([]*store.Object, uint64)
 }
 
-// Leader runs Reconcile while this node leads, as Nomad's
-// monitorLeadership/leaderLoop do: work starts after a Barrier (so the
-// local state holds every committed write) and stops as soon as leadership
-// is lost.
+// Task is a leader-only activity: Run lasts until its ctx ends (leadership
+// lost or the operator stopping).
+type Task struct {
+	Name string
+	Run  func(ctx context.Context)
+}
+
+// ErrPanicked: a reconcile panicked (and was recovered).
+var ErrPanicked = errors.New("reconcile panicked")
+
+// Leader starts every leader-only activity while this node leads, as
+// Nomad's monitorLeadership/leaderLoop do: the cluster loop (Reconcile per
+// cluster) and the Tasks start after one Barrier (so the local state holds
+// every committed write) and all stop as soon as leadership is lost.
 type Leader struct {
-	Store     LeaderStore
+	Store LeaderStore
+	// Reconcile runs the cluster loop (nil: none, the Tasks only).
 	Reconcile ReconcileFunc
 	// Resync reconciles every cluster this often, catching anything a
 	// trigger missed. Default 30s.
@@ -55,13 +67,16 @@ type Leader struct {
 	// while no operator led).
 	Discover func(ctx context.Context) ([]string, error)
 	Log      *slog.Logger
-	// Establish, when set, runs once each time this node starts leading,
-	// after the barrier and before the first reconcile (Nomad's
+	// Establish runs each time this node starts leading, after the
+	// barrier and before any activity starts (Nomad's
 	// establishLeadership): one-time migrations. An error is logged; the
-	// loop goes on.
-	Establish func(ctx context.Context) error
+	// term goes on.
+	Establish []func(ctx context.Context) error
+	// Tasks are the other leader-only activities (git sync, raft
+	// membership), run from the barrier until leadership is lost.
+	Tasks []Task
 	// Metrics, when set, counts and times reconciles.
-	Metrics *Metrics
+	Metrics *metrics.Metrics
 
 	mu      sync.Mutex
 	trigger chan struct{}
@@ -80,7 +95,12 @@ func (l *Leader) Trigger() {
 	}
 }
 
-// Run watches leadership until ctx ends.
+// Run watches leadership until ctx ends: on winning it, once a Barrier
+// has passed (the local state holds every committed write), it runs the
+// Establish steps, then starts every leader-only activity (the cluster
+// loop and the Tasks) on one context; on losing it, it cancels that
+// context and waits for all of them to stop (Nomad's establishLeadership
+// and revokeLeadership).
 func (l *Leader) Run(ctx context.Context) {
 	if l.Resync == 0 {
 		l.Resync = 30 * time.Second
@@ -91,70 +111,102 @@ func (l *Leader) Run(ctx context.Context) {
 	if l.Log == nil {
 		l.Log = slog.Default()
 	}
-	var stop context.CancelFunc
-	var done chan struct{}
-	stopLoop := func() {
-		if stop != nil {
-			stop()
-			<-done
-			stop = nil
-			l.Log.Info("leader loop stopped")
-		}
-	}
-	startLoop := func() {
-		if stop != nil {
+	var revoke func()
+	establish := func() {
+		if revoke != nil {
 			return
 		}
-		var lctx context.Context
-		lctx, stop = context.WithCancel(ctx)
-		done = make(chan struct{})
+		lctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			l.leaderLoop(lctx)
+			l.lead(lctx)
 		}()
+		revoke = func() {
+			cancel()
+			<-done
+			l.Log.Info("leadership revoked: every leader-only activity stopped")
+		}
+	}
+	revokeLeadership := func() {
+		if revoke != nil {
+			revoke()
+			revoke = nil
+		}
 	}
 	if l.Store.IsLeader() {
-		startLoop()
+		establish()
 	}
 	for {
 		select {
 		case <-ctx.Done():
-			stopLoop()
+			revokeLeadership()
 			return
 		case isLeader := <-l.Store.LeaderCh():
 			if isLeader {
-				startLoop()
+				establish()
 			} else {
-				stopLoop()
+				revokeLeadership()
 			}
 		}
 	}
 }
 
-func (l *Leader) leaderLoop(ctx context.Context) {
-	// Reads after the barrier see every write committed before we led.
-	for {
-		if err := l.Store.Barrier(10 * time.Second); err == nil {
-			break
-		} else if !l.Store.IsLeader() {
-			return
-		} else {
-			l.Log.Warn("barrier failed; retrying", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Second):
-		}
+// lead is one term of leadership: the barrier, the Establish steps, then
+// the Tasks and the cluster loop until ctx ends.
+func (l *Leader) lead(ctx context.Context) {
+	if !l.barrier(ctx) {
+		return
 	}
-	if l.Establish != nil {
-		if err := l.Establish(ctx); err != nil {
+	for _, step := range l.Establish {
+		if err := step(ctx); err != nil {
 			l.Log.Error("establishing leadership", "err", err)
 		}
 	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for _, t := range l.Tasks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l.Log.Info("leader task started", "task", t.Name)
+			t.Run(ctx)
+		}()
+	}
+	if l.Reconcile == nil {
+		<-ctx.Done() // no cluster loop (--reconcile=false): the Tasks only
+		return
+	}
+	l.clusterLoop(ctx)
+}
+
+// barrier waits until the local state holds every write committed before
+// this term (false: leadership or ctx ended first).
+func (l *Leader) barrier(ctx context.Context) bool {
+	for {
+		err := l.Store.Barrier(10 * time.Second)
+		if err == nil {
+			return true
+		}
+		if !l.Store.IsLeader() {
+			return false
+		}
+		l.Log.Warn("barrier failed; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// clusterLoop reconciles the clusters: each once at the start, then each
+// whose spec changed, each at its requeue time, and all of them at every
+// resync and Trigger (Docker events), until ctx ends.
+func (l *Leader) clusterLoop(ctx context.Context) {
 	l.Log.Info("leader loop started")
-	l.Metrics.setLeading(true)
-	defer l.Metrics.setLeading(false)
+	l.Metrics.SetLeading(true)
+	defer l.Metrics.SetLeading(false)
 	l.mu.Lock()
 	l.trigger = make(chan struct{}, 1)
 	trigger := l.trigger
@@ -168,44 +220,11 @@ func (l *Leader) leaderLoop(ctx context.Context) {
 	resync := time.NewTicker(l.Resync)
 	defer resync.Stop()
 	ls := &loopState{timers: map[string]*time.Timer{}, due: make(chan string, 64), panics: map[string]int{}, holdUntil: map[string]time.Time{}}
-	due := ls.due
-	known := map[string]bool{}
 	defer func() {
 		for _, t := range ls.timers {
 			t.Stop()
 		}
 	}()
-
-	// Level-triggered: any change reconciles every cluster, plus those that
-	// just disappeared (once more, to clean up).
-	reconcileAll := func() {
-		objs, _ := l.Store.List(api.KindMqttCluster)
-		names := map[string]bool{}
-		for _, o := range objs {
-			names[o.Name] = true
-		}
-		targets := maps.Clone(names)
-		maps.Copy(targets, known)
-		if l.Discover != nil {
-			found, err := l.Discover(ctx)
-			if err != nil {
-				l.Log.Warn("listing clusters in Swarm failed", "err", err)
-			}
-			for _, n := range found {
-				targets[n] = true
-			}
-		}
-		known = names
-		for _, n := range slices.Sorted(maps.Keys(targets)) {
-			if ctx.Err() != nil {
-				return
-			}
-			if time.Now().Before(ls.holdUntil[n]) {
-				continue // backing off after a panic: its timer brings it back
-			}
-			l.reconcileOne(ctx, n, ls)
-		}
-	}
 	// The watch is taken before each pass, so a change made during a pass
 	// is seen by the next one. A change wakes only the cluster whose spec,
 	// labels or annotations it touched (or that it created or deleted): a
@@ -213,40 +232,68 @@ func (l *Leader) leaderLoop(ctx context.Context) {
 	// store no longer remembers every change since the last look (a
 	// snapshot restore, a long pause), every cluster is reconciled.
 	watch, seen := l.Store.Watch()
-	reconcileAll()
+	l.reconcileAll(ctx, ls)
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case n := <-due:
+		case n := <-ls.due:
 			delete(ls.timers, n)
 			l.reconcileOne(ctx, n, ls)
-			l.Metrics.setQueue(len(due))
-			continue
 		case <-watch:
 			watch, _ = l.Store.Watch()
 			changes, now, complete := l.Store.Changes(seen)
 			seen = now
-			if !complete {
-				break // to the full pass below
+			if complete {
+				l.reconcileSome(ctx, changedClusters(changes), ls)
+			} else {
+				l.reconcileAll(ctx, ls)
 			}
-			for _, n := range changedClusters(changes) {
-				if ctx.Err() != nil {
-					return
-				}
-				if time.Now().Before(ls.holdUntil[n]) {
-					continue
-				}
-				l.reconcileOne(ctx, n, ls)
-			}
-			l.Metrics.setQueue(len(due))
-			continue
 		case <-trigger:
+			watch, seen = l.Store.Watch()
+			l.reconcileAll(ctx, ls)
 		case <-resync.C:
+			watch, seen = l.Store.Watch()
+			l.reconcileAll(ctx, ls)
 		}
-		watch, seen = l.Store.Watch()
-		reconcileAll()
-		l.Metrics.setQueue(len(due))
+		l.Metrics.SetQueue(len(ls.due))
+	}
+}
+
+// reconcileAll reconciles every stored cluster, those that just
+// disappeared (once more, to clean up) and those Discover finds in Swarm.
+func (l *Leader) reconcileAll(ctx context.Context, ls *loopState) {
+	objs, _ := l.Store.List(api.KindMqttCluster)
+	names := map[string]bool{}
+	for _, o := range objs {
+		names[o.Name] = true
+	}
+	targets := maps.Clone(names)
+	maps.Copy(targets, ls.known)
+	if l.Discover != nil {
+		found, err := l.Discover(ctx)
+		if err != nil {
+			l.Log.Warn("listing clusters in Swarm failed", "err", err)
+		}
+		for _, n := range found {
+			targets[n] = true
+		}
+	}
+	ls.known = names
+	l.reconcileSome(ctx, slices.Sorted(maps.Keys(targets)), ls)
+}
+
+// reconcileSome reconciles the named clusters in order, but those backing
+// off after a panic (their timer brings them back).
+func (l *Leader) reconcileSome(ctx context.Context, names []string, ls *loopState) {
+	for _, n := range names {
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Now().Before(ls.holdUntil[n]) {
+			continue
+		}
+		l.reconcileOne(ctx, n, ls)
 	}
 }
 
@@ -270,6 +317,8 @@ type loopState struct {
 	// holdUntil keeps it out of full passes until its backoff ends.
 	panics    map[string]int
 	holdUntil map[string]time.Time
+	// known are the clusters stored at the last full pass.
+	known map[string]bool
 }
 
 // maxPanicBackoff caps the retry delay of a cluster whose reconcile panics.
@@ -290,7 +339,7 @@ func (l *Leader) safeReconcile(ctx context.Context, name string) (res Result, er
 func (l *Leader) reconcileOne(ctx context.Context, name string, ls *loopState) {
 	start := time.Now()
 	res, err := l.safeReconcile(ctx, name)
-	l.Metrics.observe(start, err)
+	l.Metrics.Observe(start, err)
 	after := res.RequeueAfter
 	if errors.Is(err, ErrPanicked) {
 		// Retried with an exponential backoff (RetryAfter, doubled per
