@@ -277,150 +277,228 @@ func (r *Reconciler) poll() time.Duration {
 // into HAProxy. keep names the secrets in use; it is nil when the pass
 // stopped early (then nothing may be pruned).
 func (r *Reconciler) apply(ctx context.Context, c *api.MqttCluster, sv *passView) (res Result, keep map[string]bool, push status.Serving, err error) {
-	log := r.log().With("cluster", c.Name)
-	nr := &network.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID}
-	if created, err := nr.Reconcile(ctx, c.Name); err != nil {
-		return Result{}, nil, push, err
-	} else if created {
-		log.Info("created network", "network", api.NetworkName(c.Name))
-		r.event(c.Name, api.EventNormal, "Created", "network %s", api.NetworkName(c.Name))
+	p, res, err := r.begin(ctx, c)
+	if err != nil {
+		return res, nil, push, err
 	}
-	var control *loadbalancer.ControlNetwork
-	if r.ControlNetwork != "" {
-		if control, err = r.controlNetwork(ctx); err != nil {
-			return Result{}, nil, push, err
+	tlsIn, err := p.tlsInputs()
+	if err != nil {
+		return res, nil, push, err
+	}
+	in, err := p.brokerInputs(&tlsIn)
+	if err != nil {
+		return res, nil, push, err
+	}
+	if err := p.sideServices(sv, in.ControlCA); err != nil {
+		return res, nil, push, err
+	}
+	if err := p.workloads(sv, in, tlsIn); err != nil {
+		return res, nil, push, err
+	}
+	if tlsIn.Keep != nil && !p.usedCurrent {
+		p.inUse[tlsIn.Keep.Spec.Name] = true
+	}
+	if p.control != nil && *c.Spec.LoadBalancer.Ports.MQTTS != 0 {
+		if push, err = r.pushCertificate(ctx, c, p.m, p.control); err != nil {
+			return res, nil, push, err
 		}
 	}
-	m, err := r.credentials(c)
-	if err != nil {
-		return Result{}, nil, push, err
+	if err := r.undrain(ctx, c, sv.roll); err != nil {
+		return res, nil, push, err
 	}
-	if m, err = r.issuer(ctx, c, m); err != nil {
+	return res, p.inUse, push, nil
+}
+
+// pass is what one pass's writes share: the cluster, its material, the
+// control network, and the secrets it made or found in use.
+type pass struct {
+	r       *Reconciler
+	ctx     context.Context
+	c       *api.MqttCluster
+	log     *slog.Logger
+	m       credentials.Material
+	control *loadbalancer.ControlNetwork
+	sr      *secrets.Reconciler
+	inUse   map[string]bool
+	comp    *componentSecrets
+	// usedCurrent: the current certificate's secret was made this pass.
+	usedCurrent bool
+}
+
+// begin makes the network, finds the control network, and brings the
+// material up to date (issued, signed, stored); res asks to come back
+// at the material's next event (a renewal, a CA switch).
+func (r *Reconciler) begin(ctx context.Context, c *api.MqttCluster) (*pass, Result, error) {
+	var res Result
+	p := &pass{r: r, ctx: ctx, c: c, log: r.log().With("cluster", c.Name), inUse: map[string]bool{},
+		sr: &secrets.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID}}
+	nr := &network.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID}
+	if created, err := nr.Reconcile(ctx, c.Name); err != nil {
+		return nil, res, err
+	} else if created {
+		p.log.Info("created network", "network", api.NetworkName(c.Name))
+		r.event(c.Name, api.EventNormal, "Created", "network %s", api.NetworkName(c.Name))
+	}
+	var err error
+	if r.ControlNetwork != "" {
+		if p.control, err = r.controlNetwork(ctx); err != nil {
+			return nil, res, err
+		}
+	}
+	if p.m, err = r.credentials(c); err != nil {
+		return nil, res, err
+	}
+	if p.m, err = r.issuer(ctx, c, p.m); err != nil {
 		if errors.Is(err, errSigning) {
 			res.RequeueAfter = time.Second
 		}
-		return res, nil, push, err
+		return nil, res, err
 	}
-	if at, err := credentials.NextEvent(m, c); err == nil && !at.IsZero() {
+	if at, err := credentials.NextEvent(p.m, c); err == nil && !at.IsZero() {
 		res.RequeueAfter = max(at.Sub(r.now()), time.Second)
 	}
-	sr := &secrets.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID}
-	inUse := map[string]bool{}
-	ensure := func(component string, data []byte) (*dswarm.Secret, error) {
-		if err := r.fence(); err != nil {
-			return nil, err
-		}
-		s, created, err := sr.Ensure(ctx, c.Name, component, data)
-		if err != nil {
-			return nil, err
-		}
-		if created {
-			log.Info("created secret", "secret", s.Spec.Name)
-			r.event(c.Name, api.EventNormal, "CreatedSecret", "secret %s", s.Spec.Name)
-		}
-		inUse[s.Spec.Name] = true
-		return s, nil
+	p.comp = &componentSecrets{r: r, c: c, m: &p.m, ensure: p.ensure}
+	return p, res, nil
+}
+
+// ensure returns the secret holding data (made when missing) and counts
+// it in use.
+func (p *pass) ensure(component string, data []byte) (*dswarm.Secret, error) {
+	if err := p.r.fence(); err != nil {
+		return nil, err
 	}
-	in := broker.Inputs{Bridges: map[int]*dswarm.Secret{}}
+	s, created, err := p.sr.Ensure(p.ctx, p.c.Name, component, data)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		p.log.Info("created secret", "secret", s.Spec.Name)
+		p.r.event(p.c.Name, api.EventNormal, "CreatedSecret", "secret %s", s.Spec.Name)
+	}
+	p.inUse[s.Spec.Name] = true
+	return s, nil
+}
+
+// tlsInputs are the load balancer's certificates: the served one (the
+// user's secret, or ours made lazily), the one its tasks started with,
+// the client CA, and the runtime API's admin certificate.
+func (p *pass) tlsInputs() (loadbalancer.TLS, error) {
 	var tlsIn loadbalancer.TLS
-	usedCurrent := false
-	userCert := c.Spec.TLS.CertificateSecret
+	c, r, ctx := p.c, p.r, p.ctx
+	var err error
 	if *c.Spec.LoadBalancer.Ports.MQTTS != 0 {
-		switch {
-		case userCert != "":
+		if userCert := c.Spec.TLS.CertificateSecret; userCert != "" {
 			// Served as is: a new secret name rolls HAProxy.
 			s, err := swarm.SecretByName(ctx, r.Swarm, userCert, "spec.tls.certificateSecret", c.Name)
 			if err != nil {
-				return res, nil, push, err
+				return tlsIn, err
 			}
 			tlsIn.Current = func() (*dswarm.Secret, error) { return s, nil }
-		default:
+		} else {
 			tlsIn.Current = func() (*dswarm.Secret, error) {
-				usedCurrent = true
-				return ensure(secrets.ComponentTLS, credentials.HAProxyPEM(m))
+				p.usedCurrent = true
+				return p.ensure(secrets.ComponentTLS, credentials.HAProxyPEM(p.m))
 			}
-			if control != nil {
+			if p.control != nil {
 				if tlsIn.Keep, err = r.startupCertificate(ctx, c.Name); err != nil {
-					return res, nil, push, err
+					return tlsIn, err
 				}
 			}
 		}
 		if c.Spec.TLS.ClientAuth != api.ClientAuthNone {
 			if tlsIn.ClientCA, err = swarm.SecretByName(ctx, r.Swarm, c.Spec.TLS.ClientCASecret, "spec.tls.clientCASecret", c.Name); err != nil {
-				return res, nil, push, err
+				return tlsIn, err
 			}
 		}
 	}
-	comp := &componentSecrets{r: r, c: c, m: &m, ensure: ensure}
-	if control != nil && r.Identity != nil {
-		if tlsIn.Admin, tlsIn.ControlCA, err = comp.get(lbAdminCert); err != nil {
-			return res, nil, push, err
+	if p.control != nil && r.Identity != nil {
+		if tlsIn.Admin, tlsIn.ControlCA, err = p.comp.get(lbAdminCert); err != nil {
+			return tlsIn, err
 		}
 	}
+	return tlsIn, nil
+}
+
+// brokerInputs are the brokers' secrets: the password files, the
+// data-plane certificate (HAProxy -> brokers, the bridges, the exporter,
+// from the control-plane CA) and each broker's bridge section.
+func (p *pass) brokerInputs(tlsIn *loadbalancer.TLS) (broker.Inputs, error) {
+	c, m := p.c, p.m
+	in := broker.Inputs{Bridges: map[int]*dswarm.Secret{}}
+	var err error
 	if c.Spec.Auth.PasswordFileSecret == "" && !*c.Spec.Auth.AllowAnonymous {
-		if in.Passwd, err = ensure(secrets.ComponentPasswd, m.PasswordFile); err != nil {
-			return res, nil, push, err
+		if in.Passwd, err = p.ensure(secrets.ComponentPasswd, m.PasswordFile); err != nil {
+			return in, err
 		}
 	}
-	if in.Internal, err = ensure(secrets.ComponentInternal, m.InternalPasswordFile); err != nil {
-		return res, nil, push, err
+	if in.Internal, err = p.ensure(secrets.ComponentInternal, m.InternalPasswordFile); err != nil {
+		return in, err
 	}
-	if r.Identity != nil {
-		// The data plane over TLS: HAProxy -> brokers, the bridges, the
-		// exporter (the brokers' certificate from the control-plane CA).
-		if in.TLS, in.ControlCA, err = comp.get(brokerCert); err != nil {
-			return res, nil, push, err
+	if p.r.Identity != nil {
+		if in.TLS, in.ControlCA, err = p.comp.get(brokerCert); err != nil {
+			return in, err
 		}
 		tlsIn.ControlCA, tlsIn.BackendTLS = in.ControlCA, true
 	}
 	for i := 1; i < int(*c.Spec.Replicas); i++ {
 		conf, err := broker.RenderBridge(c.Name, i, m.BridgePassword, in.Options())
 		if err != nil {
-			return res, nil, push, err
+			return in, err
 		}
-		if in.Bridges[i], err = ensure(secrets.ComponentBridge(i), conf); err != nil {
-			return res, nil, push, err
+		if in.Bridges[i], err = p.ensure(secrets.ComponentBridge(i), conf); err != nil {
+			return in, err
 		}
 	}
+	return in, nil
+}
+
+// sideServices are the sync agents (configured through their API) and
+// the broker exporter.
+func (p *pass) sideServices(sv *passView, controlCA *dswarm.Secret) error {
+	r, c, ctx := p.r, p.c, p.ctx
 	sv.enabled = datasync.Enabled(c)
-	syncSecret, err := r.syncSecrets(sv.enabled, control, m, ensure, comp)
+	syncSecret, err := r.syncSecrets(sv.enabled, p.control, p.m, p.ensure, p.comp)
 	if err != nil {
-		return res, nil, push, err
+		return err
 	}
 	if err := r.fence(); err != nil {
-		return res, nil, push, err
+		return err
 	}
 	dr := &datasync.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID, Image: r.SyncImage, ControlNetwork: r.ControlNetwork}
 	dout, err := dr.Reconcile(ctx, c, syncSecret)
-	r.outcome(c.Name, log, "sync", dout)
+	r.outcome(c.Name, p.log, "sync", dout)
 	if err != nil {
-		return res, nil, push, err
+		return err
 	}
 	if sv.enabled {
-		if err := r.pushSync(ctx, c, m, sv); err != nil {
-			return res, nil, push, err
+		if err := r.pushSync(ctx, c, p.m, sv); err != nil {
+			return err
 		}
 	}
 	var exporterSecret *dswarm.Secret
-	if r.BrokerMetrics && control != nil && r.SignerImage != "" {
-		if exporterSecret, err = ensure(brokermetrics.ComponentSecret, []byte(m.BridgePassword)); err != nil {
-			return res, nil, push, err
+	if r.BrokerMetrics && p.control != nil && r.SignerImage != "" {
+		if exporterSecret, err = p.ensure(brokermetrics.ComponentSecret, []byte(p.m.BridgePassword)); err != nil {
+			return err
 		}
 	}
 	if err := r.fence(); err != nil {
-		return res, nil, push, err
+		return err
 	}
-	er := &brokermetrics.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID, Image: r.SignerImage, ControlNetwork: r.ControlNetwork, Network: api.NetworkName, ControlCA: in.ControlCA}
+	er := &brokermetrics.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID, Image: r.SignerImage, ControlNetwork: r.ControlNetwork, Network: api.NetworkName, ControlCA: controlCA}
 	eout, err := er.Reconcile(ctx, c, exporterSecret)
-	r.outcome(c.Name, log, "exporter", eout)
-	if err != nil {
-		return res, nil, push, err
-	}
+	r.outcome(c.Name, p.log, "exporter", eout)
+	return err
+}
+
+// workloads are the brokers (rolled one at a time, retired after their
+// last sync) and the load balancer.
+func (p *pass) workloads(sv *passView, in broker.Inputs, tlsIn loadbalancer.TLS) error {
+	r, c, ctx := p.r, p.c, p.ctx
 	br := &broker.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID, Network: api.NetworkName}
 	if sv.enabled {
 		br.Retire = func(ctx context.Context, s dswarm.Service) (bool, error) { return r.retire(ctx, c, sv, s) }
 	}
-	sv.roll = &rollout{control: control}
+	sv.roll = &rollout{control: p.control}
 	br.MayUpdate = func(ctx context.Context, i int, cur dswarm.Service) (bool, error) {
 		if err := r.fence(); err != nil {
 			return false, err
@@ -428,28 +506,14 @@ func (r *Reconciler) apply(ctx context.Context, c *api.MqttCluster, sv *passView
 		return r.mayUpdate(ctx, c, sv.roll, i, cur)
 	}
 	bout, berr := br.Reconcile(ctx, c, in)
-	r.outcome(c.Name, log, "broker", bout)
+	r.outcome(c.Name, p.log, "broker", bout)
 	if err := r.fence(); err != nil {
-		return res, nil, push, err
+		return err
 	}
-	lr := &loadbalancer.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID, Network: api.NetworkName, Control: control}
+	lr := &loadbalancer.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID, Network: api.NetworkName, Control: p.control}
 	lout, lerr := lr.Reconcile(ctx, c, tlsIn)
-	r.outcome(c.Name, log, "loadbalancer", lout)
-	if berr != nil || lerr != nil {
-		return res, nil, push, errors.Join(berr, lerr)
-	}
-	if tlsIn.Keep != nil && !usedCurrent {
-		inUse[tlsIn.Keep.Spec.Name] = true
-	}
-	if control != nil && *c.Spec.LoadBalancer.Ports.MQTTS != 0 {
-		if push, err = r.pushCertificate(ctx, c, m, control); err != nil {
-			return res, nil, push, err
-		}
-	}
-	if err := r.undrain(ctx, c, sv.roll); err != nil {
-		return res, nil, push, err
-	}
-	return res, inUse, push, nil
+	r.outcome(c.Name, p.log, "loadbalancer", lout)
+	return errors.Join(berr, lerr)
 }
 
 // componentLifetime is how long a component certificate (HAProxy admin,

@@ -35,19 +35,7 @@ var errSigning = errors.New("waiting for the issuer's signer job to sign the ser
 // pending request and the job are found again after a restart.
 func (r *Reconciler) issuer(ctx context.Context, c *api.MqttCluster, m credentials.Material) (credentials.Material, error) {
 	if c.Spec.TLS.IssuerSecret == "" || *c.Spec.LoadBalancer.Ports.MQTTS == 0 {
-		if m.Issuer == nil {
-			return m, nil // no issuer, ever: no job to look for
-		}
-		// The issuer was dropped: its jobs go, and so does its state.
-		jobs, err := r.Swarm.Services(ctx, swarm.OwnedComponent(r.OperatorID, c.Name, ComponentSigner))
-		if err != nil {
-			return m, err
-		}
-		if err := r.removeJobs(ctx, jobs, ""); err != nil {
-			return m, err
-		}
-		m.Issuer = nil
-		return m, r.storeMaterial(c, m)
+		return r.dropIssuer(ctx, c, m)
 	}
 	jobs, err := r.Swarm.Services(ctx, swarm.OwnedComponent(r.OperatorID, c.Name, ComponentSigner))
 	if err != nil {
@@ -64,37 +52,13 @@ func (r *Reconciler) issuer(ctx context.Context, c *api.MqttCluster, m credentia
 	if err != nil {
 		return m, err
 	}
-	var reason certs.Reason
-	switch {
-	case len(m.Server.CertPEM) == 0 || m.Issuer == nil || len(m.Issuer.CertPEM) == 0:
-		reason = certs.ReasonMissing
-	case m.Issuer.SecretID != sec.ID:
-		reason = certs.ReasonIssuerChanged
-	default:
-		reason = certs.NeedsReissue(certs.Input{Current: m.Server.CertPEM, CA: m.Issuer.CertPEM, Want: req, RenewBefore: renewBefore, Now: r.now()})
-		if at := credentials.RenewRequested(c); reason == "" && !at.IsZero() && at.After(m.IssuedAt) {
-			reason = certs.ReasonRequested
-		}
-	}
+	reason := r.issuerReason(c, m, sec, req, renewBefore)
 	if reason == "" {
 		return m, r.removeJobs(ctx, jobs, "")
 	}
-	st := credentials.IssuerState{}
-	if m.Issuer != nil {
-		st = *m.Issuer
-	}
-	// A request for this issuer and these names, kept until signed.
-	want := sec.ID + ":" + swarm.ContentHash([]byte(fmt.Sprintf("%v|%v|%s|%s|%s", req.DNSNames, req.IPAddresses, req.CommonName, req.KeyType, req.Duration)))
-	if st.PendingFor != want || len(st.PendingCSR) == 0 {
-		csr, key, err := certs.NewCSR(req)
-		if err != nil {
-			return m, err
-		}
-		st.PendingCSR, st.PendingKeyPEM, st.PendingFor, st.PendingReason = csr, key, want, reason
-		m.Issuer = &st
-		if err := r.storeMaterial(c, m); err != nil {
-			return m, err
-		}
+	st, m, err := r.pendingRequest(c, m, sec, req, reason)
+	if err != nil {
+		return m, err
 	}
 	name := api.SignerJob(c.Name, swarm.ContentHash(st.PendingCSR))
 	var job *dswarm.Service
@@ -116,6 +80,67 @@ func (r *Reconciler) issuer(ctx context.Context, c *api.MqttCluster, m credentia
 		r.log().Info("created", "component", ComponentSigner, "object", name, "reason", string(st.PendingReason))
 		return m, errSigning
 	}
+	return r.collectSigned(ctx, c, m, st, sec, job)
+}
+
+// dropIssuer: with no issuer (or no MQTTS) any signer job goes, and so
+// does the issuer's state.
+func (r *Reconciler) dropIssuer(ctx context.Context, c *api.MqttCluster, m credentials.Material) (credentials.Material, error) {
+	if m.Issuer == nil {
+		return m, nil // no issuer, ever: no job to look for
+	}
+	jobs, err := r.Swarm.Services(ctx, swarm.OwnedComponent(r.OperatorID, c.Name, ComponentSigner))
+	if err != nil {
+		return m, err
+	}
+	if err := r.removeJobs(ctx, jobs, ""); err != nil {
+		return m, err
+	}
+	m.Issuer = nil
+	return m, r.storeMaterial(c, m)
+}
+
+// issuerReason is why the server certificate must be signed again by the
+// issuer ("" when it need not).
+func (r *Reconciler) issuerReason(c *api.MqttCluster, m credentials.Material, sec *dswarm.Secret, req certs.ServerRequest, renewBefore time.Duration) certs.Reason {
+	switch {
+	case len(m.Server.CertPEM) == 0 || m.Issuer == nil || len(m.Issuer.CertPEM) == 0:
+		return certs.ReasonMissing
+	case m.Issuer.SecretID != sec.ID:
+		return certs.ReasonIssuerChanged
+	}
+	reason := certs.NeedsReissue(certs.Input{Current: m.Server.CertPEM, CA: m.Issuer.CertPEM, Want: req, RenewBefore: renewBefore, Now: r.now()})
+	if at := credentials.RenewRequested(c); reason == "" && !at.IsZero() && at.After(m.IssuedAt) {
+		reason = certs.ReasonRequested
+	}
+	return reason
+}
+
+// pendingRequest is the request for this issuer and these names, made
+// (key and CSR, stored) when there is none, kept until signed.
+func (r *Reconciler) pendingRequest(c *api.MqttCluster, m credentials.Material, sec *dswarm.Secret, req certs.ServerRequest, reason certs.Reason) (credentials.IssuerState, credentials.Material, error) {
+	st := credentials.IssuerState{}
+	if m.Issuer != nil {
+		st = *m.Issuer
+	}
+	want := sec.ID + ":" + swarm.ContentHash([]byte(fmt.Sprintf("%v|%v|%s|%s|%s", req.DNSNames, req.IPAddresses, req.CommonName, req.KeyType, req.Duration)))
+	if st.PendingFor == want && len(st.PendingCSR) > 0 {
+		return st, m, nil
+	}
+	csr, key, err := certs.NewCSR(req)
+	if err != nil {
+		return st, m, err
+	}
+	st.PendingCSR, st.PendingKeyPEM, st.PendingFor, st.PendingReason = csr, key, want, reason
+	m.Issuer = &st
+	return st, m, r.storeMaterial(c, m)
+}
+
+// collectSigned reads the signer job's outcome: the signed certificate
+// (stored, the job removed), a failure (the job removed: the next pass
+// makes a new one), or errSigning while it runs.
+func (r *Reconciler) collectSigned(ctx context.Context, c *api.MqttCluster, m credentials.Material, st credentials.IssuerState, sec *dswarm.Secret, job *dswarm.Service) (credentials.Material, error) {
+	name := job.Spec.Name
 	tasks, err := r.Swarm.Tasks(ctx, swarm.OwnedComponent(r.OperatorID, c.Name, ComponentSigner))
 	if err != nil {
 		return m, err
@@ -146,8 +171,7 @@ func (r *Reconciler) issuer(ctx context.Context, c *api.MqttCluster, m credentia
 			r.log().Info("issued server certificate", "cluster", c.Name, "reason", string(m.Reason), "issuer", c.Spec.TLS.IssuerSecret, "serial", leaf.SerialNumber.Text(16), "notAfter", leaf.NotAfter)
 			return m, r.removeJobs(ctx, []dswarm.Service{*job}, "")
 		case dswarm.TaskStateFailed, dswarm.TaskStateRejected:
-			// Its log holds the reason (never a key); the next pass
-			// makes a new job.
+			// Its log holds the reason (never a key).
 			msg := t.Status.Err
 			if err := r.removeJobs(ctx, []dswarm.Service{*job}, ""); err != nil {
 				return m, err
@@ -157,7 +181,6 @@ func (r *Reconciler) issuer(ctx context.Context, c *api.MqttCluster, m credentia
 	}
 	return m, errSigning
 }
-
 func (r *Reconciler) signerJob(c *api.MqttCluster, name string, sec *dswarm.Secret, csr []byte, d time.Duration) dswarm.ServiceSpec {
 	one := uint64(1)
 	labels := swarm.OwnedComponent(r.OperatorID, c.Name, ComponentSigner)

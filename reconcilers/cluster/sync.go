@@ -173,24 +173,7 @@ func (r *Reconciler) retire(ctx context.Context, c *api.MqttCluster, v *passView
 	log := r.log().With("cluster", c.Name, "broker", s.Spec.Name)
 	tasks := v.tasks[s.Spec.Name]
 	if rep := s.Spec.Mode.Replicated; rep != nil && rep.Replicas != nil && *rep.Replicas != 0 {
-		spec := s.Spec
-		zero := uint64(0)
-		spec.Mode.Replicated = &dswarm.ReplicatedService{Replicas: &zero}
-		spec.Labels = maps.Clone(spec.Labels)
-		if spec.Labels == nil {
-			spec.Labels = map[string]string{}
-		}
-		spec.Labels[LabelRetiring] = r.now().UTC().Format(time.RFC3339Nano)
-		spec.Labels[LabelRetiringNode] = datasync.SourceNode(tasks)
-		if err := r.fence(); err != nil {
-			return false, err
-		}
-		if err := r.Swarm.UpdateService(ctx, s.ID, s.Version, spec); err != nil {
-			return false, err
-		}
-		log.Info("stopping broker before removing it: its last state is synced first", "node", v.Hostname[spec.Labels[LabelRetiringNode]])
-		r.event(c.Name, api.EventNormal, "BrokerStopping", "%s stopped before its removal, its last state is synced first", s.Spec.Name)
-		return false, nil
+		return false, r.stopForRetirement(ctx, c, v, s)
 	}
 	since, err := time.Parse(time.RFC3339Nano, s.Spec.Labels[LabelRetiring])
 	if err != nil || r.now().Sub(since) > RetireTimeout {
@@ -221,23 +204,50 @@ func (r *Reconciler) retire(ctx context.Context, c *api.MqttCluster, v *passView
 	if cp := st.Copies[api.BrokerVolume(s.Spec.Name)]; cp.Running {
 		return false, nil // the container has not exited yet
 	}
-	synced := 0
-	for _, ss := range st.Sources {
-		if ss.Broker != s.Spec.Name {
-			continue
-		}
-		for _, t := range ss.Targets {
-			// Begun after the stop was asked and nothing changed since:
-			// the target holds the state saved at the stop.
-			if !t.Pending && t.LastSync.After(since) {
-				synced++
-			}
-		}
-	}
-	if synced < len(targets) {
+	if syncedSince(st, s.Spec.Name, since) < len(targets) {
 		return false, nil
 	}
 	log.Info("the stopped broker's last state reached every target", "targets", len(targets))
 	r.event(c.Name, api.EventNormal, "BrokerSynced", "%s's last state reached %d nodes", s.Spec.Name, len(targets))
 	return true, nil
+}
+
+// stopForRetirement scales a removed broker to zero, labelled with when
+// and where it ran, so its last state is synced before it goes.
+func (r *Reconciler) stopForRetirement(ctx context.Context, c *api.MqttCluster, v *passView, s dswarm.Service) error {
+	spec := s.Spec
+	zero := uint64(0)
+	spec.Mode.Replicated = &dswarm.ReplicatedService{Replicas: &zero}
+	spec.Labels = maps.Clone(spec.Labels)
+	if spec.Labels == nil {
+		spec.Labels = map[string]string{}
+	}
+	spec.Labels[LabelRetiring] = r.now().UTC().Format(time.RFC3339Nano)
+	spec.Labels[LabelRetiringNode] = datasync.SourceNode(v.tasks[s.Spec.Name])
+	if err := r.fence(); err != nil {
+		return err
+	}
+	if err := r.Swarm.UpdateService(ctx, s.ID, s.Version, spec); err != nil {
+		return err
+	}
+	r.log().Info("stopping broker before removing it: its last state is synced first", "cluster", c.Name, "broker", s.Spec.Name, "node", v.Hostname[spec.Labels[LabelRetiringNode]])
+	r.event(c.Name, api.EventNormal, "BrokerStopping", "%s stopped before its removal, its last state is synced first", s.Spec.Name)
+	return nil
+}
+
+// syncedSince counts the targets of broker whose copy began after since
+// with nothing changed after: they hold the state saved at the stop.
+func syncedSince(st datasync.Status, broker string, since time.Time) int {
+	synced := 0
+	for _, ss := range st.Sources {
+		if ss.Broker != broker {
+			continue
+		}
+		for _, t := range ss.Targets {
+			if !t.Pending && t.LastSync.After(since) {
+				synced++
+			}
+		}
+	}
+	return synced
 }
