@@ -121,60 +121,103 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster, in Input
 	for _, cf := range configs {
 		configByName[cf.Spec.Name] = cf
 	}
-	keep := map[string]bool{}
-	var errs []error
+	bp := &brokerPass{r: r, c: c, in: in, pass: pass, byIndex: byIndex, configByName: configByName, keep: map[string]bool{}, out: &out}
 	for i := 0; i < n; i++ {
-		conf, err := Render(c, i, in.Options())
-		if err != nil {
+		if err := bp.ensure(ctx, i); err != nil {
 			return out, err
-		}
-		confName := api.Versioned(api.BrokerService(c.Name, i), swarm.ContentHash(conf))
-		keep[confName] = true
-		confID := configByName[confName].ID
-		if confID == "" {
-			l := r.labels(c.Name, ComponentConf)
-			l[LabelIndex] = strconv.Itoa(i)
-			confID, err = r.Swarm.CreateConfig(ctx, dswarm.ConfigSpec{Annotations: dswarm.Annotations{Name: confName, Labels: l}, Data: conf})
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			out.Created = append(out.Created, confName)
-		}
-		want, err := r.serviceSpec(c, i, confID, confName, pass, in)
-		if err != nil {
-			return out, err
-		}
-		cur, exists := byIndex[i]
-		switch {
-		case !exists:
-			if _, err := r.Swarm.CreateService(ctx, want); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			out.Created = append(out.Created, want.Name)
-		case !swarm.UpToDate(cur, want):
-			if r.MayUpdate != nil {
-				ok, err := r.MayUpdate(ctx, i, cur)
-				if err != nil {
-					errs = append(errs, err)
-					continue
-				}
-				if !ok {
-					keepConfigs(keep, cur) // until it is updated
-					continue
-				}
-			}
-			if err := r.Swarm.UpdateService(ctx, cur.ID, cur.Version, want); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			out.Updated = append(out.Updated, want.Name)
 		}
 	}
-	// Brokers past the replica count go, highest index first.
+	bp.removeExtra(ctx, n)
+	// Configs no longer wanted are pruned once the services moved off them.
+	if len(bp.errs) == 0 {
+		for _, cf := range configs {
+			if bp.keep[cf.Spec.Name] {
+				continue
+			}
+			if err := r.Swarm.RemoveConfig(ctx, cf.ID); err != nil {
+				bp.errs = append(bp.errs, err)
+				continue
+			}
+			out.Removed = append(out.Removed, cf.Spec.Name)
+		}
+	}
+	return out, errors.Join(bp.errs...)
+}
+
+// brokerPass is one Reconcile's state: the live services by index, the
+// configs by name, the configs to keep, what changed and the errors that
+// do not stop the pass (a broker that fails does not hold the others).
+type brokerPass struct {
+	r            *Reconciler
+	c            *api.MqttCluster
+	in           Inputs
+	pass         *dswarm.Secret
+	byIndex      map[int]dswarm.Service
+	configByName map[string]dswarm.Config
+	keep         map[string]bool
+	out          *Outcome
+	errs         []error
+}
+
+// ensure makes broker i's config and service match the spec (an update
+// only when MayUpdate allows it). A returned error stops the pass.
+func (bp *brokerPass) ensure(ctx context.Context, i int) error {
+	r, c := bp.r, bp.c
+	conf, err := Render(c, i, bp.in.Options())
+	if err != nil {
+		return err
+	}
+	confName := api.Versioned(api.BrokerService(c.Name, i), swarm.ContentHash(conf))
+	bp.keep[confName] = true
+	confID := bp.configByName[confName].ID
+	if confID == "" {
+		l := r.labels(c.Name, ComponentConf)
+		l[LabelIndex] = strconv.Itoa(i)
+		confID, err = r.Swarm.CreateConfig(ctx, dswarm.ConfigSpec{Annotations: dswarm.Annotations{Name: confName, Labels: l}, Data: conf})
+		if err != nil {
+			bp.errs = append(bp.errs, err)
+			return nil
+		}
+		bp.out.Created = append(bp.out.Created, confName)
+	}
+	want, err := r.serviceSpec(c, i, confID, confName, bp.pass, bp.in)
+	if err != nil {
+		return err
+	}
+	cur, exists := bp.byIndex[i]
+	switch {
+	case !exists:
+		if _, err := r.Swarm.CreateService(ctx, want); err != nil {
+			bp.errs = append(bp.errs, err)
+			return nil
+		}
+		bp.out.Created = append(bp.out.Created, want.Name)
+	case !swarm.UpToDate(cur, want):
+		if r.MayUpdate != nil {
+			ok, err := r.MayUpdate(ctx, i, cur)
+			if err != nil {
+				bp.errs = append(bp.errs, err)
+				return nil
+			}
+			if !ok {
+				keepConfigs(bp.keep, cur) // until it is updated
+				return nil
+			}
+		}
+		if err := r.Swarm.UpdateService(ctx, cur.ID, cur.Version, want); err != nil {
+			bp.errs = append(bp.errs, err)
+			return nil
+		}
+		bp.out.Updated = append(bp.out.Updated, want.Name)
+	}
+	return nil
+}
+
+// removeExtra removes the brokers past the replica count, highest index
+// first, each once Retire says it may go.
+func (bp *brokerPass) removeExtra(ctx context.Context, n int) {
 	var extra []int
-	for i := range byIndex {
+	for i := range bp.byIndex {
 		if i >= n {
 			extra = append(extra, i)
 		}
@@ -182,38 +225,24 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster, in Input
 	slices.Sort(extra)
 	slices.Reverse(extra)
 	for _, i := range extra {
-		s := byIndex[i]
-		if r.Retire != nil {
-			done, err := r.Retire(ctx, s)
+		s := bp.byIndex[i]
+		if bp.r.Retire != nil {
+			done, err := bp.r.Retire(ctx, s)
 			if err != nil {
-				errs = append(errs, err)
+				bp.errs = append(bp.errs, err)
 				continue
 			}
 			if !done {
-				keepConfigs(keep, s) // still stopping, until it is removed
+				keepConfigs(bp.keep, s) // still stopping, until it is removed
 				continue
 			}
 		}
-		if err := r.Swarm.RemoveService(ctx, s.ID); err != nil {
-			errs = append(errs, err)
+		if err := bp.r.Swarm.RemoveService(ctx, s.ID); err != nil {
+			bp.errs = append(bp.errs, err)
 			continue
 		}
-		out.Removed = append(out.Removed, s.Spec.Name)
+		bp.out.Removed = append(bp.out.Removed, s.Spec.Name)
 	}
-	// Configs no longer wanted are pruned once the services moved off them.
-	if len(errs) == 0 {
-		for _, cf := range configs {
-			if keep[cf.Spec.Name] {
-				continue
-			}
-			if err := r.Swarm.RemoveConfig(ctx, cf.ID); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			out.Removed = append(out.Removed, cf.Spec.Name)
-		}
-	}
-	return out, errors.Join(errs...)
 }
 
 // keepConfigs keeps the configs a live service still mounts from pruning.

@@ -159,36 +159,14 @@ func Next(cur *Material, c *api.MqttCluster, now time.Time) (next Material, reas
 		p := *next.NextCA
 		next.NextCA = &p // never share with cur
 	}
-	if len(next.CA.CertPEM) == 0 || len(next.CA.KeyPEM) == 0 {
-		next.CA, err = certs.IssueCA(c.Name, KeyType(c), CALifetime, now)
-		if err != nil {
-			return Material{}, "", false, err
-		}
-		next.CAIssuedAt, next.CAReason, next.NextCA, next.NextCASince = now.UTC(), certs.ReasonMissing, nil, time.Time{}
-		changed = true
-	} else if rotated, err := rotateCA(&next, c, now); err != nil {
-		return Material{}, "", false, err
-	} else if rotated {
-		changed = true
-	}
-	req, renewBefore, err := Request(c)
-	if err != nil {
+	if changed, err = ensureCA(&next, c, now); err != nil {
 		return Material{}, "", false, err
 	}
-	if c.Spec.TLS.CertificateSecret != "" || c.Spec.TLS.IssuerSecret != "" {
-		// The user's certificate is served, or the user's issuer signs it
-		// (through a signer job): none is issued here.
-		req.Duration = 0
-	}
-	if req.Duration > 0 {
-		reason = certs.NeedsReissue(certs.Input{Current: next.Server.CertPEM, CA: next.CA.CertPEM, Want: req, RenewBefore: renewBefore, Now: now})
-		if reason == "" && len(next.Server.CertPEM) > 0 {
-			if at := RenewRequested(c); !at.IsZero() && at.After(next.IssuedAt) {
-				reason = certs.ReasonRequested
-			}
-		}
+	if reason, err = serverReason(next, c, now); err != nil {
+		return Material{}, "", false, err
 	}
 	if reason != "" {
+		req, _, _ := Request(c)
 		next.Server, err = certs.IssueServer(next.CA, req, now)
 		if err != nil {
 			return Material{}, "", false, err
@@ -196,29 +174,74 @@ func Next(cur *Material, c *api.MqttCluster, now time.Time) (next Material, reas
 		next.Reason, next.IssuedAt = reason, now.UTC()
 		changed = true
 	}
-	if next.Username == "" || next.Password == "" || len(next.PasswordFile) == 0 {
-		next.Username, next.Password = DefaultUser, NewPassword()
-		line, err := PasswordLine(next.Username, next.Password)
-		if err != nil {
-			return Material{}, "", false, err
+	users, err := ensurePasswords(&next, c)
+	if err != nil {
+		return Material{}, "", false, err
+	}
+	return next, reason, changed || users, nil
+}
+
+// ensureCA issues the CA when there is none, or moves a rotation on; it
+// says whether it changed m.
+func ensureCA(m *Material, c *api.MqttCluster, now time.Time) (bool, error) {
+	if len(m.CA.CertPEM) > 0 && len(m.CA.KeyPEM) > 0 {
+		return rotateCA(m, c, now)
+	}
+	ca, err := certs.IssueCA(c.Name, KeyType(c), CALifetime, now)
+	if err != nil {
+		return false, err
+	}
+	m.CA = ca
+	m.CAIssuedAt, m.CAReason, m.NextCA, m.NextCASince = now.UTC(), certs.ReasonMissing, nil, time.Time{}
+	return true, nil
+}
+
+// serverReason is why the server certificate must be issued ("" when it
+// need not, or when the user's certificate or issuer provides it).
+func serverReason(m Material, c *api.MqttCluster, now time.Time) (certs.Reason, error) {
+	req, renewBefore, err := Request(c)
+	if err != nil || c.Spec.TLS.CertificateSecret != "" || c.Spec.TLS.IssuerSecret != "" || req.Duration <= 0 {
+		// The user's certificate is served, or the user's issuer signs it
+		// (through a signer job): none is issued here.
+		return "", err
+	}
+	reason := certs.NeedsReissue(certs.Input{Current: m.Server.CertPEM, CA: m.CA.CertPEM, Want: req, RenewBefore: renewBefore, Now: now})
+	if reason == "" && len(m.Server.CertPEM) > 0 {
+		if at := RenewRequested(c); !at.IsZero() && at.After(m.IssuedAt) {
+			reason = certs.ReasonRequested
 		}
-		next.PasswordFile = []byte(line + "\n")
-		changed = true
 	}
-	if next.BridgePassword == "" || len(next.InternalPasswordFile) == 0 {
-		next.BridgePassword = NewPassword()
-		line, err := PasswordLine(api.BridgeUser, next.BridgePassword)
+	return reason, nil
+}
+
+// ensurePasswords generates the users' passwords that are missing (the
+// default user, the bridge user, the sync password with spec.sync); it
+// says whether it changed m.
+func ensurePasswords(m *Material, c *api.MqttCluster) (bool, error) {
+	changed := false
+	if m.Username == "" || m.Password == "" || len(m.PasswordFile) == 0 {
+		m.Username, m.Password = DefaultUser, NewPassword()
+		line, err := PasswordLine(m.Username, m.Password)
 		if err != nil {
-			return Material{}, "", false, err
+			return false, err
 		}
-		next.InternalPasswordFile = []byte(line + "\n")
+		m.PasswordFile = []byte(line + "\n")
 		changed = true
 	}
-	if next.SyncPassword == "" && c.Spec.Sync.Enabled != nil && *c.Spec.Sync.Enabled {
-		next.SyncPassword = NewPassword()
+	if m.BridgePassword == "" || len(m.InternalPasswordFile) == 0 {
+		m.BridgePassword = NewPassword()
+		line, err := PasswordLine(api.BridgeUser, m.BridgePassword)
+		if err != nil {
+			return false, err
+		}
+		m.InternalPasswordFile = []byte(line + "\n")
 		changed = true
 	}
-	return next, reason, changed, nil
+	if m.SyncPassword == "" && c.Spec.Sync.Enabled != nil && *c.Spec.Sync.Enabled {
+		m.SyncPassword = NewPassword()
+		changed = true
+	}
+	return changed, nil
 }
 
 // rotateCA moves a CA rotation along: a rotation in progress ends once

@@ -99,19 +99,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster, tls TLS)
 	if err != nil {
 		return out, err
 	}
-	confName := api.Versioned(api.LoadBalancerService(c.Name), swarm.ContentHash(conf))
-	var confID string
-	for _, cf := range configs {
-		if cf.Spec.Name == confName {
-			confID = cf.ID
-		}
-	}
-	if confID == "" {
-		confID, err = r.Swarm.CreateConfig(ctx, dswarm.ConfigSpec{Annotations: dswarm.Annotations{Name: confName, Labels: r.labels(c.Name, ComponentConf)}, Data: conf})
-		if err != nil {
-			return out, fmt.Errorf("load balancer of %s: %w", c.Name, err)
-		}
-		out.Created = append(out.Created, confName)
+	confName, confID, err := r.ensureConfig(ctx, c, conf, configs, &out)
+	if err != nil {
+		return out, err
 	}
 	services, err := r.Swarm.Services(ctx, r.labels(c.Name, ComponentSvc))
 	if err != nil {
@@ -123,30 +113,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster, tls TLS)
 			cur = &services[i]
 		}
 	}
-	mqtts := *c.Spec.LoadBalancer.Ports.MQTTS != 0
-	var want dswarm.ServiceSpec
-	kept := false
-	if mqtts && tls.Keep != nil && cur != nil {
-		// The certificate a task starts with can stay old: the operator
-		// pushes the current one. Keep it unless the service changes anyway.
-		if want, err = r.serviceSpec(c, confID, confName, tls.Keep, tls); err != nil {
-			return out, err
-		}
-		kept = swarm.UpToDate(*cur, want)
-	}
-	if !kept {
-		var cert *dswarm.Secret
-		if mqtts {
-			if tls.Current == nil {
-				return out, fmt.Errorf("load balancer of %s: no MQTTS certificate secret", c.Name)
-			}
-			if cert, err = tls.Current(); err != nil {
-				return out, err
-			}
-		}
-		if want, err = r.serviceSpec(c, confID, confName, cert, tls); err != nil {
-			return out, err
-		}
+	want, err := r.wantSpec(c, confID, confName, cur, tls)
+	if err != nil {
+		return out, err
 	}
 	switch {
 	case cur == nil:
@@ -247,4 +216,45 @@ func (r *Reconciler) serviceSpec(c *api.MqttCluster, confID, confName string, ce
 		return dswarm.ServiceSpec{}, err
 	}
 	return spec, nil
+}
+
+// ensureConfig returns the name and id of the config holding conf,
+// creating it when missing.
+func (r *Reconciler) ensureConfig(ctx context.Context, c *api.MqttCluster, conf []byte, configs []dswarm.Config, out *Outcome) (string, string, error) {
+	confName := api.Versioned(api.LoadBalancerService(c.Name), swarm.ContentHash(conf))
+	for _, cf := range configs {
+		if cf.Spec.Name == confName {
+			return confName, cf.ID, nil
+		}
+	}
+	id, err := r.Swarm.CreateConfig(ctx, dswarm.ConfigSpec{Annotations: dswarm.Annotations{Name: confName, Labels: r.labels(c.Name, ComponentConf)}, Data: conf})
+	if err != nil {
+		return "", "", fmt.Errorf("load balancer of %s: %w", c.Name, err)
+	}
+	out.Created = append(out.Created, confName)
+	return confName, id, nil
+}
+
+// wantSpec is the service the load balancer should be. The certificate a
+// task starts with can stay old (tls.Keep: the operator pushes the
+// current one), unless the service changes anyway.
+func (r *Reconciler) wantSpec(c *api.MqttCluster, confID, confName string, cur *dswarm.Service, tls TLS) (dswarm.ServiceSpec, error) {
+	mqtts := *c.Spec.LoadBalancer.Ports.MQTTS != 0
+	if mqtts && tls.Keep != nil && cur != nil {
+		want, err := r.serviceSpec(c, confID, confName, tls.Keep, tls)
+		if err != nil || swarm.UpToDate(*cur, want) {
+			return want, err
+		}
+	}
+	var cert *dswarm.Secret
+	if mqtts {
+		if tls.Current == nil {
+			return dswarm.ServiceSpec{}, fmt.Errorf("load balancer of %s: no MQTTS certificate secret", c.Name)
+		}
+		var err error
+		if cert, err = tls.Current(); err != nil {
+			return dswarm.ServiceSpec{}, err
+		}
+	}
+	return r.serviceSpec(c, confID, confName, cert, tls)
 }
