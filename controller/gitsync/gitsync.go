@@ -128,27 +128,9 @@ func (g *Syncer) sync(ctx context.Context, st *api.GitSyncStatus) (string, error
 		return "", err
 	}
 	// All or nothing: every document is admitted before any is applied.
-	var objs []*api.MqttCluster
-	seen := map[string]string{}
-	var bad []string
-	for _, d := range docs {
-		for i, doc := range api.SplitDocuments(d.data) {
-			where := fmt.Sprintf("%s#%d", d.name, i+1)
-			obj, err := api.Parse(doc, g.Defaults)
-			if err != nil {
-				bad = append(bad, where+": "+err.Error())
-				continue
-			}
-			if prev, dup := seen[obj.Name]; dup {
-				bad = append(bad, fmt.Sprintf("%s: mqttcluster/%s is also in %s", where, obj.Name, prev))
-				continue
-			}
-			seen[obj.Name] = where
-			objs = append(objs, obj)
-		}
-	}
-	if len(bad) > 0 {
-		return "", fmt.Errorf("commit %s: nothing applied, %d invalid documents: %s", short(commit), len(bad), strings.Join(bad, "; "))
+	objs, seen, err := g.admit(docs, commit)
+	if err != nil {
+		return "", err
 	}
 	prevCommit, prevApplied := st.Commit, st.Applied
 	st.Applied, st.Drift, st.Pruned = nil, nil, nil
@@ -201,6 +183,34 @@ func (g *Syncer) sync(ctx context.Context, st *api.GitSyncStatus) (string, error
 		st.LastDrift, st.LastDriftTime = st.Drift, st.LastAttempt
 	}
 	return commit, errors.Join(errs...)
+}
+
+// admit parses every document of the commit's files; the objects, and
+// where each was found, or an error naming every invalid document.
+func (g *Syncer) admit(docs []gitFile, commit string) ([]*api.MqttCluster, map[string]string, error) {
+	var objs []*api.MqttCluster
+	seen := map[string]string{}
+	var bad []string
+	for _, d := range docs {
+		for i, doc := range api.SplitDocuments(d.data) {
+			where := fmt.Sprintf("%s#%d", d.name, i+1)
+			obj, err := api.Parse(doc, g.Defaults)
+			if err != nil {
+				bad = append(bad, where+": "+err.Error())
+				continue
+			}
+			if prev, dup := seen[obj.Name]; dup {
+				bad = append(bad, fmt.Sprintf("%s: mqttcluster/%s is also in %s", where, obj.Name, prev))
+				continue
+			}
+			seen[obj.Name] = where
+			objs = append(objs, obj)
+		}
+	}
+	if len(bad) > 0 {
+		return nil, nil, fmt.Errorf("commit %s: nothing applied, %d invalid documents: %s", short(commit), len(bad), strings.Join(bad, "; "))
+	}
+	return objs, seen, nil
 }
 
 type gitFile struct {

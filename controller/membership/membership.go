@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"slices"
 	"strconv"
@@ -123,18 +124,24 @@ func (m *Membership) Reconcile(ctx context.Context) (added, removed []string, er
 	for _, p := range peers {
 		inRaft[p.ID] = p.Address
 	}
-	ids := slices.Sorted(func(yield func(string) bool) {
-		for id := range managers {
-			if !yield(id) {
-				return
-			}
-		}
-	})
-	log := m.Log
-	if log == nil {
-		log = slog.Default()
+	if added, err = m.addVoters(managers, inRaft); err != nil {
+		return added, nil, err
 	}
-	for _, id := range ids {
+	removed, err = m.removeFormer(managers, peers)
+	return added, removed, err
+}
+
+func (m *Membership) log() *slog.Logger {
+	if m.Log != nil {
+		return m.Log
+	}
+	return slog.Default()
+}
+
+// addVoters adds every manager whose operator answers and that raft does
+// not have at its address.
+func (m *Membership) addVoters(managers, inRaft map[string]string) (added []string, err error) {
+	for _, id := range slices.Sorted(maps.Keys(managers)) {
 		addr := managers[id]
 		if cur, ok := inRaft[id]; ok && cur == addr {
 			continue
@@ -143,11 +150,17 @@ func (m *Membership) Reconcile(ctx context.Context) (added, removed []string, er
 			continue
 		}
 		if err := m.Raft.AddVoter(id, addr); err != nil {
-			return added, removed, err
+			return added, err
 		}
-		log.Info("raft voter added", "id", id, "address", addr, "was", inRaft[id])
+		m.log().Info("raft voter added", "id", id, "address", addr, "was", inRaft[id])
 		added = append(added, id)
 	}
+	return added, nil
+}
+
+// removeFormer removes a raft server that has not been a manager for
+// Grace (one per pass, never this node).
+func (m *Membership) removeFormer(managers map[string]string, peers []store.Peer) (removed []string, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.missing == nil {
@@ -170,20 +183,20 @@ func (m *Membership) Reconcile(ctx context.Context) (added, removed []string, er
 		since, seen := m.missing[p.ID]
 		if !seen {
 			m.missing[p.ID] = now
-			log.Info("raft server is not a Swarm manager: removing it after the grace period", "id", p.ID, "grace", grace)
+			m.log().Info("raft server is not a Swarm manager: removing it after the grace period", "id", p.ID, "grace", grace)
 			continue
 		}
 		if now.Sub(since) < grace || len(removed) > 0 {
 			continue // one removal per pass
 		}
 		if err := m.Raft.RemoveServer(p.ID); err != nil {
-			return added, removed, fmt.Errorf("remove %s: %w", p.ID, err)
+			return removed, fmt.Errorf("remove %s: %w", p.ID, err)
 		}
 		delete(m.missing, p.ID)
-		log.Info("raft server removed: no longer a Swarm manager", "id", p.ID)
+		m.log().Info("raft server removed: no longer a Swarm manager", "id", p.ID)
 		removed = append(removed, p.ID)
 	}
-	return added, removed, nil
+	return removed, nil
 }
 
 // ShouldBootstrap decides, for an operator with no raft state, whether it
@@ -224,8 +237,8 @@ func (m *Membership) Run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if _, _, err := m.Reconcile(ctx); err != nil && ctx.Err() == nil && m.Log != nil {
-			m.Log.Warn("raft membership pass failed", "err", err)
+		if _, _, err := m.Reconcile(ctx); err != nil && ctx.Err() == nil {
+			m.log().Warn("raft membership pass failed", "err", err)
 		}
 	}
 }

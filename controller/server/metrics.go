@@ -84,78 +84,96 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	objs, _ := c.store.List(api.KindMqttCluster)
 	ch <- prometheus.MustNewConstMetric(c.objects, prometheus.GaugeValue, float64(len(objs)), api.KindMqttCluster)
 	for _, o := range objs {
-		cl, err := objects.ToCluster(o)
-		if err != nil {
+		if cl, err := objects.ToCluster(o); err == nil {
+			c.collectCluster(ch, cl)
+			c.collectSync(ch, cl)
+			c.collectCertificates(ch, cl)
+		}
+	}
+	c.collectRaft(ch)
+}
+
+// collectCluster: brokers, bridges and conditions, from the status.
+func (c *storeCollector) collectCluster(ch chan<- prometheus.Metric, cl *api.MqttCluster) {
+	if cl.Spec.Replicas != nil {
+		ch <- prometheus.MustNewConstMetric(c.brokers, prometheus.GaugeValue, float64(*cl.Spec.Replicas), cl.Name, "desired")
+	}
+	running := 0
+	for _, b := range cl.Status.Brokers {
+		if b.State == "running" {
+			running++
+		}
+		if b.Bridge == nil {
 			continue
 		}
-		if cl.Spec.Replicas != nil {
-			ch <- prometheus.MustNewConstMetric(c.brokers, prometheus.GaugeValue, float64(*cl.Spec.Replicas), cl.Name, "desired")
+		up := 0.0
+		if b.Bridge.Connected {
+			up = 1
 		}
-		running := 0
-		for _, b := range cl.Status.Brokers {
-			if b.State == "running" {
-				running++
-			}
-			if b.Bridge == nil {
-				continue
-			}
-			up := 0.0
-			if b.Bridge.Connected {
-				up = 1
-			}
-			ch <- prometheus.MustNewConstMetric(c.bridge, prometheus.GaugeValue, up, cl.Name, b.Name, b.Bridge.Parent)
+		ch <- prometheus.MustNewConstMetric(c.bridge, prometheus.GaugeValue, up, cl.Name, b.Name, b.Bridge.Parent)
+	}
+	ch <- prometheus.MustNewConstMetric(c.brokers, prometheus.GaugeValue, float64(running), cl.Name, "running")
+	for _, cd := range cl.Status.Conditions {
+		v := 0.0
+		switch cd.Status {
+		case "True":
+			v = 1
+		case "False":
+		default:
+			continue
 		}
-		ch <- prometheus.MustNewConstMetric(c.brokers, prometheus.GaugeValue, float64(running), cl.Name, "running")
-		for _, cd := range cl.Status.Conditions {
-			v := 0.0
-			switch cd.Status {
-			case "True":
-				v = 1
-			case "False":
-			default:
-				continue
-			}
-			ch <- prometheus.MustNewConstMetric(c.cond, prometheus.GaugeValue, v, cl.Name, cd.Type, cd.Reason)
-		}
-		if sy := cl.Status.Sync; sy != nil {
-			for _, b := range sy.Brokers {
-				for _, t := range b.Targets {
-					failing := 0.0
-					if t.Error != "" {
-						failing = 1
-					}
-					ch <- prometheus.MustNewConstMetric(c.syncErr, prometheus.GaugeValue, failing, cl.Name, b.Name, t.Node)
-					if t.LastSync == nil {
-						continue
-					}
-					age := 0.0
-					if t.Pending {
-						age = max(0, c.now().Sub(t.LastSync.Time).Seconds())
-					}
-					ch <- prometheus.MustNewConstMetric(c.syncAge, prometheus.GaugeValue, age, cl.Name, b.Name, t.Node)
-					ch <- prometheus.MustNewConstMetric(c.syncAt, prometheus.GaugeValue, float64(t.LastSync.Unix()), cl.Name, b.Name, t.Node)
+		ch <- prometheus.MustNewConstMetric(c.cond, prometheus.GaugeValue, v, cl.Name, cd.Type, cd.Reason)
+	}
+}
+
+// collectSync: each broker's copies (spec.sync), from the status.
+func (c *storeCollector) collectSync(ch chan<- prometheus.Metric, cl *api.MqttCluster) {
+	if sy := cl.Status.Sync; sy != nil {
+		for _, b := range sy.Brokers {
+			for _, t := range b.Targets {
+				failing := 0.0
+				if t.Error != "" {
+					failing = 1
 				}
+				ch <- prometheus.MustNewConstMetric(c.syncErr, prometheus.GaugeValue, failing, cl.Name, b.Name, t.Node)
+				if t.LastSync == nil {
+					continue
+				}
+				age := 0.0
+				if t.Pending {
+					age = max(0, c.now().Sub(t.LastSync.Time).Seconds())
+				}
+				ch <- prometheus.MustNewConstMetric(c.syncAge, prometheus.GaugeValue, age, cl.Name, b.Name, t.Node)
+				ch <- prometheus.MustNewConstMetric(c.syncAt, prometheus.GaugeValue, float64(t.LastSync.Unix()), cl.Name, b.Name, t.Node)
 			}
 		}
-		// The server certificate as the status reports it (that covers a
-		// user-supplied one, read from HAProxy); the CAs from the store.
-		if cs := cl.Status.Certificate; cs != nil && cs.NotAfter != nil {
-			ch <- prometheus.MustNewConstMetric(c.expiry, prometheus.GaugeValue, float64(cs.NotAfter.Unix()), cl.Name, "server")
-		}
-		if cl.Spec.TLS.CertificateSecret == "" {
-			if m, err := c.objs.Credentials(cl.Name); err == nil && m != nil {
-				pems := map[string][]byte{"ca": credentials.CABundle(*m)} // the signing CA comes first
-				if m.NextCA != nil {
-					pems["next-ca"] = m.NextCA.CertPEM
-				}
-				for kind, pemBytes := range pems {
-					if cert, err := certs.ParseCert(pemBytes); err == nil {
-						ch <- prometheus.MustNewConstMetric(c.expiry, prometheus.GaugeValue, float64(cert.NotAfter.Unix()), cl.Name, kind)
-					}
+	}
+}
+
+// collectCertificates: when the server certificate and the CAs expire.
+func (c *storeCollector) collectCertificates(ch chan<- prometheus.Metric, cl *api.MqttCluster) {
+	// The server certificate as the status reports it (that covers a
+	// user-supplied one, read from HAProxy); the CAs from the store.
+	if cs := cl.Status.Certificate; cs != nil && cs.NotAfter != nil {
+		ch <- prometheus.MustNewConstMetric(c.expiry, prometheus.GaugeValue, float64(cs.NotAfter.Unix()), cl.Name, "server")
+	}
+	if cl.Spec.TLS.CertificateSecret == "" {
+		if m, err := c.objs.Credentials(cl.Name); err == nil && m != nil {
+			pems := map[string][]byte{"ca": credentials.CABundle(*m)} // the signing CA comes first
+			if m.NextCA != nil {
+				pems["next-ca"] = m.NextCA.CertPEM
+			}
+			for kind, pemBytes := range pems {
+				if cert, err := certs.ParseCert(pemBytes); err == nil {
+					ch <- prometheus.MustNewConstMetric(c.expiry, prometheus.GaugeValue, float64(cert.NotAfter.Unix()), cl.Name, kind)
 				}
 			}
 		}
 	}
+}
+
+// collectRaft: this operator's view of raft.
+func (c *storeCollector) collectRaft(ch chan<- prometheus.Metric) {
 	l := c.store.Leader()
 	isLeader := 0.0
 	if l.IsLeader {

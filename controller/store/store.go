@@ -105,29 +105,11 @@ func Open(cfg Config) (*Store, error) {
 	}
 	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: cfg.LogOutput})
 
-	walDir := filepath.Join(raftDir, "wal")
-	if err := os.MkdirAll(walDir, 0o700); err != nil {
-		return nil, fmt.Errorf("store: create wal dir: %w", err)
-	}
-	// raft-wal's Close leaves the meta database open (and locked): own it.
-	meta := &metadb.BoltMetaDB{}
-	logStore, err := wal.Open(walDir, wal.WithLogger(hlog), wal.WithSegmentSize(8<<20), wal.WithMetaStore(meta))
+	st, err := openStorage(raftDir, hlog)
 	if err != nil {
-		meta.Close()
-		return nil, fmt.Errorf("store: open raft log: %w", err)
-	}
-	logs, err := raft.NewLogCache(512, logStore)
-	if err != nil {
-		logStore.Close()
-		meta.Close()
 		return nil, err
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(raftDir, 3, hlog)
-	if err != nil {
-		logStore.Close()
-		meta.Close()
-		return nil, fmt.Errorf("store: open snapshots: %w", err)
-	}
+	logStore, meta, logs, snaps := st.wal, st.meta, st.logs, st.snaps
 	trans, err := newTransport(cfg, adv, hlog)
 	if err != nil {
 		logStore.Close()
@@ -135,32 +117,14 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("store: raft transport on %s: %w", cfg.BindAddr, err)
 	}
 
-	rc := raft.DefaultConfig()
-	rc.LocalID = raft.ServerID(id)
-	rc.Logger = hlog
-	rc.SnapshotThreshold = 4096
-	rc.SnapshotInterval = 2 * time.Minute
-	rc.TrailingLogs = 4096
-	rc.HeartbeatTimeout = orDefault(cfg.HeartbeatTimeout, 500*time.Millisecond)
-	rc.ElectionTimeout = orDefault(cfg.ElectionTimeout, 500*time.Millisecond)
-	rc.LeaderLeaseTimeout = orDefault(cfg.LeaderLeaseTimeout, 250*time.Millisecond)
-
+	rc := raftConfig(cfg, id, hlog)
 	fsm := NewFSM(cfg.Logger)
 	s := &Store{cfg: cfg, fsm: fsm, trans: trans, wal: logStore, meta: meta, nodeID: rc.LocalID, log: cfg.Logger}
 
 	if cfg.Bootstrap {
-		has, err := raft.HasExistingState(logs, logStore, snaps)
-		if err != nil {
+		if err := s.bootstrap(rc, st, trans); err != nil {
 			s.closeFiles()
-			return nil, fmt.Errorf("store: inspect raft state: %w", err)
-		}
-		if !has {
-			conf := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: trans.LocalAddr(), Suffrage: raft.Voter}}}
-			if err := raft.BootstrapCluster(rc, logs, logStore, snaps, trans, conf); err != nil {
-				s.closeFiles()
-				return nil, fmt.Errorf("store: bootstrap: %w", err)
-			}
-			s.log.Info("bootstrapped a new one-voter raft cluster", "id", id, "address", trans.LocalAddr())
+			return nil, err
 		}
 	}
 	r, err := raft.NewRaft(rc, fsm, logs, logStore, snaps, trans)
@@ -307,6 +271,73 @@ func orDefault(d, def time.Duration) time.Duration {
 	}
 	return def
 }
+// storage is raft's files: the log (raft-wal, with its meta database),
+// its cache, the snapshots.
+type storage struct {
+	wal   *wal.WAL
+	meta  *metadb.BoltMetaDB
+	logs  *raft.LogCache
+	snaps *raft.FileSnapshotStore
+}
+
+func openStorage(raftDir string, hlog hclog.Logger) (*storage, error) {
+	walDir := filepath.Join(raftDir, "wal")
+	if err := os.MkdirAll(walDir, 0o700); err != nil {
+		return nil, fmt.Errorf("store: create wal dir: %w", err)
+	}
+	// raft-wal's Close leaves the meta database open (and locked): own it.
+	meta := &metadb.BoltMetaDB{}
+	logStore, err := wal.Open(walDir, wal.WithLogger(hlog), wal.WithSegmentSize(8<<20), wal.WithMetaStore(meta))
+	if err != nil {
+		meta.Close()
+		return nil, fmt.Errorf("store: open raft log: %w", err)
+	}
+	logs, err := raft.NewLogCache(512, logStore)
+	if err != nil {
+		logStore.Close()
+		meta.Close()
+		return nil, err
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(raftDir, 3, hlog)
+	if err != nil {
+		logStore.Close()
+		meta.Close()
+		return nil, fmt.Errorf("store: open snapshots: %w", err)
+	}
+	return &storage{wal: logStore, meta: meta, logs: logs, snaps: snaps}, nil
+}
+
+func raftConfig(cfg Config, id string, hlog hclog.Logger) *raft.Config {
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(id)
+	rc.Logger = hlog
+	rc.SnapshotThreshold = 4096
+	rc.SnapshotInterval = 2 * time.Minute
+	rc.TrailingLogs = 4096
+	rc.HeartbeatTimeout = orDefault(cfg.HeartbeatTimeout, 500*time.Millisecond)
+	rc.ElectionTimeout = orDefault(cfg.ElectionTimeout, 500*time.Millisecond)
+	rc.LeaderLeaseTimeout = orDefault(cfg.LeaderLeaseTimeout, 250*time.Millisecond)
+	return rc
+}
+
+// bootstrap makes a one-voter cluster of this server when it has no raft
+// state yet.
+func (s *Store) bootstrap(rc *raft.Config, st *storage, trans raft.Transport) error {
+	has, err := raft.HasExistingState(st.logs, st.wal, st.snaps)
+	if err != nil {
+		return fmt.Errorf("store: inspect raft state: %w", err)
+	}
+	if has {
+		return nil
+	}
+	conf := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: trans.LocalAddr(), Suffrage: raft.Voter}}}
+	if err := raft.BootstrapCluster(rc, st.logs, st.wal, st.snaps, trans, conf); err != nil {
+		return fmt.Errorf("store: bootstrap: %w", err)
+	}
+	s.log.Info("bootstrapped a new one-voter raft cluster", "id", string(rc.LocalID), "address", trans.LocalAddr())
+	return nil
+}
+
 
 func nodeID(cfg Config) (string, error) {
 	p := filepath.Join(cfg.DataDir, "node-id")
