@@ -6,13 +6,19 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	promtestutil "github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/testutil"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/metrics"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
 )
 
@@ -189,5 +195,87 @@ func TestLeaderWakesOnlyTheClusterThatChanged(t *testing.T) {
 	waitFor(t, "a reconciled after its annotation", func() bool { return r.count("a") == 2 })
 	if got := r.count("b"); got != 2 {
 		t.Fatalf("b reconciled %d times after a's change", got)
+	}
+}
+
+// switchable is a store whose leadership the test hands out and takes.
+type switchable struct {
+	*store.Store
+	ch      chan bool
+	leading atomic.Bool
+}
+
+func (s *switchable) LeaderCh() <-chan bool { return s.ch }
+func (s *switchable) IsLeader() bool        { return s.leading.Load() }
+
+func (s *switchable) set(v bool) {
+	s.leading.Store(v)
+	s.ch <- v
+}
+
+// TestLeaderStartsAndStopsEveryActivity: on winning leadership the
+// Establish steps run, then the Tasks and the cluster loop start; on
+// losing it every one of them stops (its context ends) before the next
+// term starts them again.
+func TestLeaderStartsAndStopsEveryActivity(t *testing.T) {
+	t.Parallel()
+	s := &switchable{Store: openStore(t), ch: make(chan bool)}
+	apply(t, s.Store, "a", 1)
+	r := &recorder{calls: map[string]int{}, result: map[string]Result{}, fail: map[string]bool{}}
+	var established, running, started atomic.Int32
+	task := func(ctx context.Context) {
+		if established.Load()*2 <= started.Load() {
+			t.Error("a task started before the Establish steps ran")
+		}
+		started.Add(1)
+		running.Add(1)
+		<-ctx.Done()
+		running.Add(-1)
+	}
+	reg := prometheus.NewRegistry()
+	m, err := metrics.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loopRunning := func(want string) error {
+		return promtestutil.GatherAndCompare(reg, strings.NewReader("# HELP mqttoperator_leader_loop_running 1 while this operator's reconcile loop runs (it leads).\n# TYPE mqttoperator_leader_loop_running gauge\nmqttoperator_leader_loop_running "+want+"\n"), "mqttoperator_leader_loop_running")
+	}
+	l := &Leader{Store: s, Reconcile: r.reconcile, Resync: time.Hour, RetryAfter: time.Hour, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: m,
+		Establish: []func(context.Context) error{func(context.Context) error { established.Add(1); return nil }},
+		Tasks:     []Task{{Name: "one", Run: task}, {Name: "two", Run: task}}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { l.Run(ctx); close(done) }()
+	if running.Load() != 0 || r.count("a") != 0 {
+		t.Fatal("work started before leadership")
+	}
+	s.set(true)
+	waitFor(t, "both tasks and the cluster loop running", func() bool { return running.Load() == 2 && r.count("a") == 1 })
+	if err := loopRunning("1"); err != nil {
+		t.Fatal(err)
+	}
+	s.set(false)
+	// Run takes the next change only once the last is handled: when this
+	// send returns, the revocation is complete.
+	s.set(false)
+	if running.Load() != 0 {
+		t.Fatalf("%d tasks still running after leadership was lost", running.Load())
+	}
+	if err := loopRunning("0"); err != nil {
+		t.Fatalf("the cluster loop outlived leadership: %v", err)
+	}
+	if r.count("a") != 1 {
+		t.Fatalf("a reconciled %d times", r.count("a"))
+	}
+	apply(t, s.Store, "a", 2)
+	s.set(true)
+	waitFor(t, "the next term's tasks and pass", func() bool { return running.Load() == 2 && r.count("a") == 2 })
+	if started.Load() != 4 || established.Load() != 2 {
+		t.Fatalf("started %d tasks and established %d times over two terms", started.Load(), established.Load())
+	}
+	cancel()
+	<-done
+	if running.Load() != 0 {
+		t.Fatal("a task outlived the operator's context")
 	}
 }
