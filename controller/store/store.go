@@ -271,6 +271,7 @@ func orDefault(d, def time.Duration) time.Duration {
 	}
 	return def
 }
+
 // storage is raft's files: the log (raft-wal, with its meta database),
 // its cache, the snapshots.
 type storage struct {
@@ -337,7 +338,6 @@ func (s *Store) bootstrap(rc *raft.Config, st *storage, trans raft.Transport) er
 	s.log.Info("bootstrapped a new one-voter raft cluster", "id", string(rc.LocalID), "address", trans.LocalAddr())
 	return nil
 }
-
 
 func nodeID(cfg Config) (string, error) {
 	p := filepath.Join(cfg.DataDir, "node-id")

@@ -14,7 +14,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/testutil"
 	"io"
 	"math/big"
 	"net"
@@ -28,8 +27,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/testutil"
+
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/client"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/certs"
 )
@@ -358,13 +360,18 @@ func TestCARotationClientAuthAndUserCertificate(t *testing.T) {
 		bundle = []byte(ca.Certificate)
 		return nil
 	})
-	obj, err := c.Get(ctx, certsCluster)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if obj.Status.CARotation == nil || obj.Status.CARotation.SwitchAt == nil {
-		t.Fatalf("status.caRotation: %+v", obj.Status.CARotation)
-	}
+	// The status follows at the end of the pass that stored the next CA.
+	var obj *api.MqttCluster
+	eventually(t, "status.caRotation", 10*time.Second, func() error {
+		var err error
+		if obj, err = c.Get(ctx, certsCluster); err != nil {
+			return err
+		}
+		if obj.Status.CARotation == nil || obj.Status.CARotation.SwitchAt == nil {
+			return fmt.Errorf("status.caRotation: %+v", obj.Status.CARotation)
+		}
+		return nil
+	})
 	switchAt := obj.Status.CARotation.SwitchAt.Time
 	if err := connects(poolOf(t, oldCA), nil); err != nil {
 		t.Fatalf("during the overlap, a client trusting only the old CA: %v", err)
