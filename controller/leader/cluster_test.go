@@ -29,6 +29,7 @@ import (
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/certs"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/cluster"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/credentials"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/issuer"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/loadbalancer"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
 )
@@ -853,7 +854,7 @@ func TestClusterIssuerSignsThroughAJob(t *testing.T) {
 	}
 	e.apply("spec: {replicas: 1, loadBalancer: {replicas: 1}, tls: {issuerSecret: corp-ca}}\n")
 	res := e.reconcile()
-	jobs, _ := e.fake.Services(context.Background(), map[string]string{swarm.LabelComponent: cluster.ComponentSigner})
+	jobs, _ := e.fake.Services(context.Background(), map[string]string{swarm.LabelComponent: issuer.ComponentSigner})
 	if len(jobs) != 1 || jobs[0].Spec.Mode.ReplicatedJob == nil || jobs[0].Spec.TaskTemplate.ContainerSpec.Secrets[0].SecretName != "corp-ca" || res.RequeueAfter > time.Second {
 		t.Fatalf("signer job: %+v, requeue %v", jobs, res.RequeueAfter)
 	}
@@ -884,7 +885,7 @@ func TestClusterIssuerSignsThroughAJob(t *testing.T) {
 	if err := leaf.CheckSignatureFrom(ca); err != nil || m.Reason != "Missing" {
 		t.Fatalf("signed by the issuer: %v, reason %s", err, m.Reason)
 	}
-	if jobs, _ := e.fake.Services(context.Background(), map[string]string{swarm.LabelComponent: cluster.ComponentSigner}); len(jobs) != 0 {
+	if jobs, _ := e.fake.Services(context.Background(), map[string]string{swarm.LabelComponent: issuer.ComponentSigner}); len(jobs) != 0 {
 		t.Fatalf("job left: %v", jobs)
 	}
 	if string(credentials.CABundle(m)) != string(issuerCA.CertPEM) {
@@ -901,7 +902,7 @@ func TestClusterIssuerSignsThroughAJob(t *testing.T) {
 	}
 	// A log whose certificate is for another key is refused.
 	other, _ := certs.IssueServer(issuerCA, certs.ServerRequest{CommonName: "x", Duration: time.Hour}, e.now)
-	if _, _, err := cluster.SignedOutput([]swarm.LogLine{{Text: credentials.SignedBegin}, {Text: string(other.CertPEM) + string(issuerCA.CertPEM)}, {Text: credentials.SignedEnd}}, m.Server.KeyPEM); err == nil {
+	if _, _, err := issuer.SignedOutput([]swarm.LogLine{{Text: credentials.SignedBegin}, {Text: string(other.CertPEM) + string(issuerCA.CertPEM)}, {Text: credentials.SignedEnd}}, m.Server.KeyPEM); err == nil {
 		t.Fatal("a certificate for another key was taken")
 	}
 }

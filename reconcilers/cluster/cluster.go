@@ -22,6 +22,7 @@ import (
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/certs"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/credentials"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/datasync"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/issuer"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/loadbalancer"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/network"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/secrets"
@@ -132,6 +133,23 @@ func (r *Reconciler) now() time.Time {
 		return r.Now()
 	}
 	return time.Now()
+}
+
+// issuer is the signer-job reconciler (spec.tls.issuerSecret).
+func (r *Reconciler) issuer() *issuer.Reconciler {
+	return &issuer.Reconciler{
+		Swarm: r.Swarm, OperatorID: r.OperatorID, Image: r.SignerImage, Fence: r.fence, Now: r.Now, Log: r.Log,
+		Save:   func(c *api.MqttCluster, m credentials.Material) error { return r.Credentials.SaveCredentials(c.Name, m) },
+		Issued: r.metrics().CertificateIssued,
+	}
+}
+
+// saveMaterial stores a cluster's material, fenced.
+func (r *Reconciler) saveMaterial(c *api.MqttCluster, m credentials.Material) error {
+	if err := r.fence(); err != nil {
+		return err
+	}
+	return r.Credentials.SaveCredentials(c.Name, m)
 }
 
 // noMetrics counts nothing.
@@ -253,7 +271,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster) (res Res
 			res.RequeueAfter = SyncRefresh
 		}
 	}
-	if errors.Is(recErr, broker.ErrMissingSecret) || errors.Is(recErr, errSigning) {
+	if errors.Is(recErr, broker.ErrMissingSecret) || errors.Is(recErr, issuer.ErrSigning) {
 		// Retrying cannot fix it until the user acts (or the signer job
 		// ends): the condition says so, and the requeue, the resync and
 		// Docker's events try again.
@@ -348,8 +366,8 @@ func (r *Reconciler) begin(ctx context.Context, c *api.MqttCluster) (*pass, Resu
 	if p.m, err = r.credentials(c); err != nil {
 		return nil, res, err
 	}
-	if p.m, err = r.issuer(ctx, c, p.m); err != nil {
-		if errors.Is(err, errSigning) {
+	if p.m, err = r.issuer().Reconcile(ctx, c, p.m); err != nil {
+		if errors.Is(err, issuer.ErrSigning) {
 			res.RequeueAfter = time.Second
 		}
 		return nil, res, err
@@ -567,7 +585,7 @@ func (r *Reconciler) ensureComponent(c *api.MqttCluster, m credentials.Material,
 		return m, err
 	}
 	*slot = &certs.Pair{CertPEM: cert, KeyPEM: key}
-	if err := r.storeMaterial(c, m); err != nil {
+	if err := r.saveMaterial(c, m); err != nil {
 		return m, err
 	}
 	r.log().Info("issued the "+k.what, "cluster", c.Name)
@@ -876,7 +894,7 @@ func failure(err error) *status.Failure {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, errSigning):
+	case errors.Is(err, issuer.ErrSigning):
 		return &status.Failure{Err: err, Reason: "Signing", Waiting: true}
 	case errors.Is(err, broker.ErrMissingSecret):
 		return &status.Failure{Err: err, Reason: "MissingSecret"}

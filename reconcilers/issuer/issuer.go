@@ -1,4 +1,4 @@
-package cluster
+package issuer
 
 import (
 	"bytes"
@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -23,17 +24,54 @@ import (
 // ComponentSigner labels a cluster's signer jobs.
 const ComponentSigner = "signer"
 
-// errSigning: the server certificate waits for the issuer's signer job.
-var errSigning = errors.New("waiting for the issuer's signer job to sign the server certificate")
+// ErrSigning: the server certificate waits for the issuer's signer job.
+var ErrSigning = errors.New("waiting for the issuer's signer job to sign the server certificate")
 
-// issuer, with spec.tls.issuerSecret, gets the server certificate signed
+// Reconciler runs the signer jobs of clusters with spec.tls.issuerSecret.
+type Reconciler struct {
+	Swarm      swarm.Client
+	OperatorID string
+	// Image is the operator's own image (it has `mqtt-operator sign`).
+	Image string
+	// Fence runs before every Swarm write and every Save.
+	Fence func() error
+	// Save stores a cluster's material (sealed) before it is used.
+	Save func(c *api.MqttCluster, m credentials.Material) error
+	// Issued counts a certificate issued, by reason (nil: not counted).
+	Issued func(reason string)
+	Now    func() time.Time
+	Log    *slog.Logger
+}
+
+func (r *Reconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+func (r *Reconciler) log() *slog.Logger {
+	if r.Log != nil {
+		return r.Log
+	}
+	return slog.Default()
+}
+
+func (r *Reconciler) fence() error {
+	if r.Fence != nil {
+		return r.Fence()
+	}
+	return nil
+}
+
+// Reconcile, with spec.tls.issuerSecret, gets the server certificate signed
 // by the user's issuer without the operator ever reading its key: the
 // operator keeps a key and a certificate request in the store, runs a
 // one-shot Swarm job (its own image, `mqtt-operator sign`) with the
 // issuer secret mounted and the request as an argument, and reads the
 // signed certificate (public) from the job's log. Level-triggered: the
 // pending request and the job are found again after a restart.
-func (r *Reconciler) issuer(ctx context.Context, c *api.MqttCluster, m credentials.Material) (credentials.Material, error) {
+func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster, m credentials.Material) (credentials.Material, error) {
 	if c.Spec.TLS.IssuerSecret == "" || *c.Spec.LoadBalancer.Ports.MQTTS == 0 {
 		return r.dropIssuer(ctx, c, m)
 	}
@@ -41,7 +79,7 @@ func (r *Reconciler) issuer(ctx context.Context, c *api.MqttCluster, m credentia
 	if err != nil {
 		return m, err
 	}
-	if r.SignerImage == "" {
+	if r.Image == "" {
 		return m, errors.New("spec.tls.issuerSecret needs the operator's --operator-image (the operator stack sets it)")
 	}
 	sec, err := swarm.SecretByName(ctx, r.Swarm, c.Spec.TLS.IssuerSecret, "spec.tls.issuerSecret", c.Name)
@@ -78,7 +116,7 @@ func (r *Reconciler) issuer(ctx context.Context, c *api.MqttCluster, m credentia
 			return m, fmt.Errorf("signer job of %s: %w", c.Name, err)
 		}
 		r.log().Info("created", "component", ComponentSigner, "object", name, "reason", string(st.PendingReason))
-		return m, errSigning
+		return m, ErrSigning
 	}
 	return r.collectSigned(ctx, c, m, st, sec, job)
 }
@@ -138,7 +176,7 @@ func (r *Reconciler) pendingRequest(c *api.MqttCluster, m credentials.Material, 
 
 // collectSigned reads the signer job's outcome: the signed certificate
 // (stored, the job removed), a failure (the job removed: the next pass
-// makes a new one), or errSigning while it runs.
+// makes a new one), or ErrSigning while it runs.
 func (r *Reconciler) collectSigned(ctx context.Context, c *api.MqttCluster, m credentials.Material, st credentials.IssuerState, sec *dswarm.Secret, job *dswarm.Service) (credentials.Material, error) {
 	name := job.Spec.Name
 	tasks, err := r.Swarm.Tasks(ctx, swarm.OwnedComponent(r.OperatorID, c.Name, ComponentSigner))
@@ -166,7 +204,9 @@ func (r *Reconciler) collectSigned(ctx context.Context, c *api.MqttCluster, m cr
 			if err := r.storeMaterial(c, m); err != nil {
 				return m, err
 			}
-			r.metrics().CertificateIssued(string(m.Reason))
+			if r.Issued != nil {
+				r.Issued(string(m.Reason))
+			}
 			leaf, _ := certs.ParseCert(leafPEM)
 			r.log().Info("issued server certificate", "cluster", c.Name, "reason", string(m.Reason), "issuer", c.Spec.TLS.IssuerSecret, "serial", leaf.SerialNumber.Text(16), "notAfter", leaf.NotAfter)
 			return m, r.removeJobs(ctx, []dswarm.Service{*job}, "")
@@ -179,8 +219,9 @@ func (r *Reconciler) collectSigned(ctx context.Context, c *api.MqttCluster, m cr
 			return m, fmt.Errorf("signer job %s failed: %s (see docker service logs %s)", name, msg, name)
 		}
 	}
-	return m, errSigning
+	return m, ErrSigning
 }
+
 func (r *Reconciler) signerJob(c *api.MqttCluster, name string, sec *dswarm.Secret, csr []byte, d time.Duration) dswarm.ServiceSpec {
 	one := uint64(1)
 	labels := swarm.OwnedComponent(r.OperatorID, c.Name, ComponentSigner)
@@ -188,7 +229,7 @@ func (r *Reconciler) signerJob(c *api.MqttCluster, name string, sec *dswarm.Secr
 		Annotations: dswarm.Annotations{Name: name, Labels: labels},
 		TaskTemplate: dswarm.TaskSpec{
 			ContainerSpec: &dswarm.ContainerSpec{
-				Image: r.SignerImage, Labels: labels,
+				Image: r.Image, Labels: labels,
 				Command: []string{"/mqtt-operator", "sign", "--issuer", "/run/secrets/issuer.pem",
 					"--csr", base64.StdEncoding.EncodeToString(csr), "--duration", d.String()},
 				Secrets: []*dswarm.SecretReference{{SecretID: sec.ID, SecretName: sec.Spec.Name,
@@ -285,5 +326,5 @@ func (r *Reconciler) storeMaterial(c *api.MqttCluster, m credentials.Material) e
 	if err := r.fence(); err != nil {
 		return err
 	}
-	return r.Credentials.SaveCredentials(c.Name, m)
+	return r.Save(c, m)
 }
