@@ -20,11 +20,13 @@ import (
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/broker"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/brokermetrics"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/certs"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/cleanup"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/credentials"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/datasync"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/issuer"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/loadbalancer"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/network"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/rollout"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/secrets"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/status"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
@@ -139,7 +141,9 @@ func (r *Reconciler) now() time.Time {
 func (r *Reconciler) issuer() *issuer.Reconciler {
 	return &issuer.Reconciler{
 		Swarm: r.Swarm, OperatorID: r.OperatorID, Image: r.SignerImage, Fence: r.fence, Now: r.Now, Log: r.Log,
-		Save:   func(c *api.MqttCluster, m credentials.Material) error { return r.Credentials.SaveCredentials(c.Name, m) },
+		Save: func(c *api.MqttCluster, m credentials.Material) error {
+			return r.Credentials.SaveCredentials(c.Name, m)
+		},
 		Issued: r.metrics().CertificateIssued,
 	}
 }
@@ -321,7 +325,7 @@ func (r *Reconciler) apply(ctx context.Context, c *api.MqttCluster, sv *passView
 			return res, nil, push, err
 		}
 	}
-	if err := r.undrain(ctx, c, sv.roll); err != nil {
+	if err := sv.roll.Undrain(ctx); err != nil {
 		return res, nil, push, err
 	}
 	return res, p.inUse, push, nil
@@ -516,14 +520,13 @@ func (p *pass) workloads(sv *passView, in broker.Inputs, tlsIn loadbalancer.TLS)
 	if sv.enabled {
 		br.Retire = func(ctx context.Context, s dswarm.Service) (bool, error) { return r.retire(ctx, c, sv, s) }
 	}
-	sv.roll = &rollout{control: p.control}
-	br.MayUpdate = func(ctx context.Context, i int, cur dswarm.Service) (bool, error) {
-		if err := r.fence(); err != nil {
-			return false, err
-		}
-		return r.mayUpdate(ctx, c, sv.roll, i, cur)
-	}
+	sv.roll = &rollout.Gate{Swarm: r.Swarm, OperatorID: r.OperatorID, Cluster: c, Control: p.control, Runtime: r.runtime(c.Name),
+		Fence: r.fence, Now: r.now, StableAfter: r.stableAfter(), Log: r.log()}
+	br.MayUpdate = sv.roll.MayUpdate
 	bout, berr := br.Reconcile(ctx, c, in)
+	for _, e := range sv.roll.Events {
+		r.event(c.Name, e.Type, e.Reason, "%s", e.Message)
+	}
 	r.outcome(c.Name, p.log, "broker", bout)
 	if err := r.fence(); err != nil {
 		return err
@@ -876,7 +879,7 @@ func (r *Reconciler) observe(ctx context.Context, c *api.MqttCluster, svcs []dsw
 		in.Material = m
 	}
 	if sv.roll != nil {
-		in.Rollout = status.Rollout{Message: sv.roll.message(c), Held: len(sv.roll.held) > 0}
+		in.Rollout = status.Rollout{Message: sv.roll.Message(), Held: sv.roll.Held()}
 	}
 	if sv.enabled && sv.Plan != nil {
 		in.Sync = &sv.SyncView
@@ -953,9 +956,9 @@ func (r *Reconciler) stableAfter() time.Duration {
 	return 3 * time.Second
 }
 
-// Delete removes what the operator made in Swarm for a deleted cluster:
-// services first, then configs, secrets and the network. Broker volumes
-// stay. (The store's records of it are the caller's.)
+// Delete removes what the operator made in Swarm for a deleted cluster
+// (package cleanup) and forgets what this reconciler kept of it. (The
+// store's records of it are the caller's.)
 func (r *Reconciler) Delete(ctx context.Context, name string) error {
 	if err := r.fence(); err != nil {
 		return err
@@ -964,56 +967,9 @@ func (r *Reconciler) Delete(ctx context.Context, name string) error {
 	delete(r.trackers, name)
 	delete(r.syncClients, name)
 	r.mu.Unlock()
-	owned := swarm.Owned(r.OperatorID, name)
-	log := r.log().With("cluster", name)
-	var errs []error
-	svcs, err := r.Swarm.Services(ctx, owned)
-	if err != nil {
+	cr := &cleanup.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID, Fence: r.fence, Log: r.log()}
+	if err := cr.Delete(ctx, name); err != nil {
 		return err
-	}
-	for _, s := range svcs {
-		if err := r.fence(); err != nil {
-			return err
-		}
-		if err := r.Swarm.RemoveService(ctx, s.ID); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		log.Info("removed", "object", s.Spec.Name)
-	}
-	if len(errs) > 0 {
-		return errors.Join(errs...)
-	}
-	confs, err := r.Swarm.Configs(ctx, owned)
-	if err != nil {
-		return err
-	}
-	for _, cf := range confs {
-		if err := r.Swarm.RemoveConfig(ctx, cf.ID); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		log.Info("removed", "object", cf.Spec.Name)
-	}
-	secs, err := r.Swarm.Secrets(ctx, owned)
-	if err != nil {
-		return err
-	}
-	for _, s := range secs {
-		if err := r.Swarm.RemoveSecret(ctx, s.ID); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		log.Info("removed", "object", s.Spec.Name)
-	}
-	// The network is free once the tasks have left it: a failure here is
-	// retried on the next pass.
-	nr := &network.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID}
-	if err := nr.Delete(ctx, name); err != nil {
-		errs = append(errs, err)
-	}
-	if len(errs) > 0 {
-		return errors.Join(errs...)
 	}
 	r.mu.Lock()
 	delete(r.pending, name)

@@ -16,6 +16,7 @@ import (
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/broker"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/credentials"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/datasync"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/rollout"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/status"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
 )
@@ -40,7 +41,7 @@ const RetireTimeout = 60 * time.Second
 
 // passView is what a pass learnt of the sync agents, and its rollout.
 type passView struct {
-	roll    *rollout
+	roll    *rollout.Gate
 	enabled bool
 	// What the agents reported (Plan nil: not asked yet).
 	status.SyncView

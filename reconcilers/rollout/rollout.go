@@ -1,0 +1,240 @@
+package rollout
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	dswarm "github.com/docker/docker/api/types/swarm"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/broker"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/loadbalancer"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/status"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
+)
+
+// Runtime is HAProxy's runtime API as a rollout uses it.
+type Runtime interface {
+	DrainedServers(ctx context.Context, addr string) (map[string]bool, error)
+	SetServerState(ctx context.Context, addr, server, state string) error
+	ShutdownSessions(ctx context.Context, addr, server string, rate int, budget time.Duration) (int, error)
+}
+
+// Gate is one pass's rolling update of a cluster's brokers, the broker
+// reconciler's MayUpdate: a change that replaces brokers' tasks goes one
+// broker at a time, the next only once every broker runs its current spec
+// and has run StableAfter; each is drained in HAProxy (no new connection,
+// its clients moved a few at a time) before it is replaced, and made ready
+// again (Undrain) once its new task is stable. With updatePolicy.approval
+// manual, nothing rolls until the generation is approved.
+type Gate struct {
+	Swarm      swarm.Client
+	OperatorID string
+	Cluster    *api.MqttCluster
+	// Control is the operator's control network (nil: HAProxy's runtime
+	// API is out of reach, nothing is drained).
+	Control *loadbalancer.ControlNetwork
+	Runtime Runtime
+	// Fence runs before every write.
+	Fence       func() error
+	Now         func() time.Time
+	StableAfter time.Duration
+	Log         *slog.Logger
+	// Events are what the gate did, for the caller to record.
+	Events []api.Event
+
+	loaded   bool
+	services map[int]dswarm.Service
+	latest   map[string]dswarm.Task // by service id
+	// started: the broker this pass replaces; held: waiting for approval;
+	// waiting: the broker the rollout waits for.
+	started, waiting string
+	held             []string
+}
+
+// Held: brokers wait for an approval.
+func (g *Gate) Held() bool { return len(g.held) > 0 }
+
+func (g *Gate) approved() bool {
+	c := g.Cluster
+	return c.Spec.UpdatePolicy.Approval != api.ApprovalManual || c.Annotations[api.ApprovedGenerationAnnotation] == strconv.FormatInt(c.Generation, 10)
+}
+
+func (g *Gate) loadBrokers(ctx context.Context) error {
+	c := g.Cluster
+	if g.loaded {
+		return nil
+	}
+	svcs, err := g.Swarm.Services(ctx, swarm.OwnedComponent(g.OperatorID, c.Name, broker.ComponentSvc))
+	if err != nil {
+		return err
+	}
+	tasks, err := g.Swarm.Tasks(ctx, swarm.OwnedComponent(g.OperatorID, c.Name, broker.ComponentSvc))
+	if err != nil {
+		return err
+	}
+	g.services, g.latest = map[int]dswarm.Service{}, map[string]dswarm.Task{}
+	for _, s := range svcs {
+		if i, err := strconv.Atoi(s.Spec.Labels[broker.LabelIndex]); err == nil {
+			g.services[i] = s
+		}
+	}
+	for _, t := range tasks {
+		if prev, ok := g.latest[t.ServiceID]; !ok || status.Newer(t, prev) {
+			g.latest[t.ServiceID] = t
+		}
+	}
+	g.loaded = true
+	return nil
+}
+
+// healthy: the broker's newest task runs its service's current spec, is
+// running and has run StableAfter.
+func (g *Gate) healthy(s dswarm.Service) bool {
+	t, ok := g.latest[s.ID]
+	return ok && t.Status.State == dswarm.TaskStateRunning && t.DesiredState == dswarm.TaskStateRunning && swarm.RunsCurrentSpec(t, s) && status.Stable(t, g.Now(), g.StableAfter)
+}
+
+// MayUpdate is the broker reconciler's MayUpdate: whether broker i may be
+// replaced now (drained first).
+func (g *Gate) MayUpdate(ctx context.Context, i int, cur dswarm.Service) (bool, error) {
+	if err := g.Fence(); err != nil {
+		return false, err
+	}
+	if !g.approved() {
+		g.held = append(g.held, cur.Spec.Name)
+		return false, nil
+	}
+	if g.started != "" {
+		return false, nil // one at a time
+	}
+	if err := g.loadBrokers(ctx); err != nil {
+		return false, err
+	}
+	// A broker that does not run well anyway is replaced at once: waiting
+	// could not make the cluster more available (and a fix must roll).
+	if g.healthy(cur) {
+		for j, s := range g.services {
+			if j != i && !g.healthy(s) {
+				g.waiting = s.Spec.Name
+				return false, nil
+			}
+		}
+		g.drain(ctx, i)
+	}
+	g.started = cur.Spec.Name
+	g.Events = append(g.Events, api.Event{Type: api.EventNormal, Reason: "RollingUpdate", Message: fmt.Sprintf("replacing %s's task (one broker at a time)", cur.Spec.Name)})
+	return true, nil
+}
+
+// drain puts broker i in drain on every running HAProxy task, so no new
+// client is sent to it; its clients are disconnected when Swarm stops it
+// and reconnect to the others (HAProxy's hash skips a drained server).
+func (g *Gate) drain(ctx context.Context, i int) {
+	if g.Control == nil {
+		return
+	}
+	c := g.Cluster
+	addrs := g.lbAdmin(ctx)
+	for _, addr := range addrs {
+		if err := g.Runtime.SetServerState(ctx, addr, loadbalancer.ServerName(i), "drain"); err != nil {
+			g.Log.Warn("drain in HAProxy failed", "cluster", c.Name, "broker", i, "haproxy", addr, "err", err)
+		}
+	}
+	// Then its clients are moved a few at a time (the rest go when Swarm
+	// stops it): DrainRate per second per HAProxy task, DrainBudget at most.
+	for _, addr := range addrs {
+		n, err := g.Runtime.ShutdownSessions(ctx, addr, loadbalancer.ServerName(i), DrainRate, DrainBudget/time.Duration(max(len(addrs), 1)))
+		if err != nil {
+			g.Log.Warn("closing sessions in HAProxy failed", "cluster", c.Name, "broker", i, "haproxy", addr, "err", err)
+			continue
+		}
+		if n > 0 {
+			g.Log.Info("moved clients off a drained broker", "cluster", c.Name, "broker", i, "haproxy", addr, "sessions", n)
+		}
+	}
+}
+
+// DrainRate and DrainBudget bound how a drained broker's clients are moved
+// before it restarts: sessions closed per second, and the time spent.
+const (
+	DrainRate   = 100
+	DrainBudget = 10 * time.Second
+)
+
+// Undrain makes ready again, on every running HAProxy task, the drained
+// brokers whose new task is stable (or that no longer exist). It reads the
+// state from HAProxy, so a drain left by an operator that died mid-way is
+// undone too.
+func (g *Gate) Undrain(ctx context.Context) error {
+	if g.Control == nil {
+		return nil
+	}
+	c := g.Cluster
+	g.loaded = false // after this pass's writes
+	if err := g.loadBrokers(ctx); err != nil {
+		return err
+	}
+	rt := g.Runtime
+	for _, addr := range g.lbAdmin(ctx) {
+		drained, err := rt.DrainedServers(ctx, addr)
+		if err != nil {
+			continue
+		}
+		for name := range drained {
+			i, err := strconv.Atoi(strings.TrimPrefix(name, "broker-"))
+			if err != nil {
+				continue
+			}
+			if s, ok := g.services[i]; ok && !g.healthy(s) {
+				continue
+			}
+			if err := g.Fence(); err != nil {
+				return err
+			}
+			if err := rt.SetServerState(ctx, addr, name, "ready"); err != nil {
+				g.Log.Warn("undrain in HAProxy failed", "cluster", c.Name, "server", name, "err", err)
+				continue
+			}
+			g.Log.Info("broker ready again in HAProxy", "cluster", c.Name, "server", name, "haproxy", addr)
+		}
+	}
+	return nil
+}
+
+// lbAdmin lists the runtime API addresses of a cluster's running HAProxy
+// tasks.
+func (g *Gate) lbAdmin(ctx context.Context) []string {
+	tasks, err := g.Swarm.Tasks(ctx, swarm.OwnedComponent(g.OperatorID, g.Cluster.Name, loadbalancer.ComponentSvc))
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, t := range tasks {
+		if t.DesiredState != dswarm.TaskStateRunning || t.Status.State != dswarm.TaskStateRunning {
+			continue
+		}
+		if ip := swarm.TaskAddress(t, g.Control.Name); ip != "" {
+			out = append(out, loadbalancer.AdminAddr(ip))
+		}
+	}
+	return out
+}
+
+// Message says what the rollout waits for ("" when nothing).
+func (g *Gate) Message() string {
+	c := g.Cluster
+	switch {
+	case len(g.held) > 0:
+		return fmt.Sprintf("awaiting approval to restart %s (mqttctl diff shows the change; mqttctl approve %s)", strings.Join(g.held, ", "), c.Name)
+	case g.started != "":
+		return "rolling: replacing " + g.started
+	case g.waiting != "":
+		return "rolling: waiting for " + g.waiting + " to run its new spec"
+	}
+	return ""
+}
