@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/objects"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/server"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/server/servertest"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
@@ -42,7 +43,7 @@ func storeCredentials(t *testing.T, in *servertest.Instance, name string) creden
 		t.Fatal(err)
 	}
 	spec, _ := json.Marshal(m)
-	if _, _, err := in.Store.Apply(store.ApplyRequest{Kind: credentials.Kind, Name: name, Spec: spec}); err != nil {
+	if _, _, err := in.Store.Apply(store.ApplyRequest{Kind: objects.KindCredentials, Name: name, Spec: spec}); err != nil {
 		t.Fatal(err)
 	}
 	return m
@@ -156,7 +157,7 @@ func TestRenewCertificateRouteAndExpiryMetrics(t *testing.T) {
 	}
 	m.NextCA, m.NextCASince = &next, time.Now()
 	spec, _ := json.Marshal(m)
-	if _, _, err := in.Store.Apply(store.ApplyRequest{Kind: credentials.Kind, Name: "iot", Spec: spec}); err != nil {
+	if _, _, err := in.Store.Apply(store.ApplyRequest{Kind: objects.KindCredentials, Name: "iot", Spec: spec}); err != nil {
 		t.Fatal(err)
 	}
 	notAfter := metav1.NewTime(time.Unix(1803557573, 0))

@@ -9,10 +9,6 @@ import (
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/certs"
 )
 
-// Kind is the store kind holding each cluster's material, under the
-// cluster's name. It is internal: the API serves only the public parts.
-const Kind = "MqttClusterCredentials"
-
 // DefaultUser is the MQTT user the operator generates.
 const DefaultUser = "mqtt"
 

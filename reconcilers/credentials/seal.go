@@ -46,10 +46,15 @@ const sealVersion = 2
 // (Migrate) seals the records written before the key was set.
 var ErrUnsealed = errors.New("stored credentials are not sealed with the current format while an encryption key is set: refused")
 
+// recordKind is the store kind of the records sealed here (the objects
+// layer's KindCredentials), bound into every sealed record: it never
+// changes.
+const recordKind = "MqttClusterCredentials"
+
 // associated is the AEAD's associated data of a record: its key, kind and
 // name.
 func (s *Sealer) associated(name string) []byte {
-	return []byte(fmt.Sprintf("v%d|%s|%s|%s", sealVersion, s.keyID, Kind, name))
+	return []byte(fmt.Sprintf("v%d|%s|%s|%s", sealVersion, s.keyID, recordKind, name))
 }
 
 // ErrSealed: the material is encrypted and this operator has no key, or
