@@ -20,7 +20,7 @@ import (
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/objects"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
-	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/testutil"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store/storetest"
 )
 
 // gitRepo is a bare repository (what the operator reads) and a working
@@ -251,17 +251,4 @@ func TestGitSyncCredentialsFromAFileNeverShown(t *testing.T) {
 	}
 }
 
-func openStore(t *testing.T) *store.Store {
-	t.Helper()
-	s, err := store.Open(store.Config{DataDir: t.TempDir(), BindAddr: testutil.FreeAddr(t), Bootstrap: true, LogOutput: io.Discard})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := s.WaitLeader(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
+func openStore(t *testing.T) *store.Store { return storetest.Open(t) }

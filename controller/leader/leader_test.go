@@ -15,11 +15,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	promtestutil "github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/testutil"
-
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/metrics"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store/storetest"
 )
 
 type recorder struct {
@@ -56,20 +55,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func openStore(t *testing.T) *store.Store {
-	t.Helper()
-	s, err := store.Open(store.Config{DataDir: t.TempDir(), BindAddr: testutil.FreeAddr(t), Bootstrap: true, LogOutput: io.Discard})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := s.WaitLeader(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
+func openStore(t *testing.T) *store.Store { return storetest.Open(t) }
 
 func apply(t *testing.T, s *store.Store, name string, replicas int) {
 	t.Helper()

@@ -1,10 +1,8 @@
 package objects
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"io"
 	"testing"
 	"time"
 
@@ -13,24 +11,11 @@ import (
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
-	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/testutil"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store/storetest"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/credentials"
 )
 
-func open(t *testing.T) *Objects {
-	t.Helper()
-	s, err := store.Open(store.Config{DataDir: t.TempDir(), BindAddr: testutil.FreeAddr(t), Bootstrap: true, LogOutput: io.Discard})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := s.WaitLeader(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return &Objects{Store: s}
-}
+func open(t *testing.T) *Objects { return &Objects{Store: storetest.Open(t)} }
 
 func parse(t *testing.T, doc string) *api.MqttCluster {
 	t.Helper()
