@@ -125,7 +125,7 @@ func (l *Leader) Run(ctx context.Context) {
 		revoke = func() {
 			cancel()
 			<-done
-			l.Log.Info("leadership revoked: every leader-only activity stopped")
+			l.Log.Info("leader loop stopped", "detail", "leadership revoked: every leader-only activity stopped")
 		}
 	}
 	revokeLeadership := func() {
