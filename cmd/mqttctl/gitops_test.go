@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -96,13 +98,33 @@ func TestApplyPrune(t *testing.T) {
 
 func TestApplyWaitAndDegraded(t *testing.T) {
 	withToken(t)
-	inst := servertest.Start(t, "")
-	// The operator (played here) makes it Ready once it is stored.
+	// Reads of the cluster, counted: the CLI's polls.
+	var gets atomic.Int32
+	inst := servertest.StartWith(t, "", func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/iot") {
+				gets.Add(1)
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	// The operator (played here) first reports the cluster not Ready, and
+	// makes it Ready only after the CLI has polled it three times: an
+	// apply --wait that returns before that did not wait.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	var readyAt atomic.Int32 // polls seen when Ready was written (0: not yet)
 	go func() {
 		for ctx.Err() == nil {
 			if o := inst.Store.Get(api.KindMqttCluster, "iot"); o != nil {
+				setStatus(t, inst, "iot", api.MqttClusterStatus{ObservedGeneration: o.Generation, Conditions: []metav1.Condition{
+					{Type: api.ConditionReady, Status: "False", Reason: "NotAllRunning", Message: "0/3 brokers running", LastTransitionTime: metav1.Now()},
+				}, Brokers: []api.BrokerStatus{{Name: "iot-broker-0", State: "starting"}}})
+				first := gets.Load()
+				for ctx.Err() == nil && gets.Load() < first+3 {
+					time.Sleep(5 * time.Millisecond)
+				}
+				readyAt.Store(gets.Load())
 				setStatus(t, inst, "iot", api.MqttClusterStatus{ObservedGeneration: o.Generation, Conditions: []metav1.Condition{
 					{Type: api.ConditionReady, Status: "True", Reason: "AllRunning", Message: "3/3 brokers running", LastTransitionTime: metav1.Now()},
 				}, Brokers: []api.BrokerStatus{{Name: "iot-broker-0", State: "running"}}})
@@ -114,6 +136,9 @@ func TestApplyWaitAndDegraded(t *testing.T) {
 	r := mqttctl(t, inst, iotDoc, "apply", "--wait", "--timeout", "5s", "--poll-interval", "20ms", "-f", "-")
 	if r.code != 0 || r.out != "mqttcluster/iot created\nmqttcluster/iot condition met: Ready\n" {
 		t.Fatalf("apply --wait: %+v", r)
+	}
+	if readyAt.Load() == 0 || gets.Load() <= readyAt.Load() {
+		t.Fatalf("apply --wait returned before the cluster was Ready (Ready written after poll %d, %d polls)", readyAt.Load(), gets.Load())
 	}
 	// Degraded for the current generation past the grace: exit 1, why.
 	setStatus(t, inst, "iot", api.MqttClusterStatus{ObservedGeneration: 1, Conditions: []metav1.Condition{

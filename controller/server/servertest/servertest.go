@@ -35,6 +35,13 @@ type Instance struct {
 // API in front of it; both stop when the test ends.
 func Start(t testing.TB, dir string) *Instance {
 	t.Helper()
+	return StartWith(t, dir, nil)
+}
+
+// StartWith is Start with the API's handler wrapped (a test that counts or
+// holds requests); wrap nil: none.
+func StartWith(t testing.TB, dir string, wrap func(http.Handler) http.Handler) *Instance {
+	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
 	}
@@ -57,7 +64,11 @@ func Start(t testing.TB, dir string) *Instance {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(srv.Handler())
+	h := srv.Handler()
+	if wrap != nil {
+		h = wrap(h)
+	}
+	hs := httptest.NewServer(h)
 	t.Cleanup(func() {
 		hs.Close()
 		_ = st.Close()
