@@ -112,12 +112,21 @@ func (l *Leader) Run(ctx context.Context) {
 		l.Log = slog.Default()
 	}
 	var revoke func()
+	var done chan struct{}
 	establish := func() {
 		if revoke != nil {
-			return
+			select {
+			case <-done:
+				// The last term ended by itself (its barrier found this
+				// node no longer leading): a new one starts.
+				revoke()
+			default:
+				return // the term runs
+			}
 		}
 		lctx, cancel := context.WithCancel(ctx)
-		done := make(chan struct{})
+		done = make(chan struct{})
+		done := done
 		go func() {
 			defer close(done)
 			l.lead(lctx)
