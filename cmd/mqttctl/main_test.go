@@ -38,10 +38,14 @@ func golden(t *testing.T, name, got string) {
 	testutil.Golden(t, name+".golden", []byte(got))
 }
 
+// withToken gives the CLI the test server's token and clears every other
+// MQTTCTL_ setting a developer's shell may hold (a sourced
+// .local/quickstart.env points at a live operator).
 func withToken(t *testing.T) {
 	t.Setenv("MQTTCTL_TOKEN", servertest.Token)
-	t.Setenv("MQTTCTL_TOKEN_FILE", "")
-	t.Setenv("MQTTCTL_SERVER", "")
+	for _, k := range []string{"MQTTCTL_TOKEN_FILE", "MQTTCTL_SERVER", "MQTTCTL_SERVERS", "MQTTCTL_CA_FILE"} {
+		t.Setenv(k, "")
+	}
 }
 
 func TestApplyGetDescribeDelete(t *testing.T) {
