@@ -45,7 +45,12 @@ func Plan(in PlanInput) map[string]Config {
 	}
 	var peers []Peer
 	seen := map[string]bool{}
-	for _, t := range in.AgentTasks {
+	// Newest first: after a node restarts, Swarm can list its old agent
+	// task as running beside the new one for a while, and the old address
+	// answers nobody.
+	agents := slices.Clone(in.AgentTasks)
+	slices.SortStableFunc(agents, func(a, b dswarm.Task) int { return b.Meta.CreatedAt.Compare(a.Meta.CreatedAt) })
+	for _, t := range agents {
 		n, ok := nodes[t.NodeID]
 		if !ok || seen[t.NodeID] || !Running(t) || n.Status.State != dswarm.NodeStateReady || n.Spec.Availability != dswarm.NodeAvailabilityActive {
 			continue

@@ -111,3 +111,23 @@ func TestPlanRetiringBrokerKeepsItsNode(t *testing.T) {
 		}
 	}
 }
+
+// TestPlanTakesEachNodesNewestAgent: after a node restarts, Swarm can
+// list its old agent task as running beside the new one for a while; the
+// peer address is the newest task's (the old address answers nobody).
+func TestPlanTakesEachNodesNewestAgent(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	run := dswarm.TaskStateRunning
+	nodes := []dswarm.Node{node("a", dswarm.NodeStateReady, dswarm.NodeAvailabilityActive), node("b", dswarm.NodeStateReady, dswarm.NodeAvailabilityActive)}
+	for _, agents := range [][]dswarm.Task{
+		{task("ag-a", "a", run, run, t0, "10.0.0.1"), task("ag-b-old", "b", run, run, t0, "10.0.0.2"), task("ag-b-new", "b", run, run, t0.Add(time.Minute), "10.0.0.9")},
+		{task("ag-a", "a", run, run, t0, "10.0.0.1"), task("ag-b-new", "b", run, run, t0.Add(time.Minute), "10.0.0.9"), task("ag-b-old", "b", run, run, t0, "10.0.0.2")},
+	} {
+		plan := Plan(PlanInput{Cluster: "x", Brokers: []string{"x-broker-0"}, AgentTasks: agents, Nodes: nodes, Network: "ctl"})
+		cfg := plan["a"]
+		p, ok := cfg.Peer("b")
+		if !ok || p.Addr != "10.0.0.9" {
+			t.Errorf("peer b: %+v (listed %s first), want the newest task's 10.0.0.9", p, agents[1].ID)
+		}
+	}
+}
