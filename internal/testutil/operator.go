@@ -39,6 +39,17 @@ func APITransport() http.RoundTripper {
 	return tr
 }
 
+// Scrape reads an operator's /metrics whole.
+func Scrape(apiURL string) (string, error) {
+	resp, err := scrape.Get(apiURL + "/metrics")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
 // Metric reads one sample of an operator's /metrics (series as written in
 // the exposition, e.g. `mqttoperator_reconcile_total{result="success"}`);
 // -1 when the operator does not answer in 300 ms or has no such series.

@@ -4,9 +4,11 @@ package ha
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -16,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/testutil"
 )
 
 // syncSpec is a cluster with spec.sync, anonymous plain MQTT on port, a
@@ -136,6 +139,7 @@ func TestBrokerDataFollowsItsBroker(t *testing.T) {
 		return nil
 	})
 	rest := others(nodes, home)
+	syncPanelsHaveSeries(t, e, name)
 
 	// A persistent session with a QoS 1 subscription, offline while
 	// messages are queued for it, and a retained message.
@@ -460,4 +464,51 @@ func TestScaleDownSyncsTheLastState(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// syncPanelsHaveSeries: every metric the dashboard's sync panels query
+// (those marked mqttRequires: sync, which the one-node e2e Swarm cannot
+// fill) has a series for the cluster in an operator's /metrics.
+func syncPanelsHaveSeries(t *testing.T, e *env, cluster string) {
+	t.Helper()
+	b, err := os.ReadFile("../../charts/monitoring/grafana-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title    string
+			Requires string `json:"mqttRequires"`
+			Targets  []struct{ Expr string }
+		}
+	}
+	if err := json.Unmarshal(b, &dash); err != nil {
+		t.Fatal(err)
+	}
+	metric := regexp.MustCompile(`mqttoperator_[a-z_]+`)
+	var names []string
+	for _, p := range dash.Panels {
+		if p.Requires != "sync" {
+			continue
+		}
+		for _, tg := range p.Targets {
+			names = append(names, metric.FindAllString(tg.Expr, -1)...)
+		}
+	}
+	if len(names) == 0 {
+		t.Fatal("the dashboard has no sync panel query")
+	}
+	eventually(t, "the sync panels' metrics have series for "+cluster, 30*time.Second, func() error {
+		text, err := testutil.Scrape(e.api(nodes[0]))
+		if err != nil {
+			return err
+		}
+		for _, n := range names {
+			if !regexp.MustCompile(`(?m)^` + n + `\{[^}]*cluster="` + cluster + `"`).MatchString(text) {
+				return fmt.Errorf("no %s series for %s", n, cluster)
+			}
+		}
+		return nil
+	})
+	t.Logf("sync panels: %v have series for %s", names, cluster)
 }
