@@ -13,6 +13,7 @@ import (
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/metrics"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/objects"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
 )
 
@@ -272,10 +273,9 @@ func (l *Leader) clusterLoop(ctx context.Context) {
 // reconcileAll reconciles every stored cluster, those that just
 // disappeared (once more, to clean up) and those Discover finds in Swarm.
 func (l *Leader) reconcileAll(ctx context.Context, ls *loopState) {
-	objs, _ := l.Store.List(api.KindMqttCluster)
 	names := map[string]bool{}
-	for _, o := range objs {
-		names[o.Name] = true
+	for _, n := range objects.ClusterNames(l.Store) {
+		names[n] = true
 	}
 	targets := maps.Clone(names)
 	maps.Copy(targets, ls.known)

@@ -117,9 +117,28 @@ func (x *Objects) Clusters(sel labels.Selector) ([]api.MqttCluster, uint64, erro
 	return out, index, nil
 }
 
-// ClusterNames are the stored clusters' names, sorted.
-func (x *Objects) ClusterNames() []string {
+// EachCluster calls f with every stored cluster that decodes (one that
+// does not is skipped: a scrape must not fail on it) and returns how many
+// are stored.
+func (x *Objects) EachCluster(f func(*api.MqttCluster)) int {
 	objs, _ := x.Store.List(KindCluster)
+	for _, o := range objs {
+		if c, err := ToCluster(o); err == nil {
+			f(c)
+		}
+	}
+	return len(objs)
+}
+
+// ClusterNames are the stored clusters' names, sorted.
+func (x *Objects) ClusterNames() []string { return ClusterNames(x.Store) }
+
+// ClusterNames are the clusters' names in a store that can only list (the
+// leader's view), sorted.
+func ClusterNames(s interface {
+	List(kind string) ([]*store.Object, uint64)
+}) []string {
+	objs, _ := s.List(KindCluster)
 	names := make([]string, 0, len(objs))
 	for _, o := range objs {
 		names = append(names, o.Name)

@@ -81,15 +81,12 @@ func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
-	objs, _ := c.store.List(api.KindMqttCluster)
-	ch <- prometheus.MustNewConstMetric(c.objects, prometheus.GaugeValue, float64(len(objs)), api.KindMqttCluster)
-	for _, o := range objs {
-		if cl, err := objects.ToCluster(o); err == nil {
-			c.collectCluster(ch, cl)
-			c.collectSync(ch, cl)
-			c.collectCertificates(ch, cl)
-		}
-	}
+	n := c.objs.EachCluster(func(cl *api.MqttCluster) {
+		c.collectCluster(ch, cl)
+		c.collectSync(ch, cl)
+		c.collectCertificates(ch, cl)
+	})
+	ch <- prometheus.MustNewConstMetric(c.objects, prometheus.GaugeValue, float64(n), api.KindMqttCluster)
 	c.collectRaft(ch)
 }
 
