@@ -855,7 +855,7 @@ func TestClusterIssuerSignsThroughAJob(t *testing.T) {
 	e.apply("spec: {replicas: 1, loadBalancer: {replicas: 1}, tls: {issuerSecret: corp-ca}}\n")
 	res := e.reconcile()
 	jobs, _ := e.fake.Services(context.Background(), map[string]string{swarm.LabelComponent: issuer.ComponentSigner})
-	if len(jobs) != 1 || jobs[0].Spec.Mode.ReplicatedJob == nil || jobs[0].Spec.TaskTemplate.ContainerSpec.Secrets[0].SecretName != "corp-ca" || res.RequeueAfter > time.Second {
+	if len(jobs) != 1 || jobs[0].Spec.Mode.Replicated == nil || *jobs[0].Spec.Mode.Replicated.Replicas != 1 || jobs[0].Spec.TaskTemplate.RestartPolicy.Condition != dswarm.RestartPolicyConditionNone || jobs[0].Spec.TaskTemplate.ContainerSpec.Secrets[0].SecretName != "corp-ca" || res.RequeueAfter > time.Second {
 		t.Fatalf("signer job: %+v, requeue %v", jobs, res.RequeueAfter)
 	}
 	if d := meta.FindStatusCondition(e.cluster().Status.Conditions, api.ConditionDegraded); d == nil || d.Reason != "Signing" || d.Status != "False" {

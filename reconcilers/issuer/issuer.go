@@ -237,7 +237,10 @@ func (r *Reconciler) signerJob(c *api.MqttCluster, name string, sec *dswarm.Secr
 			},
 			RestartPolicy: &dswarm.RestartPolicy{Condition: dswarm.RestartPolicyConditionNone},
 		},
-		Mode: dswarm.ServiceMode{ReplicatedJob: &dswarm.ReplicatedJob{MaxConcurrent: &one, TotalCompletions: &one}},
+		// A replicated service of one task that is never restarted, not a
+		// replicated job: Swarm leaves the containers of a removed job
+		// behind (moby/moby#44312), and removes a service's.
+		Mode: dswarm.ServiceMode{Replicated: &dswarm.ReplicatedService{Replicas: &one}},
 	}
 }
 

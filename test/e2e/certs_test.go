@@ -472,6 +472,14 @@ func TestCARotationClientAuthAndUserCertificate(t *testing.T) {
 	if jobs := docker(t, "service", "ls", "-q", "--filter", "label=mqtt.swarm/component=signer"); jobs != "" {
 		t.Errorf("signer jobs left: %s", jobs)
 	}
+	// Nor their containers (Swarm leaves those of a removed replicated
+	// job behind: moby/moby#44312).
+	eventually(t, "no signer container left", 20*time.Second, func() error {
+		if ctrs := docker(t, "ps", "-aq", "--filter", "label=mqtt.swarm/component=signer", "--filter", "label=mqtt.swarm/cluster="+certsCluster); ctrs != "" {
+			return fmt.Errorf("signer containers left: %s", ctrs)
+		}
+		return nil
+	})
 	noKeyLeaks(t, c, []byte(startKey), userCert.KeyPEM, userCA.KeyPEM)
 }
 
