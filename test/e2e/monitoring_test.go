@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/testutil"
 )
 
 // promQuery runs an instant query; it returns the number of series, or
@@ -146,20 +148,13 @@ func TestMonitoringStack(t *testing.T) {
 	// Every panel's queries run; each returns series (rates need two
 	// scrapes). The sync panel needs spec.sync on a Swarm of two nodes or
 	// more: on this one-node Swarm its query must run, and may be empty.
-	var dash struct {
-		Panels []struct {
-			Title    string
-			Requires string `json:"mqttRequires"`
-			Targets  []struct{ Expr string }
-		}
-	}
-	b, err := os.ReadFile(filepath.Join(dir, "grafana-dashboard.json"))
-	if err != nil || json.Unmarshal(b, &dash) != nil || len(dash.Panels) < 8 {
-		t.Fatalf("dashboard: %v", err)
+	panels := testutil.DashboardPanels(t, "../..")
+	if len(panels) < 8 {
+		t.Fatalf("dashboard: %d panels", len(panels))
 	}
 	vars := strings.NewReplacer("$cluster", ".*", "$__rate_interval", "1m")
 	titles := []string{}
-	for _, p := range dash.Panels {
+	for _, p := range panels {
 		titles = append(titles, p.Title)
 		for _, tg := range p.Targets {
 			q := vars.Replace(tg.Expr)

@@ -4,7 +4,6 @@ package ha
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -471,23 +470,9 @@ func TestScaleDownSyncsTheLastState(t *testing.T) {
 // fill) has a series for the cluster in an operator's /metrics.
 func syncPanelsHaveSeries(t *testing.T, e *env, cluster string) {
 	t.Helper()
-	b, err := os.ReadFile("../../charts/monitoring/grafana-dashboard.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var dash struct {
-		Panels []struct {
-			Title    string
-			Requires string `json:"mqttRequires"`
-			Targets  []struct{ Expr string }
-		}
-	}
-	if err := json.Unmarshal(b, &dash); err != nil {
-		t.Fatal(err)
-	}
 	metric := regexp.MustCompile(`mqttoperator_[a-z_]+`)
 	var names []string
-	for _, p := range dash.Panels {
+	for _, p := range testutil.DashboardPanels(t, "../..") {
 		if p.Requires != "sync" {
 			continue
 		}
