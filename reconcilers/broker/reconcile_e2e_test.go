@@ -88,9 +88,18 @@ func TestReconcileOnRealSwarm(t *testing.T) {
 			ctr = tk.Status.ContainerStatus.ContainerID
 		}
 	}
-	pub := exec.Command("docker", "exec", ctr, "mosquitto_pub", "-h", "tasks.e2ebrk-broker-1", "-t", "probe", "-m", "over-overlay")
-	if b, err := pub.CombinedOutput(); err != nil {
-		t.Fatalf("broker-0 cannot reach broker-1 over the overlay: %v\n%s", err, b)
+	// A running task is not yet a listening broker (its start script runs
+	// first): the probe is retried until it gets through, for 20 s at most.
+	for probe := time.Now().Add(20 * time.Second); ; {
+		pub := exec.Command("docker", "exec", ctr, "mosquitto_pub", "-h", "tasks.e2ebrk-broker-1", "-t", "probe", "-m", "over-overlay")
+		b, err := pub.CombinedOutput()
+		if err == nil {
+			break
+		}
+		if time.Now().After(probe) {
+			t.Fatalf("broker-0 cannot reach broker-1 over the overlay: %v\n%s", err, b)
+		}
+		time.Sleep(250 * time.Millisecond)
 	}
 	out, err = r.Reconcile(ctx, c, inputsFor(t, r))
 	if err != nil || out.Changed() {
