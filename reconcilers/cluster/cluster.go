@@ -63,7 +63,8 @@ type Result struct {
 
 // Reconciler brings one MqttCluster's Swarm state to its spec, in
 // order: network, credentials (store), secrets, brokers, load balancer,
-// pruning, then status. It is the ReconcileFunc the leader loop runs.
+// pruning, then status, which it returns (controller/leader's Clusters
+// runs it and stores the result).
 type Reconciler struct {
 	Swarm      swarm.Client
 	Leadership Leadership
