@@ -28,3 +28,9 @@ type EventList struct {
 	Cluster string  `json:"cluster"`
 	Items   []Event `json:"items"`
 }
+
+// Same: e and o are one event (type, reason and message); a repeat counts
+// up instead of adding an entry.
+func (e Event) Same(o Event) bool {
+	return e.Type == o.Type && e.Reason == o.Reason && e.Message == o.Message
+}

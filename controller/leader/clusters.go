@@ -133,7 +133,7 @@ func (c *Clusters) recordEvents(name string, evs []api.Event) error {
 	}
 	pending := c.unwritten[name]
 	for _, e := range evs {
-		if i := slices.IndexFunc(pending, func(p api.Event) bool { return objects.SameEvent(p, e) }); i >= 0 {
+		if i := slices.IndexFunc(pending, func(p api.Event) bool { return p.Same(e) }); i >= 0 {
 			pending[i].Count += e.Count
 			pending[i].LastTime = e.LastTime
 			continue
@@ -162,7 +162,7 @@ func (c *Clusters) recordEvents(name string, evs []api.Event) error {
 // or more.
 func due(pending, stored []api.Event) bool {
 	for _, e := range pending {
-		i := slices.IndexFunc(stored, func(old api.Event) bool { return objects.SameEvent(old, e) })
+		i := slices.IndexFunc(stored, func(old api.Event) bool { return old.Same(e) })
 		if i < 0 || e.LastTime.Sub(stored[i].LastTime.Time) >= eventRefresh {
 			return true
 		}

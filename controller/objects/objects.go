@@ -339,7 +339,7 @@ func (x *Objects) RecordEvents(cluster string, evs []api.Event) error {
 	list, _ := x.Events(cluster) // unreadable: replaced
 	list.Cluster = cluster
 	for _, e := range evs {
-		if i := slices.IndexFunc(list.Items, func(old api.Event) bool { return SameEvent(old, e) }); i >= 0 {
+		if i := slices.IndexFunc(list.Items, func(old api.Event) bool { return old.Same(e) }); i >= 0 {
 			old := list.Items[i]
 			old.Count += e.Count
 			old.LastTime = e.LastTime
@@ -357,11 +357,6 @@ func (x *Objects) RecordEvents(cluster string, evs []api.Event) error {
 	}
 	_, _, err = x.Store.Apply(store.ApplyRequest{Kind: KindEvents, Name: cluster, Spec: b})
 	return err
-}
-
-// SameEvent: a and b are one event (type, reason and message).
-func SameEvent(a, b api.Event) bool {
-	return a.Type == b.Type && a.Reason == b.Reason && a.Message == b.Message
 }
 
 // Credentials are a cluster's material, unsealed (nil when none is

@@ -304,6 +304,7 @@ func (r *Reconciler) apply(ctx context.Context, c *api.MqttCluster, sv *passView
 	if err != nil {
 		return res, nil, push, err
 	}
+	sv.material = &p.m // kept current: component certificates land in it
 	tlsIn, err := p.tlsInputs()
 	if err != nil {
 		return res, nil, push, err
@@ -876,8 +877,11 @@ func (r *Reconciler) observe(ctx context.Context, c *api.MqttCluster, svcs []dsw
 		Links:   r.observeBridges(ctx, c.Name, int(*c.Spec.Replicas), latest),
 		Serving: push, SyncEnabled: sv.enabled, Failure: failure(recErr),
 	}
-	if m, err := r.Credentials.Credentials(c.Name); err == nil {
-		in.Material = m
+	in.Material = sv.material
+	if in.Material == nil {
+		if m, err := r.Credentials.Credentials(c.Name); err == nil {
+			in.Material = m
+		}
 	}
 	if sv.roll != nil {
 		in.Rollout = status.Rollout{Message: sv.roll.Message(), Held: sv.roll.Held()}

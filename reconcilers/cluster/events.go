@@ -21,17 +21,13 @@ func (r *Reconciler) event(cluster, typ, reason, format string, args ...any) {
 	now := metav1.NewTime(r.now().UTC().Truncate(time.Second))
 	e := api.Event{Type: typ, Reason: reason, Message: fmt.Sprintf(format, args...), Count: 1, FirstTime: now, LastTime: now}
 	for i, p := range r.pending[cluster] {
-		if same(p, e) {
+		if p.Same(e) {
 			r.pending[cluster][i].Count++
 			r.pending[cluster][i].LastTime = now
 			return
 		}
 	}
 	r.pending[cluster] = append(r.pending[cluster], e)
-}
-
-func same(a, b api.Event) bool {
-	return a.Type == b.Type && a.Reason == b.Reason && a.Message == b.Message
 }
 
 // takeEvents returns and forgets the events recorded for a cluster.

@@ -41,8 +41,11 @@ const RetireTimeout = 60 * time.Second
 
 // passView is what a pass learnt of the sync agents, and its rollout.
 type passView struct {
-	roll    *rollout.Gate
-	enabled bool
+	roll *rollout.Gate
+	// material is the pass's credentials, once begin has them (nil: the
+	// pass stopped before; observe loads them).
+	material *credentials.Material
+	enabled  bool
 	// What the agents reported (Plan nil: not asked yet).
 	status.SyncView
 	tasks map[string][]dswarm.Task // broker tasks by service name
