@@ -16,6 +16,7 @@ var ConditionReasons = map[string][]string{
 	ConditionProgressing: {"AwaitingApproval", "Reconciled", "Reconciling"},
 	ConditionDegraded:    {"NoErrors", "ReconcileError", "MissingSecret", "Signing", "InvalidSpec", "InternalError"},
 	ConditionSyncHealthy: {"Synced", "NotSynced"},
+	ConditionACLsApplied: {"Applied", "Applying", "NotEnforced"},
 }
 
 // maxConditionMessage bounds a condition message (Kubernetes' bound).

@@ -284,7 +284,45 @@ type AuthSpec struct {
 	// +kubebuilder:validation:MaxLength=64
 	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9]+([a-zA-Z0-9_.-]*[a-zA-Z0-9])?$`
 	PasswordFileSecret string `json:"passwordFileSecret,omitempty"`
+	// ACLs are the cluster's authorization rules, for every user (the
+	// password file's and the generated one): once there is one rule, a
+	// publish, subscription or delivery no rule allows is refused (deny by
+	// default), and a matching deny rule wins over any allow. %u in a
+	// topic stands for the client's user name and %c for its client id
+	// (a client whose name holds /, + or # matches no such rule). Applied
+	// to every broker live, with no restart.
+	// +optional
+	// +kubebuilder:validation:MaxItems=256
+	ACLs []ACLRule `json:"acls,omitempty"`
 }
+
+// ACLRule allows or denies access to the topics a filter matches.
+type ACLRule struct {
+	// Topic is an MQTT topic filter (+ and # wildcards), with %u and %c
+	// substituted per client.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:Pattern=`^(#|(\+|[^+#/\x00-\x1f\x7f]*)(/(\+|[^+#/\x00-\x1f\x7f]*))*(/#)?)$`
+	Topic string `json:"topic"`
+	// Access: read (subscribe and receive), write (publish), readwrite, or
+	// deny (neither, whatever else allows it).
+	Access ACLAccess `json:"access"`
+}
+
+// ACLAccess is what an ACL rule grants.
+// +kubebuilder:validation:Enum=read;write;readwrite;deny
+type ACLAccess string
+
+// The accesses a rule grants.
+const (
+	AccessRead      ACLAccess = "read"
+	AccessWrite     ACLAccess = "write"
+	AccessReadWrite ACLAccess = "readwrite"
+	AccessDeny      ACLAccess = "deny"
+)
+
+// MaxACLRules bounds spec.auth.acls.
+const MaxACLRules = 256
 
 // SyncSpec configures lsyncd replication of each broker's data to the
 // nodes where Swarm may reschedule it.
@@ -428,6 +466,9 @@ const (
 	// ConditionSyncHealthy (spec.sync): every broker's data reached every
 	// target recently.
 	ConditionSyncHealthy = "SyncHealthy"
+	// ConditionACLsApplied: every broker serves the cluster's current
+	// users and ACL rules (spec.auth.acls).
+	ConditionACLsApplied = "ACLsApplied"
 )
 
 // BrokerStatus is the observed state of one broker.

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/distribution/reference"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -193,6 +194,7 @@ func validateSpec(s *MqttClusterSpec, errs *ErrorList) {
 	if sec := s.Auth.PasswordFileSecret; sec != "" {
 		validateSecretName(sec, "spec.auth.passwordFileSecret", errs)
 	}
+	ValidateACLs(s.Auth.ACLs, "spec.auth.acls", errs)
 
 	validateDuration(s.Sync.Delay, "spec.sync.delay", 0, MaxSyncDelay, errs)
 	switch s.UpdatePolicy.Approval {
@@ -334,3 +336,48 @@ func checkConstraint(c string) string {
 }
 
 func sortedKeys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }
+
+// ValidateACLs checks authorization rules: a known access, and a topic
+// filter Mosquitto accepts (+ and # alone in their level, # last; no
+// control characters).
+func ValidateACLs(rules []ACLRule, path string, errs *ErrorList) {
+	if len(rules) > MaxACLRules {
+		errs.add(path, ReasonInvalid, "must have at most %d items, got %d", MaxACLRules, len(rules))
+	}
+	for i, r := range rules {
+		p := fmt.Sprintf("%s[%d]", path, i)
+		switch r.Access {
+		case AccessRead, AccessWrite, AccessReadWrite, AccessDeny:
+		case "":
+			errs.add(p+".access", ReasonRequired, "required: one of read, write, readwrite, deny")
+		default:
+			errs.add(p+".access", ReasonNotSupported, "unsupported value %q: must be one of read, write, readwrite, deny", r.Access)
+		}
+		if msg := checkTopicFilter(r.Topic); msg != "" {
+			errs.add(p+".topic", ReasonInvalid, "%q %s", r.Topic, msg)
+		}
+	}
+}
+
+// checkTopicFilter says what is wrong with an MQTT topic filter ("" when
+// nothing is).
+func checkTopicFilter(f string) string {
+	switch {
+	case f == "":
+		return "is empty: a topic filter is required"
+	case len(f) > 1024:
+		return fmt.Sprintf("is %d bytes long: at most 1024", len(f))
+	case strings.ContainsFunc(f, func(r rune) bool { return r < 0x20 || r == 0x7f || r == utf8.RuneError }):
+		return "holds a control character or invalid UTF-8"
+	}
+	levels := strings.Split(f, "/")
+	for i, l := range levels {
+		if strings.Contains(l, "#") && (l != "#" || i != len(levels)-1) {
+			return "is not a valid filter: # must be a whole level and the last one"
+		}
+		if strings.Contains(l, "+") && l != "+" {
+			return "is not a valid filter: + must be a whole level"
+		}
+	}
+	return ""
+}

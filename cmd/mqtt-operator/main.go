@@ -44,6 +44,7 @@ import (
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/tlsutil"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/programs/signer"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/programs/syncagent"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/brokerauth"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/cluster"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/credentials"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/datasync"
@@ -308,6 +309,13 @@ func run(ctx context.Context, o options) error {
 			Swarm: d, Leadership: st, Credentials: objs, Identity: node, OperatorID: o.operatorID, Log: log, Metrics: m,
 			ControlNetwork: o.controlNetwork, SignerImage: o.operatorImage, SyncImage: o.syncImage, BrokerMetrics: o.brokerMetrics,
 		}}
+		if node != nil && o.controlNetwork != "" {
+			// Users and ACL rules are pushed to the brokers over the
+			// control network, for the leader's term.
+			pusher := &brokerauth.Pusher{Log: log}
+			cr.Reconciler.Auth = pusher
+			l.Tasks = append(l.Tasks, leader.Task{Name: "broker auth", Run: pusher.Run})
+		}
 		l.Reconcile, l.Discover, l.Metrics = cr.Reconcile, cr.Discover, m
 		l.Establish = append(l.Establish, cr.MigrateSealing)
 		if gs != nil {

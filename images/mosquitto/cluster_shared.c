@@ -42,6 +42,8 @@
 #include <mosquitto_plugin.h>
 #include <uthash.h>
 
+#include "cluster_auth.h"
+
 #define GOSSIP_PREFIX "$cluster/shared/"
 #define MAX_BROKERS 64
 #define GOSSIP_EVERY 0.5
@@ -322,6 +324,9 @@ static int on_acl(int event, void *event_data, void *userdata)
 	if(!id) return MOSQ_ERR_SUCCESS;
 	c = client_get(id, false);
 	if(c && c->pending == ed->client) commit(c);
+	/* The cluster's rules first: a refused subscription is not tracked, a
+	 * refused delivery is not one of the group's. */
+	if(auth_acl(ed->client, ed->access, ed->topic) != MOSQ_ERR_SUCCESS) return MOSQ_ERR_ACL_DENIED;
 	switch(ed->access){
 		case MOSQ_ACL_SUBSCRIBE:
 		case MOSQ_ACL_UNSUBSCRIBE:
@@ -359,8 +364,9 @@ static int on_acl(int event, void *event_data, void *userdata)
 	}
 }
 
-/* on_connect: BASIC_AUTH is the one event at every CONNECT; it defers the
- * decision to the password file. */
+/* on_connect: BASIC_AUTH is the one event at every CONNECT; the users of
+ * the operator's state are checked here (cluster_auth), the others are
+ * left to the password file. */
 static int on_connect(int event, void *event_data, void *userdata)
 {
 	struct mosquitto_evt_basic_auth *ed = event_data;
@@ -368,14 +374,14 @@ static int on_connect(int event, void *event_data, void *userdata)
 	struct client *c;
 	(void)event;
 	(void)userdata;
-	if(!id) return MOSQ_ERR_PLUGIN_DEFER;
+	if(!id) return auth_basic(ed->client, ed->username, ed->password);
 	c = client_get(id, true);
-	if(!c) return MOSQ_ERR_PLUGIN_DEFER;
+	if(!c) return auth_basic(ed->client, ed->username, ed->password);
 	c->pending = ed->client;
 	c->pending_clean = mosquitto_client_clean_session(ed->client);
 	c->reconnecting = true;
 	connects = true;
-	return MOSQ_ERR_PLUGIN_DEFER;
+	return auth_basic(ed->client, ed->username, ed->password);
 }
 
 static int on_disconnect(int event, void *event_data, void *userdata)
@@ -471,6 +477,7 @@ static int on_message(int event, void *event_data, void *userdata)
 	struct mosquitto_evt_message *ed = event_data;
 	(void)event;
 	(void)userdata;
+	if(!strcmp(ed->topic, AUTH_STATE_TOPIC)) return auth_apply(mosquitto_client_id(ed->client), ed->payload, ed->payloadlen);
 	if(strncmp(ed->topic, GOSSIP_PREFIX, strlen(GOSSIP_PREFIX))) return MOSQ_ERR_SUCCESS;
 	/* Only the bridge user and this broker's own bridge get here: the
 	 * WRITE check (on_acl), which runs first, refuses everyone else, and
@@ -569,6 +576,7 @@ static int on_tick(int event, void *event_data, void *userdata)
 		gossip_dirty = false;
 		last_gossip = t;
 	}
+	auth_tick(t);
 	if(state_dirty && t - last_state >= 1.0){
 		save_state();
 		state_dirty = false;
@@ -587,6 +595,9 @@ int mosquitto_plugin_version(int supported_version_count, const int *supported_v
 
 int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, struct mosquitto_opt *opts, int opt_count)
 {
+	bool auth_on = false;
+	const char *auth_file = NULL;
+	double auth_grace = 0;
 	(void)userdata;
 	plugin_id = identifier;
 	for(int i = 0; i < opt_count; i++){
@@ -596,6 +607,12 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
 			bridge_user = mosquitto_strdup(opts[i].value);
 		}else if(!strcmp(opts[i].key, "state_file")){
 			state_file = mosquitto_strdup(opts[i].value);
+		}else if(!strcmp(opts[i].key, "auth")){
+			auth_on = !strcmp(opts[i].value, "true");
+		}else if(!strcmp(opts[i].key, "auth_state_file")){
+			auth_file = opts[i].value;
+		}else if(!strcmp(opts[i].key, "auth_grace")){
+			auth_grace = atof(opts[i].value);
 		}
 	}
 	if(self < 0 || self >= MAX_BROKERS || !bridge_user){
@@ -603,6 +620,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
 		return MOSQ_ERR_INVAL;
 	}
 	load_state();
+	auth_init(auth_on, auth_file, auth_grace, bridge_user);
 	if(mosquitto_callback_register(plugin_id, MOSQ_EVT_ACL_CHECK, on_acl, NULL, NULL)
 			|| mosquitto_callback_register(plugin_id, MOSQ_EVT_BASIC_AUTH, on_connect, NULL, NULL)
 			|| mosquitto_callback_register(plugin_id, MOSQ_EVT_DISCONNECT, on_disconnect, NULL, NULL)
@@ -633,6 +651,7 @@ int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *opts, int opt
 	for(int i = 0; i < MAX_BROKERS; i++){
 		counts_free(&peers[i].counts);
 	}
+	auth_cleanup();
 	mosquitto_free(bridge_user);
 	mosquitto_free(state_file);
 	return MOSQ_ERR_SUCCESS;

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"text/template"
+	"time"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/datasync"
@@ -50,7 +51,15 @@ const (
 	// SharedStateFile is where the plugin keeps the subscriptions of
 	// persistent sessions (with persistence on), next to Mosquitto's.
 	SharedStateFile = DataDir + "cluster-shared.state"
+	// AuthStateFile is where the plugin keeps the last users and rules
+	// the operator pushed (with persistence on).
+	AuthStateFile = DataDir + "cluster-auth.state"
 )
+
+// AuthGrace is how long a restarted broker with kept users and rules
+// waits for the operator before serving them (an operator outage must not
+// keep the brokers closed).
+const AuthGrace = 10 * time.Second
 
 type view struct {
 	Cluster, Broker  string
@@ -243,11 +252,21 @@ func TLSNames(cluster string) []string {
 	return out
 }
 
-// SharedPlugin is broker i's cluster_shared plugin section.
-func SharedPlugin(c *api.MqttCluster, i int) string {
+// SharedPlugin is broker i's cluster plugin section. auth: the operator
+// pushes users and ACL rules (brokerauth), and the broker refuses clients
+// until it has them; with persistence they are kept next to the data,
+// served when no operator answers within AuthGrace of a restart.
+func SharedPlugin(c *api.MqttCluster, i int, auth bool) string {
 	out := fmt.Sprintf("plugin %s\nplugin_opt_broker %d\nplugin_opt_bridge_user %s\n", PluginPath, i, BridgeUser)
-	if p := c.Spec.Broker.Persistence.Enabled; p != nil && *p {
+	persist := c.Spec.Broker.Persistence.Enabled != nil && *c.Spec.Broker.Persistence.Enabled
+	if persist {
 		out += "plugin_opt_state_file " + SharedStateFile + "\n"
+	}
+	if auth {
+		out += fmt.Sprintf("plugin_opt_auth true\nplugin_opt_auth_grace %d\n", int(AuthGrace.Seconds()))
+		if persist {
+			out += "plugin_opt_auth_state_file " + AuthStateFile + "\n"
+		}
 	}
 	return out
 }

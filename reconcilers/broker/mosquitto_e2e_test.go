@@ -33,7 +33,7 @@ func TestRealMosquittoRunsRenderedConfig(t *testing.T) {
 					"mosquitto_passwd -b /run/secrets/mosquitto-passwd alice wonderland && chown mosquitto /run/secrets/mosquitto-passwd && "+
 					"touch /run/secrets/mosquitto-internal-passwd && chmod 0700 /run/secrets/mosquitto-internal-passwd && "+
 					"mosquitto_passwd -b /run/secrets/mosquitto-internal-passwd bridge b && chown mosquitto /run/secrets/mosquitto-internal-passwd && "+
-					"cp /x/mosquitto.conf "+ConfigPath+" && "+StartScript(false, SharedPlugin(cluster(t, y), 0))).CombinedOutput()
+					"cp /x/mosquitto.conf "+ConfigPath+" && "+StartScript(false, SharedPlugin(cluster(t, y), 0, false))).CombinedOutput()
 			if err != nil {
 				t.Fatalf("docker run: %v\n%s", err, out)
 			}

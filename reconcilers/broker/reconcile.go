@@ -81,10 +81,18 @@ type Inputs struct {
 	// and the bridges verify their parent (the bridge sections must be
 	// rendered with Options{TLS: true}).
 	TLS, ControlCA *dswarm.Secret
+	// ControlNetwork, with TLS, is the operator's network: the brokers
+	// join it and the operator pushes them their users and ACL rules
+	// (reconcilers/brokerauth); each broker refuses clients until it has
+	// them.
+	ControlNetwork string
 }
 
 // Options are the rendering options Inputs call for.
 func (in Inputs) Options() Options { return Options{TLS: in.TLS != nil && in.ControlCA != nil} }
+
+// Auth: the operator pushes users and rules to the brokers.
+func (in Inputs) Auth() bool { return in.Options().TLS && in.ControlNetwork != "" }
 
 // Reconcile brings the brokers of a defaulted, valid cluster to its spec.
 // An unchanged spec against an unchanged Swarm makes no write.
@@ -283,7 +291,7 @@ func (r *Reconciler) serviceSpec(c *api.MqttCluster, i int, confID, confName str
 	one := uint64(1)
 	cs := &dswarm.ContainerSpec{
 		Image:    s.Broker.Image,
-		Command:  []string{"/bin/sh", "-c", StartScript(datasync.Enabled(c), SharedPlugin(c, i))},
+		Command:  []string{"/bin/sh", "-c", StartScript(datasync.Enabled(c), SharedPlugin(c, i, in.Auth()))},
 		Hostname: name,
 		Labels:   r.labels(c.Name, ComponentSvc),
 		Configs: []*dswarm.ConfigReference{{
@@ -349,6 +357,9 @@ func (r *Reconciler) serviceSpec(c *api.MqttCluster, i int, confID, confName str
 	}
 	if r.Network != nil {
 		spec.TaskTemplate.Networks = []dswarm.NetworkAttachmentConfig{{Target: r.Network(c.Name), Aliases: []string{name}}}
+	}
+	if in.Auth() {
+		spec.TaskTemplate.Networks = append(spec.TaskTemplate.Networks, dswarm.NetworkAttachmentConfig{Target: in.ControlNetwork})
 	}
 	spec.Labels[LabelIndex] = strconv.Itoa(i)
 	if err := swarm.StampSpecHash(&spec); err != nil {

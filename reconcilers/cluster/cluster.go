@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/tlsutil"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/bridges"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/broker"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/brokerauth"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/brokermetrics"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/certs"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/cleanup"
@@ -114,6 +117,11 @@ type Reconciler struct {
 	// certificate's holder gets a command through. Nil: the runtime API is
 	// guarded by the control network's subnet only.
 	Identity *tlsutil.Node
+	// Auth, with a control network and Identity, pushes every cluster's
+	// users and ACL rules to its brokers at runtime (the brokers join the
+	// control network, and refuse clients until they have them). Nil:
+	// spec.auth.acls is not enforced (the Ready condition says so).
+	Auth *brokerauth.Pusher
 	// pending are the events of the passes in progress, by cluster.
 	pending map[string][]api.Event
 }
@@ -330,7 +338,29 @@ func (r *Reconciler) apply(ctx context.Context, c *api.MqttCluster, sv *passView
 	if err := sv.roll.Undrain(ctx); err != nil {
 		return res, nil, push, err
 	}
+	sv.auth = p.pushAuth(in)
 	return res, p.inUse, push, nil
+}
+
+// pushAuth gives the brokers the cluster's users and rules (the pusher
+// keeps them current between passes) and says which brokers have them.
+func (p *pass) pushAuth(in broker.Inputs) *status.AuthView {
+	c := p.c
+	st := brokerauth.Render(c)
+	v := &status.AuthView{Version: st.Version, Rules: st.Rules, Brokers: int(*c.Spec.Replicas)}
+	if !in.Auth() {
+		return v
+	}
+	t := brokerauth.Target{
+		Brokers: int(*c.Spec.Replicas),
+		Addr: func(i int) string {
+			return net.JoinHostPort(api.BrokerTaskHost(c.Name, i), strconv.Itoa(broker.InternalPort))
+		},
+		User: broker.BridgeUser, Password: p.m.BridgePassword, CA: p.r.Identity.CA().CertPEM(),
+	}
+	v.Enforced = true
+	v.Applied = p.r.Auth.Set(c.Name, t, st)
+	return v
 }
 
 // pass is what one pass's writes share: the cluster, its material, the
@@ -463,6 +493,9 @@ func (p *pass) brokerInputs(tlsIn *loadbalancer.TLS) (broker.Inputs, error) {
 			return in, err
 		}
 		tlsIn.ControlCA, tlsIn.BackendTLS = in.ControlCA, true
+		if p.r.Auth != nil && p.control != nil {
+			in.ControlNetwork = p.control.Name
+		}
 	}
 	for i := 1; i < int(*c.Spec.Replicas); i++ {
 		conf, err := broker.RenderBridge(c.Name, i, m.BridgePassword, in.Options())
@@ -889,6 +922,7 @@ func (r *Reconciler) observe(ctx context.Context, c *api.MqttCluster, svcs []dsw
 	if sv.enabled && sv.Plan != nil {
 		in.Sync = &sv.SyncView
 	}
+	in.Auth = sv.auth
 	out := status.Compute(in)
 	for _, e := range out.Events {
 		r.event(c.Name, e.Type, e.Reason, "%s", e.Message)
@@ -972,6 +1006,9 @@ func (r *Reconciler) Delete(ctx context.Context, name string) error {
 	delete(r.trackers, name)
 	delete(r.syncClients, name)
 	r.mu.Unlock()
+	if r.Auth != nil {
+		r.Auth.Forget(name)
+	}
 	cr := &cleanup.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID, Fence: r.fence, Log: r.log()}
 	if err := cr.Delete(ctx, name); err != nil {
 		return err

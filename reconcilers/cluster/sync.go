@@ -49,6 +49,9 @@ type passView struct {
 	// What the agents reported (Plan nil: not asked yet).
 	status.SyncView
 	tasks map[string][]dswarm.Task // broker tasks by service name
+	// auth is where the users and rules stand (nil: the pass stopped
+	// before pushing them).
+	auth *status.AuthView
 }
 
 func (r *Reconciler) syncClient(c *api.MqttCluster, m credentials.Material) SyncAgentClient {

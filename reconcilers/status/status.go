@@ -46,6 +46,20 @@ type Input struct {
 	Sync        *SyncView
 	// Failure is what stopped the pass (nil: nothing).
 	Failure *Failure
+	// Auth is where the users and ACL rules stand (nil: the pass stopped
+	// before pushing them: the condition is kept).
+	Auth *AuthView
+}
+
+// AuthView is a cluster's users and rules as the brokers have them.
+type AuthView struct {
+	Version string
+	Rules   int
+	// Enforced: the operator pushes them (a control network and TLS);
+	// Applied lists the brokers serving Version, of Brokers.
+	Enforced bool
+	Applied  []int
+	Brokers  int
 }
 
 // Links is a cluster's bridge topology (bridges.Tracker).
@@ -128,7 +142,7 @@ func Compute(in Input) Output {
 		}
 		st.CARotation = caRotation(*m, c)
 	}
-	out.Ready = in.Failure == nil && v.running == v.n && len(v.lbRunning) >= v.lbWant && len(unbridged) == 0 && in.Serving.All()
+	out.Ready = in.Failure == nil && v.running == v.n && len(v.lbRunning) >= v.lbWant && len(unbridged) == 0 && in.Serving.All() && in.Auth.all()
 	set := conditionSetter(&st, c.Generation, in.Now)
 	progress := v.progress(unbridged)
 	switch {
@@ -144,6 +158,7 @@ func Compute(in Input) Output {
 		set(api.ConditionProgressing, in.Failure == nil, "Reconciling", progress)
 	}
 	st.Sync = syncConditions(in, &st, set)
+	authCondition(in, &st, set)
 	degraded(in.Failure, set)
 	out.Status, out.Settle = st, v.settle
 	return out
@@ -435,4 +450,41 @@ func metaTime(v time.Time) *metav1.Time {
 	}
 	mt := metav1.NewTime(v.UTC().Truncate(time.Second))
 	return &mt
+}
+
+// authCondition sets ACLsApplied: the brokers serve the cluster's current
+// users and rules. Without rules and with no pusher it is left out.
+func authCondition(in Input, st *api.MqttClusterStatus, set setFunc) {
+	a := in.Auth
+	if a == nil {
+		return
+	}
+	switch {
+	case !a.Enforced && a.Rules == 0:
+		meta.RemoveStatusCondition(&st.Conditions, api.ConditionACLsApplied)
+	case !a.Enforced:
+		set(api.ConditionACLsApplied, false, "NotEnforced", fmt.Sprintf("%d rules are not enforced: the operator runs without a control network or control-plane TLS, so it cannot push them to the brokers", a.Rules))
+	case len(a.Applied) == a.Brokers:
+		set(api.ConditionACLsApplied, true, "Applied", fmt.Sprintf("users and rules %s (%d rules) served by %d/%d brokers", a.Version, a.Rules, len(a.Applied), a.Brokers))
+	default:
+		var names []string
+		for _, i := range brokerauthMissing(a) {
+			names = append(names, api.BrokerService(in.Cluster.Name, i))
+		}
+		set(api.ConditionACLsApplied, false, "Applying", fmt.Sprintf("users and rules %s served by %d/%d brokers; not yet by %s (a broker refuses clients until it has them)", a.Version, len(a.Applied), a.Brokers, strings.Join(names, ", ")))
+	}
+}
+
+// all: every broker serves the current users and rules (or they are not
+// pushed: nothing to wait for).
+func (a *AuthView) all() bool { return a == nil || !a.Enforced || len(a.Applied) == a.Brokers }
+
+func brokerauthMissing(a *AuthView) []int {
+	var out []int
+	for i := 0; i < a.Brokers; i++ {
+		if !slices.Contains(a.Applied, i) {
+			out = append(out, i)
+		}
+	}
+	return out
 }

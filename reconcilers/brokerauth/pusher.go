@@ -1,0 +1,311 @@
+package brokerauth
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+)
+
+// Target is how to reach a cluster's brokers.
+type Target struct {
+	// Brokers: the indexes 0 to Brokers-1.
+	Brokers int
+	// Addr is broker i's internal listener (host:port); the host is the
+	// name its certificate carries.
+	Addr func(i int) string
+	// User and Password are the internal user's.
+	User, Password string
+	// CA is the PEM certificate the brokers' chain to.
+	CA []byte
+}
+
+func (t Target) same(o Target) bool {
+	return t.Brokers == o.Brokers && t.User == o.User && t.Password == o.Password && bytes.Equal(t.CA, o.CA)
+}
+
+// Pusher keeps a connection to every broker of every cluster it is given
+// and pushes each one the cluster's current state: when the state changes,
+// and whenever a connection is (re)made (a broker that restarted).
+type Pusher struct {
+	Log *slog.Logger
+	// Retry is the pause after a failed or lost connection (250 ms).
+	Retry time.Duration
+
+	mu       sync.Mutex
+	ctx      context.Context
+	clusters map[string]*cluster
+	id       string
+}
+
+type cluster struct {
+	target Target
+	state  State
+	conns  map[int]*conn
+}
+
+type conn struct {
+	cancel  context.CancelFunc
+	wake    chan struct{}
+	applied string
+}
+
+// Run pushes until ctx ends (the leader's term), then closes every
+// connection and forgets every cluster: the next term starts from what
+// its passes Set.
+func (p *Pusher) Run(ctx context.Context) {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	p.mu.Lock()
+	p.ctx, p.id = ctx, hex.EncodeToString(b)
+	for name, c := range p.clusters {
+		p.start(name, c) // Set before Run, in the same term
+	}
+	p.mu.Unlock()
+	<-ctx.Done()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.clusters {
+		for _, k := range c.conns {
+			k.cancel()
+		}
+	}
+	p.ctx, p.clusters = nil, nil
+}
+
+// Set gives cluster name's brokers state s and returns the brokers that
+// have applied it (a Set before Run takes effect when Run starts).
+func (p *Pusher) Set(name string, t Target, s State) []int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.clusters == nil {
+		p.clusters = map[string]*cluster{}
+	}
+	c := p.clusters[name]
+	if c == nil {
+		c = &cluster{conns: map[int]*conn{}}
+		p.clusters[name] = c
+	}
+	if !c.target.same(t) {
+		for i, k := range c.conns {
+			k.cancel()
+			delete(c.conns, i)
+		}
+	}
+	c.target = t
+	changed := c.state.Version != s.Version
+	c.state = s
+	for i, k := range c.conns {
+		if i >= t.Brokers {
+			k.cancel()
+			delete(c.conns, i)
+		}
+	}
+	p.start(name, c)
+	var applied []int
+	for i := 0; i < t.Brokers; i++ {
+		k := c.conns[i]
+		if k == nil {
+			continue
+		}
+		if changed {
+			select {
+			case k.wake <- struct{}{}:
+			default:
+			}
+		}
+		if k.applied == s.Version {
+			applied = append(applied, i)
+		}
+	}
+	return applied
+}
+
+// start opens the missing connections of c (p.mu held; nothing before
+// Run).
+func (p *Pusher) start(name string, c *cluster) {
+	if p.ctx == nil || p.ctx.Err() != nil {
+		return
+	}
+	for i := 0; i < c.target.Brokers; i++ {
+		if c.conns[i] != nil {
+			continue
+		}
+		ctx, cancel := context.WithCancel(p.ctx)
+		k := &conn{cancel: cancel, wake: make(chan struct{}, 1)}
+		c.conns[i] = k
+		go p.follow(ctx, name, i, k)
+	}
+}
+
+// Forget closes a cluster's connections (the cluster is deleted).
+func (p *Pusher) Forget(name string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c := p.clusters[name]; c != nil {
+		for _, k := range c.conns {
+			k.cancel()
+		}
+		delete(p.clusters, name)
+	}
+}
+
+func (p *Pusher) current(name string) (Target, State) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c := p.clusters[name]
+	if c == nil {
+		return Target{}, State{}
+	}
+	return c.target, c.state
+}
+
+func (p *Pusher) setApplied(k *conn, v string) {
+	p.mu.Lock()
+	k.applied = v
+	p.mu.Unlock()
+}
+
+func (p *Pusher) log() *slog.Logger {
+	if p.Log != nil {
+		return p.Log
+	}
+	return slog.Default()
+}
+
+func (p *Pusher) retry() time.Duration {
+	if p.Retry > 0 {
+		return p.Retry
+	}
+	return 250 * time.Millisecond
+}
+
+// follow keeps broker i's connection and pushes on it.
+func (p *Pusher) follow(ctx context.Context, name string, i int, k *conn) {
+	failing := false
+	for ctx.Err() == nil {
+		t, _ := p.current(name)
+		cl, lost, replies, err := p.connect(name, i, t)
+		if err != nil {
+			if !failing {
+				p.log().Debug("auth: broker not reachable yet", "cluster", name, "broker", i, "err", err)
+				failing = true
+			}
+			sleep(ctx, p.retry())
+			continue
+		}
+		failing = false
+		p.serve(ctx, name, i, k, cl, lost, replies)
+		p.setApplied(k, "")
+		cl.Disconnect(100)
+		sleep(ctx, p.retry())
+	}
+}
+
+// serve pushes the current state, then again at each change, until the
+// connection is lost or ctx ends.
+func (p *Pusher) serve(ctx context.Context, name string, i int, k *conn, cl mqtt.Client, lost <-chan struct{}, replies <-chan string) {
+	for {
+		_, s := p.current(name)
+		tok := cl.Publish(Topic, 1, false, s.Body)
+		if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			p.log().Warn("auth: push failed", "cluster", name, "broker", i, "err", tok.Error())
+			return
+		}
+		// The broker's plugin answers with the version it serves; a broker
+		// without it (another image) never does.
+		timeout := time.NewTimer(5 * time.Second)
+	wait:
+		for {
+			select {
+			case v := <-replies:
+				if v == s.Version {
+					p.setApplied(k, s.Version)
+					p.log().Debug("auth: state applied", "cluster", name, "broker", i, "version", s.Version)
+					break wait
+				}
+				if v == "refused" || v == "disabled" {
+					p.log().Warn("auth: the broker did not apply the state", "cluster", name, "broker", i, "answer", v)
+					break wait
+				}
+			case <-timeout.C:
+				p.log().Warn("auth: no answer from the broker's cluster plugin", "cluster", name, "broker", i)
+				break wait
+			case <-ctx.Done():
+				timeout.Stop()
+				return
+			case <-lost:
+				timeout.Stop()
+				return
+			}
+		}
+		timeout.Stop()
+		select {
+		case <-ctx.Done():
+			return
+		case <-lost:
+			return
+		case <-k.wake:
+		}
+	}
+}
+
+func (p *Pusher) connect(name string, i int, t Target) (mqtt.Client, <-chan struct{}, <-chan string, error) {
+	if t.Addr == nil {
+		return nil, nil, nil, fmt.Errorf("no address")
+	}
+	addr := t.Addr(i)
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(t.CA) {
+		return nil, nil, nil, fmt.Errorf("no CA certificate to verify broker %d", i)
+	}
+	lost := make(chan struct{})
+	replies := make(chan string, 8)
+	var once sync.Once
+	o := mqtt.NewClientOptions().AddBroker("ssl://" + addr).
+		SetClientID(fmt.Sprintf("%s-auth-%d-%s", name, i, p.id)).SetUsername(t.User).SetPassword(t.Password).
+		SetTLSConfig(&tls.Config{RootCAs: pool, ServerName: host, MinVersion: tls.VersionTLS12}).
+		SetCleanSession(true).SetAutoReconnect(false).SetConnectRetry(false).
+		SetConnectTimeout(2 * time.Second).SetKeepAlive(10 * time.Second).SetPingTimeout(5 * time.Second).
+		SetConnectionLostHandler(func(mqtt.Client, error) { once.Do(func() { close(lost) }) }).
+		SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) {
+			if m.Topic() == AppliedTopic {
+				select {
+				case replies <- string(m.Payload()):
+				default:
+				}
+			}
+		})
+	cl := mqtt.NewClient(o)
+	tok := cl.Connect()
+	if !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		cl.Disconnect(0)
+		if tok.Error() != nil {
+			return nil, nil, nil, tok.Error()
+		}
+		return nil, nil, nil, fmt.Errorf("connect to %s timed out", addr)
+	}
+	return cl, lost, replies, nil
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
