@@ -43,6 +43,7 @@ type slot struct {
 
 type view struct {
 	Cluster      string
+	InternalUser string
 	MQTT, MQTTS  int32
 	Balance      string
 	CertPath     string
@@ -91,6 +92,9 @@ const operatorOU = "operator"
 const mqttRules = `{{define "mqtt-rules"}}
     tcp-request inspect-delay 5s
     tcp-request content reject unless { req.payload(0,0),mqtt_is_valid }
+    # The internal user (the bridges') logs in on the brokers' internal
+    # listener only, never through here.
+    tcp-request content reject if { req.payload(0,0),mqtt_field_value(connect,username) -m str {{.InternalUser}} }
 {{- if eq .Balance "clientid"}}
     tcp-request content set-var(sess.cid) req.payload(0,0),mqtt_field_value(connect,client_identifier)
 {{- end}}
@@ -213,7 +217,7 @@ func Render(c *api.MqttCluster, o Options) ([]byte, error) {
 		return nil, fmt.Errorf("render haproxy config for %s: spec is not defaulted", c.Name)
 	}
 	v := view{
-		Cluster: c.Name, MQTT: *s.LoadBalancer.Ports.MQTT, MQTTS: *s.LoadBalancer.Ports.MQTTS,
+		Cluster: c.Name, InternalUser: api.BridgeUser, MQTT: *s.LoadBalancer.Ports.MQTT, MQTTS: *s.LoadBalancer.Ports.MQTTS,
 		Balance: string(s.LoadBalancer.Balance), CertPath: CertPath, AdminSocket: AdminSocket,
 		MetricsPort: MetricsPort, Backend: BackendName, Resolver: resolverName,
 		AdminPort: AdminPort, AdminSubnets: o.AdminSubnets,
