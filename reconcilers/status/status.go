@@ -375,6 +375,13 @@ func (v *view) progress(unbridged []string) string {
 	if m := v.in.Rollout.Message; m != "" {
 		why = append(why, m)
 	}
+	if a := v.in.Auth; !a.all() {
+		var names []string
+		for _, i := range brokerauthMissing(a) {
+			names = append(names, api.BrokerService(c.Name, i))
+		}
+		why = append(why, "users and ACL rules not served yet by "+strings.Join(names, ", "))
+	}
 	if len(why) > 0 {
 		msg += " (" + strings.Join(why, "; ") + ")"
 	}

@@ -74,6 +74,7 @@ type want struct {
 	settle                bool
 	events                []string // reasons
 	sync                  string   // SyncHealthy status ("" absent, "keep": as before)
+	acls                  string   // ACLsApplied status ("" absent)
 }
 
 func TestCompute(t *testing.T) {
@@ -103,6 +104,15 @@ func TestCompute(t *testing.T) {
 			in.Tasks = in.Tasks[1:]
 			in.Links = links{2: 1}
 		}, want{readyReason: "NotAllRunning", progress: "2/3 brokers running", progressing: "True", degraded: "False", hub: "iot-broker-1", endpoints: 2, events: []string{"HubMoved"}}},
+		{"ACL rules not on every broker yet", func(in *Input) {
+			in.Auth = &AuthView{Version: "v2", Rules: 2, Enforced: true, Applied: []int{0, 2}, Brokers: 3}
+		}, want{readyReason: "NotAllRunning", progress: "users and ACL rules not served yet by iot-broker-1", progressing: "True", degraded: "False", hub: "iot-broker-0", endpoints: 2, acls: "False"}},
+		{"ACL rules on every broker", func(in *Input) {
+			in.Auth = &AuthView{Version: "v2", Rules: 2, Enforced: true, Applied: []int{0, 1, 2}, Brokers: 3}
+		}, want{ready: true, readyReason: "AllRunning", progress: "3/3 brokers running", progressing: "False", degraded: "False", hub: "iot-broker-0", endpoints: 2, acls: "True"}},
+		{"ACL rules with no way to push them", func(in *Input) {
+			in.Auth = &AuthView{Version: "v2", Rules: 2, Brokers: 3}
+		}, want{ready: true, readyReason: "AllRunning", progress: "3/3 brokers running", progressing: "False", degraded: "False", hub: "iot-broker-0", endpoints: 2, acls: "False"}},
 		{"no load balancer task", func(in *Input) { in.Tasks = in.Tasks[:3] },
 			want{readyReason: "NotAllRunning", progress: "0/1 load balancer tasks running", progressing: "True", degraded: "False", hub: "iot-broker-0"}},
 		{"the certificate is not served everywhere", func(in *Input) {
@@ -164,6 +174,10 @@ func TestCompute(t *testing.T) {
 				t.Errorf("SyncHealthy %v; want it kept", s)
 			case w.sync != "" && w.sync != "keep" && (s == nil || string(s.Status) != w.sync):
 				t.Errorf("SyncHealthy %v; want %s", s, w.sync)
+			}
+			a := meta.FindStatusCondition(st.Conditions, api.ConditionACLsApplied)
+			if (a == nil) != (w.acls == "") || (a != nil && string(a.Status) != w.acls) {
+				t.Errorf("ACLsApplied %v; want %q", a, w.acls)
 			}
 			if st.ObservedGeneration != 3 || len(st.Brokers) != 3 {
 				t.Errorf("observedGeneration %d, %d brokers", st.ObservedGeneration, len(st.Brokers))
