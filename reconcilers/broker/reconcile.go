@@ -355,17 +355,25 @@ func (r *Reconciler) serviceSpec(c *api.MqttCluster, i int, confID, confName str
 		Mode:         dswarm.ServiceMode{Replicated: &dswarm.ReplicatedService{Replicas: &one}},
 		EndpointSpec: &dswarm.EndpointSpec{Mode: dswarm.ResolutionModeDNSRR},
 	}
-	if r.Network != nil {
-		spec.TaskTemplate.Networks = []dswarm.NetworkAttachmentConfig{{Target: r.Network(c.Name), Aliases: []string{name}}}
-	}
-	if in.Auth() {
-		spec.TaskTemplate.Networks = append(spec.TaskTemplate.Networks, dswarm.NetworkAttachmentConfig{Target: in.ControlNetwork})
-	}
+	spec.TaskTemplate.Networks = r.networks(c.Name, name, in)
 	spec.Labels[LabelIndex] = strconv.Itoa(i)
 	if err := swarm.StampSpecHash(&spec); err != nil {
 		return dswarm.ServiceSpec{}, err
 	}
 	return spec, nil
+}
+
+// networks: the cluster's network (the broker reached by its service
+// name), and the control network when the operator pushes users and rules.
+func (r *Reconciler) networks(cluster, name string, in Inputs) []dswarm.NetworkAttachmentConfig {
+	var out []dswarm.NetworkAttachmentConfig
+	if r.Network != nil {
+		out = append(out, dswarm.NetworkAttachmentConfig{Target: r.Network(cluster), Aliases: []string{name}})
+	}
+	if in.Auth() {
+		out = append(out, dswarm.NetworkAttachmentConfig{Target: in.ControlNetwork})
+	}
+	return out
 }
 
 func durationPtr(ns int64) *time.Duration { d := time.Duration(ns); return &d }
