@@ -120,7 +120,7 @@ type Reconciler struct {
 	// Auth, with a control network and Identity, pushes every cluster's
 	// users and ACL rules to its brokers at runtime (the brokers join the
 	// control network, and refuse clients until they have them). Nil:
-	// spec.auth.acls is not enforced (the Ready condition says so).
+	// spec.auth.acls is not enforced (the ACLsApplied condition says so).
 	Auth *brokerauth.Pusher
 	// pending are the events of the passes in progress, by cluster.
 	pending map[string][]api.Event
@@ -321,6 +321,9 @@ func (r *Reconciler) apply(ctx context.Context, c *api.MqttCluster, sv *passView
 	if err != nil {
 		return res, nil, push, err
 	}
+	// Before the workloads: a later step that fails does not hold back
+	// a rule change (new brokers get it when they come up).
+	sv.auth = p.pushAuth(in)
 	if err := p.sideServices(sv, in.ControlCA); err != nil {
 		return res, nil, push, err
 	}
@@ -338,7 +341,6 @@ func (r *Reconciler) apply(ctx context.Context, c *api.MqttCluster, sv *passView
 	if err := sv.roll.Undrain(ctx); err != nil {
 		return res, nil, push, err
 	}
-	sv.auth = p.pushAuth(in)
 	return res, p.inUse, push, nil
 }
 
