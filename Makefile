@@ -58,6 +58,7 @@ bench: build
 ## fuzz: a short run of the parse+default+validate fuzz target
 fuzz:
 	$(GO) test ./api -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./api -run '^$$' -fuzz '^FuzzUser$$' -fuzztime $(FUZZTIME)
 
 ## up: Docker, a local Swarm, the operator stack and the quickstart cluster
 ## (MANAGERS=3: on three docker-in-docker managers; MONITORING=1: Prometheus too)

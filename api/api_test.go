@@ -22,9 +22,11 @@ type invalidCase struct {
 	Schema string
 }
 
-func loadInvalidCases(t testing.TB) []invalidCase {
+func loadInvalidCases(t testing.TB) []invalidCase { return loadInvalidCasesIn(t, "testdata/invalid") }
+
+func loadInvalidCasesIn(t testing.TB, dir string) []invalidCase {
 	t.Helper()
-	files, err := filepath.Glob("testdata/invalid/*.yaml")
+	files, err := filepath.Glob(dir + "/*.yaml")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no invalid cases: %v", err)
 	}
@@ -115,7 +117,7 @@ func TestExamplesAreValidUnchanged(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, r := range ParseAll(data, BuiltinDefaults()) {
+		for _, r := range ParseObjects(data, BuiltinDefaults()) {
 			if r.Err != nil {
 				t.Errorf("%s document %d: %v", f, r.Index, r.Err)
 			}
@@ -313,5 +315,53 @@ func TestValidConstraints(t *testing.T) {
 		if msg := checkConstraint(c); msg != "" {
 			t.Errorf("%q rejected: %s", c, msg)
 		}
+	}
+}
+
+// TestInvalidUsersReportExactPaths: every invalid MqttUser case is
+// rejected whole, on exactly the fields its header names.
+func TestInvalidUsersReportExactPaths(t *testing.T) {
+	t.Parallel()
+	for _, c := range loadInvalidCasesIn(t, "testdata/invalid-users") {
+		t.Run(c.Name, func(t *testing.T) {
+			u, err := ParseUser(c.Doc)
+			if err == nil {
+				t.Fatalf("accepted: %+v", u.Spec)
+			}
+			inv, ok := err.(*InvalidError)
+			if !ok {
+				t.Fatalf("error is %T, want *InvalidError: %v", err, err)
+			}
+			if !strings.HasPrefix(err.Error(), "MqttUser ") {
+				t.Errorf("error does not name the kind: %v", err)
+			}
+			var got []string
+			for _, fe := range inv.Errors {
+				got = append(got, fe.Field)
+			}
+			slices.Sort(got)
+			want := slices.Clone(c.Fields)
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				t.Fatalf("fields = %v, want %v\n%v", got, want, err)
+			}
+		})
+	}
+}
+
+func TestUserDefaultsAndRoundTrip(t *testing.T) {
+	u, err := ParseUser([]byte("apiVersion: mqtt.swarm/v1alpha1\nkind: MqttUser\nmetadata: {name: d1}\nspec: {cluster: iot}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Spec.Authentication.Type != "password" || u.Spec.Authorization.ACLs != nil {
+		t.Fatalf("defaults: %+v", u.Spec)
+	}
+	if again := u.DeepCopy(); !reflect.DeepEqual(again, u) {
+		t.Fatalf("round trip changed the user: %+v", again)
+	}
+	objs := ParseObjects([]byte("apiVersion: mqtt.swarm/v1alpha1\nkind: MqttCluster\nmetadata: {name: iot}\n---\napiVersion: mqtt.swarm/v1alpha1\nkind: MqttUser\nmetadata: {name: d1}\nspec: {cluster: iot}\n"), BuiltinDefaults())
+	if len(objs) != 2 || objs[0].Cluster == nil || objs[1].User == nil || objs[0].Err != nil || objs[1].Err != nil {
+		t.Fatalf("mixed stream: %+v", objs)
 	}
 }

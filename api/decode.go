@@ -121,6 +121,18 @@ var strictErrRE = regexp.MustCompile(`^(?:json: )?(unknown|duplicate) field "(.*
 // so callers can go on to validate the rest and report all at once. A
 // document that is not YAML at all returns a nil object.
 func Decode(doc []byte) (*MqttCluster, ErrorList) {
+	js, errs := toJSON(doc)
+	if js == nil {
+		return nil, errs
+	}
+	obj := &MqttCluster{}
+	strictInto(js, obj, &errs)
+	return obj, errs
+}
+
+// toJSON checks a YAML or JSON document (size, syntax, duplicate keys)
+// and converts it; nil when it is not YAML at all.
+func toJSON(doc []byte) ([]byte, ErrorList) {
 	var errs ErrorList
 	if len(doc) > MaxDocumentBytes {
 		errs.add("", ReasonSyntax, "document is larger than %d bytes", MaxDocumentBytes)
@@ -139,7 +151,12 @@ func Decode(doc []byte) (*MqttCluster, ErrorList) {
 		errs.add("", ReasonSyntax, "%s", cleanYAMLError(err))
 		return nil, errs
 	}
-	obj := &MqttCluster{}
+	return js, errs
+}
+
+// strictInto decodes JSON into obj strictly, adding every unknown,
+// duplicate or mistyped field to errs with its path.
+func strictInto(js []byte, obj any, errs *ErrorList) {
 	strict, err := sigsjson.UnmarshalStrict(js, obj, sigsjson.DisallowDuplicateFields, sigsjson.DisallowUnknownFields)
 	for _, se := range strict {
 		m := strictErrRE.FindStringSubmatch(se.Error())
@@ -168,7 +185,6 @@ func Decode(doc []byte) (*MqttCluster, ErrorList) {
 			errs.add("", ReasonSyntax, "%s", err.Error())
 		}
 	}
-	return obj, errs
 }
 
 func (l ErrorList) has(field, reason string) bool {

@@ -54,14 +54,20 @@ type InvalidError struct {
 	// Name of the object, when known.
 	Name   string
 	Errors ErrorList
+	// Kind of the object ("": MqttCluster).
+	Kind string
 }
 
 func (e *InvalidError) Error() string {
 	var b strings.Builder
+	kind := e.Kind
+	if kind == "" {
+		kind = KindMqttCluster
+	}
 	if e.Name != "" {
-		fmt.Fprintf(&b, "%s %q is invalid:", KindMqttCluster, e.Name)
+		fmt.Fprintf(&b, "%s %q is invalid:", kind, e.Name)
 	} else {
-		fmt.Fprintf(&b, "%s is invalid:", KindMqttCluster)
+		fmt.Fprintf(&b, "%s is invalid:", kind)
 	}
 	for _, fe := range e.Errors {
 		b.WriteString("\n  * ")

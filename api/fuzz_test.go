@@ -42,3 +42,35 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// FuzzUser is FuzzParse for MqttUser documents (run in make fuzz too).
+func FuzzUser(f *testing.F) {
+	more, _ := filepath.Glob("testdata/invalid-users/*.yaml")
+	for _, p := range append(more, "../examples/users.yaml") {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		u, err := ParseUser(data)
+		if err != nil {
+			if u != nil {
+				t.Fatalf("an error and an object: %v", err)
+			}
+			return
+		}
+		js, err := json.Marshal(u)
+		if err != nil {
+			t.Fatalf("accepted user does not marshal: %v", err)
+		}
+		again, err := ParseUser(js)
+		if err != nil {
+			t.Fatalf("accepted user rejected after a round trip: %v\n%s", err, js)
+		}
+		if !reflect.DeepEqual(again, u) {
+			t.Fatalf("round trip changed the user:\n%s", js)
+		}
+	})
+}

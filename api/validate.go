@@ -12,6 +12,7 @@ import (
 
 	"github.com/distribution/reference"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
@@ -65,8 +66,9 @@ func validateName(name, path string, errs *ErrorList) {
 	}
 }
 
-func validateMeta(obj *MqttCluster, errs *ErrorList) {
-	m := &obj.ObjectMeta
+func validateMeta(obj *MqttCluster, errs *ErrorList) { validateObjectMeta(&obj.ObjectMeta, errs) }
+
+func validateObjectMeta(m *metav1.ObjectMeta, errs *ErrorList) {
 	validateName(m.Name, "metadata.name", errs)
 	for _, k := range sortedKeys(m.Labels) {
 		p := "metadata.labels[" + k + "]"

@@ -15,7 +15,7 @@ import (
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
 )
 
-const crdFile = "mqtt.swarm_mqttclusters.yaml"
+const crdFile, userCRDFile = "mqtt.swarm_mqttclusters.yaml", "mqtt.swarm_mqttusers.yaml"
 
 // TestCRDIsNotStale regenerates the CRD from the Go types and compares.
 func TestCRDIsNotStale(t *testing.T) {
@@ -28,16 +28,18 @@ func TestCRDIsNotStale(t *testing.T) {
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("controller-gen: %v\n%s", err, b)
 	}
-	want, err := os.ReadFile(filepath.Join(out, crdFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := os.ReadFile(crdFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Fatalf("crds/%s is stale: run `make generate` and commit the result", crdFile)
+	for _, f := range []string{crdFile, userCRDFile} {
+		want, err := os.ReadFile(filepath.Join(out, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("crds/%s is stale: run `make generate` and commit the result", f)
+		}
 	}
 }
 
@@ -72,9 +74,11 @@ func strict(node any) {
 	}
 }
 
-func compileSchema(t *testing.T) *jsonschema.Schema {
+func compileSchema(t *testing.T) *jsonschema.Schema { return compileSchemaOf(t, crdFile) }
+
+func compileSchemaOf(t *testing.T, file string) *jsonschema.Schema {
 	t.Helper()
-	raw, err := os.ReadFile(crdFile)
+	raw, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,6 +134,9 @@ func TestSchemaAgreesWithValidation(t *testing.T) {
 	for _, f := range samples {
 		data, _ := os.ReadFile(f)
 		for i, doc := range api.SplitDocuments(data) {
+			if api.KindOf(doc) == api.KindMqttUser {
+				continue // TestUserSchemaAgreesWithValidation
+			}
 			if _, err := api.Parse(doc, api.BuiltinDefaults()); err != nil {
 				t.Errorf("%s #%d: runtime rejects a sample: %v", f, i+1, err)
 			}
@@ -190,6 +197,68 @@ func TestSchemaAgreesWithValidation(t *testing.T) {
 			}
 		default:
 			t.Errorf("%s: unknown schema mode %q", name, mode)
+		}
+	}
+}
+
+// TestUserSchemaAgreesWithValidation: the MqttUser samples pass both the
+// user CRD's schema and api.ParseUser; every invalid user case is
+// rejected by ParseUser, and by the schema exactly when its header says.
+func TestUserSchemaAgreesWithValidation(t *testing.T) {
+	schema := compileSchemaOf(t, userCRDFile)
+	samples, _ := filepath.Glob("../examples/*.yaml")
+	users := 0
+	for _, f := range samples {
+		data, _ := os.ReadFile(f)
+		for i, doc := range api.SplitDocuments(data) {
+			if api.KindOf(doc) != api.KindMqttUser {
+				continue
+			}
+			users++
+			u, err := api.ParseUser(doc)
+			if err != nil {
+				t.Errorf("%s #%d: runtime rejects a sample: %v", f, i+1, err)
+				continue
+			}
+			if err := schema.Validate(instance(t, doc)); err != nil {
+				t.Errorf("%s #%d: schema rejects a sample: %v", f, i+1, err)
+			}
+			js, _ := json.Marshal(u)
+			if err := schema.Validate(instance(t, js)); err != nil {
+				t.Errorf("%s #%d: schema rejects the defaulted user: %v", f, i+1, err)
+			}
+		}
+	}
+	if users == 0 {
+		t.Fatal("no MqttUser sample in examples/")
+	}
+	files, _ := filepath.Glob("../api/testdata/invalid-users/*.yaml")
+	if len(files) < 5 {
+		t.Fatalf("want at least 5 invalid user cases, have %d", len(files))
+	}
+	for _, f := range files {
+		doc, _ := os.ReadFile(f)
+		mode := ""
+		for _, line := range strings.Split(string(doc), "\n") {
+			if v, ok := strings.CutPrefix(line, "# schema: "); ok {
+				mode = v
+			}
+		}
+		if _, err := api.ParseUser(doc); err == nil {
+			t.Errorf("%s: runtime accepts an invalid user", filepath.Base(f))
+		}
+		err := schema.Validate(instance(t, doc))
+		switch mode {
+		case "reject":
+			if err == nil {
+				t.Errorf("%s: schema accepts what runtime validation rejects", filepath.Base(f))
+			}
+		case "runtime", "meta", "server":
+			if err != nil {
+				t.Errorf("%s: marked %q but the schema rejects it (%v)", filepath.Base(f), mode, err)
+			}
+		default:
+			t.Errorf("%s: unknown schema mode %q", filepath.Base(f), mode)
 		}
 	}
 }
