@@ -133,3 +133,9 @@ type Peer struct {
 	Suffrage string `json:"suffrage"`
 	Leader   bool   `json:"leader"`
 }
+
+// UserApplyResponse is the answer of a user apply or delete.
+type UserApplyResponse struct {
+	Result ApplyResult `json:"result"`
+	Object *MqttUser   `json:"object"`
+}

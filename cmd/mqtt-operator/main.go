@@ -308,6 +308,7 @@ func run(ctx context.Context, o options) error {
 		cr := &leader.Clusters{Objects: objs, Defaults: defaults, Reconciler: &cluster.Reconciler{
 			Swarm: d, Leadership: st, Credentials: objs, Identity: node, OperatorID: o.operatorID, Log: log, Metrics: m,
 			ControlNetwork: o.controlNetwork, SignerImage: o.operatorImage, SyncImage: o.syncImage, BrokerMetrics: o.brokerMetrics,
+			Users: objs,
 		}}
 		if node != nil && o.controlNetwork != "" {
 			// Users and ACL rules are pushed to the brokers over the

@@ -94,6 +94,11 @@ func (c *Clusters) Reconcile(ctx context.Context, name string) (res Result, err 
 			return Result{}, errors.Join(err, werr)
 		}
 	}
+	for user, st := range out.Users {
+		if werr := c.Objects.WriteUserStatus(user, st); werr != nil {
+			c.log().Warn("storing a user's status failed", "cluster", name, "user", user, "err", werr)
+		}
+	}
 	if werr := c.recordEvents(name, out.Events); werr != nil {
 		c.log().Warn("storing events failed", "cluster", name, "err", werr)
 	}

@@ -38,6 +38,7 @@ type LeaderStore interface {
 	Watch() (<-chan struct{}, uint64)
 	Changes(since uint64) ([]store.Change, uint64, bool)
 	List(kind string) ([]*store.Object, uint64)
+	Get(kind, name string) *store.Object
 }
 
 // Task is a leader-only activity: Run lasts until its ctx ends (leadership
@@ -255,7 +256,7 @@ func (l *Leader) clusterLoop(ctx context.Context) {
 			changes, now, complete := l.Store.Changes(seen)
 			seen = now
 			if complete {
-				l.reconcileSome(ctx, changedClusters(changes), ls)
+				l.reconcileSome(ctx, changedClusters(changes, ls.usersOf(l.Store)), ls)
 			} else {
 				l.reconcileAll(ctx, ls)
 			}
@@ -289,6 +290,7 @@ func (l *Leader) reconcileAll(ctx context.Context, ls *loopState) {
 		}
 	}
 	ls.known = names
+	ls.learnUsers(l.Store)
 	l.reconcileSome(ctx, slices.Sorted(maps.Keys(targets)), ls)
 }
 
@@ -307,15 +309,52 @@ func (l *Leader) reconcileSome(ctx context.Context, names []string, ls *loopStat
 }
 
 // changedClusters are the clusters whose spec, labels or annotations the
-// changes touched, or that they created or deleted, sorted.
-func changedClusters(changes []store.Change) []string {
+// changes touched, or that they created or deleted, and the clusters of
+// the users they touched (userClusters: a user's cluster now and before),
+// sorted.
+func changedClusters(changes []store.Change, userClusters func(name string) []string) []string {
 	names := map[string]bool{}
 	for _, c := range changes {
-		if c.Kind == api.KindMqttCluster && c.Spec {
+		switch {
+		case c.Kind == api.KindMqttCluster && c.Spec:
 			names[c.Name] = true
+		case c.Kind == api.KindMqttUser && c.Spec && userClusters != nil:
+			for _, n := range userClusters(c.Name) {
+				names[n] = true
+			}
 		}
 	}
 	return slices.Sorted(maps.Keys(names))
+}
+
+// usersOf returns the clusters a user belongs to now and belonged to at
+// the last look (a user moved or deleted concerns its old cluster too).
+func (ls *loopState) usersOf(s LeaderStore) func(string) []string {
+	return func(name string) []string {
+		var out []string
+		if old, ok := ls.userCluster[name]; ok {
+			out = append(out, old)
+		}
+		delete(ls.userCluster, name)
+		if o := s.Get(api.KindMqttUser, name); o != nil {
+			if u, err := objects.ToUser(o); err == nil {
+				out = append(out, u.Spec.Cluster)
+				ls.userCluster[name] = u.Spec.Cluster
+			}
+		}
+		return out
+	}
+}
+
+// learnUsers records every stored user's cluster.
+func (ls *loopState) learnUsers(s LeaderStore) {
+	ls.userCluster = map[string]string{}
+	objs, _ := s.List(api.KindMqttUser)
+	for _, o := range objs {
+		if u, err := objects.ToUser(o); err == nil {
+			ls.userCluster[u.Name] = u.Spec.Cluster
+		}
+	}
 }
 
 // loopState is one leader loop's per-cluster bookkeeping.
@@ -328,6 +367,8 @@ type loopState struct {
 	holdUntil map[string]time.Time
 	// known are the clusters stored at the last full pass.
 	known map[string]bool
+	// userCluster is each user's cluster, as last seen.
+	userCluster map[string]string
 }
 
 // maxPanicBackoff caps the retry delay of a cluster whose reconcile panics.

@@ -136,6 +136,7 @@ func (s *Server) Handler() http.Handler {
 	authed("POST "+BasePath+"/{name}/certificate/renew", "renew", write(s.renewCertificate))
 	authed("POST "+BasePath+"/{name}/ca/rotate", "rotate-ca", write(s.rotateCA))
 	authed("POST "+BasePath+"/{name}/approve", "approve", write(s.approve))
+	s.userRoutes(authed, read, write)
 	authed("GET /v1/backup", "backup", s.toLeader(s.backup))
 	authed("GET /v1/gitsync", "gitsync", read(s.gitSync))
 	authed("POST /v1/gitsync/webhook", "gitsync-webhook", s.toLeader(s.gitSyncWebhook))

@@ -12,7 +12,7 @@
  *   cluster-auth 1
  *   version <id>
  *   rule <read|write|readwrite|deny> <topic filter>    every client
- *   user <name> <$7$ hash>                             a user of the state
+ *   user <name> <$7$ hash> [max connections]           a user of the state
  *   urule <access> <topic filter>                      the last user's own
  *   end
  *
@@ -52,9 +52,25 @@ struct rule {
 struct auser {
 	char *name;
 	char *hash; /* $7$iterations$salt$hash, base64 */
+	int max_conns; /* 0: no limit */
 	struct rule *rules;
 	UT_hash_handle hh;
 };
+
+/* The live connections of the state's users: by connection, and counted
+ * by user name (kept across states: a new state does not reset them). */
+struct live {
+	const struct mosquitto *ctx;
+	char *user;
+	UT_hash_handle hh;
+};
+struct ucount {
+	char *user;
+	int n;
+	UT_hash_handle hh;
+};
+static struct live *lives;
+static struct ucount *ucounts;
 
 struct state {
 	char *version;
@@ -63,6 +79,7 @@ struct state {
 	int nrules; /* all rules, the users' included */
 };
 
+static bool count_in(const struct mosquitto *client, const struct auser *u);
 static bool enabled, loaded;
 static struct state cur, kept;
 static bool have_kept;
@@ -147,15 +164,22 @@ static bool parse(const char *buf, uint32_t len, struct state *s)
 			if(!add_rule(&s->rules, line + 5)) break;
 			s->nrules++;
 		}else if(!strncmp(line, "user ", 5)){
-			char *sp = strchr(line + 5, ' ');
+			char *sp = strchr(line + 5, ' '), *lim;
+			int max = 0;
 			if(!sp || strncmp(sp + 1, "$7$", 3)) break;
 			*sp = '\0';
+			if((lim = strchr(sp + 1, ' '))){
+				*lim = '\0';
+				max = atoi(lim + 1);
+				if(max < 1) break;
+			}
 			HASH_FIND_STR(s->users, line + 5, u);
 			if(u) break; /* twice */
 			u = mosquitto_calloc(1, sizeof(*u));
 			if(!u) break;
 			u->name = mosquitto_strdup(line + 5);
 			u->hash = mosquitto_strdup(sp + 1);
+			u->max_conns = max;
 			if(!u->name || !u->hash) break;
 			HASH_ADD_KEYPTR(hh, s->users, u->name, strlen(u->name), u);
 		}else if(!strncmp(line, "urule ", 6)){
@@ -278,6 +302,18 @@ void auth_init(bool on, const char *file, double grace, const char *internal)
 
 void auth_cleanup(void)
 {
+	struct live *l, *lt;
+	struct ucount *c, *ct;
+	HASH_ITER(hh, lives, l, lt){
+		HASH_DEL(lives, l);
+		mosquitto_free(l->user);
+		mosquitto_free(l);
+	}
+	HASH_ITER(hh, ucounts, c, ct){
+		HASH_DEL(ucounts, c);
+		mosquitto_free(c->user);
+		mosquitto_free(c);
+	}
 	state_free(&cur);
 	state_free(&kept);
 	mosquitto_free(state_path);
@@ -331,7 +367,56 @@ int auth_basic(const struct mosquitto *client, const char *username, const char 
 	if(!username) return MOSQ_ERR_PLUGIN_DEFER;
 	HASH_FIND_STR(cur.users, username, u);
 	if(!u) return MOSQ_ERR_PLUGIN_DEFER;
-	return verify(u->hash, password) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_AUTH;
+	if(!verify(u->hash, password)) return MOSQ_ERR_AUTH;
+	return count_in(client, u) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_AUTH;
+}
+
+/* count_in counts a connection of u, false when u is at its limit. */
+static bool count_in(const struct mosquitto *client, const struct auser *u)
+{
+	struct ucount *c;
+	struct live *l;
+	HASH_FIND_PTR(lives, &client, l);
+	if(l) return true; /* already counted (a re-authentication) */
+	HASH_FIND_STR(ucounts, u->name, c);
+	if(u->max_conns > 0 && c && c->n >= u->max_conns){
+		mosquitto_log_printf(MOSQ_LOG_NOTICE, "cluster_auth: refused a connection of %s: at its limit of %d", u->name, u->max_conns);
+		return false;
+	}
+	if(!c){
+		c = mosquitto_calloc(1, sizeof(*c));
+		if(!c || !(c->user = mosquitto_strdup(u->name))){
+			mosquitto_free(c);
+			return true;
+		}
+		HASH_ADD_KEYPTR(hh, ucounts, c->user, strlen(c->user), c);
+	}
+	l = mosquitto_calloc(1, sizeof(*l));
+	if(!l || !(l->user = mosquitto_strdup(u->name))){
+		mosquitto_free(l);
+		return true;
+	}
+	l->ctx = client;
+	HASH_ADD_PTR(lives, ctx, l);
+	c->n++;
+	return true;
+}
+
+void auth_disconnect(const struct mosquitto *client)
+{
+	struct live *l;
+	struct ucount *c;
+	HASH_FIND_PTR(lives, &client, l);
+	if(!l) return;
+	HASH_FIND_STR(ucounts, l->user, c);
+	if(c && --c->n <= 0){
+		HASH_DEL(ucounts, c);
+		mosquitto_free(c->user);
+		mosquitto_free(c);
+	}
+	HASH_DEL(lives, l);
+	mosquitto_free(l->user);
+	mosquitto_free(l);
 }
 
 /* expand writes r's topic with %u and %c replaced; NULL when the rule

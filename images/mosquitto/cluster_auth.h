@@ -34,5 +34,7 @@ int auth_acl(const struct mosquitto *client, int access, const char *topic);
  * the ACL check let only it write there). */
 int auth_apply(const char *from, const void *payload, uint32_t len);
 void auth_tick(double now);
+/* auth_disconnect: a connection ended (its user's count goes down). */
+void auth_disconnect(const struct mosquitto *client);
 
 #endif

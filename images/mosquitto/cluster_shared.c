@@ -391,6 +391,7 @@ static int on_disconnect(int event, void *event_data, void *userdata)
 	struct client *c;
 	(void)event;
 	(void)userdata;
+	auth_disconnect(ed->client);
 	if(!id) return MOSQ_ERR_SUCCESS;
 	c = client_get(id, false);
 	if(!c) return MOSQ_ERR_SUCCESS;

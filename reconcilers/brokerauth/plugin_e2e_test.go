@@ -128,8 +128,8 @@ func TestPluginEnforcesPushedUsersAndRules(t *testing.T) {
 		{Topic: "devices/+/admin", Access: api.AccessDeny},
 		{Topic: "users/%u/#", Access: api.AccessWrite},
 	}
-	st := Render(c)
-	body := strings.Replace(string(st.Body), "end\n", "user dash "+dash+"\nurule read telemetry/#\n", 1) + "end\n"
+	st := Render(c, nil, nil)
+	body := strings.Replace(string(st.Body), "end\n", "user dash "+dash+"\nurule read telemetry/#\nuser lim "+hash(t, "lim-pw")+" 1\nurule readwrite lim/#\n", 1) + "end\n"
 	body = strings.Replace(body, "end\nend\n", "end\n", 1)
 	b.push(body)
 	b.waitLog("cluster_auth: applied state "+st.Version, 5*time.Second)
@@ -158,6 +158,21 @@ func TestPluginEnforcesPushedUsersAndRules(t *testing.T) {
 		if c.ok != c.want {
 			t.Errorf("%s: allowed=%v, want %v", c.what, c.ok, c.want)
 		}
+	}
+
+	// lim may hold one connection: a second is refused while the first
+	// lives, and accepted once it is gone.
+	if out, err := exec.Command("docker", "exec", "-d", b.ctr, "sh", "-c",
+		"mosquitto_sub -h 127.0.0.1 -u lim -P lim-pw -i lim-1 -t lim/# -W 3 >/dev/null 2>&1").CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	b.waitLog("as lim-1", 5*time.Second)
+	if b.allowedPub("-u", "lim", "-P", "lim-pw", "-i", "lim-2", "-t", "lim/x") {
+		t.Error("a user at its maxConnections got a second connection")
+	}
+	b.waitLog("Client lim-1 disconnected", 10*time.Second)
+	if !b.allowedPub("-u", "lim", "-P", "lim-pw", "-i", "lim-3", "-t", "lim/x") {
+		t.Error("a user under its maxConnections again is refused")
 	}
 
 	// A live connection of dash is closed when its password changes; the

@@ -62,6 +62,14 @@ type Result struct {
 	Status       *api.MqttClusterStatus
 	Events       []api.Event
 	RequeueAfter time.Duration
+	// Users are the statuses of the cluster's MqttUsers, by name (nil:
+	// the pass did not get to them).
+	Users map[string]api.MqttUserStatus
+}
+
+// UserSource lists a cluster's MqttUsers (the objects layer).
+type UserSource interface {
+	UsersOf(cluster string) ([]api.MqttUser, error)
 }
 
 // Reconciler brings one MqttCluster's Swarm state to its spec, in
@@ -122,6 +130,8 @@ type Reconciler struct {
 	// control network, and refuse clients until they have them). Nil:
 	// spec.auth.acls is not enforced (the ACLsApplied condition says so).
 	Auth *brokerauth.Pusher
+	// Users lists each cluster's MqttUsers (nil: none).
+	Users UserSource
 	// pending are the events of the passes in progress, by cluster.
 	pending map[string][]api.Event
 }
@@ -258,6 +268,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster) (res Res
 	}
 	ready, settle := out.Ready, out.Settle
 	res.Status = &out.Status
+	res.Users = userStatuses(sv.users, sv.secrets, sv.auth, r.now())
 	if recErr != nil {
 		r.event(c.Name, api.EventWarning, "ReconcileError", "%s", recErr.Error())
 	}
@@ -323,7 +334,11 @@ func (r *Reconciler) apply(ctx context.Context, c *api.MqttCluster, sv *passView
 	}
 	// Before the workloads: a later step that fails does not hold back
 	// a rule change (new brokers get it when they come up).
-	sv.auth = p.pushAuth(in)
+	if sv.users, err = p.ensureUsers(); err != nil {
+		return res, nil, push, err
+	}
+	sv.secrets = p.m.Users
+	sv.auth = p.pushAuth(in, sv.users)
 	if err := p.sideServices(sv, in.ControlCA); err != nil {
 		return res, nil, push, err
 	}
@@ -346,9 +361,9 @@ func (r *Reconciler) apply(ctx context.Context, c *api.MqttCluster, sv *passView
 
 // pushAuth gives the brokers the cluster's users and rules (the pusher
 // keeps them current between passes) and says which brokers have them.
-func (p *pass) pushAuth(in broker.Inputs) *status.AuthView {
+func (p *pass) pushAuth(in broker.Inputs, users []api.MqttUser) *status.AuthView {
 	c := p.c
-	st := brokerauth.Render(c)
+	st := brokerauth.Render(c, users, p.m.Users)
 	v := &status.AuthView{Version: st.Version, Rules: st.Rules, Brokers: int(*c.Spec.Replicas)}
 	if !in.Auth() {
 		return v

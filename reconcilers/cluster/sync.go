@@ -50,8 +50,10 @@ type passView struct {
 	status.SyncView
 	tasks map[string][]dswarm.Task // broker tasks by service name
 	// auth is where the users and rules stand (nil: the pass stopped
-	// before pushing them).
-	auth *status.AuthView
+	// before pushing them); users are the cluster's MqttUsers.
+	auth    *status.AuthView
+	users   []api.MqttUser
+	secrets map[string]credentials.UserSecret
 }
 
 func (r *Reconciler) syncClient(c *api.MqttCluster, m credentials.Material) SyncAgentClient {

@@ -3,6 +3,7 @@ package credentials
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
@@ -58,6 +59,27 @@ type Material struct {
 	// BrokerTLS is the brokers' certificate and key (with the control-plane
 	// CA): their listeners speak TLS to HAProxy, the bridges, the exporter.
 	BrokerTLS *certs.Pair `json:"brokerTLS,omitempty"`
+	// Users are the generated passwords of the cluster's MqttUsers, by
+	// user name: the password (readable with the token) and its $7$
+	// hash, kept so the brokers' state does not change every pass.
+	Users map[string]UserSecret `json:"users,omitempty"`
+}
+
+// UserSecret is one MqttUser's generated password.
+type UserSecret struct {
+	Password string    `json:"password"`
+	Hash     string    `json:"hash"`
+	IssuedAt time.Time `json:"issuedAt"`
+}
+
+// NewUserSecret makes a password and its hash.
+func NewUserSecret(user string, now time.Time) (UserSecret, error) {
+	pw := NewPassword()
+	line, err := PasswordLine(user, pw)
+	if err != nil {
+		return UserSecret{}, err
+	}
+	return UserSecret{Password: pw, Hash: strings.TrimPrefix(line, user+":"), IssuedAt: now}, nil
 }
 
 // ServiceNames are the names the server certificate always carries: the
