@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"regexp"
 	"slices"
@@ -64,6 +65,14 @@ func (c *cli) diff(cmd *cobra.Command, files []string) (bool, error) {
 	}
 	changed := false
 	for _, d := range docs {
+		if api.KindOf(d.data) == api.KindMqttUser {
+			ch, err := c.diffUser(cmd, cl, d)
+			if err != nil {
+				return false, err
+			}
+			changed = changed || ch
+			continue
+		}
 		// The server defaults and validates it exactly as apply would.
 		res, err := cl.ApplyDryRun(cmd.Context(), d.data)
 		if err != nil {
@@ -186,4 +195,63 @@ func flatten(prefix string, v any, out map[string]string) {
 		b, _ := json.Marshal(x)
 		out[prefix] = string(b)
 	}
+}
+
+// diffUser says whether applying a user document would create or change
+// it (its spec and labels against the stored user's).
+func (c *cli) diffUser(cmd *cobra.Command, cl *client.Client, d document) (bool, error) {
+	next, err := api.ParseUser(d.data)
+	if err != nil {
+		return false, err
+	}
+	cur, err := cl.GetUser(cmd.Context(), next.Name)
+	var ce *client.Error
+	switch {
+	case errors.As(err, &ce) && ce.Code == http.StatusNotFound:
+		fmt.Fprintf(c.out, "mqttuser/%s created\n", next.Name)
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("%s: %s", d, describeError(err))
+	}
+	a, _ := json.Marshal(cur.Spec)
+	b, _ := json.Marshal(next.Spec)
+	if string(a) == string(b) && maps.Equal(cur.Labels, next.Labels) {
+		fmt.Fprintf(c.out, "mqttuser/%s unchanged\n", next.Name)
+		return false, nil
+	}
+	fmt.Fprintf(c.out, "mqttuser/%s configured\n", next.Name)
+	before, after := map[string]string{}, map[string]string{}
+	flatten("", map[string]any{"spec": toMap(cur.Spec), "labels": toMap(cur.Labels)}, before)
+	flatten("", map[string]any{"spec": toMap(next.Spec), "labels": toMap(next.Labels)}, after)
+	for _, k := range slices.Sorted(maps.Keys(mergeKeys(before, after))) {
+		switch bv, inB := before[k]; {
+		case !inB:
+			fmt.Fprintf(c.out, "  + %s: %s\n", k, after[k])
+		case after[k] == "" && bv != "":
+			if _, inA := after[k]; !inA {
+				fmt.Fprintf(c.out, "  - %s: %s\n", k, bv)
+			}
+		case bv != after[k]:
+			fmt.Fprintf(c.out, "  ~ %s: %s -> %s\n", k, bv, after[k])
+		}
+	}
+	return true, nil
+}
+
+func toMap(v any) map[string]any {
+	var m map[string]any
+	b, _ := json.Marshal(v)
+	_ = json.Unmarshal(b, &m)
+	return m
+}
+
+func mergeKeys(a, b map[string]string) map[string]bool {
+	out := map[string]bool{}
+	for k := range a {
+		out[k] = true
+	}
+	for k := range b {
+		out[k] = true
+	}
+	return out
 }

@@ -98,7 +98,7 @@ func (c *cli) root() *cobra.Command {
 	pf.StringVar(&c.caFile, "ca-file", env("MQTTCTL_CA_FILE", ""), "CA certificate to verify an HTTPS API")
 	pf.BoolVar(&c.insecure, "insecure-skip-tls-verify", false, "do not verify the API's TLS certificate")
 	pf.DurationVar(&c.timeout, "request-timeout", 30*time.Second, "timeout of each API request")
-	root.AddCommand(c.applyCmd(), c.diffCmd(), c.approveCmd(), c.eventsCmd(), c.gitSyncCmd(), c.getCmd(), c.describeCmd(), c.deleteCmd(), c.validateCmd(), c.waitCmd(), c.certificateCmd(), c.leaderCmd(), c.peersCmd(), c.backupCmd(), c.versionCmd())
+	root.AddCommand(c.applyCmd(), c.rotatePasswordCmd(), c.diffCmd(), c.approveCmd(), c.eventsCmd(), c.gitSyncCmd(), c.getCmd(), c.describeCmd(), c.deleteCmd(), c.validateCmd(), c.waitCmd(), c.certificateCmd(), c.leaderCmd(), c.peersCmd(), c.backupCmd(), c.versionCmd())
 	return root
 }
 
@@ -187,32 +187,54 @@ func (c *cli) readDocuments(paths []string) ([]document, error) {
 	return docs, nil
 }
 
-// validateAll parses every document offline and prints each problem. It
-// returns the parsed objects only if all are valid.
-func (c *cli) validateAll(docs []document) ([]*api.MqttCluster, error) {
+// validateAll parses every document offline (an MqttCluster, or an
+// MqttUser when its kind says so) and prints each problem. It returns the
+// parsed objects only if all are valid.
+func (c *cli) validateAll(docs []document) ([]api.Object, error) {
 	defaults := api.Defaults{BrokerImage: c.brokerImage, LoadBalancerImage: c.lbImage}
-	var objs []*api.MqttCluster
+	var objs []api.Object
 	bad := 0
 	seen := map[string]string{}
 	for _, d := range docs {
-		obj, err := api.Parse(d.data, defaults)
-		if err != nil {
+		var o api.Object
+		if api.KindOf(d.data) == api.KindMqttUser {
+			o.User, o.Err = api.ParseUser(d.data)
+		} else {
+			o.Cluster, o.Err = api.Parse(d.data, defaults)
+		}
+		if o.Err != nil {
 			bad++
-			fmt.Fprintf(c.errOut, "%s: %v\n", d, err)
+			fmt.Fprintf(c.errOut, "%s: %v\n", d, o.Err)
 			continue
 		}
-		if prev, dup := seen[obj.Name]; dup {
+		if prev, dup := seen[o.Name()]; dup {
 			bad++
-			fmt.Fprintf(c.errOut, "%s: %s %q is also defined in %s\n", d, api.KindMqttCluster, obj.Name, prev)
+			fmt.Fprintf(c.errOut, "%s: %s is also defined in %s\n", d, o.Name(), prev)
 			continue
 		}
-		seen[obj.Name] = d.String()
-		objs = append(objs, obj)
+		seen[o.Name()] = d.String()
+		o.Index = len(objs)
+		objs = append(objs, o)
 	}
 	if bad > 0 {
 		return nil, silentError{fmt.Errorf("%d of %d documents invalid", bad, len(docs))}
 	}
 	return objs, nil
+}
+
+// clustersFirst orders documents and their objects so every cluster is
+// applied before the users that name it.
+func clustersFirst(docs []document, objs []api.Object) ([]document, []api.Object) {
+	var d2 []document
+	var o2 []api.Object
+	for _, users := range []bool{false, true} {
+		for i, o := range objs {
+			if (o.User != nil) == users {
+				d2, o2 = append(d2, docs[i]), append(o2, o)
+			}
+		}
+	}
+	return d2, o2
 }
 
 func (c *cli) applyCmd() *cobra.Command {
@@ -253,12 +275,20 @@ func (c *cli) applyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			docs, objs = clustersFirst(docs, objs)
 			inFiles := map[string]bool{}
 			var applied []string
 			err = c.each(len(docs), func(i int) (string, error) {
-				inFiles[objs[i].Name] = true
-				if sel != nil && !sel.Matches(labels.Set(objs[i].Labels)) {
-					return fmt.Sprintf("mqttcluster/%s skipped (its labels do not match -l %s)", objs[i].Name, selector), nil
+				inFiles[objs[i].Name()] = true
+				if sel != nil && !sel.Matches(labels.Set(objectLabels(objs[i]))) {
+					return fmt.Sprintf("%s skipped (its labels do not match -l %s)", objs[i].Name(), selector), nil
+				}
+				if objs[i].User != nil {
+					res, err := cl.ApplyUser(cmd.Context(), docs[i].data)
+					if err != nil {
+						return "", fmt.Errorf("%s: %s", docs[i], describeError(err))
+					}
+					return fmt.Sprintf("mqttuser/%s %s", res.Object.Name, res.Result), nil
 				}
 				res, err := cl.Apply(cmd.Context(), docs[i].data)
 				if err != nil {
@@ -271,22 +301,7 @@ func (c *cli) applyCmd() *cobra.Command {
 				return err
 			}
 			if prune {
-				list, err := cl.List(cmd.Context(), selector)
-				if err != nil {
-					return err
-				}
-				var gone []string
-				for _, o := range list.Items {
-					if !inFiles[o.Name] {
-						gone = append(gone, o.Name)
-					}
-				}
-				if err := c.each(len(gone), func(i int) (string, error) {
-					if err := cl.Delete(cmd.Context(), gone[i]); err != nil {
-						return "", fmt.Errorf("prune mqttcluster/%s: %s", gone[i], describeError(err))
-					}
-					return fmt.Sprintf("mqttcluster/%s pruned", gone[i]), nil
-				}); err != nil {
+				if err := c.prune(cmd, cl, selector, inFiles); err != nil {
 					return err
 				}
 			}
@@ -330,7 +345,7 @@ func (c *cli) validateCmd() *cobra.Command {
 				return err
 			}
 			for _, o := range objs {
-				fmt.Fprintf(c.out, "mqttcluster/%s valid\n", o.Name)
+				fmt.Fprintf(c.out, "%s valid\n", o.Name())
 			}
 			return nil
 		},
@@ -344,13 +359,18 @@ func (c *cli) validateCmd() *cobra.Command {
 func (c *cli) getCmd() *cobra.Command {
 	var output, selector string
 	cmd := &cobra.Command{
-		Use:   "get [NAME] | get ca NAME | get credentials NAME",
-		Short: "List clusters, or show one (-o yaml|json|wide); a cluster's CA certificate or generated MQTT user",
+		Use:   "get [NAME] | get users [NAME] | get ca NAME | get credentials NAME|user/NAME",
+		Short: "List clusters or users, or show one (-o yaml|json|wide); a cluster's CA certificate, a generated password",
 		Example: `  mqttctl get -o wide
+  mqttctl get users
   mqttctl get ca iot > ca.crt
-  mqttctl get credentials iot`,
+  mqttctl get credentials iot
+  mqttctl get credentials user/dashboard`,
 		Args: cobra.MaximumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) >= 1 && (args[0] == "users" || args[0] == "user" || args[0] == "mqttusers") {
+				return c.getUsers(cmd, args[1:], output, selector)
+			}
 			if len(args) == 2 {
 				return c.getSecretPart(cmd, args[0], args[1], output)
 			}
@@ -421,7 +441,11 @@ func (c *cli) getSecretPart(cmd *cobra.Command, what, name, output string) error
 		_, err = io.WriteString(c.out, ca.Certificate)
 		return err
 	case "credentials":
-		cr, err := cl.Credentials(cmd.Context(), name)
+		get := cl.Credentials
+		if user, ok := userRef(name); ok {
+			name, get = user, cl.UserCredentials
+		}
+		cr, err := get(cmd.Context(), name)
 		if err != nil {
 			return err
 		}
@@ -515,15 +539,23 @@ func humanDuration(d time.Duration) string {
 
 func (c *cli) describeCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "describe NAME",
-		Short: "Show a cluster in detail: spec, status, conditions, brokers",
+		Use:   "describe NAME | user/NAME",
+		Short: "Show a cluster (or a user) in detail: spec, status, conditions, brokers",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cl, err := c.client()
 			if err != nil {
 				return err
 			}
-			o, err := cl.Get(cmd.Context(), args[0])
+			if user, ok := userRef(args[0]); ok {
+				u, err := cl.GetUser(cmd.Context(), user)
+				if err != nil {
+					return err
+				}
+				c.describeUser(u)
+				return nil
+			}
+			o, err := cl.Get(cmd.Context(), strings.TrimPrefix(args[0], "mqttcluster/"))
 			if err != nil {
 				return err
 			}
@@ -610,8 +642,8 @@ func orNone(s string) string {
 func (c *cli) deleteCmd() *cobra.Command {
 	var files []string
 	cmd := &cobra.Command{
-		Use:   "delete NAME | -f FILE|DIR|-",
-		Short: "Delete clusters by name or by the files that define them",
+		Use:   "delete NAME | user/NAME | -f FILE|DIR|-",
+		Short: "Delete clusters (NAME) or users (user/NAME) by name, or by the files that define them",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			names := args
 			if len(files) > 0 {
@@ -627,7 +659,7 @@ func (c *cli) deleteCmd() *cobra.Command {
 					return err
 				}
 				for _, o := range objs {
-					names = append(names, o.Name)
+					names = append(names, o.Name())
 				}
 			}
 			if len(names) == 0 {
@@ -638,10 +670,17 @@ func (c *cli) deleteCmd() *cobra.Command {
 				return err
 			}
 			return c.each(len(names), func(i int) (string, error) {
-				if err := cl.Delete(cmd.Context(), names[i]); err != nil {
+				if user, ok := userRef(names[i]); ok {
+					if err := cl.DeleteUser(cmd.Context(), user); err != nil {
+						return "", errors.New(describeError(err))
+					}
+					return "mqttuser/" + user + " deleted", nil
+				}
+				name := strings.TrimPrefix(names[i], "mqttcluster/")
+				if err := cl.Delete(cmd.Context(), name); err != nil {
 					return "", errors.New(describeError(err))
 				}
-				return "mqttcluster/" + names[i] + " deleted", nil
+				return "mqttcluster/" + name + " deleted", nil
 			})
 		},
 	}
