@@ -128,7 +128,7 @@ func (g *Syncer) sync(ctx context.Context, st *api.GitSyncStatus) (string, error
 		return "", err
 	}
 	// All or nothing: every document is admitted before any is applied.
-	objs, seen, err := g.admit(docs, commit)
+	objs, users, seen, err := g.admit(docs, commit)
 	if err != nil {
 		return "", err
 	}
@@ -160,7 +160,26 @@ func (g *Syncer) sync(ctx context.Context, st *api.GitSyncStatus) (string, error
 		}
 		st.Applied = append(st.Applied, obj.Name)
 	}
+	// Users after the clusters they name.
+	for _, u := range users {
+		if u.Labels == nil {
+			u.Labels = map[string]string{}
+		}
+		u.Labels[LabelManagedBy] = ManagedByGit
+		res, _, err := g.Objects.ApplyUser(u, nil)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("apply mqttuser/%s: %w", u.Name, err))
+			continue
+		}
+		if res != api.Unchanged {
+			g.Log.Info("git sync applied", "user", u.Name, "result", res, "commit", short(commit))
+		}
+		st.Applied = append(st.Applied, "mqttuser/"+u.Name)
+	}
 	// Prune what git no longer has, among what git applied.
+	if len(errs) == 0 {
+		errs = append(errs, g.pruneUsers(st, seen, commit)...)
+	}
 	if len(errs) == 0 {
 		managed, _, err := g.Objects.Clusters(labels.SelectorFromSet(labels.Set{LabelManagedBy: ManagedByGit}))
 		if err != nil {
@@ -185,15 +204,53 @@ func (g *Syncer) sync(ctx context.Context, st *api.GitSyncStatus) (string, error
 	return commit, errors.Join(errs...)
 }
 
-// admit parses every document of the commit's files; the objects, and
-// where each was found, or an error naming every invalid document.
-func (g *Syncer) admit(docs []gitFile, commit string) ([]*api.MqttCluster, map[string]string, error) {
+// pruneUsers deletes the git-managed users the commit no longer has.
+func (g *Syncer) pruneUsers(st *api.GitSyncStatus, seen map[string]string, commit string) []error {
+	var errs []error
+	managed, _, err := g.Objects.Users(labels.SelectorFromSet(labels.Set{LabelManagedBy: ManagedByGit}))
+	if err != nil {
+		return []error{err}
+	}
+	for _, u := range managed {
+		if seen["mqttuser/"+u.Name] != "" {
+			continue
+		}
+		if _, err := g.Objects.DeleteUser(u.Name, nil); err != nil && !errors.Is(err, store.ErrNotFound) {
+			errs = append(errs, fmt.Errorf("prune mqttuser/%s: %w", u.Name, err))
+			continue
+		}
+		g.Log.Info("git sync pruned", "user", u.Name, "commit", short(commit))
+		st.Pruned = append(st.Pruned, "mqttuser/"+u.Name)
+	}
+	return errs
+}
+
+// admit parses every document of the commit's files; the clusters, the
+// users (each naming a cluster of the commit or a stored one), and where
+// each was found (users as mqttuser/NAME), or an error naming every
+// invalid document.
+func (g *Syncer) admit(docs []gitFile, commit string) ([]*api.MqttCluster, []*api.MqttUser, map[string]string, error) {
 	var objs []*api.MqttCluster
+	var users []*api.MqttUser
 	seen := map[string]string{}
 	var bad []string
 	for _, d := range docs {
 		for i, doc := range api.SplitDocuments(d.data) {
 			where := fmt.Sprintf("%s#%d", d.name, i+1)
+			if api.KindOf(doc) == api.KindMqttUser {
+				u, err := api.ParseUser(doc)
+				if err != nil {
+					bad = append(bad, where+": "+err.Error())
+					continue
+				}
+				if prev, dup := seen["mqttuser/"+u.Name]; dup {
+					bad = append(bad, fmt.Sprintf("%s: mqttuser/%s is also in %s", where, u.Name, prev))
+					continue
+				}
+				seen["mqttuser/"+u.Name] = where
+				users = append(users, u)
+				continue
+			}
 			obj, err := api.Parse(doc, g.Defaults)
 			if err != nil {
 				bad = append(bad, where+": "+err.Error())
@@ -207,10 +264,17 @@ func (g *Syncer) admit(docs []gitFile, commit string) ([]*api.MqttCluster, map[s
 			objs = append(objs, obj)
 		}
 	}
-	if len(bad) > 0 {
-		return nil, nil, fmt.Errorf("commit %s: nothing applied, %d invalid documents: %s", short(commit), len(bad), strings.Join(bad, "; "))
+	for _, u := range users {
+		if seen[u.Spec.Cluster] == "" {
+			if _, err := g.Objects.Cluster(u.Spec.Cluster); err != nil {
+				bad = append(bad, fmt.Sprintf("%s: spec.cluster: MqttCluster %q is neither in the commit nor stored", seen["mqttuser/"+u.Name], u.Spec.Cluster))
+			}
+		}
 	}
-	return objs, seen, nil
+	if len(bad) > 0 {
+		return nil, nil, nil, fmt.Errorf("commit %s: nothing applied, %d invalid documents: %s", short(commit), len(bad), strings.Join(bad, "; "))
+	}
+	return objs, users, seen, nil
 }
 
 type gitFile struct {

@@ -252,3 +252,36 @@ func TestGitSyncCredentialsFromAFileNeverShown(t *testing.T) {
 }
 
 func openStore(t *testing.T) *store.Store { return storetest.Open(t) }
+
+// TestGitSyncAppliesAndPrunesUsers: users in the commit are applied after
+// their clusters and pruned when their file goes; a user naming a cluster
+// neither in the commit nor stored stops the whole commit.
+func TestGitSyncAppliesAndPrunesUsers(t *testing.T) {
+	s := openStore(t)
+	repo := newGitRepo(t)
+	user := "apiVersion: mqtt.swarm/v1alpha1\nkind: MqttUser\nmetadata: {name: dev1}\nspec: {cluster: a}\n"
+	c1 := repo.commit(map[string]string{"clusters/users.yaml": user, "clusters/a.yaml": clusterDoc("a", 3)})
+	g := &Syncer{Objects: &objects.Objects{Store: s}, Defaults: api.BuiltinDefaults(), Repo: repo.bare, Branch: "main", Path: "clusters", Interval: 200 * time.Millisecond,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go g.Run(ctx)
+	eventually(t, "the commit applied", 5*time.Second, func() bool { return gitStatus(t, s).Commit == c1 })
+	if o := s.Get(api.KindMqttUser, "dev1"); o == nil || o.Labels[LabelManagedBy] != ManagedByGit {
+		t.Fatalf("the user is not applied: %+v", o)
+	}
+	if st := gitStatus(t, s); !slices.Contains(st.Applied, "mqttuser/dev1") || !slices.Contains(st.Applied, "a") {
+		t.Fatalf("applied: %v", st.Applied)
+	}
+	orphan := "apiVersion: mqtt.swarm/v1alpha1\nkind: MqttUser\nmetadata: {name: dev2}\nspec: {cluster: nowhere}\n"
+	repo.commit(map[string]string{"clusters/orphan.yaml": orphan})
+	eventually(t, "the orphan refused", 5*time.Second, func() bool { return strings.Contains(gitStatus(t, s).LastError, "nowhere") })
+	if s.Get(api.KindMqttUser, "dev2") != nil {
+		t.Fatal("a user of an unknown cluster was stored")
+	}
+	c3 := repo.commit(map[string]string{"clusters/orphan.yaml": "", "clusters/users.yaml": ""})
+	eventually(t, "the user pruned", 5*time.Second, func() bool { return gitStatus(t, s).Commit == c3 && s.Get(api.KindMqttUser, "dev1") == nil })
+	if st := gitStatus(t, s); !slices.Contains(st.Pruned, "mqttuser/dev1") {
+		t.Fatalf("pruned: %v", st.Pruned)
+	}
+}
