@@ -182,6 +182,28 @@ func TestLeaderWakesOnlyTheClusterThatChanged(t *testing.T) {
 	if got := r.count("b"); got != 2 {
 		t.Fatalf("b reconciled %d times after a's change", got)
 	}
+	// A user of b: b alone; its status write: nobody; moved to a: both
+	// (a to serve it, b to drop it); deleted: a.
+	user := func(cluster string) {
+		t.Helper()
+		if _, _, err := s.Apply(store.ApplyRequest{Kind: api.KindMqttUser, Name: "u", Spec: json.RawMessage(`{"cluster":"` + cluster + `"}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	user("b")
+	waitFor(t, "b reconciled after its user's creation", func() bool { return r.count("b") == 3 })
+	if _, _, err := s.UpdateStatus(store.StatusRequest{Kind: api.KindMqttUser, Name: "u", Status: json.RawMessage(`{"brokers":"x"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	user("a")
+	waitFor(t, "a and b reconciled after the user moved", func() bool { return r.count("a") == 3 && r.count("b") == 4 })
+	if _, err := s.Delete(store.DeleteRequest{Kind: api.KindMqttUser, Name: "u"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a reconciled after its user's deletion", func() bool { return r.count("a") == 4 })
+	if r.count("a") != 4 || r.count("b") != 4 {
+		t.Fatalf("reconciles a %d b %d: a user's status write or change woke another cluster", r.count("a"), r.count("b"))
+	}
 }
 
 // switchable is a store whose leadership the test hands out and takes.

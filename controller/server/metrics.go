@@ -30,6 +30,8 @@ type storeCollector struct {
 	syncAge *prometheus.Desc
 	syncAt  *prometheus.Desc
 	syncErr *prometheus.Desc
+	users   *prometheus.Desc
+	userOK  *prometheus.Desc
 	now     func() time.Time
 }
 
@@ -58,6 +60,9 @@ func newStoreCollector(s Store, objs *objects.Objects) *storeCollector {
 			[]string{"cluster", "broker", "target"}, nil),
 		syncErr: prometheus.NewDesc("mqttoperator_sync_failing", "1 if the last sync of a broker's data to a target failed (spec.sync).",
 			[]string{"cluster", "broker", "target"}, nil),
+		users: prometheus.NewDesc("mqttoperator_users", "MqttUsers by cluster.", []string{"cluster"}, nil),
+		userOK: prometheus.NewDesc("mqttoperator_user_applied", "1 if every broker of the user's cluster serves the user (its Ready condition), 0 if not.",
+			[]string{"cluster", "user"}, nil),
 		now: time.Now,
 	}
 }
@@ -78,6 +83,8 @@ func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.syncAge
 	ch <- c.syncAt
 	ch <- c.syncErr
+	ch <- c.users
+	ch <- c.userOK
 }
 
 func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
@@ -87,6 +94,7 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 		c.collectCertificates(ch, cl)
 	})
 	ch <- prometheus.MustNewConstMetric(c.objects, prometheus.GaugeValue, float64(n), api.KindMqttCluster)
+	c.collectUsers(ch)
 	c.collectRaft(ch)
 }
 
@@ -191,4 +199,27 @@ func (c *storeCollector) collectRaft(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.commit, prometheus.GaugeValue, float64(l.CommitIndex))
 	ch <- prometheus.MustNewConstMetric(c.applied, prometheus.GaugeValue, float64(l.AppliedIndex))
 	ch <- prometheus.MustNewConstMetric(c.skipped, prometheus.CounterValue, float64(l.SkippedEntries))
+}
+
+// collectUsers: users per cluster, and whether each is served everywhere.
+func (c *storeCollector) collectUsers(ch chan<- prometheus.Metric) {
+	users, _, err := c.objs.Users(nil)
+	if err != nil {
+		return
+	}
+	per := map[string]int{}
+	for _, u := range users {
+		per[u.Spec.Cluster]++
+		ok := 0.0
+		for _, cd := range u.Status.Conditions {
+			if cd.Type == api.ConditionReady && cd.Status == "True" {
+				ok = 1
+			}
+		}
+		ch <- prometheus.MustNewConstMetric(c.userOK, prometheus.GaugeValue, ok, u.Spec.Cluster, u.Name)
+	}
+	for cl, n := range per {
+		ch <- prometheus.MustNewConstMetric(c.users, prometheus.GaugeValue, float64(n), cl)
+	}
+	ch <- prometheus.MustNewConstMetric(c.objects, prometheus.GaugeValue, float64(len(users)), api.KindMqttUser)
 }

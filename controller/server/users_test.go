@@ -46,6 +46,10 @@ func TestUserRoutes(t *testing.T) {
 	if code != http.StatusOK || json.Unmarshal(b, &list) != nil || len(list.Items) != 1 || list.Items[0].Spec.Cluster != "iot" {
 		t.Fatalf("list: %d %s", code, b)
 	}
+	_, metrics := do(t, in.URL, call{method: http.MethodGet, path: "/metrics"})
+	if !strings.Contains(string(metrics), `mqttoperator_users{cluster="iot"} 1`) || !strings.Contains(string(metrics), `mqttoperator_user_applied{cluster="iot",user="dash"} 0`) {
+		t.Errorf("user metrics missing:\n%s", metrics)
+	}
 	code, b = do(t, in.URL, call{method: http.MethodGet, path: api.UserBasePath + "/dash/credentials", token: tok})
 	if code != http.StatusNotFound || !strings.Contains(status(t, b).Message, "not made yet") {
 		t.Fatalf("credentials before the leader: %d %s", code, b)
