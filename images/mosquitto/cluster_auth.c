@@ -18,8 +18,10 @@
  *
  * Rules: %u is the client's user name, %c its client id (a name holding
  * /, + or # is refused by every rule that uses it). A deny rule that
- * matches wins over any allow; with at least one rule in the state,
- * what no rule allows is refused. The internal user is never checked.
+ * matches wins over any allow. Deny by default where a rule speaks to the
+ * client: when the cluster has rules (every client), or for a user with
+ * rules of its own; a client with neither may do everything. The internal
+ * user is never checked.
  *
  * Until a broker has a state it refuses every client but the internal
  * user: a broker that (re)starts serves no one with stale or missing
@@ -77,6 +79,7 @@ struct state {
 	struct rule *rules;
 	struct auser *users;
 	int nrules; /* all rules, the users' included */
+	int ncluster; /* the rules for every client */
 };
 
 static bool count_in(const struct mosquitto *client, const struct auser *u);
@@ -163,6 +166,7 @@ static bool parse(const char *buf, uint32_t len, struct state *s)
 		}else if(!strncmp(line, "rule ", 5)){
 			if(!add_rule(&s->rules, line + 5)) break;
 			s->nrules++;
+			s->ncluster++;
 		}else if(!strncmp(line, "user ", 5)){
 			char *sp = strchr(line + 5, ' '), *lim;
 			int max = 0;
@@ -508,7 +512,11 @@ int auth_acl(const struct mosquitto *client, int access, const char *topic)
 	struct auser *u = NULL;
 	bool allow = false, deny = false, filter = false;
 	int need;
-	if(!enabled || !loaded || is_internal(user) || cur.nrules == 0) return MOSQ_ERR_SUCCESS;
+	if(!enabled || !loaded || is_internal(user)) return MOSQ_ERR_SUCCESS;
+	if(user) HASH_FIND_STR(cur.users, user, u);
+	/* Deny by default where a rule speaks to the client: the cluster has
+	 * rules, or the client is a user with rules of its own. */
+	if(cur.ncluster == 0 && !(u && u->rules)) return MOSQ_ERR_SUCCESS;
 	switch(access){
 		case MOSQ_ACL_READ: need = ACC_READ; break;
 		case MOSQ_ACL_WRITE: need = ACC_WRITE; break;
@@ -523,7 +531,6 @@ int auth_acl(const struct mosquitto *client, int access, const char *topic)
 			break;
 		default: return MOSQ_ERR_SUCCESS; /* unsubscribing is always allowed */
 	}
-	if(user) HASH_FIND_STR(cur.users, user, u);
 	if(u) check(u->rules, user, id, topic, need, filter, &allow, &deny);
 	check(cur.rules, user, id, topic, need, filter, &allow, &deny);
 	return allow && !deny ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;

@@ -212,4 +212,15 @@ func TestPluginEnforcesPushedUsersAndRules(t *testing.T) {
 	if b.allowedPub(append(alice, "-i", "a", "-t", "devices/b/x")...) {
 		t.Error("the kept rules are not enforced after a restart")
 	}
+
+	// No cluster rules: a user with rules of its own is held to them, a
+	// client with none may do everything.
+	b.push("cluster-auth 1\nversion own-only\nuser dash " + hash(t, "dash-pw-3") + "\nurule read telemetry/#\nend\n")
+	b.waitLog("applied state own-only", 5*time.Second)
+	if !b.allowedPub(append(alice, "-t", "anything/x")...) {
+		t.Error("with no cluster rule, a client with no rules of its own was refused")
+	}
+	if b.allowedPub("-u", "dash", "-P", "dash-pw-3", "-t", "anything/x") {
+		t.Error("a user with rules of its own published where none allows")
+	}
 }
