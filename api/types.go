@@ -162,6 +162,20 @@ type LoadBalancerSpec struct {
 	// +optional
 	// +kubebuilder:default={}
 	Ports PortsSpec `json:"ports,omitempty"`
+	// +optional
+	Limits LoadBalancerLimits `json:"limits,omitempty"`
+}
+
+// LoadBalancerLimits bound what one client may do at the load balancer.
+type LoadBalancerLimits struct {
+	// ConnectionRatePerClient is how many connections one MQTT client id
+	// may open per minute through each HAProxy task (unset: no limit): a
+	// device stuck in a reconnect loop is refused at HAProxy, before any
+	// broker, and the others are not starved.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100000
+	ConnectionRatePerClient *int32 `json:"connectionRatePerClient,omitempty"`
 }
 
 // PortsSpec lists the host ports HAProxy publishes. 0 turns a listener off;

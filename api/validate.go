@@ -128,6 +128,9 @@ func validateSpec(s *MqttClusterSpec, errs *ErrorList) {
 	default:
 		errs.add("spec.loadBalancer.balance", ReasonNotSupported, "unsupported value %q: must be one of clientid, leastconn, roundrobin", lb.Balance)
 	}
+	if r := lb.Limits.ConnectionRatePerClient; r != nil && (*r < 1 || *r > 100000) {
+		errs.add("spec.loadBalancer.limits.connectionRatePerClient", ReasonInvalid, "must be between 1 and 100000 connections per minute, got %d", *r)
+	}
 	mqttOK := validatePort(lb.Ports.MQTT, "spec.loadBalancer.ports.mqtt", errs)
 	mqttsOK := validatePort(lb.Ports.MQTTS, "spec.loadBalancer.ports.mqtts", errs)
 	if mqttOK && mqttsOK {

@@ -44,6 +44,7 @@ type slot struct {
 type view struct {
 	Cluster      string
 	InternalUser string
+	ClientRate   int32
 	MQTT, MQTTS  int32
 	Balance      string
 	CertPath     string
@@ -95,6 +96,12 @@ const mqttRules = `{{define "mqtt-rules"}}
     # The internal user (the bridges') logs in on the brokers' internal
     # listener only, never through here.
     tcp-request content reject if { req.payload(0,0),mqtt_field_value(connect,username) -m str {{.InternalUser}} }
+{{- if .ClientRate}}
+    # At most {{.ClientRate}} connections a minute per client id (this task's
+    # count): a device in a reconnect loop is refused here.
+    tcp-request content track-sc0 req.payload(0,0),mqtt_field_value(connect,client_identifier) table per-client if { req.payload(0,0),mqtt_field_value(connect,client_identifier) -m len gt 0 }
+    tcp-request content reject if { sc0_conn_rate(per-client) gt {{.ClientRate}} }
+{{- end}}
 {{- if eq .Balance "clientid"}}
     tcp-request content set-var(sess.cid) req.payload(0,0),mqtt_field_value(connect,client_identifier)
 {{- end}}
@@ -186,6 +193,10 @@ frontend mqtts
     bind :{{.MQTTS}} ssl crt {{.CertPath}}{{if .ClientAuth}} ca-file {{.ClientCAPath}} verify {{.ClientAuth}}{{end}}
 {{- template "mqtt-rules" .}}
 {{end}}
+{{- if .ClientRate}}
+backend per-client
+    stick-table type string len 128 size 200k expire 2m store conn_rate(1m)
+{{end}}
 backend {{.Backend}}
 {{- if eq .Balance "clientid"}}
     balance hash var(sess.cid)
@@ -227,6 +238,9 @@ func Render(c *api.MqttCluster, o Options) ([]byte, error) {
 	switch s.TLS.ClientAuth {
 	case api.ClientAuthOptional, api.ClientAuthRequired:
 		v.ClientAuth, v.ClientCAPath = string(s.TLS.ClientAuth), ClientCAPath
+	}
+	if r := s.LoadBalancer.Limits.ConnectionRatePerClient; r != nil {
+		v.ClientRate = *r
 	}
 	for i := 0; i < MaxSlots; i++ {
 		v.Slots = append(v.Slots, slot{

@@ -16,6 +16,7 @@ func TestRenderGolden(t *testing.T) {
 		o Options
 	}{
 		"default":       {y: ""},
+		"client-rate":   {y: "spec: {loadBalancer: {limits: {connectionRatePerClient: 10}}}\n"},
 		"tls-only-lc":   {y: "spec: {replicas: 2, loadBalancer: {balance: leastconn, ports: {mqtt: 0}}}\n"},
 		"plain-only-rr": {y: "spec: {replicas: 5, loadBalancer: {balance: roundrobin, ports: {mqtts: 0, mqtt: 11883}}}\n"},
 		"admin":         {y: "", o: Options{AdminSubnets: []string{"10.0.9.0/24", "fd00::/64"}}},

@@ -22,8 +22,11 @@ import (
 
 const aclCluster, aclPort, aclTLSPort = "e2eacl", 23883, 23884
 
+// aclSpec: the ACL cluster, with a limit of 5 connections a minute per
+// client id at HAProxy.
 func aclSpec(rules string) []byte {
-	return testSpec(aclCluster, 3, aclPort, aclTLSPort, "  tls: {dnsNames: [localhost]}\n  auth:\n    acls:\n"+rules)
+	return []byte(strings.Replace(string(testSpec(aclCluster, 3, aclPort, aclTLSPort, "  tls: {dnsNames: [localhost]}\n  auth:\n    acls:\n"+rules)),
+		"loadBalancer: {replicas: 1,", "loadBalancer: {limits: {connectionRatePerClient: 5}, replicas: 1,", 1))
 }
 
 // aclsApplied waits until every broker serves the cluster's current rules
@@ -245,6 +248,24 @@ func TestACLsEnforcedOnEveryBrokerAndAppliedLive(t *testing.T) {
 		if b.lost.Load() != 0 || !b.IsConnectionOpen() {
 			t.Errorf("%s was dropped by a rule change", b.id)
 		}
+	}
+
+	// A client id reconnecting in a loop: the 6th connection in a minute is
+	// refused at HAProxy; another id is not affected.
+	accepted := 0
+	for i := 0; i < 8; i++ {
+		if cl, err := dial(e, "acl-looper", nil, e.user, e.pass); err == nil {
+			accepted++
+			cl.Disconnect(0)
+		}
+	}
+	if accepted != 5 {
+		t.Errorf("a client id connecting 8 times in a row got %d connections: want 5 (connectionRatePerClient)", accepted)
+	}
+	if cl, err := dial(e, "acl-other", nil, e.user, e.pass); err != nil {
+		t.Errorf("another client id is refused while one is rate-limited: %v", err)
+	} else {
+		cl.Disconnect(0)
 	}
 
 	// The bridges' user, with its real password (read from a broker's

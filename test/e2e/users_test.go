@@ -195,6 +195,27 @@ func TestUsersAppliedLiveOnEveryBroker(t *testing.T) {
 	if len(old) == 0 {
 		t.Fatal("no broker-1 container")
 	}
+	// A device whose id hashes to broker-1 reconnects every 50 ms
+	// throughout: HAProxy sends it back to broker-1 as soon as its
+	// listener opens, which is before the operator has pushed the users.
+	hammer := devices[1].id
+	stop := make(chan struct{})
+	var tries, refused atomic.Int32
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			tries.Add(1)
+			if cl, err := dial(e, hammer, nil, "e2e-device", newPw); err == nil {
+				cl.Disconnect(0)
+			} else {
+				refused.Add(1)
+			}
+		}
+	}()
 	docker(t, "kill", old[0])
 	var logs string
 	var clients atomic.Int32
@@ -204,11 +225,12 @@ func TestUsersAppliedLiveOnEveryBroker(t *testing.T) {
 			return fmt.Errorf("not restarted yet")
 		}
 		logs = testutil.RunningLogs(svc)
-		if !strings.Contains(logs, "cluster_auth: applied state") {
-			return fmt.Errorf("no state yet")
+		if !strings.Contains(logs, "cluster_auth: applied state") || !strings.Contains(logs, " as "+hammer+" ") {
+			return fmt.Errorf("no state, or the device not back on broker-1 yet")
 		}
 		return nil
 	})
+	close(stop)
 	applied := strings.Index(logs, "cluster_auth: applied state")
 	for _, line := range strings.Split(logs[:applied], "\n") {
 		if strings.Contains(line, "New client connected") && !strings.Contains(line, "u'"+api.BridgeUser+"'") {
@@ -216,5 +238,5 @@ func TestUsersAppliedLiveOnEveryBroker(t *testing.T) {
 			t.Errorf("broker-1 let a client in before it had the users: %s", line)
 		}
 	}
-	t.Logf("broker-1 restarted: %d clients before its users arrived", clients.Load())
+	t.Logf("broker-1 restarted: %d clients let in before its users arrived; the device tried %d times, %d refused (the gate, or broker-1 down)", clients.Load(), tries.Load(), refused.Load())
 }
