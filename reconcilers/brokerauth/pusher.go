@@ -45,6 +45,8 @@ type Pusher struct {
 	ctx      context.Context
 	clusters map[string]*cluster
 	id       string
+	// answered is closed (and replaced) whenever a broker answers a push.
+	answered chan struct{}
 }
 
 type cluster struct {
@@ -54,9 +56,10 @@ type cluster struct {
 }
 
 type conn struct {
-	cancel  context.CancelFunc
-	wake    chan struct{}
-	applied string
+	cancel    context.CancelFunc
+	wake      chan struct{}
+	applied   string
+	connected bool
 }
 
 // Run pushes until ctx ends (the leader's term), then closes every
@@ -169,10 +172,53 @@ func (p *Pusher) current(name string) (Target, State) {
 	return c.target, c.state
 }
 
-func (p *Pusher) setApplied(k *conn, v string) {
+func (p *Pusher) setApplied(k *conn, v string, connected bool) {
 	p.mu.Lock()
-	k.applied = v
-	p.mu.Unlock()
+	defer p.mu.Unlock()
+	k.applied, k.connected = v, connected
+	if p.answered != nil {
+		close(p.answered)
+	}
+	p.answered = make(chan struct{})
+}
+
+// Wait returns, within timeout, once every broker of cluster name that the
+// pusher is connected to has answered version v (a broker down is not
+// waited for), and the brokers that serve v then.
+func (p *Pusher) Wait(name, v string, timeout time.Duration) []int {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for {
+		p.mu.Lock()
+		c := p.clusters[name]
+		var applied []int
+		pending := false
+		if c != nil {
+			for i := 0; i < c.target.Brokers; i++ {
+				k := c.conns[i]
+				switch {
+				case k == nil:
+				case k.applied == v:
+					applied = append(applied, i)
+				case k.connected:
+					pending = true
+				}
+			}
+		}
+		if p.answered == nil {
+			p.answered = make(chan struct{})
+		}
+		ch := p.answered
+		p.mu.Unlock()
+		if !pending {
+			return applied
+		}
+		select {
+		case <-ch:
+		case <-t.C:
+			return applied
+		}
+	}
 }
 
 func (p *Pusher) log() *slog.Logger {
@@ -204,8 +250,9 @@ func (p *Pusher) follow(ctx context.Context, name string, i int, k *conn) {
 			continue
 		}
 		failing = false
+		p.setApplied(k, "", true)
 		p.serve(ctx, name, i, k, cl, lost, replies)
-		p.setApplied(k, "")
+		p.setApplied(k, "", false)
 		cl.Disconnect(100)
 		sleep(ctx, p.retry())
 	}
@@ -229,7 +276,7 @@ func (p *Pusher) serve(ctx context.Context, name string, i int, k *conn, cl mqtt
 			select {
 			case v := <-replies:
 				if v == s.Version {
-					p.setApplied(k, s.Version)
+					p.setApplied(k, s.Version, true)
 					p.log().Debug("auth: state applied", "cluster", name, "broker", i, "version", s.Version)
 					break wait
 				}

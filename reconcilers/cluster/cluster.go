@@ -376,7 +376,11 @@ func (p *pass) pushAuth(in broker.Inputs, users []api.MqttUser) *status.AuthView
 		User: broker.BridgeUser, Password: p.m.BridgePassword, CA: p.r.Identity.CA().CertPEM(),
 	}
 	v.Enforced = true
-	v.Applied = p.r.Auth.Set(c.Name, t, st)
+	if v.Applied = p.r.Auth.Set(c.Name, t, st); len(v.Applied) < v.Brokers {
+		// A push takes milliseconds: wait for the answers (not for a
+		// broker that is down), so the status says where it stands.
+		v.Applied = p.r.Auth.Wait(c.Name, st.Version, 2*time.Second)
+	}
 	return v
 }
 

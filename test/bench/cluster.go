@@ -115,7 +115,7 @@ func runClusterBench(ctx context.Context, cl *client.Client, o clusterOpts) erro
 			return err
 		}
 	}
-	if !o.want("qos") && !o.want("kill") && !o.want("bridge") && !o.want("rotation") && !o.want("onebroker") {
+	if !o.want("qos") && !o.want("kill") && !o.want("bridge") && !o.want("rotation") && !o.want("onebroker") && !o.want("users") {
 		return nil
 	}
 	if _, err := applyReady(ctx, cl); err != nil {
@@ -147,6 +147,11 @@ func runClusterBench(ctx context.Context, cl *client.Client, o clusterOpts) erro
 			return err
 		}
 		if err := oneBrokerBench(cr.Username, cr.Password); err != nil {
+			return err
+		}
+	}
+	if o.want("users") {
+		if err := usersBench(ctx, cl); err != nil {
 			return err
 		}
 	}

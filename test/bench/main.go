@@ -25,7 +25,7 @@ import (
 func main() {
 	bin := flag.String("operator", "bin/mqtt-operator", "mqtt-operator binary")
 	n := flag.Int("n", 1000, "number of applies (and stored objects)")
-	only := flag.String("only", "", "comma-separated data-plane parts to run: ready, rolling, bridge, rotation, qos, onebroker, kill (default all)")
+	only := flag.String("only", "", "comma-separated data-plane parts to run: ready, rolling, bridge, rotation, qos, onebroker, users, kill (default all)")
 	clients := flag.Int("clients", 8, "publishers in the QoS 1 benchmark")
 	messages := flag.Int("messages", 1000, "messages per publisher in the QoS 1 benchmark")
 	skipControl := flag.Bool("skip-control-plane", false, "skip the control-plane benchmark")
