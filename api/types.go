@@ -163,7 +163,7 @@ type LoadBalancerSpec struct {
 	// +kubebuilder:default={}
 	Ports PortsSpec `json:"ports,omitempty"`
 	// +optional
-	Limits LoadBalancerLimits `json:"limits,omitempty"`
+	Limits LoadBalancerLimits `json:"limits,omitzero"`
 }
 
 // LoadBalancerLimits bound what one client may do at the load balancer.

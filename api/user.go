@@ -55,9 +55,9 @@ type MqttUserSpec struct {
 	// +kubebuilder:default={}
 	Authentication UserAuthentication `json:"authentication,omitempty"`
 	// +optional
-	Authorization UserAuthorization `json:"authorization,omitempty"`
+	Authorization UserAuthorization `json:"authorization,omitzero"`
 	// +optional
-	Limits UserLimits `json:"limits,omitempty"`
+	Limits UserLimits `json:"limits,omitzero"`
 }
 
 // UserAuthentication is how the user proves who it is.

@@ -132,6 +132,27 @@ func (g *Syncer) sync(ctx context.Context, st *api.GitSyncStatus) (string, error
 	if err != nil {
 		return "", err
 	}
+	errs := g.applyClusters(st, objs, commit)
+	// Users after the clusters they name.
+	errs = append(errs, g.applyUsers(st, users, commit)...)
+	// Prune what git no longer has, among what git applied.
+	if len(errs) == 0 {
+		errs = append(errs, g.pruneUsers(st, seen, commit)...)
+	}
+	if len(errs) == 0 {
+		errs = append(errs, g.pruneClusters(st, seen, commit)...)
+	}
+	slices.Sort(st.Applied)
+	if len(st.Drift) > 0 {
+		st.LastDrift, st.LastDriftTime = st.Drift, st.LastAttempt
+	}
+	return commit, errors.Join(errs...)
+}
+
+// applyClusters applies the commit's clusters (labelled as git's), putting
+// back what was changed by hand since the same commit was applied (the
+// drift is reported), and resets the status's lists.
+func (g *Syncer) applyClusters(st *api.GitSyncStatus, objs []*api.MqttCluster, commit string) []error {
 	prevCommit, prevApplied := st.Commit, st.Applied
 	st.Applied, st.Drift, st.Pruned = nil, nil, nil
 	var errs []error
@@ -142,7 +163,8 @@ func (g *Syncer) sync(ctx context.Context, st *api.GitSyncStatus) (string, error
 		obj.Labels[LabelManagedBy] = ManagedByGit
 		res, _, stored, err := g.Objects.Preview(obj)
 		if err != nil {
-			return "", err
+			errs = append(errs, err)
+			continue
 		}
 		if stored != nil && res != api.Unchanged && prevCommit == commit && slices.Contains(prevApplied, obj.Name) {
 			// The same commit was applied before: the live object was
@@ -160,7 +182,12 @@ func (g *Syncer) sync(ctx context.Context, st *api.GitSyncStatus) (string, error
 		}
 		st.Applied = append(st.Applied, obj.Name)
 	}
-	// Users after the clusters they name.
+	return errs
+}
+
+// applyUsers applies the commit's users (labelled as git's).
+func (g *Syncer) applyUsers(st *api.GitSyncStatus, users []*api.MqttUser, commit string) []error {
+	var errs []error
 	for _, u := range users {
 		if u.Labels == nil {
 			u.Labels = map[string]string{}
@@ -176,32 +203,28 @@ func (g *Syncer) sync(ctx context.Context, st *api.GitSyncStatus) (string, error
 		}
 		st.Applied = append(st.Applied, "mqttuser/"+u.Name)
 	}
-	// Prune what git no longer has, among what git applied.
-	if len(errs) == 0 {
-		errs = append(errs, g.pruneUsers(st, seen, commit)...)
+	return errs
+}
+
+// pruneClusters deletes the git-managed clusters the commit no longer has.
+func (g *Syncer) pruneClusters(st *api.GitSyncStatus, seen map[string]string, commit string) []error {
+	var errs []error
+	managed, _, err := g.Objects.Clusters(labels.SelectorFromSet(labels.Set{LabelManagedBy: ManagedByGit}))
+	if err != nil {
+		return []error{err}
 	}
-	if len(errs) == 0 {
-		managed, _, err := g.Objects.Clusters(labels.SelectorFromSet(labels.Set{LabelManagedBy: ManagedByGit}))
-		if err != nil {
-			return commit, err
+	for _, o := range managed {
+		if seen[o.Name] != "" {
+			continue
 		}
-		for _, o := range managed {
-			if seen[o.Name] != "" {
-				continue
-			}
-			if _, err := g.Objects.Delete(o.Name, nil); err != nil && !errors.Is(err, store.ErrNotFound) {
-				errs = append(errs, fmt.Errorf("prune mqttcluster/%s: %w", o.Name, err))
-				continue
-			}
-			g.Log.Info("git sync pruned", "cluster", o.Name, "commit", short(commit))
-			st.Pruned = append(st.Pruned, o.Name)
+		if _, err := g.Objects.Delete(o.Name, nil); err != nil && !errors.Is(err, store.ErrNotFound) {
+			errs = append(errs, fmt.Errorf("prune mqttcluster/%s: %w", o.Name, err))
+			continue
 		}
+		g.Log.Info("git sync pruned", "cluster", o.Name, "commit", short(commit))
+		st.Pruned = append(st.Pruned, o.Name)
 	}
-	slices.Sort(st.Applied)
-	if len(st.Drift) > 0 {
-		st.LastDrift, st.LastDriftTime = st.Drift, st.LastAttempt
-	}
-	return commit, errors.Join(errs...)
+	return errs
 }
 
 // pruneUsers deletes the git-managed users the commit no longer has.
