@@ -208,7 +208,7 @@ func aclRun(dir, state string, msgs int) (time.Duration, time.Duration, error) {
 }
 
 func aclClient(port string, d int) (mqtt.Client, error) {
-	o := mqtt.NewClientOptions().AddBroker("tcp://127.0.0.1:"+port).SetClientID(fmt.Sprintf("bench-dev%d", d)).
+	o := mqtt.NewClientOptions().AddBroker("tcp://127.0.0.1:" + port).SetClientID(fmt.Sprintf("bench-dev%d", d)).
 		SetUsername(fmt.Sprintf("dev%d", d)).SetPassword(fmt.Sprintf("pw%d", d)).SetAutoReconnect(false).SetConnectTimeout(2 * time.Second)
 	c := mqtt.NewClient(o)
 	tok := c.Connect()
