@@ -313,7 +313,10 @@ func run(ctx context.Context, o options) error {
 		if node != nil && o.controlNetwork != "" {
 			// Users and ACL rules are pushed to the brokers over the
 			// control network, for the leader's term.
-			pusher := &brokerauth.Pusher{Log: log}
+			pusher := &brokerauth.Pusher{Log: log, OnDrift: func(cluster string, broker int, found string) {
+				cr.Reconciler.AuthDrift(cluster, broker, found)
+				l.Trigger() // the event is stored by the next pass
+			}}
 			cr.Reconciler.Auth = pusher
 			l.Tasks = append(l.Tasks, leader.Task{Name: "broker auth", Run: pusher.Run})
 		}

@@ -229,14 +229,25 @@ func (s *Server) peers(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"peers": p})
 }
 
+// selector reads ?labelSelector= (everything when absent), answering 400
+// itself when it does not parse.
+func selector(w http.ResponseWriter, r *http.Request) (labels.Selector, bool) {
+	q := r.URL.Query().Get("labelSelector")
+	if q == "" {
+		return labels.Everything(), true
+	}
+	sel, err := labels.Parse(q)
+	if err != nil {
+		writeStatus(w, http.StatusBadRequest, ReasonBadRequest, "labelSelector: "+err.Error(), nil)
+		return nil, false
+	}
+	return sel, true
+}
+
 func (s *Server) list(w http.ResponseWriter, r *http.Request) {
-	sel := labels.Everything()
-	if q := r.URL.Query().Get("labelSelector"); q != "" {
-		var err error
-		if sel, err = labels.Parse(q); err != nil {
-			writeStatus(w, http.StatusBadRequest, ReasonBadRequest, "labelSelector: "+err.Error(), nil)
-			return
-		}
+	sel, ok := selector(w, r)
+	if !ok {
+		return
 	}
 	items, index, err := s.objects.Clusters(sel)
 	if err != nil {

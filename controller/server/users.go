@@ -6,8 +6,6 @@ import (
 	"strconv"
 	"time"
 
-	"k8s.io/apimachinery/pkg/labels"
-
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/credentials"
@@ -46,13 +44,9 @@ func (s *Server) lookupUser(w http.ResponseWriter, r *http.Request) (*api.MqttUs
 }
 
 func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) {
-	sel := labels.Everything()
-	if q := r.URL.Query().Get("labelSelector"); q != "" {
-		var err error
-		if sel, err = labels.Parse(q); err != nil {
-			writeStatus(w, http.StatusBadRequest, ReasonBadRequest, "labelSelector: "+err.Error(), nil)
-			return
-		}
+	sel, ok := selector(w, r)
+	if !ok {
+		return
 	}
 	items, index, err := s.objects.Users(sel)
 	if err != nil {

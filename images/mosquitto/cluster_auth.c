@@ -84,6 +84,8 @@ struct state {
 
 static bool count_in(const struct mosquitto *client, const struct auser *u);
 static bool enabled, loaded;
+static void *cur_raw; /* the state as pushed, to tell a different one */
+static uint32_t cur_len;
 static struct state cur, kept;
 static bool have_kept;
 static char *state_path, *internal_user;
@@ -248,6 +250,7 @@ static void reply(const char *to, const char *what)
 int auth_apply(const char *from, const void *payload, uint32_t len)
 {
 	struct state s;
+	char before[256], answer[600];
 	if(!enabled){
 		reply(from, "disabled");
 		return MOSQ_ERR_SUCCESS;
@@ -256,12 +259,24 @@ int auth_apply(const char *from, const void *payload, uint32_t len)
 		reply(from, "refused");
 		return MOSQ_ERR_SUCCESS;
 	}
-	if(!loaded || !cur.version || strcmp(cur.version, s.version)){
+	/* The answer names the version served before this state too: the
+	 * operator tells a state changed behind its back (drift) from its
+	 * own. */
+	snprintf(before, sizeof(before), "%s", loaded && cur.version ? cur.version : "-");
+	if(!loaded || cur_len != len || memcmp(cur_raw, payload, len)){
+		if(loaded && cur.version && !strcmp(cur.version, s.version)){
+			snprintf(before, sizeof(before), "altered"); /* same name, other content */
+		}
 		swap(&s, "from the operator");
 		save(payload, len);
+		mosquitto_free(cur_raw);
+		cur_raw = mosquitto_malloc(len ? len : 1);
+		cur_len = cur_raw ? len : 0;
+		if(cur_raw) memcpy(cur_raw, payload, len);
 	}
 	state_free(&s);
-	reply(from, cur.version);
+	snprintf(answer, sizeof(answer), "%s %s", cur.version, before);
+	reply(from, answer);
 	return MOSQ_ERR_SUCCESS;
 }
 
@@ -320,6 +335,7 @@ void auth_cleanup(void)
 	}
 	state_free(&cur);
 	state_free(&kept);
+	mosquitto_free(cur_raw);
 	mosquitto_free(state_path);
 	mosquitto_free(internal_user);
 }

@@ -17,7 +17,8 @@
  * PUBACK says it is applied). Never bridged: # does not match $ topics. */
 #define AUTH_STATE_TOPIC "$cluster/auth/state"
 /* The broker's answer, sent to the pushing client alone: the version it
- * serves, "refused" (a state that does not parse) or "disabled". */
+ * serves and the one it served before ("-": none), "refused" (a state
+ * that does not parse) or "disabled". */
 #define AUTH_APPLIED_TOPIC "$cluster/auth/applied"
 
 /* auth_init: on: enforce; state_file: where the last state is kept (NULL:

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,6 +41,13 @@ type Pusher struct {
 	Log *slog.Logger
 	// Retry is the pause after a failed or lost connection (250 ms).
 	Retry time.Duration
+	// Recheck is how often the state is pushed again on a live
+	// connection (10 s): a broker whose state was changed behind the
+	// operator's back gets its own back, and OnDrift is told.
+	Recheck time.Duration
+	// OnDrift, when set, hears of a broker found serving a state this
+	// pusher did not give it (found: its version).
+	OnDrift func(cluster string, broker int, found string)
 
 	mu       sync.Mutex
 	ctx      context.Context
@@ -60,6 +68,10 @@ type conn struct {
 	wake      chan struct{}
 	applied   string
 	connected bool
+	// given is the last version the broker answered it serves, kept
+	// across reconnections (a broker that restarts with its kept state
+	// answers it as the one before).
+	given string
 }
 
 // Run pushes until ctx ends (the leader's term), then closes every
@@ -176,6 +188,9 @@ func (p *Pusher) setApplied(k *conn, v string, connected bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	k.applied, k.connected = v, connected
+	if v != "" {
+		k.given = v
+	}
 	if p.answered != nil {
 		close(p.answered)
 	}
@@ -274,8 +289,10 @@ func (p *Pusher) serve(ctx context.Context, name string, i int, k *conn, cl mqtt
 	wait:
 		for {
 			select {
-			case v := <-replies:
+			case answer := <-replies:
+				v, before, _ := strings.Cut(answer, " ")
 				if v == s.Version {
+					p.drift(name, i, k, before)
 					p.setApplied(k, s.Version, true)
 					p.log().Debug("auth: state applied", "cluster", name, "broker", i, "version", s.Version)
 					break wait
@@ -296,12 +313,39 @@ func (p *Pusher) serve(ctx context.Context, name string, i int, k *conn, cl mqtt
 			}
 		}
 		timeout.Stop()
+		recheck := time.NewTimer(p.recheck())
 		select {
 		case <-ctx.Done():
+			recheck.Stop()
 			return
 		case <-lost:
+			recheck.Stop()
 			return
 		case <-k.wake:
+		case <-recheck.C:
+		}
+		recheck.Stop()
+	}
+}
+
+func (p *Pusher) recheck() time.Duration {
+	if p.Recheck > 0 {
+		return p.Recheck
+	}
+	return 10 * time.Second
+}
+
+// drift: the broker served before this push a version this pusher never
+// gave it (not "-": none; not the last it answered).
+func (p *Pusher) drift(name string, i int, k *conn, before string) {
+	p.mu.Lock()
+	given := k.given
+	k.given = ""
+	p.mu.Unlock()
+	if before != "-" && given != "" && before != given {
+		p.log().Warn("auth: a broker served users and rules the operator did not push; put back", "cluster", name, "broker", i, "found", before)
+		if p.OnDrift != nil {
+			p.OnDrift(name, i, before)
 		}
 	}
 }

@@ -103,3 +103,9 @@ func userStatuses(users []api.MqttUser, secrets map[string]credentials.UserSecre
 	}
 	return out
 }
+
+// AuthDrift records that a broker was found serving users and rules the
+// operator did not push (the pusher put its own back): a Warning event.
+func (r *Reconciler) AuthDrift(cluster string, broker int, found string) {
+	r.event(cluster, api.EventWarning, "AuthDrift", "%s served users and rules %q that the operator did not push: put back", api.BrokerService(cluster, broker), found)
+}

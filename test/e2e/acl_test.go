@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,14 +19,17 @@ import (
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/client"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/testutil"
 )
 
 const aclCluster, aclPort, aclTLSPort = "e2eacl", 23883, 23884
 
 // aclSpec: the ACL cluster, with a limit of 5 connections a minute per
 // client id at HAProxy.
-func aclSpec(rules string) []byte {
-	return []byte(strings.Replace(string(testSpec(aclCluster, 3, aclPort, aclTLSPort, "  tls: {dnsNames: [localhost]}\n  auth:\n    acls:\n"+rules)),
+func aclSpec(rules string) []byte { return aclSpecN(3, rules) }
+
+func aclSpecN(replicas int, rules string) []byte {
+	return []byte(strings.Replace(string(testSpec(aclCluster, replicas, aclPort, aclTLSPort, "  tls: {dnsNames: [localhost]}\n  auth:\n    acls:\n"+rules)),
 		"loadBalancer: {replicas: 1,", "loadBalancer: {limits: {connectionRatePerClient: 5}, replicas: 1,", 1))
 }
 
@@ -249,6 +253,53 @@ func TestACLsEnforcedOnEveryBrokerAndAppliedLive(t *testing.T) {
 			t.Errorf("%s was dropped by a rule change", b.id)
 		}
 	}
+
+	// Scale 3 -> 5 under a stream of new clients (a new id every 100 ms,
+	// each publishing where the rules allow no one): the new brokers serve
+	// the rules before they let any client in, so nothing gets through.
+	stopH := make(chan struct{})
+	var hammered atomic.Int32
+	go func() {
+		for n := 0; ; n++ {
+			select {
+			case <-stopH:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			if cl, err := dial(e, fmt.Sprintf("scale-hammer-%d", n), nil, e.user, e.pass); err == nil {
+				hammered.Add(1)
+				cl.Publish("devices/other/scale", 1, false, fmt.Sprint(n)).WaitTimeout(2 * time.Second)
+				cl.Disconnect(0)
+			}
+		}
+	}()
+	if _, err := c.Apply(ctx, aclSpecN(5, tight)); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, c, aclCluster, 3*time.Minute)
+	aclsApplied(t, c, time.Minute)
+	close(stopH)
+	for i := 3; i < 5; i++ {
+		logs := testutil.RunningLogs(fmt.Sprintf("%s-broker-%d", aclCluster, i))
+		at := strings.Index(logs, "cluster_auth: applied state")
+		if at < 0 {
+			t.Fatalf("broker %d never applied the rules:\n%s", i, logs)
+		}
+		for _, line := range strings.Split(logs[:at], "\n") {
+			if strings.Contains(line, "New client connected") && !strings.Contains(line, "u'"+api.BridgeUser+"'") {
+				t.Errorf("new broker %d let a client in before it had the rules: %s", i, line)
+			}
+		}
+		t.Logf("new broker %d: %d clients connected after its rules arrived", i, strings.Count(logs[at:], "as scale-hammer-"))
+	}
+	obs.mu.Lock()
+	for k := range obs.got {
+		if strings.HasPrefix(k, "devices/other/scale ") {
+			t.Errorf("a forbidden publish got through during the scale-up: %s", k)
+		}
+	}
+	obs.mu.Unlock()
+	t.Logf("scale 3 -> 5: %d clients connected during it", hammered.Load())
 
 	// A client id reconnecting in a loop: the 6th connection in a minute is
 	// refused at HAProxy; another id is not affected.

@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -188,6 +189,42 @@ func TestUsersAppliedLiveOnEveryBroker(t *testing.T) {
 			t.Errorf("%s was dropped while users changed", b.id)
 		}
 	}
+
+	// Drift: a state published on broker-1 by hand (with the bridges'
+	// password, from inside its container) is put back by the operator
+	// and reported as an event.
+	ctr1 := strings.Fields(docker(t, "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+cluster+"-broker-1"))
+	if len(ctr1) == 0 {
+		t.Fatal("no broker-1 container")
+	}
+	out, err := exec.Command("docker", "exec", ctr1[0], "sh", "-c",
+		`pw=$(sed -n 's/^remote_password //p' /run/secrets/mosquitto.d/bridge.conf); printf 'cluster-auth 1\nversion by-hand\nend\n' > /tmp/s; `+
+			`mosquitto_pub -h localhost -p 1884 --cafile /run/secrets/control-ca.crt --insecure -u bridge -P "$pw" -q 1 -t '$cluster/auth/state' -f /tmp/s`).CombinedOutput()
+	if err != nil {
+		t.Fatalf("publishing a state by hand: %v\n%s", err, out)
+	}
+	driftAt := time.Now()
+	eventually(t, "the drift put back", 30*time.Second, func() error {
+		logs := testutil.RunningLogs(cluster + "-broker-1")
+		i := strings.LastIndex(logs, "applied state by-hand")
+		if i < 0 || !strings.Contains(logs[i:], "cluster_auth: applied state ") || strings.Count(logs[i:], "applied state") < 2 {
+			return fmt.Errorf("not put back yet")
+		}
+		return nil
+	})
+	t.Logf("drift: a state published by hand was put back %s later", time.Since(driftAt).Round(time.Millisecond))
+	eventually(t, "the drift reported", 30*time.Second, func() error {
+		evs, err := c.Events(ctx, cluster)
+		if err != nil {
+			return err
+		}
+		for _, ev := range evs.Items {
+			if ev.Reason == "AuthDrift" && strings.Contains(ev.Message, "by-hand") {
+				return nil
+			}
+		}
+		return fmt.Errorf("no AuthDrift event")
+	})
 
 	// A broker killed: its new task serves the users before any client.
 	svc := cluster + "-broker-1"
