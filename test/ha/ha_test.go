@@ -71,17 +71,15 @@ func eventually(t *testing.T, what string, timeout time.Duration, f func() error
 }
 
 type env struct {
-	// briefOverlaps counts moments a resumed stale leader's loop still ran.
-	briefOverlaps *atomic.Int64
-	ip            map[string]string // node -> address
-	id            map[string]string // node -> Swarm node id
-	token         string
-	c             *client.Client // every manager's API, with failover
+	ip    map[string]string // node -> address
+	id    map[string]string // node -> Swarm node id
+	token string
+	c     *client.Client // every manager's API, with failover
 }
 
 func setup(t *testing.T) *env {
 	t.Helper()
-	e := &env{ip: map[string]string{}, id: map[string]string{}, briefOverlaps: &atomic.Int64{}}
+	e := &env{ip: map[string]string{}, id: map[string]string{}}
 	for _, n := range nodes {
 		e.ip[n] = sh(t, "docker", "inspect", "-f", `{{(index .NetworkSettings.Networks "`+net+`").IPAddress}}`, n)
 		e.id[n] = onNode(t, n, "info", "-f", "{{.Swarm.NodeID}}")
@@ -190,64 +188,151 @@ func others(all []string, not string) []string {
 	return out
 }
 
-// loopRunning reads whether a node's operator runs its reconcile loop
-// (-1 when it does not answer).
-func (e *env) loopRunning(node string) int {
-	return testutil.Metric(e.api(node), "mqttoperator_leader_loop_running")
+// loopSample is one node's answer: whether its reconcile loop runs, and
+// its raft term (ok false: it did not answer within 300 ms).
+type loopSample struct {
+	loop, term int
+	ok         bool
 }
 
-// watchLoops samples every node's reconcile-loop gauge until stop, and
-// reports two loops running at once in three samples in a row (300 ms,
-// past the 250 ms lease). A leader frozen and resumed shows its loop
-// running for the moment it takes to hear of the new term — it writes
-// nothing then (fenced; the pause and partition cases check its logs) —
-// while a loop that did not stop would show for longer.
-func (e *env) watchLoops(stop <-chan struct{}) (<-chan []string, *atomic.Int64) {
-	out := make(chan []string, 1)
-	samples := &atomic.Int64{}
-	brief := e.briefOverlaps
+var (
+	loopRE = regexp.MustCompile(`(?m)^mqttoperator_leader_loop_running (\d+)`)
+	termRE = regexp.MustCompile(`(?m)^mqttoperator_raft_term (\d+)`)
+)
+
+func (e *env) sampleLoop(node string) loopSample {
+	body, err := testutil.Scrape(e.api(node))
+	if err != nil {
+		return loopSample{}
+	}
+	l, t := loopRE.FindStringSubmatch(body), termRE.FindStringSubmatch(body)
+	if l == nil || t == nil {
+		return loopSample{}
+	}
+	loop, _ := strconv.Atoi(l[1])
+	term, _ := strconv.Atoi(t[1])
+	return loopSample{loop: loop, term: term, ok: true}
+}
+
+// staleWindow is a time in which a node of an older raft term may have
+// run its reconcile loop while a newer term's loop ran: the node must have
+// written nothing to Swarm then (its fence), which its log proves.
+type staleWindow struct {
+	node     string
+	term     int
+	from, to time.Time
+}
+
+// loopWatch is what watchLoops found: stale windows to prove, and
+// samples no fence explains (two loops in one term).
+type loopWatch struct {
+	windows    []staleWindow
+	violations []string
+	samples    int
+}
+
+// watchLoops samples every node's loop and term every 100 ms until stop,
+// with no blind spot: a node that does not answer keeps the state it last
+// reported (a leader frozen or cut off may still be running its loop).
+// Whenever two nodes may run their loops at once, the one of the older
+// term is in a stale window; two in the same term is a violation outright.
+func (e *env) watchLoops(stop <-chan struct{}) <-chan loopWatch {
+	out := make(chan loopWatch, 1)
 	go func() {
-		var both, seen []string
-		streak := 0
+		var w loopWatch
+		last := map[string]loopSample{}
+		open := map[string]*staleWindow{}
+		closeAll := func(keep map[string]bool) {
+			for n, win := range open {
+				if !keep[n] {
+					w.windows = append(w.windows, *win)
+					delete(open, n)
+				}
+			}
+		}
 		for {
 			select {
 			case <-stop:
-				out <- both
+				closeAll(nil)
+				out <- w
 				return
 			case <-time.After(100 * time.Millisecond):
 			}
-			var running []string
+			now := time.Now()
+			cur := map[string]loopSample{}
 			var mu sync.Mutex
 			var wg sync.WaitGroup
 			for _, n := range nodes {
 				wg.Add(1)
 				go func(n string) {
 					defer wg.Done()
-					if e.loopRunning(n) == 1 {
-						mu.Lock()
-						running = append(running, n)
-						mu.Unlock()
-					}
+					s := e.sampleLoop(n)
+					mu.Lock()
+					cur[n] = s
+					mu.Unlock()
 				}(n)
 			}
 			wg.Wait()
-			samples.Add(1)
-			if len(running) > 1 {
-				streak++
-				seen = append(seen, time.Now().Format(time.StampMilli)+" "+strings.Join(running, "+"))
-				if streak >= 3 {
-					both = append(both, seen...)
-					seen = nil
+			w.samples++
+			var maybe []string
+			maxTerm := 0
+			for _, n := range nodes {
+				if cur[n].ok {
+					last[n] = cur[n]
 				}
-			} else {
-				if len(seen) > 0 {
-					brief.Add(1)
+				if l := last[n]; l.loop == 1 {
+					maybe = append(maybe, n)
+					maxTerm = max(maxTerm, l.term)
 				}
-				streak, seen = 0, nil
 			}
+			keep := map[string]bool{}
+			if len(maybe) > 1 {
+				newest := 0
+				for _, n := range maybe {
+					l := last[n]
+					if l.term == maxTerm {
+						newest++
+						continue
+					}
+					keep[n] = true
+					if open[n] == nil {
+						open[n] = &staleWindow{node: n, term: l.term, from: now.Add(-100 * time.Millisecond)}
+					}
+					open[n].to = now
+				}
+				if newest > 1 {
+					w.violations = append(w.violations, fmt.Sprintf("%s: %d reconcile loops in raft term %d (%s)", now.Format(time.StampMilli), newest, maxTerm, strings.Join(maybe, "+")))
+				}
+			}
+			closeAll(keep)
 		}
 	}()
-	return out, samples
+	return out
+}
+
+var logTimeRE = regexp.MustCompile(`"time":"([^"]+)"`)
+
+// writesIn are a node's Swarm writes logged between from and to, by any
+// of its operator containers (a stopped one's too).
+func (e *env) writesIn(t *testing.T, node string, from, to time.Time) []string {
+	var logs strings.Builder
+	for _, id := range strings.Fields(onNode(t, node, "ps", "-aq", "--filter", "label=com.docker.swarm.service.name="+stack+"_operator")) {
+		b, _ := exec.Command("docker", "exec", node, "docker", "logs", "--since", from.Add(-time.Second).Format(time.RFC3339Nano), id).CombinedOutput()
+		logs.Write(b)
+		logs.WriteString("\n")
+	}
+	var out []string
+	for _, l := range writes(logs.String()) {
+		m := logTimeRE.FindStringSubmatch(l)
+		if m == nil {
+			continue
+		}
+		at, err := time.Parse(time.RFC3339Nano, m[1])
+		if err == nil && !at.Before(from) && !at.After(to) {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 // operatorLogs are a node's operator logs since t.
@@ -324,13 +409,25 @@ func TestControlPlane(t *testing.T) {
 	e := setup(t)
 	ctx := context.Background()
 	stopWatch := make(chan struct{})
-	overlaps, samples := e.watchLoops(stopWatch)
+	watched := e.watchLoops(stopWatch)
 	defer func() {
 		close(stopWatch)
-		if both := <-overlaps; len(both) > 0 {
-			t.Errorf("two operators ran their reconcile loop at once:\n%s", strings.Join(both, "\n"))
+		w := <-watched
+		for _, v := range w.violations {
+			t.Errorf("two operators ran their reconcile loop at once: %s", v)
 		}
-		t.Logf("%d samples of every operator's reconcile loop: never two at once for longer than the lease (%d brief overlaps of a stale leader about to step down)", samples.Load(), e.briefOverlaps.Load())
+		// Every time a stale leader may have run (frozen, cut off,
+		// unreachable, or about to step down) while a newer term's loop
+		// ran, its own log must show no Swarm write: its fence held.
+		var spans []string
+		for _, win := range w.windows {
+			if wr := e.writesIn(t, win.node, win.from, win.to.Add(500*time.Millisecond)); len(wr) > 0 {
+				t.Errorf("%s (term %d) wrote to Swarm while a newer term's leader ran (%s .. %s):\n%s", win.node, win.term,
+					win.from.Format(time.StampMilli), win.to.Format(time.StampMilli), strings.Join(wr, "\n"))
+			}
+			spans = append(spans, fmt.Sprintf("%s %s", win.node, win.to.Sub(win.from).Round(100*time.Millisecond)))
+		}
+		t.Logf("%d samples of every operator's loop and term, none blind: %d windows where a stale leader may have run (%s), none with a Swarm write", w.samples, len(w.windows), strings.Join(spans, ", "))
 	}()
 
 	t.Run("three voters, one leader, any manager takes writes", func(t *testing.T) {
