@@ -75,11 +75,13 @@ type env struct {
 	id    map[string]string // node -> Swarm node id
 	token string
 	c     *client.Client // every manager's API, with failover
+	// loopsGone tells the loop sampler every operator was seen gone.
+	loopsGone chan struct{}
 }
 
 func setup(t *testing.T) *env {
 	t.Helper()
-	e := &env{ip: map[string]string{}, id: map[string]string{}}
+	e := &env{ip: map[string]string{}, id: map[string]string{}, loopsGone: make(chan struct{}, 1)}
 	for _, n := range nodes {
 		e.ip[n] = sh(t, "docker", "inspect", "-f", `{{(index .NetworkSettings.Networks "`+net+`").IPAddress}}`, n)
 		e.id[n] = onNode(t, n, "info", "-f", "{{.Swarm.NodeID}}")
@@ -242,6 +244,7 @@ func (e *env) watchLoops(stop <-chan struct{}) <-chan loopWatch {
 		var w loopWatch
 		last := map[string]loopSample{}
 		open := map[string]*staleWindow{}
+		reset := e.loopsGone
 		closeAll := func(keep map[string]bool) {
 			for n, win := range open {
 				if !keep[n] {
@@ -256,6 +259,13 @@ func (e *env) watchLoops(stop <-chan struct{}) <-chan loopWatch {
 				closeAll(nil)
 				out <- w
 				return
+			case <-reset:
+				// Every operator was seen gone (their state destroyed): what
+				// they last reported is void, and a restored cluster's terms
+				// start again.
+				last = map[string]loopSample{}
+				closeAll(nil)
+				continue
 			case <-time.After(100 * time.Millisecond):
 			}
 			now := time.Now()
@@ -737,6 +747,10 @@ func TestControlPlane(t *testing.T) {
 				}
 				return nil
 			})
+		}
+		select { // every operator is gone: none runs a loop
+		case e.loopsGone <- struct{}{}:
+		default:
 		}
 		// Restore on one manager, then deploy the stack as make up does.
 		op := strings.TrimSpace(readFile(t, filepath.Join(root(), ".local", "operator-image")))
