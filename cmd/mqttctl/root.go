@@ -374,10 +374,8 @@ func (c *cli) getCmd() *cobra.Command {
 			if len(args) == 2 {
 				return c.getSecretPart(cmd, args[0], args[1], output)
 			}
-			switch output {
-			case "", "wide", "yaml", "json", "name":
-			default:
-				return fmt.Errorf("unknown output format %q: use yaml, json, wide or name", output)
+			if err := checkOutput(output); err != nil {
+				return err
 			}
 			cl, err := c.client()
 			if err != nil {

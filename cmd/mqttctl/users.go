@@ -70,10 +70,8 @@ func (c *cli) prune(cmd *cobra.Command, cl *client.Client, selector string, inFi
 
 // getUsers lists users (or shows one) as a table, yaml, json or names.
 func (c *cli) getUsers(cmd *cobra.Command, args []string, output, selector string) error {
-	switch output {
-	case "", "wide", "yaml", "json", "name":
-	default:
-		return fmt.Errorf("unknown output format %q: use yaml, json, wide or name", output)
+	if err := checkOutput(output); err != nil {
+		return err
 	}
 	if len(args) > 1 {
 		return errors.New("get users takes at most one NAME")
@@ -193,4 +191,13 @@ func (c *cli) rotatePasswordCmd() *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// checkOutput refuses an -o that get does not print.
+func checkOutput(output string) error {
+	switch output {
+	case "", "wide", "yaml", "json", "name":
+		return nil
+	}
+	return fmt.Errorf("unknown output format %q: use yaml, json, wide or name", output)
 }

@@ -376,11 +376,7 @@ func (v *view) progress(unbridged []string) string {
 		why = append(why, m)
 	}
 	if a := v.in.Auth; !a.all() {
-		var names []string
-		for _, i := range brokerauthMissing(a) {
-			names = append(names, api.BrokerService(c.Name, i))
-		}
-		why = append(why, "users and ACL rules not served yet by "+strings.Join(names, ", "))
+		why = append(why, "users and ACL rules not served yet by "+strings.Join(a.missing(c.Name), ", "))
 	}
 	if len(why) > 0 {
 		msg += " (" + strings.Join(why, "; ") + ")"
@@ -474,11 +470,7 @@ func authCondition(in Input, st *api.MqttClusterStatus, set setFunc) {
 	case len(a.Applied) == a.Brokers:
 		set(api.ConditionACLsApplied, true, "Applied", fmt.Sprintf("users and rules %s (%d rules) served by %d/%d brokers", a.Version, a.Rules, len(a.Applied), a.Brokers))
 	default:
-		var names []string
-		for _, i := range brokerauthMissing(a) {
-			names = append(names, api.BrokerService(in.Cluster.Name, i))
-		}
-		set(api.ConditionACLsApplied, false, "Applying", fmt.Sprintf("users and rules %s served by %d/%d brokers; not yet by %s (a broker refuses clients until it has them)", a.Version, len(a.Applied), a.Brokers, strings.Join(names, ", ")))
+		set(api.ConditionACLsApplied, false, "Applying", fmt.Sprintf("users and rules %s served by %d/%d brokers; not yet by %s (a broker refuses clients until it has them)", a.Version, len(a.Applied), a.Brokers, strings.Join(a.missing(in.Cluster.Name), ", ")))
 	}
 }
 
@@ -486,11 +478,13 @@ func authCondition(in Input, st *api.MqttClusterStatus, set setFunc) {
 // pushed: nothing to wait for).
 func (a *AuthView) all() bool { return a == nil || !a.Enforced || len(a.Applied) == a.Brokers }
 
-func brokerauthMissing(a *AuthView) []int {
-	var out []int
+// missing names the brokers that do not serve the current users and
+// rules yet.
+func (a *AuthView) missing(cluster string) []string {
+	var out []string
 	for i := 0; i < a.Brokers; i++ {
 		if !slices.Contains(a.Applied, i) {
-			out = append(out, i)
+			out = append(out, api.BrokerService(cluster, i))
 		}
 	}
 	return out

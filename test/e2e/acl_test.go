@@ -113,19 +113,7 @@ func TestACLsEnforcedOnEveryBrokerAndAppliedLive(t *testing.T) {
 		t.Fatalf("subscribe devices/#: %v", tok.Error())
 	}
 	// Bystanders, plain and TLS: none may be dropped by what follows.
-	var bystanders []*conn
-	for i := 0; i < 20; i++ {
-		var tc = e.tls("localhost")
-		if i%2 == 0 {
-			tc = nil
-		}
-		b, err := dial(e, fmt.Sprintf("acl-bystander-%d", i), tc, e.user, e.pass)
-		if err != nil {
-			t.Fatal(err)
-		}
-		bystanders = append(bystanders, b)
-		t.Cleanup(func() { b.Disconnect(0) })
-	}
+	bystanders := connectBystanders(t, e, "acl-bystander", 20)
 	before := serviceVersions(t, aclCluster)
 
 	// One device per broker (pinned by its log line), each checked there.
@@ -248,11 +236,7 @@ func TestACLsEnforcedOnEveryBrokerAndAppliedLive(t *testing.T) {
 	if after := serviceVersions(t, aclCluster); fmt.Sprint(after) != fmt.Sprint(before) {
 		t.Errorf("a rule change restarted services:\n%v\n%v", before, after)
 	}
-	for _, b := range bystanders {
-		if b.lost.Load() != 0 || !b.IsConnectionOpen() {
-			t.Errorf("%s was dropped by a rule change", b.id)
-		}
-	}
+	noneDropped(t, bystanders, "by a rule change")
 
 	// Scale 3 -> 5 under a stream of new clients (a new id every 100 ms,
 	// each publishing where the rules allow no one): the new brokers serve
@@ -341,6 +325,36 @@ func TestACLsEnforcedOnEveryBrokerAndAppliedLive(t *testing.T) {
 		if b, err := dial(e, "not-a-bridge", cfg, api.BridgeUser, string(m[1])); err == nil {
 			b.Disconnect(0)
 			t.Errorf("the internal user logged in through the load balancer (tls=%v)", tc)
+		}
+	}
+}
+
+// connectBystanders connects n clients of e's user, half plain, half TLS,
+// closed when the test ends.
+func connectBystanders(t *testing.T, e endpoint, prefix string, n int) []*conn {
+	t.Helper()
+	var out []*conn
+	for i := 0; i < n; i++ {
+		tc := e.tls("localhost")
+		if i%2 == 0 {
+			tc = nil
+		}
+		b, err := dial(e, fmt.Sprintf("%s-%d", prefix, i), tc, e.user, e.pass)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b)
+		t.Cleanup(func() { b.Disconnect(0) })
+	}
+	return out
+}
+
+// noneDropped fails for every client that lost its connection.
+func noneDropped(t *testing.T, clients []*conn, while string) {
+	t.Helper()
+	for _, b := range clients {
+		if b.lost.Load() != 0 || !b.IsConnectionOpen() {
+			t.Errorf("%s was dropped %s", b.id, while)
 		}
 	}
 }

@@ -91,19 +91,7 @@ func TestUsersAppliedLiveOnEveryBroker(t *testing.T) {
 	readerPw, devicePw := userReady(t, c, "e2e-reader"), userReady(t, c, "e2e-device")
 
 	// 100 clients of the generated user, plain and TLS.
-	var bystanders []*conn
-	for i := 0; i < 100; i++ {
-		tc := e.tls("localhost")
-		if i%2 == 0 {
-			tc = nil
-		}
-		b, err := dial(e, fmt.Sprintf("users-bystander-%d", i), tc, e.user, e.pass)
-		if err != nil {
-			t.Fatal(err)
-		}
-		bystanders = append(bystanders, b)
-		t.Cleanup(func() { b.Disconnect(0) })
-	}
+	bystanders := connectBystanders(t, e, "users-bystander", 100)
 	obs := &observer{got: map[string]time.Time{}}
 	watcher, err := dial(e, "users-observer", nil, e.user, e.pass)
 	if err != nil {
@@ -184,11 +172,7 @@ func TestUsersAppliedLiveOnEveryBroker(t *testing.T) {
 		cl.Disconnect(0)
 		t.Error("a deleted user logged in")
 	}
-	for _, b := range bystanders {
-		if b.lost.Load() != 0 || !b.IsConnectionOpen() {
-			t.Errorf("%s was dropped while users changed", b.id)
-		}
-	}
+	noneDropped(t, bystanders, "while users changed")
 
 	// Drift: a state published on broker-1 by hand (with the bridges'
 	// password, from inside its container) is put back by the operator
