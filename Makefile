@@ -12,8 +12,11 @@ FUZZTIME ?= 100000x
 MANAGERS ?= 1
 # make up MONITORING=1: also Prometheus (alert rules) and node-exporter.
 MONITORING ?=
+# make soak SEED=... MINUTES=...: the chaos soak's seed and length.
+SEED ?= 1
+MINUTES ?= 10
 
-.PHONY: all build test unit lint generate bench fuzz up down clean
+.PHONY: all build test unit lint generate bench fuzz soak up down clean
 
 all: build
 
@@ -59,6 +62,12 @@ bench: build
 fuzz:
 	$(GO) test ./api -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./api -run '^$$' -fuzz '^FuzzUser$$' -fuzztime $(FUZZTIME)
+
+## soak: the chaos soak on three docker-in-docker managers, a seeded
+## schedule of faults under a numbered workload, and its loss report
+## (SEED=1 MINUTES=10; FAULTS=kind,kind narrows it; KEEP=1 keeps the nodes)
+soak:
+	SEED=$(SEED) MINUTES=$(MINUTES) FAULTS=$(FAULTS) hack/soak.sh
 
 ## up: Docker, a local Swarm, the operator stack and the quickstart cluster
 ## (MANAGERS=3: on three docker-in-docker managers; MONITORING=1: Prometheus too)

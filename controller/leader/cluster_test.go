@@ -1042,3 +1042,25 @@ func TestClusterReadsBrokerLogsFromTheCurrentTask(t *testing.T) {
 		t.Fatalf("the bridges were not read: hub %q, broker 1 %+v", c.Status.Hub, c.Status.Brokers[1].Bridge)
 	}
 }
+
+// After node churn Swarm may read a service's logs from only some nodes
+// ("incomplete log stream": a node that ran an earlier task is not
+// available). The lines of the nodes that answered still count: the
+// cluster is Ready with its bridges, not stuck "not bridged" for good (a
+// soak found it stuck so after a node restart).
+func TestClusterUsesAnIncompleteLogStream(t *testing.T) {
+	t.Parallel()
+	e := newClusterEnv(t)
+	e.apply("spec: {tls: {dnsNames: [mqtt.example.com]}, loadBalancer: {replicas: 1}}\n")
+	e.reconcile()
+	e.runAll()
+	e.fake.LogsErr = map[string]error{"iot-broker-0": fmt.Errorf("logs of service iot-broker-0: %w: node n3 is not available", swarm.ErrIncompleteLogs)}
+	e.reconcile()
+	c := e.cluster()
+	if c.Status.Hub != "iot-broker-0" || c.Status.Brokers[1].Bridge == nil || !c.Status.Brokers[1].Bridge.Connected {
+		t.Fatalf("the bridges in an incomplete stream were not read: hub %q, broker 1 %+v", c.Status.Hub, c.Status.Brokers[1].Bridge)
+	}
+	if !meta.IsStatusConditionTrue(c.Status.Conditions, api.ConditionReady) {
+		t.Fatalf("not Ready: %+v", meta.FindStatusCondition(c.Status.Conditions, api.ConditionReady))
+	}
+}

@@ -992,7 +992,12 @@ func (r *Reconciler) observeBridges(ctx context.Context, cluster string, n int, 
 			since = t.Meta.CreatedAt.Add(-time.Second)
 		}
 		lines, err := r.Swarm.ServiceLogs(ctx, name, since)
-		if err != nil {
+		switch {
+		case errors.Is(err, swarm.ErrIncompleteLogs):
+			// A node that ran an earlier task could not be read: the current
+			// task's lines came from the nodes that answered.
+			r.log().Debug("broker logs incomplete", "cluster", cluster, "broker", name, "err", err)
+		case err != nil:
 			r.log().Warn("reading broker logs failed", "cluster", cluster, "broker", name, "err", err)
 			continue
 		}

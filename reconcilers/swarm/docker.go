@@ -218,8 +218,15 @@ func (d *Docker) ServiceLogs(ctx context.Context, service string, since time.Tim
 	}
 	defer rc.Close()
 	var out, errOut bytes.Buffer
-	if _, err := stdcopy.StdCopy(&out, &errOut, io.LimitReader(rc, 64<<20)); err != nil {
+	_, err = stdcopy.StdCopy(&out, &errOut, io.LimitReader(rc, 64<<20))
+	if err != nil && !strings.Contains(err.Error(), "incomplete log stream") {
 		return nil, fmt.Errorf("logs of service %s: %w", service, err)
+	}
+	if err != nil {
+		// Swarm streamed every node it could reach, then said which it
+		// could not (a node that had an earlier task, restarted or gone):
+		// the lines read are whole for the tasks of the nodes that answered.
+		err = fmt.Errorf("logs of service %s: %w: %v", service, ErrIncompleteLogs, err)
 	}
 	var lines []LogLine
 	for _, b := range []*bytes.Buffer{&out, &errOut} {
@@ -236,7 +243,7 @@ func (d *Docker) ServiceLogs(ctx context.Context, service string, since time.Tim
 		}
 	}
 	slices.SortStableFunc(lines, func(a, b LogLine) int { return a.Time.Compare(b.Time) })
-	return lines, nil
+	return lines, err
 }
 
 // LocalContainer is a container of the local daemon (not the Swarm's).

@@ -41,6 +41,9 @@ type Fake struct {
 	// records the since of each service's last ServiceLogs.
 	Logs      map[string][]LogLine
 	LogsSince map[string]time.Time
+	// LogsErr is returned with a service's lines (ErrIncompleteLogs: the
+	// lines are what the nodes that answered logged).
+	LogsErr map[string]error
 	calls     []Call
 	// Fail, when set, is returned by every write.
 	Fail   error
@@ -369,7 +372,7 @@ func (f *Fake) ServiceLogs(_ context.Context, service string, since time.Time) (
 			out = append(out, l)
 		}
 	}
-	return out, nil
+	return out, f.LogsErr[service]
 }
 
 var _ Client = (*Fake)(nil)

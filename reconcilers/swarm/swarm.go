@@ -78,9 +78,16 @@ type Reader interface {
 	Configs(ctx context.Context, labels map[string]string) ([]swarm.Config, error)
 	Networks(ctx context.Context, labels map[string]string) ([]network.Summary, error)
 	// ServiceLogs returns a service's log lines (every task, every node)
-	// logged after since, oldest first.
+	// logged after since, oldest first. When some node could not be read,
+	// it returns the lines of the others with an error wrapping
+	// ErrIncompleteLogs.
 	ServiceLogs(ctx context.Context, service string, since time.Time) ([]LogLine, error)
 }
+
+// ErrIncompleteLogs: a log read reached only some of the nodes that ran
+// the service's tasks (Swarm's "incomplete log stream" after a node was
+// restarted or lost); the lines returned are those of the others.
+var ErrIncompleteLogs = errors.New("incomplete log stream")
 
 // LogLine is one line a task logged, with Docker's timestamp.
 type LogLine struct {

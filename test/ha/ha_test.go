@@ -320,6 +320,26 @@ func (e *env) watchLoops(stop <-chan struct{}) <-chan loopWatch {
 	return out
 }
 
+// checkLoops fails the test on two loops in one term, and on any Swarm
+// write a stale leader logged while a newer term's loop ran: every time a
+// stale leader may have run (frozen, cut off, unreachable, or about to
+// step down), its own log must show its fence held.
+func (e *env) checkLoops(t *testing.T, w loopWatch) {
+	t.Helper()
+	for _, v := range w.violations {
+		t.Errorf("two operators ran their reconcile loop at once: %s", v)
+	}
+	var spans []string
+	for _, win := range w.windows {
+		if wr := e.writesIn(t, win.node, win.from, win.to.Add(500*time.Millisecond)); len(wr) > 0 {
+			t.Errorf("%s (term %d) wrote to Swarm while a newer term's leader ran (%s .. %s):\n%s", win.node, win.term,
+				win.from.Format(time.StampMilli), win.to.Format(time.StampMilli), strings.Join(wr, "\n"))
+		}
+		spans = append(spans, fmt.Sprintf("%s %s", win.node, win.to.Sub(win.from).Round(100*time.Millisecond)))
+	}
+	t.Logf("%d samples of every operator's loop and term, none blind: %d windows where a stale leader may have run (%s), none with a Swarm write", w.samples, len(w.windows), strings.Join(spans, ", "))
+}
+
 var logTimeRE = regexp.MustCompile(`"time":"([^"]+)"`)
 
 // writesIn are a node's Swarm writes logged between from and to, by any
@@ -422,22 +442,7 @@ func TestControlPlane(t *testing.T) {
 	watched := e.watchLoops(stopWatch)
 	defer func() {
 		close(stopWatch)
-		w := <-watched
-		for _, v := range w.violations {
-			t.Errorf("two operators ran their reconcile loop at once: %s", v)
-		}
-		// Every time a stale leader may have run (frozen, cut off,
-		// unreachable, or about to step down) while a newer term's loop
-		// ran, its own log must show no Swarm write: its fence held.
-		var spans []string
-		for _, win := range w.windows {
-			if wr := e.writesIn(t, win.node, win.from, win.to.Add(500*time.Millisecond)); len(wr) > 0 {
-				t.Errorf("%s (term %d) wrote to Swarm while a newer term's leader ran (%s .. %s):\n%s", win.node, win.term,
-					win.from.Format(time.StampMilli), win.to.Format(time.StampMilli), strings.Join(wr, "\n"))
-			}
-			spans = append(spans, fmt.Sprintf("%s %s", win.node, win.to.Sub(win.from).Round(100*time.Millisecond)))
-		}
-		t.Logf("%d samples of every operator's loop and term, none blind: %d windows where a stale leader may have run (%s), none with a Swarm write", w.samples, len(w.windows), strings.Join(spans, ", "))
+		e.checkLoops(t, <-watched)
 	}()
 
 	t.Run("three voters, one leader, any manager takes writes", func(t *testing.T) {

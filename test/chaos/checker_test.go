@@ -1,0 +1,88 @@
+package chaos
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestCheckerFindsEveryKindOfFault(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	h := NewHistory()
+	h.Subscribed("s1", at(0))
+	h.Subscribed("s2", at(5))   // owed only what was sent after 5 s
+	h.Subscribed("s1", at(100)) // a resubscription does not move the first
+	h.Faulted(Fault{Kind: "hub-kill", From: at(10), To: at(20)})
+	h.Faulted(Fault{Kind: "hub-kill", From: at(30), To: at(31), Err: "no such container"})
+	pub := func(seq int, sent, wait float64) {
+		p := Publish{Pub: "p", Seq: seq, Sent: at(sent)}
+		if wait >= 0 {
+			p.Acked = at(sent + wait)
+		}
+		h.Published(p)
+	}
+	deliver := func(sub string, seqs ...int) {
+		for _, s := range seqs {
+			h.Delivered(Delivery{Sub: sub, Pub: "p", Seq: s})
+		}
+	}
+	pub(1, 1, 0.1)  // calm: owed to s1 only
+	pub(2, 6, 0.1)  // calm: owed to both
+	pub(3, 11, 2.5) // hub-kill: both; s2 loses it
+	pub(4, 12, 0.1) // hub-kill: both; s1 twice, reordered at s2
+	pub(5, 13, -1)  // hub-kill: never acknowledged (not owed)
+	pub(6, 14, 0.2) // hub-kill
+	deliver("s1", 1, 2, 3, 4, 4, 6, 5)
+	deliver("s2", 2, 6, 4)
+	h.RetainedPublished(Publish{Pub: "r", Seq: 0, Sent: at(0), Acked: at(0.1)})
+	h.RetainedPublished(Publish{Pub: "r", Seq: 1, Sent: at(12), Acked: at(12.1)})
+	h.Read(RetainedRead{Reader: "r1", Seq: 0, Asked: at(1.2)})  // fine
+	h.Read(RetainedRead{Reader: "r5", Seq: 0, Asked: at(12.5)}) // within the grace: fine
+	h.Read(RetainedRead{Reader: "r2", Seq: 0, Asked: at(13.2)}) // stale, in hub-kill
+	h.Read(RetainedRead{Reader: "r3", Seq: -1, Asked: at(14)})  // missing
+	h.Read(RetainedRead{Reader: "r4", Seq: -1, Asked: at(0)})   // nothing acked yet: fine
+
+	rep := h.Check()
+	calm, kill := rep.Row(Calm), rep.Row("hub-kill")
+	if calm.Acked != 2 || calm.Owed != 3 || calm.Lost != 0 || calm.Duplicated != 0 || calm.Reordered != 0 || calm.Reads != 2 || calm.Stale+calm.Missing != 0 {
+		t.Errorf("calm: %+v", calm)
+	}
+	want := Row{Kind: "hub-kill", Faults: 2, Acked: 3, Unacked: 1, Owed: 6, Lost: 1, LossSpan: time.Second, Duplicated: 1, Reordered: 1,
+		WorstWait: 2500 * time.Millisecond, Reads: 3, Stale: 1, Missing: 1}
+	if kill != want {
+		t.Errorf("hub-kill:\n got %+v\nwant %+v", kill, want)
+	}
+	if len(rep.FaultErrors) != 1 || !strings.Contains(rep.FaultErrors[0], "no such container") {
+		t.Errorf("fault errors: %v", rep.FaultErrors)
+	}
+	if !strings.Contains(strings.Join(rep.Examples, "\n"), "p #3") {
+		t.Errorf("the loss is not named: %v", rep.Examples)
+	}
+	if h.Owed() != 1 {
+		t.Errorf("owed: %d, want 1 (s2's #3)", h.Owed())
+	}
+	if tab := rep.Table(7, 1); !strings.Contains(tab, "| hub-kill | 2 | 3 | 1 | 6 | 1 | 1s | 1 | 1 | 2.5s | 3 | 1 | 1 |") {
+		t.Errorf("table:\n%s", tab)
+	}
+}
+
+func TestScheduleIsSeeded(t *testing.T) {
+	kinds := []string{"a", "b", "c", "d"}
+	a, b, c := Schedule(42, kinds, 12), Schedule(42, kinds, 12), Schedule(43, kinds, 12)
+	if strings.Join(a, ",") != strings.Join(b, ",") {
+		t.Errorf("one seed, two schedules: %v %v", a, b)
+	}
+	if strings.Join(a, ",") == strings.Join(c, ",") {
+		t.Errorf("two seeds, one schedule: %v", a)
+	}
+	// Every kind comes once before any comes twice, so a short run still
+	// covers every kind.
+	seen := map[string]bool{}
+	for _, k := range a[:len(kinds)] {
+		seen[k] = true
+	}
+	if len(seen) != len(kinds) {
+		t.Errorf("the first %d faults are not every kind: %v", len(kinds), a)
+	}
+}

@@ -1,0 +1,481 @@
+//go:build e2e_ha
+
+package ha
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/test/chaos"
+)
+
+const (
+	soakCluster            = "chaos"
+	soakPort, soakTLSPort  = 24883, 24884
+	soakReplicas           = 3
+	soakSettle             = 180 * time.Second
+	soakCalmMin, soakCalmN = 3 * time.Second, 3 // calm between faults: 3-5 s
+)
+
+// The fault kinds. Announced ones (a SIGTERM, a rolling update, a
+// renewal, a leader handover, a scale-down) must lose nothing.
+const (
+	faultBrokerKill  = "broker-sigkill"
+	faultBrokerTerm  = "broker-sigterm"
+	faultHubKill     = "hub-sigkill"
+	faultLBKill      = "lb-kill"
+	faultLeaderKill  = "leader-kill"
+	faultLeaderPause = "leader-pause"
+	faultNodeStop    = "node-stop"
+	faultNodeCut     = "node-cut"
+	faultRenew       = "cert-renewal"
+	faultRolling     = "rolling-update"
+	faultScale       = "scale-up-down"
+)
+
+var allFaults = []string{faultBrokerKill, faultBrokerTerm, faultHubKill, faultLBKill, faultLeaderKill, faultLeaderPause,
+	faultNodeStop, faultNodeCut, faultRenew, faultRolling, faultScale}
+
+// soakBounds are the losses each kind may cause (owed deliveries never
+// made), as the README states them; a kind not named may lose nothing.
+var soakBounds = map[string]int{}
+
+func soakSpec(replicas int, autosave string) []byte {
+	return []byte(fmt.Sprintf(`apiVersion: mqtt.swarm/v1alpha1
+kind: MqttCluster
+metadata: {name: %s}
+spec:
+  replicas: %d
+  auth: {allowAnonymous: true}
+  broker: {persistence: {autosaveInterval: %s}}
+  loadBalancer: {replicas: 3, ports: {mqtt: %d, mqtts: %d}}
+  tls: {dnsNames: [localhost]}
+  sync: {enabled: true, delay: 1s}
+`, soakCluster, replicas, autosave, soakPort, soakTLSPort))
+}
+
+func envNum(name string, def float64) float64 {
+	if v, err := strconv.ParseFloat(os.Getenv(name), 64); err == nil {
+		return v
+	}
+	return def
+}
+
+// TestSoak is the chaos run: numbered QoS 1 publishers, persistent
+// subscribers and retained readers through every node's load balancer,
+// plain and TLS; a seeded schedule of faults on the Swarm, one at a time,
+// each followed by convergence; then the checker's table per fault kind
+// (SOAK_SEED, SOAK_MINUTES, SOAK_FAULTS=kind,kind to narrow it; make soak).
+func TestSoak(t *testing.T) {
+	seed := int64(envNum("SOAK_SEED", 1))
+	minutes := envNum("SOAK_MINUTES", 3)
+	kinds := allFaults
+	if f := os.Getenv("SOAK_FAULTS"); f != "" {
+		kinds = strings.Split(f, ",")
+	}
+	e := setup(t)
+	ctx := context.Background()
+	e.soakGone(t, ctx)
+	if _, err := e.c.Apply(ctx, soakSpec(soakReplicas, "1s")); err != nil {
+		t.Fatal(err)
+	}
+	if os.Getenv("SOAK_KEEP") == "" {
+		t.Cleanup(func() { _ = e.c.Delete(context.Background(), soakCluster) })
+	}
+	if err := e.settle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ca, err := e.c.CA(ctx, soakCluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM([]byte(ca.Certificate)) {
+		t.Fatal("no CA in the cluster's bundle")
+	}
+	h := chaos.NewHistory()
+	w := &chaos.Workload{Run: strconv.FormatInt(time.Now().Unix()%100000, 10), Publishers: 4, Every: 100 * time.Millisecond, Budget: 60 * time.Second, Subscribers: 6,
+		RetainedEvery: time.Second, History: h}
+	for _, n := range nodes {
+		w.Plain = append(w.Plain, chaos.Endpoint{URL: fmt.Sprintf("tcp://%s:%d", e.ip[n], soakPort)})
+		w.TLS = append(w.TLS, chaos.Endpoint{URL: fmt.Sprintf("ssl://%s:%d", e.ip[n], soakTLSPort),
+			TLS: &tls.Config{RootCAs: roots, ServerName: "localhost", MinVersion: tls.VersionTLS12}})
+	}
+	stopWatch := make(chan struct{})
+	watched := e.watchLoops(stopWatch)
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	started := time.Now()
+	n := &nemesis{e: e, ctx: ctx, rng: rand.New(rand.NewPCG(uint64(seed), 1)), replicas: soakReplicas, autosave: "1s"}
+	schedule := chaos.Schedule(seed, kinds, 1000)
+	for i := 0; time.Since(started) < time.Duration(minutes*float64(time.Minute)); i++ {
+		time.Sleep(soakCalmMin + time.Duration(n.rng.IntN(soakCalmN))*time.Second)
+		f := n.run(schedule[i])
+		h.Faulted(f)
+		t.Logf("fault %d %s %s: %s%s", i, f.Kind, f.Detail, f.To.Sub(f.From).Round(100*time.Millisecond), map[bool]string{true: " ERROR " + f.Err}[f.Err != ""])
+	}
+	time.Sleep(soakCalmMin)
+	w.Stop()
+	owed := w.Drain(60 * time.Second)
+	w.Close()
+	close(stopWatch)
+	rep := h.Check()
+	table := rep.Table(seed, time.Since(started).Minutes())
+	t.Logf("soak report:\n%s", table)
+	_ = os.WriteFile(filepath.Join(root(), ".local", "soak-report.md"), []byte(table), 0o644)
+	if f, err := os.Create(filepath.Join(root(), ".local", "soak-history.json")); err == nil {
+		_ = h.Save(f)
+		f.Close()
+	}
+	for _, x := range rep.Examples {
+		t.Log(x)
+	}
+	for _, fe := range rep.FaultErrors {
+		t.Errorf("fault not injected or not healed: %s", fe)
+	}
+	for _, row := range rep.Rows {
+		if row.Lost > soakBounds[row.Kind] {
+			t.Errorf("%s: %d of %d owed deliveries lost (bound %d)", row.Kind, row.Lost, row.Owed, soakBounds[row.Kind])
+		}
+		if row.Reordered > 0 || row.Stale > 0 {
+			t.Errorf("%s: %d reordered, %d stale retained reads", row.Kind, row.Reordered, row.Stale)
+		}
+	}
+	if owed > 0 {
+		t.Logf("%d deliveries still owed after the 60 s drain (counted lost above)", owed)
+	}
+	e.converged(t, ctx, n.replicas, n.autosave)
+	e.checkLoops(t, <-watched)
+}
+
+// soakGone removes what an earlier run kept (SOAK_KEEP) and waits until
+// its services are gone.
+func (e *env) soakGone(t *testing.T, ctx context.Context) {
+	t.Helper()
+	_ = e.c.Delete(ctx, soakCluster)
+	eventually(t, "an earlier soak cluster removed", soakSettle, func() error {
+		if _, err := e.c.GetConsistent(ctx, soakCluster); err == nil {
+			return fmt.Errorf("still stored")
+		}
+		if out := onNode(t, nodes[0], "service", "ls", "-q", "--filter", "name="+soakCluster+"-"); out != "" {
+			return fmt.Errorf("services left: %s", out)
+		}
+		return nil
+	})
+}
+
+// settle waits until the soak cluster is Ready and SyncHealthy at its
+// latest generation.
+func (e *env) settle(ctx context.Context) error {
+	var err error
+	for deadline := time.Now().Add(soakSettle); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		var c *api.MqttCluster
+		if c, err = e.c.GetConsistent(ctx, soakCluster); err != nil {
+			continue
+		}
+		if err = healthy(c); err != nil {
+			continue
+		}
+		if c.Status.ObservedGeneration < c.Generation {
+			err = fmt.Errorf("observed generation %d of %d", c.Status.ObservedGeneration, c.Generation)
+			continue
+		}
+		return nil
+	}
+	return fmt.Errorf("not settled within %s: %v", soakSettle, err)
+}
+
+// converged: after the run, the cluster is Ready at the last spec and
+// Swarm holds exactly its objects: no broker service, volume, secret or
+// config beyond what its services use, no HAProxy slot left enabled for a
+// broker that is gone.
+func (e *env) converged(t *testing.T, ctx context.Context, replicas int, autosave string) {
+	t.Helper()
+	if err := e.settle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c := e.cluster(t, soakCluster)
+	if int(*c.Spec.Replicas) != replicas || string(c.Spec.Broker.Persistence.AutosaveInterval) != autosave {
+		t.Errorf("stored spec: %d replicas, autosave %s; want the last applied %d, %s", *c.Spec.Replicas, c.Spec.Broker.Persistence.AutosaveInterval, replicas, autosave)
+	}
+	want := []string{api.LoadBalancerService(soakCluster), api.SyncService(soakCluster), api.ExporterService(soakCluster)}
+	for i := range replicas {
+		want = append(want, api.BrokerService(soakCluster, i))
+	}
+	slices.Sort(want)
+	got := strings.Fields(onNode(t, nodes[0], "service", "ls", "--format", "{{.Name}}", "--filter", "name="+soakCluster+"-"))
+	got = slices.DeleteFunc(got, func(s string) bool { return strings.HasPrefix(s, api.SignerJob(soakCluster, "")) })
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Errorf("services: %v, want %v", got, want)
+	}
+	inUse := map[string]bool{}
+	for _, svc := range got {
+		out := onNode(t, nodes[0], "service", "inspect", "--format", "{{range .Spec.TaskTemplate.ContainerSpec.Secrets}}{{.SecretName}} {{end}}{{range .Spec.TaskTemplate.ContainerSpec.Configs}}{{.ConfigName}} {{end}}", svc)
+		for _, f := range strings.Fields(out) {
+			inUse[f] = true
+		}
+	}
+	for _, kind := range []string{"secret", "config"} {
+		for _, name := range strings.Fields(onNode(t, nodes[0], kind, "ls", "--format", "{{.Name}}", "--filter", "name="+soakCluster+"-")) {
+			if !inUse[name] {
+				t.Errorf("%s %s is left over: no service of the cluster uses it", kind, name)
+			}
+		}
+	}
+	for _, node := range nodes {
+		for _, v := range strings.Fields(onNode(t, node, "volume", "ls", "-q", "--filter", "name="+soakCluster+"-broker-")) {
+			if i, ok := api.BrokerIndex(soakCluster, strings.TrimSuffix(v, "-data")); !ok || i >= replicas {
+				t.Errorf("volume %s on %s is left over", v, node)
+			}
+		}
+	}
+	e.haproxySlots(t, replicas)
+}
+
+// haproxySlots: every load-balancer task has exactly the brokers that
+// exist up and in service (its runtime API, over the task's admin
+// socket): a slot of a removed broker stays in maintenance (no address).
+func (e *env) haproxySlots(t *testing.T, replicas int) {
+	t.Helper()
+	for _, node := range nodes {
+		for _, id := range strings.Fields(onNode(t, node, "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+api.LoadBalancerService(soakCluster))) {
+			out, err := exec.Command("docker", "exec", node, "docker", "exec", id, "sh", "-c", `echo "show servers state brokers" | socat stdio unix-connect:/run/haproxy/admin.sock`).CombinedOutput()
+			if err != nil {
+				t.Errorf("HAProxy state on %s: %v %s", node, err, out)
+				continue
+			}
+			var up []string
+			for _, l := range strings.Split(string(out), "\n") {
+				f := strings.Fields(l)
+				// be_id be_name srv_id srv_name srv_addr srv_op_state (2: up)
+				// srv_admin_state (0: in service) ...
+				if len(f) > 6 && f[1] == "brokers" && f[5] == "2" && f[6] == "0" {
+					up = append(up, f[3])
+				}
+			}
+			if len(up) != replicas {
+				t.Errorf("HAProxy on %s has %d broker slots enabled (%v), want %d:\n%s", node, len(up), up, replicas, out)
+			}
+		}
+	}
+}
+
+// nemesis injects one fault at a time into the soak cluster's Swarm: only
+// the project's own containers (brokers, load balancers, operators) and
+// the docker-in-docker nodes and their network.
+type nemesis struct {
+	e        *env
+	ctx      context.Context
+	rng      *rand.Rand
+	replicas int
+	autosave string
+}
+
+func run(args ...string) (string, error) {
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("%s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// container finds a running task container of a service: on which node,
+// and its id (a random one when there are several).
+func (n *nemesis) container(service string) (node, id string, err error) {
+	type found struct{ node, id string }
+	var all []found
+	for _, nd := range nodes {
+		out, _ := run("docker", "exec", nd, "docker", "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+service)
+		for _, id := range strings.Fields(out) {
+			all = append(all, found{nd, id})
+		}
+	}
+	if len(all) == 0 {
+		return "", "", fmt.Errorf("no running container of %s", service)
+	}
+	f := all[n.rng.IntN(len(all))]
+	return f.node, f.id, nil
+}
+
+func (n *nemesis) signal(service, sig string) (string, error) {
+	node, id, err := n.container(service)
+	if err != nil {
+		return "", err
+	}
+	_, err = run("docker", "exec", node, "docker", "kill", "--signal", sig, id)
+	return fmt.Sprintf("%s on %s", service, node), err
+}
+
+// run injects a fault, heals it, and waits until the cluster has
+// converged: the window the checker charges to this kind.
+func (n *nemesis) run(kind string) chaos.Fault {
+	f := chaos.Fault{Kind: kind, From: time.Now()}
+	var err error
+	f.Detail, err = n.inject(kind)
+	if err == nil {
+		err = n.e.settle(n.ctx)
+	}
+	if err == nil {
+		err = n.e.nodesBack()
+	}
+	if err != nil {
+		f.Err = err.Error()
+	}
+	f.To = time.Now()
+	return f
+}
+
+func (n *nemesis) inject(kind string) (string, error) {
+	switch kind {
+	case faultBrokerKill, faultBrokerTerm:
+		sig := map[string]string{faultBrokerKill: "KILL", faultBrokerTerm: "TERM"}[kind]
+		return n.signal(api.BrokerService(soakCluster, 1+n.rng.IntN(n.replicas-1)), sig)
+	case faultHubKill:
+		return n.signal(api.BrokerService(soakCluster, 0), "KILL")
+	case faultLBKill:
+		return n.signal(api.LoadBalancerService(soakCluster), "KILL")
+	case faultLeaderKill, faultLeaderPause:
+		return n.leader(kind == faultLeaderPause)
+	case faultNodeStop:
+		node := nodes[n.rng.IntN(len(nodes))]
+		if _, err := run("docker", "stop", "-t", "0", node); err != nil {
+			return node, err
+		}
+		time.Sleep(10 * time.Second) // the fault's length, not a wait for readiness
+		_, err := run("docker", "start", node)
+		return node, err
+	case faultNodeCut:
+		node := nodes[n.rng.IntN(len(nodes))]
+		if _, err := run("docker", "network", "disconnect", net, node); err != nil {
+			return node, err
+		}
+		time.Sleep(10 * time.Second) // the fault's length
+		_, err := run("docker", "network", "connect", "--ip", n.e.ip[node], net, node)
+		return node, err
+	case faultRenew:
+		return "", n.renew()
+	case faultRolling:
+		n.autosave = map[string]string{"1s": "2s", "2s": "1s"}[n.autosave]
+		_, err := n.e.c.Apply(n.ctx, soakSpec(n.replicas, n.autosave))
+		return "autosave " + n.autosave, err
+	case faultScale:
+		if _, err := n.e.c.Apply(n.ctx, soakSpec(n.replicas+1, n.autosave)); err != nil {
+			return "", err
+		}
+		if err := n.e.settle(n.ctx); err != nil {
+			return "up", err
+		}
+		_, err := n.e.c.Apply(n.ctx, soakSpec(n.replicas, n.autosave))
+		return fmt.Sprintf("%d → %d → %d", n.replicas, n.replicas+1, n.replicas), err
+	}
+	return "", fmt.Errorf("unknown fault kind %q", kind)
+}
+
+// leader kills the raft leader's operator (Swarm restarts it), or pauses
+// it past its lease and resumes it once another leads.
+func (n *nemesis) leader(pause bool) (string, error) {
+	old, err := n.e.leader(nodes)
+	if err != nil {
+		return "", err
+	}
+	node, id, err := n.container(stack + "_operator")
+	for err == nil && node != old {
+		node, id, err = n.container(stack + "_operator")
+	}
+	if err != nil {
+		return old, err
+	}
+	if !pause {
+		_, err = run("docker", "exec", old, "docker", "kill", "--signal", "KILL", id)
+		return old, err
+	}
+	if _, err = run("docker", "exec", old, "docker", "pause", id); err != nil {
+		return old, err
+	}
+	defer run("docker", "exec", old, "docker", "unpause", id)
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if l, err := n.e.leader(others(nodes, old)); err == nil && l != old {
+			_, err = run("docker", "exec", old, "docker", "unpause", id)
+			return old + " → " + l, err
+		}
+	}
+	return old, fmt.Errorf("no new leader within 15s of pausing %s", old)
+}
+
+// renew asks for a new certificate and waits until every load-balancer
+// task serves it.
+func (n *nemesis) renew() error {
+	c, err := n.e.c.GetConsistent(n.ctx, soakCluster)
+	if err != nil {
+		return err
+	}
+	before := c.Status.Certificate
+	if _, err := n.e.c.RenewCertificate(n.ctx, soakCluster); err != nil {
+		return err
+	}
+	for deadline := time.Now().Add(soakSettle); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		c, err := n.e.c.GetConsistent(n.ctx, soakCluster)
+		if err != nil || c.Status.Certificate == nil {
+			continue
+		}
+		if cs := c.Status.Certificate; (before == nil || cs.Serial != before.Serial) && cs.Serving == "3/3" {
+			return nil
+		}
+	}
+	return fmt.Errorf("the renewed certificate not served by every load balancer within %s", soakSettle)
+}
+
+// nodesBack waits until every node is a Ready Swarm node and a raft voter
+// again (after a stop or a cut).
+func (e *env) nodesBack() error {
+	var err error
+	for deadline := time.Now().Add(soakSettle); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		var out string
+		if out, err = run("docker", "exec", nodes[0], "docker", "node", "ls", "--format", "{{.Status}} {{.ManagerStatus}}"); err != nil {
+			continue
+		}
+		if strings.Count(out, "Ready") != len(nodes) || strings.Contains(out, "Unreachable") {
+			err = fmt.Errorf("nodes: %s", out)
+			continue
+		}
+		var peers []api.Peer
+		if peers, err = e.c.Peers(context.Background()); err != nil {
+			continue
+		}
+		voters := 0
+		for _, p := range peers {
+			if p.Suffrage == "Voter" {
+				voters++
+			}
+		}
+		if voters != len(nodes) {
+			err = fmt.Errorf("%d voters", voters)
+			continue
+		}
+		var c *api.MqttCluster
+		if c, err = e.c.GetConsistent(context.Background(), soakCluster); err == nil && !meta.IsStatusConditionTrue(c.Status.Conditions, api.ConditionReady) {
+			err = fmt.Errorf("not Ready")
+			continue
+		}
+		if err == nil {
+			return nil
+		}
+	}
+	return err
+}
