@@ -223,19 +223,37 @@ func (x *Objects) Preview(c *api.MqttCluster) (api.ApplyResult, *api.MqttCluster
 // Annotate sets one annotation of a stored cluster (the operator's verbs:
 // renew, rotate-ca, approve), leaving its spec and generation alone.
 func (x *Objects) Annotate(c *api.MqttCluster, key, value string) error {
-	cur := x.Store.Get(KindCluster, c.Name)
-	if cur == nil {
-		return notFound(c.Name)
+	return x.annotate(KindCluster, c.Name, key, value, notFound)
+}
+
+// annotateTries bounds annotate's retries: each is a fresh read, and only
+// a write that raced another (a status write, most often) is retried.
+const annotateTries = 5
+
+// annotate sets one annotation of a stored record, guarded by the version
+// it read (a spec applied meanwhile is never overwritten) and retried on a
+// conflict, as client-go's RetryOnConflict does: the caller named no
+// version, so a status the leader wrote meanwhile must not fail its verb.
+func (x *Objects) annotate(kind, name, key, value string, missing func(string) error) error {
+	var err error
+	for range annotateTries {
+		cur := x.Store.Get(kind, name)
+		if cur == nil {
+			return missing(name)
+		}
+		ann := maps.Clone(cur.Annotations)
+		if ann == nil {
+			ann = map[string]string{}
+		}
+		ann[key] = value
+		version := cur.ModifyIndex
+		_, _, err = x.Store.Apply(store.ApplyRequest{
+			Kind: kind, Name: cur.Name, Labels: cur.Labels, Annotations: ann, Spec: cur.Spec, ExpectVersion: &version,
+		})
+		if !errors.Is(err, store.ErrConflict) {
+			return err
+		}
 	}
-	ann := maps.Clone(cur.Annotations)
-	if ann == nil {
-		ann = map[string]string{}
-	}
-	ann[key] = value
-	version := cur.ModifyIndex
-	_, _, err := x.Store.Apply(store.ApplyRequest{
-		Kind: KindCluster, Name: cur.Name, Labels: cur.Labels, Annotations: ann, Spec: cur.Spec, ExpectVersion: &version,
-	})
 	return err
 }
 

@@ -110,20 +110,10 @@ func (x *Objects) ApplyUser(u *api.MqttUser, expect *uint64) (api.ApplyResult, *
 	return res, out, err
 }
 
-// AnnotateUser sets one annotation of a stored user (rotate-password).
+// AnnotateUser sets one annotation of a stored user (rotate-password),
+// retried on a conflict as Annotate is.
 func (x *Objects) AnnotateUser(name, key, value string) error {
-	cur := x.Store.Get(KindUser, name)
-	if cur == nil {
-		return userNotFound(name)
-	}
-	ann := maps.Clone(cur.Annotations)
-	if ann == nil {
-		ann = map[string]string{}
-	}
-	ann[key] = value
-	version := cur.ModifyIndex
-	_, _, err := x.Store.Apply(store.ApplyRequest{Kind: KindUser, Name: name, Labels: cur.Labels, Annotations: ann, Spec: cur.Spec, ExpectVersion: &version})
-	return err
+	return x.annotate(KindUser, name, key, value, userNotFound)
 }
 
 // DeleteUser removes a stored user and returns it as it was.

@@ -48,6 +48,10 @@
 #define MAX_BROKERS 64
 #define GOSSIP_EVERY 0.5
 #define VIEW_TTL 1.5
+/* A spoke that (re)starts admits clients only once it has joined the tree
+ * (another broker's gossip came over its bridge), or after this many
+ * seconds alone. */
+#define JOIN_GRACE 10.0
 
 struct sub {
 	char *group; /* NULL: a normal subscription */
@@ -91,6 +95,8 @@ static char *bridge_user;
 static char *state_file;
 static bool gossip_dirty = true, state_dirty, connects, counts_dirty;
 static double last_gossip, last_state, last_recount;
+static double started, join_grace = JOIN_GRACE;
+static bool has_joined, join_gate_logged;
 
 static double now(void)
 {
@@ -367,6 +373,35 @@ static int on_acl(int event, void *event_data, void *userdata)
 /* on_connect: BASIC_AUTH is the one event at every CONNECT; the users of
  * the operator's state are checked here (cluster_auth), the others are
  * left to the password file. */
+/* joined: whether this broker admits clients. The hub (broker 0, no
+ * bridge) always does. A spoke that starts (a restart, a move, a rolling
+ * update) does once another broker's gossip has reached it over its
+ * bridge: before, a client admitted here would publish into an island
+ * (its messages reaching no other broker's subscribers) and read the
+ * retained messages this broker kept from before it stopped, older than
+ * the cluster's. Alone for join_grace seconds (every parent gone), it
+ * admits clients anyway. Once joined it never refuses again: a running
+ * broker that loses its parent goes on serving. */
+static bool joined(void)
+{
+	double t;
+	if(has_joined || self == 0 || join_grace <= 0) return true;
+	t = now();
+	for(int i = 0; i < MAX_BROKERS; i++){
+		if(i != self && peers[i].seen > 0 && t - peers[i].seen < VIEW_TTL){
+			has_joined = true;
+			mosquitto_log_printf(MOSQ_LOG_NOTICE, "cluster_shared: joined the cluster (broker %d heard %.1f s after start): admitting clients", i, t - started);
+			return true;
+		}
+	}
+	if(t - started >= join_grace){
+		has_joined = true;
+		mosquitto_log_printf(MOSQ_LOG_WARNING, "cluster_shared: no other broker heard in %.0f s: admitting clients alone", join_grace);
+		return true;
+	}
+	return false;
+}
+
 static int on_connect(int event, void *event_data, void *userdata)
 {
 	struct mosquitto_evt_basic_auth *ed = event_data;
@@ -374,6 +409,13 @@ static int on_connect(int event, void *event_data, void *userdata)
 	struct client *c;
 	(void)event;
 	(void)userdata;
+	if(!(ed->username && !strcmp(ed->username, bridge_user)) && !joined()){
+		if(!join_gate_logged){
+			mosquitto_log_printf(MOSQ_LOG_NOTICE, "cluster_shared: refusing clients until this broker has joined the cluster (at most %.0f s)", join_grace);
+			join_gate_logged = true;
+		}
+		return MOSQ_ERR_AUTH;
+	}
 	if(!id) return auth_basic(ed->client, ed->username, ed->password);
 	c = client_get(id, true);
 	if(!c) return auth_basic(ed->client, ed->username, ed->password);
@@ -614,12 +656,15 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
 			auth_file = opts[i].value;
 		}else if(!strcmp(opts[i].key, "auth_grace")){
 			auth_grace = atof(opts[i].value);
+		}else if(!strcmp(opts[i].key, "join_grace")){
+			join_grace = atof(opts[i].value);
 		}
 	}
 	if(self < 0 || self >= MAX_BROKERS || !bridge_user){
 		mosquitto_log_printf(MOSQ_LOG_ERR, "cluster_shared: plugin_opt_broker (0-%d) and plugin_opt_bridge_user are required", MAX_BROKERS - 1);
 		return MOSQ_ERR_INVAL;
 	}
+	started = now();
 	load_state();
 	auth_init(auth_on, auth_file, auth_grace, bridge_user);
 	if(mosquitto_callback_register(plugin_id, MOSQ_EVT_ACL_CHECK, on_acl, NULL, NULL)

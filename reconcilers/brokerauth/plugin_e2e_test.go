@@ -28,6 +28,13 @@ type testBroker struct {
 
 func startBroker(t *testing.T, name string, persist bool) *testBroker {
 	t.Helper()
+	return startBrokerAs(t, name, persist, 0, "")
+}
+
+// startBrokerAs runs the broker as broker i of its cluster (a spoke when
+// i > 0, without a bridge here), with extra plugin options.
+func startBrokerAs(t *testing.T, name string, persist bool, i int, extra string) *testBroker {
+	t.Helper()
 	c := testutil.Cluster(t, fmt.Sprintf("spec: {broker: {persistence: {enabled: %v}}}\n", persist))
 	cfg, err := broker.Render(c, 0, broker.Options{})
 	if err != nil {
@@ -36,7 +43,7 @@ func startBroker(t *testing.T, name string, persist bool) *testBroker {
 	dir := t.TempDir()
 	os.Chmod(dir, 0o755)
 	os.WriteFile(filepath.Join(dir, "mosquitto.conf"), cfg, 0o644)
-	plugin := strings.Replace(broker.SharedPlugin(c, 0, true), "plugin_opt_auth_grace 10", "plugin_opt_auth_grace 2", 1)
+	plugin := strings.Replace(broker.SharedPlugin(c, i, true), "plugin_opt_auth_grace 10", "plugin_opt_auth_grace 2", 1) + extra
 	b := &testBroker{t: t, ctr: "swarm-mqtt-e2e-auth-" + name, dir: dir}
 	_ = exec.Command("docker", "rm", "-f", b.ctr).Run()
 	out, err := exec.Command("docker", "run", "-d", "--name", b.ctr, "-v", dir+":/x:ro", "swarm-mqtt/mosquitto:local", "sh", "-c",
@@ -222,5 +229,45 @@ func TestPluginEnforcesPushedUsersAndRules(t *testing.T) {
 	}
 	if b.allowedPub("-u", "dash", "-P", "dash-pw-3", "-t", "anything/x") {
 		t.Error("a user with rules of its own published where none allows")
+	}
+}
+
+// TestPluginAdmitsClientsOnceJoined: a spoke that starts refuses clients
+// (the internal user aside) until another broker's gossip reaches it over
+// its bridge — here published by hand as the internal user, as a bridge
+// delivers it — or, alone, until its join grace has passed; the hub
+// (broker 0, TestPluginEnforcesPushedUsersAndRules) admits them at once.
+func TestPluginAdmitsClientsOnceJoined(t *testing.T) {
+	alice := []string{"-u", "alice", "-P", "wonderland", "-t", "x"}
+	empty := Render(&api.MqttCluster{}, nil, nil)
+
+	b := startBrokerAs(t, "join", false, 1, "plugin_opt_join_grace 30\n")
+	b.push(string(empty.Body))
+	b.waitLog("cluster_auth: applied state "+empty.Version, 5*time.Second)
+	if b.allowedPub(alice...) {
+		t.Fatal("a spoke that has heard no other broker admitted a client")
+	}
+	b.waitLog("refusing clients until this broker has joined the cluster", time.Second)
+	if out, err := exec.Command("docker", "exec", b.ctr, "mosquitto_pub", "-h", "127.0.0.1", "-p", fmt.Sprint(broker.InternalPort),
+		"-u", "bridge", "-P", "b", "-t", "$cluster/shared/0", "-n").CombinedOutput(); err != nil {
+		t.Fatalf("gossip: %v\n%s", err, out)
+	}
+	if !b.allowedPub(alice...) {
+		t.Fatalf("a joined spoke refused a client:\n%s", b.logs())
+	}
+	b.waitLog("joined the cluster (broker 0 heard", time.Second)
+
+	alone := startBrokerAs(t, "alone", false, 2, "plugin_opt_join_grace 3\n")
+	alone.push(string(empty.Body))
+	alone.waitLog("cluster_auth: applied state "+empty.Version, 5*time.Second)
+	start := time.Now()
+	for !alone.allowedPub(alice...) {
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("a spoke alone still refuses clients after its grace:\n%s", alone.logs())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !strings.Contains(alone.logs(), "no other broker heard in 3 s: admitting clients alone") {
+		t.Fatalf("the spoke alone did not say why it admits clients:\n%s", alone.logs())
 	}
 }
