@@ -44,7 +44,7 @@ type Fake struct {
 	// LogsErr is returned with a service's lines (ErrIncompleteLogs: the
 	// lines are what the nodes that answered logged).
 	LogsErr map[string]error
-	calls     []Call
+	calls   []Call
 	// Fail, when set, is returned by every write.
 	Fail   error
 	events chan events.Message
