@@ -271,3 +271,80 @@ func TestPluginAdmitsClientsOnceJoined(t *testing.T) {
 		t.Fatalf("the spoke alone did not say why it admits clients:\n%s", alone.logs())
 	}
 }
+
+// TestPluginQueuesNothingForAClientConnectedElsewhere: a persistent
+// session whose client another broker says it now holds ("+id" on
+// $cluster/shared/64/N) gets no message queued here — coming back, the
+// client would get a stale backlog of what it already had there (the soak
+// counted tens of thousands of such duplicates, minutes old) — until the
+// client connects here again, that broker says it left ("-id"), or that
+// broker goes silent.
+func TestPluginQueuesNothingForAClientConnectedElsewhere(t *testing.T) {
+	b := startBroker(t, "away", false)
+	empty := Render(&api.MqttCluster{}, nil, nil)
+	b.push(string(empty.Body))
+	b.waitLog("cluster_auth: applied state "+empty.Version, 5*time.Second)
+	internal := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("docker", append([]string{"exec", b.ctr, "mosquitto_pub", "-h", "127.0.0.1", "-p", fmt.Sprint(broker.InternalPort), "-u", "bridge", "-P", "b"}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+	}
+	// received reconnects the persistent session and counts what it gets.
+	received := func() int {
+		out, _ := exec.Command("docker", "exec", b.ctr, "mosquitto_sub", "-h", "127.0.0.1", "-u", "alice", "-P", "wonderland",
+			"-c", "-i", "dev-1", "-q", "1", "-t", "d/#", "-W", "2").Output()
+		n := 0
+		for _, l := range strings.Split(string(out), "\n") {
+			if l == "m" { // the payload pub sends
+				n++
+			}
+		}
+		return n
+	}
+	publish := func(n int) {
+		t.Helper()
+		for range n {
+			if !b.allowedPub("-u", "alice", "-P", "wonderland", "-t", "d/x") {
+				t.Fatal("publish refused")
+			}
+		}
+	}
+	// Broker 1's gossip, every 0.3 s, as its bridge would bring it.
+	if out, err := exec.Command("docker", "exec", "-d", b.ctr, "sh", "-c", `echo $$ >/tmp/gossip.pid; while :; do mosquitto_pub -h 127.0.0.1 -p `+
+		fmt.Sprint(broker.InternalPort)+` -u bridge -P b -t '$cluster/shared/1' -n; sleep 0.3; done`).CombinedOutput(); err != nil {
+		t.Fatalf("gossip: %v\n%s", err, out)
+	}
+	stopGossip := func() { _ = exec.Command("docker", "exec", b.ctr, "sh", "-c", "kill $(cat /tmp/gossip.pid)").Run() }
+
+	if n := received(); n != 0 { // the session, subscribed
+		t.Fatalf("a new session got %d messages", n)
+	}
+	publish(2)
+	if n := received(); n != 2 {
+		t.Fatalf("an offline session got %d of 2 messages queued, with no other broker holding the client", n)
+	}
+	internal("-t", "$cluster/shared/64/1", "-m", "+dev-1")
+	publish(3)
+	if n := received(); n != 0 {
+		t.Fatalf("an offline session got %d messages queued while broker 1 held its client", n)
+	}
+	// Connected here again: queued for again.
+	publish(2)
+	if n := received(); n != 2 {
+		t.Fatalf("after the client came back, %d of 2 messages queued", n)
+	}
+	internal("-t", "$cluster/shared/64/1", "-m", "+dev-1")
+	internal("-t", "$cluster/shared/64/1", "-m", "-dev-1")
+	publish(1)
+	if n := received(); n != 1 {
+		t.Fatalf("after broker 1 said the client left, %d of 1 message queued", n)
+	}
+	internal("-t", "$cluster/shared/64/1", "-m", "+dev-1")
+	stopGossip()
+	time.Sleep(2500 * time.Millisecond) // broker 1 silent past the 1.5 s a view lives, and a tick
+	publish(1)
+	if n := received(); n != 1 {
+		t.Fatalf("after broker 1 went silent, %d of 1 message queued", n)
+	}
+}
