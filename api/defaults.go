@@ -20,6 +20,7 @@ const (
 	DefaultKeyAlgorithm      = KeyECDSAP256
 	DefaultClientAuth        = ClientAuthNone
 	DefaultSyncDelay         = Duration("1s")
+	DefaultConnectTimeout    = Duration("100ms")
 	DefaultBalance           = BalanceClientID
 )
 
@@ -70,6 +71,7 @@ func Default(obj *MqttCluster, d Defaults) {
 	setString((*string)(&s.LoadBalancer.Balance), string(DefaultBalance))
 	setInt32(&s.LoadBalancer.Ports.MQTT, DefaultMQTTPort)
 	setInt32(&s.LoadBalancer.Ports.MQTTS, DefaultMQTTSPort)
+	setString((*string)(&s.LoadBalancer.ConnectTimeout), string(DefaultConnectTimeout))
 	setString((*string)(&s.TLS.Duration), string(DefaultCertDuration))
 	if s.TLS.RenewBefore == "" {
 		// A third of the lifetime, as cert-manager does. An unparsable

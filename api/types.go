@@ -162,6 +162,13 @@ type LoadBalancerSpec struct {
 	// +optional
 	// +kubebuilder:default={}
 	Ports PortsSpec `json:"ports,omitempty"`
+	// ConnectTimeout is how long HAProxy waits for a broker to accept a
+	// connection before it tries another, 10ms to 10s: a client whose
+	// broker has just died waits this long once. Raise it where the nodes
+	// are far apart (a connect across the cluster network takes longer).
+	// +optional
+	// +kubebuilder:default="100ms"
+	ConnectTimeout Duration `json:"connectTimeout,omitempty"`
 	// +optional
 	Limits LoadBalancerLimits `json:"limits,omitzero"`
 }

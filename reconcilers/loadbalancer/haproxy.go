@@ -44,6 +44,8 @@ type slot struct {
 type view struct {
 	Cluster      string
 	InternalUser string
+	// ConnectMs is spec.loadBalancer.connectTimeout in milliseconds.
+	ConnectMs    int64
 	ClientRate   int32
 	MQTT, MQTTS  int32
 	Balance      string
@@ -130,11 +132,12 @@ defaults
     log global
     option tcplog
     option dontlognull
-    # A connect that fails (a broker that just died) is retried once on
-    # another broker instead of failing the client.
+    # A connect that fails (a broker that just died: its address answers
+    # nothing, so only the timeout ends the wait) is retried on another
+    # broker instead of failing the client (spec.loadBalancer.connectTimeout).
     retries 2
     option redispatch 1
-    timeout connect 500ms
+    timeout connect {{.ConnectMs}}ms
     timeout client 16m
     timeout server 16m
     timeout client-fin 5s
@@ -242,6 +245,11 @@ func Render(c *api.MqttCluster, o Options) ([]byte, error) {
 	if r := s.LoadBalancer.Limits.ConnectionRatePerClient; r != nil {
 		v.ClientRate = *r
 	}
+	connect, err := s.LoadBalancer.ConnectTimeout.Parse()
+	if err != nil {
+		return nil, fmt.Errorf("render haproxy config for %s: spec.loadBalancer.connectTimeout: %w", c.Name, err)
+	}
+	v.ConnectMs = connect.Milliseconds()
 	for i := 0; i < MaxSlots; i++ {
 		v.Slots = append(v.Slots, slot{
 			Name:    ServerName(i),
