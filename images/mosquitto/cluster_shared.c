@@ -107,6 +107,7 @@ static double last_gossip, last_state, last_recount;
 static double started, join_grace = JOIN_GRACE;
 static bool has_joined, join_gate_logged;
 static int aways; /* clients with away_on set */
+static bool reannounce; /* a broker not heard before (or for a while) is back */
 
 static double now(void)
 {
@@ -339,17 +340,54 @@ static void set_away(struct client *c, int on)
 static void read_conn(int from, const char *buf, uint32_t len)
 {
 	char id[512];
-	struct client *c;
-	if(len < 2 || len > sizeof(id)) return;
-	memcpy(id, buf + 1, len - 1);
-	id[len - 1] = '\0';
-	c = client_get(id, false);
-	if(!c) return;
-	if(buf[0] == '+'){
-		set_away(c, from + 1);
-	}else if(buf[0] == '-' && c->away_on == from + 1){
-		set_away(c, 0);
+	const char *p = buf, *end = buf + len;
+	/* One announce per line: a connect or a disconnect is one line, a
+	 * broker's whole list of connected clients (announce_all) many. */
+	while(p < end){
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t n = (size_t)((nl ? nl : end) - p);
+		struct client *c;
+		if(n >= 2 && n <= sizeof(id)){
+			memcpy(id, p + 1, n - 1);
+			id[n - 1] = '\0';
+			c = client_get(id, false);
+			if(c && p[0] == '+'){
+				set_away(c, from + 1);
+			}else if(c && p[0] == '-' && c->away_on == from + 1){
+				set_away(c, 0);
+			}
+		}
+		p += n + 1;
 	}
+}
+
+/* announce_all tells the other brokers every client connected here, in
+ * one message: sent when a broker is heard that was not (one that starts
+ * again, after a kill, a move or an update, has lost the announces made
+ * while it was away, and its sessions restored from disk would gather a
+ * backlog again). */
+static void announce_all(void)
+{
+	struct client *c, *tmp;
+	size_t size = 0;
+	char topic[64], *buf, *p;
+	HASH_ITER(hh, clients, c, tmp){
+		if(c->ctx) size += strlen(c->id) + 2;
+	}
+	if(size == 0) return;
+	buf = mosquitto_malloc(size);
+	if(!buf) return;
+	p = buf;
+	HASH_ITER(hh, clients, c, tmp){
+		if(!c->ctx) continue;
+		*p++ = '+';
+		memcpy(p, c->id, strlen(c->id));
+		p += strlen(c->id);
+		*p++ = '\n';
+	}
+	snprintf(topic, sizeof(topic), CONN_PREFIX "%d", self);
+	mosquitto_broker_publish_copy(NULL, topic, (int)(p - buf), buf, 0, false, NULL);
+	mosquitto_free(buf);
 }
 
 /* commit makes a client's pending CONNECT its session: a clean start (or
@@ -577,6 +615,7 @@ static void read_gossip(int from, const char *buf, uint32_t len)
 	}
 	counts_free(&peers[from].counts);
 	peers[from].counts = h;
+	if(peers[from].seen == 0 || now() - peers[from].seen >= VIEW_TTL) reannounce = true;
 	peers[from].seen = now();
 }
 
@@ -693,6 +732,10 @@ static int on_tick(int event, void *event_data, void *userdata)
 			}
 		}
 		gossip();
+		if(reannounce){
+			announce_all();
+			reannounce = false;
+		}
 		gossip_dirty = false;
 		last_gossip = t;
 	}

@@ -347,4 +347,30 @@ func TestPluginQueuesNothingForAClientConnectedElsewhere(t *testing.T) {
 	if n := received(); n != 1 {
 		t.Fatalf("after broker 1 went silent, %d of 1 message queued", n)
 	}
+
+	// Many announces in one message (a broker's whole list).
+	internal("-t", "$cluster/shared/2", "-n") // broker 2 heard: its marks live (1.5 s)
+	internal("-t", "$cluster/shared/64/2", "-m", "+other\n+dev-1\n")
+	publish(1)
+	if n := received(); n != 0 {
+		t.Fatalf("an offline session got %d messages queued while broker 2's list named its client", n)
+	}
+
+	// A broker heard anew (started again, lost what was announced while
+	// it was away) gets the list of every client connected here.
+	if out, err := exec.Command("docker", "exec", "-d", b.ctr, "mosquitto_sub", "-h", "127.0.0.1", "-u", "alice", "-P", "wonderland",
+		"-i", "dev-2", "-t", "z", "-W", "20").CombinedOutput(); err != nil {
+		t.Fatalf("dev-2: %v\n%s", err, out)
+	}
+	list := make(chan string, 1)
+	go func() {
+		out, _ := exec.Command("docker", "exec", b.ctr, "mosquitto_sub", "-h", "127.0.0.1", "-p", fmt.Sprint(broker.InternalPort), "-u", "bridge", "-P", "b",
+			"-t", "$cluster/shared/64/0", "-W", "8").Output()
+		list <- string(out)
+	}()
+	time.Sleep(2500 * time.Millisecond) // dev-2 connected, the watcher subscribed, broker 3 never heard
+	internal("-t", "$cluster/shared/3", "-n")
+	if got := <-list; !strings.Contains(got, "+dev-2") {
+		t.Fatalf("no list of connected clients after a broker was heard anew: %q", got)
+	}
 }

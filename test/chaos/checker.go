@@ -14,9 +14,15 @@ const RetainedGrace = time.Second
 // Calm is the row of everything published while no fault was on.
 const Calm = "calm"
 
+// InFlight is how long before a fault a message may have been sent and
+// still be hit by it: acknowledged, but queued on a broker (for a
+// subscriber, or for a bridge) when the fault strikes. Such a message is
+// charged to the fault, not to calm.
+const InFlight = 2 * time.Second
+
 // Row is one fault kind's figures. A message belongs to the fault that
-// was on when it was first sent (from the injection until the cluster had
-// converged after the heal), or to Calm.
+// was on when it was first sent (from InFlight before the injection until
+// the cluster had converged after the heal), or to Calm.
 type Row struct {
 	Kind   string
 	Faults int
@@ -83,7 +89,7 @@ func (h *History) Check() Report {
 	}
 	faultAt := func(t time.Time) (*Row, time.Time) {
 		for _, f := range s.faults {
-			if !t.Before(f.From) && !t.After(f.To) {
+			if !t.Before(f.From.Add(-InFlight)) && !t.After(f.To) {
 				return rows[f.Kind], f.From
 			}
 		}
@@ -124,7 +130,7 @@ func (h *History) Check() Report {
 			switch n := got[key{sub, p.Pub, p.Seq}]; {
 			case n == 0:
 				row.Lost++
-				row.LossSpan = max(row.LossSpan, p.Sent.Sub(from))
+				row.LossSpan = max(row.LossSpan, p.Sent.Sub(from)) // negative: in flight before it
 				example("lost: %s #%d (sent %s, acked %s) never reached %s", p.Pub, p.Seq, p.Sent.Format(time.StampMilli), p.Acked.Format(time.StampMilli), sub)
 			case n > 1:
 				row.Duplicated += n - 1
