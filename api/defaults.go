@@ -20,7 +20,7 @@ const (
 	DefaultKeyAlgorithm      = KeyECDSAP256
 	DefaultClientAuth        = ClientAuthNone
 	DefaultSyncDelay         = Duration("1s")
-	DefaultConnectTimeout    = Duration("100ms")
+	DefaultConnectTimeout    = Duration("500ms")
 	DefaultBalance           = BalanceClientID
 )
 

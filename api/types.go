@@ -167,7 +167,7 @@ type LoadBalancerSpec struct {
 	// broker has just died waits this long once. Raise it where the nodes
 	// are far apart (a connect across the cluster network takes longer).
 	// +optional
-	// +kubebuilder:default="100ms"
+	// +kubebuilder:default="500ms"
 	ConnectTimeout Duration `json:"connectTimeout,omitempty"`
 	// +optional
 	Limits LoadBalancerLimits `json:"limits,omitzero"`

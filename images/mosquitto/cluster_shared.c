@@ -45,10 +45,6 @@
 #include "cluster_auth.h"
 
 #define GOSSIP_PREFIX "$cluster/shared/"
-/* Where a broker says a client connected ("+id") or left ("-id") there:
- * under the gossip prefix, so the bridges carry it as they are, with 64
- * (MAX_BROKERS) first, which a plugin from before it ignores as gossip. */
-#define CONN_PREFIX GOSSIP_PREFIX "64/"
 #define MAX_BROKERS 64
 #define GOSSIP_EVERY 0.5
 #define VIEW_TTL 1.5
@@ -74,11 +70,6 @@ struct client {
 	const struct mosquitto *pending;
 	bool pending_clean;
 	bool reconnecting; /* between its CONNECT and the next tick */
-	/* away_on: 1 + the broker the client last connected to, when that is
-	 * not this one (0: none). While away, its offline session here gets
-	 * no message queued: the client gets them there, and coming back it
-	 * finds no stale backlog of them here. */
-	int away_on;
 	struct sub *subs;
 	UT_hash_handle hh;
 };
@@ -106,8 +97,6 @@ static bool gossip_dirty = true, state_dirty, connects, counts_dirty;
 static double last_gossip, last_state, last_recount;
 static double started, join_grace = JOIN_GRACE;
 static bool has_joined, join_gate_logged;
-static int aways; /* clients with away_on set */
-static bool reannounce; /* a broker not heard before (or for a while) is back */
 
 static double now(void)
 {
@@ -200,7 +189,6 @@ static struct client *client_get(const char *id, bool create)
 
 static void client_del(struct client *c)
 {
-	if(c->away_on) aways--;
 	HASH_DEL(clients, c);
 	subs_free(c->subs);
 	mosquitto_free(c->id);
@@ -309,87 +297,6 @@ static bool matches(const char *filter, const char *topic)
 	return mosquitto_topic_matches_sub(filter, topic, &r) == MOSQ_ERR_SUCCESS && r;
 }
 
-/* announce tells the other brokers a client connected here ('+') or left
- * ('-'), so that they stop queueing messages for the offline session it
- * left with them (see away_on) and start again once it is gone from here. */
-static void announce(const char *id, char sign)
-{
-	char topic[64];
-	size_t n = strlen(id);
-	char *buf = mosquitto_malloc(n + 1);
-	if(!buf) return;
-	buf[0] = sign;
-	memcpy(buf + 1, id, n);
-	snprintf(topic, sizeof(topic), CONN_PREFIX "%d", self);
-	mosquitto_broker_publish_copy(NULL, topic, (int)n + 1, buf, 0, false, NULL);
-	mosquitto_free(buf);
-}
-
-static void set_away(struct client *c, int on)
-{
-	if(!c->away_on && on) aways++;
-	if(c->away_on && !on) aways--;
-	c->away_on = on;
-}
-
-/* read_conn: another broker's announce. A client that connected there is
- * away from here (its session here, once offline, gets nothing queued)
- * until it connects here again, leaves there, or that broker goes silent
- * (on_tick). Marked even while still connected here: a connection cut off
- * unnoticed ends later, after the client is already elsewhere. */
-static void read_conn(int from, const char *buf, uint32_t len)
-{
-	char id[512];
-	const char *p = buf, *end = buf + len;
-	/* One announce per line: a connect or a disconnect is one line, a
-	 * broker's whole list of connected clients (announce_all) many. */
-	while(p < end){
-		const char *nl = memchr(p, '\n', (size_t)(end - p));
-		size_t n = (size_t)((nl ? nl : end) - p);
-		struct client *c;
-		if(n >= 2 && n <= sizeof(id)){
-			memcpy(id, p + 1, n - 1);
-			id[n - 1] = '\0';
-			c = client_get(id, false);
-			if(c && p[0] == '+'){
-				set_away(c, from + 1);
-			}else if(c && p[0] == '-' && c->away_on == from + 1){
-				set_away(c, 0);
-			}
-		}
-		p += n + 1;
-	}
-}
-
-/* announce_all tells the other brokers every client connected here, in
- * one message: sent when a broker is heard that was not (one that starts
- * again, after a kill, a move or an update, has lost the announces made
- * while it was away, and its sessions restored from disk would gather a
- * backlog again). */
-static void announce_all(void)
-{
-	struct client *c, *tmp;
-	size_t size = 0;
-	char topic[64], *buf, *p;
-	HASH_ITER(hh, clients, c, tmp){
-		if(c->ctx) size += strlen(c->id) + 2;
-	}
-	if(size == 0) return;
-	buf = mosquitto_malloc(size);
-	if(!buf) return;
-	p = buf;
-	HASH_ITER(hh, clients, c, tmp){
-		if(!c->ctx) continue;
-		*p++ = '+';
-		memcpy(p, c->id, strlen(c->id));
-		p += strlen(c->id);
-		*p++ = '\n';
-	}
-	snprintf(topic, sizeof(topic), CONN_PREFIX "%d", self);
-	mosquitto_broker_publish_copy(NULL, topic, (int)(p - buf), buf, 0, false, NULL);
-	mosquitto_free(buf);
-}
-
 /* commit makes a client's pending CONNECT its session: a clean start (or
  * a takeover of a session that ended with its connection) starts with no
  * subscriptions. */
@@ -403,11 +310,6 @@ static void commit(struct client *c)
 	c->ctx = c->pending;
 	c->clean = c->pending_clean;
 	c->pending = NULL;
-	if(c->away_on){
-		c->away_on = 0;
-		aways--;
-	}
-	announce(c->id, '+');
 	counts_dirty = true;
 	state_dirty = true;
 }
@@ -449,10 +351,6 @@ static int on_acl(int event, void *event_data, void *userdata)
 			bool normal = false, shared = false, here = false;
 			c = client_get(id, false);
 			if(!c || c->reconnecting) return MOSQ_ERR_SUCCESS;
-			/* The client is connected to another broker: its offline
-			 * session here would only build a backlog of messages it gets
-			 * there, delivered again, stale, when it comes back. */
-			if(c->away_on && !c->ctx && !c->pending) return MOSQ_ERR_ACL_DENIED;
 			for(struct sub *s = c->subs; s; s = s->next){
 				if(!matches(s->filter, ed->topic)) continue;
 				if(!s->group){
@@ -544,7 +442,6 @@ static int on_disconnect(int event, void *event_data, void *userdata)
 		return MOSQ_ERR_SUCCESS;
 	}
 	if(c->ctx != ed->client) return MOSQ_ERR_SUCCESS;
-	announce(id, '-');
 	if(c->clean && !c->pending){
 		client_del(c);
 	}else{
@@ -615,7 +512,6 @@ static void read_gossip(int from, const char *buf, uint32_t len)
 	}
 	counts_free(&peers[from].counts);
 	peers[from].counts = h;
-	if(peers[from].seen == 0 || now() - peers[from].seen >= VIEW_TTL) reannounce = true;
 	peers[from].seen = now();
 }
 
@@ -626,11 +522,6 @@ static int on_message(int event, void *event_data, void *userdata)
 	(void)userdata;
 	if(!strcmp(ed->topic, AUTH_STATE_TOPIC)) return auth_apply(mosquitto_client_id(ed->client), ed->payload, ed->payloadlen);
 	if(strncmp(ed->topic, GOSSIP_PREFIX, strlen(GOSSIP_PREFIX))) return MOSQ_ERR_SUCCESS;
-	if(!strncmp(ed->topic, CONN_PREFIX, strlen(CONN_PREFIX))){
-		int from = atoi(ed->topic + strlen(CONN_PREFIX));
-		if(from >= 0 && from < MAX_BROKERS && from != self) read_conn(from, ed->payload, ed->payloadlen);
-		return MOSQ_ERR_SUCCESS;
-	}
 	/* Only the bridge user and this broker's own bridge get here: the
 	 * WRITE check (on_acl), which runs first, refuses everyone else, and
 	 * Mosquitto checks nothing for its bridges. */
@@ -724,18 +615,7 @@ static int on_tick(int event, void *event_data, void *userdata)
 		last_recount = t;
 	}
 	if(gossip_dirty || t - last_gossip >= GOSSIP_EVERY){
-		if(aways > 0){
-			/* A broker gone silent (killed, cut off) no longer holds the
-			 * client: queue for it here again. */
-			HASH_ITER(hh, clients, c, tmp){
-				if(c->away_on && t - peers[c->away_on - 1].seen >= VIEW_TTL) set_away(c, 0);
-			}
-		}
 		gossip();
-		if(reannounce){
-			announce_all();
-			reannounce = false;
-		}
 		gossip_dirty = false;
 		last_gossip = t;
 	}
