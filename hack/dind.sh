@@ -29,6 +29,9 @@ start_node() {
   if docker inspect "$name" >/dev/null 2>&1; then
     docker start "$name" >/dev/null
   else
+    # A new node starts empty: data left by a node whose container is gone
+    # (removed by hand) holds an old Swarm and an old operator store.
+    rm -rf "/var/lib/$name"
     mkdir -p "/var/lib/$name"
     docker run -d --name "$name" --hostname "$name" --network "$NET" --ip "$SUBNET_PREFIX.$((10 + ${name#"$PREFIX"}))" --label swarm-mqtt.dind=1 \
       --cap-add ALL --cap-drop SYS_RESOURCE \
@@ -110,6 +113,8 @@ down() {
     docker rm -f $ns >/dev/null
     for n in $ns; do rm -rf "/var/lib/$n"; done
   fi
+  # The data of nodes whose containers were removed by hand.
+  rm -rf /var/lib/"$PREFIX"[0-9]*
   docker network rm "$NET" >/dev/null 2>&1 || true
 }
 
