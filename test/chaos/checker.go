@@ -112,14 +112,14 @@ func (h *History) Check() Report {
 	}
 	sort.Strings(subs)
 	rep.Subscribers = len(subs)
-	sent := map[[2]any]time.Time{}
+	sent := map[msgKey]time.Time{}
 	for _, p := range s.publishes {
 		row, from := faultAt(p.Sent)
 		if p.Acked.IsZero() {
 			row.Unacked++
 			continue
 		}
-		sent[[2]any{p.Pub, p.Seq}] = p.Sent
+		sent[msgKey{p.Pub, p.Seq}] = p.Sent
 		row.Acked++
 		row.WorstWait = max(row.WorstWait, p.Acked.Sub(p.Sent))
 		for _, sub := range subs {
@@ -174,7 +174,7 @@ func (h *History) Check() Report {
 // checkOrder counts, per subscriber and publisher, the first deliveries
 // of a message older than one already delivered (a redelivered duplicate
 // is not a reorder), attributed to the fault on when it was sent.
-func checkOrder(ds []Delivery, sent map[[2]any]time.Time, kindAt func(time.Time) *Row, example func(string, ...any)) {
+func checkOrder(ds []Delivery, sent map[msgKey]time.Time, kindAt func(time.Time) *Row, example func(string, ...any)) {
 	newest := map[[2]string]int{}
 	seen := map[key]bool{}
 	for _, d := range ds {
@@ -186,7 +186,7 @@ func checkOrder(ds []Delivery, sent map[[2]any]time.Time, kindAt func(time.Time)
 		pk := [2]string{d.Sub, d.Pub}
 		n, ok := newest[pk]
 		if ok && d.Seq < n {
-			if at, acked := sent[[2]any{d.Pub, d.Seq}]; acked {
+			if at, acked := sent[msgKey{d.Pub, d.Seq}]; acked {
 				kindAt(at).Reordered++
 				example("reordered: %s got %s #%d after #%d", d.Sub, d.Pub, d.Seq, n)
 			}
@@ -194,6 +194,12 @@ func checkOrder(ds []Delivery, sent map[[2]any]time.Time, kindAt func(time.Time)
 		}
 		newest[pk] = d.Seq
 	}
+}
+
+// msgKey names one publisher's message.
+type msgKey struct {
+	pub string
+	seq int
 }
 
 // Table is the report as a Markdown table, with the seed that repeats it.
