@@ -35,7 +35,7 @@ func TestBridgeTopologyIsATreeAndIndependentOfReplicas(t *testing.T) {
 		t.Fatal("bridge rendering is not deterministic")
 	}
 	testutil.Golden(t, "bridge-2.conf", a)
-	for _, want := range []string{"round_robin false", "topic # both 2", "topic $cluster/shared/# both 0", "bridge_protocol_version mqttv50", "cleansession true", "local_cleansession false", "remote_username bridge", "remote_password pw"} {
+	for _, want := range []string{"round_robin true", "topic # both 2", "topic $cluster/shared/# both 0", "bridge_protocol_version mqttv50", "cleansession true", "local_cleansession false", "remote_username bridge", "remote_password pw"} {
 		if !strings.Contains(string(a), want+"\n") {
 			t.Errorf("bridge section lacks %q", want)
 		}

@@ -188,16 +188,18 @@ func TestOneLogicalBroker(t *testing.T) {
 	roots.AppendCertsFromPEM([]byte(ca.Certificate))
 	e := endpoint{host: "127.0.0.1", mqtt: 22883, mqtts: 27883, user: cr.Username, pass: cr.Password, roots: roots}
 
-	// The star: brokers 1 and 2 bridge to broker 0.
-	eventually(t, "brokers 1 and 2 bridged to broker 0", 20*time.Second, func() error {
-		if p := bridgeParents(t, 3); p[1] != 0 || p[2] != 0 {
-			return fmt.Errorf("parents %v", p)
+	// The tree: broker 1 bridges to broker 0, broker 2 to broker 0 or 1
+	// (whichever answered first when it started).
+	var parents map[int]int
+	eventually(t, "brokers 1 and 2 bridged to lower-numbered brokers", 20*time.Second, func() error {
+		if parents = bridgeParents(t, 3); parents[1] != 0 || parents[2] < 0 {
+			return fmt.Errorf("parents %v", parents)
 		}
 		return nil
 	})
 
 	// The operator sees the same tree: the hub, and each spoke's bridge up.
-	eventually(t, "status showing the star", 20*time.Second, func() error {
+	eventually(t, "status showing the tree", 20*time.Second, func() error {
 		obj, err := c.Get(ctx, bridgeCluster)
 		if err != nil {
 			return err
@@ -205,9 +207,9 @@ func TestOneLogicalBroker(t *testing.T) {
 		if obj.Status.Hub != bridgeCluster+"-broker-0" {
 			return fmt.Errorf("hub %q", obj.Status.Hub)
 		}
-		for _, b := range obj.Status.Brokers[1:] {
-			if b.Bridge == nil || !b.Bridge.Connected || b.Bridge.Parent != bridgeCluster+"-broker-0" {
-				return fmt.Errorf("%s bridge %+v", b.Name, b.Bridge)
+		for i, b := range obj.Status.Brokers[1:] {
+			if b.Bridge == nil || !b.Bridge.Connected || b.Bridge.Parent != fmt.Sprintf("%s-broker-%d", bridgeCluster, parents[i+1]) {
+				return fmt.Errorf("%s bridge %+v, its log says parent %d", b.Name, b.Bridge, parents[i+1])
 			}
 		}
 		return nil
@@ -336,9 +338,13 @@ func TestOneLogicalBroker(t *testing.T) {
 
 	// Kill the hub. A publisher on broker 2 publishes QoS 1 every 100 ms;
 	// the subscriber on broker 1 must get messages published after the
-	// kill within 5 s, and every message in the end.
-	failover := newInbox()
+	// kill within 5 s, and every message in the end. And one on broker 1
+	// for the subscriber on broker 2: once broker 2's bridge is up again
+	// (on broker 1), it never leaves a working parent, so nothing
+	// published after that is missed there — the hub's return included.
+	failover, kept := newInbox(), newInbox()
 	subscribe(t, subs[1], "e2e/f/#", 1, failover)
+	subscribe(t, subs[2], "e2e/k/#", 1, kept)
 	stop := make(chan struct{})
 	sent := make(chan int, 1)
 	var published atomic.Int64
@@ -355,6 +361,9 @@ func TestOneLogicalBroker(t *testing.T) {
 			published.Store(int64(k + 1))
 			if tok := pubs[2].Publish("e2e/f/seq", 1, false, fmt.Sprint(k)); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 				t.Errorf("failover publish %d: %v", k, tok.Error())
+			}
+			if tok := pubs[1].Publish("e2e/k/seq", 1, false, fmt.Sprint(k)); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+				t.Errorf("publish %d on broker 1: %v", k, tok.Error())
 			}
 		}
 	}()
@@ -399,13 +408,23 @@ func TestOneLogicalBroker(t *testing.T) {
 		return fmt.Errorf("status still shows a healthy star: hub %s", obj.Status.Hub)
 	})
 	// Parents stay lower-numbered throughout (a tree): sample while the
-	// hub comes back.
-	for deadline := time.Now().Add(8 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+	// hub comes back, and for 10 s after the cluster is Ready again (twice
+	// the 5 s in which a Mosquitto bridge with round_robin false would
+	// leave its parent to return to broker 0, and lose what is published
+	// meanwhile for its subscribers).
+	checkTree := func() {
 		for child, parent := range bridgeParents(t, 3) {
 			if parent >= child {
 				t.Fatalf("broker %d bridged to broker %d: not a tree", child, parent)
 			}
 		}
+	}
+	for deadline := time.Now().Add(8 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		checkTree()
+	}
+	waitReady(t, c, bridgeCluster, 60*time.Second)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		checkTree()
 	}
 	close(stop)
 	total := <-sent
@@ -421,13 +440,35 @@ func TestOneLogicalBroker(t *testing.T) {
 	if resumed > 5*time.Second {
 		t.Errorf("cross-broker delivery resumed after %v, want within 5s", resumed)
 	}
-	waitReady(t, c, bridgeCluster, 60*time.Second)
-	eventually(t, "the star re-formed around broker 0", 30*time.Second, func() error {
-		if p := bridgeParents(t, 3); p[1] != 0 || p[2] != 0 {
-			return fmt.Errorf("parents %v", p)
+	// Broker 1 -> broker 2: from the first message published after the kill
+	// that arrived (broker 2's bridge up again, on broker 1), every later
+	// one arrived, across the hub's return.
+	first := -1
+	for k := killSeq; k < total && first < 0; k++ {
+		if kept.count(fmt.Sprintf("e2e/k/seq %d", k)) > 0 {
+			first = k
+		}
+	}
+	if first < 0 {
+		t.Fatalf("the subscriber on broker 2 got none of broker 1's %d messages after the kill", total-killSeq)
+	}
+	eventually(t, "broker 1's messages after the bridge was back delivered on broker 2", 30*time.Second, func() error {
+		var missing []int
+		for k := first; k < total; k++ {
+			if kept.count(fmt.Sprintf("e2e/k/seq %d", k)) == 0 {
+				missing = append(missing, k)
+			}
+		}
+		if len(missing) > 0 {
+			return fmt.Errorf("%d of messages %d-%d missing: %v", len(missing), first, total-1, missing)
 		}
 		return nil
 	})
+	p := bridgeParents(t, 3)
+	t.Logf("hub back: parents %v; broker 1 -> broker 2: %d messages lost in the kill's window (#%d-#%d), none of the %d after", p, first-killSeq, killSeq, first-1, total-first)
+	if p[1] != 0 || p[2] < 0 {
+		t.Errorf("after the hub's return: parents %v, want broker 1 on broker 0 and broker 2 bridged", p)
+	}
 
 	// Scale 3 -> 5 -> 3 with traffic between brokers 1 and 2: the brokers
 	// that stay are neither updated nor restarted, no storm, and every
@@ -458,7 +499,7 @@ func TestOneLogicalBroker(t *testing.T) {
 		}
 		waitReady(t, c, bridgeCluster, 90*time.Second)
 		if n == 5 {
-			// The new brokers join the star.
+			// The new brokers join the tree.
 			eventually(t, "brokers 3 and 4 bridged", 30*time.Second, func() error {
 				if p := bridgeParents(t, 5); p[3] < 0 || p[4] < 0 {
 					return fmt.Errorf("parents %v", p)

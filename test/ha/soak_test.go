@@ -323,13 +323,56 @@ func (n *nemesis) container(service string) (node, id string, err error) {
 	return f.node, f.id, nil
 }
 
+// signal sends a signal to one task container of a service, and waits
+// until Swarm runs another task in its place: until then the operator's
+// status may still show the cluster as it was before the signal, and a
+// settle read then would end the fault's window early (what follows would
+// be charged to calm).
 func (n *nemesis) signal(service, sig string) (string, error) {
 	node, id, err := n.container(service)
 	if err != nil {
 		return "", err
 	}
-	_, err = run("docker", "exec", node, "docker", "kill", "--signal", sig, id)
-	return fmt.Sprintf("%s on %s", service, node), err
+	where := fmt.Sprintf("%s on %s", service, node)
+	task, err := run("docker", "exec", node, "docker", "inspect", "--format", `{{index .Config.Labels "com.docker.swarm.task.id"}}`, id)
+	if err != nil {
+		return where, err
+	}
+	running, err := runningTasks(service)
+	if err != nil {
+		return where, err
+	}
+	if _, err = run("docker", "exec", node, "docker", "kill", "--signal", sig, id); err != nil {
+		return where, err
+	}
+	for deadline := time.Now().Add(soakSettle); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		now, err := runningTasks(service)
+		if err == nil && !slices.Contains(now, task) && len(now) >= len(running) {
+			return where, nil
+		}
+	}
+	return where, fmt.Errorf("task %s of %s not replaced by a running one within %s", task, service, soakSettle)
+}
+
+// runningTasks are the ids of a service's tasks Swarm reports running,
+// asked of the first manager that answers.
+func runningTasks(service string) ([]string, error) {
+	var err error
+	for _, nd := range nodes {
+		var out string
+		out, err = run("docker", "exec", nd, "docker", "service", "ps", "--no-trunc", "--filter", "desired-state=running", "--format", "{{.ID}} {{.CurrentState}}", service)
+		if err != nil {
+			continue
+		}
+		var ids []string
+		for _, l := range strings.Split(out, "\n") {
+			if f := strings.Fields(l); len(f) > 1 && f[1] == "Running" {
+				ids = append(ids, f[0])
+			}
+		}
+		return ids, nil
+	}
+	return nil, err
 }
 
 // run injects a fault, heals it, and waits until the cluster has
