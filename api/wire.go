@@ -108,6 +108,13 @@ type GitSyncStatus struct {
 	LastDriftTime *metav1.Time `json:"lastDriftTime,omitempty"`
 }
 
+// VersionInfo is what GET /version answers: the operator's build and the
+// API version it serves.
+type VersionInfo struct {
+	Version    string `json:"version"`
+	APIVersion string `json:"apiVersion"`
+}
+
 // LeaderInfo describes the raft leader as one operator sees it.
 type LeaderInfo struct {
 	LeaderID      string    `json:"leaderID"`

@@ -287,6 +287,15 @@ func (c *Client) Delete(ctx context.Context, name string) error {
 	return c.do(ctx, http.MethodDelete, api.BasePath+"/"+url.PathEscape(name), nil, nil)
 }
 
+// Version reads /version: the operator's build and API version.
+func (c *Client) Version(ctx context.Context) (*api.VersionInfo, error) {
+	var out api.VersionInfo
+	if err := c.do(ctx, http.MethodGet, "/version", nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // Leader reads /v1/status/leader.
 func (c *Client) Leader(ctx context.Context) (*api.LeaderInfo, error) {
 	var out api.LeaderInfo

@@ -43,3 +43,7 @@ if [[ "${PURGE:-}" == "1" ]]; then
   done
   rm -f "$LOCAL/api-token" "$LOCAL/encryption-key" "$LOCAL/control-ca.pem" "$LOCAL/control-ca.crt" "$LOCAL/prometheus-password" "$LOCAL/prometheus-web.yml" "$LOCAL/quickstart.env"
 fi
+# The CLI contexts make up wrote point at nothing now.
+if [[ -x "$ROOT/bin/mqttctl" ]]; then
+  for ctx in local dind; do "$ROOT/bin/mqttctl" config delete-context "$ctx" >/dev/null 2>&1 || true; done
+fi

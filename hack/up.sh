@@ -227,6 +227,13 @@ ENV
 # It may hold Prometheus's password (in PROMETHEUS_URL).
 chmod 600 "$LOCAL/quickstart.env"
 
+# The CLI's context (like a kubeconfig's): this Swarm's operator API, its
+# CA and the token file, made current, so bin/mqttctl works in any shell.
+CONTEXT=local
+if ((MANAGERS > 1)); then CONTEXT=dind; fi
+"$MQTTCTL" config set-context "$CONTEXT" --server "$(IFS=,; echo "${SERVERS[*]}")" --ca-file "$CA_CERT" \
+  --token-file "$TOKEN_FILE" --use >/dev/null
+
 cat <<MSG
 
 The '$CLUSTER' MQTT cluster is Ready $WHERE: 3 Mosquitto brokers
@@ -246,7 +253,7 @@ behind HAProxy, plain MQTT on $MQTT_PORT and MQTTS on $MQTTS_PORT (TLS ends at H
     mosquitto_pub -h $MQTT_HOST -p $MQTT_PORT -u $USERNAME -P "\$(cat $PASSFILE)" -t demo/hello -m hi
 
   Operator API:   $SERVER (HTTPS, CA $CA_CERT; token in $TOKEN_FILE; every manager: ${SERVERS[*]})
-  Status:         bin/mqttctl describe $CLUSTER$PROM_NOTE
+  Status:         bin/mqttctl describe $CLUSTER  (context '$CONTEXT', current: bin/mqttctl config get-contexts)$PROM_NOTE
 
 The same settings are in .local/quickstart.env (. .local/quickstart.env).
 MSG

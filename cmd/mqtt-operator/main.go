@@ -268,7 +268,7 @@ func run(ctx context.Context, o options) error {
 		}
 		gitTrigger = gs.Trigger
 	}
-	srv, err := server.New(server.Config{Store: st, Defaults: defaults, Token: token, Logger: log, Registry: reg, Forward: forward, Sealer: sealer, GitSyncTrigger: gitTrigger})
+	srv, err := server.New(server.Config{Store: st, Defaults: defaults, Token: token, Logger: log, Registry: reg, Forward: forward, Sealer: sealer, GitSyncTrigger: gitTrigger, Version: version})
 	if err != nil {
 		return err
 	}

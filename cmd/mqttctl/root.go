@@ -36,6 +36,8 @@ type cli struct {
 	now         func() time.Time
 	brokerImage string
 	lbImage     string
+	configFile  string
+	contextName string
 }
 
 // Main runs mqttctl and returns its exit code: 0 success, 1 invalid input
@@ -93,25 +95,30 @@ func (c *cli) root() *cobra.Command {
 		SilenceErrors: true,
 	}
 	pf := root.PersistentFlags()
-	pf.StringVar(&c.server, "server", env("MQTTCTL_SERVERS", env("MQTTCTL_SERVER", "https://127.0.0.1:7950")), "operator API URL, or a comma-separated list (every manager's: the next is tried when one cannot be reached) (env MQTTCTL_SERVERS, MQTTCTL_SERVER)")
-	pf.StringVar(&c.tokenFile, "token-file", env("MQTTCTL_TOKEN_FILE", ""), "file holding the API token (env MQTTCTL_TOKEN_FILE; or the token itself in MQTTCTL_TOKEN)")
-	pf.StringVar(&c.caFile, "ca-file", env("MQTTCTL_CA_FILE", ""), "CA certificate to verify an HTTPS API")
+	pf.StringVar(&c.server, "server", "", "operator API URL, or a comma-separated list (every manager's: the next is tried when one cannot be reached) (env MQTTCTL_SERVERS, MQTTCTL_SERVER; else the context's; else "+defaultServer+")")
+	pf.StringVar(&c.tokenFile, "token-file", "", "file holding the API token (env MQTTCTL_TOKEN_FILE; or the token itself in MQTTCTL_TOKEN; else the context's)")
+	pf.StringVar(&c.caFile, "ca-file", "", "CA certificate to verify an HTTPS API (env MQTTCTL_CA_FILE; else the context's)")
+	pf.StringVar(&c.contextName, "context", "", "the context to use (env MQTTCTL_CONTEXT; else the current one: mqttctl config)")
+	pf.StringVar(&c.configFile, "config", "", "the configuration file (env MQTTCTL_CONFIG; else ~/.config/mqttctl/config)")
 	pf.BoolVar(&c.insecure, "insecure-skip-tls-verify", false, "do not verify the API's TLS certificate")
 	pf.DurationVar(&c.timeout, "request-timeout", 30*time.Second, "timeout of each API request")
-	root.AddCommand(c.applyCmd(), c.rotatePasswordCmd(), c.diffCmd(), c.approveCmd(), c.eventsCmd(), c.gitSyncCmd(), c.getCmd(), c.describeCmd(), c.deleteCmd(), c.validateCmd(), c.waitCmd(), c.certificateCmd(), c.leaderCmd(), c.peersCmd(), c.backupCmd(), c.versionCmd())
+	root.AddCommand(c.applyCmd(), c.rotatePasswordCmd(), c.diffCmd(), c.approveCmd(), c.eventsCmd(), c.gitSyncCmd(), c.getCmd(), c.describeCmd(), c.deleteCmd(), c.validateCmd(), c.waitCmd(), c.certificateCmd(), c.leaderCmd(), c.peersCmd(), c.backupCmd(), c.versionCmd(), c.configCmd())
 	return root
 }
 
 func (c *cli) client() (*client.Client, error) {
-	tok := os.Getenv("MQTTCTL_TOKEN")
-	if c.tokenFile != "" {
-		b, err := os.ReadFile(c.tokenFile)
+	server, caFile, tokenFile, tok, err := c.connection()
+	if err != nil {
+		return nil, err
+	}
+	if tokenFile != "" {
+		b, err := os.ReadFile(tokenFile)
 		if err != nil {
 			return nil, fmt.Errorf("read token file: %w", err)
 		}
 		tok = strings.TrimSpace(string(b))
 	}
-	return client.New(client.Options{Server: c.server, Token: tok, CAFile: c.caFile, Insecure: c.insecure, Timeout: c.timeout})
+	return client.New(client.Options{Server: server, Token: tok, CAFile: caFile, Insecure: c.insecure, Timeout: c.timeout})
 }
 
 // document is one YAML or JSON document read from a file, dir or stdin.
@@ -746,15 +753,30 @@ func (c *cli) peersCmd() *cobra.Command {
 }
 
 func (c *cli) versionCmd() *cobra.Command {
-	return &cobra.Command{
+	var clientOnly bool
+	cmd := &cobra.Command{
 		Use:   "version",
-		Short: "Print mqttctl's version",
+		Short: "Print mqttctl's version and the operator's (the server it reaches)",
 		Args:  cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
-			fmt.Fprintf(c.out, "mqttctl %s (API %s)\n", version, api.APIVersion)
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprintf(c.out, "Client: mqttctl %s (API %s)\n", version, api.APIVersion)
+			if clientOnly {
+				return nil
+			}
+			cl, err := c.client()
+			if err != nil {
+				return err
+			}
+			v, err := cl.Version(cmd.Context())
+			if err != nil {
+				return fmt.Errorf("server version: %w", err)
+			}
+			fmt.Fprintf(c.out, "Server: mqtt-operator %s (API %s) at %s\n", v.Version, v.APIVersion, cl.Server())
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&clientOnly, "client", false, "the client's version only (no request)")
+	return cmd
 }
 
 func filenameFlag(cmd *cobra.Command, files *[]string) {

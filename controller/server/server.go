@@ -62,6 +62,8 @@ type Config struct {
 	// GitSyncTrigger, when the operator runs a git sync, asks it to sync
 	// now (POST /v1/gitsync/webhook, on the leader).
 	GitSyncTrigger func()
+	// Version is the operator's build version (GET /version).
+	Version string
 }
 
 // Server serves the HTTP API.
@@ -77,6 +79,7 @@ type Server struct {
 	objects   *objects.Objects
 	// gitSyncTrigger: see Config.GitSyncTrigger.
 	gitSyncTrigger func()
+	version        string
 }
 
 // New returns a server. The token must not be empty.
@@ -91,7 +94,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Registry = prometheus.NewRegistry()
 	}
 	s := &Server{store: cfg.Store, defaults: cfg.Defaults, tokenHash: sha256.Sum256([]byte(cfg.Token)), log: cfg.Logger, reg: cfg.Registry,
-		forward: cfg.Forward, objects: &objects.Objects{Store: cfg.Store, Sealer: cfg.Sealer}, gitSyncTrigger: cfg.GitSyncTrigger}
+		forward: cfg.Forward, objects: &objects.Objects{Store: cfg.Store, Sealer: cfg.Sealer}, gitSyncTrigger: cfg.GitSyncTrigger, version: cfg.Version}
 	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mqttoperator_api_requests_total", Help: "HTTP API requests by route, method and status code.",
 	}, []string{"route", "method", "code"})
@@ -113,6 +116,9 @@ func (s *Server) Handler() http.Handler {
 
 	open("GET /healthz", "healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	open("GET /readyz", "readyz", s.readyz)
+	open("GET /version", "version", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, api.VersionInfo{Version: s.version, APIVersion: api.APIVersion})
+	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
 	open("GET /v1/status/leader", "leader", s.leader)
 	open("GET /v1/status/peers", "peers", s.peers)
@@ -175,7 +181,7 @@ func (s *Server) auth(h http.HandlerFunc) http.HandlerFunc {
 		tok, ok := strings.CutPrefix(v, "Bearer ")
 		if !ok || tok == "" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="mqtt-operator"`)
-			writeStatus(w, http.StatusUnauthorized, ReasonUnauthorized, "a bearer token is required (mqttctl: --token-file or MQTTCTL_TOKEN)", nil)
+			writeStatus(w, http.StatusUnauthorized, ReasonUnauthorized, "a bearer token is required (mqttctl: --token-file, MQTTCTL_TOKEN_FILE or a context: mqttctl config get-contexts)", nil)
 			return
 		}
 		got := sha256.Sum256([]byte(tok))

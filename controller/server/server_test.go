@@ -77,6 +77,7 @@ func TestAuth(t *testing.T) {
 		"metrics open":     {call{method: "GET", path: "/metrics"}, 200},
 		"leader open":      {call{method: "GET", path: "/v1/status/leader"}, 200},
 		"peers open":       {call{method: "GET", path: "/v1/status/peers"}, 200},
+		"version open":     {call{method: "GET", path: "/version"}, 200},
 		"leader read-only": {call{method: "POST", path: "/v1/status/leader"}, 404},
 	}
 	for name, c := range cases {

@@ -166,3 +166,25 @@ func userView(l *api.MqttClusterList) []api.MqttCluster { return testutil.UserVi
 type errStr string
 
 func (e errStr) Error() string { return string(e) }
+
+// TestHintsWorkInANewShell: what make up prints works in a shell that
+// sourced nothing: bin/mqttctl finds the operator through the context
+// make up wrote (a shell with no MQTTCTL_ variable, only HOME and PATH),
+// and reports the server's version.
+func TestHintsWorkInANewShell(t *testing.T) {
+	env := []string{"HOME=" + os.Getenv("HOME"), "PATH=" + os.Getenv("PATH")}
+	if v := os.Getenv("MQTTCTL_CONFIG"); v != "" {
+		env = append(env, "MQTTCTL_CONFIG="+v)
+	}
+	for _, args := range [][]string{{"describe", "quickstart"}, {"version"}, {"config", "get-contexts"}} {
+		cmd := exec.Command(filepath.Join(root(), "bin", "mqttctl"), args...)
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("mqttctl %s in a new shell: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		if args[0] == "version" && !strings.Contains(string(out), "Server: mqtt-operator") {
+			t.Errorf("version: %s", out)
+		}
+	}
+}
