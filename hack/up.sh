@@ -172,7 +172,7 @@ if [[ "${MONITORING:-}" == "1" ]]; then
       "$("$ROOT/bin/mqtt-operator" bcrypt <"$PROM_PASS_FILE")" >"$WEB"
   fi
   cp "$WEB" "$MON_DIR/web.yml"
-  CONFIG_HASH=$(cat "$MON_DIR/prometheus.yml" "$MON_DIR/alerts.yml" "$MON_DIR/control-ca.crt" "$MON_DIR/web.yml" "$MON_DIR/prometheus-password" | sha256sum | cut -c1-12)
+  CONFIG_HASH=$(cat "$MON_DIR/prometheus.yml" "$MON_DIR/rules.yml" "$MON_DIR/alerts.yml" "$MON_DIR/control-ca.crt" "$MON_DIR/web.yml" "$MON_DIR/prometheus-password" | sha256sum | cut -c1-12)
   FILES=(-c stack.yml)
   if [[ -n "${MONITORING_PORT:-}" ]]; then FILES+=(-c publish.yml); fi
   log "deploying the monitoring stack (mqtt-monitoring)"

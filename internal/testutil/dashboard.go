@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"sigs.k8s.io/yaml"
 )
 
 // Panel is one panel of the Grafana dashboard, as the tests read it:
@@ -29,4 +31,31 @@ func DashboardPanels(t testing.TB, root string) []Panel {
 		t.Fatalf("dashboard: %v", err)
 	}
 	return dash.Panels
+}
+
+// RecordingRules reads charts/monitoring/rules.yml: each recorded series'
+// name and the expression that computes it.
+func RecordingRules(t testing.TB, root string) map[string]string {
+	t.Helper()
+	var rules struct {
+		Groups []struct {
+			Rules []struct{ Record, Expr string }
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(root, "charts", "monitoring", "rules.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, &rules); err != nil {
+		t.Fatalf("rules.yml: %v", err)
+	}
+	out := map[string]string{}
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			if r.Record != "" {
+				out[r.Record] = r.Expr
+			}
+		}
+	}
+	return out
 }

@@ -87,8 +87,8 @@ func TestMonitoringStack(t *testing.T) {
 	}
 	dir, _ := filepath.Abs("../../charts/monitoring")
 	for _, args := range [][]string{
-		{"check", "rules", "alerts.yml"},
-		{"test", "rules", "alerts_test.yml"},
+		{"check", "rules", "rules.yml", "alerts.yml"},
+		{"test", "rules", "rules_test.yml", "alerts_test.yml"},
 	} {
 		out, err := exec.Command("docker", append([]string{"run", "--rm", "-v", dir + ":/m:ro", "-w", "/m", "--entrypoint", "promtool", "swarm-mqtt/prometheus:local"}, args...)...).CombinedOutput()
 		if err != nil {
