@@ -21,7 +21,9 @@ type Link struct {
 type Tracker struct {
 	connected  *regexp.Regexp
 	disconnect *regexp.Regexp
+	contract   *regexp.Regexp
 	links      map[int]Link
+	problems   map[int]Problem
 	cursor     map[int]time.Time
 	// atCursor counts the lines read that carry the cursor's time: a
 	// later read (since the cursor) returns them again.
@@ -37,7 +39,9 @@ func NewTracker(cluster string) *Tracker {
 		// as the internal bridge user.
 		connected:  regexp.MustCompile(`New (?:bridge|client) connected from \S+ as ` + id + ` \(p\d, c\d, k\d+, u'bridge'\)`),
 		disconnect: regexp.MustCompile(`[Cc]lient ` + id + `\b.*(closed its connection|disconnect)`),
+		contract:   regexp.MustCompile(`image contract: .*`),
 		links:      map[int]Link{},
+		problems:   map[int]Problem{},
 		cursor:     map[int]time.Time{},
 		atCursor:   map[int]int{},
 	}
@@ -72,6 +76,10 @@ func (t *Tracker) Feed(j int, lines []swarm.LogLine) {
 			}
 			continue
 		}
+		if m := t.contract.FindString(l.Text); m != "" {
+			t.problems[j] = Problem{Text: m, At: l.Time}
+			continue
+		}
 		if m := t.disconnect.FindStringSubmatch(l.Text); m != nil {
 			i, _ := strconv.Atoi(m[1])
 			if cur, ok := t.links[i]; ok && cur.Parent == j && cur.Connected && !l.Time.Before(cur.Since) {
@@ -98,6 +106,11 @@ func (t *Tracker) Forget(n int) {
 			delete(t.links, i)
 		}
 	}
+	for i := range t.problems {
+		if i >= n {
+			delete(t.problems, i)
+		}
+	}
 	for j := range t.cursor {
 		if j >= n {
 			delete(t.cursor, j)
@@ -110,6 +123,17 @@ func (t *Tracker) Forget(n int) {
 		}
 	}
 }
+
+// Problem is the last thing a broker's start said its image lacks ("image
+// contract: ...", broker.ContractCheck), and when.
+type Problem struct {
+	Text string
+	At   time.Time
+}
+
+// Problem returns what broker i last logged of its image's contract (zero
+// when nothing).
+func (t *Tracker) Problem(i int) Problem { return t.problems[i] }
 
 // Link returns broker i's bridge (Parent -1 when never seen).
 func (t *Tracker) Link(i int) Link {

@@ -94,3 +94,29 @@ func TestTrackerFollowsConnectsDisconnectsAndRestarts(t *testing.T) {
 		t.Fatalf("forgotten broker: %+v", l)
 	}
 }
+
+// TestTrackerKeepsWhatAStartSaidOfItsImage: the last "image contract:"
+// line of each broker, with its time; a broker scaled away is forgotten.
+func TestTrackerKeepsWhatAStartSaidOfItsImage(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	tr := NewTracker("iot")
+	if p := tr.Problem(2); p.Text != "" {
+		t.Fatalf("nothing logged yet: %+v", p)
+	}
+	tr.Feed(2, []swarm.LogLine{
+		{Time: t0, Text: "image contract: no mosquitto in this image: a broker image needs Mosquitto 2.0.13 or later on the PATH and a POSIX shell"},
+		{Time: t0.Add(5 * time.Second), Text: "image contract: Mosquitto 2.0.11 in this image is older than 2.0.13, the oldest a broker image may carry"},
+		{Time: t0.Add(6 * time.Second), Text: "1796162406: Loading config file /run/secrets/mosquitto.d/bridge.conf"},
+	})
+	if p := tr.Problem(2); p.Text != "image contract: Mosquitto 2.0.11 in this image is older than 2.0.13, the oldest a broker image may carry" || !p.At.Equal(t0.Add(5*time.Second)) {
+		t.Fatalf("problem: %+v", p)
+	}
+	if p := tr.Problem(1); p.Text != "" {
+		t.Fatalf("another broker's: %+v", p)
+	}
+	tr.Forget(2)
+	if p := tr.Problem(2); p.Text != "" {
+		t.Fatalf("kept after a scale-down: %+v", p)
+	}
+}

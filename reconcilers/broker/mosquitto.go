@@ -272,12 +272,14 @@ func SharedPlugin(c *api.MqttCluster, i int, auth bool) string {
 	return out
 }
 
-// StartScript is the broker's command: join the password files, set up
-// the cluster_shared plugin (plugin: its section, see SharedPlugin; "":
-// none) when the image has it, wait for the sync agent when sync is on
-// (see SyncGate), run Mosquitto.
+// StartScript is the broker's command: check the image's contract (see
+// ContractCheck), join the password files, set up the cluster_shared
+// plugin (plugin: its section, see SharedPlugin; "": none) when the image
+// has it, wait for the sync agent when sync is on (see SyncGate), run
+// Mosquitto.
 func StartScript(sync bool, plugin string) string {
 	var b strings.Builder
+	b.WriteString(ContractCheck)
 	b.WriteString(`set -e
 umask 077
 { if [ -r ` + PasswordFilePath + ` ]; then cat ` + PasswordFilePath + `; echo; fi; cat ` + InternalPasswordFilePath + `; } >` + JoinedPasswordFile + `
@@ -299,6 +301,35 @@ fi
 	b.WriteString("exec mosquitto -c " + ConfigPath + "\n")
 	return b.String()
 }
+
+// MinMosquitto is the oldest Mosquitto a broker image may carry: 2.0.13
+// fixed the in-flight quota of QoS 1/2 messages that lost a message across
+// a bridge with 2.0.11 (README, "One logical broker").
+const MinMosquitto = "2.0.13"
+
+// ContractPrefix starts the line a broker logs when its image does not
+// meet the contract; the operator reads it from the broker's log and
+// reports it in the Degraded condition.
+const ContractPrefix = "image contract: "
+
+// ContractExit is the broker's exit status when its image does not meet
+// the contract.
+const ContractExit = 78
+
+// ContractCheck is what a broker image must offer, checked before anything
+// else runs (the command runs under /bin/sh -c, so a POSIX shell is the
+// first requirement): mosquitto on the PATH, at least MinMosquitto.
+var ContractCheck = `if ! command -v mosquitto >/dev/null 2>&1; then
+  echo "` + ContractPrefix + `no mosquitto in this image: a broker image needs Mosquitto ` + MinMosquitto + ` or later on the PATH and a POSIX shell" >&2
+  exit ` + strconv.Itoa(ContractExit) + `
+fi
+v=$(mosquitto -h 2>&1 | sed -n 's/^mosquitto version \([0-9][0-9]*\.[0-9][0-9]*\.[0-9][0-9]*\).*/\1/p' | head -n 1)
+old=$(echo "${v:-0.0.0}.` + MinMosquitto + `" | awk -F. '{ if ($1 != $4) print ($1 < $4); else if ($2 != $5) print ($2 < $5); else print ($3 < $6) }')
+if [ -z "$v" ] || [ "$old" = 1 ]; then
+  echo "` + ContractPrefix + `Mosquitto ${v:-of unknown version} in this image is older than ` + MinMosquitto + `, the oldest a broker image may carry" >&2
+  exit ` + strconv.Itoa(ContractExit) + `
+fi
+`
 
 // SyncGate waits (at most 120 s) for the sync agent to prepare this task's
 // data: it pulls the newest copy among the nodes, then writes this task's

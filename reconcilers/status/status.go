@@ -2,6 +2,7 @@ package status
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -62,10 +63,17 @@ type AuthView struct {
 	Brokers  int
 }
 
-// Links is a cluster's bridge topology (bridges.Tracker).
+// Links is a cluster's bridge topology, and what the brokers' starts said
+// of their image (bridges.Tracker).
 type Links interface {
 	Link(i int) bridges.Link
+	Problem(i int) bridges.Problem
 }
+
+// contractWindow: a broker that is not running and said within this long
+// that its image does not meet the contract is reported (a task in a
+// restart loop says it again at every start).
+const contractWindow = time.Minute
 
 // Serving is where the current certificate is served (HAProxy's runtime
 // API, read or pushed by the pass).
@@ -159,6 +167,9 @@ func Compute(in Input) Output {
 	}
 	st.Sync = syncConditions(in, &st, set)
 	authCondition(in, &st, set)
+	if f := v.contract(); f != nil && in.Failure == nil {
+		in.Failure = f
+	}
 	degraded(in.Failure, set)
 	out.Status, out.Settle = st, v.settle
 	return out
@@ -303,6 +314,26 @@ func (v *view) brokers(prev []api.BrokerStatus) []api.BrokerStatus {
 		out = append(out, bs)
 	}
 	return out
+}
+
+// contract is a failure naming every broker that is not running and
+// whose image does not meet the contract (nil: none).
+func (v *view) contract() *Failure {
+	if v.in.Links == nil {
+		return nil
+	}
+	var why []string
+	for i := 0; i < v.n; i++ {
+		p := v.in.Links.Problem(i)
+		if v.runningIdx[i] || p.Text == "" || v.in.Now.Sub(p.At) > contractWindow {
+			continue
+		}
+		why = append(why, api.BrokerService(v.in.Cluster.Name, i)+": "+p.Text)
+	}
+	if len(why) == 0 {
+		return nil
+	}
+	return &Failure{Err: errors.New(strings.Join(why, "; ")), Reason: "ImageContract"}
 }
 
 func (v *view) bridge(i int) *api.BridgeStatus {

@@ -28,6 +28,16 @@ func (l links) Link(i int) bridges.Link {
 	return bridges.Link{Child: i, Parent: -1}
 }
 
+func (l links) Problem(int) bridges.Problem { return bridges.Problem{} }
+
+// problems adds what brokers' starts said of their image to a topology.
+type problems struct {
+	links
+	p map[int]bridges.Problem
+}
+
+func (l problems) Problem(i int) bridges.Problem { return l.p[i] }
+
 // world is a cluster of n brokers and one HAProxy task, every task
 // running its service's spec for a minute on node n1, every bridge up to
 // broker 0.
@@ -125,6 +135,17 @@ func TestCompute(t *testing.T) {
 			want{readyReason: "NotAllRunning", progress: "3/3", progressing: "False", degraded: "True", degradedReason: "ReconcileError", hub: "iot-broker-0", endpoints: 2}},
 		{"a signer job running is no fault", func(in *Input) { in.Failure = &Failure{Err: errors.New("signing"), Reason: "Signing", Waiting: true} },
 			want{readyReason: "NotAllRunning", progress: "3/3", progressing: "False", degraded: "False", degradedReason: "Signing", hub: "iot-broker-0", endpoints: 2}},
+		{"a broker whose image does not meet the contract", func(in *Input) {
+			in.Tasks[1].Status.State, in.Tasks[1].Status.Err = dswarm.TaskStateFailed, "task: non-zero exit (78)"
+			in.Links = problems{links: in.Links.(links), p: map[int]bridges.Problem{1: {Text: "image contract: no mosquitto in this image", At: t0.Add(-5 * time.Second)}}}
+		}, want{readyReason: "NotAllRunning", progress: "2/3 brokers running", progressing: "True", degraded: "True", degradedReason: "ImageContract", hub: "iot-broker-0", endpoints: 2}},
+		{"a running broker's old contract line is history", func(in *Input) {
+			in.Links = problems{links: in.Links.(links), p: map[int]bridges.Problem{1: {Text: "image contract: no mosquitto in this image", At: t0.Add(-5 * time.Second)}}}
+		}, want{ready: true, readyReason: "AllRunning", progress: "3/3", progressing: "False", degraded: "False", hub: "iot-broker-0", endpoints: 2}},
+		{"a contract line older than a minute is history", func(in *Input) {
+			in.Tasks[1].Status.State = dswarm.TaskStateFailed
+			in.Links = problems{links: in.Links.(links), p: map[int]bridges.Problem{1: {Text: "image contract: no mosquitto in this image", At: t0.Add(-2 * time.Minute)}}}
+		}, want{readyReason: "NotAllRunning", progress: "2/3 brokers running", progressing: "True", degraded: "False", hub: "iot-broker-0", endpoints: 2}},
 		{"sync healthy", func(in *Input) {
 			in.SyncEnabled = true
 			in.Sync = syncView(in, time.Time{}.Add(1), "")
@@ -224,5 +245,17 @@ func TestBrokerSinceKept(t *testing.T) {
 	moved := Compute(in).Status
 	if moved.Brokers[0].Node != "node-2" || moved.Brokers[0].Since.Equal(first.Brokers[0].Since) {
 		t.Errorf("moved broker: %+v", moved.Brokers[0])
+	}
+}
+
+// TestImageContractNamesTheBroker: the Degraded message says which broker
+// and what its image lacks, as the broker logged it.
+func TestImageContractNamesTheBroker(t *testing.T) {
+	in := world(3)
+	in.Tasks[2].Status.State = dswarm.TaskStateFailed
+	in.Links = problems{links: in.Links.(links), p: map[int]bridges.Problem{2: {Text: "image contract: Mosquitto 2.0.11 in this image is older than 2.0.13, the oldest a broker image may carry", At: t0.Add(-time.Second)}}}
+	c := meta.FindStatusCondition(Compute(in).Status.Conditions, api.ConditionDegraded)
+	if c == nil || c.Status != metav1.ConditionTrue || c.Message != "iot-broker-2: image contract: Mosquitto 2.0.11 in this image is older than 2.0.13, the oldest a broker image may carry" {
+		t.Fatalf("Degraded: %+v", c)
 	}
 }

@@ -3,10 +3,17 @@
 package e2e
 
 import (
+	"context"
+	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
 )
 
 // TestImagesRunRealComponents checks the locally built images start their
@@ -34,5 +41,50 @@ func TestImagesRunRealComponents(t *testing.T) {
 	}
 	if out := docker(t, "run", "--rm", "swarm-mqtt/sync:local", "sh", "-c", "lsyncd --version && rsync --version"); !strings.Contains(out, "rsync  version") {
 		t.Errorf("sync image: %s", out)
+	}
+}
+
+// TestImageContract: a broker image that is no Mosquitto image (the Debian
+// base: a shell, no mosquitto) stops at start with a line saying why, and
+// the cluster is Degraded with that reason, naming the broker; with the
+// right image again it becomes Ready.
+func TestImageContract(t *testing.T) {
+	ctx := context.Background()
+	c := newClient(t)
+	const name = "e2eimg"
+	good := testSpec(name, 1, 20883, 20884, "")
+	bad := []byte(strings.Replace(string(good), "broker: {", "broker: {image: swarm-mqtt/debian-base:bookworm, ", 1))
+	t.Cleanup(func() {
+		_ = c.Delete(ctx, name)
+		eventually(t, name+" removed", 60*time.Second, func() error {
+			if n := docker(t, "service", "ls", "-q", "--filter", "label=mqtt.swarm/cluster="+name); n != "" {
+				return errStr("services left")
+			}
+			return nil
+		})
+	})
+	if _, err := c.Apply(ctx, bad); err != nil {
+		t.Fatal(err)
+	}
+	want := name + "-broker-0: image contract: no mosquitto in this image"
+	applied := time.Now()
+	eventually(t, "Degraded: "+want, 90*time.Second, func() error {
+		obj, err := c.Get(ctx, name)
+		if err != nil {
+			return err
+		}
+		d := meta.FindStatusCondition(obj.Status.Conditions, api.ConditionDegraded)
+		if d == nil || d.Status != metav1.ConditionTrue || d.Reason != "ImageContract" || !strings.HasPrefix(d.Message, want) {
+			return fmt.Errorf("Degraded %+v", d)
+		}
+		return nil
+	})
+	t.Logf("a broker image without mosquitto: Degraded (ImageContract) %v after the apply", time.Since(applied).Round(100*time.Millisecond))
+	if _, err := c.Apply(ctx, good); err != nil {
+		t.Fatal(err)
+	}
+	obj := waitReady(t, c, name, 120*time.Second)
+	if d := meta.FindStatusCondition(obj.Status.Conditions, api.ConditionDegraded); d == nil || d.Status != metav1.ConditionFalse {
+		t.Errorf("Degraded after the right image: %+v", d)
 	}
 }
