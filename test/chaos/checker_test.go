@@ -86,3 +86,32 @@ func TestScheduleIsSeeded(t *testing.T) {
 		t.Errorf("the first %d faults are not every kind: %v", len(kinds), a)
 	}
 }
+
+// TestInFlightMessagesAreChargedToTheFault: a message sent up to InFlight
+// before a fault's injection is the fault's (it was in flight when it
+// struck); one sent earlier is calm's, so a loss of it fails a calm bound.
+func TestInFlightMessagesAreChargedToTheFault(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	h := NewHistory()
+	h.Subscribed("s", at(0))
+	h.Faulted(Fault{Kind: "broker-kill", From: at(10), To: at(20)})
+	for seq, sent := range []float64{
+		10 - InFlight.Seconds() - 0.5, // before the window: calm
+		10 - InFlight.Seconds(),       // the window's first instant: the fault's
+		9.5,                           // in flight: the fault's
+		20,                            // the heal's instant: the fault's
+		20.5,                          // after: calm
+	} {
+		h.Published(Publish{Pub: "p", Seq: seq, Sent: at(sent), Acked: at(sent + 0.01)})
+	}
+	// None delivered: every loss is charged where its message was sent.
+	rep := h.Check()
+	calm, kill := rep.Row(Calm), rep.Row("broker-kill")
+	if calm.Acked != 2 || calm.Lost != 2 {
+		t.Errorf("calm: %d acked, %d lost; want 2 and 2 (sent 2.5 s before the fault and after its heal)", calm.Acked, calm.Lost)
+	}
+	if kill.Acked != 3 || kill.Lost != 3 {
+		t.Errorf("broker-kill: %d acked, %d lost; want 3 and 3 (from InFlight before the injection to the heal)", kill.Acked, kill.Lost)
+	}
+}
