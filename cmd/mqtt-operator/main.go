@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -99,6 +100,9 @@ func main() {
 			return
 		case "bcrypt":
 			exitOn(bcryptCmd(os.Stdin, os.Stdout))
+			return
+		case "healthcheck":
+			exitOn(healthcheckCmd(os.Args[2:]))
 			return
 		}
 	}
@@ -639,6 +643,39 @@ func controlCACmd(args []string) error {
 
 // bcryptCmd: mqtt-operator bcrypt < PASSWORD prints the password's bcrypt
 // hash (for Prometheus's web configuration: basic_auth_users).
+// healthcheckCmd is the container's health check (the operator image is
+// FROM scratch: no curl): GET /livez on this operator's own API, verified
+// with the control-plane CA.
+func healthcheckCmd(args []string) error {
+	fs := flag.NewFlagSet("mqtt-operator healthcheck", flag.ExitOnError)
+	url := fs.String("url", "https://127.0.0.1:7950/livez", "the endpoint to ask")
+	caFile := fs.String("ca-file", "/run/secrets/control-ca", "the control-plane CA (its certificates verify the API; a key in the file is ignored)")
+	timeout := fs.Duration("timeout", 2*time.Second, "how long to wait for the answer")
+	_ = fs.Parse(args)
+	tr := &http.Transport{}
+	if strings.HasPrefix(*url, "https://") {
+		pem, err := os.ReadFile(*caFile)
+		if err != nil {
+			return fmt.Errorf("healthcheck: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("healthcheck: no certificate in %s", *caFile)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	resp, err := (&http.Client{Transport: tr, Timeout: *timeout}).Get(*url)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthcheck: %s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	return nil
+}
+
 func bcryptCmd(in io.Reader, out io.Writer) error {
 	b, err := io.ReadAll(io.LimitReader(in, 100))
 	if err != nil {

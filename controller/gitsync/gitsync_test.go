@@ -120,7 +120,8 @@ func TestGitSyncAppliesPrunesAndPutsBackDrift(t *testing.T) {
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go g.Run(ctx)
+	ran := make(chan struct{})
+	go func() { g.Run(ctx); close(ran) }()
 	eventually(t, "the first commit applied", 5*time.Second, func() bool { return gitStatus(t, s).Commit == c1 })
 	if replicasOf(s, "a") != 3 || replicasOf(s, "b") != 1 || replicasOf(s, "c") != -1 {
 		t.Fatalf("applied: a %d b %d c %d", replicasOf(s, "a"), replicasOf(s, "b"), replicasOf(s, "c"))
@@ -132,15 +133,19 @@ func TestGitSyncAppliesPrunesAndPutsBackDrift(t *testing.T) {
 	repo.commit(map[string]string{"clusters/a.yaml": clusterDoc("a", 5)})
 	took := eventually(t, "the change applied", 5*time.Second, func() bool { return replicasOf(s, "a") == 5 })
 	t.Logf("commit -> applied in %s (interval 300ms)", took)
+	// From here each step syncs once, by hand: what a sync reports (Pruned,
+	// Drift) is read before a later poll of the same commit replaces it.
+	cancel()
+	<-ran
+	ctx = context.Background()
 	// A file removed: its cluster pruned; the hand-made one stays.
 	c3 := repo.commit(map[string]string{"clusters/b.yaml": ""})
-	// The status is written after the prune: wait for both. Pruned is what
-	// the last sync pruned (the next poll of the same commit clears it), so
-	// it is read in the same check.
-	eventually(t, "b pruned, and said so", 5*time.Second, func() bool {
-		st := gitStatus(t, s)
-		return replicasOf(s, "b") == -1 && st.Commit == c3 && slices.Equal(st.Pruned, []string{"b"})
-	})
+	if _, err := g.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := gitStatus(t, s); replicasOf(s, "b") != -1 || st.Commit != c3 || !slices.Equal(st.Pruned, []string{"b"}) {
+		t.Fatalf("b not pruned, or not said so: b %d, %+v", replicasOf(s, "b"), st)
+	}
 	if replicasOf(s, "manual") != 1 {
 		t.Fatalf("after the removal: manual %d", replicasOf(s, "manual"))
 	}
@@ -148,14 +153,18 @@ func TestGitSyncAppliesPrunesAndPutsBackDrift(t *testing.T) {
 	if _, _, err := s.Apply(store.ApplyRequest{Kind: api.KindMqttCluster, Name: "a", Spec: []byte(`{"replicas":2}`)}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the drift reported and put back", 5*time.Second, func() bool {
-		st := gitStatus(t, s)
-		return slices.Equal(st.Drift, []string{"a"}) && replicasOf(s, "a") == 5
-	})
+	if _, err := g.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := gitStatus(t, s); !slices.Equal(st.Drift, []string{"a"}) || replicasOf(s, "a") != 5 {
+		t.Fatalf("the drift not reported or not put back: a %d, %+v", replicasOf(s, "a"), st)
+	}
 	// An invalid document: nothing applied, the error said, the last good
 	// commit kept.
 	repo.commit(map[string]string{"clusters/a.yaml": clusterDoc("a", 99), "clusters/d.yaml": clusterDoc("d", 1)})
-	eventually(t, "the error reported", 5*time.Second, func() bool { return strings.Contains(gitStatus(t, s).LastError, "spec.replicas") })
+	if _, err := g.Sync(ctx); err == nil || !strings.Contains(gitStatus(t, s).LastError, "spec.replicas") {
+		t.Fatalf("the error not reported: %v %+v", err, gitStatus(t, s))
+	}
 	if st := gitStatus(t, s); st.Commit != c3 || replicasOf(s, "d") != -1 || replicasOf(s, "a") != 5 {
 		t.Fatalf("after an invalid commit: %+v d %d a %d", st, replicasOf(s, "d"), replicasOf(s, "a"))
 	}
@@ -266,12 +275,14 @@ func TestGitSyncAppliesAndPrunesUsers(t *testing.T) {
 	repo := newGitRepo(t)
 	user := "apiVersion: mqtt.swarm/v1alpha1\nkind: MqttUser\nmetadata: {name: dev1}\nspec: {cluster: a}\n"
 	c1 := repo.commit(map[string]string{"clusters/users.yaml": user, "clusters/a.yaml": clusterDoc("a", 3)})
-	g := &Syncer{Objects: &objects.Objects{Store: s}, Defaults: api.BuiltinDefaults(), Repo: repo.bare, Branch: "main", Path: "clusters", Interval: 200 * time.Millisecond,
+	// Each step syncs once, by hand: what a sync reports (Applied, Pruned)
+	// is read before any later poll of the same commit replaces it.
+	g := &Syncer{Objects: &objects.Objects{Store: s}, Defaults: api.BuiltinDefaults(), Repo: repo.bare, Branch: "main", Path: "clusters", Interval: time.Hour,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go g.Run(ctx)
-	eventually(t, "the commit applied", 5*time.Second, func() bool { return gitStatus(t, s).Commit == c1 })
+	ctx := context.Background()
+	if _, err := g.Sync(ctx); err != nil || gitStatus(t, s).Commit != c1 {
+		t.Fatalf("the commit not applied: %v %+v", err, gitStatus(t, s))
+	}
 	if o := s.Get(api.KindMqttUser, "dev1"); o == nil || o.Labels[LabelManagedBy] != ManagedByGit {
 		t.Fatalf("the user is not applied: %+v", o)
 	}
@@ -280,15 +291,17 @@ func TestGitSyncAppliesAndPrunesUsers(t *testing.T) {
 	}
 	orphan := "apiVersion: mqtt.swarm/v1alpha1\nkind: MqttUser\nmetadata: {name: dev2}\nspec: {cluster: nowhere}\n"
 	repo.commit(map[string]string{"clusters/orphan.yaml": orphan})
-	eventually(t, "the orphan refused", 5*time.Second, func() bool { return strings.Contains(gitStatus(t, s).LastError, "nowhere") })
+	if _, err := g.Sync(ctx); err == nil || !strings.Contains(gitStatus(t, s).LastError, "nowhere") {
+		t.Fatalf("the orphan not refused: %v %+v", err, gitStatus(t, s))
+	}
 	if s.Get(api.KindMqttUser, "dev2") != nil {
 		t.Fatal("a user of an unknown cluster was stored")
 	}
 	c3 := repo.commit(map[string]string{"clusters/orphan.yaml": "", "clusters/users.yaml": ""})
-	// Pruned is what the last sync pruned: the next poll of the same commit
-	// prunes nothing, so it is read in the same check.
-	eventually(t, "the user pruned, and said so", 5*time.Second, func() bool {
-		st := gitStatus(t, s)
-		return st.Commit == c3 && s.Get(api.KindMqttUser, "dev1") == nil && slices.Contains(st.Pruned, "mqttuser/dev1")
-	})
+	if _, err := g.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := gitStatus(t, s); st.Commit != c3 || s.Get(api.KindMqttUser, "dev1") != nil || !slices.Contains(st.Pruned, "mqttuser/dev1") {
+		t.Fatalf("the user not pruned, or not said so: %+v", st)
+	}
 }

@@ -4,11 +4,13 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -80,6 +82,9 @@ type Server struct {
 	// gitSyncTrigger: see Config.GitSyncTrigger.
 	gitSyncTrigger func()
 	version        string
+	// joined: this operator has once been part of its raft cluster (see
+	// livez).
+	joined atomic.Bool
 }
 
 // New returns a server. The token must not be empty.
@@ -116,6 +121,7 @@ func (s *Server) Handler() http.Handler {
 
 	open("GET /healthz", "healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 	open("GET /readyz", "readyz", s.readyz)
+	open("GET /livez", "livez", s.livez)
 	open("GET /version", "version", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, api.VersionInfo{Version: s.version, APIVersion: api.APIVersion})
 	})
@@ -204,6 +210,32 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	default:
 		writeStatus(w, http.StatusServiceUnavailable, ReasonUnavailable, "replaying the raft log", nil)
 		return
+	}
+	_, _ = io.WriteString(w, "ok\n")
+}
+
+// livez is the container's health (the stack's healthcheck): ok once this
+// operator has joined its raft cluster — a leader known, the log found on
+// disk replayed and everything the leader committed applied — and from
+// then on for as long as it answers. Swarm's rolling update of the
+// operator moves to the next manager only once the new task is healthy,
+// so a manager's operator is replaced only after the previous one has
+// rejoined; and a partition or a lost quorum later does not make Swarm
+// restart operators that are merely waiting (readyz says that).
+func (s *Server) livez(w http.ResponseWriter, _ *http.Request) {
+	if !s.joined.Load() {
+		l := s.store.Leader()
+		select {
+		case <-s.store.CaughtUp():
+		default:
+			writeStatus(w, http.StatusServiceUnavailable, ReasonUnavailable, "replaying the raft log", nil)
+			return
+		}
+		if l.LeaderID == "" || l.AppliedIndex < l.CommitIndex {
+			writeStatus(w, http.StatusServiceUnavailable, ReasonUnavailable, fmt.Sprintf("not joined yet: leader %q, applied %d of %d", l.LeaderID, l.AppliedIndex, l.CommitIndex), nil)
+			return
+		}
+		s.joined.Store(true)
 	}
 	_, _ = io.WriteString(w, "ok\n")
 }
