@@ -253,7 +253,7 @@ behind HAProxy, plain MQTT on $MQTT_PORT and MQTTS on $MQTTS_PORT (TLS ends at H
     mosquitto_pub -h $MQTT_HOST -p $MQTT_PORT -u $USERNAME -P "\$(cat $PASSFILE)" -t demo/hello -m hi
 
   Operator API:   $SERVER (HTTPS, CA $CA_CERT; token in $TOKEN_FILE; every manager: ${SERVERS[*]})
-  Status:         bin/mqttctl describe $CLUSTER  (context '$CONTEXT', current: bin/mqttctl config get-contexts)$PROM_NOTE
+  Status:         bin/mqttctl describe $CLUSTER   (mqttctl uses its context '$CONTEXT': bin/mqttctl config get-contexts)$PROM_NOTE
 
 The same settings are in .local/quickstart.env (. .local/quickstart.env).
 MSG

@@ -385,7 +385,7 @@ func (n *nemesis) run(kind string) chaos.Fault {
 		err = n.e.settle(n.ctx)
 	}
 	if err == nil {
-		err = n.e.nodesBack()
+		err = n.e.nodesBack(soakCluster)
 	}
 	if err != nil {
 		f.Err = err.Error()
@@ -499,8 +499,8 @@ func (n *nemesis) renew() error {
 }
 
 // nodesBack waits until every node is a Ready Swarm node and a raft voter
-// again (after a stop or a cut).
-func (e *env) nodesBack() error {
+// again (after a stop or a cut), and cluster name is Ready.
+func (e *env) nodesBack(name string) error {
 	var err error
 	for deadline := time.Now().Add(soakSettle); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		var out string
@@ -526,7 +526,7 @@ func (e *env) nodesBack() error {
 			continue
 		}
 		var c *api.MqttCluster
-		if c, err = e.c.GetConsistent(context.Background(), soakCluster); err == nil && !meta.IsStatusConditionTrue(c.Status.Conditions, api.ConditionReady) {
+		if c, err = e.c.GetConsistent(context.Background(), name); err == nil && !meta.IsStatusConditionTrue(c.Status.Conditions, api.ConditionReady) {
 			err = fmt.Errorf("not Ready")
 			continue
 		}

@@ -20,8 +20,6 @@ import (
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/testutil"
 )
 
-const upgradeVersion = "upgrade-test"
-
 // TestOperatorUpgradeInPlace: a new operator image rolls over the managers
 // one at a time (stop-first, the next once the new one is healthy: it has
 // rejoined raft), the quorum is kept throughout — at every sample at least
@@ -31,6 +29,9 @@ const upgradeVersion = "upgrade-test"
 func TestOperatorUpgradeInPlace(t *testing.T) {
 	e := setup(t)
 	ctx := context.Background()
+	// A version of its own each run: the service always has an update to
+	// roll (a rerun on a kept Swarm too).
+	upgradeVersion := fmt.Sprintf("upgrade-%d", time.Now().Unix())
 	image := buildOperatorImage(t, upgradeVersion)
 
 	before := e.cluster(t, cluster)
@@ -136,7 +137,7 @@ func TestOperatorUpgradeInPlace(t *testing.T) {
 	if longest > 3*time.Second {
 		t.Errorf("%s without a known leader: an election timeout, not a handover", longest)
 	}
-	if err := e.nodesBack(); err != nil {
+	if err := e.nodesBack(cluster); err != nil {
 		t.Error(err)
 	}
 	if now := brokerTasks(t); !slices.Equal(now, brokers) {
