@@ -266,21 +266,27 @@ func (c *cli) useContextCmd() *cobra.Command {
 		Short: "Make NAME the current context",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			cfg, path, err := c.loadConfig()
-			if err != nil {
-				return err
-			}
-			if cfg.find(args[0]) == nil {
-				return fmt.Errorf("context %q is not in %s", args[0], path)
-			}
-			cfg.CurrentContext = args[0]
-			if err := cfg.save(path); err != nil {
-				return err
-			}
-			fmt.Fprintf(c.out, "switched to context %q\n", args[0])
-			return nil
+			return c.editContext(args[0], "switched to context %q", func(cfg *fileConfig) { cfg.CurrentContext = args[0] })
 		},
 	}
+}
+
+// editContext changes the file where context name exists (an error
+// naming the file when it does not), saves it and says done.
+func (c *cli) editContext(name, done string, edit func(*fileConfig)) error {
+	cfg, path, err := c.loadConfig()
+	if err != nil {
+		return err
+	}
+	if cfg.find(name) == nil {
+		return fmt.Errorf("context %q is not in %s", name, path)
+	}
+	edit(cfg)
+	if err := cfg.save(path); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.out, done+"\n", name)
+	return nil
 }
 
 func (c *cli) setContextCmd() *cobra.Command {
@@ -348,22 +354,12 @@ func (c *cli) deleteContextCmd() *cobra.Command {
 		Short: "Remove a context (the current one too: then none is current)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
-			cfg, path, err := c.loadConfig()
-			if err != nil {
-				return err
-			}
-			if cfg.find(args[0]) == nil {
-				return fmt.Errorf("context %q is not in %s", args[0], path)
-			}
-			cfg.Contexts = slices.DeleteFunc(cfg.Contexts, func(x cliContext) bool { return x.Name == args[0] })
-			if cfg.CurrentContext == args[0] {
-				cfg.CurrentContext = ""
-			}
-			if err := cfg.save(path); err != nil {
-				return err
-			}
-			fmt.Fprintf(c.out, "context %q deleted from %s\n", args[0], path)
-			return nil
+			return c.editContext(args[0], "context %q deleted", func(cfg *fileConfig) {
+				cfg.Contexts = slices.DeleteFunc(cfg.Contexts, func(x cliContext) bool { return x.Name == args[0] })
+				if cfg.CurrentContext == args[0] {
+					cfg.CurrentContext = ""
+				}
+			})
 		},
 	}
 }
