@@ -66,16 +66,44 @@ fi
 
 OPERATOR_IMAGE="$(cat "$LOCAL/operator-image")"
 SYNC_IMAGE="$(cat "$LOCAL/sync-image")"
+BROKER_IMAGE="${BROKER_IMAGE:-swarm-mqtt/mosquitto:local}"
+LB_IMAGE="${LB_IMAGE:-swarm-mqtt/haproxy:local}"
+RESOLVE=never
+# REGISTRY=host:port[/prefix]: push the images built here to a registry and
+# deploy with those references, so that every node pulls them (a real
+# Swarm's nodes cannot see this machine's images). Each is pushed under a
+# tag of its content (the operator's and the sync agent's hash, the input
+# hash of the broker and load-balancer images), never a moving one, and the
+# stack is deployed with --resolve-image always (pinned to the digest).
+if [[ -n "${REGISTRY:-}" ]]; then
+  push_image() {
+    local src=$1 repo tag dst
+    repo=${src%:*} tag=${src##*:}
+    if [[ "$tag" == local ]]; then
+      tag=$(docker image inspect -f '{{index .Config.Labels "swarm-mqtt.input-hash"}}' "$src")
+    fi
+    dst="$REGISTRY/$repo:$tag"
+    docker tag "$src" "$dst"
+    docker push -q "$dst" >/dev/null
+    echo "$dst"
+  }
+  log "pushing the images to $REGISTRY"
+  OPERATOR_IMAGE=$(push_image "$OPERATOR_IMAGE")
+  SYNC_IMAGE=$(push_image "$SYNC_IMAGE")
+  [[ "$BROKER_IMAGE" == swarm-mqtt/* ]] && BROKER_IMAGE=$(push_image "$BROKER_IMAGE")
+  [[ "$LB_IMAGE" == swarm-mqtt/* ]] && LB_IMAGE=$(push_image "$LB_IMAGE")
+  RESOLVE=always
+fi
 log "deploying the operator stack ($STACK) on $MANAGERS manager(s)"
 env_args=(-e TOKEN_SECRET="$TOKEN_SECRET" -e KEY_SECRET="$KEY_SECRET" -e CA_SECRET="$CA_SECRET" -e API_PORT="$API_PORT" -e OPERATOR_IMAGE="$OPERATOR_IMAGE" -e SYNC_IMAGE="$SYNC_IMAGE"
-  -e BROKER_IMAGE="${BROKER_IMAGE:-swarm-mqtt/mosquitto:local}" -e LB_IMAGE="${LB_IMAGE:-swarm-mqtt/haproxy:local}")
+  -e BROKER_IMAGE="$BROKER_IMAGE" -e LB_IMAGE="$LB_IMAGE")
 if ((MANAGERS > 1)); then
-  docker exec -i "${env_args[@]}" mqtt-m1 docker stack deploy --resolve-image never -c - "$STACK" \
+  docker exec -i "${env_args[@]}" mqtt-m1 docker stack deploy --resolve-image "$RESOLVE" -c - "$STACK" \
     <"$ROOT/charts/operator/stack.yml" >/dev/null
 else
   TOKEN_SECRET="$TOKEN_SECRET" KEY_SECRET="$KEY_SECRET" CA_SECRET="$CA_SECRET" API_PORT="$API_PORT" OPERATOR_IMAGE="$OPERATOR_IMAGE" SYNC_IMAGE="$SYNC_IMAGE" \
-    BROKER_IMAGE="${BROKER_IMAGE:-swarm-mqtt/mosquitto:local}" LB_IMAGE="${LB_IMAGE:-swarm-mqtt/haproxy:local}" \
-    docker stack deploy --resolve-image never -c "$ROOT/charts/operator/stack.yml" "$STACK" >/dev/null
+    BROKER_IMAGE="$BROKER_IMAGE" LB_IMAGE="$LB_IMAGE" \
+    docker stack deploy --resolve-image "$RESOLVE" -c "$ROOT/charts/operator/stack.yml" "$STACK" >/dev/null
 fi
 
 # Old token and CA secrets no longer used by the service.
