@@ -39,11 +39,13 @@ func NewTracker(cluster string) *Tracker {
 		// as the internal bridge user.
 		connected:  regexp.MustCompile(`New (?:bridge|client) connected from \S+ as ` + id + ` \(p\d, c\d, k\d+, u'bridge'\)`),
 		disconnect: regexp.MustCompile(`[Cc]lient ` + id + `\b.*(closed its connection|disconnect)`),
-		contract:   regexp.MustCompile(`image contract: .*`),
-		links:      map[int]Link{},
-		problems:   map[int]Problem{},
-		cursor:     map[int]time.Time{},
-		atCursor:   map[int]int{},
+		// The whole line, as the start script writes it (a client id a broker
+		// logs cannot pose as one).
+		contract: regexp.MustCompile(`^image contract: .*`),
+		links:    map[int]Link{},
+		problems: map[int]Problem{},
+		cursor:   map[int]time.Time{},
+		atCursor: map[int]int{},
 	}
 }
 

@@ -120,3 +120,14 @@ func TestTrackerKeepsWhatAStartSaidOfItsImage(t *testing.T) {
 		t.Fatalf("kept after a scale-down: %+v", p)
 	}
 }
+
+// TestTrackerTakesOnlyTheStartScriptsLine: a client id that a broker logs
+// cannot pose as its image's contract line.
+func TestTrackerTakesOnlyTheStartScriptsLine(t *testing.T) {
+	t.Parallel()
+	tr := NewTracker("iot")
+	tr.Feed(0, []swarm.LogLine{{Time: time.Now(), Text: "2026-12-01T10:00:00: New client connected from 10.0.0.9:5000 as image contract: fake (p2, c1, k60, u'x')."}})
+	if p := tr.Problem(0); p.Text != "" {
+		t.Fatalf("a client id taken for a contract line: %+v", p)
+	}
+}
