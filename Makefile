@@ -12,6 +12,8 @@ FUZZTIME ?= 100000x
 MANAGERS ?= 1
 # make up MONITORING=1: also Prometheus (alert rules) and node-exporter.
 MONITORING ?=
+# REGISTRY=host:port[/prefix]: push the images there and deploy from it (make up)
+REGISTRY ?=
 # make soak SEED=... MINUTES=...: the chaos soak's seed and length.
 SEED ?= 1
 MINUTES ?= 10
@@ -70,9 +72,10 @@ soak:
 	SEED=$(SEED) MINUTES=$(MINUTES) FAULTS=$(FAULTS) hack/soak.sh
 
 ## up: Docker, a local Swarm, the operator stack and the quickstart cluster
-## (MANAGERS=3: on three docker-in-docker managers; MONITORING=1: Prometheus too)
+## (MANAGERS=3: on three docker-in-docker managers; MONITORING=1: Prometheus too;
+## REGISTRY=host:port: the images pushed there and pulled from it by every node)
 up:
-	MANAGERS=$(MANAGERS) MONITORING=$(MONITORING) hack/up.sh
+	MANAGERS=$(MANAGERS) MONITORING=$(MONITORING) REGISTRY=$(REGISTRY) hack/up.sh
 
 ## down: remove the quickstart cluster and the operator (PURGE=1: volumes and secrets too)
 down:
