@@ -11,6 +11,9 @@
 source "$(dirname "$0")/lib.sh"
 
 MANAGERS="${MANAGERS:-1}"
+if [[ -n "${REGISTRY:-}" ]] && ((MANAGERS > 1)); then
+  die "REGISTRY with MANAGERS=$MANAGERS: not supported yet (the docker-in-docker nodes are given the images directly, and cannot reach this machine's loopback registry); run make up REGISTRY=... on a manager of your Swarm"
+fi
 "$ROOT/hack/docker.sh"
 "$ROOT/hack/images.sh"
 
