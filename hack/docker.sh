@@ -3,6 +3,7 @@
 # running, and make this machine a one-node Swarm when it is not in one.
 # Idempotent: safe to rerun.
 source "$(dirname "$0")/lib.sh"
+local_docker
 
 if ! command -v curl >/dev/null 2>&1; then
   log "installing curl"

@@ -3,6 +3,7 @@
 # whose inputs have not changed: each image is labelled with the hash of its
 # inputs and rebuilt only when that hash differs.
 source "$(dirname "$0")/lib.sh"
+local_docker
 export DOCKER_BUILDKIT=0
 
 # build_image NAME CONTEXT_DIR HASH

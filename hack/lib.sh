@@ -30,3 +30,11 @@ apt_install() {
   fi
   apt-get install -y -qq "$@" >/dev/null
 }
+
+# local_docker: this machine's Docker for the rest of the script, even when
+# the caller's DOCKER_HOST or DOCKER_CONTEXT points at a remote Swarm (the
+# images are built and pushed here).
+local_docker() {
+  unset DOCKER_HOST DOCKER_TLS_VERIFY DOCKER_CERT_PATH
+  export DOCKER_CONTEXT=default
+}

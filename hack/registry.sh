@@ -9,6 +9,7 @@
 #
 # On a real Swarm, use a registry every node reaches, over TLS.
 source "$(dirname "$0")/lib.sh"
+local_docker
 
 NAME=mqtt-registry
 PORT=${REGISTRY_PORT:-5000}

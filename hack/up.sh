@@ -11,21 +11,39 @@
 source "$(dirname "$0")/lib.sh"
 
 MANAGERS="${MANAGERS:-1}"
-if [[ -n "${REGISTRY:-}" ]] && ((MANAGERS > 1)); then
-  die "REGISTRY with MANAGERS=$MANAGERS: not supported yet (the docker-in-docker nodes are given the images directly, and cannot reach this machine's loopback registry); run make up REGISTRY=... on a manager of your Swarm"
+# The Swarm to install on: the one DOCKER_HOST or DOCKER_CONTEXT names (a
+# remote Swarm: its nodes pull the images from REGISTRY), else this
+# machine's. Docker itself and the images are always this machine's.
+REMOTE=
+if [[ -n "${DOCKER_HOST:-}" || ( -n "${DOCKER_CONTEXT:-}" && "${DOCKER_CONTEXT:-}" != default ) ]]; then
+  REMOTE=1
+  ((MANAGERS == 1)) || die "MANAGERS=$MANAGERS makes docker-in-docker nodes on this machine; with DOCKER_HOST or DOCKER_CONTEXT set, make up installs on that Swarm (unset MANAGERS)"
 fi
 "$ROOT/hack/docker.sh"
 "$ROOT/hack/images.sh"
+# ld: the docker CLI against this machine's Docker (tag, push).
+ld() { (local_docker; docker "$@"); }
 
-# D runs the docker CLI against the Swarm: this machine's daemon, or the
-# first docker-in-docker node's.
+DIND=
 if ((MANAGERS > 1)); then
+  # N docker-in-docker managers here, driven like a remote Swarm: through
+  # their TLS-protected Docker API (DOCKER_HOST), pulling from a registry
+  # container (REGISTRY) — .local/dind.env.
   "$ROOT/hack/dind.sh" up "$MANAGERS"
-  D=(docker exec -i mqtt-m1 docker)
-  HOSTS=()
-  for ((i = 1; i <= MANAGERS; i++)); do HOSTS+=("$("$ROOT/hack/dind.sh" ip "mqtt-m$i")"); done
+  # shellcheck source=/dev/null
+  source "$LOCAL/dind.env"
+  REMOTE=1 DIND=1
+fi
+D=(docker)
+if [[ -n "$REMOTE" ]]; then
+  docker info -f '{{.Swarm.ControlAvailable}}' 2>/dev/null | grep -qx true ||
+    die "the Docker at ${DOCKER_HOST:-context $DOCKER_CONTEXT} is not a Swarm manager (or not reachable)"
+  [[ -n "${REGISTRY:-}" ]] ||
+    die "a remote Swarm's nodes cannot see this machine's images: set REGISTRY=host:port[/prefix], a registry every node reaches (make up pushes the images there)"
+  # The managers' addresses: the operator's API and raft on each.
+  mapfile -t HOSTS < <(docker node ls --filter role=manager -q | xargs docker node inspect -f '{{.ManagerStatus.Addr}}' | sed 's/:[0-9]*$//' | sort -V)
+  MANAGERS=${#HOSTS[@]}
 else
-  D=(docker)
   HOSTS=(127.0.0.1)
 fi
 
@@ -78,16 +96,32 @@ RESOLVE=never
 # tag of its content (the operator's and the sync agent's hash, the input
 # hash of the broker and load-balancer images), never a moving one, and the
 # stack is deployed with --resolve-image always (pinned to the digest).
+# REGISTRY_USER and REGISTRY_PASSWORD_FILE: the registry's credentials
+# (docker login here, to push; the stack is deployed --with-registry-auth,
+# and the operator gets them in a Docker secret for the services it makes).
+REGISTRY_AUTH='{}'
+if [[ -n "${REGISTRY:-}" && -n "${REGISTRY_USER:-}" ]]; then
+  [[ -s "${REGISTRY_PASSWORD_FILE:-}" ]] || die "REGISTRY_USER is set: REGISTRY_PASSWORD_FILE must name a file holding the password"
+  ld login -u "$REGISTRY_USER" --password-stdin "${REGISTRY%%/*}" <"$REGISTRY_PASSWORD_FILE" >/dev/null 2>&1 ||
+    die "docker login ${REGISTRY%%/*} as $REGISTRY_USER failed"
+  json_string() { sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' | tr -d '\n'; }
+  REGISTRY_AUTH=$(printf '{"username":"%s","password":"%s","serveraddress":"%s"}' \
+    "$(printf %s "$REGISTRY_USER" | json_string)" "$(json_string <"$REGISTRY_PASSWORD_FILE")" "${REGISTRY%%/*}")
+fi
+REGISTRY_AUTH_SECRET="mqtt-operator-registry-$(printf %s "$REGISTRY_AUTH" | sha256sum | cut -c1-12)"
+if ! "${D[@]}" secret inspect "$REGISTRY_AUTH_SECRET" >/dev/null 2>&1; then
+  printf %s "$REGISTRY_AUTH" | "${D[@]}" secret create --label swarm-mqtt.role=registry-auth "$REGISTRY_AUTH_SECRET" - >/dev/null
+fi
 if [[ -n "${REGISTRY:-}" ]]; then
   push_image() {
     local src=$1 repo tag dst
     repo=${src%:*} tag=${src##*:}
     if [[ "$tag" == local ]]; then
-      tag=$(docker image inspect -f '{{index .Config.Labels "swarm-mqtt.input-hash"}}' "$src")
+      tag=$(ld image inspect -f '{{index .Config.Labels "swarm-mqtt.input-hash"}}' "$src")
     fi
     dst="$REGISTRY/$repo:$tag"
-    docker tag "$src" "$dst"
-    docker push -q "$dst" >/dev/null
+    ld tag "$src" "$dst"
+    ld push -q "$dst" >/dev/null
     echo "$dst"
   }
   log "pushing the images to $REGISTRY"
@@ -98,16 +132,9 @@ if [[ -n "${REGISTRY:-}" ]]; then
   RESOLVE=always
 fi
 log "deploying the operator stack ($STACK) on $MANAGERS manager(s)"
-env_args=(-e TOKEN_SECRET="$TOKEN_SECRET" -e KEY_SECRET="$KEY_SECRET" -e CA_SECRET="$CA_SECRET" -e API_PORT="$API_PORT" -e OPERATOR_IMAGE="$OPERATOR_IMAGE" -e SYNC_IMAGE="$SYNC_IMAGE"
-  -e BROKER_IMAGE="$BROKER_IMAGE" -e LB_IMAGE="$LB_IMAGE")
-if ((MANAGERS > 1)); then
-  docker exec -i "${env_args[@]}" mqtt-m1 docker stack deploy --resolve-image "$RESOLVE" -c - "$STACK" \
-    <"$ROOT/charts/operator/stack.yml" >/dev/null
-else
-  TOKEN_SECRET="$TOKEN_SECRET" KEY_SECRET="$KEY_SECRET" CA_SECRET="$CA_SECRET" API_PORT="$API_PORT" OPERATOR_IMAGE="$OPERATOR_IMAGE" SYNC_IMAGE="$SYNC_IMAGE" \
-    BROKER_IMAGE="$BROKER_IMAGE" LB_IMAGE="$LB_IMAGE" \
-    docker stack deploy --resolve-image "$RESOLVE" -c "$ROOT/charts/operator/stack.yml" "$STACK" >/dev/null
-fi
+TOKEN_SECRET="$TOKEN_SECRET" KEY_SECRET="$KEY_SECRET" CA_SECRET="$CA_SECRET" REGISTRY_AUTH_SECRET="$REGISTRY_AUTH_SECRET" \
+  API_PORT="$API_PORT" OPERATOR_IMAGE="$OPERATOR_IMAGE" SYNC_IMAGE="$SYNC_IMAGE" BROKER_IMAGE="$BROKER_IMAGE" LB_IMAGE="$LB_IMAGE" \
+  docker stack deploy --with-registry-auth --resolve-image "$RESOLVE" -c "$ROOT/charts/operator/stack.yml" "$STACK" >/dev/null
 
 # Old token and CA secrets no longer used by the service.
 for s in $("${D[@]}" secret ls --filter label=swarm-mqtt.role=api-token --format '{{.Name}}'); do
@@ -115,6 +142,9 @@ for s in $("${D[@]}" secret ls --filter label=swarm-mqtt.role=api-token --format
 done
 for s in $("${D[@]}" secret ls --filter label=swarm-mqtt.role=control-ca --format '{{.Name}}'); do
   [[ "$s" == "$CA_SECRET" ]] || "${D[@]}" secret rm "$s" >/dev/null 2>&1 || true
+done
+for s in $("${D[@]}" secret ls --filter label=swarm-mqtt.role=registry-auth --format '{{.Name}}'); do
+  [[ "$s" == "$REGISTRY_AUTH_SECRET" ]] || "${D[@]}" secret rm "$s" >/dev/null 2>&1 || true
 done
 
 # A new image replaces the running operator: wait until only the new one
@@ -139,12 +169,14 @@ fi
 
 CLUSTER=quickstart
 SPEC="$ROOT/examples/quickstart.yaml"
-if ((MANAGERS > 1)); then
-  # Two load balancers (host-mode ports: one per node), and a certificate
-  # valid for every node's address.
+if [[ -n "$REMOTE" ]]; then
+  # A certificate valid for every manager's address, and with more than
+  # one manager, two load balancers (host-mode ports: one per node).
   SPEC="$LOCAL/quickstart-$MANAGERS.yaml"
   ips=$(printf '"%s", ' "${HOSTS[@]}")
-  sed -e 's/    replicas: 1/    replicas: 2/' -e "s/ipAddresses: \[\"127.0.0.1\"\]/ipAddresses: [${ips}\"127.0.0.1\"]/" \
+  lbs=1
+  if ((MANAGERS > 1)); then lbs=2; fi
+  sed -e "s/    replicas: 1/    replicas: $lbs/" -e "s/ipAddresses: \[\"127.0.0.1\"\]/ipAddresses: [${ips}\"127.0.0.1\"]/" \
     "$ROOT/examples/quickstart.yaml" >"$SPEC"
 fi
 log "applying $(basename "$SPEC")"
@@ -163,11 +195,15 @@ USERNAME=$(sed -n 's/^username: //p' <<<"$creds")
 spec=$("$MQTTCTL" get "$CLUSTER" -o yaml)
 MQTT_PORT=$(sed -n 's/^ *mqtt: //p' <<<"$spec" | head -1)
 MQTTS_PORT=$(sed -n 's/^ *mqtts: //p' <<<"$spec" | head -1)
-if ((MANAGERS > 1)); then
+if [[ -n "$REMOTE" ]]; then
   # The first node that runs a load balancer (status.endpoints).
   MQTT_HOST=$(sed -n 's|^ *- mqtt://\([^:]*\):.*|\1|p' <<<"$spec" | head -1)
-  WHERE="on a $MANAGERS-manager docker-in-docker Swarm"
-  HOSTNOTE="certificate valid for every node's address"
+  if [[ -n "$DIND" ]]; then
+    WHERE="on a $MANAGERS-manager docker-in-docker Swarm"
+  else
+    WHERE="on the Swarm at ${DOCKER_HOST:-context $DOCKER_CONTEXT} ($MANAGERS manager(s))"
+  fi
+  HOSTNOTE="certificate valid for every manager's address"
 else
   MQTT_HOST=localhost
   WHERE="on this one-node Swarm"
@@ -207,17 +243,14 @@ if [[ "${MONITORING:-}" == "1" ]]; then
   FILES=(-c stack.yml)
   if [[ -n "${MONITORING_PORT:-}" ]]; then FILES+=(-c publish.yml); fi
   log "deploying the monitoring stack (mqtt-monitoring)"
-  if ((MANAGERS > 1)); then
-    tar -C "$MON_DIR" -c . | docker exec -i mqtt-m1 sh -c 'rm -rf /tmp/monitoring && mkdir -p /tmp/monitoring && tar -C /tmp/monitoring -x'
-    docker exec -w /tmp/monitoring -e CONFIG_HASH="$CONFIG_HASH" -e MONITORING_PORT="${MONITORING_PORT:-}" mqtt-m1 \
-      docker stack deploy --resolve-image never "${FILES[@]}" mqtt-monitoring >/dev/null
-    docker exec mqtt-m1 rm -rf /tmp/monitoring
-    PROM_HOST=${HOSTS[0]}
-  else
-    (cd "$MON_DIR" && CONFIG_HASH="$CONFIG_HASH" MONITORING_PORT="${MONITORING_PORT:-}" \
-      docker stack deploy --resolve-image never "${FILES[@]}" mqtt-monitoring >/dev/null)
-    PROM_HOST=127.0.0.1
+  PROMETHEUS_IMAGE=swarm-mqtt/prometheus:local NODE_EXPORTER_IMAGE=swarm-mqtt/node-exporter:local
+  if [[ -n "${REGISTRY:-}" ]]; then
+    PROMETHEUS_IMAGE=$(push_image "$PROMETHEUS_IMAGE")
+    NODE_EXPORTER_IMAGE=$(push_image "$NODE_EXPORTER_IMAGE")
   fi
+  (cd "$MON_DIR" && CONFIG_HASH="$CONFIG_HASH" MONITORING_PORT="${MONITORING_PORT:-}" PROMETHEUS_IMAGE="$PROMETHEUS_IMAGE" NODE_EXPORTER_IMAGE="$NODE_EXPORTER_IMAGE" \
+    docker stack deploy --with-registry-auth --resolve-image "$RESOLVE" "${FILES[@]}" mqtt-monitoring >/dev/null)
+  PROM_HOST=${HOSTS[0]}
   rm -rf "$MON_DIR"
   # Old config and secret versions no longer used.
   for c in $("${D[@]}" config ls --filter name=mqtt-monitoring- --format '{{.Name}}'); do
@@ -261,7 +294,11 @@ chmod 600 "$LOCAL/quickstart.env"
 # The CLI's context (like a kubeconfig's): this Swarm's operator API, its
 # CA and the token file, made current, so bin/mqttctl works in any shell.
 CONTEXT=local
-if ((MANAGERS > 1)); then CONTEXT=dind; fi
+if [[ -n "$DIND" ]]; then
+  CONTEXT=dind
+elif [[ -n "$REMOTE" ]]; then
+  CONTEXT=swarm
+fi
 "$MQTTCTL" config set-context "$CONTEXT" --server "$(IFS=,; echo "${SERVERS[*]}")" --ca-file "$CA_CERT" \
   --token-file "$TOKEN_FILE" --use >/dev/null
 

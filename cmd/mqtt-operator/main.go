@@ -59,7 +59,7 @@ type options struct {
 	tokenFile, tlsCert, tlsKey, controlCA, apiSANs    string
 	brokerImage, lbImage, logLevel                    string
 	operatorID, controlNetwork, encryptionKeyFile     string
-	operatorImage, syncImage                          string
+	operatorImage, syncImage, registryAuthFile        string
 	gitRepo, gitBranch, gitPath                       string
 	gitCredentials, gitKnownHosts                     string
 	gitInterval                                       time.Duration
@@ -126,6 +126,7 @@ func main() {
 	fs.StringVar(&o.controlNetwork, "control-network", "", "the operator's own overlay network (the stack's): HAProxy tasks join it and renewed certificates are pushed into them through HAProxy's runtime API with no restart; empty: a renewal rolls the HAProxy tasks")
 	fs.StringVar(&o.encryptionKeyFile, "encryption-key-file", "", "file holding a 32-byte key (raw, hex or base64; a Docker secret in the stack): the clusters' private keys and passwords are stored encrypted with it (AES-256-GCM) in the raft log, snapshots and backups; empty: stored in clear")
 	fs.StringVar(&o.operatorImage, "operator-image", "", "this operator's image, run as a short Swarm job to sign with a cluster's spec.tls.issuerSecret (empty: issuers are refused)")
+	fs.StringVar(&o.registryAuthFile, "registry-auth-file", "", "the credentials of a private registry the images are pulled from (a Docker secret: JSON {\"username\", \"password\", \"serveraddress\"}, {} for none): every service this operator creates carries them, so every node can pull")
 	fs.StringVar(&o.syncImage, "sync-image", "", "image of the sync agents (lsyncd, rsync and this binary) of clusters with spec.sync (empty: spec.sync is refused)")
 	fs.BoolVar(&o.brokerMetrics, "broker-metrics", false, "run a broker exporter per cluster (the $SYS topics as Prometheus metrics, on the control network; needs --control-network and --operator-image)")
 	fs.StringVar(&o.gitRepo, "git-repo", "", "pull-based sync: apply the MqttClusters of this git repository (a local path or any URL go-git can reach) on the leader, prune those that leave it (empty: off)")
@@ -201,6 +202,18 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 		defer d.Close()
+		if o.registryAuthFile != "" {
+			auth, err := readRegistryAuth(o.registryAuthFile)
+			if err != nil {
+				return err
+			}
+			if err := d.UseRegistryAuth(auth); err != nil {
+				return err
+			}
+			if auth.Username != "" {
+				log.Info("services pull with registry credentials", "registry", auth.ServerAddress, "username", auth.Username)
+			}
+		}
 	}
 	apiPort := o.peerAPIPort
 	if apiPort == 0 {

@@ -14,6 +14,7 @@ import (
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/registry"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
@@ -22,7 +23,30 @@ import (
 
 // Docker is the Client backed by the Docker API (negotiating the version
 // down to the daemon's, 1.41 on Debian's 20.10).
-type Docker struct{ c *client.Client }
+type Docker struct {
+	c *client.Client
+	// registryAuth: the X-Registry-Auth of every service this client
+	// creates or updates (base64url JSON; empty: none), so that every
+	// node pulls a private registry's images with it.
+	registryAuth string
+}
+
+// UseRegistryAuth makes every service created or updated from here on carry
+// these registry credentials: Swarm keeps them with the service (never in
+// its inspect output) and hands them to the node that pulls a task's image.
+// An empty username clears them.
+func (d *Docker) UseRegistryAuth(auth registry.AuthConfig) error {
+	if auth.Username == "" && auth.IdentityToken == "" {
+		d.registryAuth = ""
+		return nil
+	}
+	enc, err := registry.EncodeAuthConfig(auth)
+	if err != nil {
+		return errors.New("encode the registry credentials")
+	}
+	d.registryAuth = enc
+	return nil
+}
 
 // NewDocker connects with the environment's settings (DOCKER_HOST, or the
 // local socket).
@@ -97,7 +121,7 @@ func (d *Docker) Configs(ctx context.Context, labels map[string]string) ([]swarm
 }
 
 func (d *Docker) CreateService(ctx context.Context, spec swarm.ServiceSpec) (string, error) {
-	r, err := d.c.ServiceCreate(ctx, spec, swarm.ServiceCreateOptions{})
+	r, err := d.c.ServiceCreate(ctx, spec, swarm.ServiceCreateOptions{EncodedRegistryAuth: d.registryAuth})
 	if err != nil {
 		return "", fmt.Errorf("create service %s: %w", spec.Name, err)
 	}
@@ -105,7 +129,7 @@ func (d *Docker) CreateService(ctx context.Context, spec swarm.ServiceSpec) (str
 }
 
 func (d *Docker) UpdateService(ctx context.Context, id string, version swarm.Version, spec swarm.ServiceSpec) error {
-	if _, err := d.c.ServiceUpdate(ctx, id, version, spec, swarm.ServiceUpdateOptions{}); err != nil {
+	if _, err := d.c.ServiceUpdate(ctx, id, version, spec, swarm.ServiceUpdateOptions{EncodedRegistryAuth: d.registryAuth}); err != nil {
 		return fmt.Errorf("update service %s: %w", spec.Name, err)
 	}
 	return nil

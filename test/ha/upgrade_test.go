@@ -90,7 +90,7 @@ func TestOperatorUpgradeInPlace(t *testing.T) {
 		}
 	}()
 	started := time.Now()
-	onNode(t, nodes[0], "service", "update", "--detach", "--image", image, stack+"_operator")
+	outside(t, "service", "update", "--detach", "--with-registry-auth", "--image", image, stack+"_operator")
 	eventually(t, "the operator service updated on every manager", 5*time.Minute, func() error {
 		state := onNode(t, nodes[0], "service", "inspect", "-f", "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}", stack+"_operator")
 		if state != "completed" {
@@ -164,7 +164,7 @@ func TestOperatorUpgradeInPlace(t *testing.T) {
 }
 
 // buildOperatorImage builds the operator with another version string into
-// an image loaded into every node.
+// an image pushed to the Swarm's registry (every node pulls it).
 func buildOperatorImage(t *testing.T, version string) string {
 	t.Helper()
 	dir := t.TempDir()
@@ -180,14 +180,9 @@ func buildOperatorImage(t *testing.T, version string) string {
 	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), df, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	image := "swarm-mqtt/operator:" + version
+	image := dindEnv(t)["REGISTRY"] + "/swarm-mqtt/operator:" + version
 	sh(t, "docker", "build", "-q", "-t", image, dir)
-	for _, n := range nodes {
-		load := exec.Command("sh", "-c", "docker save "+image+" | docker exec -i "+n+" docker load -q")
-		if out, err := load.CombinedOutput(); err != nil {
-			t.Fatalf("load into %s: %v\n%s", n, err, out)
-		}
-	}
+	sh(t, "docker", "push", "-q", image)
 	return image
 }
 
