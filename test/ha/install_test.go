@@ -199,7 +199,7 @@ func TestInstalledFromOutsideThroughARegistry(t *testing.T) {
 			t.Fatal("no mqtts endpoint")
 		}
 		got := make(chan string, 1)
-		o := mqtt.NewClientOptions().AddBroker("ssl://"+endpoint).SetClientID("install-check").
+		o := mqtt.NewClientOptions().AddBroker("ssl://" + endpoint).SetClientID("install-check").
 			SetUsername(cr.Username).SetPassword(cr.Password).SetAutoReconnect(false).
 			SetTLSConfig(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
 		c := mqtt.NewClient(o)
