@@ -108,11 +108,14 @@ type GitSyncStatus struct {
 	LastDriftTime *metav1.Time `json:"lastDriftTime,omitempty"`
 }
 
-// VersionInfo is what GET /version answers: the operator's build and the
-// API version it serves.
+// VersionInfo is what GET /version answers: the operator's build, the API
+// version it serves, and the storage version of the records it writes (and
+// reads, with older ones; 0: an operator from before storage versions,
+// which wrote version 1).
 type VersionInfo struct {
-	Version    string `json:"version"`
-	APIVersion string `json:"apiVersion"`
+	Version        string `json:"version"`
+	APIVersion     string `json:"apiVersion"`
+	StorageVersion int    `json:"storageVersion,omitempty"`
 }
 
 // LeaderInfo describes the raft leader as one operator sees it.

@@ -314,6 +314,12 @@ func run(ctx context.Context, o options) error {
 	// Every leader-only activity starts after one barrier and stops on
 	// leadership loss (package leader).
 	l := &leader.Leader{Store: st, Resync: o.resync, Log: log}
+	l.Tasks = append(l.Tasks, storageMigration(objs, func() error {
+		if !st.IsLeader() {
+			return errors.New("not the raft leader any more")
+		}
+		return st.VerifyLeader()
+	}, peerStorageVersions(st.NodeID(), st.Peers, peers, apiPort), log))
 	if members != nil {
 		l.Tasks = append(l.Tasks, leader.Task{Name: "raft membership", Run: members.Run})
 	}

@@ -771,7 +771,11 @@ func (c *cli) versionCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("server version: %w", err)
 			}
-			fmt.Fprintf(c.out, "Server: mqtt-operator %s (API %s) at %s\n", v.Version, v.APIVersion, cl.Server())
+			storage := v.StorageVersion
+			if storage == 0 {
+				storage = 1 // an operator from before storage versions
+			}
+			fmt.Fprintf(c.out, "Server: mqtt-operator %s (API %s, storage version %d) at %s\n", v.Version, v.APIVersion, storage, cl.Server())
 			return nil
 		},
 	}

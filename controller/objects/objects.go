@@ -63,6 +63,10 @@ type Objects struct {
 
 // ToCluster turns a stored record into the MqttCluster users see.
 func ToCluster(o *store.Object) (*api.MqttCluster, error) {
+	o, err := current(o)
+	if err != nil {
+		return nil, err
+	}
 	out := &api.MqttCluster{}
 	out.APIVersion = api.APIVersion
 	out.Kind = api.KindMqttCluster
@@ -177,7 +181,7 @@ func (x *Objects) Apply(c *api.MqttCluster, expect *uint64) (api.ApplyResult, *a
 	if err != nil {
 		return "", nil, err
 	}
-	res, stored, err := x.Store.Apply(store.ApplyRequest{
+	res, stored, err := x.apply(store.ApplyRequest{
 		Kind: KindCluster, Name: c.Name, Labels: c.Labels, Annotations: x.KeepRequests(c),
 		Spec: spec, ExpectVersion: expect,
 	})
@@ -209,10 +213,16 @@ func (x *Objects) Preview(c *api.MqttCluster) (api.ApplyResult, *api.MqttCluster
 	}
 	out.UID, out.CreationTimestamp, out.ResourceVersion, out.Generation = stored.UID, stored.CreationTimestamp, stored.ResourceVersion, stored.Generation
 	out.Status = stored.Status
-	specSame := bytes.Equal(spec, cur.Spec)
+	conv, err := current(cur)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	// As the store decides: the spec compared in the current storage
+	// version; a record in an older one is rewritten (the generation kept).
+	specSame := bytes.Equal(spec, conv.Spec)
 	res := api.Configured
 	switch {
-	case specSame && maps.Equal(c.Labels, cur.Labels) && maps.Equal(ann, cur.Annotations):
+	case specSame && cur.Schema == StorageVersion && maps.Equal(c.Labels, cur.Labels) && maps.Equal(ann, cur.Annotations):
 		res = api.Unchanged
 	case !specSame:
 		out.Generation++
@@ -247,8 +257,15 @@ func (x *Objects) annotate(kind, name, key, value string, missing func(string) e
 		}
 		ann[key] = value
 		version := cur.ModifyIndex
-		_, _, err = x.Store.Apply(store.ApplyRequest{
-			Kind: kind, Name: cur.Name, Labels: cur.Labels, Annotations: ann, Spec: cur.Spec, ExpectVersion: &version,
+		conv, cerr := current(cur)
+		if cerr != nil {
+			return cerr
+		}
+		// The spec as it is, in the current storage version: a conversion
+		// is not a change (the generation stays).
+		_, _, err = x.apply(store.ApplyRequest{
+			Kind: kind, Name: cur.Name, Labels: cur.Labels, Annotations: ann, Spec: conv.Spec, ExpectVersion: &version,
+			Migration: schemaOf(cur) < StorageVersion,
 		})
 		if !errors.Is(err, store.ErrConflict) {
 			return err
@@ -284,7 +301,7 @@ func (x *Objects) PutStatus(name, uid string, st api.MqttClusterStatus, expect *
 	if err != nil {
 		return nil, err
 	}
-	_, stored, err := x.Store.UpdateStatus(store.StatusRequest{Kind: KindCluster, Name: name, Status: b, ExpectVersion: expect, ExpectUID: uid})
+	_, stored, err := x.updateStatus(store.StatusRequest{Kind: KindCluster, Name: name, Status: b, ExpectVersion: expect, ExpectUID: uid})
 	if err != nil {
 		return nil, err
 	}
@@ -310,7 +327,7 @@ func (x *Objects) writeStatus(o *store.Object, st api.MqttClusterStatus) error {
 	if string(b) == string(o.Status) {
 		return nil
 	}
-	if _, _, err := x.Store.UpdateStatus(store.StatusRequest{Kind: KindCluster, Name: o.Name, Status: b, ExpectUID: o.UID}); err != nil && !errors.Is(err, store.ErrNotFound) {
+	if _, _, err := x.updateStatus(store.StatusRequest{Kind: KindCluster, Name: o.Name, Status: b, ExpectUID: o.UID}); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("status of %s: %w", o.Name, err)
 	}
 	return nil
@@ -340,6 +357,10 @@ func (x *Objects) Degrade(name, reason, msg string, now time.Time) error {
 func (x *Objects) Events(cluster string) (api.EventList, error) {
 	list := api.EventList{Cluster: cluster, Items: []api.Event{}}
 	if o := x.Store.Get(KindEvents, cluster); o != nil {
+		o, err := current(o)
+		if err != nil {
+			return list, err
+		}
 		if err := json.Unmarshal(o.Spec, &list); err != nil {
 			return list, errors.New("the stored events are unreadable")
 		}
@@ -373,7 +394,7 @@ func (x *Objects) RecordEvents(cluster string, evs []api.Event) error {
 	if err != nil {
 		return err
 	}
-	_, _, err = x.Store.Apply(store.ApplyRequest{Kind: KindEvents, Name: cluster, Spec: b})
+	_, _, err = x.apply(store.ApplyRequest{Kind: KindEvents, Name: cluster, Spec: b})
 	return err
 }
 
@@ -383,6 +404,10 @@ func (x *Objects) Credentials(cluster string) (*credentials.Material, error) {
 	o := x.Store.Get(KindCredentials, cluster)
 	if o == nil {
 		return nil, nil
+	}
+	o, err := current(o)
+	if err != nil {
+		return nil, err
 	}
 	m, err := x.Sealer.Decode(o.Name, o.Spec)
 	if err != nil {
@@ -397,7 +422,7 @@ func (x *Objects) SaveCredentials(cluster string, m credentials.Material) error 
 	if err != nil {
 		return fmt.Errorf("credentials of %s: %w", cluster, err)
 	}
-	if _, _, err := x.Store.Apply(store.ApplyRequest{Kind: KindCredentials, Name: cluster, Spec: b}); err != nil {
+	if _, _, err := x.apply(store.ApplyRequest{Kind: KindCredentials, Name: cluster, Spec: b}); err != nil {
 		return fmt.Errorf("store credentials of %s: %w", cluster, err)
 	}
 	return nil
@@ -424,6 +449,10 @@ func (x *Objects) GitSyncStatus() (api.GitSyncStatus, bool) {
 	if o == nil {
 		return st, false
 	}
+	o, err := current(o)
+	if err != nil {
+		return st, false
+	}
 	_ = json.Unmarshal(o.Spec, &st)
 	return st, true
 }
@@ -434,6 +463,6 @@ func (x *Objects) SetGitSyncStatus(st api.GitSyncStatus) error {
 	if err != nil {
 		return err
 	}
-	_, _, err = x.Store.Apply(store.ApplyRequest{Kind: KindGitSync, Name: gitSyncName, Spec: b})
+	_, _, err = x.apply(store.ApplyRequest{Kind: KindGitSync, Name: gitSyncName, Spec: b})
 	return err
 }

@@ -21,6 +21,10 @@ func (x *Objects) MigrateSealing(fence func() error, log *slog.Logger) error {
 		return nil
 	}
 	if o := x.Store.Get(KindSealing, sealingName); o != nil {
+		o, err := current(o)
+		if err != nil {
+			return err
+		}
 		var done struct{ KeyID string }
 		if json.Unmarshal(o.Spec, &done) == nil && done.KeyID == x.Sealer.KeyID() {
 			return nil
@@ -29,6 +33,11 @@ func (x *Objects) MigrateSealing(fence func() error, log *slog.Logger) error {
 	objs, _ := x.Store.List(KindCredentials)
 	var errs []error
 	for _, o := range objs {
+		o, err := current(o)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
 		if credentials.Current(o.Spec) {
 			continue
 		}
@@ -46,7 +55,7 @@ func (x *Objects) MigrateSealing(fence func() error, log *slog.Logger) error {
 			return err
 		}
 		v := o.ModifyIndex
-		if _, _, err := x.Store.Apply(store.ApplyRequest{Kind: KindCredentials, Name: o.Name, Spec: b, ExpectVersion: &v}); err != nil {
+		if _, _, err := x.apply(store.ApplyRequest{Kind: KindCredentials, Name: o.Name, Spec: b, ExpectVersion: &v}); err != nil {
 			errs = append(errs, fmt.Errorf("store credentials of %s: %w", o.Name, err))
 			continue
 		}
@@ -56,7 +65,7 @@ func (x *Objects) MigrateSealing(fence func() error, log *slog.Logger) error {
 		return errors.Join(errs...)
 	}
 	spec, _ := json.Marshal(map[string]string{"keyID": x.Sealer.KeyID()})
-	if _, _, err := x.Store.Apply(store.ApplyRequest{Kind: KindSealing, Name: sealingName, Spec: spec}); err != nil {
+	if _, _, err := x.apply(store.ApplyRequest{Kind: KindSealing, Name: sealingName, Spec: spec}); err != nil {
 		return fmt.Errorf("record the sealing migration: %w", err)
 	}
 	log.Info("sealing migration done: credentials stored in clear are refused from now on", "keyID", x.Sealer.KeyID())

@@ -20,6 +20,10 @@ const KindUser = api.KindMqttUser
 
 // ToUser turns a stored record into the MqttUser users see.
 func ToUser(o *store.Object) (*api.MqttUser, error) {
+	o, err := current(o)
+	if err != nil {
+		return nil, err
+	}
 	out := &api.MqttUser{}
 	out.APIVersion, out.Kind = api.APIVersion, api.KindMqttUser
 	if err := json.Unmarshal(o.Spec, &out.Spec); err != nil {
@@ -100,7 +104,7 @@ func (x *Objects) ApplyUser(u *api.MqttUser, expect *uint64) (api.ApplyResult, *
 			}
 		}
 	}
-	res, stored, err := x.Store.Apply(store.ApplyRequest{
+	res, stored, err := x.apply(store.ApplyRequest{
 		Kind: KindUser, Name: u.Name, Labels: u.Labels, Annotations: ann, Spec: spec, ExpectVersion: expect,
 	})
 	if err != nil {
@@ -142,7 +146,7 @@ func (x *Objects) WriteUserStatus(name string, st api.MqttUserStatus) error {
 	if string(b) == string(o.Status) {
 		return nil
 	}
-	if _, _, err := x.Store.UpdateStatus(store.StatusRequest{Kind: KindUser, Name: name, Status: b, ExpectUID: o.UID}); err != nil && !errors.Is(err, store.ErrNotFound) {
+	if _, _, err := x.updateStatus(store.StatusRequest{Kind: KindUser, Name: name, Status: b, ExpectUID: o.UID}); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("status of user %s: %w", name, err)
 	}
 	return nil

@@ -123,7 +123,7 @@ func (s *Server) Handler() http.Handler {
 	open("GET /readyz", "readyz", s.readyz)
 	open("GET /livez", "livez", s.livez)
 	open("GET /version", "version", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, api.VersionInfo{Version: s.version, APIVersion: api.APIVersion})
+		writeJSON(w, http.StatusOK, api.VersionInfo{Version: s.version, APIVersion: api.APIVersion, StorageVersion: objects.StorageVersion})
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
 	open("GET /v1/status/leader", "leader", s.leader)

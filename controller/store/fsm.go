@@ -155,7 +155,7 @@ func (f *FSM) applyObject(index uint64, data []byte) (any, error) {
 		obj := &Object{
 			Kind: req.Kind, Name: req.Name, UID: req.UID, Generation: 1,
 			CreateIndex: index, ModifyIndex: index, Created: req.Now.UTC(),
-			Labels: req.Labels, Annotations: req.Annotations, Spec: req.Spec,
+			Labels: req.Labels, Annotations: req.Annotations, Spec: req.Spec, Schema: req.Schema,
 		}
 		f.set(k, obj, index, true)
 		return &response{Result: Created, Object: obj}, nil
@@ -164,19 +164,22 @@ func (f *FSM) applyObject(index uint64, data []byte) (any, error) {
 		return &response{Result: Unchanged, Object: cur}, nil
 	}
 	specChanged := !bytes.Equal(cur.Spec, req.Spec)
+	// A storage migration wakes no one for the spec it rewrote: the object
+	// is the same (its labels or annotations may still have changed).
+	wake := !req.Migration || !maps.Equal(cur.Labels, req.Labels) || !maps.Equal(cur.Annotations, req.Annotations)
 	obj := *cur
-	obj.Labels, obj.Annotations, obj.Spec = req.Labels, req.Annotations, req.Spec
+	obj.Labels, obj.Annotations, obj.Spec, obj.Schema = req.Labels, req.Annotations, req.Spec, req.Schema
 	obj.ModifyIndex = index
-	if specChanged {
+	if specChanged && !req.Migration {
 		obj.Generation++
 	}
-	f.set(k, &obj, index, true)
+	f.set(k, &obj, index, wake)
 	return &response{Result: Configured, Object: &obj}, nil
 }
 
 // sameContent reports whether applying req to cur would change nothing.
 func sameContent(cur *Object, req *ApplyRequest) bool {
-	return bytes.Equal(cur.Spec, req.Spec) && maps.Equal(cur.Labels, req.Labels) && maps.Equal(cur.Annotations, req.Annotations)
+	return bytes.Equal(cur.Spec, req.Spec) && cur.Schema == req.Schema && maps.Equal(cur.Labels, req.Labels) && maps.Equal(cur.Annotations, req.Annotations)
 }
 
 func (f *FSM) deleteObject(index uint64, data []byte) (any, error) {

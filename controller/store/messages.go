@@ -39,6 +39,9 @@ type Object struct {
 	Annotations map[string]string `json:"annotations,omitempty"`
 	Spec        json.RawMessage   `json:"spec,omitempty"`
 	Status      json.RawMessage   `json:"status,omitempty"`
+	// Schema is the format version of Spec and Status, as the layer that
+	// wrote them numbers it (0: written before records carried one).
+	Schema int `json:"schema,omitempty"`
 }
 
 // ApplyRequest creates an object or replaces its spec, labels and
@@ -55,6 +58,11 @@ type ApplyRequest struct {
 	// ExpectVersion, when set, is the ModifyIndex the object must have (0:
 	// the object must not exist), else the write is a conflict.
 	ExpectVersion *uint64 `json:"expectVersion,omitempty"`
+	// Schema is the format version of Spec (see Object.Schema).
+	Schema int `json:"schema,omitempty"`
+	// Migration marks a storage migration: Spec is the same object in a
+	// newer format, so the generation stays (no rollout, no approval).
+	Migration bool `json:"migration,omitempty"`
 }
 
 // DeleteRequest removes an object.

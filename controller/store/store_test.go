@@ -308,3 +308,33 @@ func TestFSMChangesSayWhatChanged(t *testing.T) {
 		t.Fatalf("the last change: %v %v", got, complete)
 	}
 }
+
+// Storage versions: an entry from before them (no schema field) stores
+// schema 0; a migration rewrites the spec and schema with the generation
+// kept and wakes no spec watcher; an apply that only changes the schema is
+// a change.
+func TestFSMStorageSchemaAndMigration(t *testing.T) {
+	f := NewFSM(nil)
+	old := []byte(`{"kind":"K","name":"a","uid":"u","spec":{"x":1}}`)
+	r := applyOK(t, f, &raft.Log{Index: 1, Type: raft.LogCommand, Data: append([]byte{byte(ApplyObjectType)}, old...)})
+	if r.Object.Schema != 0 || r.Object.Generation != 1 {
+		t.Fatalf("an entry from before schemas: %+v", r.Object)
+	}
+	r = applyOK(t, f, rawLog(ApplyObjectType, 2, ApplyRequest{Kind: "K", Name: "a", Spec: json.RawMessage(`{"y":1}`), Schema: 2, Migration: true}))
+	if r.Result != Configured || r.Object.Schema != 2 || r.Object.Generation != 1 || string(r.Object.Spec) != `{"y":1}` {
+		t.Fatalf("migration: %v %+v", r.Result, r.Object)
+	}
+	changes, _, _ := f.Changes(1)
+	if len(changes) != 1 || changes[0].Spec {
+		t.Fatalf("a migration woke spec watchers: %+v", changes)
+	}
+	if r = applyOK(t, f, rawLog(ApplyObjectType, 3, ApplyRequest{Kind: "K", Name: "a", Spec: json.RawMessage(`{"y":1}`), Schema: 2})); r.Result != Unchanged {
+		t.Fatalf("same spec and schema: %v", r.Result)
+	}
+	if r = applyOK(t, f, rawLog(ApplyObjectType, 4, ApplyRequest{Kind: "K", Name: "a", Spec: json.RawMessage(`{"y":1}`), Schema: 3})); r.Result != Configured || r.Object.Generation != 1 || r.Object.Schema != 3 {
+		t.Fatalf("schema-only change: %v %+v", r.Result, r.Object)
+	}
+	if r = applyOK(t, f, rawLog(ApplyObjectType, 5, ApplyRequest{Kind: "K", Name: "a", Spec: json.RawMessage(`{"y":2}`), Schema: 3})); r.Object.Generation != 2 {
+		t.Fatalf("a real spec change kept the generation: %+v", r.Object)
+	}
+}

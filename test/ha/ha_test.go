@@ -758,7 +758,8 @@ func TestControlPlane(t *testing.T) {
 		default:
 		}
 		// Restore on one manager, then deploy the stack as make up does.
-		op := strings.TrimSpace(readFile(t, filepath.Join(root(), ".local", "operator-image")))
+		// The image the stack runs: pulled from the registry, so on the node.
+		op := dindEnv(t)["REGISTRY"] + "/" + strings.TrimSpace(readFile(t, filepath.Join(root(), ".local", "operator-image")))
 		cmd := exec.Command("docker", "exec", "-i", first, "docker", "run", "--rm", "-i", "-v", stack+"_data:/data", op,
 			"restore", "--data-dir", "/data", "--node-id", e.id[first], "--raft-advertise", e.ip[first]+":7951")
 		cmd.Stdin = strings.NewReader(string(backup))
