@@ -46,7 +46,9 @@ if [[ "${PURGE:-}" == "1" ]]; then
     $(docker secret ls --filter label=swarm-mqtt.role=registry-auth --format '{{.Name}}'); do
     docker secret rm "$s" >/dev/null || true
   done
-  rm -f "$LOCAL/api-token" "$LOCAL/encryption-key" "$LOCAL/control-ca.pem" "$LOCAL/control-ca.crt" "$LOCAL/prometheus-password" "$LOCAL/prometheus-web.yml" "$LOCAL/quickstart.env"
+  docker volume rm mqtt-monitoring_prometheus mqtt-monitoring_influxdb >/dev/null 2>&1 || true
+  rm -f "$LOCAL/api-token" "$LOCAL/encryption-key" "$LOCAL/control-ca.pem" "$LOCAL/control-ca.crt" "$LOCAL/prometheus-password" "$LOCAL/prometheus-web.yml" "$LOCAL/quickstart.env" \
+    "$LOCAL/influxdb-password" "$LOCAL/influxdb-tls"
 fi
 # The CLI contexts make up wrote point at nothing now.
 if [[ -x "$ROOT/bin/mqttctl" ]]; then

@@ -46,7 +46,7 @@ if ! docker image inspect "$BASE" >/dev/null 2>&1; then
   rm -rf "$rootfs"
 fi
 base_id=$(docker image inspect -f '{{.Id}}' "$BASE")
-for img in mosquitto haproxy sync prometheus node-exporter; do
+for img in mosquitto haproxy sync prometheus node-exporter influxdb; do
   hash=$( (echo "$base_id"; cd "$ROOT/images/$img" && find . -type f | LC_ALL=C sort | xargs cat) | sha256sum | cut -c1-16)
   build_image "swarm-mqtt/$img:local" "$ROOT/images/$img" "$hash"
 done

@@ -239,16 +239,29 @@ if [[ "${MONITORING:-}" == "1" ]]; then
       "$("$ROOT/bin/mqtt-operator" bcrypt <"$PROM_PASS_FILE")" >"$WEB"
   fi
   cp "$WEB" "$MON_DIR/web.yml"
-  CONFIG_HASH=$(cat "$MON_DIR/prometheus.yml" "$MON_DIR/rules.yml" "$MON_DIR/alerts.yml" "$MON_DIR/control-ca.crt" "$MON_DIR/web.yml" "$MON_DIR/prometheus-password" | sha256sum | cut -c1-12)
+  # InfluxDB (the long-term store): its certificate from the control-plane
+  # CA (kept while valid for 30 more days) and the password Prometheus
+  # writes with.
+  INFLUX_PASS_FILE="$LOCAL/influxdb-password"
+  if [[ ! -s "$INFLUX_PASS_FILE" ]]; then
+    (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$INFLUX_PASS_FILE")
+  fi
+  "$ROOT/bin/mqtt-operator" monitoring-cert --ca-file "$CA_BUNDLE" --name influxdb --out "$LOCAL/influxdb-tls"
+  cp "$INFLUX_PASS_FILE" "$MON_DIR/influxdb-password"
+  cp "$LOCAL/influxdb-tls" "$MON_DIR/influxdb-tls"
+  CONFIG_HASH=$(cat "$MON_DIR/prometheus.yml" "$MON_DIR/rules.yml" "$MON_DIR/alerts.yml" "$MON_DIR/control-ca.crt" "$MON_DIR/web.yml" "$MON_DIR/prometheus-password" \
+    "$MON_DIR/influxdb-password" "$MON_DIR/influxdb-tls" | sha256sum | cut -c1-12)
   FILES=(-c stack.yml)
   if [[ -n "${MONITORING_PORT:-}" ]]; then FILES+=(-c publish.yml); fi
   log "deploying the monitoring stack (mqtt-monitoring)"
-  PROMETHEUS_IMAGE=swarm-mqtt/prometheus:local NODE_EXPORTER_IMAGE=swarm-mqtt/node-exporter:local
+  PROMETHEUS_IMAGE=swarm-mqtt/prometheus:local NODE_EXPORTER_IMAGE=swarm-mqtt/node-exporter:local INFLUXDB_IMAGE=swarm-mqtt/influxdb:local
   if [[ -n "${REGISTRY:-}" ]]; then
     PROMETHEUS_IMAGE=$(push_image "$PROMETHEUS_IMAGE")
     NODE_EXPORTER_IMAGE=$(push_image "$NODE_EXPORTER_IMAGE")
+    INFLUXDB_IMAGE=$(push_image "$INFLUXDB_IMAGE")
   fi
   (cd "$MON_DIR" && CONFIG_HASH="$CONFIG_HASH" MONITORING_PORT="${MONITORING_PORT:-}" PROMETHEUS_IMAGE="$PROMETHEUS_IMAGE" NODE_EXPORTER_IMAGE="$NODE_EXPORTER_IMAGE" \
+    INFLUXDB_IMAGE="$INFLUXDB_IMAGE" OPERATOR_IMAGE="$OPERATOR_IMAGE" \
     docker stack deploy --with-registry-auth --resolve-image "$RESOLVE" "${FILES[@]}" mqtt-monitoring >/dev/null)
   PROM_HOST=${HOSTS[0]}
   rm -rf "$MON_DIR"

@@ -81,6 +81,9 @@ func main() {
 		case "broker-exporter":
 			exitOn(brokerExporterCmd(os.Args[2:]))
 			return
+		case "container-exporter":
+			exitOn(containerExporterCmd(os.Args[2:]))
+			return
 		case "sync-allow":
 			os.Exit(syncagent.AllowFromEnv(datasync.AllowPort))
 		case "sync-connect":
@@ -97,6 +100,9 @@ func main() {
 			return
 		case "control-ca":
 			exitOn(controlCACmd(os.Args[2:]))
+			return
+		case "monitoring-cert":
+			exitOn(monitoringCertCmd(os.Args[2:]))
 			return
 		case "bcrypt":
 			exitOn(bcryptCmd(os.Stdin, os.Stdout))
@@ -658,6 +664,35 @@ func controlCACmd(args []string) error {
 		return fmt.Errorf("control-ca: %s: %w", *out, err)
 	}
 	return os.WriteFile(*certOut, ca.CertPEM(), 0o644)
+}
+
+// monitoringCertCmd: mqtt-operator monitoring-cert --ca-file BUNDLE --name
+// SERVICE --out FILE issues a server certificate for a monitoring-stack
+// service (InfluxDB) from the control-plane CA: FILE (mode 0600) holds the
+// certificate, the CA's and the key, for the Docker secret that service
+// mounts. An existing FILE still valid for 30 days for that name is kept.
+func monitoringCertCmd(args []string) error {
+	fs := flag.NewFlagSet("mqtt-operator monitoring-cert", flag.ExitOnError)
+	caFile := fs.String("ca-file", "", "the control-plane CA bundle (certificate and key)")
+	name := fs.String("name", "", "the service's name (the certificate's DNS name)")
+	out := fs.String("out", "", "the certificate and key to write (PEM, mode 0600)")
+	_ = fs.Parse(args)
+	if *caFile == "" || *name == "" || *out == "" {
+		return errors.New("monitoring-cert: --ca-file, --name and --out are required")
+	}
+	ca, err := tlsutil.LoadCA(*caFile)
+	if err != nil {
+		return fmt.Errorf("monitoring-cert: %w", err)
+	}
+	now := time.Now()
+	if cur, err := os.ReadFile(*out); err == nil && ca.ComponentValid(tlsutil.Monitoring, *name, []string{*name}, cur, now, 30*24*time.Hour) {
+		return nil
+	}
+	cert, key, err := ca.IssueComponent(tlsutil.Monitoring, *name, []string{*name}, 365*24*time.Hour, now)
+	if err != nil {
+		return fmt.Errorf("monitoring-cert: %w", err)
+	}
+	return os.WriteFile(*out, append(cert, key...), 0o600)
 }
 
 // bcryptCmd: mqtt-operator bcrypt < PASSWORD prints the password's bcrypt

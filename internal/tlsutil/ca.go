@@ -226,6 +226,9 @@ var (
 	Admin  = Kind{"spiffe://swarm-mqtt-operator/haproxy-admin/", "haproxy-admin", []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
 	Sync   = Kind{"spiffe://swarm-mqtt-operator/sync-agent/", "sync-agent", []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
 	Broker = Kind{"spiffe://swarm-mqtt-operator/broker/", "broker", []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	// Monitoring: a server of the monitoring stack (InfluxDB, which
+	// Prometheus writes to): server authentication, named by its service.
+	Monitoring = Kind{"spiffe://swarm-mqtt-operator/monitoring/", "monitoring", []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
 )
 
 // URI is the URI SAN of kind k's certificate for cluster.

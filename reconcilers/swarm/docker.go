@@ -3,6 +3,7 @@ package swarm
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -273,6 +274,7 @@ func (d *Docker) ServiceLogs(ctx context.Context, service string, since time.Tim
 // LocalContainer is a container of the local daemon (not the Swarm's).
 type LocalContainer struct {
 	ID     string
+	Name   string // AllRunningContainers only
 	Labels map[string]string
 }
 
@@ -290,6 +292,76 @@ func (d *Docker) RunningContainers(ctx context.Context, labels map[string]string
 		out = append(out, LocalContainer{ID: c.ID, Labels: c.Labels})
 	}
 	return out, nil
+}
+
+// ContainerStats are one container's resource figures, as the local
+// daemon's stats API reports them (one sample, not primed).
+type ContainerStats struct {
+	// CPUSeconds is the CPU time used since the container started.
+	CPUSeconds float64
+	// MemoryUsage is the cgroup's memory use; MemoryWorkingSet the same
+	// less the inactive file cache (what the kernel cannot reclaim
+	// freely, cAdvisor's working set); MemoryLimit the cgroup's limit (the
+	// host's memory when the container has none).
+	MemoryUsage, MemoryWorkingSet, MemoryLimit uint64
+	// NetRx and NetTx are the bytes received and sent on every interface.
+	NetRx, NetTx uint64
+	// PIDs is the number of processes and threads.
+	PIDs uint64
+}
+
+// AllRunningContainers lists every running container of the local
+// daemon, with its name.
+func (d *Docker) AllRunningContainers(ctx context.Context) ([]LocalContainer, error) {
+	cs, err := d.c.ContainerList(ctx, container.ListOptions{Filters: filters.NewArgs(filters.Arg("status", "running"))})
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	out := make([]LocalContainer, 0, len(cs))
+	for _, c := range cs {
+		name := ""
+		if len(c.Names) > 0 {
+			name = strings.TrimPrefix(c.Names[0], "/")
+		}
+		out = append(out, LocalContainer{ID: c.ID, Name: name, Labels: c.Labels})
+	}
+	return out, nil
+}
+
+// ContainerStats reads one container's figures from the local daemon.
+func (d *Docker) ContainerStats(ctx context.Context, id string) (ContainerStats, error) {
+	r, err := d.c.ContainerStatsOneShot(ctx, id)
+	if err != nil {
+		return ContainerStats{}, fmt.Errorf("stats of container %s: %w", id, err)
+	}
+	defer r.Body.Close()
+	var s container.StatsResponse
+	if err := json.NewDecoder(r.Body).Decode(&s); err != nil {
+		return ContainerStats{}, fmt.Errorf("stats of container %s: %w", id, err)
+	}
+	return statsOf(s), nil
+}
+
+func statsOf(s container.StatsResponse) ContainerStats {
+	out := ContainerStats{
+		CPUSeconds:  float64(s.CPUStats.CPUUsage.TotalUsage) / 1e9,
+		MemoryUsage: s.MemoryStats.Usage,
+		MemoryLimit: s.MemoryStats.Limit,
+		PIDs:        s.PidsStats.Current,
+	}
+	inactive := s.MemoryStats.Stats["inactive_file"] // cgroup v2
+	if v, ok := s.MemoryStats.Stats["total_inactive_file"]; ok {
+		inactive = v // cgroup v1
+	}
+	out.MemoryWorkingSet = out.MemoryUsage
+	if inactive < out.MemoryUsage {
+		out.MemoryWorkingSet = out.MemoryUsage - inactive
+	}
+	for _, n := range s.Networks {
+		out.NetRx += n.RxBytes
+		out.NetTx += n.TxBytes
+	}
+	return out
 }
 
 // EnsureVolume creates a local volume if the local daemon has none by

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -43,7 +44,8 @@ func promQuery(base, q string) (int, error) {
 
 // TestMonitoringStack (make up MONITORING=1, run by hack/e2e.sh): the alert
 // rules pass their promtool tests, Prometheus finds and scrapes every
-// target (operator, HAProxy, broker exporter, node-exporter), and every
+// target (operator, HAProxy, broker exporter, node-exporter, container
+// exporter), every broker and load balancer has per-container figures, and every
 // query of the Grafana dashboard runs and returns data.
 func TestMonitoringStack(t *testing.T) {
 	base := os.Getenv("PROMETHEUS_URL")
@@ -96,7 +98,7 @@ func TestMonitoringStack(t *testing.T) {
 		}
 	}
 	// Every target up, at least one per job.
-	want := []string{"haproxy", "mosquitto", "mqtt-operator", "node", "prometheus"}
+	want := []string{"containers", "haproxy", "mosquitto", "mqtt-operator", "node", "prometheus"}
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
 		resp, err := http.Get(base + "/api/v1/targets?state=active")
@@ -137,6 +139,31 @@ func TestMonitoringStack(t *testing.T) {
 			t.Fatalf("targets not all up: %s", strings.Join(why, "; "))
 		}
 		time.Sleep(time.Second)
+	}
+	// Per-container figures (the container exporter): every quickstart
+	// broker and its load balancer, and the operator itself, have a
+	// working set and used CPU.
+	for q, n := range map[string]int{
+		`container_memory_working_set_bytes{cluster="quickstart",component="broker"} > 0`:       3,
+		`container_memory_working_set_bytes{cluster="quickstart",component="loadbalancer"} > 0`: 1,
+		`container_cpu_usage_seconds_total{cluster="quickstart",component="broker"} > 0`:        3,
+		`container_network_receive_bytes_total{cluster="quickstart",component="broker"} > 0`:    3,
+		`container_memory_working_set_bytes{service="mqtt-operator_operator"} > 0`:              1,
+	} {
+		deadline := time.Now().Add(time.Minute)
+		for {
+			got, err := promQuery(base, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got == n {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d series, want %d", q, got, n)
+			}
+			time.Sleep(2 * time.Second)
+		}
 	}
 	// Traffic for the message panels.
 	e := quickstart(t)
@@ -237,4 +264,128 @@ func TestMonitoringStack(t *testing.T) {
 	if count < 7 {
 		t.Fatalf("%d alert rules loaded, want 7", count)
 	}
+}
+
+// promValue runs an instant query at time at (zero: now) and returns the
+// first series' value; a value that does not parse is an error, never 0.
+func promValue(base, q string, at time.Time) (float64, int, error) {
+	u := base + "/api/v1/query?query=" + url.QueryEscape(q)
+	if !at.IsZero() {
+		u += "&time=" + strconv.FormatInt(at.Unix(), 10)
+	}
+	resp, err := http.Get(u)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Status, Error string
+		Data          struct {
+			Result []struct {
+				Value [2]any
+			}
+		}
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return 0, 0, err
+	}
+	if r.Status != "success" {
+		return 0, 0, fmt.Errorf("query %q: %s", q, r.Error)
+	}
+	if len(r.Data.Result) == 0 {
+		return 0, 0, nil
+	}
+	raw, _ := r.Data.Result[0].Value[1].(string)
+	v, err := strconv.ParseFloat(raw, 64)
+	if err != nil || math.IsNaN(v) {
+		return 0, len(r.Data.Result), fmt.Errorf("query %q: value %v does not parse", q, r.Data.Result[0].Value[1])
+	}
+	return v, len(r.Data.Result), nil
+}
+
+// TestMetricsOutliveThePrometheusVolume: every sample also goes to InfluxDB
+// (remote_write, HTTPS with the control-plane CA, a password); with
+// Prometheus stopped, its volume removed and Prometheus started again, a
+// query of a time before the restart — which the new, empty local storage
+// cannot hold — is answered from InfluxDB (remote_read).
+func TestMetricsOutliveThePrometheusVolume(t *testing.T) {
+	base := os.Getenv("PROMETHEUS_URL")
+	if base == "" {
+		t.Fatal("PROMETHEUS_URL is not set: hack/e2e.sh deploys the monitoring stack (MONITORING=1)")
+	}
+	const svc = "mqtt-monitoring_prometheus"
+	// A moment whose samples exist, and every sample up to it sent.
+	var mark time.Time
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		n, c, err := promValue(base, `count(up{job="mqtt-operator"} == 1)`, time.Time{})
+		sent, _, err2 := promValue(base, `min(prometheus_remote_storage_queue_highest_sent_timestamp_seconds)`, time.Time{})
+		failed, _, err3 := promValue(base, `sum(prometheus_remote_storage_samples_failed_total)`, time.Time{})
+		if err = errors.Join(err, err2, err3); err != nil {
+			t.Fatal(err)
+		}
+		if failed > 0 {
+			t.Fatalf("%v samples failed to reach InfluxDB", failed)
+		}
+		if c > 0 && n > 0 && mark.IsZero() {
+			mark = time.Now().Add(-15 * time.Second)
+		}
+		if !mark.IsZero() && sent >= float64(mark.Unix()+30) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("remote write has not sent the samples of %s (highest sent %.0f)", mark, sent)
+		}
+		time.Sleep(2 * time.Second)
+	}
+	before, _, err := promValue(base, `count(up{job="mqtt-operator"})`, mark)
+	if err != nil || before == 0 {
+		t.Fatalf("no operator target at %s before the restart (%v)", mark, err)
+	}
+
+	docker(t, "service", "scale", "--detach", svc+"=0")
+	eventually(t, "Prometheus stopped", time.Minute, func() error {
+		if docker(t, "ps", "-aq", "--filter", "label=com.docker.swarm.service.name="+svc) != "" {
+			exec.Command("docker", "container", "prune", "-f", "--filter", "label=com.docker.swarm.service.name="+svc).Run()
+			return errStr("its container is still there")
+		}
+		return nil
+	})
+	docker(t, "volume", "rm", svc)
+	docker(t, "service", "scale", "--detach", svc+"=1")
+	eventually(t, "Prometheus ready again", 2*time.Minute, func() error {
+		resp, err := http.Get(base + "/-/ready")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return errStr(resp.Status)
+		}
+		return nil
+	})
+	// The local storage starts after the restart: nothing of the mark.
+	head, _, err := promValue(base, `prometheus_tsdb_head_min_time_seconds`, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if head != 0 && head <= float64(mark.Unix()) {
+		t.Fatalf("the new local storage holds samples from %.0f, before the mark %d: the volume was not removed", head, mark.Unix())
+	}
+	var after float64
+	eventually(t, "the samples before the restart, from InfluxDB", time.Minute, func() error {
+		v, _, err := promValue(base, `count(up{job="mqtt-operator"})`, mark)
+		if err != nil {
+			return err
+		}
+		if v == 0 {
+			return errStr("no series at the mark")
+		}
+		after = v
+		return nil
+	})
+	if after != before {
+		t.Fatalf("operator targets at the mark: %v before the restart, %v read back", before, after)
+	}
+	t.Logf("the samples of %s read back from InfluxDB after Prometheus's volume was removed (%v operator targets)", mark.Format(time.RFC3339), after)
 }
