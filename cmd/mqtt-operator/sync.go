@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
 	"strconv"
 	"strings"
@@ -51,6 +52,10 @@ func syncAgentCmd(args []string) error {
 	_ = fs.Parse(args)
 	if *cluster == "" || *node == "" {
 		return errors.New("sync-agent: --cluster and --node (or $NODE_ID) are required")
+	}
+	if err := datasync.CheckContract(exec.LookPath); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(datasync.ContractExit)
 	}
 	pw, err := os.ReadFile(*passwordFile)
 	if err != nil {

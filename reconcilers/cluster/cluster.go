@@ -11,6 +11,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -931,6 +932,10 @@ func (r *Reconciler) observe(ctx context.Context, c *api.MqttCluster, svcs []dsw
 		Links:   r.observeBridges(ctx, c.Name, int(*c.Spec.Replicas), latest),
 		Serving: push, SyncEnabled: sv.enabled, Failure: failure(recErr),
 	}
+	in.LoadBalancerAlerts = r.loadBalancerAlerts(ctx, c, svcs, tasks)
+	if sv.enabled {
+		in.SyncContract = r.syncContract(ctx, c, svcs, tasks)
+	}
 	in.Material = sv.material
 	if in.Material == nil {
 		if m, err := r.Credentials.Credentials(c.Name); err == nil {
@@ -1012,6 +1017,76 @@ func (r *Reconciler) observeBridges(ctx context.Context, cluster string, n int, 
 		}
 	}
 	return tr
+}
+
+// latestFailed is the newest task of service name when none of its tasks
+// runs and that one exited with an error (false otherwise).
+func latestFailed(name string, svcs []dswarm.Service, tasks []dswarm.Task) (dswarm.Task, bool) {
+	id := ""
+	for _, s := range svcs {
+		if s.Spec.Name == name {
+			id = s.ID
+		}
+	}
+	var latest dswarm.Task
+	for _, t := range tasks {
+		if t.ServiceID != id || id == "" {
+			continue
+		}
+		if t.Status.State == dswarm.TaskStateRunning {
+			return dswarm.Task{}, false
+		}
+		if latest.ID == "" || status.Newer(t, latest) {
+			latest = t
+		}
+	}
+	if latest.ID == "" || latest.Status.State != dswarm.TaskStateFailed || latest.Status.ContainerStatus == nil || latest.Status.ContainerStatus.ExitCode == 0 {
+		return dswarm.Task{}, false
+	}
+	return latest, true
+}
+
+// failedLines are the lines of a failed task's log that contain marker
+// (at most three; read only for a task latestFailed found: one log read
+// per failing pass, none while the service works).
+func (r *Reconciler) failedLines(ctx context.Context, cluster, service string, t dswarm.Task, marker string) []string {
+	lines, err := r.Swarm.ServiceLogs(ctx, service, t.Meta.CreatedAt.Add(-time.Second))
+	if err != nil && !errors.Is(err, swarm.ErrIncompleteLogs) {
+		r.log().Debug("reading a failed task's log failed", "cluster", cluster, "service", service, "err", err)
+		return nil
+	}
+	var out []string
+	for _, l := range lines {
+		if i := strings.Index(l.Text, marker); i >= 0 && len(out) < 3 {
+			out = append(out, strings.TrimSpace(l.Text[i:]))
+		}
+	}
+	return out
+}
+
+// loadBalancerAlerts are the [ALERT] lines HAProxy logged in the latest
+// load-balancer task when no task runs and that one exited with an error.
+func (r *Reconciler) loadBalancerAlerts(ctx context.Context, c *api.MqttCluster, svcs []dswarm.Service, tasks []dswarm.Task) []string {
+	name := api.LoadBalancerService(c.Name)
+	t, ok := latestFailed(name, svcs, tasks)
+	if !ok {
+		return nil
+	}
+	return r.failedLines(ctx, c.Name, name, t, "[ALERT]")
+}
+
+// syncContract is what the latest sync agent said of its image when it
+// stopped at start (exit 78, "image contract: ..."), and when.
+func (r *Reconciler) syncContract(ctx context.Context, c *api.MqttCluster, svcs []dswarm.Service, tasks []dswarm.Task) bridges.Problem {
+	name := api.SyncService(c.Name)
+	t, ok := latestFailed(name, svcs, tasks)
+	if !ok || t.Status.ContainerStatus.ExitCode != datasync.ContractExit {
+		return bridges.Problem{}
+	}
+	if lines := r.failedLines(ctx, c.Name, name, t, datasync.ContractPrefix); len(lines) > 0 {
+		return bridges.Problem{Text: lines[0], At: t.Status.Timestamp}
+	}
+	return bridges.Problem{}
 }
 
 func (r *Reconciler) stableAfter() time.Duration {

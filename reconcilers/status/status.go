@@ -50,7 +50,23 @@ type Input struct {
 	// Auth is where the users and ACL rules stand (nil: the pass stopped
 	// before pushing them: the condition is kept).
 	Auth *AuthView
+	// LoadBalancerAlerts are the [ALERT] lines HAProxy logged in the latest
+	// load-balancer task, when none runs and that one failed (its config
+	// refused: an HAProxy too old or without the Prometheus exporter).
+	LoadBalancerAlerts []string
+	// SyncContract is what the latest sync agent logged of its image when
+	// it stopped at start (zero: nothing).
+	SyncContract bridges.Problem
 }
+
+// LoadBalancerContract is what a load-balancer image must offer: the
+// operator runs it with its own default command and the configuration at
+// /usr/local/etc/haproxy/haproxy.cfg (as the official haproxy images do).
+const LoadBalancerContract = "a load-balancer image needs HAProxy 2.4 or later, built with the Prometheus exporter (haproxy -vv lists prometheus-exporter), whose default command runs haproxy with /usr/local/etc/haproxy/haproxy.cfg"
+
+// imageErrors are task errors that say the image cannot run as a load
+// balancer (Docker's words when creating or starting its container).
+var imageErrors = []string{"No command specified", "executable file not found", "no such file or directory", "exec format error"}
 
 // AuthView is a cluster's users and rules as the brokers have them.
 type AuthView struct {
@@ -319,21 +335,44 @@ func (v *view) brokers(prev []api.BrokerStatus) []api.BrokerStatus {
 // contract is a failure naming every broker that is not running and
 // whose image does not meet the contract (nil: none).
 func (v *view) contract() *Failure {
-	if v.in.Links == nil {
-		return nil
-	}
 	var why []string
-	for i := 0; i < v.n; i++ {
+	for i := 0; i < v.n && v.in.Links != nil; i++ {
 		p := v.in.Links.Problem(i)
 		if v.runningIdx[i] || p.Text == "" || v.in.Now.Sub(p.At) > contractWindow {
 			continue
 		}
 		why = append(why, api.BrokerService(v.in.Cluster.Name, i)+": "+p.Text)
 	}
+	if p := v.loadBalancerContract(); p != "" {
+		why = append(why, p)
+	}
+	if p := v.in.SyncContract; v.in.SyncEnabled && p.Text != "" && v.in.Now.Sub(p.At) <= contractWindow {
+		why = append(why, api.SyncService(v.in.Cluster.Name)+": "+p.Text)
+	}
 	if len(why) == 0 {
 		return nil
 	}
 	return &Failure{Err: errors.New(strings.Join(why, "; ")), Reason: "ImageContract"}
+}
+
+// loadBalancerContract says why no load-balancer task runs when its image
+// is the cause (its latest task, within contractWindow): Docker could not
+// run it, or HAProxy refused the configuration ("": not that).
+func (v *view) loadBalancerContract() string {
+	t := v.lbLatest
+	if v.lbWant == 0 || len(v.lbRunning) > 0 || t.ID == "" || v.in.Now.Sub(t.Status.Timestamp) > contractWindow {
+		return ""
+	}
+	name := api.LoadBalancerService(v.in.Cluster.Name)
+	if len(v.in.LoadBalancerAlerts) > 0 {
+		return name + ": HAProxy refused its configuration: " + v.in.LoadBalancerAlerts[0] + " (" + LoadBalancerContract + ")"
+	}
+	for _, e := range imageErrors {
+		if strings.Contains(t.Status.Err, e) {
+			return name + ": " + t.Status.Err + " (" + LoadBalancerContract + ")"
+		}
+	}
+	return ""
 }
 
 func (v *view) bridge(i int) *api.BridgeStatus {

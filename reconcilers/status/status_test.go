@@ -259,3 +259,78 @@ func TestImageContractNamesTheBroker(t *testing.T) {
 		t.Fatalf("Degraded: %+v", c)
 	}
 }
+
+// TestLoadBalancerImageContract: no load-balancer task runs and its image
+// is why — Docker could not run it, or HAProxy refused the configuration —
+// so the cluster is Degraded (ImageContract) naming the service, the cause
+// and what an image needs; not for other failures, an old one, or while a
+// task runs.
+func TestLoadBalancerImageContract(t *testing.T) {
+	lbFails := func(state dswarm.TaskState, err string, at time.Time) func(*Input) {
+		return func(in *Input) {
+			lb := &in.Tasks[len(in.Tasks)-1]
+			lb.Status.State, lb.Status.Err, lb.Status.Timestamp = state, err, at
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		change func(*Input)
+		alerts []string
+		want   string // the Degraded message's start ("": not Degraded)
+	}{
+		{"no command in the image", lbFails(dswarm.TaskStateRejected, "No command specified", t0.Add(-time.Second)), nil,
+			"iot-lb: No command specified (a load-balancer image needs HAProxy 2.4 or later"},
+		{"no haproxy in the image", lbFails(dswarm.TaskStateRejected, `starting container failed: exec: "/usr/sbin/haproxy": stat /usr/sbin/haproxy: no such file or directory`, t0.Add(-time.Second)), nil,
+			`iot-lb: starting container failed: exec: "/usr/sbin/haproxy"`},
+		{"HAProxy refuses the configuration", lbFails(dswarm.TaskStateFailed, "task: non-zero exit (1)", t0.Add(-time.Second)),
+			[]string{"[ALERT]    (1) : config : parsing [/usr/local/etc/haproxy/haproxy.cfg:40] : unknown service 'prometheus-exporter'"},
+			"iot-lb: HAProxy refused its configuration: [ALERT]    (1) : config : parsing [/usr/local/etc/haproxy/haproxy.cfg:40] : unknown service 'prometheus-exporter' (a load-balancer image needs"},
+		{"an image that cannot be pulled is not the contract", lbFails(dswarm.TaskStateRejected, "No such image: haproxy:9", t0.Add(-time.Second)), nil, ""},
+		{"an old failure", lbFails(dswarm.TaskStateRejected, "No command specified", t0.Add(-2*time.Minute)), nil, ""},
+		{"a task runs", nil, []string{"[ALERT] stale"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := world(3)
+			if tc.change != nil {
+				tc.change(&in)
+			}
+			in.LoadBalancerAlerts = tc.alerts
+			c := meta.FindStatusCondition(Compute(in).Status.Conditions, api.ConditionDegraded)
+			if tc.want == "" {
+				if c != nil && c.Status == metav1.ConditionTrue {
+					t.Fatalf("Degraded: %+v", c)
+				}
+				return
+			}
+			if c == nil || c.Status != metav1.ConditionTrue || c.Reason != "ImageContract" || !strings.HasPrefix(c.Message, tc.want) {
+				t.Fatalf("Degraded: %+v\nwant a message starting %q", c, tc.want)
+			}
+		})
+	}
+}
+
+// TestSyncImageContract: a sync agent that stopped at start saying what
+// its image lacks makes the cluster Degraded (ImageContract), naming the
+// sync service; an old report or sync off does not.
+func TestSyncImageContract(t *testing.T) {
+	const line = "image contract: no lsyncd in this image: a sync image needs lsyncd, rsync and the operator binary linked as mqtt-sync-rsync on the PATH"
+	for _, tc := range []struct {
+		name string
+		on   bool
+		at   time.Time
+		want bool
+	}{
+		{"recent", true, t0.Add(-time.Second), true},
+		{"old", true, t0.Add(-2 * time.Minute), false},
+		{"sync off", false, t0.Add(-time.Second), false},
+	} {
+		in := world(3)
+		in.SyncEnabled = tc.on
+		in.SyncContract = bridges.Problem{Text: line, At: tc.at}
+		c := meta.FindStatusCondition(Compute(in).Status.Conditions, api.ConditionDegraded)
+		got := c != nil && c.Status == metav1.ConditionTrue && c.Reason == "ImageContract" && c.Message == "iot-sync: "+line
+		if got != tc.want {
+			t.Errorf("%s: Degraded %+v", tc.name, c)
+		}
+	}
+}
