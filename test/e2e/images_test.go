@@ -47,7 +47,8 @@ func TestImagesRunRealComponents(t *testing.T) {
 // TestImageContract: a broker image that is no Mosquitto image (the Debian
 // base: a shell, no mosquitto) stops at start with a line saying why, and
 // the cluster is Degraded with that reason, naming the broker; with the
-// right image again it becomes Ready.
+// right image again it becomes Ready. The same for a load-balancer image
+// Docker cannot run as one (the Debian base: no command).
 func TestImageContract(t *testing.T) {
 	ctx := context.Background()
 	c := newClient(t)
@@ -87,4 +88,31 @@ func TestImageContract(t *testing.T) {
 	if d := meta.FindStatusCondition(obj.Status.Conditions, api.ConditionDegraded); d == nil || d.Status != metav1.ConditionFalse {
 		t.Errorf("Degraded after the right image: %+v", d)
 	}
+
+	// The load balancer's image: the Debian base has no command to run.
+	badLB := []byte(strings.Replace(string(good), "loadBalancer: {", "loadBalancer: {image: swarm-mqtt/debian-base:bookworm, ", 1))
+	if string(badLB) == string(good) {
+		t.Fatal("the test spec has no loadBalancer section to change")
+	}
+	if _, err := c.Apply(ctx, badLB); err != nil {
+		t.Fatal(err)
+	}
+	wantLB := name + "-lb: No command specified (a load-balancer image needs HAProxy 2.4 or later"
+	applied = time.Now()
+	eventually(t, "Degraded: "+wantLB, 90*time.Second, func() error {
+		obj, err := c.Get(ctx, name)
+		if err != nil {
+			return err
+		}
+		d := meta.FindStatusCondition(obj.Status.Conditions, api.ConditionDegraded)
+		if d == nil || d.Status != metav1.ConditionTrue || d.Reason != "ImageContract" || !strings.Contains(d.Message, wantLB) {
+			return fmt.Errorf("Degraded %+v", d)
+		}
+		return nil
+	})
+	t.Logf("a load-balancer image with no command: Degraded (ImageContract) %v after the apply", time.Since(applied).Round(100*time.Millisecond))
+	if _, err := c.Apply(ctx, good); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, c, name, 120*time.Second)
 }

@@ -574,10 +574,20 @@ func TestControlPlane(t *testing.T) {
 
 	t.Run("leader paused past its lease makes no write after it resumes", func(t *testing.T) {
 		e.waitVoters(t, 3)
-		old, err := e.leader(nodes)
-		if err != nil {
-			t.Fatal(err)
-		}
+		var old string
+		// The leader, asked again right before the pause: a leadership
+		// that moved meanwhile would pause a follower.
+		eventually(t, "a settled leader", 30*time.Second, func() error {
+			l, err := e.leader(nodes)
+			if err != nil {
+				return err
+			}
+			if li := e.leaderInfo(l); li == nil || !li.IsLeader {
+				return fmt.Errorf("%s no longer leads", l)
+			}
+			old = l
+			return nil
+		})
 		qs := e.quickstart(t)
 		// The leader's operator process is frozen (docker pause of its
 		// container, on its node): a stop-the-world pause past its lease.
@@ -631,7 +641,13 @@ func TestControlPlane(t *testing.T) {
 			t.Errorf("the old leader wrote to Swarm after resuming:\n%s", strings.Join(w, "\n"))
 		}
 		if !strings.Contains(logs, "leader loop stopped") {
-			t.Errorf("the old leader's log does not show its loop stopping after the pause:\n%s", logs)
+			var ours []string // the operator's own lines (not raft's), from before the pause
+			for _, l := range strings.Split(e.operatorLogs(t, old, resumed.Add(-time.Minute)), "\n") {
+				if strings.HasPrefix(l, "{") {
+					ours = append(ours, l)
+				}
+			}
+			t.Errorf("the old leader's log does not show its loop stopping after the pause:\n%s\nits own lines from a minute before the resume:\n%s", logs, strings.Join(ours, "\n"))
 		}
 	})
 
@@ -733,6 +749,14 @@ func TestControlPlane(t *testing.T) {
 		}
 		svcBefore := services(t, nodes[0])
 		first := nodes[0]
+		// The image the stack runs, by digest (pulled by digest, the node
+		// has it under no tag): the restore runs it with no registry login.
+		op := onNode(t, first, "service", "inspect", "-f", "{{.Spec.TaskTemplate.ContainerSpec.Image}}", stack+"_operator")
+		if i := strings.Index(op, "@sha256:"); i > 0 {
+			if j := strings.LastIndex(op[:i], ":"); j > 0 && !strings.Contains(op[j:i], "/") {
+				op = op[:j] + op[i:] // repo:tag@digest -> repo@digest
+			}
+		}
 		// The stack's control network stays while the clusters' HAProxy
 		// services use it: stack rm says so, and the redeploy reuses it.
 		exec.Command("docker", "exec", first, "docker", "stack", "rm", stack).Run()
@@ -758,8 +782,6 @@ func TestControlPlane(t *testing.T) {
 		default:
 		}
 		// Restore on one manager, then deploy the stack as make up does.
-		// The image the stack runs: pulled from the registry, so on the node.
-		op := dindEnv(t)["REGISTRY"] + "/" + strings.TrimSpace(readFile(t, filepath.Join(root(), ".local", "operator-image")))
 		cmd := exec.Command("docker", "exec", "-i", first, "docker", "run", "--rm", "-i", "-v", stack+"_data:/data", op,
 			"restore", "--data-dir", "/data", "--node-id", e.id[first], "--raft-advertise", e.ip[first]+":7951")
 		cmd.Stdin = strings.NewReader(string(backup))
