@@ -1,0 +1,167 @@
+package chaos
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+)
+
+// Fleet is many idle MQTT clients, as an IoT fleet is: each keeps one
+// connection open and, when it drops, reconnects with exponential backoff
+// and full jitter (a random wait up to min(Cap, Base·2^attempt)), as well-
+// behaved device SDKs do, so a fleet that loses its load balancer comes
+// back spread out rather than all in the same millisecond.
+type Fleet struct {
+	// URL is the broker address (tcp:// or ssl://), TLS its configuration.
+	URL        string
+	TLS        *tls.Config
+	User, Pass string
+	// N clients with ids IDPrefix-0..N-1.
+	N        int
+	IDPrefix string
+	// KeepAlive is each client's MQTT keepalive (default 60 s).
+	KeepAlive time.Duration
+	// Base and Cap bound the backoff (defaults 100 ms, 5 s).
+	Base, Cap time.Duration
+
+	clients   []*fleetClient
+	connected atomic.Int64
+	lost      atomic.Int64
+	wg        sync.WaitGroup
+	stop      chan struct{}
+}
+
+type fleetClient struct {
+	f  *Fleet
+	c  mqtt.Client
+	up atomic.Bool
+}
+
+func (f *Fleet) defaults() {
+	if f.KeepAlive == 0 {
+		f.KeepAlive = 60 * time.Second
+	}
+	if f.Base == 0 {
+		f.Base = 100 * time.Millisecond
+	}
+	if f.Cap == 0 {
+		f.Cap = 5 * time.Second
+	}
+}
+
+// Start connects every client, parallel at a time, each retrying with
+// backoff until ctx ends; it returns once all are connected (or ctx's
+// error).
+func (f *Fleet) Start(ctx context.Context, parallel int) error {
+	f.defaults()
+	f.stop = make(chan struct{})
+	f.clients = make([]*fleetClient, f.N)
+	sem := make(chan struct{}, parallel)
+	for i := range f.N {
+		fc := &fleetClient{f: f}
+		o := mqtt.NewClientOptions().AddBroker(f.URL).SetClientID(fmt.Sprintf("%s-%d", f.IDPrefix, i)).
+			SetUsername(f.User).SetPassword(f.Pass).SetTLSConfig(f.TLS).SetCleanSession(true).
+			SetKeepAlive(f.KeepAlive).SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(5 * time.Second).
+			SetConnectionLostHandler(func(mqtt.Client, error) {
+				if fc.up.CompareAndSwap(true, false) {
+					f.connected.Add(-1)
+					f.lost.Add(1)
+					f.wg.Add(1)
+					go func() { defer f.wg.Done(); fc.connect(context.Background()) }()
+				}
+			})
+		fc.c = mqtt.NewClient(o)
+		f.clients[i] = fc
+	}
+	var wg sync.WaitGroup
+	for _, fc := range f.clients {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return ctx.Err()
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			fc.connect(ctx)
+		}()
+	}
+	wg.Wait()
+	if n := f.Connected(); n < f.N {
+		return fmt.Errorf("%d of %d clients connected", n, f.N)
+	}
+	return nil
+}
+
+// connect retries until connected, the fleet stops or ctx ends.
+func (fc *fleetClient) connect(ctx context.Context) {
+	f := fc.f
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			d := f.Base << min(attempt-1, 16)
+			if d > f.Cap || d <= 0 {
+				d = f.Cap
+			}
+			select {
+			case <-time.After(rand.N(d) + time.Millisecond):
+			case <-f.stop:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+		select {
+		case <-f.stop:
+			return
+		default:
+		}
+		tok := fc.c.Connect()
+		if tok.WaitTimeout(6*time.Second) && tok.Error() == nil {
+			if fc.up.CompareAndSwap(false, true) {
+				f.connected.Add(1)
+			}
+			return
+		}
+	}
+}
+
+// Connected is how many clients are connected now.
+func (f *Fleet) Connected() int { return int(f.connected.Load()) }
+
+// Lost is how many connection losses the clients have seen.
+func (f *Fleet) Lost() int { return int(f.lost.Load()) }
+
+// WaitConnected polls until at least n clients are connected (true), or
+// the deadline passes (false).
+func (f *Fleet) WaitConnected(n int, deadline time.Time) bool {
+	for f.Connected() < n {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
+}
+
+// Stop disconnects every client and ends the reconnect loops.
+func (f *Fleet) Stop() {
+	if f.stop == nil {
+		return
+	}
+	close(f.stop)
+	var wg sync.WaitGroup
+	for _, fc := range f.clients {
+		wg.Add(1)
+		go func() { defer wg.Done(); fc.c.Disconnect(0) }()
+	}
+	wg.Wait()
+	f.wg.Wait()
+}

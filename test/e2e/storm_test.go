@@ -1,0 +1,85 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/test/chaos"
+)
+
+// stormClients is the fleet TestReconnectStorm brings back (make bench
+// -storm runs larger ones).
+const stormClients = 2000
+
+// TestReconnectStorm: 2,000 MQTTS clients connected through the quickstart
+// cluster's load balancer, which is then killed: Swarm starts a new one,
+// every client is back (reconnecting with jittered backoff, as device SDKs
+// do) before the deadline, and no broker restarted under the storm.
+func TestReconnectStorm(t *testing.T) {
+	e := quickstart(t)
+	lbService := "quickstart-lb"
+	brokersBefore := brokerTaskIDs(t)
+	f := &chaos.Fleet{URL: fmt.Sprintf("ssl://%s:%d", e.host, e.mqtts), TLS: e.tls("localhost"), User: e.user, Pass: e.pass,
+		N: stormClients, IDPrefix: "storm", Cap: 3 * time.Second}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	start := time.Now()
+	if err := f.Start(ctx, 64); err != nil {
+		t.Fatal(err)
+	}
+	defer f.Stop()
+	t.Logf("%d MQTTS clients connected in %v", f.N, time.Since(start).Round(10*time.Millisecond))
+
+	lb := strings.Fields(docker(t, "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+lbService))
+	if len(lb) != 1 {
+		t.Fatalf("load-balancer containers: %v", lb)
+	}
+	killed := time.Now()
+	docker(t, "kill", lb[0])
+	if !f.WaitConnected(f.N-f.N/100, time.Now().Add(30*time.Second)) && f.Connected() > f.N/2 {
+		t.Fatalf("the load balancer was killed but %d of %d clients are still connected", f.Connected(), f.N)
+	}
+	// Every client noticed (the kill closes their sockets).
+	if !waitUntil(30*time.Second, func() bool { return f.Lost() >= f.N }) {
+		t.Fatalf("only %d of %d clients saw their connection lost", f.Lost(), f.N)
+	}
+	deadline := killed.Add(90 * time.Second)
+	if !f.WaitConnected(f.N*99/100, deadline) {
+		t.Fatalf("99%%: only %d of %d clients back %v after the kill", f.Connected(), f.N, time.Since(killed).Round(time.Second))
+	}
+	p99 := time.Since(killed)
+	if !f.WaitConnected(f.N, deadline) {
+		t.Fatalf("100%%: only %d of %d clients back %v after the kill", f.Connected(), f.N, time.Since(killed).Round(time.Second))
+	}
+	all := time.Since(killed)
+	t.Logf("load balancer killed with %d MQTTS clients: 99%% back in %v, all in %v", f.N, p99.Round(10*time.Millisecond), all.Round(10*time.Millisecond))
+	if after := brokerTaskIDs(t); !slices.Equal(after, brokersBefore) {
+		t.Fatalf("brokers restarted under the storm: tasks %v -> %v", brokersBefore, after)
+	}
+}
+
+// brokerTaskIDs are the running quickstart broker tasks.
+func brokerTaskIDs(t *testing.T) []string {
+	t.Helper()
+	var ids []string
+	for i := 0; i < 3; i++ {
+		ids = append(ids, strings.Fields(docker(t, "service", "ps", "-q", "--filter", "desired-state=running", fmt.Sprintf("quickstart-broker-%d", i)))...)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func waitUntil(d time.Duration, ok func() bool) bool {
+	for end := time.Now().Add(d); !ok(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			return false
+		}
+	}
+	return true
+}
