@@ -183,6 +183,16 @@ type LoadBalancerLimits struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=100000
 	ConnectionRatePerClient *int32 `json:"connectionRatePerClient,omitempty"`
+	// ConnectionRate is how many new connections per second each HAProxy
+	// task accepts on each MQTT listener (unset: no limit). Past it,
+	// connections wait in the listen backlog instead of being refused, so
+	// a fleet that reconnects at once (its load balancer or node gone) is
+	// let in at this pace: TLS handshakes and broker logins do not swamp
+	// the node.
+	// +optional
+	// +kubebuilder:validation:Minimum=10
+	// +kubebuilder:validation:Maximum=1000000
+	ConnectionRate *int32 `json:"connectionRate,omitempty"`
 }
 
 // PortsSpec lists the host ports HAProxy publishes. 0 turns a listener off;

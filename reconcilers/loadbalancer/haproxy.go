@@ -47,6 +47,7 @@ type view struct {
 	// ConnectMs is spec.loadBalancer.connectTimeout in milliseconds.
 	ConnectMs    int64
 	ClientRate   int32
+	SessionRate  int32
 	MQTT, MQTTS  int32
 	Balance      string
 	CertPath     string
@@ -93,6 +94,12 @@ const operatorOU = "operator"
 // mqttRules: only well-formed MQTT gets through, and under clientid the
 // client identifier from CONNECT is kept for the backend's hash.
 const mqttRules = `{{define "mqtt-rules"}}
+{{- if .SessionRate}}
+    # At most {{.SessionRate}} new connections a second on this listener
+    # (spec.loadBalancer.limits.connectionRate): past it, connections wait
+    # in the listen backlog, not refused, so a reconnect storm is paced.
+    rate-limit sessions {{.SessionRate}}
+{{- end}}
     tcp-request inspect-delay 5s
     tcp-request content reject unless { req.payload(0,0),mqtt_is_valid }
     # The internal user (the bridges') logs in on the brokers' internal
@@ -244,6 +251,9 @@ func Render(c *api.MqttCluster, o Options) ([]byte, error) {
 	}
 	if r := s.LoadBalancer.Limits.ConnectionRatePerClient; r != nil {
 		v.ClientRate = *r
+	}
+	if r := s.LoadBalancer.Limits.ConnectionRate; r != nil {
+		v.SessionRate = *r
 	}
 	connect, err := s.LoadBalancer.ConnectTimeout.Parse()
 	if err != nil {

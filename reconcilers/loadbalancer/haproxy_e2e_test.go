@@ -43,6 +43,7 @@ func TestRealHAProxyAcceptsRenderedConfig(t *testing.T) {
 		"backend-tls":   {y: "", o: Options{AdminSubnets: []string{"10.0.9.0/24"}, AdminTLS: true, BackendTLS: true}},
 		"client-auth":   {y: "spec: {tls: {clientAuth: optional, clientCASecret: fleet-ca}}\n"},
 		"client-rate":   {y: "spec: {loadBalancer: {limits: {connectionRatePerClient: 10}}}\n"},
+		"session-rate":  {y: "spec: {loadBalancer: {limits: {connectionRate: 500}}}\n"},
 	} {
 		dir := t.TempDir()
 		cfg, err := Render(cluster(t, tc.y), tc.o)

@@ -17,6 +17,7 @@ func TestRenderGolden(t *testing.T) {
 	}{
 		"default":       {y: ""},
 		"client-rate":   {y: "spec: {loadBalancer: {limits: {connectionRatePerClient: 10}}}\n"},
+		"session-rate":  {y: "spec: {loadBalancer: {limits: {connectionRate: 500}}}\n"},
 		"tls-only-lc":   {y: "spec: {replicas: 2, loadBalancer: {balance: leastconn, ports: {mqtt: 0}}}\n"},
 		"plain-only-rr": {y: "spec: {replicas: 5, loadBalancer: {balance: roundrobin, ports: {mqtts: 0, mqtt: 11883}}}\n"},
 		"admin":         {y: "", o: Options{AdminSubnets: []string{"10.0.9.0/24", "fd00::/64"}}},
