@@ -68,8 +68,9 @@ func sh(args ...string) (string, error) {
 
 // clusterOpts selects and sizes the data-plane benchmarks.
 type clusterOpts struct {
-	only              map[string]bool // ready, qos, kill; empty: all
-	clients, messages int
+	only                    map[string]bool // ready, qos, kill; empty: all
+	clients, messages       int
+	stormClients, stormRate int
 }
 
 func (o clusterOpts) want(part string) bool { return len(o.only) == 0 || o.only[part] }
@@ -112,6 +113,11 @@ func runClusterBench(ctx context.Context, cl *client.Client, o clusterOpts) erro
 	}
 	if o.want("rolling") {
 		if err := rollingBench(ctx, cl); err != nil {
+			return err
+		}
+	}
+	if o.want("storm") {
+		if err := stormBench(ctx, cl, o.stormClients, o.stormRate); err != nil {
 			return err
 		}
 	}

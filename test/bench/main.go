@@ -25,7 +25,9 @@ import (
 func main() {
 	bin := flag.String("operator", "bin/mqtt-operator", "mqtt-operator binary")
 	n := flag.Int("n", 1000, "number of applies (and stored objects)")
-	only := flag.String("only", "", "comma-separated data-plane parts to run: ready, rolling, bridge, rotation, qos, onebroker, users, kill (default all)")
+	only := flag.String("only", "", "comma-separated data-plane parts to run: ready, rolling, storm, bridge, rotation, qos, onebroker, users, kill (default all)")
+	stormClients := flag.Int("storm-clients", 8000, "MQTTS clients held and brought back in the storm benchmark (one HAProxy here holds at most about 9,900: its open-files limit)")
+	stormRate := flag.Int("storm-rate", 500, "the paced round's spec.loadBalancer.limits.connectionRate")
 	clients := flag.Int("clients", 8, "publishers in the QoS 1 benchmark")
 	messages := flag.Int("messages", 1000, "messages per publisher in the QoS 1 benchmark")
 	skipControl := flag.Bool("skip-control-plane", false, "skip the control-plane benchmark")
@@ -99,7 +101,7 @@ func main() {
 		}
 		cl, err := client.New(client.Options{Server: os.Getenv("MQTTCTL_SERVER"), Token: strings.TrimSpace(string(tok)), CAFile: os.Getenv("MQTTCTL_CA_FILE"), Timeout: 10 * time.Second})
 		if err == nil {
-			o := clusterOpts{only: map[string]bool{}, clients: *clients, messages: *messages}
+			o := clusterOpts{only: map[string]bool{}, clients: *clients, messages: *messages, stormClients: *stormClients, stormRate: *stormRate}
 			for _, p := range strings.Split(*only, ",") {
 				if p != "" {
 					o.only[p] = true

@@ -29,8 +29,15 @@ type Fleet struct {
 	KeepAlive time.Duration
 	// Base and Cap bound the backoff (defaults 100 ms, 5 s).
 	Base, Cap time.Duration
+	// ConnectTimeout is how long a connection attempt may take, TLS
+	// handshake and CONNACK included (default 30 s, paho's): a client that
+	// gives up sooner than a paced load balancer lets it in retries for
+	// ever.
+	ConnectTimeout time.Duration
 
 	clients   []*fleetClient
+	lastErr   atomic.Value // string: the last connect error
+	lastLost  atomic.Value // string: the last connection loss's error
 	connected atomic.Int64
 	lost      atomic.Int64
 	wg        sync.WaitGroup
@@ -53,6 +60,9 @@ func (f *Fleet) defaults() {
 	if f.Cap == 0 {
 		f.Cap = 5 * time.Second
 	}
+	if f.ConnectTimeout == 0 {
+		f.ConnectTimeout = 30 * time.Second
+	}
 }
 
 // Start connects every client, parallel at a time, each retrying with
@@ -67,8 +77,9 @@ func (f *Fleet) Start(ctx context.Context, parallel int) error {
 		fc := &fleetClient{f: f}
 		o := mqtt.NewClientOptions().AddBroker(f.URL).SetClientID(fmt.Sprintf("%s-%d", f.IDPrefix, i)).
 			SetUsername(f.User).SetPassword(f.Pass).SetTLSConfig(f.TLS).SetCleanSession(true).
-			SetKeepAlive(f.KeepAlive).SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(5 * time.Second).
-			SetConnectionLostHandler(func(mqtt.Client, error) {
+			SetKeepAlive(f.KeepAlive).SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(f.ConnectTimeout).
+			SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+				f.lastLost.Store(err.Error())
 				if fc.up.CompareAndSwap(true, false) {
 					f.connected.Add(-1)
 					f.lost.Add(1)
@@ -124,17 +135,35 @@ func (fc *fleetClient) connect(ctx context.Context) {
 		default:
 		}
 		tok := fc.c.Connect()
-		if tok.WaitTimeout(6*time.Second) && tok.Error() == nil {
+		done := tok.WaitTimeout(f.ConnectTimeout + time.Second)
+		if done && tok.Error() == nil {
 			if fc.up.CompareAndSwap(false, true) {
 				f.connected.Add(1)
 			}
 			return
+		}
+		if !done {
+			f.lastErr.Store("connect: timed out")
+		} else {
+			f.lastErr.Store(tok.Error().Error())
 		}
 	}
 }
 
 // Connected is how many clients are connected now.
 func (f *Fleet) Connected() int { return int(f.connected.Load()) }
+
+// LastError is the last connect error a client met ("" if none).
+func (f *Fleet) LastError() string {
+	s, _ := f.lastErr.Load().(string)
+	return s
+}
+
+// LastLost is the error of the last connection loss ("" if none).
+func (f *Fleet) LastLost() string {
+	s, _ := f.lastLost.Load().(string)
+	return s
+}
 
 // Lost is how many connection losses the clients have seen.
 func (f *Fleet) Lost() int { return int(f.lost.Load()) }
