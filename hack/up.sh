@@ -108,7 +108,10 @@ if [[ -n "${REGISTRY:-}" && -n "${REGISTRY_USER:-}" ]]; then
   REGISTRY_AUTH=$(printf '{"username":"%s","password":"%s","serveraddress":"%s"}' \
     "$(printf %s "$REGISTRY_USER" | json_string)" "$(json_string <"$REGISTRY_PASSWORD_FILE")" "${REGISTRY%%/*}")
 fi
-REGISTRY_AUTH_SECRET="mqtt-operator-registry-$(printf %s "$REGISTRY_AUTH" | sha256sum | cut -c1-12)"
+# Named after a hash keyed with the storage key (a local secret): a hash
+# of the password alone, visible in docker secret ls, could be guessed
+# against for a weak password.
+REGISTRY_AUTH_SECRET="mqtt-operator-registry-$( (cat "$KEY_FILE"; printf %s "$REGISTRY_AUTH") | sha256sum | cut -c1-12)"
 if ! "${D[@]}" secret inspect "$REGISTRY_AUTH_SECRET" >/dev/null 2>&1; then
   printf %s "$REGISTRY_AUTH" | "${D[@]}" secret create --label swarm-mqtt.role=registry-auth "$REGISTRY_AUTH_SECRET" - >/dev/null
 fi
