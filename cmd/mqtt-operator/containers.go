@@ -1,19 +1,10 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
-	"os/signal"
-	"syscall"
-	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/programs/containers"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
@@ -33,17 +24,6 @@ func containerExporterCmd(args []string) error {
 	defer d.Close()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	meminfo, _ := os.ReadFile("/proc/meminfo")
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(&containers.Collector{Source: d, HostMemory: containers.HostMemory(meminfo), Log: log})
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	srv := &http.Server{Addr: *listen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() { <-ctx.Done(); _ = srv.Close() }()
 	log.Info("container exporter serving", "listen", *listen)
-	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return serveMetrics(*listen, &containers.Collector{Source: d, HostMemory: containers.HostMemory(meminfo), Log: log}, nil)
 }

@@ -169,15 +169,23 @@ func brokerExporterCmd(args []string) error {
 			return fmt.Errorf("broker-exporter: %s holds no certificate", *caFile)
 		}
 	}
+	return serveMetrics(*listen, e, e.Run)
+}
+
+// serveMetrics serves c's metrics on listen (GET /metrics) until SIGINT or
+// SIGTERM, with run (if any) going on beside it until then.
+func serveMetrics(listen string, c prometheus.Collector, run func(context.Context)) error {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(e)
+	reg.MustRegister(c)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	srv := &http.Server{Addr: *listen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Addr: listen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { <-ctx.Done(); _ = srv.Close() }()
-	go e.Run(ctx)
+	if run != nil {
+		go run(ctx)
+	}
 	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}

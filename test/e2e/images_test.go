@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/client"
 )
 
 // TestImagesRunRealComponents checks the locally built images start their
@@ -69,17 +70,7 @@ func TestImageContract(t *testing.T) {
 	}
 	want := name + "-broker-0: image contract: no mosquitto in this image"
 	applied := time.Now()
-	eventually(t, "Degraded: "+want, 90*time.Second, func() error {
-		obj, err := c.Get(ctx, name)
-		if err != nil {
-			return err
-		}
-		d := meta.FindStatusCondition(obj.Status.Conditions, api.ConditionDegraded)
-		if d == nil || d.Status != metav1.ConditionTrue || d.Reason != "ImageContract" || !strings.HasPrefix(d.Message, want) {
-			return fmt.Errorf("Degraded %+v", d)
-		}
-		return nil
-	})
+	waitImageContract(t, c, name, want)
 	t.Logf("a broker image without mosquitto: Degraded (ImageContract) %v after the apply", time.Since(applied).Round(100*time.Millisecond))
 	if _, err := c.Apply(ctx, good); err != nil {
 		t.Fatal(err)
@@ -99,20 +90,27 @@ func TestImageContract(t *testing.T) {
 	}
 	wantLB := name + "-lb: No command specified (a load-balancer image needs HAProxy 2.4 or later"
 	applied = time.Now()
-	eventually(t, "Degraded: "+wantLB, 90*time.Second, func() error {
-		obj, err := c.Get(ctx, name)
-		if err != nil {
-			return err
-		}
-		d := meta.FindStatusCondition(obj.Status.Conditions, api.ConditionDegraded)
-		if d == nil || d.Status != metav1.ConditionTrue || d.Reason != "ImageContract" || !strings.Contains(d.Message, wantLB) {
-			return fmt.Errorf("Degraded %+v", d)
-		}
-		return nil
-	})
+	waitImageContract(t, c, name, wantLB)
 	t.Logf("a load-balancer image with no command: Degraded (ImageContract) %v after the apply", time.Since(applied).Round(100*time.Millisecond))
 	if _, err := c.Apply(ctx, good); err != nil {
 		t.Fatal(err)
 	}
 	waitReady(t, c, name, 120*time.Second)
+}
+
+// waitImageContract waits until the cluster is Degraded for its image
+// contract, with want in the message.
+func waitImageContract(t *testing.T, c *client.Client, name, want string) {
+	t.Helper()
+	eventually(t, "Degraded: "+want, 90*time.Second, func() error {
+		obj, err := c.Get(context.Background(), name)
+		if err != nil {
+			return err
+		}
+		d := meta.FindStatusCondition(obj.Status.Conditions, api.ConditionDegraded)
+		if d == nil || d.Status != metav1.ConditionTrue || d.Reason != "ImageContract" || !strings.Contains(d.Message, want) {
+			return fmt.Errorf("Degraded %+v", d)
+		}
+		return nil
+	})
 }
