@@ -38,8 +38,15 @@ D=(docker)
 if [[ -n "$REMOTE" ]]; then
   docker info -f '{{.Swarm.ControlAvailable}}' 2>/dev/null | grep -qx true ||
     die "the Docker at ${DOCKER_HOST:-context $DOCKER_CONTEXT} is not a Swarm manager (or not reachable)"
-  [[ -n "${REGISTRY:-}" ]] ||
-    die "a remote Swarm's nodes cannot see this machine's images: set REGISTRY=host:port[/prefix], a registry every node reaches (make up pushes the images there)"
+  # Its nodes cannot see this machine's images: each must come from a
+  # registry — pushed to REGISTRY, or named already published.
+  if [[ -z "${REGISTRY:-}" ]]; then
+    for img in "${OPERATOR_IMAGE:-swarm-mqtt/operator}" "${SYNC_IMAGE:-swarm-mqtt/sync-agent}" "${BROKER_IMAGE:-swarm-mqtt/mosquitto}" "${LB_IMAGE:-swarm-mqtt/haproxy}"; do
+      if [[ "$img" == swarm-mqtt/* ]]; then
+        die "a remote Swarm's nodes cannot see this machine's images ($img): set REGISTRY=host:port[/prefix], a registry every node reaches (make up pushes the images there), or name published images in OPERATOR_IMAGE, SYNC_IMAGE, BROKER_IMAGE and LB_IMAGE"
+      fi
+    done
+  fi
   # The managers' addresses: the operator's API and raft on each.
   mapfile -t HOSTS < <(docker node ls --filter role=manager -q | xargs docker node inspect -f '{{.ManagerStatus.Addr}}' | sed 's/:[0-9]*$//' | sort -V)
   MANAGERS=${#HOSTS[@]}
@@ -85,8 +92,9 @@ if ! "${D[@]}" secret inspect "$CA_SECRET" >/dev/null 2>&1; then
   "${D[@]}" secret create --label swarm-mqtt.role=control-ca "$CA_SECRET" - <"$CA_BUNDLE" >/dev/null
 fi
 
-OPERATOR_IMAGE="$(cat "$LOCAL/operator-image")"
-SYNC_IMAGE="$(cat "$LOCAL/sync-image")"
+# Built here unless named (images already published: OPERATOR_IMAGE=...).
+OPERATOR_IMAGE="${OPERATOR_IMAGE:-$(cat "$LOCAL/operator-image")}"
+SYNC_IMAGE="${SYNC_IMAGE:-$(cat "$LOCAL/sync-image")}"
 BROKER_IMAGE="${BROKER_IMAGE:-swarm-mqtt/mosquitto:local}"
 LB_IMAGE="${LB_IMAGE:-swarm-mqtt/haproxy:local}"
 RESOLVE=never
@@ -128,8 +136,8 @@ if [[ -n "${REGISTRY:-}" ]]; then
     echo "$dst"
   }
   log "pushing the images to $REGISTRY"
-  OPERATOR_IMAGE=$(push_image "$OPERATOR_IMAGE")
-  SYNC_IMAGE=$(push_image "$SYNC_IMAGE")
+  [[ "$OPERATOR_IMAGE" == swarm-mqtt/* ]] && OPERATOR_IMAGE=$(push_image "$OPERATOR_IMAGE")
+  [[ "$SYNC_IMAGE" == swarm-mqtt/* ]] && SYNC_IMAGE=$(push_image "$SYNC_IMAGE")
   [[ "$BROKER_IMAGE" == swarm-mqtt/* ]] && BROKER_IMAGE=$(push_image "$BROKER_IMAGE")
   [[ "$LB_IMAGE" == swarm-mqtt/* ]] && LB_IMAGE=$(push_image "$LB_IMAGE")
   RESOLVE=always
