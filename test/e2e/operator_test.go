@@ -176,7 +176,7 @@ func TestHintsWorkInANewShell(t *testing.T) {
 	if v := os.Getenv("MQTTCTL_CONFIG"); v != "" {
 		env = append(env, "MQTTCTL_CONFIG="+v)
 	}
-	for _, args := range [][]string{{"describe", "quickstart"}, {"version"}, {"config", "get-contexts"}} {
+	for _, args := range [][]string{{"get"}, {"describe", "quickstart"}, {"events", "quickstart"}, {"version"}, {"config", "get-contexts"}} {
 		cmd := exec.Command(filepath.Join(root(), "bin", "mqttctl"), args...)
 		cmd.Env = env
 		out, err := cmd.CombinedOutput()
