@@ -176,24 +176,8 @@ func (x *Objects) MigrateStorage(ctx context.Context, fence func() error, peers 
 	if x.Outdated() == 0 {
 		return 0, nil
 	}
-	for peers != nil {
-		vs, err := peers(ctx)
-		var behind []string
-		for id, v := range vs {
-			if v < StorageVersion {
-				behind = append(behind, fmt.Sprintf("%s (version %d)", id, v))
-			}
-		}
-		if err == nil && len(behind) == 0 {
-			break
-		}
-		slices.Sort(behind)
-		log.Info("storage migration waits until every operator reads the new storage version", "storageVersion", StorageVersion, "outdated", x.Outdated(), "behind", behind, "unreachable", errString(err))
-		select {
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		case <-time.After(retry):
-		}
+	if err := x.waitForPeers(ctx, peers, retry, log); err != nil {
+		return 0, err
 	}
 	n := 0
 	var errs []error
@@ -233,6 +217,31 @@ func (x *Objects) MigrateStorage(ctx context.Context, fence func() error, peers 
 		log.Info("storage migration: records rewritten in the current storage version", "records", n, "storageVersion", StorageVersion)
 	}
 	return n, errors.Join(errs...)
+}
+
+// waitForPeers returns once every operator reads StorageVersion (at once
+// when peers is nil), asking again every retry, or ctx's error.
+func (x *Objects) waitForPeers(ctx context.Context, peers PeerVersions, retry time.Duration, log *slog.Logger) error {
+	for peers != nil {
+		vs, err := peers(ctx)
+		var behind []string
+		for id, v := range vs {
+			if v < StorageVersion {
+				behind = append(behind, fmt.Sprintf("%s (version %d)", id, v))
+			}
+		}
+		if err == nil && len(behind) == 0 {
+			return nil
+		}
+		slices.Sort(behind)
+		log.Info("storage migration waits until every operator reads the new storage version", "storageVersion", StorageVersion, "outdated", x.Outdated(), "behind", behind, "unreachable", errString(err))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(retry):
+		}
+	}
+	return nil
 }
 
 func errString(err error) string {

@@ -82,15 +82,7 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("store: data dir is required")
 	}
-	if cfg.ApplyTimeout == 0 {
-		cfg.ApplyTimeout = 10 * time.Second
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	if cfg.LogOutput == nil {
-		cfg.LogOutput = os.Stderr
-	}
+	cfg = withDefaults(cfg)
 	raftDir := filepath.Join(cfg.DataDir, "raft")
 	if err := os.MkdirAll(raftDir, 0o700); err != nil {
 		return nil, fmt.Errorf("store: create data dir: %w", err)
@@ -134,26 +126,40 @@ func Open(cfg Config) (*Store, error) {
 	}
 	s.raft = r
 	s.caughtUp, s.done = make(chan struct{}), make(chan struct{})
-	target := lastCommand(logs, r.LastIndex())
-	if metas, err := snaps.List(); err == nil && len(metas) > 0 && target <= metas[0].Index {
-		target = 0 // restored from the snapshot at open
+	s.watchReady(st)
+	return s, nil
+}
+
+// withDefaults fills in a config's unset timeouts and outputs.
+func withDefaults(cfg Config) Config {
+	if cfg.ApplyTimeout == 0 {
+		cfg.ApplyTimeout = 10 * time.Second
 	}
-	fresh := false
-	if !cfg.Bootstrap {
-		has, err := raft.HasExistingState(logs, logStore, snaps)
-		if err == nil && !has {
-			fresh = true
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.LogOutput == nil {
+		cfg.LogOutput = os.Stderr
+	}
+	return cfg
+}
+
+// watchReady starts what closes caughtUp: for a server that joins with no
+// state, a leader replicating the log to it (it must not serve the empty
+// state as if it were the cluster's); else the replay of its own log up
+// to its last command.
+func (s *Store) watchReady(st *storage) {
+	if !s.cfg.Bootstrap {
+		if has, err := raft.HasExistingState(st.logs, st.wal, st.snaps); err == nil && !has {
+			go s.watchJoin()
+			return
 		}
 	}
-	if fresh {
-		// A server that joins with no state must not serve the empty state
-		// as if it were the cluster's: it is caught up once a leader has
-		// replicated the log to it.
-		go s.watchJoin()
-	} else {
-		go s.watchCatchUp(target)
+	target := lastCommand(st.logs, s.raft.LastIndex())
+	if metas, err := st.snaps.List(); err == nil && len(metas) > 0 && target <= metas[0].Index {
+		target = 0 // restored from the snapshot at open
 	}
-	return s, nil
+	go s.watchCatchUp(target)
 }
 
 // newTransport is raft's network transport: over mutual TLS when the

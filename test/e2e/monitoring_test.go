@@ -150,20 +150,16 @@ func TestMonitoringStack(t *testing.T) {
 		`container_network_receive_bytes_total{cluster="quickstart",component="broker"} > 0`:    3,
 		`container_memory_working_set_bytes{service="mqtt-operator_operator"} > 0`:              1,
 	} {
-		deadline := time.Now().Add(time.Minute)
-		for {
+		eventually(t, fmt.Sprintf("%d series of %s", n, q), time.Minute, func() error {
 			got, err := promQuery(base, q)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got == n {
-				break
+			if got != n {
+				return fmt.Errorf("%d series, want %d", got, n)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: %d series, want %d", q, got, n)
-			}
-			time.Sleep(2 * time.Second)
-		}
+			return nil
+		})
 	}
 	// Traffic for the message panels.
 	e := quickstart(t)
@@ -316,8 +312,7 @@ func TestMetricsOutliveThePrometheusVolume(t *testing.T) {
 	const svc = "mqtt-monitoring_prometheus"
 	// A moment whose samples exist, and every sample up to it sent.
 	var mark time.Time
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
+	eventually(t, "remote write sending the samples of a moment with the operator up", 2*time.Minute, func() error {
 		n, c, err := promValue(base, `count(up{job="mqtt-operator"} == 1)`, time.Time{})
 		sent, _, err2 := promValue(base, `min(prometheus_remote_storage_queue_highest_sent_timestamp_seconds)`, time.Time{})
 		failed, _, err3 := promValue(base, `sum(prometheus_remote_storage_samples_failed_total)`, time.Time{})
@@ -330,14 +325,11 @@ func TestMetricsOutliveThePrometheusVolume(t *testing.T) {
 		if c > 0 && n > 0 && mark.IsZero() {
 			mark = time.Now().Add(-15 * time.Second)
 		}
-		if !mark.IsZero() && sent >= float64(mark.Unix()+30) {
-			break
+		if mark.IsZero() || sent < float64(mark.Unix()+30) {
+			return fmt.Errorf("highest sent %.0f, mark %v", sent, mark)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("remote write has not sent the samples of %s (highest sent %.0f)", mark, sent)
-		}
-		time.Sleep(2 * time.Second)
-	}
+		return nil
+	})
 	// The operator's own target was up at the mark. (Compared as a value,
 	// not a series count: InfluxDB may return a target's samples as more
 	// series than Prometheus merged them into.)
