@@ -66,8 +66,8 @@ func (f *Fleet) defaults() {
 }
 
 // Start connects every client, parallel at a time, each retrying with
-// backoff until ctx ends; it returns once all are connected (or ctx's
-// error).
+// backoff until ctx ends; it returns once all are connected at the same
+// time (or ctx's error).
 func (f *Fleet) Start(ctx context.Context, parallel int) error {
 	f.defaults()
 	f.stop = make(chan struct{})
@@ -106,8 +106,14 @@ func (f *Fleet) Start(ctx context.Context, parallel int) error {
 		}()
 	}
 	wg.Wait()
-	if n := f.Connected(); n < f.N {
-		return fmt.Errorf("%d of %d clients connected", n, f.N)
+	// A client that connected and lost its connection since is
+	// reconnecting: all of them connected at once is what counts.
+	for f.Connected() < f.N {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d of %d clients connected: %w", f.Connected(), f.N, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 	return nil
 }
