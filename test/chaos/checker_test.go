@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -113,5 +114,35 @@ func TestInFlightMessagesAreChargedToTheFault(t *testing.T) {
 	}
 	if kill.Acked != 3 || kill.Lost != 3 {
 		t.Errorf("broker-kill: %d acked, %d lost; want 3 and 3 (from InFlight before the injection to the heal)", kill.Acked, kill.Lost)
+	}
+}
+
+// TestReceivingNeedsAMessageSentAfterTheMark: a subscriber is receiving
+// again only once it got a message numbered two past the mark (the one
+// past it may have been sent before the mark); a redelivery of an older
+// one does not count.
+func TestReceivingNeedsAMessageSentAfterTheMark(t *testing.T) {
+	h := NewHistory()
+	for _, sub := range []string{"a", "b"} {
+		h.Subscribed(sub, time.Now())
+	}
+	for seq := range 6 {
+		h.Published(Publish{Pub: "p", Seq: seq, Sent: time.Now(), Acked: time.Now()})
+		h.Delivered(Delivery{Sub: "a", Pub: "p", Seq: seq})
+		h.Delivered(Delivery{Sub: "b", Pub: "p", Seq: seq})
+	}
+	mark := h.Mark()
+	if got := h.Receiving(mark); !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("right after the mark: waiting %v, want [a b]", got)
+	}
+	h.Delivered(Delivery{Sub: "a", Pub: "p", Seq: 7})
+	h.Delivered(Delivery{Sub: "b", Pub: "p", Seq: 6})
+	h.Delivered(Delivery{Sub: "b", Pub: "p", Seq: 2})
+	if got := h.Receiving(mark); !slices.Equal(got, []string{"b"}) {
+		t.Fatalf("a got #7, b #6 and a redelivered #2: waiting %v, want [b]", got)
+	}
+	h.Delivered(Delivery{Sub: "b", Pub: "p", Seq: 7})
+	if got := h.Receiving(mark); len(got) != 0 {
+		t.Fatalf("both got #7: waiting %v", got)
 	}
 }

@@ -9,6 +9,7 @@ package chaos
 import (
 	"encoding/json"
 	"io"
+	"sort"
 	"sync"
 	"time"
 )
@@ -59,10 +60,15 @@ type History struct {
 	retained      []Publish
 	reads         []RetainedRead
 	faults        []Fault
+	// newest is each subscriber's newest delivered sequence number per
+	// publisher, for Receiving.
+	newest map[[2]string]int
 }
 
 // NewHistory is an empty history.
-func NewHistory() *History { return &History{subscribed: map[string]time.Time{}} }
+func NewHistory() *History {
+	return &History{subscribed: map[string]time.Time{}, newest: map[[2]string]int{}}
+}
 
 // Published records a data message's outcome.
 func (h *History) Published(p Publish) {
@@ -82,6 +88,9 @@ func (h *History) RetainedPublished(p Publish) {
 func (h *History) Delivered(d Delivery) {
 	h.mu.Lock()
 	h.deliveries = append(h.deliveries, d)
+	if k := [2]string{d.Sub, d.Pub}; d.Seq > h.newest[k] {
+		h.newest[k] = d.Seq
+	}
 	h.mu.Unlock()
 }
 
@@ -139,6 +148,43 @@ func (h *History) Owed() int {
 		}
 	}
 	return owed
+}
+
+// Mark is, per publisher, the newest sequence number recorded so far:
+// a message numbered two past it was sent after the mark (the one past
+// it may have been sent before and acknowledged after).
+func (h *History) Mark() map[string]int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	m := map[string]int{}
+	for _, p := range h.publishes {
+		m[p.Pub] = max(m[p.Pub], p.Seq)
+	}
+	return m
+}
+
+// Receiving is which subscribers have got no message sent after the mark
+// yet (none: every subscriber's path works again). A fault's window ends
+// only then: a client whose connection died with a node may notice only
+// by its keepalive, after the cluster has converged, and what it misses
+// until it has subscribed again is the fault's, not calm's.
+func (h *History) Receiving(mark map[string]int) (waiting []string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for sub := range h.subscribed {
+		ok := false
+		for pub, seq := range mark {
+			if h.newest[[2]string{sub, pub}] >= seq+2 {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			waiting = append(waiting, sub)
+		}
+	}
+	sort.Strings(waiting)
+	return waiting
 }
 
 type key struct {

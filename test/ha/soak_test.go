@@ -151,7 +151,7 @@ func TestSoak(t *testing.T) {
 		t.Fatal(err)
 	}
 	started := time.Now()
-	n := &nemesis{e: e, ctx: ctx, rng: rand.New(rand.NewPCG(uint64(seed), 1)), replicas: soakReplicas, autosave: "1s"}
+	n := &nemesis{e: e, ctx: ctx, h: h, rng: rand.New(rand.NewPCG(uint64(seed), 1)), replicas: soakReplicas, autosave: "1s"}
 	schedule := chaos.Schedule(seed, kinds, 1000)
 	for i := 0; time.Since(started) < time.Duration(minutes*float64(time.Minute)); i++ {
 		time.Sleep(soakCalmMin + time.Duration(n.rng.IntN(soakCalmN))*time.Second)
@@ -305,6 +305,7 @@ func (e *env) haproxySlots(t *testing.T, replicas int) {
 type nemesis struct {
 	e        *env
 	ctx      context.Context
+	h        *chaos.History
 	rng      *rand.Rand
 	replicas int
 	autosave string
@@ -389,7 +390,8 @@ func runningTasks(service string) ([]string, error) {
 }
 
 // run injects a fault, heals it, and waits until the cluster has
-// converged: the window the checker charges to this kind.
+// converged and every subscriber gets messages again: the window the
+// checker charges to this kind.
 func (n *nemesis) run(kind string) chaos.Fault {
 	f := chaos.Fault{Kind: kind, From: time.Now()}
 	var err error
@@ -400,11 +402,29 @@ func (n *nemesis) run(kind string) chaos.Fault {
 	if err == nil {
 		err = n.e.nodesBack(soakCluster)
 	}
+	if err == nil {
+		err = n.receiving()
+	}
 	if err != nil {
 		f.Err = err.Error()
 	}
 	f.To = time.Now()
 	return f
+}
+
+// receiving waits until every subscriber has got a message sent after
+// the cluster converged: a client whose connection ran through a stopped
+// or cut-off node may notice only by its keepalive, seconds after that,
+// and land on a broker that does not hold its session.
+func (n *nemesis) receiving() error {
+	mark := n.h.Mark()
+	var waiting []string
+	for deadline := time.Now().Add(soakSettle); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if waiting = n.h.Receiving(mark); len(waiting) == 0 {
+			return nil
+		}
+	}
+	return fmt.Errorf("subscribers %v got no new message within %s of the convergence", waiting, soakSettle)
 }
 
 func (n *nemesis) inject(kind string) (string, error) {
