@@ -96,9 +96,13 @@ func (h *History) Check() Report {
 		return rows[Calm], t
 	}
 	kindAt := func(t time.Time) *Row { r, _ := faultAt(t); return r }
-	example := func(format string, a ...any) {
-		if len(rep.Examples) < 20 {
-			rep.Examples = append(rep.Examples, fmt.Sprintf(format, a...))
+	// A few examples of each kind, each with its kind, so that a loss
+	// outside its bound is shown whatever came before it.
+	perKind := map[string]int{}
+	example := func(kind, format string, a ...any) {
+		if perKind[kind] < 5 {
+			perKind[kind]++
+			rep.Examples = append(rep.Examples, fmt.Sprintf("[%s] ", kind)+fmt.Sprintf(format, a...))
 		}
 	}
 
@@ -131,11 +135,11 @@ func (h *History) Check() Report {
 			case n == 0:
 				row.Lost++
 				row.LossSpan = max(row.LossSpan, p.Sent.Sub(from)) // negative: in flight before it
-				example("lost: %s #%d (sent %s, acked %s) never reached %s", p.Pub, p.Seq, p.Sent.Format(time.StampMilli), p.Acked.Format(time.StampMilli), sub)
+				example(row.Kind, "lost: %s #%d (sent %s, acked %s) never reached %s", p.Pub, p.Seq, p.Sent.Format(time.StampMilli), p.Acked.Format(time.StampMilli), sub)
 			case n > 1:
 				row.Duplicated += n - 1
 				if n > 2 {
-					example("duplicated: %s #%d reached %s %d times", p.Pub, p.Seq, sub, n)
+					example(row.Kind, "duplicated: %s #%d reached %s %d times", p.Pub, p.Seq, sub, n)
 				}
 			}
 		}
@@ -153,10 +157,10 @@ func (h *History) Check() Report {
 		switch {
 		case newest >= 0 && r.Seq < 0:
 			row.Missing++
-			example("retained: %s at %s got nothing, #%d was acknowledged", r.Reader, r.Asked.Format(time.StampMilli), newest)
+			example(row.Kind, "retained: %s at %s got nothing, #%d was acknowledged", r.Reader, r.Asked.Format(time.StampMilli), newest)
 		case r.Seq < newest:
 			row.Stale++
-			example("retained: %s at %s got #%d, #%d was acknowledged", r.Reader, r.Asked.Format(time.StampMilli), r.Seq, newest)
+			example(row.Kind, "retained: %s at %s got #%d, #%d was acknowledged", r.Reader, r.Asked.Format(time.StampMilli), r.Seq, newest)
 		}
 	}
 	for _, row := range rows {
@@ -174,7 +178,7 @@ func (h *History) Check() Report {
 // checkOrder counts, per subscriber and publisher, the first deliveries
 // of a message older than one already delivered (a redelivered duplicate
 // is not a reorder), attributed to the fault on when it was sent.
-func checkOrder(ds []Delivery, sent map[msgKey]time.Time, kindAt func(time.Time) *Row, example func(string, ...any)) {
+func checkOrder(ds []Delivery, sent map[msgKey]time.Time, kindAt func(time.Time) *Row, example func(string, string, ...any)) {
 	newest := map[[2]string]int{}
 	seen := map[key]bool{}
 	for _, d := range ds {
@@ -187,8 +191,9 @@ func checkOrder(ds []Delivery, sent map[msgKey]time.Time, kindAt func(time.Time)
 		n, ok := newest[pk]
 		if ok && d.Seq < n {
 			if at, acked := sent[msgKey{d.Pub, d.Seq}]; acked {
-				kindAt(at).Reordered++
-				example("reordered: %s got %s #%d after #%d", d.Sub, d.Pub, d.Seq, n)
+				row := kindAt(at)
+				row.Reordered++
+				example(row.Kind, "reordered: %s got %s #%d after #%d", d.Sub, d.Pub, d.Seq, n)
 			}
 			continue
 		}
