@@ -20,7 +20,7 @@ const (
 	DefaultKeyAlgorithm      = KeyECDSAP256
 	DefaultClientAuth        = ClientAuthNone
 	DefaultSyncDelay         = Duration("1s")
-	DefaultConnectTimeout    = Duration("500ms")
+	DefaultConnectTimeout    = Duration("2s")
 	DefaultBalance           = BalanceClientID
 )
 

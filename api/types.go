@@ -163,11 +163,14 @@ type LoadBalancerSpec struct {
 	// +kubebuilder:default={}
 	Ports PortsSpec `json:"ports,omitempty"`
 	// ConnectTimeout is how long HAProxy waits for a broker to accept a
-	// connection before it tries another, 10ms to 10s: a client whose
-	// broker has just died waits this long once. Raise it where the nodes
-	// are far apart (a connect across the cluster network takes longer).
+	// connection, TLS handshake included, before it tries another, 10ms
+	// to 10s. Under a reconnect storm a busy broker's handshake or a
+	// connection dropped from its full accept queue (resent by the kernel
+	// after 1 s) takes longer than half a second: a shorter timeout turns
+	// those into failures and retries that feed the storm. A broker that
+	// died is taken out by the health checks within about 2 s.
 	// +optional
-	// +kubebuilder:default="500ms"
+	// +kubebuilder:default="2s"
 	ConnectTimeout Duration `json:"connectTimeout,omitempty"`
 	// +optional
 	Limits LoadBalancerLimits `json:"limits,omitzero"`
@@ -184,11 +187,11 @@ type LoadBalancerLimits struct {
 	// +kubebuilder:validation:Maximum=100000
 	ConnectionRatePerClient *int32 `json:"connectionRatePerClient,omitempty"`
 	// ConnectionRate is how many new connections per second each HAProxy
-	// task accepts on each MQTT listener (unset: no limit). Past it,
-	// connections wait in the listen backlog instead of being refused, so
-	// a fleet that reconnects at once (its load balancer or node gone) is
-	// let in at this pace: TLS handshakes and broker logins do not swamp
-	// the node.
+	// task accepts, its listeners together (unset: no limit; HAProxy's
+	// maxconnrate). Past it, connections wait in the listen backlog
+	// instead of being refused, so a fleet that reconnects at once (its
+	// load balancer or node gone) is let in at this pace: TLS handshakes
+	// and broker logins do not swamp the node.
 	// +optional
 	// +kubebuilder:validation:Minimum=10
 	// +kubebuilder:validation:Maximum=1000000

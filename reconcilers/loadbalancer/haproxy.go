@@ -94,12 +94,6 @@ const operatorOU = "operator"
 // mqttRules: only well-formed MQTT gets through, and under clientid the
 // client identifier from CONNECT is kept for the backend's hash.
 const mqttRules = `{{define "mqtt-rules"}}
-{{- if .SessionRate}}
-    # At most {{.SessionRate}} new connections a second on this listener
-    # (spec.loadBalancer.limits.connectionRate): past it, connections wait
-    # in the listen backlog, not refused, so a reconnect storm is paced.
-    rate-limit sessions {{.SessionRate}}
-{{- end}}
     tcp-request inspect-delay 5s
     tcp-request content reject unless { req.payload(0,0),mqtt_is_valid }
     # The internal user (the bridges') logs in on the brokers' internal
@@ -121,6 +115,15 @@ var tmpl = template.Must(template.Must(template.New("haproxy").Parse(mqttRules))
 global
     log stdout format raw local0 warning
     # No maxconn: HAProxy derives it from the file-descriptor limit it gets.
+{{- if .SessionRate}}
+    # At most {{.SessionRate}} new connections a second into this task, both MQTT
+    # listeners together (spec.loadBalancer.limits.connectionRate): past
+    # it, connections wait in the listen backlog, not refused, so a
+    # reconnect storm is let in at this pace. Counted when accepted: a
+    # frontend's "rate-limit sessions" counts a TLS session only once its
+    # handshake is done and lets a storm through (haproxy/haproxy#2102).
+    maxconnrate {{.SessionRate}}
+{{- end}}
     stats socket {{.AdminSocket}} mode 600 level admin expose-fd listeners
     stats timeout 30s
     ssl-default-bind-options ssl-min-ver TLSv1.2 no-tls-tickets
@@ -217,14 +220,22 @@ backend {{.Backend}}
     # One slot per possible broker, found through Docker's DNS: a slot whose
     # service does not exist stays in maintenance until it resolves, so
     # scaling changes the backends with no reload.
-    # A dead broker is out after two failed checks half a second apart, or
-    # at the first connection to it that fails (observe layer4).
-    default-server inter 500ms fastinter 500ms downinter 1s fall 2 rise 1 observe layer4 error-limit 1 on-error mark-down resolvers {{.Resolver}} init-addr none on-marked-down shutdown-sessions
+    # A broker is marked down by its checks only: three failed in a row
+    # (every 500 ms, after a failure every 250 ms; each a TCP connect
+    # allowed 500 ms). A failed client connection is retried on another broker
+    # (retries, redispatch) and only hastens the checks: under a reconnect
+    # storm a busy broker's accept queue overflows and connections to it
+    # fail now and then, and marking it down for that would cut every
+    # session it holds (shutdown-sessions) and feed the storm.
+    default-server inter 500ms fastinter 250ms downinter 1s fall 3 rise 1 observe layer4 error-limit 1 on-error fastinter resolvers {{.Resolver}} init-addr none on-marked-down shutdown-sessions
 {{- if .BackendTLS}}
     # The brokers speak TLS: the clients' passwords and messages cross
     # nodes encrypted; each broker's certificate must chain to the
-    # control-plane CA and name the server's address.
-    default-server ssl verify required ca-file {{.ControlCAPath}} ssl-min-ver TLSv1.2
+    # control-plane CA and name the server's address. The checks are plain
+    # TCP connects (no-check-ssl): a TLS handshake per check, on top of
+    # the clients', times out first when a storm keeps HAProxy busy, and
+    # says nothing more about whether the broker is there.
+    default-server ssl verify required ca-file {{.ControlCAPath}} ssl-min-ver TLSv1.2 no-check-ssl
 {{- end}}
 {{- range .Slots}}
     server {{.Name}} {{.Address}} check{{if $.BackendTLS}} verifyhost {{.Host}}{{end}}
