@@ -20,7 +20,7 @@ const (
 	DefaultKeyAlgorithm      = KeyECDSAP256
 	DefaultClientAuth        = ClientAuthNone
 	DefaultSyncDelay         = Duration("1s")
-	DefaultConnectTimeout    = Duration("2s")
+	DefaultConnectTimeout    = Duration("1500ms")
 	DefaultBalance           = BalanceClientID
 )
 

@@ -167,10 +167,11 @@ type LoadBalancerSpec struct {
 	// to 10s. Under a reconnect storm a busy broker's handshake or a
 	// connection dropped from its full accept queue (resent by the kernel
 	// after 1 s) takes longer than half a second: a shorter timeout turns
-	// those into failures and retries that feed the storm. A broker that
-	// died is taken out by the health checks within about 2 s.
+	// those into failures and retries that feed the storm. It is also
+	// how long a client whose broker has just died may wait once before
+	// HAProxy tries another.
 	// +optional
-	// +kubebuilder:default="2s"
+	// +kubebuilder:default="1500ms"
 	ConnectTimeout Duration `json:"connectTimeout,omitempty"`
 	// +optional
 	Limits LoadBalancerLimits `json:"limits,omitzero"`

@@ -116,9 +116,7 @@ func runClusterBench(ctx context.Context, cl *client.Client, o clusterOpts) erro
 			return err
 		}
 	}
-	// Only when asked for (-only storm): a storm of thousands does not
-	// converge on a 2-core machine yet (README, Scaling).
-	if o.only["storm"] {
+	if o.want("storm") {
 		if err := stormBench(ctx, cl, o.stormClients, o.stormRate); err != nil {
 			return err
 		}

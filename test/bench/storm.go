@@ -66,7 +66,7 @@ func stormBench(ctx context.Context, cl *client.Client, n, rate int) error {
 		roots := x509.NewCertPool()
 		roots.AppendCertsFromPEM([]byte(ca.Certificate))
 		tc := &tls.Config{RootCAs: roots, ServerName: "localhost", MinVersion: tls.VersionTLS12}
-		url := fmt.Sprintf("ssl://127.0.0.1:%d", stormMQTT+5000)
+		url := fmt.Sprintf("ssl://%s:%d", chaos.FleetHost("127.0.0.1"), stormMQTT+5000)
 		line, err := stormRound(ctx, url, tc, cr.Username, cr.Password, n, r, r == 0)
 		if err != nil {
 			return err
@@ -137,7 +137,7 @@ func stormRound(ctx context.Context, url string, tc *tls.Config, user, pass stri
 	t100 := time.Since(killed)
 	what := "unpaced (baseline)"
 	if rate > 0 {
-		what = fmt.Sprintf("paced (connectionRate %d/s per listener)", rate)
+		what = fmt.Sprintf("paced (connectionRate %d/s per load-balancer task)", rate)
 	}
 	res := fmt.Sprintf("reconnect storm, %d MQTTS clients, the load balancer killed, %s: 99%% back in %s, 100%% in %s",
 		n, what, fmtWait(ok99, t99), fmtWait(ok100, t100))

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -199,4 +200,27 @@ func (f *Fleet) Stop() {
 	}
 	wg.Wait()
 	f.wg.Wait()
+}
+
+// FleetHost is the address a fleet on this machine reaches host's load
+// balancer at: host itself, unless it is this machine's loopback; then
+// this machine's own non-loopback address, as a device on the network
+// would: a published port reached through 127.0.0.1 goes through
+// docker-proxy, a userland copy of every byte that no real client pays
+// and that competes with HAProxy for the cores, where another local
+// address is forwarded by the kernel (iptables).
+func FleetHost(host string) string {
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return host
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return host
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && n.IP.IsGlobalUnicast() {
+			return n.IP.String()
+		}
+	}
+	return host
 }

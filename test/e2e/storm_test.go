@@ -5,7 +5,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net"
 	"os/exec"
 	"slices"
 	"strings"
@@ -28,7 +27,7 @@ func TestReconnectStorm(t *testing.T) {
 	e := quickstart(t)
 	lbService := "quickstart-lb"
 	brokersBefore := brokerTaskIDs(t)
-	f := &chaos.Fleet{URL: fmt.Sprintf("ssl://%s:%d", fleetHost(t, e.host), e.mqtts), TLS: e.tls("localhost"), User: e.user, Pass: e.pass,
+	f := &chaos.Fleet{URL: fmt.Sprintf("ssl://%s:%d", chaos.FleetHost(e.host), e.mqtts), TLS: e.tls("localhost"), User: e.user, Pass: e.pass,
 		N: stormClients, IDPrefix: "storm", Cap: 3 * time.Second}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -75,29 +74,6 @@ func TestReconnectStorm(t *testing.T) {
 			}
 		}
 	}
-}
-
-// fleetHost is the address a fleet reaches the load balancer at: for a
-// Swarm on this machine, this machine's own non-loopback address, as a
-// device on the network would: a published port reached through
-// 127.0.0.1 goes through docker-proxy, a userland copy of every byte that
-// no real client pays and that would compete with HAProxy for the two
-// cores, where another address is forwarded by the kernel (iptables).
-func fleetHost(t *testing.T, host string) string {
-	t.Helper()
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return host
-	}
-	addrs, err := net.InterfaceAddrs()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range addrs {
-		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && n.IP.IsGlobalUnicast() && !n.IP.IsLoopback() {
-			return n.IP.String()
-		}
-	}
-	return host
 }
 
 // brokerTaskIDs are the running quickstart broker tasks.
