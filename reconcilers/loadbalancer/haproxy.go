@@ -222,11 +222,12 @@ backend {{.Backend}}
     # scaling changes the backends with no reload.
     # A broker is marked down by its checks only: three failed in a row
     # (every 500 ms, after a failure every 250 ms; each a TCP connect
-    # allowed 500 ms). A failed client connection is retried on another broker
-    # (retries, redispatch) and only hastens the checks: under a reconnect
-    # storm a busy broker's accept queue overflows and connections to it
-    # fail now and then, and marking it down for that would cut every
-    # session it holds (shutdown-sessions) and feed the storm.
+    # allowed no longer than the interval). A failed client connection is
+    # retried on another broker (retries, redispatch) and only hastens the
+    # checks: under a reconnect storm a busy broker's accept queue
+    # overflows and connections to it fail now and then, and marking it
+    # down for that would cut every session it holds (shutdown-sessions)
+    # and feed the storm.
     default-server inter 500ms fastinter 250ms downinter 1s fall 3 rise 1 observe layer4 error-limit 1 on-error fastinter resolvers {{.Resolver}} init-addr none on-marked-down shutdown-sessions
 {{- if .BackendTLS}}
     # The brokers speak TLS: the clients' passwords and messages cross
