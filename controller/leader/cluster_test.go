@@ -1064,3 +1064,43 @@ func TestClusterUsesAnIncompleteLogStream(t *testing.T) {
 		t.Fatalf("not Ready: %+v", meta.FindStatusCondition(c.Status.Conditions, api.ConditionReady))
 	}
 }
+
+// A bridge's "connected" line that Swarm could not stream when the hub's
+// log was read (its node cut off) is older than the tracker's cursor once
+// it can be read: the tracker, rebuilt from the current tasks' logs while
+// a broker shows no bridge (at most every 30 s), finds it, and the cluster
+// is Ready again instead of "not bridged to the hub yet" for good.
+func TestClusterRereadsBrokerLogsWhileABridgeLooksDown(t *testing.T) {
+	t.Parallel()
+	e := newClusterEnv(t)
+	e.apply("spec: {tls: {dnsNames: [mqtt.example.com]}, loadBalancer: {replicas: 1}}\n")
+	e.reconcile()
+	e.runAll()
+	hub := e.fake.Logs["iot-broker-0"]
+	if len(hub) != 2 {
+		t.Fatalf("hub log: %v", hub)
+	}
+	// Broker 2's line is older than broker 1's, and missing from the first
+	// read.
+	missed := hub[1]
+	missed.Time = hub[0].Time.Add(-2 * time.Second)
+	e.fake.Logs["iot-broker-0"] = hub[:1]
+	e.reconcile()
+	if c := e.cluster(); c.Status.Brokers[2].Bridge != nil && c.Status.Brokers[2].Bridge.Connected {
+		t.Fatalf("broker 2 bridged without its line: %+v", c.Status.Brokers[2].Bridge)
+	}
+	e.fake.Logs["iot-broker-0"] = []swarm.LogLine{missed, hub[0]}
+	e.reconcile()
+	if c := e.cluster(); c.Status.Brokers[2].Bridge != nil && c.Status.Brokers[2].Bridge.Connected {
+		t.Fatal("a line older than the cursor was read without a relist: the test proves nothing")
+	}
+	e.now = e.now.Add(31 * time.Second)
+	e.reconcile()
+	c := e.cluster()
+	if c.Status.Brokers[2].Bridge == nil || !c.Status.Brokers[2].Bridge.Connected {
+		t.Fatalf("broker 2's bridge not found by the relist: %+v", c.Status.Brokers[2].Bridge)
+	}
+	if !meta.IsStatusConditionTrue(c.Status.Conditions, api.ConditionReady) {
+		t.Fatalf("not Ready: %+v", meta.FindStatusCondition(c.Status.Conditions, api.ConditionReady))
+	}
+}

@@ -95,6 +95,8 @@ type Reconciler struct {
 	// trackers follow each cluster's bridges from the brokers' logs.
 	mu       sync.Mutex
 	trackers map[string]*bridges.Tracker
+	// trackerBuilt is when each cluster's tracker was (re)built.
+	trackerBuilt map[string]time.Time
 	// syncClients reach each cluster's sync agents (see syncClient).
 	syncClients map[string]cachedSyncClient
 	// PollWhileProgressing re-reconciles a cluster that is not Ready yet
@@ -977,10 +979,25 @@ func (r *Reconciler) observeBridges(ctx context.Context, cluster string, n int, 
 	if r.trackers == nil {
 		r.trackers = map[string]*bridges.Tracker{}
 	}
+	if r.trackerBuilt == nil {
+		r.trackerBuilt = map[string]time.Time{}
+	}
 	tr := r.trackers[cluster]
+	// A tracker is a cache of what the logs said, fed from a cursor: a
+	// line Swarm could not stream when it was read (its node cut off, or
+	// Swarm without a leader) is never read again, and a bridge that
+	// connected then looks down for good (a soak saw a cluster "not
+	// bridged to the hub yet" for minutes after a node was cut off). So,
+	// as an informer relists, a tracker that shows a running broker with
+	// no bridge is rebuilt from the current tasks' logs, at most every
+	// bridgeRelist.
+	if tr != nil && r.now().Sub(r.trackerBuilt[cluster]) >= bridgeRelist && unbridged(tr, cluster, n, latest) {
+		tr = nil
+	}
 	if tr == nil {
 		tr = bridges.NewTracker(cluster)
 		r.trackers[cluster] = tr
+		r.trackerBuilt[cluster] = r.now()
 	}
 	r.mu.Unlock()
 	tr.Forget(n)
@@ -1017,6 +1034,30 @@ func (r *Reconciler) observeBridges(ctx context.Context, cluster string, n int, 
 		}
 	}
 	return tr
+}
+
+// bridgeRelist is how often at most a cluster's bridge tracker is rebuilt
+// while it shows a running broker with no bridge.
+const bridgeRelist = 30 * time.Second
+
+// unbridged is whether a running broker other than the tree's root (the
+// lowest-numbered running broker with no bridge up) shows no bridge up.
+func unbridged(tr *bridges.Tracker, cluster string, n int, latest map[string]dswarm.Task) bool {
+	root := true
+	for i := 0; i < n; i++ {
+		if t, ok := latest[api.BrokerService(cluster, i)]; !ok || t.Status.State != dswarm.TaskStateRunning {
+			continue
+		}
+		if i > 0 && tr.Link(i).Connected {
+			continue
+		}
+		if root {
+			root = false
+			continue
+		}
+		return true
+	}
+	return false
 }
 
 // latestFailed is the newest task of service name when none of its tasks
@@ -1105,6 +1146,7 @@ func (r *Reconciler) Delete(ctx context.Context, name string) error {
 	}
 	r.mu.Lock()
 	delete(r.trackers, name)
+	delete(r.trackerBuilt, name)
 	delete(r.syncClients, name)
 	r.mu.Unlock()
 	if r.Auth != nil {
