@@ -107,7 +107,13 @@ func (e *env) api(node string) string { return "https://" + e.ip[node] + ":7950"
 // leaderInfo asks one node's operator who leads (nil when it does not
 // answer within 300ms).
 func (e *env) leaderInfo(node string) *store.LeaderInfo {
-	c, err := client.New(client.Options{Server: e.api(node), CAFile: testutil.CAFile(), Timeout: 300 * time.Millisecond})
+	return e.leaderInfoWithin(node, 300*time.Millisecond)
+}
+
+// leaderInfoWithin is leaderInfo with another timeout (a new TLS
+// connection each time).
+func (e *env) leaderInfoWithin(node string, timeout time.Duration) *store.LeaderInfo {
+	c, err := client.New(client.Options{Server: e.api(node), CAFile: testutil.CAFile(), Timeout: timeout})
 	if err != nil {
 		return nil
 	}

@@ -81,7 +81,15 @@ func TestOperatorUpgradeInPlace(t *testing.T) {
 			}
 			s := sample{at: time.Now()}
 			for _, n := range nodes {
-				if li := e.leaderInfo(n); li != nil {
+				// An operator that misses the 300 ms once is asked again
+				// with a second: one that is down misses that too, one
+				// that was slow on a loaded machine (a CI run: a single
+				// sample of 473 with one answering) is not counted down.
+				li := e.leaderInfo(n)
+				if li == nil {
+					li = e.leaderInfoWithin(n, time.Second)
+				}
+				if li != nil {
 					s.answered++
 					s.leader = s.leader || li.LeaderID != ""
 				}
