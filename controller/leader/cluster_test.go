@@ -1056,12 +1056,19 @@ func TestClusterUsesAnIncompleteLogStream(t *testing.T) {
 	e.runAll()
 	e.fake.LogsErr = map[string]error{"iot-broker-0": fmt.Errorf("logs of service iot-broker-0: %w: node n3 is not available", swarm.ErrIncompleteLogs)}
 	e.reconcile()
+	e.bridgedAndReady("the bridges in an incomplete stream were not read", 1)
+}
+
+// bridgedAndReady: broker i's bridge is up under hub broker 0, and the
+// cluster is Ready.
+func (e *clusterEnv) bridgedAndReady(what string, i int) {
+	e.t.Helper()
 	c := e.cluster()
-	if c.Status.Hub != "iot-broker-0" || c.Status.Brokers[1].Bridge == nil || !c.Status.Brokers[1].Bridge.Connected {
-		t.Fatalf("the bridges in an incomplete stream were not read: hub %q, broker 1 %+v", c.Status.Hub, c.Status.Brokers[1].Bridge)
+	if b := c.Status.Brokers[i].Bridge; c.Status.Hub != "iot-broker-0" || b == nil || !b.Connected {
+		e.t.Fatalf("%s: hub %q, broker %d %+v", what, c.Status.Hub, i, b)
 	}
 	if !meta.IsStatusConditionTrue(c.Status.Conditions, api.ConditionReady) {
-		t.Fatalf("not Ready: %+v", meta.FindStatusCondition(c.Status.Conditions, api.ConditionReady))
+		e.t.Fatalf("%s: not Ready: %+v", what, meta.FindStatusCondition(c.Status.Conditions, api.ConditionReady))
 	}
 }
 
@@ -1096,11 +1103,5 @@ func TestClusterRereadsBrokerLogsWhileABridgeLooksDown(t *testing.T) {
 	}
 	e.now = e.now.Add(31 * time.Second)
 	e.reconcile()
-	c := e.cluster()
-	if c.Status.Brokers[2].Bridge == nil || !c.Status.Brokers[2].Bridge.Connected {
-		t.Fatalf("broker 2's bridge not found by the relist: %+v", c.Status.Brokers[2].Bridge)
-	}
-	if !meta.IsStatusConditionTrue(c.Status.Conditions, api.ConditionReady) {
-		t.Fatalf("not Ready: %+v", meta.FindStatusCondition(c.Status.Conditions, api.ConditionReady))
-	}
+	e.bridgedAndReady("broker 2's bridge not found by the relist", 2)
 }

@@ -972,10 +972,11 @@ func failure(err error) *status.Failure {
 	return &status.Failure{Err: err, Reason: "ReconcileError"}
 }
 
-// observeBridges reads what the brokers logged since the last pass into
-// the cluster's bridge tracker.
-func (r *Reconciler) observeBridges(ctx context.Context, cluster string, n int, latest map[string]dswarm.Task) *bridges.Tracker {
+// tracker is cluster's bridge tracker: made on first use, and rebuilt
+// (relisted) while it shows a running broker with no bridge.
+func (r *Reconciler) tracker(cluster string, n int, latest map[string]dswarm.Task) *bridges.Tracker {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.trackers == nil {
 		r.trackers = map[string]*bridges.Tracker{}
 	}
@@ -999,7 +1000,13 @@ func (r *Reconciler) observeBridges(ctx context.Context, cluster string, n int, 
 		r.trackers[cluster] = tr
 		r.trackerBuilt[cluster] = r.now()
 	}
-	r.mu.Unlock()
+	return tr
+}
+
+// observeBridges reads what the brokers logged since the last pass into
+// the cluster's bridge tracker.
+func (r *Reconciler) observeBridges(ctx context.Context, cluster string, n int, latest map[string]dswarm.Task) *bridges.Tracker {
+	tr := r.tracker(cluster, n, latest)
 	tr.Forget(n)
 	for j := 0; j < n; j++ {
 		name := api.BrokerService(cluster, j)
