@@ -346,6 +346,20 @@ func run(ctx context.Context, o options) error {
 				cr.Reconciler.AuthDrift(cluster, broker, found)
 				l.Trigger() // the event is stored by the next pass
 			}}
+			// The same connections are the quickest word of a broker's
+			// death (its process closes them): it is taken out of HAProxy
+			// at once, before HAProxy's checks see it.
+			pusher.OnLost = func(cluster string, broker int) {
+				lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				defer cancel()
+				cr.Reconciler.BrokerLost(lctx, cluster, broker)
+				l.Trigger()
+			}
+			pusher.OnConnected = func(cluster string, broker int) {
+				if cr.Reconciler.BrokerReached(cluster, broker) {
+					l.Trigger() // admitted again once joined
+				}
+			}
 			cr.Reconciler.Auth = pusher
 			l.Tasks = append(l.Tasks, leader.Task{Name: "broker auth", Run: pusher.Run})
 		}

@@ -452,6 +452,13 @@ func (f *fakeRuntime) ShutdownSessions(_ context.Context, addr, server string, r
 	return 0, nil
 }
 
+func (f *fakeRuntime) ShutdownYoungSessions(_ context.Context, addr, server string, maxAge time.Duration) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.states = append(f.states, addr+" "+server+" shutdown-young-sessions")
+	return 0, nil
+}
+
 func (f *fakeRuntime) SetServerState(_ context.Context, addr, server, state string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

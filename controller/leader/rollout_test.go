@@ -1,6 +1,8 @@
 package leader
 
 import (
+	"context"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
 )
 
 // step runs a pass and returns the brokers it updated.
@@ -108,5 +111,113 @@ func TestClusterManualApprovalHoldsRestarts(t *testing.T) {
 	e.apply("spec: {replicas: 2, loadBalancer: {replicas: 1}, updatePolicy: {approval: manual}, broker: {resources: {memory: 512Mi}}}\n")
 	if got := e.step(); len(got) != 0 {
 		t.Fatalf("a new generation rolled on an old approval: %v", got)
+	}
+}
+
+// restartTask gives service name a new task, created (and running) at.
+func (e *clusterEnv) restartTask(name string, at time.Time) {
+	e.t.Helper()
+	for i, t := range e.fake.TaskList {
+		if e.serviceName(t.ServiceID) == name {
+			e.fake.TaskList[i].ID += "r"
+			e.fake.TaskList[i].Meta.CreatedAt = at
+			e.fake.TaskList[i].Status.Timestamp = at
+			return
+		}
+	}
+	e.t.Fatalf("no task of %s", name)
+}
+
+func (e *clusterEnv) serviceName(id string) string {
+	svcs, _ := e.fake.Services(context.Background(), nil)
+	for _, s := range svcs {
+		if s.ID == id {
+			return s.Spec.Name
+		}
+	}
+	return ""
+}
+
+func bridgeLine(child int, at time.Time) swarm.LogLine {
+	return swarm.LogLine{Time: at, Text: fmt.Sprintf("New bridge connected from 10.0.0.%d:40000 as iot-broker-%d-bridge (p2, c1, k5, u'bridge').", child, child)}
+}
+
+// A broker that restarted is an island until a bridge links it to the
+// others (issue: a client sent to a hub that came back before its spokes
+// rejoined it published to nobody else): HAProxy gets it drained until
+// then, and ready once a bridge is up; a settled cluster writes nothing to
+// HAProxy. A broker whose connection to the operator closed is drained at
+// once, the streams sent to it since closed, and kept out until the
+// operator reaches it again (its new task, or it was never gone).
+func TestClusterAdmitsARestartedBrokerOnlyOnceJoined(t *testing.T) {
+	t.Parallel()
+	e := newClusterEnv(t)
+	rt := e.withControlNetwork()
+	e.running("spec: {replicas: 3, loadBalancer: {replicas: 1}}\n")
+	addrs := e.attachLB(1)
+	e.step()
+	if d := rt.drained[addrs[0]]; len(d) != 0 {
+		t.Fatalf("a joined cluster has drained brokers: %v", d)
+	}
+	n := len(rt.states)
+	e.step()
+	if len(rt.states) != n {
+		t.Fatalf("a settled pass changed HAProxy: %v", rt.states[n:])
+	}
+
+	// The hub is killed: Swarm starts its new task, broker 2's bridge
+	// moves to broker 1; broker 1's bridge is not back to the hub yet.
+	kill := e.now
+	e.restartTask("iot-broker-0", kill.Add(time.Second))
+	// No bridge is up anywhere yet: the stable brokers serve, not the hub
+	// that just started.
+	e.now = kill.Add(1500 * time.Millisecond)
+	e.step()
+	if d := rt.drained[addrs[0]]; !d["broker-0"] || d["broker-1"] || d["broker-2"] {
+		t.Fatalf("hub back, no bridge up anywhere: drained %v, want broker-0 only (%v)", d, rt.states[n:])
+	}
+	e.fake.Logs["iot-broker-1"] = append(e.fake.Logs["iot-broker-1"], bridgeLine(2, kill.Add(2*time.Second)))
+	e.now = kill.Add(10 * time.Second) // long past StableAfter
+	e.step()
+	if d := rt.drained[addrs[0]]; !d["broker-0"] || d["broker-1"] || d["broker-2"] {
+		t.Fatalf("hub back, not joined: drained %v, want broker-0 only (%v)", d, rt.states[n:])
+	}
+	// Broker 1's bridge reaches it: admitted.
+	e.fake.Logs["iot-broker-0"] = append(e.fake.Logs["iot-broker-0"], bridgeLine(1, e.now))
+	e.now = e.now.Add(time.Second)
+	e.step()
+	if d := rt.drained[addrs[0]]; len(d) != 0 {
+		t.Fatalf("hub joined: still drained %v", d)
+	}
+
+	// The operator's connection to broker 2 closes: drained at once, young
+	// streams closed; broker 2 still runs and is joined: ready again.
+	e.rec.Reconciler.BrokerLost(context.Background(), "iot", 2)
+	if d, s := slices.Index(rt.states, addrs[0]+" broker-2 drain"), slices.Index(rt.states, addrs[0]+" broker-2 shutdown-young-sessions"); d < 0 || s < d {
+		t.Fatalf("lost broker: drain, then its young streams closed, expected: %v", rt.states)
+	}
+	// Swarm still lists its task running, the bridges still up: it stays
+	// out until the operator reaches it again.
+	e.step()
+	if d := rt.drained[addrs[0]]; !d["broker-2"] {
+		t.Fatalf("a lost broker whose task Swarm still lists is admitted again: %v", rt.states)
+	}
+	if !e.rec.Reconciler.BrokerReached("iot", 2) || e.rec.Reconciler.BrokerReached("iot", 2) {
+		t.Fatal("BrokerReached: true once for a broker found gone, then false")
+	}
+	e.step()
+	if d := rt.drained[addrs[0]]; len(d) != 0 {
+		t.Fatalf("a broker reached again and joined stays drained: %v", d)
+	}
+
+	// A one-broker cluster is never held back: nothing else could serve.
+	e2 := newClusterEnv(t)
+	rt2 := e2.withControlNetwork()
+	e2.running("spec: {replicas: 1, loadBalancer: {replicas: 1}}\n")
+	addrs2 := e2.attachLB(1)
+	e2.restartTask("iot-broker-0", e2.now)
+	e2.step()
+	if d := rt2.drained[addrs2[0]]; len(d) != 0 {
+		t.Fatalf("the only broker drained: %v", d)
 	}
 }

@@ -7,11 +7,14 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
@@ -48,6 +51,14 @@ type Pusher struct {
 	// OnDrift, when set, hears of a broker found serving a state this
 	// pusher did not give it (found: its version).
 	OnDrift func(cluster string, broker int, found string)
+	// OnLost, when set, hears at once of a connection the broker's side
+	// closed (end of stream or reset: its process exited, was killed or
+	// closed it), not of one that went quiet (a keepalive timeout: a
+	// network fault, which says nothing of the broker). It runs on its
+	// own goroutine.
+	OnLost func(cluster string, broker int)
+	// OnConnected, when set, hears of every connection made to a broker.
+	OnConnected func(cluster string, broker int)
 
 	mu       sync.Mutex
 	ctx      context.Context
@@ -265,6 +276,9 @@ func (p *Pusher) follow(ctx context.Context, name string, i int, k *conn) {
 			continue
 		}
 		failing = false
+		if p.OnConnected != nil {
+			p.OnConnected(name, i)
+		}
 		p.setApplied(k, "", true)
 		p.serve(ctx, name, i, k, cl, lost, replies)
 		p.setApplied(k, "", false)
@@ -371,7 +385,12 @@ func (p *Pusher) connect(name string, i int, t Target) (mqtt.Client, <-chan stru
 		SetTLSConfig(&tls.Config{RootCAs: pool, ServerName: host, MinVersion: tls.VersionTLS12}).
 		SetCleanSession(true).SetAutoReconnect(false).SetConnectRetry(false).
 		SetConnectTimeout(2 * time.Second).SetKeepAlive(10 * time.Second).SetPingTimeout(5 * time.Second).
-		SetConnectionLostHandler(func(mqtt.Client, error) { once.Do(func() { close(lost) }) }).
+		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+			once.Do(func() { close(lost) })
+			if p.OnLost != nil && ClosedByPeer(err) {
+				p.OnLost(name, i)
+			}
+		}).
 		SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) {
 			if m.Topic() == AppliedTopic {
 				select {
@@ -390,6 +409,12 @@ func (p *Pusher) connect(name string, i int, t Target) (mqtt.Client, <-chan stru
 		return nil, nil, nil, fmt.Errorf("connect to %s timed out", addr)
 	}
 	return cl, lost, replies, nil
+}
+
+// ClosedByPeer: err ends a connection the other side closed (end of
+// stream, or reset), as a process that exits or is killed does.
+func ClosedByPeer(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
 }
 
 func sleep(ctx context.Context, d time.Duration) {

@@ -1,7 +1,13 @@
 package brokerauth
 
 import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -44,5 +50,22 @@ func TestRenderUsersSortedWithTheirHashLimitAndRules(t *testing.T) {
 	want := "cluster-auth 1\nversion " + s.Version + "\nuser amy $7$101$s$a 5\nuser zed $7$101$s$z\nurule read z/#\nend\n"
 	if string(s.Body) != want || s.Users != 2 || s.Rules != 1 {
 		t.Fatalf("got %q (%d users, %d rules), want %q", s.Body, s.Users, s.Rules, want)
+	}
+}
+
+func TestClosedByPeer(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{io.EOF, true},
+		{fmt.Errorf("read: %w", io.ErrUnexpectedEOF), true},
+		{&net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}, true},
+		{errors.New("pingresp not received, disconnecting"), false},
+		{&net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}, false},
+	} {
+		if got := ClosedByPeer(c.err); got != c.want {
+			t.Errorf("ClosedByPeer(%v) = %v, want %v", c.err, got, c.want)
+		}
 	}
 }

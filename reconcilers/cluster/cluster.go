@@ -137,6 +137,9 @@ type Reconciler struct {
 	Users UserSource
 	// pending are the events of the passes in progress, by cluster.
 	pending map[string][]api.Event
+	// lost are the brokers found gone (BrokerLost) and not reached since,
+	// by cluster.
+	lost map[string]map[int]bool
 }
 
 // CertRuntime is HAProxy's runtime API: the certificate a task serves,
@@ -147,6 +150,7 @@ type CertRuntime interface {
 	DrainedServers(ctx context.Context, addr string) (map[string]bool, error)
 	SetServerState(ctx context.Context, addr, server, state string) error
 	ShutdownSessions(ctx context.Context, addr, server string, rate int, budget time.Duration) (int, error)
+	ShutdownYoungSessions(ctx context.Context, addr, server string, maxAge time.Duration) (int, error)
 }
 
 // ErrNotLeaderAnyMore stops a pass when leadership is lost half way.
@@ -307,6 +311,25 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster) (res Res
 	return res, recErr
 }
 
+// admit sets which brokers HAProxy sends new clients to (rollout's
+// Admit), from the bridges and tasks the status read; it fails only when
+// leadership is lost.
+func (r *Reconciler) admit(ctx context.Context, c *api.MqttCluster, sv *passView) error {
+	if sv.roll == nil || sv.bridges == nil {
+		return nil // the pass stopped before
+	}
+	sv.roll.Joined = joined(sv.bridges, c.Name, int(*c.Spec.Replicas), sv.latest)
+	sv.roll.Gone = r.gone(c.Name)
+	err := sv.roll.Admit(ctx)
+	if errors.Is(err, ErrNotLeaderAnyMore) {
+		return err
+	}
+	if err != nil {
+		r.log().Warn("admission in HAProxy failed", "cluster", c.Name, "err", err)
+	}
+	return nil
+}
+
 // SyncRefresh is how often a cluster with spec.sync is reconciled, so its
 // sync status (and the age metric) follows the agents.
 const SyncRefresh = 5 * time.Second
@@ -355,9 +378,6 @@ func (r *Reconciler) apply(ctx context.Context, c *api.MqttCluster, sv *passView
 		if push, err = r.pushCertificate(ctx, c, p.m, p.control); err != nil {
 			return res, nil, push, err
 		}
-	}
-	if err := sv.roll.Undrain(ctx); err != nil {
-		return res, nil, push, err
 	}
 	return res, p.inUse, push, nil
 }
@@ -917,7 +937,8 @@ func (r *Reconciler) credentials(c *api.MqttCluster) (credentials.Material, erro
 	return next, nil
 }
 
-// observe reads the live state and computes the status from it.
+// observe reads the live state, computes the status from it, and sets
+// which brokers HAProxy admits (admit).
 func (r *Reconciler) observe(ctx context.Context, c *api.MqttCluster, svcs []dswarm.Service, push status.Serving, sv *passView, recErr error) (status.Output, error) {
 	tasks, err := r.Swarm.Tasks(ctx, swarm.Owned(r.OperatorID, c.Name))
 	if err != nil {
@@ -928,10 +949,11 @@ func (r *Reconciler) observe(ctx context.Context, c *api.MqttCluster, svcs []dsw
 		return status.Output{}, err
 	}
 	latest := status.Latest(svcs, tasks, api.LoadBalancerService(c.Name))
+	sv.bridges, sv.latest = r.observeBridges(ctx, c.Name, int(*c.Spec.Replicas), latest), latest
 	in := status.Input{
 		Cluster: c, Now: r.now(), StableAfter: r.stableAfter(),
 		Services: svcs, Tasks: tasks, Nodes: nodes,
-		Links:   r.observeBridges(ctx, c.Name, int(*c.Spec.Replicas), latest),
+		Links:   sv.bridges,
 		Serving: push, SyncEnabled: sv.enabled, Failure: failure(recErr),
 	}
 	in.LoadBalancerAlerts = r.loadBalancerAlerts(ctx, c, svcs, tasks)
@@ -955,7 +977,8 @@ func (r *Reconciler) observe(ctx context.Context, c *api.MqttCluster, svcs []dsw
 	for _, e := range out.Events {
 		r.event(c.Name, e.Type, e.Reason, "%s", e.Message)
 	}
-	return out, nil
+	// Admission reads the same bridges and tasks.
+	return out, r.admit(ctx, c, sv)
 }
 
 // failure classifies the error that stopped a pass for the Degraded
@@ -1065,6 +1088,30 @@ func unbridged(tr *bridges.Tracker, cluster string, n int, latest map[string]dsw
 		return true
 	}
 	return false
+}
+
+// joined says whether broker i's current task has joined the bridge
+// tree: a bridge links it to another running broker (its own, or
+// another's to it) made since both tasks began, or no other broker runs.
+func joined(tr *bridges.Tracker, cluster string, n int, latest map[string]dswarm.Task) func(int) bool {
+	started := map[int]time.Time{}
+	for i := 0; i < n; i++ {
+		if t, ok := latest[api.BrokerService(cluster, i)]; ok && t.Status.State == dswarm.TaskStateRunning {
+			started[i] = t.Meta.CreatedAt
+		}
+	}
+	linked := map[int]bool{}
+	for c, tc := range started {
+		l := tr.Link(c)
+		tp, ok := started[l.Parent]
+		if l.Connected && ok && !l.Since.Before(tc) && !l.Since.Before(tp) {
+			linked[c], linked[l.Parent] = true, true
+		}
+	}
+	return func(i int) bool {
+		_, running := started[i]
+		return linked[i] || (running && len(started) == 1)
+	}
 }
 
 // latestFailed is the newest task of service name when none of its tasks

@@ -13,6 +13,7 @@ import (
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/tlsutil"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/bridges"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/broker"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/credentials"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/datasync"
@@ -42,6 +43,10 @@ const RetireTimeout = 60 * time.Second
 // passView is what a pass learnt of the sync agents, and its rollout.
 type passView struct {
 	roll *rollout.Gate
+	// bridges and latest are what the status read: the bridge tracker
+	// and each service's newest task (nil: not read yet).
+	bridges *bridges.Tracker
+	latest  map[string]dswarm.Task
 	// material is the pass's credentials, once begin has them (nil: the
 	// pass stopped before; observe loads them).
 	material *credentials.Material

@@ -204,38 +204,93 @@ func (rt Runtime) SetServerState(ctx context.Context, addr, server, state string
 	return nil
 }
 
+// session is one stream HAProxy holds to a broker server.
+type session struct {
+	id  string
+	age time.Duration // whole seconds; a minute or more reads as an hour
+}
+
+// sessions lists the streams HAProxy holds to a broker server (those
+// still connecting to it too).
+func (rt Runtime) sessions(ctx context.Context, addr, server string) ([]session, error) {
+	out, err := rt.exec(ctx, addr, "show sess\n")
+	if err != nil {
+		return nil, fmt.Errorf("show sess: %w", err)
+	}
+	return parseSessions(out, server), nil
+}
+
+func parseSessions(out, server string) []session {
+	want := " be=" + BackendName + " srv=" + server + " "
+	var ss []session
+	for _, l := range strings.Split(out, "\n") {
+		if !strings.Contains(l+" ", want) {
+			continue
+		}
+		id, rest, ok := strings.Cut(l, ":")
+		if !ok || !strings.HasPrefix(id, "0x") {
+			continue
+		}
+		s := session{id: id, age: time.Hour}
+		for _, f := range strings.Fields(rest) {
+			// "age=12s", or "age=3m4s", "age=1h2m", "age=2d3h" past a minute.
+			if v, ok := strings.CutPrefix(f, "age="); ok {
+				if n, err := strconv.Atoi(strings.TrimSuffix(v, "s")); err == nil && strings.HasSuffix(v, "s") {
+					s.age = time.Duration(n) * time.Second
+				}
+			}
+		}
+		ss = append(ss, s)
+	}
+	return ss
+}
+
 // ShutdownSessions closes the client sessions HAProxy holds to a broker
 // server, at most rate per second, for at most budget: drained first, the
 // clients reconnect to the other brokers a few at a time instead of all at
 // once when the broker stops. It returns how many it closed.
 func (rt Runtime) ShutdownSessions(ctx context.Context, addr, server string, rate int, budget time.Duration) (int, error) {
-	out, err := rt.exec(ctx, addr, "show sess\n")
+	ss, err := rt.sessions(ctx, addr, server)
 	if err != nil {
-		return 0, fmt.Errorf("show sess: %w", err)
-	}
-	want := " be=" + BackendName + " srv=" + server + " "
-	var ids []string
-	for _, l := range strings.Split(out, "\n") {
-		if !strings.Contains(l+" ", want) {
-			continue
-		}
-		if id, _, ok := strings.Cut(l, ":"); ok && strings.HasPrefix(id, "0x") {
-			ids = append(ids, id)
-		}
+		return 0, err
 	}
 	gap := time.Second / time.Duration(max(rate, 1))
 	deadline := time.Now().Add(budget)
 	closed := 0
-	for _, id := range ids {
+	for _, s := range ss {
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			break
 		}
-		if _, err := rt.exec(ctx, addr, "shutdown session "+id+"\n"); err == nil {
+		if _, err := rt.exec(ctx, addr, "shutdown session "+s.id+"\n"); err == nil {
 			closed++
 		}
 		select {
 		case <-ctx.Done():
 		case <-time.After(gap):
+		}
+	}
+	return closed, nil
+}
+
+// ShutdownYoungSessions closes, at once, the streams to a broker server
+// that are younger than maxAge. When a broker dies, its established
+// sessions end with it; what is left are clients that came back at once
+// and were sent to it again, waiting out the connect timeout on an
+// address that answers nothing: closed, they try again and land on
+// another broker. (Were the broker alive after all, only its newest
+// clients reconnect.) It returns how many it closed.
+func (rt Runtime) ShutdownYoungSessions(ctx context.Context, addr, server string, maxAge time.Duration) (int, error) {
+	ss, err := rt.sessions(ctx, addr, server)
+	if err != nil {
+		return 0, err
+	}
+	closed := 0
+	for _, s := range ss {
+		if s.age >= maxAge || ctx.Err() != nil {
+			continue
+		}
+		if _, err := rt.exec(ctx, addr, "shutdown session "+s.id+"\n"); err == nil {
+			closed++
 		}
 	}
 	return closed, nil

@@ -135,3 +135,22 @@ func TestParseServed(t *testing.T) {
 		t.Errorf("single-digit day: %+v %v", s, err)
 	}
 }
+
+func TestParseSessions(t *testing.T) {
+	// Lines as HAProxy 2.6's "show sess" writes them (trimmed after the age).
+	out := "0x5622a1: proto=tcpv4 src=10.0.0.2:4711 fe=mqtts be=brokers srv=broker-1 ts=00 epoch=0 age=0s calls=3 rate=0\n" +
+		"0x5622a2: proto=tcpv4 src=10.0.0.2:4712 fe=mqtts be=brokers srv=broker-1 ts=00 epoch=0 age=59s calls=3 rate=0\n" +
+		"0x5622a3: proto=tcpv4 src=10.0.0.2:4713 fe=mqtt be=brokers srv=broker-1 ts=00 epoch=0 age=2m5s calls=9 rate=0\n" +
+		"0x5622a4: proto=tcpv4 src=10.0.0.2:4714 fe=mqtt be=brokers srv=broker-10 ts=00 epoch=0 age=1s calls=9 rate=0\n" +
+		"0x5622a5: proto=unix_stream src=unix:1 fe=GLOBAL be=<NONE> srv=<none> ts=00 epoch=0 age=0s calls=1\n"
+	got := parseSessions(out, "broker-1")
+	want := []session{{"0x5622a1", 0}, {"0x5622a2", 59 * time.Second}, {"0x5622a3", time.Hour}}
+	if len(got) != len(want) {
+		t.Fatalf("sessions = %+v, want %+v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("session %d = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -22,6 +23,7 @@ type Runtime interface {
 	DrainedServers(ctx context.Context, addr string) (map[string]bool, error)
 	SetServerState(ctx context.Context, addr, server, state string) error
 	ShutdownSessions(ctx context.Context, addr, server string, rate int, budget time.Duration) (int, error)
+	ShutdownYoungSessions(ctx context.Context, addr, server string, maxAge time.Duration) (int, error)
 }
 
 // Gate is one pass's rolling update of a cluster's brokers, the broker
@@ -43,7 +45,14 @@ type Gate struct {
 	Fence       func() error
 	Now         func() time.Time
 	StableAfter time.Duration
-	Log         *slog.Logger
+	// Joined, when set, says whether broker i's current task has joined
+	// the bridge tree (Admit). Nil: every broker has.
+	Joined func(i int) bool
+	// Gone, when set, says whether broker i was found gone (Lost) and not
+	// reached since: Swarm may still list its dead task as running, and
+	// HAProxy's checks may still see it up (Admit). Nil: none is.
+	Gone func(i int) bool
+	Log  *slog.Logger
 	// Events are what the gate did, for the caller to record.
 	Events []api.Event
 
@@ -166,11 +175,28 @@ const (
 	DrainBudget = 10 * time.Second
 )
 
-// Undrain makes ready again, on every running HAProxy task, the drained
-// brokers whose new task is stable (or that no longer exist). It reads the
-// state from HAProxy, so a drain left by an operator that died mid-way is
-// undone too.
-func (g *Gate) Undrain(ctx context.Context) error {
+// admitted: broker i's newest task runs its service's current spec, has
+// run StableAfter, and has joined the bridge tree.
+func (g *Gate) admitted(i int) bool {
+	s, ok := g.services[i]
+	return ok && g.healthy(s) && !g.gone(i) && (g.Joined == nil || g.Joined(i))
+}
+
+func (g *Gate) gone(i int) bool { return g.Gone != nil && g.Gone(i) }
+
+// Admit sets, on every running HAProxy task, which brokers get new
+// clients: ready, a broker that is admitted (it runs its current spec, has
+// run StableAfter and has joined the bridge tree); drained, one that is
+// not. A broker that has just started is an island until a bridge links
+// it to the others: a client sent there would publish to nobody else and
+// miss what the others' clients publish. HAProxy's own checks only say its
+// port answers. When no broker is admitted at all, the stable ones are,
+// and failing those all (see admission): HAProxy always has somewhere to
+// send a client. It reads the
+// states from HAProxy and changes only what differs, so a drain left by
+// an operator that died mid-way is undone too, and a settled cluster
+// writes nothing.
+func (g *Gate) Admit(ctx context.Context) error {
 	if g.Control == nil {
 		return nil
 	}
@@ -179,31 +205,118 @@ func (g *Gate) Undrain(ctx context.Context) error {
 	if err := g.loadBrokers(ctx); err != nil {
 		return err
 	}
+	want := g.admission()
 	rt := g.Runtime
 	for _, addr := range g.lbAdmin(ctx) {
 		drained, err := rt.DrainedServers(ctx, addr)
 		if err != nil {
 			continue
 		}
-		for name := range drained {
-			i, err := strconv.Atoi(strings.TrimPrefix(name, "broker-"))
-			if err != nil {
-				continue
-			}
-			if s, ok := g.services[i]; ok && !g.healthy(s) {
-				continue
+		for _, name := range changes(want, drained) {
+			state := "ready"
+			if !want[name] && !drained[name] {
+				state = "drain"
 			}
 			if err := g.Fence(); err != nil {
 				return err
 			}
-			if err := rt.SetServerState(ctx, addr, name, "ready"); err != nil {
-				g.Log.Warn("undrain in HAProxy failed", "cluster", c.Name, "server", name, "err", err)
+			if err := rt.SetServerState(ctx, addr, name, state); err != nil {
+				g.Log.Warn("setting a broker's state in HAProxy failed", "cluster", c.Name, "server", name, "state", state, "err", err)
 				continue
 			}
-			g.Log.Info("broker ready again in HAProxy", "cluster", c.Name, "server", name, "haproxy", addr)
+			if state == "ready" {
+				g.Log.Info("broker ready in HAProxy", "cluster", c.Name, "server", name, "haproxy", addr)
+			} else {
+				g.Log.Info("broker drained in HAProxy until it has joined the bridge tree", "cluster", c.Name, "server", name, "haproxy", addr)
+			}
 		}
 	}
 	return nil
+}
+
+// admission is, by server name, whether each broker gets new clients:
+// the admitted ones; when none is (every bridge down at once, as when the
+// hub dies and its spokes have not found another parent yet), the ones
+// that run their current spec and are stable (and not gone); when none is
+// either, all but the broker this pass replaces.
+func (g *Gate) admission() map[string]bool {
+	tiers := []func(i int, s dswarm.Service) bool{
+		func(i int, _ dswarm.Service) bool { return g.admitted(i) },
+		func(i int, s dswarm.Service) bool { return g.healthy(s) && !g.gone(i) },
+		func(_ int, s dswarm.Service) bool { return s.Spec.Name != g.started },
+	}
+	want := map[string]bool{}
+	for _, admit := range tiers {
+		anyone := false
+		for i, s := range g.services {
+			a := admit(i, s)
+			want[loadbalancer.ServerName(i)] = a
+			anyone = anyone || a
+		}
+		if anyone {
+			break
+		}
+	}
+	return want
+}
+
+// changes lists, in order, the servers whose drain state differs from
+// want (by name: ready): drained ones that should be ready (a drained
+// server with no broker, scaled away, too), and ready ones that should be
+// drained.
+func changes(want, drained map[string]bool) []string {
+	var out []string
+	for name := range drained {
+		if w, known := want[name]; !known || w {
+			out = append(out, name)
+		}
+	}
+	for name, w := range want {
+		if !w && !drained[name] {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// LostAge bounds the streams Lost closes: younger than this, they were
+// made after the broker died (its own sessions ended with it).
+const LostAge = 2 * time.Second
+
+// Lost takes broker i out of every running HAProxy task of the cluster at
+// once, when the operator's own connection to it broke (the broker's
+// process closed it: killed, crashed or stopped): drained, so that no new
+// client is sent there, and the streams younger than LostAge closed —
+// clients that came straight back and were sent to it again, waiting out
+// the connect timeout on an address that answers nothing; they try again
+// and land on another broker. HAProxy's checks need a second or more to
+// see the broker gone. The next pass makes it ready again once its new
+// task has joined the bridge tree (Admit). It returns how many streams it
+// closed.
+func (g *Gate) Lost(ctx context.Context, i int) (int, error) {
+	if g.Control == nil {
+		return 0, nil
+	}
+	if err := g.Fence(); err != nil {
+		return 0, err
+	}
+	addrs := g.lbAdmin(ctx)
+	server := loadbalancer.ServerName(i)
+	for _, addr := range addrs {
+		if err := g.Runtime.SetServerState(ctx, addr, server, "drain"); err != nil {
+			g.Log.Warn("drain of a lost broker in HAProxy failed", "cluster", g.Cluster.Name, "server", server, "haproxy", addr, "err", err)
+		}
+	}
+	closed := 0
+	for _, addr := range addrs {
+		n, err := g.Runtime.ShutdownYoungSessions(ctx, addr, server, LostAge)
+		if err != nil {
+			g.Log.Warn("closing streams to a lost broker failed", "cluster", g.Cluster.Name, "server", server, "haproxy", addr, "err", err)
+		}
+		closed += n
+	}
+	return closed, nil
 }
 
 // lbAdmin lists the runtime API addresses of a cluster's running HAProxy

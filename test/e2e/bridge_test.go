@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -148,6 +149,87 @@ func bridgeParents(t *testing.T, replicas int) map[int]int {
 		}
 	}
 	return parent
+}
+
+// admission is a broker server's state in a cluster's HAProxy, read
+// between from and to.
+type admission struct {
+	from, to  time.Time
+	op, admin int
+}
+
+// admitted: HAProxy sends new clients there (running, no maintenance or
+// drain bit).
+func (a admission) admitted() bool { return a.op == 2 && a.admin == 0 }
+
+// sampleAdmission reads server's state from the cluster's HAProxy (its
+// runtime socket, through docker exec) until stop is closed, and sends
+// the samples.
+func sampleAdmission(t *testing.T, cluster, server string, stop <-chan struct{}) <-chan []admission {
+	lb := docker(t, "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+cluster+"-lb")
+	out := make(chan []admission, 1)
+	go func() {
+		var ss []admission
+		defer func() { out <- ss }()
+		for n := 0; n < 2000; n++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			from := time.Now()
+			b, err := exec.Command("docker", "exec", lb, "sh", "-c", `echo "show servers state brokers" | socat stdio unix-connect:/run/haproxy/admin.sock`).Output()
+			if err != nil {
+				continue
+			}
+			for _, l := range strings.Split(string(b), "\n") {
+				// be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state ...
+				if f := strings.Fields(l); len(f) > 6 && f[3] == server {
+					a := admission{from: from, to: time.Now()}
+					fmt.Sscan(f[5], &a.op)
+					fmt.Sscan(f[6], &a.admin)
+					ss = append(ss, a)
+				}
+			}
+		}
+	}()
+	return out
+}
+
+// hubAdmittedOnlyOnceJoined: after the hub was killed, HAProxy did not
+// send clients to its new task before a bridge had joined it to the
+// others (an island: what a client published there reached nobody
+// else), and did once one had.
+func hubAdmittedOnlyOnceJoined(t *testing.T, ss []admission, killed time.Time) {
+	t.Helper()
+	var joined time.Time
+	logs := testutil.ServiceLogs(bridgeCluster+"-broker-0", "--timestamps")
+	for _, line := range strings.Split(logs, "\n") {
+		if !strings.Contains(line, "New bridge connected from") && !strings.Contains(line, "New client connected from") || !strings.Contains(line, "-bridge ") {
+			continue
+		}
+		if ts, err := time.Parse(time.RFC3339Nano, strings.Fields(line)[0]); err == nil && ts.After(killed) && (joined.IsZero() || ts.Before(joined)) {
+			joined = ts
+		}
+	}
+	if joined.IsZero() {
+		t.Fatal("no bridge joined the hub's new task")
+	}
+	held, after := 0, 0
+	for _, a := range ss {
+		switch {
+		case a.to.Before(joined) && a.from.After(killed) && a.admitted():
+			t.Errorf("HAProxy admitted clients to the hub at %s, before a bridge joined it (%s)", a.to.Format("15:04:05.000"), joined.Format("15:04:05.000"))
+		case a.to.Before(joined) && a.op == 2:
+			held++ // up by its checks, held back
+		case a.from.After(joined) && a.admitted():
+			after++
+		}
+	}
+	if after == 0 {
+		t.Errorf("the hub never admitted again after it joined (%d samples)", len(ss))
+	}
+	t.Logf("hub: joined %v after the kill; %d of %d samples up but held back before that", joined.Sub(killed).Round(time.Millisecond), held, len(ss))
 }
 
 // maxQoS1Dups bounds the QoS 1 duplicates a fault-free run may show (a
@@ -374,6 +456,8 @@ func TestOneLogicalBroker(t *testing.T) {
 		return nil
 	})
 	hub := docker(t, "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+bridgeCluster+"-broker-0")
+	stopSampling := make(chan struct{})
+	hubStates := sampleAdmission(t, bridgeCluster, "broker-0", stopSampling)
 	docker(t, "kill", hub)
 	killed, killSeq := time.Now(), int(published.Load())
 	var resumed time.Duration
@@ -426,6 +510,8 @@ func TestOneLogicalBroker(t *testing.T) {
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
 		checkTree()
 	}
+	close(stopSampling)
+	hubAdmittedOnlyOnceJoined(t, <-hubStates, killed)
 	close(stop)
 	total := <-sent
 	eventually(t, "every failover message delivered", 30*time.Second, func() error {

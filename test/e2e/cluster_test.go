@@ -82,7 +82,10 @@ func lbTask(t *testing.T, cluster string) string {
 // TestScaleKillAndInvalidSpec: a second cluster on other ports; scaling
 // 3 -> 5 -> 2 changes HAProxy's backends without restarting it or
 // dropping clients of brokers that stay; a killed broker's clients get
-// through again within 2 s; an invalid spec changes nothing in Swarm.
+// through again within 1 s (HAProxy alone takes 2 s or more: its checks,
+// and its connect timeout on the dead address; the operator drains the
+// broker when its own connection to it closes); an invalid spec changes
+// nothing in Swarm.
 func TestScaleKillAndInvalidSpec(t *testing.T) {
 	ctx := context.Background()
 	c := newClient(t)
@@ -204,7 +207,7 @@ func TestScaleKillAndInvalidSpec(t *testing.T) {
 	}
 
 	// docker kill broker-1: a client whose id hashes to it gets through
-	// (to another broker, or the restarted one) within 2 s.
+	// (to another broker, or the restarted one) within 1 s.
 	var victim string
 	for _, id := range ids {
 		if where[id] == scaleCluster+"-broker-1" {
@@ -229,8 +232,8 @@ func TestScaleKillAndInvalidSpec(t *testing.T) {
 		time.Sleep(100 * time.Millisecond) // the client's retry interval
 	}
 	t.Logf("first successful publish %v after docker kill", recovered.Round(time.Millisecond))
-	if recovered > 2*time.Second {
-		t.Errorf("recovery took %v, want at most 2s", recovered)
+	if recovered > time.Second {
+		t.Errorf("recovery took %v, want at most 1s", recovered)
 	}
 	// Swarm restarts the broker; the cluster is Ready again.
 	eventually(t, "broker-1 replaced", 60*time.Second, func() error {

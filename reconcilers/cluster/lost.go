@@ -1,0 +1,68 @@
+package cluster
+
+import (
+	"context"
+	"time"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/rollout"
+)
+
+// BrokerLost takes broker i of cluster out of HAProxy at once
+// (rollout.Gate.Lost): the operator's own connection to it was closed by
+// the broker's side (the auth pusher's OnLost). It may run beside a pass:
+// it only reads Swarm and talks to HAProxy, fenced.
+func (r *Reconciler) BrokerLost(ctx context.Context, cluster string, i int) {
+	if r.ControlNetwork == "" {
+		return
+	}
+	r.mu.Lock()
+	if r.lost == nil {
+		r.lost = map[string]map[int]bool{}
+	}
+	if r.lost[cluster] == nil {
+		r.lost[cluster] = map[int]bool{}
+	}
+	r.lost[cluster][i] = true
+	r.mu.Unlock()
+	t0 := time.Now()
+	control, err := r.controlNetwork(ctx)
+	if err != nil {
+		r.log().Warn("broker lost: control network", "cluster", cluster, "err", err)
+		return
+	}
+	c := &api.MqttCluster{}
+	c.Name = cluster
+	g := &rollout.Gate{Swarm: r.Swarm, OperatorID: r.OperatorID, Cluster: c, Control: control, Runtime: r.runtime(cluster),
+		Fence: r.fence, Now: r.now, Log: r.log()}
+	n, err := g.Lost(ctx, i)
+	if err != nil {
+		r.log().Warn("broker lost: not taken out of HAProxy", "cluster", cluster, "broker", i, "err", err)
+		return
+	}
+	r.log().Info("broker lost: drained in HAProxy until it is back and joined", "cluster", cluster, "broker", api.BrokerService(cluster, i),
+		"streamsClosed", n, "took", time.Since(t0).Round(time.Millisecond).String())
+}
+
+// BrokerReached says the operator's connection to broker i of cluster is
+// up (again): a broker found gone is back (its new task), or was never
+// gone. It returns whether it had been found gone.
+func (r *Reconciler) BrokerReached(cluster string, i int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.lost[cluster][i] {
+		return false
+	}
+	delete(r.lost[cluster], i)
+	return true
+}
+
+// gone says whether broker i of cluster was found gone and not reached
+// since.
+func (r *Reconciler) gone(cluster string) func(int) bool {
+	return func(i int) bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.lost[cluster][i]
+	}
+}
