@@ -1202,6 +1202,7 @@ func (r *Reconciler) Delete(ctx context.Context, name string) error {
 	delete(r.trackers, name)
 	delete(r.trackerBuilt, name)
 	delete(r.syncClients, name)
+	delete(r.lost, name)
 	r.mu.Unlock()
 	if r.Auth != nil {
 		r.Auth.Forget(name)
