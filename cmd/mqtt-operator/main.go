@@ -65,6 +65,7 @@ type options struct {
 	gitInterval                                       time.Duration
 	resync                                            time.Duration
 	reconcile, showVersion, swarmRaft, brokerMetrics  bool
+	drainLost                                         bool
 	insecure                                          bool
 	peerAPIPort                                       int
 }
@@ -144,6 +145,7 @@ func main() {
 	fs.BoolVar(&o.swarmRaft, "swarm-raft", false, "form one raft cluster with the operators on the Swarm's other managers: raft id = Swarm node id, address = the manager's address with the --raft-addr port; the Swarm's leader manager bootstraps, the raft leader adds the others as voters and removes former managers")
 	fs.IntVar(&o.peerAPIPort, "peer-api-port", 0, "port the other managers' operator APIs are published on, for forwarding writes to the leader (default: the --api-addr port)")
 	fs.DurationVar(&o.resync, "resync", 30*time.Second, "reconcile every cluster at least this often")
+	fs.BoolVar(&o.drainLost, "drain-lost-brokers", true, "drain a broker in HAProxy as soon as this operator's own connection to it is closed by the broker's side (killed, crashed, stopped), before HAProxy's checks see it (needs --control-network; false: HAProxy's checks alone, 2 s or more)")
 	fs.BoolVar(&o.reconcile, "reconcile", true, "reconcile clusters into Swarm while leader (false: serve the API and store only)")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
 	_ = fs.Parse(os.Args[1:])
@@ -349,11 +351,13 @@ func run(ctx context.Context, o options) error {
 			// The same connections are the quickest word of a broker's
 			// death (its process closes them): it is taken out of HAProxy
 			// at once, before HAProxy's checks see it.
-			pusher.OnLost = func(cluster string, broker int) {
-				lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				defer cancel()
-				cr.Reconciler.BrokerLost(lctx, cluster, broker)
-				l.Trigger()
+			if o.drainLost {
+				pusher.OnLost = func(cluster string, broker int) {
+					lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+					defer cancel()
+					cr.Reconciler.BrokerLost(lctx, cluster, broker)
+					l.Trigger()
+				}
 			}
 			pusher.OnConnected = func(cluster string, broker int) {
 				if cr.Reconciler.BrokerReached(cluster, broker) {
