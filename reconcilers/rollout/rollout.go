@@ -192,10 +192,9 @@ func (g *Gate) gone(i int) bool { return g.Gone != nil && g.Gone(i) }
 // miss what the others' clients publish. HAProxy's own checks only say its
 // port answers. When no broker is admitted at all, the stable ones are,
 // and failing those all (see admission): HAProxy always has somewhere to
-// send a client. It reads the
-// states from HAProxy and changes only what differs, so a drain left by
-// an operator that died mid-way is undone too, and a settled cluster
-// writes nothing.
+// send a client. It reads the states from HAProxy and changes only what
+// differs, so a drain left by an operator that died mid-way is undone
+// too, and a settled cluster writes nothing.
 func (g *Gate) Admit(ctx context.Context) error {
 	if g.Control == nil {
 		return nil
@@ -227,7 +226,7 @@ func (g *Gate) Admit(ctx context.Context) error {
 			if state == "ready" {
 				g.Log.Info("broker ready in HAProxy", "cluster", c.Name, "server", name, "haproxy", addr)
 			} else {
-				g.Log.Info("broker drained in HAProxy until it has joined the bridge tree", "cluster", c.Name, "server", name, "haproxy", addr)
+				g.Log.Info("broker held out of HAProxy until it runs its current spec, is stable, reachable and joined to the bridge tree", "cluster", c.Name, "server", name, "haproxy", addr)
 			}
 		}
 	}
@@ -291,9 +290,9 @@ const LostAge = 2 * time.Second
 // clients that came straight back and were sent to it again, waiting out
 // the connect timeout on an address that answers nothing; they try again
 // and land on another broker. HAProxy's checks need a second or more to
-// see the broker gone. The next pass makes it ready again once its new
-// task has joined the bridge tree (Admit). It returns how many streams it
-// closed.
+// see the broker gone. A later pass makes it ready again once the
+// operator reaches it again (Gone) and its task has joined the bridge tree
+// (Admit). It returns how many streams it closed.
 func (g *Gate) Lost(ctx context.Context, i int) (int, error) {
 	if g.Control == nil {
 		return 0, nil
