@@ -395,7 +395,9 @@ func (e *env) waitLog(t *testing.T, node string, since time.Time, want string) s
 	return logs
 }
 
-var writeLine = regexp.MustCompile(`"msg":"(created|created network|created secret|updated|removed|pruned secret|pushed certificate into HAProxy)"`)
+// writeLine: a log line of a write to Swarm or to a HAProxy task's
+// runtime API (certificates, and which brokers get clients).
+var writeLine = regexp.MustCompile(`"msg":"(created|created network|created secret|updated|removed|pruned secret|pushed certificate into HAProxy|broker ready in HAProxy|broker held out of HAProxy[^"]*|broker lost: drained in HAProxy[^"]*|moved clients off a drained broker)"`)
 
 func writes(logs string) []string {
 	var out []string
