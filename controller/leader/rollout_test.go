@@ -145,8 +145,9 @@ func bridgeLine(child int, at time.Time) swarm.LogLine {
 // A broker that restarted is an island until a bridge links it to the
 // others (issue: a client sent to a hub that came back before its spokes
 // rejoined it published to nobody else): HAProxy gets it drained until
-// then, and ready once a bridge is up; a settled cluster writes nothing to
-// HAProxy. A broker whose connection to the operator closed is drained at
+// then, and ready once a bridge is up; a task that has joined stays
+// admitted when its bridge drops (it holds its clients' sessions); a
+// settled cluster writes nothing to HAProxy. A broker whose connection to the operator closed is drained at
 // once, the streams sent to it since closed, and kept out until the
 // operator reaches it again (its new task, or it was never gone).
 func TestClusterAdmitsARestartedBrokerOnlyOnceJoined(t *testing.T) {
@@ -188,6 +189,18 @@ func TestClusterAdmitsARestartedBrokerOnlyOnceJoined(t *testing.T) {
 	e.step()
 	if d := rt.drained[addrs[0]]; len(d) != 0 {
 		t.Fatalf("hub joined: still drained %v", d)
+	}
+
+	// Broker 2's bridge drops (its node cut off for a while): its task
+	// has joined, and holds its clients' sessions: it stays admitted.
+	e.fake.Logs["iot-broker-1"] = append(e.fake.Logs["iot-broker-1"], swarm.LogLine{Time: e.now, Text: "Client iot-broker-2-bridge has exceeded timeout, disconnecting."})
+	e.now = e.now.Add(time.Second)
+	e.step()
+	if b := e.cluster().Status.Brokers[2].Bridge; b == nil || b.Connected {
+		t.Fatalf("broker 2's bridge still shown up: %+v", b)
+	}
+	if d := rt.drained[addrs[0]]; len(d) != 0 {
+		t.Fatalf("a joined broker whose bridge dropped is drained: %v", d)
 	}
 
 	// The operator's connection to broker 2 closes: drained at once, young

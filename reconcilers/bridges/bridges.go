@@ -23,7 +23,10 @@ type Tracker struct {
 	disconnect *regexp.Regexp
 	contract   *regexp.Regexp
 	links      map[int]Link
-	problems   map[int]Problem
+	// joinedAt is, by broker, the newest time a bridge was seen
+	// connecting it to another broker (as the child or as the parent).
+	joinedAt map[int]time.Time
+	problems map[int]Problem
 	cursor     map[int]time.Time
 	// atCursor counts the lines read that carry the cursor's time: a
 	// later read (since the cursor) returns them again.
@@ -43,6 +46,7 @@ func NewTracker(cluster string) *Tracker {
 		// logs cannot pose as one).
 		contract: regexp.MustCompile(`^image contract: .*`),
 		links:    map[int]Link{},
+		joinedAt: map[int]time.Time{},
 		problems: map[int]Problem{},
 		cursor:   map[int]time.Time{},
 		atCursor: map[int]int{},
@@ -73,6 +77,11 @@ func (t *Tracker) Feed(j int, lines []swarm.LogLine) {
 		// if it is newer than what is known of that bridge.
 		if m := t.connected.FindStringSubmatch(l.Text); m != nil {
 			i, _ := strconv.Atoi(m[1])
+			for _, b := range []int{i, j} {
+				if l.Time.After(t.joinedAt[b]) {
+					t.joinedAt[b] = l.Time
+				}
+			}
 			if cur, ok := t.links[i]; !ok || !l.Time.Before(cur.Since) {
 				t.links[i] = Link{Child: i, Parent: j, Connected: true, Since: l.Time}
 			}
@@ -113,6 +122,11 @@ func (t *Tracker) Forget(n int) {
 			delete(t.problems, i)
 		}
 	}
+	for i := range t.joinedAt {
+		if i >= n {
+			delete(t.joinedAt, i)
+		}
+	}
 	for j := range t.cursor {
 		if j >= n {
 			delete(t.cursor, j)
@@ -136,6 +150,10 @@ type Problem struct {
 // Problem returns what broker i last logged of its image's contract (zero
 // when nothing).
 func (t *Tracker) Problem(i int) Problem { return t.problems[i] }
+
+// JoinedAt is the newest time a bridge was seen connecting broker i to
+// another broker, its own to a parent or a child's to it (zero: never).
+func (t *Tracker) JoinedAt(i int) time.Time { return t.joinedAt[i] }
 
 // Link returns broker i's bridge (Parent -1 when never seen).
 func (t *Tracker) Link(i int) Link {

@@ -1091,8 +1091,11 @@ func unbridged(tr *bridges.Tracker, cluster string, n int, latest map[string]dsw
 }
 
 // joined says whether broker i's current task has joined the bridge
-// tree: a bridge links it to another running broker (its own, or
-// another's to it) made since both tasks began, or no other broker runs.
+// tree: a bridge was seen connecting it to another broker (its own, or
+// another's to it) since the task began, or no other broker runs. Once
+// joined, a task stays so: a broker whose bridge drops (its parent
+// restarting, its node cut off for a while) still holds its clients'
+// sessions, and a client sent elsewhere would leave its session behind.
 func joined(tr *bridges.Tracker, cluster string, n int, latest map[string]dswarm.Task) func(int) bool {
 	started := map[int]time.Time{}
 	for i := 0; i < n; i++ {
@@ -1100,17 +1103,13 @@ func joined(tr *bridges.Tracker, cluster string, n int, latest map[string]dswarm
 			started[i] = t.Meta.CreatedAt
 		}
 	}
-	linked := map[int]bool{}
-	for c, tc := range started {
-		l := tr.Link(c)
-		tp, ok := started[l.Parent]
-		if l.Connected && ok && !l.Since.Before(tc) && !l.Since.Before(tp) {
-			linked[c], linked[l.Parent] = true, true
-		}
-	}
 	return func(i int) bool {
-		_, running := started[i]
-		return linked[i] || (running && len(started) == 1)
+		at, running := started[i]
+		if !running {
+			return false
+		}
+		j := tr.JoinedAt(i)
+		return len(started) == 1 || (!j.IsZero() && !j.Before(at))
 	}
 }
 

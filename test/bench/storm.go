@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -131,6 +132,20 @@ func stormRound(ctx context.Context, url string, tc *tls.Config, user, pass stri
 		time.Sleep(20 * time.Millisecond)
 	}
 	deadline := killed.Add(5 * time.Minute)
+	// Progress on stderr: where a storm that does not converge stands.
+	progress := make(chan struct{})
+	defer close(progress)
+	go func() {
+		for {
+			select {
+			case <-progress:
+				return
+			case <-time.After(10 * time.Second):
+				fmt.Fprintf(os.Stderr, "  storm +%s: %d of %d connected, %d losses; last connect error %q, last loss %q\n",
+					time.Since(killed).Round(time.Second), f.Connected(), n, f.Lost(), f.LastError(), f.LastLost())
+			}
+		}
+	}()
 	ok99 := f.WaitConnected(n*99/100, deadline)
 	t99 := time.Since(killed)
 	ok100 := f.WaitConnected(n, deadline)

@@ -145,4 +145,15 @@ func TestReceivingNeedsAMessageSentAfterTheMark(t *testing.T) {
 	if got := h.Receiving(mark); len(got) != 0 {
 		t.Fatalf("both got #7: waiting %v", got)
 	}
+	// A second publisher: a subscriber waits until it has a new message
+	// from each (one publisher's broker may still be cut off from it).
+	h.Published(Publish{Pub: "q", Seq: 0, Sent: time.Now(), Acked: time.Now()})
+	h.Delivered(Delivery{Sub: "a", Pub: "q", Seq: 0})
+	mark = h.Mark()
+	h.Delivered(Delivery{Sub: "a", Pub: "p", Seq: 9})
+	h.Delivered(Delivery{Sub: "b", Pub: "p", Seq: 9})
+	h.Delivered(Delivery{Sub: "b", Pub: "q", Seq: 2})
+	if got := h.Receiving(mark); !slices.Equal(got, []string{"a"}) {
+		t.Fatalf("a got p's #9 but nothing new of q's: waiting %v, want [a]", got)
+	}
 }
