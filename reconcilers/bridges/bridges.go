@@ -27,7 +27,7 @@ type Tracker struct {
 	// connecting it to another broker (as the child or as the parent).
 	joinedAt map[int]time.Time
 	problems map[int]Problem
-	cursor     map[int]time.Time
+	cursor   map[int]time.Time
 	// atCursor counts the lines read that carry the cursor's time: a
 	// later read (since the cursor) returns them again.
 	atCursor map[int]int
