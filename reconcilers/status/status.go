@@ -166,7 +166,12 @@ func Compute(in Input) Output {
 		}
 		st.CARotation = caRotation(*m, c)
 	}
-	out.Ready = in.Failure == nil && v.running == v.n && len(v.lbRunning) >= v.lbWant && len(unbridged) == 0 && in.Serving.All() && in.Auth.all()
+	// A rolling update under way (a broker being replaced, or the next one
+	// waiting for the last to be stable) is not Ready, even at a moment
+	// when every task runs its service's current spec: the next broker's
+	// service is not updated yet.
+	rolling := in.Rollout.Message != "" && !in.Rollout.Held
+	out.Ready = in.Failure == nil && v.running == v.n && len(v.lbRunning) >= v.lbWant && len(unbridged) == 0 && in.Serving.All() && in.Auth.all() && !rolling
 	set := conditionSetter(&st, c.Generation, in.Now)
 	progress := v.progress(unbridged)
 	switch {

@@ -107,6 +107,11 @@ func TestCompute(t *testing.T) {
 			want{readyReason: "NotAllRunning", progress: "2/3 brokers running", progressing: "True", degraded: "False", hub: "iot-broker-0", endpoints: 2, settle: true}},
 		{"a task of an older spec does not count", func(in *Input) { in.Services[1].Spec.Labels = map[string]string{swarm.LabelSpecHash: "h2"} },
 			want{readyReason: "NotAllRunning", progress: "2/3 brokers running", progressing: "True", degraded: "False", hub: "iot-broker-0", endpoints: 2}},
+		{"a rolling update waiting for the last broker to be stable", func(in *Input) {
+			// Every task runs its service's current spec: the next
+			// broker's service is not updated yet.
+			in.Rollout = Rollout{Message: "rolling: waiting for iot-broker-1 to run its new spec"}
+		}, want{readyReason: "NotAllRunning", progress: "rolling: waiting for iot-broker-1", progressing: "True", degraded: "False", hub: "iot-broker-0", endpoints: 2}},
 		{"an unbridged broker", func(in *Input) { delete(in.Links.(links), 2) },
 			want{readyReason: "NotAllRunning", progress: "not bridged to the hub yet: iot-broker-2", progressing: "True", degraded: "False", hub: "iot-broker-0", endpoints: 2}},
 		{"the hub moved", func(in *Input) {
