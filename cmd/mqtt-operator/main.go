@@ -352,10 +352,10 @@ func run(ctx context.Context, o options) error {
 			// death (its process closes them): it is taken out of HAProxy
 			// at once, before HAProxy's checks see it.
 			if o.drainLost {
-				pusher.OnLost = func(cluster string, broker int) {
+				pusher.OnLost = func(cluster string, broker, brokers int) {
 					lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 					defer cancel()
-					cr.Reconciler.BrokerLost(lctx, cluster, broker)
+					cr.Reconciler.BrokerLost(lctx, cluster, broker, brokers)
 					l.Trigger()
 				}
 			}

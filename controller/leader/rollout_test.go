@@ -205,7 +205,7 @@ func TestClusterAdmitsARestartedBrokerOnlyOnceJoined(t *testing.T) {
 
 	// The operator's connection to broker 2 closes: drained at once, young
 	// streams closed; broker 2 still runs and is joined: ready again.
-	e.rec.Reconciler.BrokerLost(context.Background(), "iot", 2)
+	e.rec.Reconciler.BrokerLost(context.Background(), "iot", 2, 3)
 	if d, s := slices.Index(rt.states, addrs[0]+" broker-2 drain"), slices.Index(rt.states, addrs[0]+" broker-2 shutdown-young-sessions"); d < 0 || s < d {
 		t.Fatalf("lost broker: drain, then its young streams closed, expected: %v", rt.states)
 	}
@@ -221,6 +221,19 @@ func TestClusterAdmitsARestartedBrokerOnlyOnceJoined(t *testing.T) {
 	e.step()
 	if d := rt.drained[addrs[0]]; len(d) != 0 {
 		t.Fatalf("a broker reached again and joined stays drained: %v", d)
+	}
+
+	// The connections to every broker close at once: the operator's own
+	// network, likelier than three deaths: HAProxy is left alone.
+	n = len(rt.states)
+	for i := 0; i < 3; i++ {
+		e.rec.Reconciler.BrokerLost(context.Background(), "iot", i, 3)
+	}
+	if got := rt.states[n:]; len(got) != 4 || !strings.HasSuffix(got[0], "broker-0 drain") || !strings.HasSuffix(got[2], "broker-1 drain") {
+		t.Fatalf("every connection lost: want broker 0 and 1 drained (and their young streams closed), broker 2 left alone: %v", got)
+	}
+	for i := 0; i < 3; i++ {
+		e.rec.Reconciler.BrokerReached("iot", i)
 	}
 
 	// A one-broker cluster is never held back: nothing else could serve.

@@ -54,9 +54,9 @@ type Pusher struct {
 	// OnLost, when set, hears at once of a connection the broker's side
 	// closed (end of stream or reset: its process exited, was killed or
 	// closed it), not of one that went quiet (a keepalive timeout: a
-	// network fault, which says nothing of the broker). It runs on its
-	// own goroutine.
-	OnLost func(cluster string, broker int)
+	// network fault, which says nothing of the broker), with the number
+	// of the cluster's brokers. It runs on its own goroutine.
+	OnLost func(cluster string, broker, brokers int)
 	// OnConnected, when set, hears of every connection made to a broker.
 	OnConnected func(cluster string, broker int)
 
@@ -388,7 +388,7 @@ func (p *Pusher) connect(name string, i int, t Target) (mqtt.Client, <-chan stru
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 			once.Do(func() { close(lost) })
 			if p.OnLost != nil && ClosedByPeer(err) {
-				p.OnLost(name, i)
+				p.OnLost(name, i, t.Brokers)
 			}
 		}).
 		SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) {

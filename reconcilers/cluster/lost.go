@@ -8,11 +8,14 @@ import (
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/rollout"
 )
 
-// BrokerLost takes broker i of cluster out of HAProxy at once
-// (rollout.Gate.Lost): the operator's own connection to it was closed by
-// the broker's side (the auth pusher's OnLost). It may run beside a pass:
-// it only reads Swarm and talks to HAProxy, fenced.
-func (r *Reconciler) BrokerLost(ctx context.Context, cluster string, i int) {
+// BrokerLost takes broker i of cluster (of n brokers) out of HAProxy at
+// once (rollout.Gate.Lost): the operator's own connection to it was
+// closed by the broker's side (the auth pusher's OnLost). When the
+// connections to every broker of the cluster are found closed, the
+// operator's own network is the likelier cause, and HAProxy is left to
+// its checks. It may run beside a pass: it only reads Swarm and talks to
+// HAProxy, fenced.
+func (r *Reconciler) BrokerLost(ctx context.Context, cluster string, i, n int) {
 	if r.ControlNetwork == "" {
 		return
 	}
@@ -24,7 +27,16 @@ func (r *Reconciler) BrokerLost(ctx context.Context, cluster string, i int) {
 		r.lost[cluster] = map[int]bool{}
 	}
 	r.lost[cluster][i] = true
+	all := true
+	for j := 0; j < n; j++ {
+		all = all && r.lost[cluster][j]
+	}
 	r.mu.Unlock()
+	if all {
+		r.log().Warn("broker lost: the operator's connections to every broker of the cluster closed; HAProxy left to its checks",
+			"cluster", cluster, "broker", api.BrokerService(cluster, i))
+		return
+	}
 	t0 := time.Now()
 	control, err := r.controlNetwork(ctx)
 	if err != nil {
@@ -35,13 +47,13 @@ func (r *Reconciler) BrokerLost(ctx context.Context, cluster string, i int) {
 	c.Name = cluster
 	g := &rollout.Gate{Swarm: r.Swarm, OperatorID: r.OperatorID, Cluster: c, Control: control, Runtime: r.runtime(cluster),
 		Fence: r.fence, Now: r.now, Log: r.log()}
-	n, err := g.Lost(ctx, i)
+	closed, err := g.Lost(ctx, i)
 	if err != nil {
 		r.log().Warn("broker lost: not taken out of HAProxy", "cluster", cluster, "broker", i, "err", err)
 		return
 	}
 	r.log().Info("broker lost: drained in HAProxy until it is back and joined", "cluster", cluster, "broker", api.BrokerService(cluster, i),
-		"streamsClosed", n, "took", time.Since(t0).Round(time.Millisecond).String())
+		"streamsClosed", closed, "took", time.Since(t0).Round(time.Millisecond).String())
 }
 
 // BrokerReached says the operator's connection to broker i of cluster is
