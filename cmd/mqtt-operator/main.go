@@ -359,6 +359,14 @@ func run(ctx context.Context, o options) error {
 					l.Trigger()
 				}
 			}
+			// The brokers' own word on their bridges, beside their
+			// parents' logs (which Swarm may not stream for minutes from
+			// a node that was cut off).
+			pusher.OnBridge = func(cluster string, broker int, bridge string, connected bool) {
+				if cr.Reconciler.BridgeState(cluster, broker, bridge, connected) {
+					l.Trigger()
+				}
+			}
 			pusher.OnConnected = func(cluster string, broker int) {
 				if cr.Reconciler.BrokerReached(cluster, broker) {
 					l.Trigger() // admitted again once joined

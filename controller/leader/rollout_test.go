@@ -247,3 +247,35 @@ func TestClusterAdmitsARestartedBrokerOnlyOnceJoined(t *testing.T) {
 		t.Fatalf("the only broker drained: %v", d)
 	}
 }
+
+// After a node was cut off, Swarm may not stream its tasks' logs for
+// minutes ("incomplete log stream"): the hub's log never shows broker 2's
+// bridge back, and the cluster stayed "not bridged to the hub yet" (a
+// soak: 3 min, then failed). Broker 2's own word on its bridge, read over
+// the operator's connection to it, makes it bridged and the cluster Ready.
+func TestClusterTakesABrokersOwnWordWhenItsParentsLogIsOutOfReach(t *testing.T) {
+	t.Parallel()
+	e := newClusterEnv(t)
+	e.withControlNetwork()
+	e.running("spec: {replicas: 3, loadBalancer: {replicas: 1}}\n")
+	e.attachLB(1)
+	e.step()
+	e.fake.Logs["iot-broker-0"] = append(e.fake.Logs["iot-broker-0"], swarm.LogLine{Time: e.now, Text: "Client iot-broker-2-bridge has exceeded timeout, disconnecting."})
+	e.now = e.now.Add(time.Second)
+	e.step()
+	if c := e.cluster(); meta.IsStatusConditionTrue(c.Status.Conditions, api.ConditionReady) {
+		t.Fatal("Ready with broker 2's bridge down")
+	}
+	// The hub's node can no longer be read; broker 2 says it is back.
+	e.fake.LogsErr = map[string]error{"iot-broker-0": fmt.Errorf("logs of service iot-broker-0: %w: node n1 is not available", swarm.ErrIncompleteLogs)}
+	e.fake.Logs["iot-broker-0"] = nil
+	e.now = e.now.Add(5 * time.Second)
+	if e.rec.Reconciler.BridgeState("iot", 2, "iot-broker-2-bridge-local", true) {
+		t.Fatal("another client id taken as broker 2's bridge")
+	}
+	if !e.rec.Reconciler.BridgeState("iot", 2, "iot-broker-2-bridge", true) || e.rec.Reconciler.BridgeState("iot", 2, "iot-broker-2-bridge", true) {
+		t.Fatal("BridgeState: a change the first time, none the second")
+	}
+	e.step()
+	e.bridgedAndReady("broker 2's own word", 2)
+}

@@ -100,6 +100,43 @@ func (t *Tracker) Feed(j int, lines []swarm.LogLine) {
 	}
 }
 
+// Notify is what broker i said itself of its own bridge at time at
+// (Mosquitto's bridge notifications, read over the operator's connection
+// to it): connected or not. It does not name the parent, so the one the
+// logs named is kept (broker 1's can only be broker 0). A broker's own
+// word does not depend on Swarm streaming its parent's log, which Swarm
+// may stop doing for minutes for a node that was cut off.
+func (t *Tracker) Notify(i int, connected bool, at time.Time) {
+	cur, known := t.links[i]
+	if known && at.Before(cur.Since) {
+		return // the logs said something newer
+	}
+	parent := -1
+	if known {
+		parent = cur.Parent
+	}
+	if i == 1 {
+		parent = 0
+	}
+	if !known || cur.Connected != connected || cur.Parent != parent {
+		t.links[i] = Link{Child: i, Parent: parent, Connected: connected, Since: at}
+	}
+	if !connected {
+		return
+	}
+	// Joined: the broker, and its parent only when certain (broker 1's):
+	// a parent kept from the logs may be one the bridge has left.
+	joined := []int{i}
+	if i == 1 {
+		joined = append(joined, 0)
+	}
+	for _, b := range joined {
+		if at.After(t.joinedAt[b]) {
+			t.joinedAt[b] = at
+		}
+	}
+}
+
 // Restarted says broker j's current task started at; bridges it held from
 // before are gone (a killed broker logs no goodbye).
 func (t *Tracker) Restarted(j int, at time.Time) {

@@ -131,3 +131,32 @@ func TestTrackerTakesOnlyTheStartScriptsLine(t *testing.T) {
 		t.Fatalf("a client id taken for a contract line: %+v", p)
 	}
 }
+
+// What a broker says of its own bridge (its notifications) counts beside
+// its parent's log: connected or not, the parent the log named kept
+// (broker 1's is broker 0); joined, the broker itself, and broker 0 only
+// through broker 1; never over something newer the log said.
+func TestTrackerTakesABrokersOwnWordOnItsBridge(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	at := func(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+	tr := NewTracker("iot")
+	tr.Feed(0, []swarm.LogLine{{Time: at(1), Text: "New bridge connected from 10.0.0.6:4000 as iot-broker-2-bridge (p2, c1, k5, u'bridge')."}})
+	tr.Notify(2, false, at(5))
+	if l := tr.Link(2); l.Connected || l.Parent != 0 || !l.Since.Equal(at(5)) {
+		t.Fatalf("broker 2 says its bridge is down: %+v", l)
+	}
+	tr.Notify(2, true, at(8))
+	if l := tr.Link(2); !l.Connected || l.Parent != 0 || !tr.JoinedAt(2).Equal(at(8)) || !tr.JoinedAt(0).Equal(at(1)) {
+		t.Fatalf("broker 2 says it is back: %+v, joined 2 at %v, 0 at %v (the parent it left may be another)", l, tr.JoinedAt(2), tr.JoinedAt(0))
+	}
+	tr.Notify(1, true, at(9))
+	if l := tr.Link(1); !l.Connected || l.Parent != 0 || !tr.JoinedAt(0).Equal(at(9)) {
+		t.Fatalf("broker 1's bridge can only go to broker 0: %+v, 0 joined at %v", l, tr.JoinedAt(0))
+	}
+	tr.Feed(0, []swarm.LogLine{{Time: at(12), Text: "Client iot-broker-1-bridge closed its connection."}})
+	tr.Notify(1, true, at(10))
+	if l := tr.Link(1); l.Connected {
+		t.Fatalf("an older word overrode the log's newer disconnect: %+v", l)
+	}
+}

@@ -59,6 +59,12 @@ type Pusher struct {
 	OnLost func(cluster string, broker, brokers int)
 	// OnConnected, when set, hears of every connection made to a broker.
 	OnConnected func(cluster string, broker int)
+	// OnBridge, when set, hears what a broker says of its own bridges
+	// (Mosquitto's bridge notifications, BridgeStateTopic): the bridge's
+	// remote client id and whether it is connected, on every change and
+	// on every connection made to the broker (retained). It runs on the
+	// connection's goroutine: it must not block.
+	OnBridge func(cluster string, broker int, bridge string, connected bool)
 
 	mu       sync.Mutex
 	ctx      context.Context
@@ -408,7 +414,35 @@ func (p *Pusher) connect(name string, i int, t Target) (mqtt.Client, <-chan stru
 		}
 		return nil, nil, nil, fmt.Errorf("connect to %s timed out", addr)
 	}
+	if p.OnBridge != nil {
+		tok := cl.Subscribe(BridgeStateTopic, 0, func(_ mqtt.Client, m mqtt.Message) {
+			if id, ok := bridgeOf(m.Topic()); ok {
+				p.OnBridge(name, i, id, string(m.Payload()) == "1")
+			}
+		})
+		if !tok.WaitTimeout(2*time.Second) || tok.Error() != nil {
+			p.log().Warn("auth: no subscription to the broker's bridge notifications", "cluster", name, "broker", i, "err", tok.Error())
+		}
+	}
 	return cl, lost, replies, nil
+}
+
+// BridgeStateTopic is where a broker publishes the state of each of its
+// bridges: "1" connected, "0" not, retained (Mosquitto's bridge
+// notifications; the brokers' bridges publish them locally only).
+const BridgeStateTopic = "$SYS/broker/connection/+/state"
+
+// bridgeOf is the bridge's remote client id in a BridgeStateTopic topic.
+func bridgeOf(topic string) (string, bool) {
+	id, ok := strings.CutPrefix(topic, "$SYS/broker/connection/")
+	if !ok {
+		return "", false
+	}
+	id, ok = strings.CutSuffix(id, "/state")
+	if !ok || id == "" || strings.Contains(id, "/") {
+		return "", false
+	}
+	return id, true
 }
 
 // ClosedByPeer: err ends a connection the other side closed (end of

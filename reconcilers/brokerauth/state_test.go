@@ -69,3 +69,17 @@ func TestClosedByPeer(t *testing.T) {
 		}
 	}
 }
+
+func TestBridgeOf(t *testing.T) {
+	for topic, want := range map[string]string{
+		"$SYS/broker/connection/iot-broker-2-bridge/state": "iot-broker-2-bridge",
+		"$SYS/broker/connection//state":                    "",
+		"$SYS/broker/connection/a/b/state":                 "",
+		"$SYS/broker/clients/connected":                    "",
+	} {
+		got, ok := bridgeOf(topic)
+		if got != want || ok != (want != "") {
+			t.Errorf("bridgeOf(%q) = %q, %v; want %q", topic, got, ok, want)
+		}
+	}
+}

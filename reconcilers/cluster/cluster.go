@@ -140,6 +140,9 @@ type Reconciler struct {
 	// lost are the brokers found gone (BrokerLost) and not reached since,
 	// by cluster.
 	lost map[string]map[int]bool
+	// bridgeStates are what brokers last said of their own bridges
+	// (BridgeState), by cluster.
+	bridgeStates map[string]map[int]bridgeState
 }
 
 // CertRuntime is HAProxy's runtime API: the certificate a task serves,
@@ -1063,6 +1066,9 @@ func (r *Reconciler) observeBridges(ctx context.Context, cluster string, n int, 
 			tr.Restarted(j, t.Meta.CreatedAt)
 		}
 	}
+	// What the brokers say of their own bridges: read over the operator's
+	// connections to them, it does not wait on Swarm streaming a log.
+	r.notifyBridges(tr, cluster, n)
 	return tr
 }
 
@@ -1202,6 +1208,7 @@ func (r *Reconciler) Delete(ctx context.Context, name string) error {
 	delete(r.trackerBuilt, name)
 	delete(r.syncClients, name)
 	delete(r.lost, name)
+	delete(r.bridgeStates, name)
 	r.mu.Unlock()
 	if r.Auth != nil {
 		r.Auth.Forget(name)

@@ -2,9 +2,11 @@ package cluster
 
 import (
 	"context"
+	"maps"
 	"time"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/bridges"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/rollout"
 )
 
@@ -76,5 +78,46 @@ func (r *Reconciler) gone(cluster string) func(int) bool {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		return r.lost[cluster][i]
+	}
+}
+
+// bridgeState is what a broker last said of its own bridge, and when it
+// was heard.
+type bridgeState struct {
+	connected bool
+	at        time.Time
+}
+
+// BridgeState takes what broker i of cluster says of one of its bridges
+// (the auth pusher's OnBridge): the next pass feeds it to the bridge
+// tracker beside what the parents' logs say. It returns whether it
+// changed what was known.
+func (r *Reconciler) BridgeState(cluster string, i int, bridge string, connected bool) bool {
+	if bridge != api.BridgeClientID(cluster, i) {
+		return false // not its bridge to its parent
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.bridgeStates == nil {
+		r.bridgeStates = map[string]map[int]bridgeState{}
+	}
+	if r.bridgeStates[cluster] == nil {
+		r.bridgeStates[cluster] = map[int]bridgeState{}
+	}
+	prev, known := r.bridgeStates[cluster][i]
+	r.bridgeStates[cluster][i] = bridgeState{connected: connected, at: r.now()}
+	return !known || prev.connected != connected
+}
+
+// notifyBridges feeds tr what cluster's first n brokers last said of
+// their bridges.
+func (r *Reconciler) notifyBridges(tr *bridges.Tracker, cluster string, n int) {
+	r.mu.Lock()
+	states := maps.Clone(r.bridgeStates[cluster])
+	r.mu.Unlock()
+	for i, st := range states {
+		if i < n {
+			tr.Notify(i, st.connected, st.at)
+		}
 	}
 }
