@@ -1,5 +1,9 @@
 package cluster
 
+// What the operator hears live from the brokers over its own connections
+// to them (the auth pusher): a broker gone, a broker reached again, a
+// bridge up or down.
+
 import (
 	"context"
 	"maps"
