@@ -31,8 +31,10 @@ type Runtime interface {
 // broker at a time, the next only once every broker runs its current spec
 // and has run StableAfter; each is drained in HAProxy (no new connection,
 // its clients moved a few at a time) before it is replaced, and made ready
-// again (Undrain) once its new task is stable. With updatePolicy.approval
-// manual, nothing rolls until the generation is approved.
+// again (Admit) once its new task is stable and has joined the bridge
+// tree. With updatePolicy.approval manual, nothing rolls until the
+// generation is approved. The same Gate admits brokers in HAProxy after
+// every pass (Admit) and drains a broker found gone (Lost).
 type Gate struct {
 	Swarm      swarm.Client
 	OperatorID string
