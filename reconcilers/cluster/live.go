@@ -26,13 +26,7 @@ func (r *Reconciler) BrokerLost(ctx context.Context, cluster string, i, n int) {
 		return
 	}
 	r.mu.Lock()
-	if r.lost == nil {
-		r.lost = map[string]map[int]bool{}
-	}
-	if r.lost[cluster] == nil {
-		r.lost[cluster] = map[int]bool{}
-	}
-	r.lost[cluster][i] = true
+	byBroker(&r.lost, cluster)[i] = true
 	all := true
 	for j := 0; j < n; j++ {
 		all = all && r.lost[cluster][j]
@@ -102,14 +96,9 @@ func (r *Reconciler) BridgeState(cluster string, i int, bridge string, connected
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.bridgeStates == nil {
-		r.bridgeStates = map[string]map[int]bridgeState{}
-	}
-	if r.bridgeStates[cluster] == nil {
-		r.bridgeStates[cluster] = map[int]bridgeState{}
-	}
-	prev, known := r.bridgeStates[cluster][i]
-	r.bridgeStates[cluster][i] = bridgeState{connected: connected, at: r.now()}
+	states := byBroker(&r.bridgeStates, cluster)
+	prev, known := states[i]
+	states[i] = bridgeState{connected: connected, at: r.now()}
 	return !known || prev.connected != connected
 }
 
@@ -124,4 +113,16 @@ func (r *Reconciler) notifyBridges(tr *bridges.Tracker, cluster string, n int) {
 			tr.Notify(i, st.connected, st.at)
 		}
 	}
+}
+
+// byBroker is cluster's map in *m (by cluster, then broker), made when
+// missing (r.mu held).
+func byBroker[V any](m *map[string]map[int]V, cluster string) map[int]V {
+	if *m == nil {
+		*m = map[string]map[int]V{}
+	}
+	if (*m)[cluster] == nil {
+		(*m)[cluster] = map[int]V{}
+	}
+	return (*m)[cluster]
 }
