@@ -22,6 +22,7 @@ const (
 	DefaultSyncDelay         = Duration("1s")
 	DefaultConnectTimeout    = Duration("1500ms")
 	DefaultBalance           = BalanceClientID
+	DefaultScaleDownDelay    = Duration("5m")
 )
 
 // Defaults are the operator's configurable defaults.
@@ -62,7 +63,12 @@ func Default(obj *MqttCluster, d Defaults) {
 	if len(obj.Annotations) == 0 {
 		obj.Annotations = nil
 	}
-	setInt32(&s.Replicas, DefaultReplicas)
+	if s.Scaling.Auto() {
+		setInt32(&s.Scaling.Min, 1)
+		setString((*string)(&s.Scaling.ScaleDownDelay), string(DefaultScaleDownDelay))
+	} else {
+		setInt32(&s.Replicas, DefaultReplicas)
+	}
 	setString(&s.Broker.Image, d.BrokerImage)
 	setBool(&s.Broker.Persistence.Enabled, true)
 	setString((*string)(&s.Broker.Persistence.AutosaveInterval), string(DefaultAutosaveInterval))
@@ -123,6 +129,32 @@ func setString(p *string, v string) {
 	if *p == "" {
 		*p = v
 	}
+}
+
+// Brokers is how many brokers the defaulted cluster c runs:
+// spec.replicas, or with spec.scaling.mode Auto the count the operator
+// decided (status.scaling.replicas), kept within min and max (min before
+// the first decision).
+func Brokers(c *MqttCluster) int {
+	s := c.Spec
+	if !s.Scaling.Auto() {
+		if s.Replicas == nil {
+			return DefaultReplicas
+		}
+		return int(*s.Replicas)
+	}
+	lo, hi := int32(1), int32(MaxReplicas)
+	if s.Scaling.Min != nil {
+		lo = *s.Scaling.Min
+	}
+	if s.Scaling.Max != nil {
+		hi = max(*s.Scaling.Max, lo)
+	}
+	n := lo
+	if st := c.Status.Scaling; st != nil && st.Replicas > 0 {
+		n = st.Replicas
+	}
+	return int(min(max(n, lo), hi))
 }
 
 // Ptr returns a pointer to v, for building specs in code and tests.

@@ -24,6 +24,7 @@ const (
 // +kubebuilder:resource:path=mqttclusters,singular=mqttcluster,shortName=mqc,scope=Cluster
 // +kubebuilder:subresource:status
 // +kubebuilder:printcolumn:name="Replicas",type=integer,JSONPath=`.spec.replicas`
+// +kubebuilder:printcolumn:name="Brokers",type=integer,JSONPath=`.status.scaling.replicas`,priority=1
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type MqttCluster struct {
@@ -40,13 +41,19 @@ type MqttCluster struct {
 // optional: the server fills defaults at admission and stores the result.
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.sync) || !has(self.sync.enabled) || !self.sync.enabled || !has(self.broker) || !has(self.broker.persistence) || !has(self.broker.persistence.enabled) || self.broker.persistence.enabled",message="spec.sync.enabled requires spec.broker.persistence.enabled"
+// +kubebuilder:validation:XValidation:rule="!has(self.scaling) || !has(self.scaling.mode) || self.scaling.mode != 'Auto' || !has(self.replicas)",message="spec.replicas must be omitted with spec.scaling.mode Auto"
 type MqttClusterSpec struct {
-	// Replicas is the number of Mosquitto brokers, 1 to 15.
+	// Replicas is the number of Mosquitto brokers, 1 to 15 (default 3),
+	// with spec.scaling.mode Fixed. With Auto it is omitted: the operator
+	// decides the count between spec.scaling.min and max.
 	// +optional
-	// +kubebuilder:default=3
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=15
 	Replicas *int32 `json:"replicas,omitempty"`
+	// Scaling says how the broker count is set: Fixed (spec.replicas) or
+	// Auto (from the live load).
+	// +optional
+	Scaling ScalingSpec `json:"scaling,omitzero"`
 	// +optional
 	// +kubebuilder:default={}
 	Broker BrokerSpec `json:"broker,omitempty"`
@@ -69,6 +76,64 @@ type MqttClusterSpec struct {
 	// +kubebuilder:default={}
 	UpdatePolicy UpdatePolicySpec `json:"updatePolicy,omitempty"`
 }
+
+// ScalingMode is how the broker count is set.
+// +kubebuilder:validation:Enum=Fixed;Auto
+type ScalingMode string
+
+// Scaling modes.
+const (
+	// ScalingFixed: spec.replicas brokers (also when mode is omitted).
+	ScalingFixed ScalingMode = "Fixed"
+	// ScalingAuto: the operator sets the count from the live load.
+	ScalingAuto ScalingMode = "Auto"
+)
+
+// ScalingSpec sets the broker count. With mode Auto the operator reads the
+// clients connected through HAProxy and the messages the brokers receive,
+// and keeps count = max(connections / connectionsPerBroker, messages per
+// second / messagesPerSecondPerBroker), rounded up, between min and max:
+// up at once, down one broker at a time once the load has stayed low
+// (with 10 % headroom) for scaleDownDelay, each removed broker drained in
+// HAProxy first (and, with spec.sync, its last state synced).
+// +kubebuilder:validation:XValidation:rule="!has(self.min) || !has(self.max) || self.min <= self.max",message="max must be at least min"
+// +kubebuilder:validation:XValidation:rule="!has(self.mode) || self.mode != 'Auto' || has(self.max)",message="mode Auto needs max"
+// +kubebuilder:validation:XValidation:rule="!has(self.mode) || self.mode != 'Auto' || has(self.connectionsPerBroker) || has(self.messagesPerSecondPerBroker)",message="mode Auto needs a target: connectionsPerBroker or messagesPerSecondPerBroker"
+// +kubebuilder:validation:XValidation:rule="(has(self.mode) && self.mode == 'Auto') || (!has(self.min) && !has(self.max) && !has(self.connectionsPerBroker) && !has(self.messagesPerSecondPerBroker) && !has(self.scaleDownDelay))",message="min, max, targets and scaleDownDelay only with mode Auto"
+type ScalingSpec struct {
+	// Mode: Fixed (default) or Auto.
+	// +optional
+	Mode ScalingMode `json:"mode,omitempty"`
+	// Min is the fewest brokers with Auto, 1 to 15 (default 1).
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=15
+	Min *int32 `json:"min,omitempty"`
+	// Max is the most brokers with Auto, min to 15 (required with Auto).
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=15
+	Max *int32 `json:"max,omitempty"`
+	// ConnectionsPerBroker is the target number of clients per broker.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	ConnectionsPerBroker *int32 `json:"connectionsPerBroker,omitempty"`
+	// MessagesPerSecondPerBroker is the target rate of messages the
+	// cluster's clients publish, per broker. Every broker carries every
+	// message (the bridges): what more brokers spread is the deliveries to
+	// subscribers and the connections.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	MessagesPerSecondPerBroker *int32 `json:"messagesPerSecondPerBroker,omitempty"`
+	// ScaleDownDelay is how long the load must stay low before a broker is
+	// removed, and the least time between a scale and the next scale-down
+	// (default 5m, 10s to 24h).
+	// +optional
+	ScaleDownDelay Duration `json:"scaleDownDelay,omitempty"`
+}
+
+// Auto says whether the operator sets the broker count.
+func (s ScalingSpec) Auto() bool { return s.Mode == ScalingAuto }
 
 // UpdateApproval says whether a change that restarts brokers waits.
 // +kubebuilder:validation:Enum=auto;manual
@@ -414,6 +479,44 @@ type MqttClusterStatus struct {
 	// Sync is where each broker's data is replicated (spec.sync).
 	// +optional
 	Sync *SyncStatus `json:"sync,omitempty"`
+	// Scaling is the broker count the operator decided and why
+	// (spec.scaling.mode Auto).
+	// +optional
+	Scaling *ScalingStatus `json:"scaling,omitempty"`
+}
+
+// ScalingStatus is where automatic scaling stands.
+type ScalingStatus struct {
+	// Replicas is the broker count decided: what the cluster runs, or is
+	// moving to.
+	Replicas int32 `json:"replicas"`
+	// Desired is what the last figures ask for, within min and max.
+	// +optional
+	Desired int32 `json:"desired,omitempty"`
+	// Connections are the clients connected through HAProxy (every task).
+	// +optional
+	Connections *int64 `json:"connections,omitempty"`
+	// MessagesPerSecond is the rate the cluster's clients publish at (the
+	// brokers' one-minute average).
+	// +optional
+	MessagesPerSecond *int64 `json:"messagesPerSecond,omitempty"`
+	// ObservedTime is when the figures were read.
+	// +optional
+	ObservedTime *metav1.Time `json:"observedTime,omitempty"`
+	// LowSince is when the figures began to ask for fewer brokers (unset:
+	// they do not).
+	// +optional
+	LowSince *metav1.Time `json:"lowSince,omitempty"`
+	// LowPeak is the most brokers the figures asked for since LowSince: a
+	// scale-down goes no lower.
+	// +optional
+	LowPeak int32 `json:"lowPeak,omitempty"`
+	// LastScaleTime is when the count last changed.
+	// +optional
+	LastScaleTime *metav1.Time `json:"lastScaleTime,omitempty"`
+	// Next says what happens next and when, in words.
+	// +optional
+	Next string `json:"next,omitempty"`
 }
 
 // SyncStatus reports the replication of the brokers' data.

@@ -18,10 +18,12 @@ import (
 
 // Limits the validation enforces.
 const (
-	MaxNameLength   = 40
-	MinReplicas     = 1
-	MaxReplicas     = 15
-	MinCertDuration = time.Minute
+	MaxNameLength = 40
+	MinReplicas   = 1
+	MaxReplicas   = 15
+	// MaxTargetPerBroker bounds spec.scaling's per-broker targets.
+	MaxTargetPerBroker = 10000000
+	MinCertDuration    = time.Minute
 	// MaxCAOverlap bounds spec.tls.caOverlap.
 	MaxCAOverlap = 365 * 24 * time.Hour
 	MaxSyncDelay = time.Hour
@@ -105,7 +107,7 @@ func validateObjectMeta(m *metav1.ObjectMeta, errs *ErrorList) {
 }
 
 func validateSpec(s *MqttClusterSpec, errs *ErrorList) {
-	validateRange(s.Replicas, "spec.replicas", MinReplicas, MaxReplicas, errs)
+	validateScaling(s, errs)
 
 	validateImage(s.Broker.Image, "spec.broker.image", errs)
 	validateDuration(s.Broker.Persistence.AutosaveInterval, "spec.broker.persistence.autosaveInterval", time.Second, 24*time.Hour, errs)
@@ -222,6 +224,46 @@ func validateSpec(s *MqttClusterSpec, errs *ErrorList) {
 		if msg := checkConstraint(c); msg != "" {
 			errs.add(fmt.Sprintf("spec.placement.constraints[%d]", i), ReasonInvalid, "%q %s", c, msg)
 		}
+	}
+}
+
+// validateScaling checks spec.replicas and spec.scaling together: Fixed
+// takes replicas and none of the Auto fields, Auto the reverse.
+func validateScaling(s *MqttClusterSpec, errs *ErrorList) {
+	sc := &s.Scaling
+	switch sc.Mode {
+	case "", ScalingFixed:
+		validateRange(s.Replicas, "spec.replicas", MinReplicas, MaxReplicas, errs)
+		for _, f := range []struct {
+			set  bool
+			name string
+		}{{sc.Min != nil, "min"}, {sc.Max != nil, "max"}, {sc.ConnectionsPerBroker != nil, "connectionsPerBroker"},
+			{sc.MessagesPerSecondPerBroker != nil, "messagesPerSecondPerBroker"}, {sc.ScaleDownDelay != "", "scaleDownDelay"}} {
+			if f.set {
+				errs.add("spec.scaling."+f.name, ReasonForbidden, "only with spec.scaling.mode Auto (the mode is Fixed: spec.replicas brokers)")
+			}
+		}
+	case ScalingAuto:
+		if s.Replicas != nil {
+			errs.add("spec.replicas", ReasonForbidden, "must be omitted with spec.scaling.mode Auto: spec.scaling.min and max bound the broker count")
+		}
+		validateRange(sc.Min, "spec.scaling.min", MinReplicas, MaxReplicas, errs)
+		validateRange(sc.Max, "spec.scaling.max", MinReplicas, MaxReplicas, errs)
+		if sc.Min != nil && sc.Max != nil && *sc.Min > *sc.Max {
+			errs.add("spec.scaling.max", ReasonInvalid, "must be at least spec.scaling.min (%d), got %d", *sc.Min, *sc.Max)
+		}
+		if sc.ConnectionsPerBroker == nil && sc.MessagesPerSecondPerBroker == nil {
+			errs.add("spec.scaling", ReasonRequired, "mode Auto needs a target: connectionsPerBroker, messagesPerSecondPerBroker or both")
+		}
+		if v := sc.ConnectionsPerBroker; v != nil && (*v < 1 || *v > MaxTargetPerBroker) {
+			errs.add("spec.scaling.connectionsPerBroker", ReasonInvalid, "must be between 1 and %d, got %d", MaxTargetPerBroker, *v)
+		}
+		if v := sc.MessagesPerSecondPerBroker; v != nil && (*v < 1 || *v > MaxTargetPerBroker) {
+			errs.add("spec.scaling.messagesPerSecondPerBroker", ReasonInvalid, "must be between 1 and %d, got %d", MaxTargetPerBroker, *v)
+		}
+		validateDuration(sc.ScaleDownDelay, "spec.scaling.scaleDownDelay", 10*time.Second, 24*time.Hour, errs)
+	default:
+		errs.add("spec.scaling.mode", ReasonNotSupported, "unsupported value %q: must be one of Fixed, Auto", sc.Mode)
 	}
 }
 

@@ -367,6 +367,8 @@ func run(ctx context.Context, o options) error {
 					l.Trigger()
 				}
 			}
+			// Their message rates, for spec.scaling.mode Auto.
+			pusher.OnLoad = cr.Reconciler.BrokerLoad
 			pusher.OnConnected = func(cluster string, broker int) {
 				if cr.Reconciler.BrokerReached(cluster, broker) {
 					l.Trigger() // admitted again once joined

@@ -517,10 +517,10 @@ func (c *cli) table(items []api.MqttCluster, wide bool) {
 		o := &items[i]
 		age := humanDuration(c.now().Sub(o.CreationTimestamp.Time))
 		if wide {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%s\t%s\t%d\t%d\t%s\n", o.Name, deref(o.Spec.Replicas), condition(o, api.ConditionReady), ports(o),
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%s\t%s\t%d\t%d\t%s\n", o.Name, api.Brokers(o), condition(o, api.ConditionReady), ports(o),
 				deref(o.Spec.LoadBalancer.Replicas), o.Spec.LoadBalancer.Balance, o.Spec.Broker.Image, o.Generation, o.Status.ObservedGeneration, age)
 		} else {
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", o.Name, deref(o.Spec.Replicas), condition(o, api.ConditionReady), ports(o), age)
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", o.Name, api.Brokers(o), condition(o, api.ConditionReady), ports(o), age)
 		}
 	}
 	tw.Flush()
@@ -585,7 +585,10 @@ func (c *cli) describe(o *api.MqttCluster) {
 	p("Generation:", o.Generation)
 	p("Resource version:", o.ResourceVersion)
 	p("Created:", o.CreationTimestamp.UTC().Format(time.RFC3339))
-	p("Brokers:", fmt.Sprintf("%d x %s", deref(s.Replicas), s.Broker.Image))
+	p("Brokers:", fmt.Sprintf("%d x %s", api.Brokers(o), s.Broker.Image))
+	if s.Scaling.Auto() {
+		describeScaling(p, o)
+	}
 	p("  Persistence:", fmt.Sprintf("%v (autosave every %s)", s.Broker.Persistence.Enabled != nil && *s.Broker.Persistence.Enabled, s.Broker.Persistence.AutosaveInterval))
 	p("  Resources:", fmt.Sprintf("memory=%s cpus=%s", orNone(string(s.Broker.Resources.Memory)), orNone(string(s.Broker.Resources.CPUs))))
 	p("Load balancer:", fmt.Sprintf("%d x %s, balance %s, ports %s", deref(s.LoadBalancer.Replicas), s.LoadBalancer.Image, s.LoadBalancer.Balance, ports(o)))
@@ -614,6 +617,46 @@ func (c *cli) describe(o *api.MqttCluster) {
 		}
 		tw.Flush()
 	}
+}
+
+// describeScaling shows an Auto cluster's bounds, targets, figures and
+// next decision.
+func describeScaling(p func(string, any), o *api.MqttCluster) {
+	sc := o.Spec.Scaling
+	var targets []string
+	if t := sc.ConnectionsPerBroker; t != nil {
+		targets = append(targets, fmt.Sprintf("%d connections", *t))
+	}
+	if t := sc.MessagesPerSecondPerBroker; t != nil {
+		targets = append(targets, fmt.Sprintf("%d messages/s", *t))
+	}
+	p("  Scaling:", fmt.Sprintf("Auto, %d..%d brokers, per broker %s, scale-down delay %s", deref(sc.Min), deref(sc.Max), strings.Join(targets, " and "), sc.ScaleDownDelay))
+	st := o.Status.Scaling
+	if st == nil {
+		p("  Load:", "<none: the operator has not reported yet>")
+		return
+	}
+	load := []string{}
+	if st.Connections != nil {
+		load = append(load, fmt.Sprintf("%d connections", *st.Connections))
+	}
+	if st.MessagesPerSecond != nil {
+		load = append(load, fmt.Sprintf("%d messages/s", *st.MessagesPerSecond))
+	}
+	if len(load) == 0 {
+		load = append(load, "unknown")
+	}
+	at := ""
+	if st.ObservedTime != nil {
+		at = " at " + st.ObservedTime.UTC().Format(time.RFC3339)
+	}
+	p("  Load:", fmt.Sprintf("%s%s: %d brokers wanted", strings.Join(load, ", "), at, st.Desired))
+	last := "never"
+	if st.LastScaleTime != nil {
+		last = st.LastScaleTime.UTC().Format(time.RFC3339)
+	}
+	p("  Last scale:", last)
+	p("  Next:", orNone(st.Next))
 }
 
 // bridgeLine shows a broker's place in the bridge tree.

@@ -433,6 +433,8 @@ type fakeRuntime struct {
 	// state change asked, "addr server state".
 	drained map[string]map[string]bool
 	states  []string
+	// connections: what each task address reports holding.
+	connections map[string]int64
 }
 
 func (f *fakeRuntime) DrainedServers(_ context.Context, addr string) (map[string]bool, error) {
@@ -457,6 +459,12 @@ func (f *fakeRuntime) ShutdownYoungSessions(_ context.Context, addr, server stri
 	defer f.mu.Unlock()
 	f.states = append(f.states, addr+" "+server+" shutdown-young-sessions")
 	return 0, nil
+}
+
+func (f *fakeRuntime) Connections(_ context.Context, addr string) (int64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.connections[addr], nil
 }
 
 func (f *fakeRuntime) SetServerState(_ context.Context, addr, server, state string) error {

@@ -100,8 +100,8 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 
 // collectCluster: brokers, bridges and conditions, from the status.
 func (c *storeCollector) collectCluster(ch chan<- prometheus.Metric, cl *api.MqttCluster) {
-	if cl.Spec.Replicas != nil {
-		ch <- prometheus.MustNewConstMetric(c.brokers, prometheus.GaugeValue, float64(*cl.Spec.Replicas), cl.Name, "desired")
+	if cl.Spec.Replicas != nil || cl.Spec.Scaling.Auto() {
+		ch <- prometheus.MustNewConstMetric(c.brokers, prometheus.GaugeValue, float64(api.Brokers(cl)), cl.Name, "desired")
 	}
 	running := 0
 	for _, b := range cl.Status.Brokers {

@@ -18,14 +18,14 @@ type Plan = api.BrokerPlan
 // that name them, not by content.
 func PlanFor(cur, next *api.MqttCluster) (Plan, error) {
 	var p Plan
-	n := int(*next.Spec.Replicas)
+	n := api.Brokers(next)
 	if cur == nil {
 		for i := 0; i < n; i++ {
 			p.Add = append(p.Add, api.BrokerService(next.Name, i))
 		}
 		return p, nil
 	}
-	m := int(*cur.Spec.Replicas)
+	m := api.Brokers(cur)
 	for i := 0; i < max(n, m); i++ {
 		name := api.BrokerService(next.Name, i)
 		switch {

@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -65,6 +66,11 @@ type Pusher struct {
 	// on every connection made to the broker (retained). It runs on the
 	// connection's goroutine: it must not block.
 	OnBridge func(cluster string, broker int, bridge string, connected bool)
+	// OnLoad, when set, hears the broker's one-minute average of the
+	// PUBLISH packets it receives, per minute (LoadTopic, every
+	// $SYS interval). It runs on the connection's goroutine: it must not
+	// block.
+	OnLoad func(cluster string, broker int, perMinute float64)
 
 	mu       sync.Mutex
 	ctx      context.Context
@@ -424,8 +430,24 @@ func (p *Pusher) connect(name string, i int, t Target) (mqtt.Client, <-chan stru
 			p.log().Warn("auth: no subscription to the broker's bridge notifications", "cluster", name, "broker", i, "err", tok.Error())
 		}
 	}
+	if p.OnLoad != nil {
+		tok := cl.Subscribe(LoadTopic, 0, func(_ mqtt.Client, m mqtt.Message) {
+			if v, err := strconv.ParseFloat(strings.TrimSpace(string(m.Payload())), 64); err == nil && v >= 0 {
+				p.OnLoad(name, i, v)
+			}
+		})
+		if !tok.WaitTimeout(2*time.Second) || tok.Error() != nil {
+			p.log().Warn("auth: no subscription to the broker's load figures", "cluster", name, "broker", i, "err", tok.Error())
+		}
+	}
 	return cl, lost, replies, nil
 }
+
+// LoadTopic is where a broker publishes the one-minute moving average of
+// the PUBLISH packets it received, per minute (Mosquitto's $SYS). In a
+// bridge tree every broker receives every message once, so each one's
+// figure is the cluster's rate.
+const LoadTopic = "$SYS/broker/load/publish/received/1min"
 
 // BridgeStateTopic is where a broker publishes the state of each of its
 // bridges: "1" connected, "0" not, retained (Mosquitto's bridge

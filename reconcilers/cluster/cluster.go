@@ -143,6 +143,8 @@ type Reconciler struct {
 	// bridgeStates are what brokers last said of their own bridges
 	// (BridgeState), by cluster.
 	bridgeStates map[string]map[int]bridgeState
+	// loads are the brokers' message rates (BrokerLoad), by cluster.
+	loads map[string]map[int]brokerLoad
 }
 
 // CertRuntime is HAProxy's runtime API: the certificate a task serves,
@@ -154,6 +156,7 @@ type CertRuntime interface {
 	SetServerState(ctx context.Context, addr, server, state string) error
 	ShutdownSessions(ctx context.Context, addr, server string, rate int, budget time.Duration) (int, error)
 	ShutdownYoungSessions(ctx context.Context, addr, server string, maxAge time.Duration) (int, error)
+	Connections(ctx context.Context, addr string) (int64, error)
 }
 
 // ErrNotLeaderAnyMore stops a pass when leadership is lost half way.
@@ -255,6 +258,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster) (res Res
 		return Result{}, err
 	}
 	defer func() { res.Events = r.takeEvents(c.Name) }()
+	if c.Spec.Scaling.Auto() {
+		c = r.autoscale(ctx, c)
+	}
 	var sv passView
 	res, keep, push, recErr := r.apply(ctx, c, &sv)
 	if errors.Is(recErr, ErrNotLeaderAnyMore) {
@@ -299,10 +305,15 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster) (res Res
 			res.RequeueAfter = next
 		}
 	}
-	if sv.enabled {
-		// The sync status follows the agents' syncs.
-		if res.RequeueAfter == 0 || res.RequeueAfter > SyncRefresh {
-			res.RequeueAfter = SyncRefresh
+	for _, every := range []struct {
+		on    bool
+		after time.Duration
+	}{
+		{sv.enabled, SyncRefresh},                 // the sync status follows the agents' syncs
+		{c.Spec.Scaling.Auto(), AutoscaleRefresh}, // the count follows the load
+	} {
+		if every.on && (res.RequeueAfter == 0 || res.RequeueAfter > every.after) {
+			res.RequeueAfter = every.after
 		}
 	}
 	if errors.Is(recErr, broker.ErrMissingSecret) || errors.Is(recErr, issuer.ErrSigning) {
@@ -599,9 +610,7 @@ func (p *pass) sideServices(sv *passView, controlCA *dswarm.Secret) error {
 func (p *pass) workloads(sv *passView, in broker.Inputs, tlsIn loadbalancer.TLS) error {
 	r, c, ctx := p.r, p.c, p.ctx
 	br := &broker.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID, Network: api.NetworkName}
-	if sv.enabled {
-		br.Retire = func(ctx context.Context, s dswarm.Service) (bool, error) { return r.retire(ctx, c, sv, s) }
-	}
+	br.Retire = func(ctx context.Context, s dswarm.Service) (bool, error) { return r.retire(ctx, c, sv, s) }
 	sv.roll = &rollout.Gate{Swarm: r.Swarm, OperatorID: r.OperatorID, Cluster: c, Control: p.control, Runtime: r.runtime(c.Name),
 		Fence: r.fence, Now: r.now, StableAfter: r.stableAfter(), Log: r.log()}
 	br.MayUpdate = sv.roll.MayUpdate
@@ -1209,6 +1218,7 @@ func (r *Reconciler) Delete(ctx context.Context, name string) error {
 	delete(r.syncClients, name)
 	delete(r.lost, name)
 	delete(r.bridgeStates, name)
+	delete(r.loads, name)
 	r.mu.Unlock()
 	if r.Auth != nil {
 		r.Auth.Forget(name)

@@ -187,6 +187,16 @@ func (r *Reconciler) retire(ctx context.Context, c *api.MqttCluster, v *passView
 	log := r.log().With("cluster", c.Name, "broker", s.Spec.Name)
 	tasks := v.tasks[s.Spec.Name]
 	if rep := s.Spec.Mode.Replicated; rep != nil && rep.Replicas != nil && *rep.Replicas != 0 {
+		// Drained first: no new client is sent to it, and its clients
+		// are moved a few at a time, not all at once when it stops.
+		if i, err := strconv.Atoi(s.Spec.Labels[broker.LabelIndex]); err == nil && v.roll != nil {
+			if err := v.roll.Drain(ctx, i); err != nil {
+				return false, err
+			}
+		}
+		if !v.enabled {
+			return true, nil // nothing to sync: removed now
+		}
 		return false, r.stopForRetirement(ctx, c, v, s)
 	}
 	since, err := time.Parse(time.RFC3339Nano, s.Spec.Labels[LabelRetiring])

@@ -259,6 +259,9 @@ func TestRealHAProxyDrainsAServer(t *testing.T) {
 	if drained, err = rt.DrainedServers(ctx, addr); err != nil || !drained[ServerName(1)] || len(drained) != 1 {
 		t.Fatalf("after drain: %v %v", drained, err)
 	}
+	if n, err := rt.Connections(ctx, addr); err != nil || n != 0 {
+		t.Fatalf("connections: %d %v", n, err)
+	}
 	if n, err := rt.ShutdownSessions(ctx, addr, ServerName(1), 100, time.Second); err != nil || n != 0 {
 		t.Fatalf("shutdown sessions: %d %v", n, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -294,4 +295,34 @@ func (rt Runtime) ShutdownYoungSessions(ctx context.Context, addr, server string
 		}
 	}
 	return closed, nil
+}
+
+// Connections is how many client streams the task holds to the brokers
+// now: the brokers backend's current sessions (show stat's scur).
+func (rt Runtime) Connections(ctx context.Context, addr string) (int64, error) {
+	out, err := rt.exec(ctx, addr, "show stat -1 2 -1\n")
+	if err != nil {
+		return 0, fmt.Errorf("show stat: %w", err)
+	}
+	return parseBackendSessions(out)
+}
+
+// parseBackendSessions reads the brokers backend's scur from show stat's
+// CSV (the header names the columns).
+func parseBackendSessions(out string) (int64, error) {
+	lines := strings.Split(out, "\n")
+	if len(lines) == 0 || !strings.HasPrefix(lines[0], "# ") {
+		return 0, fmt.Errorf("%w: show stat: %s", ErrRuntime, firstLine(out))
+	}
+	col := slices.Index(strings.Split(strings.TrimPrefix(lines[0], "# "), ","), "scur")
+	if col < 0 {
+		return 0, fmt.Errorf("%w: show stat: no scur column", ErrRuntime)
+	}
+	for _, l := range lines[1:] {
+		f := strings.Split(l, ",")
+		if len(f) > col && f[0] == BackendName && f[1] == "BACKEND" {
+			return strconv.ParseInt(f[col], 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("%w: show stat: no %s backend", ErrRuntime, BackendName)
 }

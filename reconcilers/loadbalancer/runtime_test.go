@@ -154,3 +154,18 @@ func TestParseSessions(t *testing.T) {
 		}
 	}
 }
+
+func TestParseBackendSessions(t *testing.T) {
+	t.Parallel()
+	out := "# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,\n" +
+		"stats,BACKEND,0,0,0,1,400,3,0,0,\n" +
+		BackendName + ",BACKEND,0,0,1234,2000,10000,9999,0,0,\n\n"
+	if n, err := parseBackendSessions(out); err != nil || n != 1234 {
+		t.Fatalf("got %d %v", n, err)
+	}
+	for _, bad := range []string{"", "Unknown command\n", "# pxname,svname\nbrokers,BACKEND\n", "# pxname,svname,scur\nother,BACKEND,3\n"} {
+		if _, err := parseBackendSessions(bad); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+}

@@ -24,6 +24,7 @@ type Runtime interface {
 	SetServerState(ctx context.Context, addr, server, state string) error
 	ShutdownSessions(ctx context.Context, addr, server string, rate int, budget time.Duration) (int, error)
 	ShutdownYoungSessions(ctx context.Context, addr, server string, maxAge time.Duration) (int, error)
+	Connections(ctx context.Context, addr string) (int64, error)
 }
 
 // Gate is one pass's rolling update of a cluster's brokers, the broker
@@ -142,6 +143,16 @@ func (g *Gate) MayUpdate(ctx context.Context, i int, cur dswarm.Service) (bool, 
 	return true, nil
 }
 
+// Drain is drain for a broker about to be removed (a scale-down): no new
+// client, its clients moved a few at a time before it stops.
+func (g *Gate) Drain(ctx context.Context, i int) error {
+	if err := g.Fence(); err != nil {
+		return err
+	}
+	g.drain(ctx, i)
+	return nil
+}
+
 // drain puts broker i in drain on every running HAProxy task, so no new
 // client is sent to it; its clients are disconnected when Swarm stops it
 // and reconnect to the others (HAProxy's hash skips a drained server).
@@ -247,10 +258,11 @@ func (g *Gate) admission() map[string]bool {
 		func(_ int, s dswarm.Service) bool { return s.Spec.Name != g.started },
 	}
 	want := map[string]bool{}
+	n := api.Brokers(g.Cluster)
 	for _, admit := range tiers {
 		anyone := false
 		for i, s := range g.services {
-			a := admit(i, s)
+			a := i < n && admit(i, s) // one past the count is being removed
 			want[loadbalancer.ServerName(i)] = a
 			anyone = anyone || a
 		}
@@ -318,6 +330,25 @@ func (g *Gate) Lost(ctx context.Context, i int) (int, error) {
 		closed += n
 	}
 	return closed, nil
+}
+
+// Connections is how many clients the cluster's running HAProxy tasks
+// hold toward its brokers, together; ok is false when a task did not
+// answer (or none runs, or HAProxy's runtime API is out of reach).
+func (g *Gate) Connections(ctx context.Context) (n int64, ok bool) {
+	if g.Control == nil {
+		return 0, false
+	}
+	addrs := g.lbAdmin(ctx)
+	for _, addr := range addrs {
+		c, err := g.Runtime.Connections(ctx, addr)
+		if err != nil {
+			g.Log.Debug("reading HAProxy's connections failed", "cluster", g.Cluster.Name, "haproxy", addr, "err", err)
+			return 0, false
+		}
+		n += c
+	}
+	return n, len(addrs) > 0
 }
 
 // lbAdmin lists the runtime API addresses of a cluster's running HAProxy

@@ -147,6 +147,9 @@ func Compute(in Input) Output {
 	st := c.Status
 	st.Conditions = slices.Clone(st.Conditions)
 	st.ObservedGeneration = c.Generation
+	if !c.Spec.Scaling.Auto() {
+		st.Scaling = nil
+	}
 	v := newView(in)
 	st.Brokers = v.brokers(c.Status.Brokers)
 	var out Output

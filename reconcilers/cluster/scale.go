@@ -1,0 +1,77 @@
+package cluster
+
+import (
+	"context"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/rollout"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/scaling"
+)
+
+// AutoscaleRefresh is how often a cluster with spec.scaling.mode Auto is
+// reconciled, so its count follows the load.
+const AutoscaleRefresh = 5 * time.Second
+
+// loadAge bounds how old a broker's load figure may be to count (Mosquitto
+// publishes it every 10 s).
+const loadAge = 90 * time.Second
+
+// autoscale decides the broker count of an Auto cluster for this pass
+// (scaling.Decide, from HAProxy's connections and the brokers' message
+// rates) and returns a copy of c that runs it: spec.replicas set, and
+// status.scaling the decision. c is not changed.
+func (r *Reconciler) autoscale(ctx context.Context, c *api.MqttCluster) *api.MqttCluster {
+	f := scaling.Figures{MessagesPerSecond: r.messageRate(c.Name, api.Brokers(c))}
+	if control, err := r.controlNetwork(ctx); err == nil && control != nil {
+		g := &rollout.Gate{Swarm: r.Swarm, OperatorID: r.OperatorID, Cluster: c, Control: control, Runtime: r.runtime(c.Name),
+			Fence: r.fence, Now: r.now, Log: r.log()}
+		if n, ok := g.Connections(ctx); ok {
+			f.Connections = &n
+		}
+	}
+	ready := meta.IsStatusConditionTrue(c.Status.Conditions, api.ConditionReady) && c.Status.ObservedGeneration == c.Generation
+	d := scaling.Decide(scaling.Input{Spec: c.Spec.Scaling, Prev: c.Status.Scaling, Figures: f, Ready: ready, Now: r.now()})
+	if e := d.Event; e != nil {
+		r.log().Info("scaling: "+e.Message, "cluster", c.Name, "reason", e.Reason)
+		r.event(c.Name, e.Type, e.Reason, "%s", e.Message)
+	}
+	cc := c.DeepCopy()
+	n := d.Status.Replicas
+	cc.Spec.Replicas = &n
+	cc.Status.Scaling = &d.Status
+	return cc
+}
+
+// BrokerLoad takes what broker i of cluster says of the PUBLISH packets
+// it receives, per minute (the auth pusher's OnLoad).
+func (r *Reconciler) BrokerLoad(cluster string, i int, perMinute float64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	byBroker(&r.loads, cluster)[i] = brokerLoad{perMinute: perMinute, at: r.now()}
+}
+
+type brokerLoad struct {
+	perMinute float64
+	at        time.Time
+}
+
+// messageRate is the cluster's message rate, per second: the highest
+// recent figure of its first n brokers (each receives every message once;
+// one that has just started has a lower average). Nil: none heard lately.
+func (r *Reconciler) messageRate(cluster string, n int) *float64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var rate *float64
+	for i, l := range r.loads[cluster] {
+		if i >= n || r.now().Sub(l.at) > loadAge {
+			continue
+		}
+		if v := l.perMinute / 60; rate == nil || v > *rate {
+			rate = &v
+		}
+	}
+	return rate
+}
