@@ -94,6 +94,11 @@ func TestClusterAutoScalesWithTheConnections(t *testing.T) {
 	if ev := e.eventsWith("ScaledDown"); len(ev) != 1 || !strings.Contains(ev[0].Message, "3 → 2 brokers") {
 		t.Fatalf("events %v", ev)
 	}
+	// Its slot stays drained: its container may still be stopping.
+	e.reconcile()
+	if !rt.drained[addrs[0]]["broker-2"] {
+		t.Fatalf("the removed broker's slot made ready again: %v", rt.states)
+	}
 	// min holds.
 	e.runAll()
 	e.now = e.now.Add(time.Hour)

@@ -274,13 +274,15 @@ func (g *Gate) admission() map[string]bool {
 }
 
 // changes lists, in order, the servers whose drain state differs from
-// want (by name: ready): drained ones that should be ready (a drained
-// server with no broker, scaled away, too), and ready ones that should be
-// drained.
+// want (by name: ready): drained ones that should be ready, and ready ones
+// that should be drained. A drained server with no broker (scaled away)
+// stays drained: its container may still be stopping, reachable at the
+// address HAProxy resolved, and a client sent there would move twice. A
+// broker added at that index later is made ready once admitted.
 func changes(want, drained map[string]bool) []string {
 	var out []string
 	for name := range drained {
-		if w, known := want[name]; !known || w {
+		if want[name] {
 			out = append(out, name)
 		}
 	}

@@ -187,12 +187,14 @@ func (f *Fleet) WaitConnected(n int, deadline time.Time) bool {
 	return true
 }
 
-// Stop disconnects every client and ends the reconnect loops.
+// Stop disconnects every client and ends the reconnect loops; a second
+// call does nothing.
 func (f *Fleet) Stop() {
 	if f.stop == nil {
 		return
 	}
 	close(f.stop)
+	f.stop = nil
 	var wg sync.WaitGroup
 	for _, fc := range f.clients {
 		wg.Add(1)
