@@ -116,6 +116,11 @@ func runClusterBench(ctx context.Context, cl *client.Client, o clusterOpts) erro
 			return err
 		}
 	}
+	if o.want("autoscale") {
+		if err := autoscaleBench(ctx, cl); err != nil {
+			return err
+		}
+	}
 	if o.want("storm") {
 		if err := stormBench(ctx, cl, o.stormClients, o.stormRate); err != nil {
 			return err
