@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -269,5 +270,30 @@ func TestPluginAdmitsClientsOnceJoined(t *testing.T) {
 	}
 	if !strings.Contains(alone.logs(), "no other broker heard in 3 s: admitting clients alone") {
 		t.Fatalf("the spoke alone did not say why it admits clients:\n%s", alone.logs())
+	}
+}
+
+// TestLoadFiguresReachTheInternalUser: the broker publishes its message
+// rate on LoadTopic (Mosquitto's $SYS, every 10 s), and the internal user
+// the operator's pusher logs in as may read it (spec.scaling Auto reads
+// it there).
+func TestLoadFiguresReachTheInternalUser(t *testing.T) {
+	b := startBroker(t, "load", false)
+	internal := []string{"-h", "127.0.0.1", "-p", fmt.Sprint(broker.InternalPort), "-u", "bridge", "-P", "b"}
+	for i := 0; i < 20; i++ {
+		if out, err := exec.Command("docker", append(append([]string{"exec", b.ctr, "mosquitto_pub"}, internal...), "-q", "1", "-t", "load/x", "-m", "m")...).CombinedOutput(); err != nil {
+			t.Fatalf("publish: %v %s", err, out)
+		}
+	}
+	out, err := exec.Command("docker", append(append([]string{"exec", b.ctr, "mosquitto_sub"}, internal...), "-t", LoadTopic, "-C", "2", "-W", "25")...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("no load figure on %s within 25 s: %v %s", LoadTopic, err, out)
+	}
+	// The retained first figure may predate the publishes; the next one
+	// counts them.
+	lines := strings.Fields(string(out))
+	v, err := strconv.ParseFloat(lines[len(lines)-1], 64)
+	if err != nil || v <= 0 {
+		t.Fatalf("load figure %q: %v, want a positive rate per minute", out, err)
 	}
 }

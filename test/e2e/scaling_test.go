@@ -19,14 +19,15 @@ import (
 
 const autoCluster = "e2eauto"
 
-// autoSpec: Auto between 1 and 3 brokers at 20 connections each, down
+// autoSpec: Auto between 1 and 3 brokers at 20 connections each (and a
+// message target never reached: its figure is read all the same), down
 // 15 s after the load drops.
 func autoSpec() []byte {
 	return []byte(fmt.Sprintf(`apiVersion: mqtt.swarm/v1alpha1
 kind: MqttCluster
 metadata: {name: %s}
 spec:
-  scaling: {mode: Auto, min: 1, max: 3, connectionsPerBroker: 20, scaleDownDelay: 15s}
+  scaling: {mode: Auto, min: 1, max: 3, connectionsPerBroker: 20, messagesPerSecondPerBroker: 100000, scaleDownDelay: 15s}
   auth: {allowAnonymous: true}
   broker: {persistence: {enabled: false}}
   loadBalancer: {replicas: 1, ports: {mqtt: 25884, mqtts: 25885}}
@@ -114,8 +115,12 @@ func TestAutoscaling(t *testing.T) {
 	time.Sleep(2 * time.Second) // traffic before the fault, to count against
 	f.Stop()
 	from := time.Now()
-	waitScaled(t, c, 1, 150*time.Second)
+	obj = waitScaled(t, c, 1, 150*time.Second)
 	t.Logf("load gone: 1 broker and Ready %v later", time.Since(from).Round(100*time.Millisecond))
+	// The message rate reached the operator from the brokers' $SYS.
+	if m := obj.Status.Scaling.MessagesPerSecond; m == nil || *m <= 0 {
+		t.Errorf("no message rate in status.scaling (publishing 20/s): %+v", obj.Status.Scaling)
+	}
 	downs := scalingEvents(t, c, "ScaledDown")
 	if len(downs) != 2 || !strings.Contains(downs[0], "3 → 2 brokers") || !strings.Contains(downs[1], "2 → 1 brokers") {
 		t.Fatalf("scale-down events %v, want 3 → 2 then 2 → 1", downs)
