@@ -63,10 +63,12 @@ func Default(obj *MqttCluster, d Defaults) {
 	if len(obj.Annotations) == 0 {
 		obj.Annotations = nil
 	}
-	if s.Scaling.Auto() {
+	switch {
+	case s.Scaling.Auto():
 		setInt32(&s.Scaling.Min, 1)
 		setString((*string)(&s.Scaling.ScaleDownDelay), string(DefaultScaleDownDelay))
-	} else {
+	case s.Scaling.PerNode():
+	default:
 		setInt32(&s.Replicas, DefaultReplicas)
 	}
 	setString(&s.Broker.Image, d.BrokerImage)
@@ -137,6 +139,17 @@ func setString(p *string, v string) {
 // the first decision).
 func Brokers(c *MqttCluster) int {
 	s := c.Spec
+	if s.Scaling.PerNode() {
+		// Every broker tied to a node, parked ones included (their
+		// services stay, scaled to 0); one before the first decision.
+		n := 1
+		if st := c.Status.Scaling; st != nil {
+			for _, b := range st.Nodes {
+				n = max(n, int(b.Broker)+1)
+			}
+		}
+		return n
+	}
 	if !s.Scaling.Auto() {
 		if s.Replicas == nil {
 			return DefaultReplicas
@@ -155,6 +168,42 @@ func Brokers(c *MqttCluster) int {
 		n = st.Replicas
 	}
 	return int(min(max(n, lo), hi))
+}
+
+// Parked lists the brokers of a PerNode cluster whose node does not admit
+// them now (nil for other modes): their services stay, scaled to 0.
+func Parked(c *MqttCluster) map[int]bool {
+	if !c.Spec.Scaling.PerNode() || c.Status.Scaling == nil {
+		return nil
+	}
+	var out map[int]bool
+	active := map[int]bool{}
+	for _, b := range c.Status.Scaling.Nodes {
+		active[int(b.Broker)] = active[int(b.Broker)] || b.Active
+	}
+	for i := 0; i < Brokers(c); i++ {
+		if !active[i] {
+			if out == nil {
+				out = map[int]bool{}
+			}
+			out[i] = true
+		}
+	}
+	return out
+}
+
+// BrokerNode is the node broker i of a PerNode cluster is tied to ("":
+// none, or another mode).
+func BrokerNode(c *MqttCluster, i int) string {
+	if !c.Spec.Scaling.PerNode() || c.Status.Scaling == nil {
+		return ""
+	}
+	for _, b := range c.Status.Scaling.Nodes {
+		if int(b.Broker) == i {
+			return b.Node
+		}
+	}
+	return ""
 }
 
 // Ptr returns a pointer to v, for building specs in code and tests.

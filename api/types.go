@@ -41,7 +41,7 @@ type MqttCluster struct {
 // optional: the server fills defaults at admission and stores the result.
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.sync) || !has(self.sync.enabled) || !self.sync.enabled || !has(self.broker) || !has(self.broker.persistence) || !has(self.broker.persistence.enabled) || self.broker.persistence.enabled",message="spec.sync.enabled requires spec.broker.persistence.enabled"
-// +kubebuilder:validation:XValidation:rule="!has(self.scaling) || !has(self.scaling.mode) || self.scaling.mode != 'Auto' || !has(self.replicas)",message="spec.replicas must be omitted with spec.scaling.mode Auto"
+// +kubebuilder:validation:XValidation:rule="!has(self.scaling) || !has(self.scaling.mode) || self.scaling.mode == 'Fixed' || !has(self.replicas)",message="spec.replicas must be omitted with spec.scaling.mode Auto or PerNode"
 type MqttClusterSpec struct {
 	// Replicas is the number of Mosquitto brokers, 1 to 15 (default 3),
 	// with spec.scaling.mode Fixed. With Auto it is omitted: the operator
@@ -78,7 +78,7 @@ type MqttClusterSpec struct {
 }
 
 // ScalingMode is how the broker count is set.
-// +kubebuilder:validation:Enum=Fixed;Auto
+// +kubebuilder:validation:Enum=Fixed;Auto;PerNode
 type ScalingMode string
 
 // Scaling modes.
@@ -87,6 +87,9 @@ const (
 	ScalingFixed ScalingMode = "Fixed"
 	// ScalingAuto: the operator sets the count from the live load.
 	ScalingAuto ScalingMode = "Auto"
+	// ScalingPerNode: a broker on every node the placement admits, tied
+	// to its node.
+	ScalingPerNode ScalingMode = "PerNode"
 )
 
 // ScalingSpec sets the broker count. With mode Auto the operator reads the
@@ -132,8 +135,11 @@ type ScalingSpec struct {
 	ScaleDownDelay Duration `json:"scaleDownDelay,omitempty"`
 }
 
-// Auto says whether the operator sets the broker count.
+// Auto says whether the operator sets the broker count from the load.
 func (s ScalingSpec) Auto() bool { return s.Mode == ScalingAuto }
+
+// PerNode says whether a broker runs on every node the placement admits.
+func (s ScalingSpec) PerNode() bool { return s.Mode == ScalingPerNode }
 
 // UpdateApproval says whether a change that restarts brokers waits.
 // +kubebuilder:validation:Enum=auto;manual
@@ -517,6 +523,24 @@ type ScalingStatus struct {
 	// Next says what happens next and when, in words.
 	// +optional
 	Next string `json:"next,omitempty"`
+	// Nodes are the brokers of a PerNode cluster, each tied to its node:
+	// broker Broker runs on Node while Active; a node that is drained,
+	// loses the placement's labels or leaves parks its broker (stopped,
+	// its data kept) until it returns.
+	// +optional
+	Nodes []ScalingNode `json:"nodes,omitempty"`
+}
+
+// ScalingNode is one node's broker in a PerNode cluster.
+type ScalingNode struct {
+	Broker int32 `json:"broker"`
+	// Node is the Swarm node ID; Hostname its name when last seen.
+	Node string `json:"node"`
+	// +optional
+	Hostname string `json:"hostname,omitempty"`
+	// Active: the node admits the broker (ready, active, matches the
+	// placement); otherwise the broker is parked.
+	Active bool `json:"active"`
 }
 
 // SyncStatus reports the replication of the brokers' data.

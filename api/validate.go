@@ -234,15 +234,7 @@ func validateScaling(s *MqttClusterSpec, errs *ErrorList) {
 	switch sc.Mode {
 	case "", ScalingFixed:
 		validateRange(s.Replicas, "spec.replicas", MinReplicas, MaxReplicas, errs)
-		for _, f := range []struct {
-			set  bool
-			name string
-		}{{sc.Min != nil, "min"}, {sc.Max != nil, "max"}, {sc.ConnectionsPerBroker != nil, "connectionsPerBroker"},
-			{sc.MessagesPerSecondPerBroker != nil, "messagesPerSecondPerBroker"}, {sc.ScaleDownDelay != "", "scaleDownDelay"}} {
-			if f.set {
-				errs.add("spec.scaling."+f.name, ReasonForbidden, "only with spec.scaling.mode Auto (the mode is Fixed: spec.replicas brokers)")
-			}
-		}
+		forbidAutoFields(sc, "Fixed: spec.replicas brokers", errs)
 	case ScalingAuto:
 		if s.Replicas != nil {
 			errs.add("spec.replicas", ReasonForbidden, "must be omitted with spec.scaling.mode Auto: spec.scaling.min and max bound the broker count")
@@ -262,8 +254,26 @@ func validateScaling(s *MqttClusterSpec, errs *ErrorList) {
 			errs.add("spec.scaling.messagesPerSecondPerBroker", ReasonInvalid, "must be between 1 and %d, got %d", MaxTargetPerBroker, *v)
 		}
 		validateDuration(sc.ScaleDownDelay, "spec.scaling.scaleDownDelay", 10*time.Second, 24*time.Hour, errs)
+	case ScalingPerNode:
+		if s.Replicas != nil {
+			errs.add("spec.replicas", ReasonForbidden, "must be omitted with spec.scaling.mode PerNode: a broker runs on every node spec.placement admits")
+		}
+		forbidAutoFields(sc, "PerNode (a broker on every node spec.placement admits)", errs)
 	default:
-		errs.add("spec.scaling.mode", ReasonNotSupported, "unsupported value %q: must be one of Fixed, Auto", sc.Mode)
+		errs.add("spec.scaling.mode", ReasonNotSupported, "unsupported value %q: must be one of Fixed, Auto, PerNode", sc.Mode)
+	}
+}
+
+// forbidAutoFields rejects the fields of mode Auto in another mode.
+func forbidAutoFields(sc *ScalingSpec, mode string, errs *ErrorList) {
+	for _, f := range []struct {
+		set  bool
+		name string
+	}{{sc.Min != nil, "min"}, {sc.Max != nil, "max"}, {sc.ConnectionsPerBroker != nil, "connectionsPerBroker"},
+		{sc.MessagesPerSecondPerBroker != nil, "messagesPerSecondPerBroker"}, {sc.ScaleDownDelay != "", "scaleDownDelay"}} {
+		if f.set {
+			errs.add("spec.scaling."+f.name, ReasonForbidden, "only with spec.scaling.mode Auto (the mode is %s)", mode)
+		}
 	}
 }
 

@@ -1,11 +1,13 @@
 package leader
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	dswarm "github.com/docker/docker/api/types/swarm"
 	"k8s.io/apimachinery/pkg/api/meta"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
@@ -118,5 +120,90 @@ func TestClusterAutoHoldsWithoutFigures(t *testing.T) {
 	e.running("spec: {scaling: {mode: Auto, min: 1, max: 4, connectionsPerBroker: 100}, loadBalancer: {replicas: 1}}\n")
 	if st := e.cluster().Status.Scaling; st == nil || st.Replicas != 1 || !strings.Contains(st.Next, "no load figures") {
 		t.Fatalf("status.scaling %+v", st)
+	}
+}
+
+// brokerPlacement is broker i's service's constraints and task count.
+func (e *clusterEnv) brokerPlacement(i int) ([]string, uint64) {
+	e.t.Helper()
+	svcs, _ := e.fake.Services(context.Background(), nil)
+	for _, s := range svcs {
+		if s.Spec.Name == api.BrokerService("iot", i) {
+			return s.Spec.TaskTemplate.Placement.Constraints, *s.Spec.Mode.Replicated.Replicas
+		}
+	}
+	e.t.Fatalf("no service for broker %d", i)
+	return nil, 0
+}
+
+func swarmNode(id string, labels map[string]string) dswarm.Node {
+	return dswarm.Node{ID: id, Description: dswarm.NodeDescription{Hostname: "host-" + id}, Status: dswarm.NodeStatus{State: dswarm.NodeStateReady, Addr: "10.0.0.9"},
+		Spec: dswarm.NodeSpec{Availability: dswarm.NodeAvailabilityActive, Role: dswarm.NodeRoleManager, Annotations: dswarm.Annotations{Labels: labels}}}
+}
+
+// PerNode: a broker on each node spec.placement admits, pinned to it; a
+// node drained parks its broker (drained in HAProxy first, then scaled to
+// 0) and the cluster is Ready without it; the node's return brings the
+// same broker back; a node that joins gets the next one.
+func TestClusterPerNodeTiesBrokersToNodes(t *testing.T) {
+	t.Parallel()
+	e := newClusterEnv(t)
+	rt := e.withControlNetwork()
+	mqtt := map[string]string{"mqtt": "yes"}
+	e.fake.NodeList = []dswarm.Node{swarmNode("n1", mqtt), swarmNode("n2", mqtt), swarmNode("n3", nil)}
+	e.running("spec: {scaling: {mode: PerNode}, placement: {constraints: [node.labels.mqtt==yes]}, loadBalancer: {replicas: 1}}\n")
+	e.runAll()
+	addrs := e.attachLB(1)
+	e.reconcile()
+	c := e.cluster()
+	if api.Brokers(c) != 2 || !meta.IsStatusConditionTrue(c.Status.Conditions, api.ConditionReady) {
+		t.Fatalf("brokers %d, conditions %+v", api.Brokers(c), c.Status.Conditions)
+	}
+	for i, node := range []string{"n1", "n2"} {
+		if cons, n := e.brokerPlacement(i); !slices.Equal(cons, []string{"node.id==" + node}) || n != 1 {
+			t.Fatalf("broker %d: %v x%d, want pinned to %s", i, cons, n, node)
+		}
+	}
+
+	// n2 drained: broker 1 drained in HAProxy, then scaled to 0.
+	e.fake.NodeList[1].Spec.Availability = dswarm.NodeAvailabilityDrain
+	rt.states = nil
+	e.fake.ResetCalls()
+	e.reconcile()
+	if _, n := e.brokerPlacement(1); n != 0 {
+		t.Fatalf("broker 1 still has %d task(s) on a drained node", n)
+	}
+	if d := slices.Index(rt.states, addrs[0]+" broker-1 drain"); d < 0 {
+		t.Fatalf("broker 1 not drained in HAProxy before it stopped: %v", rt.states)
+	}
+	if ev := e.eventsWith("BrokerParked"); len(ev) != 1 || !strings.Contains(ev[0].Message, "node host-n2 is drained") {
+		t.Fatalf("events %v", ev)
+	}
+	e.runAll()
+	e.attachLB(1)
+	e.now = e.now.Add(time.Minute)
+	e.reconcile()
+	c = e.cluster()
+	if !meta.IsStatusConditionTrue(c.Status.Conditions, api.ConditionReady) || c.Status.Brokers[1].State != "parked" || c.Status.Brokers[1].Bridge != nil {
+		t.Fatalf("with broker 1 parked: %+v %+v", c.Status.Conditions, c.Status.Brokers)
+	}
+	// A settled PerNode cluster writes nothing.
+	e.fake.ResetCalls()
+	e.reconcile()
+	if w := written(e.fake.Calls(), "UpdateService"); len(w) != 0 {
+		t.Fatalf("settled, updated %v", w)
+	}
+
+	// n2 back: broker 1 again, on n2.
+	e.fake.NodeList[1].Spec.Availability = dswarm.NodeAvailabilityActive
+	e.reconcile()
+	if cons, n := e.brokerPlacement(1); n != 1 || !slices.Equal(cons, []string{"node.id==n2"}) {
+		t.Fatalf("broker 1 after the return: %v x%d", cons, n)
+	}
+	// n3 gets the label: broker 2 on it.
+	e.fake.NodeList[2].Spec.Labels = mqtt
+	e.reconcile()
+	if cons, n := e.brokerPlacement(2); n != 1 || !slices.Equal(cons, []string{"node.id==n3"}) {
+		t.Fatalf("broker 2: %v x%d", cons, n)
 	}
 }

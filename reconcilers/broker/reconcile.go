@@ -288,7 +288,7 @@ func secretRef(s *dswarm.Secret, target string, mode uint32) *dswarm.SecretRefer
 func (r *Reconciler) serviceSpec(c *api.MqttCluster, i int, confID, confName string, pass *dswarm.Secret, in Inputs) (dswarm.ServiceSpec, error) {
 	s := c.Spec
 	name := api.BrokerService(c.Name, i)
-	one := uint64(1)
+	place, tasks := placement(c, i)
 	cs := &dswarm.ContainerSpec{
 		Image:    s.Broker.Image,
 		Command:  []string{"/bin/sh", "-c", StartScript(datasync.Enabled(c), SharedPlugin(c, i, in.Auth()))},
@@ -350,9 +350,9 @@ func (r *Reconciler) serviceSpec(c *api.MqttCluster, i int, confID, confName str
 			ContainerSpec: cs,
 			Resources:     res,
 			RestartPolicy: &dswarm.RestartPolicy{Condition: dswarm.RestartPolicyConditionAny, Delay: durationPtr(1e9)},
-			Placement:     &dswarm.Placement{Constraints: slices.Clone(s.Placement.Constraints)},
+			Placement:     place,
 		},
-		Mode:         dswarm.ServiceMode{Replicated: &dswarm.ReplicatedService{Replicas: &one}},
+		Mode:         dswarm.ServiceMode{Replicated: &dswarm.ReplicatedService{Replicas: &tasks}},
 		EndpointSpec: &dswarm.EndpointSpec{Mode: dswarm.ResolutionModeDNSRR},
 	}
 	spec.TaskTemplate.Networks = r.networks(c.Name, name, in)
@@ -361,6 +361,26 @@ func (r *Reconciler) serviceSpec(c *api.MqttCluster, i int, confID, confName str
 		return dswarm.ServiceSpec{}, err
 	}
 	return spec, nil
+}
+
+// placement is where broker i runs and how many tasks it has: one, on the
+// nodes spec.placement admits; with scaling PerNode one on its own node
+// (the operator evaluates spec.placement itself, so that a node losing a
+// label parks its broker through the operator: drained first), and none
+// while it is parked.
+func placement(c *api.MqttCluster, i int) (*dswarm.Placement, uint64) {
+	if !c.Spec.Scaling.PerNode() {
+		return &dswarm.Placement{Constraints: slices.Clone(c.Spec.Placement.Constraints)}, 1
+	}
+	node := api.BrokerNode(c, i)
+	if node == "" {
+		return &dswarm.Placement{Constraints: slices.Clone(c.Spec.Placement.Constraints)}, 0
+	}
+	tasks := uint64(1)
+	if api.Parked(c)[i] {
+		tasks = 0
+	}
+	return &dswarm.Placement{Constraints: []string{"node.id==" + node}}, tasks
 }
 
 // networks: the cluster's network (the broker reached by its service

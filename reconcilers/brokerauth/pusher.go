@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,11 +33,17 @@ type Target struct {
 	User, Password string
 	// CA is the PEM certificate the brokers' chain to.
 	CA []byte
+	// Parked are brokers not running on purpose (PerNode: their node does
+	// not admit them), sorted: no connection is kept to them.
+	Parked []int
 }
 
 func (t Target) same(o Target) bool {
-	return t.Brokers == o.Brokers && t.User == o.User && t.Password == o.Password && bytes.Equal(t.CA, o.CA)
+	return t.Brokers == o.Brokers && t.User == o.User && t.Password == o.Password && bytes.Equal(t.CA, o.CA) && slices.Equal(t.Parked, o.Parked)
 }
+
+// wants says whether broker i is one of the target's running brokers.
+func (t Target) wants(i int) bool { return i < t.Brokers && !slices.Contains(t.Parked, i) }
 
 // Pusher keeps a connection to every broker of every cluster it is given
 // and pushes each one the cluster's current state: when the state changes,
@@ -143,7 +150,7 @@ func (p *Pusher) Set(name string, t Target, s State) []int {
 	changed := c.state.Version != s.Version
 	c.state = s
 	for i, k := range c.conns {
-		if i >= t.Brokers {
+		if !t.wants(i) {
 			k.cancel()
 			delete(c.conns, i)
 		}
@@ -175,7 +182,7 @@ func (p *Pusher) start(name string, c *cluster) {
 		return
 	}
 	for i := 0; i < c.target.Brokers; i++ {
-		if c.conns[i] != nil {
+		if c.conns[i] != nil || !c.target.wants(i) {
 			continue
 		}
 		ctx, cancel := context.WithCancel(p.ctx)

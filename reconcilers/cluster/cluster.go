@@ -258,8 +258,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster) (res Res
 		return Result{}, err
 	}
 	defer func() { res.Events = r.takeEvents(c.Name) }()
-	if c.Spec.Scaling.Auto() {
+	switch {
+	case c.Spec.Scaling.Auto():
 		c = r.autoscale(ctx, c)
+	case c.Spec.Scaling.PerNode():
+		if c, err = r.perNode(ctx, c); err != nil {
+			return Result{}, err
+		}
 	}
 	var sv passView
 	res, keep, push, recErr := r.apply(ctx, c, &sv)
@@ -401,19 +406,19 @@ func (r *Reconciler) apply(ctx context.Context, c *api.MqttCluster, sv *passView
 func (p *pass) pushAuth(in broker.Inputs, users []api.MqttUser) *status.AuthView {
 	c := p.c
 	st := brokerauth.Render(c, users, p.m.Users)
-	v := &status.AuthView{Version: st.Version, Rules: st.Rules, Brokers: int(*c.Spec.Replicas)}
+	v := &status.AuthView{Version: st.Version, Rules: st.Rules, Brokers: int(*c.Spec.Replicas), Parked: api.Parked(c)}
 	if !in.Auth() {
 		return v
 	}
 	t := brokerauth.Target{
-		Brokers: int(*c.Spec.Replicas),
+		Brokers: int(*c.Spec.Replicas), Parked: slices.Sorted(maps.Keys(v.Parked)),
 		Addr: func(i int) string {
 			return net.JoinHostPort(api.BrokerTaskHost(c.Name, i), strconv.Itoa(broker.InternalPort))
 		},
 		User: broker.BridgeUser, Password: p.m.BridgePassword, CA: p.r.Identity.CA().CertPEM(),
 	}
 	v.Enforced = true
-	if v.Applied = p.r.Auth.Set(c.Name, t, st); len(v.Applied) < v.Brokers {
+	if v.Applied = p.r.Auth.Set(c.Name, t, st); len(v.Applied) < v.Want() {
 		// A push takes milliseconds: wait for the answers (not for a
 		// broker that is down), so the status says where it stands.
 		v.Applied = p.r.Auth.Wait(c.Name, st.Version, 2*time.Second)

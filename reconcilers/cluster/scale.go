@@ -34,15 +34,40 @@ func (r *Reconciler) autoscale(ctx context.Context, c *api.MqttCluster) *api.Mqt
 	}
 	ready := meta.IsStatusConditionTrue(c.Status.Conditions, api.ConditionReady) && c.Status.ObservedGeneration == c.Generation
 	d := scaling.Decide(scaling.Input{Spec: c.Spec.Scaling, Prev: c.Status.Scaling, Figures: f, Ready: ready, Now: r.now()})
-	if e := d.Event; e != nil {
-		r.log().Info("scaling: "+e.Message, "cluster", c.Name, "reason", e.Reason)
-		r.event(c.Name, e.Type, e.Reason, "%s", e.Message)
-	}
+	r.scalingEvents(c.Name, d.Events)
 	cc := c.DeepCopy()
 	n := d.Status.Replicas
 	cc.Spec.Replicas = &n
 	cc.Status.Scaling = &d.Status
 	return cc
+}
+
+// perNode ties a broker to every node that admits one (scaling.PerNode)
+// and returns a copy of c that runs them: spec.replicas the indexes in
+// use, status.scaling which node each is tied to and which are parked.
+func (r *Reconciler) perNode(ctx context.Context, c *api.MqttCluster) (*api.MqttCluster, error) {
+	nodes, err := r.Swarm.Nodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var ns []scaling.Node
+	for _, n := range nodes {
+		ns = append(ns, scaling.NodeOf(n))
+	}
+	d := scaling.PerNode(c.Spec.Placement.Constraints, c.Status.Scaling, ns)
+	r.scalingEvents(c.Name, d.Events)
+	cc := c.DeepCopy()
+	n := d.Status.Replicas
+	cc.Spec.Replicas = &n
+	cc.Status.Scaling = &d.Status
+	return cc, nil
+}
+
+func (r *Reconciler) scalingEvents(cluster string, evs []api.Event) {
+	for _, e := range evs {
+		r.log().Info("scaling: "+e.Message, "cluster", cluster, "reason", e.Reason)
+		r.event(cluster, e.Type, e.Reason, "%s", e.Message)
+	}
 }
 
 // BrokerLoad takes what broker i of cluster says of the PUBLISH packets

@@ -80,7 +80,7 @@ func userStatuses(users []api.MqttUser, secrets map[string]credentials.UserSecre
 		st := u.Status
 		st.Conditions = append([]metav1.Condition(nil), st.Conditions...)
 		st.ObservedGeneration = u.Generation
-		st.Brokers = fmt.Sprintf("served by %d/%d brokers", len(a.Applied), a.Brokers)
+		st.Brokers = fmt.Sprintf("served by %d/%d brokers", len(a.Applied), a.Want())
 		st.PasswordIssuedAt = nil
 		if sec, ok := secrets[u.Name]; ok {
 			t := metav1.NewTime(sec.IssuedAt.Truncate(time.Second))
@@ -93,7 +93,7 @@ func userStatuses(users []api.MqttUser, secrets map[string]credentials.UserSecre
 			st.Brokers = ""
 		case !a.Enforced:
 			cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "NotEnforced", "the operator cannot push users to the brokers (no control network or control-plane TLS)"
-		case len(a.Applied) == a.Brokers:
+		case len(a.Applied) >= a.Want():
 			cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, "Applied", "served by every broker"
 		default:
 			cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "Applying", st.Brokers

@@ -111,6 +111,13 @@ func (g *Gate) healthy(s dswarm.Service) bool {
 	return ok && t.Status.State == dswarm.TaskStateRunning && t.DesiredState == dswarm.TaskStateRunning && swarm.RunsCurrentSpec(t, s) && status.Stable(t, g.Now(), g.StableAfter)
 }
 
+// stopped: the service is scaled to 0 on purpose (a parked PerNode
+// broker, or one being removed): nothing to wait for.
+func stopped(s dswarm.Service) bool {
+	r := s.Spec.Mode.Replicated
+	return r != nil && r.Replicas != nil && *r.Replicas == 0
+}
+
 // MayUpdate is the broker reconciler's MayUpdate: whether broker i may be
 // replaced now (drained first).
 func (g *Gate) MayUpdate(ctx context.Context, i int, cur dswarm.Service) (bool, error) {
@@ -131,7 +138,7 @@ func (g *Gate) MayUpdate(ctx context.Context, i int, cur dswarm.Service) (bool, 
 	// could not make the cluster more available (and a fix must roll).
 	if g.healthy(cur) {
 		for j, s := range g.services {
-			if j != i && !g.healthy(s) {
+			if j != i && !g.healthy(s) && !stopped(s) {
 				g.waiting = s.Spec.Name
 				return false, nil
 			}

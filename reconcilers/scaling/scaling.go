@@ -44,11 +44,10 @@ type Input struct {
 	Now   time.Time
 }
 
-// Decision is the new status.scaling, and the event of a change of count
-// (nil: none).
+// Decision is the new status.scaling, and the events of its changes.
 type Decision struct {
 	Status api.ScalingStatus
-	Event  *api.Event
+	Events []api.Event
 }
 
 // Decide returns the broker count for the next pass: up at once to what
@@ -116,7 +115,11 @@ func Decide(in Input) Decision {
 		st.Desired = up
 	}
 	figures(&st, prev, in)
-	return Decision{Status: st, Event: ev}
+	d := Decision{Status: st}
+	if ev != nil {
+		d.Events = append(d.Events, *ev)
+	}
+	return d
 }
 
 // figures puts the figures in st when they are due (FigureRefresh) or

@@ -33,11 +33,11 @@ func run(t *testing.T, sp api.ScalingSpec, steps []step) *api.ScalingStatus {
 			t.Fatalf("pass %d: replicas %d, want %d (next: %s)", i, d.Status.Replicas, s.want, d.Status.Next)
 		}
 		got := ""
-		if d.Event != nil {
-			got = d.Event.Reason
+		if len(d.Events) > 0 {
+			got = d.Events[0].Reason
 		}
-		if got != s.event {
-			t.Fatalf("pass %d: event %q, want %q (%v)", i, got, s.event, d.Event)
+		if got != s.event || len(d.Events) > 1 {
+			t.Fatalf("pass %d: events %v, want %q", i, d.Events, s.event)
 		}
 		c := &api.MqttCluster{}
 		c.Status.Scaling = &d.Status
@@ -131,8 +131,8 @@ func TestMessagesTargetAndTheLargerNeedWins(t *testing.T) {
 	sp.MessagesPerSecondPerBroker = &mps
 	c, m := int64(100), 1600.0
 	d := Decide(Input{Spec: sp, Figures: Figures{Connections: &c, MessagesPerSecond: &m}, Now: time.Now()})
-	if d.Status.Replicas != 4 || d.Event == nil || !strings.Contains(d.Event.Message, "1600 messages/s") {
-		t.Fatalf("got %+v %v", d.Status, d.Event)
+	if d.Status.Replicas != 4 || len(d.Events) != 1 || !strings.Contains(d.Events[0].Message, "1600 messages/s") {
+		t.Fatalf("got %+v %v", d.Status, d.Events)
 	}
 }
 
@@ -140,8 +140,8 @@ func TestBoundsChangedInTheSpecApplyAtOnce(t *testing.T) {
 	t.Parallel()
 	prev := &api.ScalingStatus{Replicas: 5}
 	d := Decide(Input{Spec: auto(1, 3, 100), Prev: prev, Figures: conns(10), Now: time.Now()})
-	if d.Status.Replicas != 3 || d.Event == nil || d.Event.Reason != "Scaled" {
-		t.Fatalf("got %+v %v", d.Status, d.Event)
+	if d.Status.Replicas != 3 || len(d.Events) != 1 || d.Events[0].Reason != "Scaled" {
+		t.Fatalf("got %+v %v", d.Status, d.Events)
 	}
 }
 

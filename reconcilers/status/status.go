@@ -77,7 +77,13 @@ type AuthView struct {
 	Enforced bool
 	Applied  []int
 	Brokers  int
+	// Parked brokers (PerNode) are not expected to serve them.
+	Parked map[int]bool
 }
+
+// Want is how many brokers should serve the users and rules: all but the
+// parked ones.
+func (a *AuthView) Want() int { return a.Brokers - len(a.Parked) }
 
 // Links is a cluster's bridge topology, and what the brokers' starts said
 // of their image (bridges.Tracker).
@@ -147,7 +153,7 @@ func Compute(in Input) Output {
 	st := c.Status
 	st.Conditions = slices.Clone(st.Conditions)
 	st.ObservedGeneration = c.Generation
-	if !c.Spec.Scaling.Auto() {
+	if !c.Spec.Scaling.Auto() && !c.Spec.Scaling.PerNode() {
 		st.Scaling = nil
 	}
 	v := newView(in)
@@ -174,13 +180,13 @@ func Compute(in Input) Output {
 	// when every task runs its service's current spec: the next broker's
 	// service is not updated yet.
 	rolling := in.Rollout.Message != "" && !in.Rollout.Held
-	out.Ready = in.Failure == nil && v.running == v.n && len(v.lbRunning) >= v.lbWant && len(unbridged) == 0 && in.Serving.All() && in.Auth.all() && !rolling
+	out.Ready = in.Failure == nil && v.running == v.want() && len(v.lbRunning) >= v.lbWant && len(unbridged) == 0 && in.Serving.All() && in.Auth.all() && !rolling
 	set := conditionSetter(&st, c.Generation, in.Now)
 	progress := v.progress(unbridged)
 	switch {
 	case in.Rollout.Held:
 		// The brokers run the old spec, as they should until approved.
-		set(api.ConditionReady, v.running == v.n && len(v.lbRunning) >= v.lbWant, "AwaitingApproval", progress)
+		set(api.ConditionReady, v.running == v.want() && len(v.lbRunning) >= v.lbWant, "AwaitingApproval", progress)
 		set(api.ConditionProgressing, true, "AwaitingApproval", in.Rollout.Message)
 	case out.Ready:
 		set(api.ConditionReady, true, "AllRunning", progress)
@@ -261,11 +267,16 @@ type view struct {
 	// says which.
 	running    int
 	runningIdx map[int]bool
+	// parked are the PerNode brokers whose node does not admit them.
+	parked map[int]bool
 }
+
+// want is how many brokers should run: all but the parked ones.
+func (v *view) want() int { return v.n - len(v.parked) }
 
 func newView(in Input) *view {
 	c := in.Cluster
-	v := &view{in: in, n: int(*c.Spec.Replicas), lbWant: int(*c.Spec.LoadBalancer.Replicas),
+	v := &view{in: in, n: int(*c.Spec.Replicas), lbWant: int(*c.Spec.LoadBalancer.Replicas), parked: api.Parked(c),
 		svcName: map[string]string{}, svcByID: map[string]dswarm.Service{}, nodes: map[string]dswarm.Node{},
 		runningIdx: map[int]bool{}}
 	for _, s := range in.Services {
@@ -320,7 +331,9 @@ func (v *view) brokers(prev []api.BrokerStatus) []api.BrokerStatus {
 	for i := 0; i < v.n; i++ {
 		name := api.BrokerService(c.Name, i)
 		bs := api.BrokerStatus{Name: name, State: "missing"}
-		if t, found := v.latest[name]; found {
+		if v.parked[i] {
+			bs.State, bs.Node = "parked", parkedOn(c, i)
+		} else if t, found := v.latest[name]; found {
 			bs.State = string(t.Status.State)
 			bs.Node = v.nodes[t.NodeID].Description.Hostname
 			bs.Since = truncated(t.Status.Timestamp)
@@ -329,7 +342,7 @@ func (v *view) brokers(prev []api.BrokerStatus) []api.BrokerStatus {
 				v.runningIdx[i] = true
 			}
 		}
-		if i > 0 {
+		if i > 0 && !v.parked[i] {
 			bs.Bridge = v.bridge(i)
 		}
 		if p := findBroker(prev, name); p != nil && p.State == bs.State && p.Node == bs.Node {
@@ -338,6 +351,16 @@ func (v *view) brokers(prev []api.BrokerStatus) []api.BrokerStatus {
 		out = append(out, bs)
 	}
 	return out
+}
+
+// parkedOn is the host name of the node parked broker i is tied to.
+func parkedOn(c *api.MqttCluster, i int) string {
+	for _, b := range c.Status.Scaling.Nodes {
+		if int(b.Broker) == i {
+			return b.Hostname
+		}
+	}
+	return ""
 }
 
 // contract is a failure naming every broker that is not running and
@@ -433,7 +456,10 @@ func (v *view) endpoints() []string {
 // run, when Swarm or the pass says it.
 func (v *view) progress(unbridged []string) string {
 	c := v.in.Cluster
-	msg := fmt.Sprintf("%d/%d brokers running, %d/%d load balancer tasks running", v.running, v.n, len(v.lbRunning), v.lbWant)
+	msg := fmt.Sprintf("%d/%d brokers running, %d/%d load balancer tasks running", v.running, v.want(), len(v.lbRunning), v.lbWant)
+	if len(v.parked) > 0 {
+		msg = fmt.Sprintf("%d/%d brokers running (%d parked: their nodes do not admit them), %d/%d load balancer tasks running", v.running, v.want(), len(v.parked), len(v.lbRunning), v.lbWant)
+	}
 	var why []string
 	for i := 0; i < v.n; i++ {
 		name := api.BrokerService(c.Name, i)
@@ -554,14 +580,14 @@ func authCondition(in Input, st *api.MqttClusterStatus, set setFunc) {
 
 // all: every broker serves the current users and rules (or they are not
 // pushed: nothing to wait for).
-func (a *AuthView) all() bool { return a == nil || !a.Enforced || len(a.Applied) == a.Brokers }
+func (a *AuthView) all() bool { return a == nil || !a.Enforced || len(a.missing("")) == 0 }
 
 // missing names the brokers that do not serve the current users and
 // rules yet.
 func (a *AuthView) missing(cluster string) []string {
 	var out []string
 	for i := 0; i < a.Brokers; i++ {
-		if !slices.Contains(a.Applied, i) {
+		if !slices.Contains(a.Applied, i) && !a.Parked[i] {
 			out = append(out, api.BrokerService(cluster, i))
 		}
 	}
