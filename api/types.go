@@ -42,6 +42,7 @@ type MqttCluster struct {
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.sync) || !has(self.sync.enabled) || !self.sync.enabled || !has(self.broker) || !has(self.broker.persistence) || !has(self.broker.persistence.enabled) || self.broker.persistence.enabled",message="spec.sync.enabled requires spec.broker.persistence.enabled"
 // +kubebuilder:validation:XValidation:rule="!has(self.scaling) || !has(self.scaling.mode) || self.scaling.mode == 'Fixed' || !has(self.replicas)",message="spec.replicas must be omitted with spec.scaling.mode Auto or PerNode"
+// +kubebuilder:validation:XValidation:rule="!has(self.scaling) || !has(self.scaling.mode) || self.scaling.mode != 'PerNode' || !has(self.sync) || !has(self.sync.enabled) || !self.sync.enabled",message="spec.sync.enabled is not supported with spec.scaling.mode PerNode"
 type MqttClusterSpec struct {
 	// Replicas is the number of Mosquitto brokers, 1 to 15 (default 3),
 	// with spec.scaling.mode Fixed. With Auto it is omitted: the operator

@@ -1,0 +1,169 @@
+//go:build e2e_ha
+
+package ha
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+)
+
+func perNodeSpec(name string, port int) []byte {
+	return []byte(fmt.Sprintf(`apiVersion: mqtt.swarm/v1alpha1
+kind: MqttCluster
+metadata: {name: %s}
+spec:
+  scaling: {mode: PerNode}
+  auth: {allowAnonymous: true}
+  broker: {persistence: {autosaveInterval: 1h}}
+  loadBalancer: {replicas: 2, ports: {mqtt: %d, mqtts: 0}}
+`, name, port))
+}
+
+// brokerExec runs a Mosquitto client inside broker svc's container on
+// node, against the broker itself (TLS on its client port).
+func brokerExec(t *testing.T, node, svc string, args ...string) (string, error) {
+	t.Helper()
+	ctr := strings.TrimSpace(onNode(t, node, "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+svc))
+	if ctr == "" {
+		return "", fmt.Errorf("no container of %s on %s", svc, node)
+	}
+	out, err := exec.Command("docker", append([]string{"exec", node, "docker", "exec", ctr}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+var brokerTLS = []string{"-h", "127.0.0.1", "-p", "1883", "--cafile", "/run/secrets/control-ca.crt", "--insecure"}
+
+// TestPerNodeBrokersFollowTheNodes: scaling PerNode puts a broker on each
+// of the three managers, pinned; a node drained parks its broker (the
+// cluster Ready on the others) and its return brings the same broker back
+// on it with its data — a persistent session's queued messages delivered;
+// a worker that joins gets a broker of its own, serving through HAProxy.
+func TestPerNodeBrokersFollowTheNodes(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	const name, port = "pn", 24885
+	if _, err := e.c.Apply(ctx, perNodeSpec(name, port)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.c.Delete(context.Background(), name) })
+	var c *api.MqttCluster
+	eventually(t, name+" Ready with a broker on each manager", 180*time.Second, func() error {
+		c = e.cluster(t, name)
+		if err := ready(c); err != nil {
+			return err
+		}
+		if api.Brokers(c) != len(nodes) || len(api.Parked(c)) != 0 {
+			return fmt.Errorf("brokers %d parked %v", api.Brokers(c), api.Parked(c))
+		}
+		return nil
+	})
+	// Each broker runs on the node it is tied to.
+	home := map[int]string{}
+	for _, b := range c.Status.Scaling.Nodes {
+		on, state := brokerNode(c, api.BrokerService(name, int(b.Broker)))
+		if on != b.Hostname || state != "running" {
+			t.Fatalf("broker %d tied to %s runs on %q (%s)", b.Broker, b.Hostname, on, state)
+		}
+		home[int(b.Broker)] = b.Hostname
+	}
+
+	// A persistent session on the broker of the last manager, with three
+	// QoS 1 messages queued for it.
+	const k = 2
+	node, svc := home[k], api.BrokerService(name, k)
+	if out, err := brokerExec(t, node, svc, append([]string{"mosquitto_sub", "-i", "pn-sub", "-c", "-q", "1", "-t", "pn/q", "-E"}, brokerTLS...)...); err != nil {
+		t.Fatalf("subscribe: %v %s", err, out)
+	}
+	for i := 0; i < 3; i++ {
+		if out, err := brokerExec(t, node, svc, append([]string{"mosquitto_pub", "-q", "1", "-t", "pn/q", "-m", fmt.Sprintf("queued-%d", i)}, brokerTLS...)...); err != nil {
+			t.Fatalf("publish: %v %s", err, out)
+		}
+	}
+
+	// Drained: broker k parked, the cluster Ready on the two others.
+	onNode(t, nodes[0], "node", "update", "--availability", "drain", node)
+	t.Cleanup(func() { _ = exec.Command("docker", "exec", nodes[0], "docker", "node", "update", "--availability", "active", node).Run() })
+	eventually(t, svc+" parked, the cluster Ready without it", 120*time.Second, func() error {
+		c = e.cluster(t, name)
+		if !api.Parked(c)[k] {
+			return fmt.Errorf("not parked: %+v", c.Status.Scaling)
+		}
+		if _, state := brokerNode(c, svc); state != "parked" {
+			return fmt.Errorf("broker state %s", state)
+		}
+		return ready(c)
+	})
+	if strings.TrimSpace(onNode(t, node, "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+svc)) != "" {
+		t.Fatal("the parked broker still runs")
+	}
+
+	// Back: the same broker on the same node, its session and queue kept.
+	onNode(t, nodes[0], "node", "update", "--availability", "active", node)
+	back := time.Now()
+	eventually(t, svc+" back on "+node, 120*time.Second, func() error {
+		c = e.cluster(t, name)
+		if on, state := brokerNode(c, svc); on != node || state != "running" {
+			return fmt.Errorf("%s on %q (%s)", svc, on, state)
+		}
+		return ready(c)
+	})
+	t.Logf("node back -> its broker running and the cluster Ready in %s", time.Since(back).Round(100*time.Millisecond))
+	out, err := brokerExec(t, node, svc, append([]string{"mosquitto_sub", "-i", "pn-sub", "-c", "-q", "1", "-t", "pn/q", "-C", "3", "-W", "10"}, brokerTLS...)...)
+	if err != nil || strings.Count(out, "queued-") != 3 {
+		t.Fatalf("the returned broker's queued messages: %v %q", err, out)
+	}
+
+	// A worker joins: a broker of its own, serving through HAProxy.
+	joined := time.Now()
+	sh(t, root()+"/hack/dind.sh", "worker", "5")
+	t.Cleanup(func() {
+		_ = exec.Command("docker", "exec", "mqtt-m5", "docker", "swarm", "leave", "--force").Run()
+		_ = exec.Command("docker", "exec", nodes[0], "docker", "node", "rm", "--force", "mqtt-m5").Run()
+		_ = exec.Command("docker", "rm", "-f", "mqtt-m5").Run()
+		_ = os.RemoveAll("/var/lib/mqtt-m5")
+	})
+	next := api.BrokerService(name, len(nodes))
+	eventually(t, next+" on mqtt-m5, the cluster Ready", 180*time.Second, func() error {
+		c = e.cluster(t, name)
+		if on, state := brokerNode(c, next); on != "mqtt-m5" || state != "running" {
+			return fmt.Errorf("%s on %q (%s)", next, on, state)
+		}
+		return ready(c)
+	})
+	t.Logf("worker joined -> its broker running and the cluster Ready in %s", time.Since(joined).Round(100*time.Millisecond))
+	if len(c.Status.Endpoints) == 0 {
+		t.Fatal("no endpoint in the status")
+	}
+	lb := strings.TrimPrefix(strings.Split(c.Status.Endpoints[0], ":")[1], "//") // mqtt://IP:PORT
+	served := false
+	for i := 0; i < 60 && !served; i++ {
+		id := fmt.Sprintf("pn-probe-%d", i)
+		cl, err := mqttClient(lb, port, id, true, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl.Disconnect(50)
+		logs := onNode(t, nodes[0], "service", "logs", "--raw", next)
+		served = strings.Contains(logs, " as "+id+" ")
+	}
+	if !served {
+		t.Fatalf("none of 60 clients through HAProxy reached %s", next)
+	}
+}
+
+// ready: the cluster's status describes its generation and says Ready.
+func ready(c *api.MqttCluster) error {
+	if c.Status.ObservedGeneration < c.Generation || !meta.IsStatusConditionTrue(c.Status.Conditions, api.ConditionReady) {
+		return fmt.Errorf("%+v", meta.FindStatusCondition(c.Status.Conditions, api.ConditionReady))
+	}
+	return nil
+}
