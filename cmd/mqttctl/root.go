@@ -586,8 +586,15 @@ func (c *cli) describe(o *api.MqttCluster) {
 	p("Resource version:", o.ResourceVersion)
 	p("Created:", o.CreationTimestamp.UTC().Format(time.RFC3339))
 	p("Brokers:", fmt.Sprintf("%d x %s", api.Brokers(o), s.Broker.Image))
-	if s.Scaling.Auto() {
+	switch {
+	case s.Scaling.Auto():
 		describeScaling(p, o)
+	case s.Scaling.PerNode():
+		next := "<none: the operator has not reported yet>"
+		if st := o.Status.Scaling; st != nil {
+			next = st.Next
+		}
+		p("  Scaling:", "PerNode: "+next)
 	}
 	p("  Persistence:", fmt.Sprintf("%v (autosave every %s)", s.Broker.Persistence.Enabled != nil && *s.Broker.Persistence.Enabled, s.Broker.Persistence.AutosaveInterval))
 	p("  Resources:", fmt.Sprintf("memory=%s cpus=%s", orNone(string(s.Broker.Resources.Memory)), orNone(string(s.Broker.Resources.CPUs))))

@@ -45,3 +45,23 @@ func TestAutoClusterGetAndDescribe(t *testing.T) {
 		t.Fatalf("replicas beside Auto: %+v", r)
 	}
 }
+
+func TestPerNodeClusterDescribe(t *testing.T) {
+	withToken(t)
+	inst := servertest.Start(t, "")
+	doc := "apiVersion: mqtt.swarm/v1alpha1\nkind: MqttCluster\nmetadata: {name: pn}\nspec:\n  scaling: {mode: PerNode}\n"
+	if r := mqttctl(t, inst, doc, "apply", "-f", "-"); r.code != 0 {
+		t.Fatalf("apply: %+v", r)
+	}
+	setStatus(t, inst, "pn", api.MqttClusterStatus{ObservedGeneration: 1, Scaling: &api.ScalingStatus{Replicas: 2,
+		Nodes: []api.ScalingNode{{Broker: 0, Node: "n1", Hostname: "a", Active: true}, {Broker: 1, Node: "n2", Hostname: "b"}},
+		Next:  "a broker on each of 1 nodes, 1 parked; a node that joins gets one"},
+		Brokers: []api.BrokerStatus{{Name: "pn-broker-0", Node: "a", State: "running"}, {Name: "pn-broker-1", Node: "b", State: "parked"}}})
+	r := mqttctl(t, inst, "", "describe", "pn")
+	squash := strings.Join(strings.Fields(r.out), " ")
+	for _, want := range []string{"Brokers: 2 x", "Scaling: PerNode: a broker on each of 1 nodes, 1 parked", "pn-broker-1 b parked"} {
+		if !strings.Contains(squash, want) {
+			t.Errorf("describe lacks %q:\n%s", want, r.out)
+		}
+	}
+}
