@@ -91,7 +91,9 @@ func TestPerNodeBrokersFollowTheNodes(t *testing.T) {
 
 	// Drained: broker k parked, the cluster Ready on the two others.
 	onNode(t, nodes[0], "node", "update", "--availability", "drain", node)
-	t.Cleanup(func() { _ = exec.Command("docker", "exec", nodes[0], "docker", "node", "update", "--availability", "active", node).Run() })
+	t.Cleanup(func() {
+		_ = exec.Command("docker", "exec", nodes[0], "docker", "node", "update", "--availability", "active", node).Run()
+	})
 	eventually(t, svc+" parked, the cluster Ready without it", 120*time.Second, func() error {
 		c = e.cluster(t, name)
 		if !api.Parked(c)[k] {
