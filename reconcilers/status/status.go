@@ -180,7 +180,7 @@ func Compute(in Input) Output {
 	// when every task runs its service's current spec: the next broker's
 	// service is not updated yet.
 	rolling := in.Rollout.Message != "" && !in.Rollout.Held
-	out.Ready = in.Failure == nil && v.running == v.want() && len(v.lbRunning) >= v.lbWant && len(unbridged) == 0 && in.Serving.All() && in.Auth.all() && !rolling
+	out.Ready = in.Failure == nil && v.want() > 0 && v.running == v.want() && len(v.lbRunning) >= v.lbWant && len(unbridged) == 0 && in.Serving.All() && in.Auth.all() && !rolling
 	set := conditionSetter(&st, c.Generation, in.Now)
 	progress := v.progress(unbridged)
 	switch {
@@ -473,6 +473,9 @@ func (v *view) progress(unbridged []string) string {
 	if len(unbridged) > 0 {
 		why = append(why, "not bridged to the hub yet: "+strings.Join(unbridged, ", "))
 	}
+	if v.want() == 0 {
+		why = append(why, "no node admits a broker (scaling PerNode: a node must be ready, active and match spec.placement)")
+	}
 	if s := v.in.Serving; !s.All() {
 		why = append(why, fmt.Sprintf("current certificate served by %d/%d load balancer tasks: %s", s.Serving, s.Running, strings.Join(s.Why, "; ")))
 	}
@@ -571,10 +574,10 @@ func authCondition(in Input, st *api.MqttClusterStatus, set setFunc) {
 		meta.RemoveStatusCondition(&st.Conditions, api.ConditionACLsApplied)
 	case !a.Enforced:
 		set(api.ConditionACLsApplied, false, "NotEnforced", fmt.Sprintf("%d rules are not enforced: the operator runs without a control network or control-plane TLS, so it cannot push them to the brokers", a.Rules))
-	case len(a.Applied) == a.Brokers:
-		set(api.ConditionACLsApplied, true, "Applied", fmt.Sprintf("users and rules %s (%d rules) served by %d/%d brokers", a.Version, a.Rules, len(a.Applied), a.Brokers))
+	case a.all():
+		set(api.ConditionACLsApplied, true, "Applied", fmt.Sprintf("users and rules %s (%d rules) served by %d/%d brokers", a.Version, a.Rules, len(a.Applied), a.Want()))
 	default:
-		set(api.ConditionACLsApplied, false, "Applying", fmt.Sprintf("users and rules %s served by %d/%d brokers; not yet by %s (a broker refuses clients until it has them)", a.Version, len(a.Applied), a.Brokers, strings.Join(a.missing(in.Cluster.Name), ", ")))
+		set(api.ConditionACLsApplied, false, "Applying", fmt.Sprintf("users and rules %s served by %d/%d brokers; not yet by %s (a broker refuses clients until it has them)", a.Version, len(a.Applied), a.Want(), strings.Join(a.missing(in.Cluster.Name), ", ")))
 	}
 }
 

@@ -2,6 +2,7 @@ package status
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -73,6 +74,19 @@ func world(n int) Input {
 	return in
 }
 
+// perNode makes the cluster PerNode, broker i on node n<i+1>, active as
+// given.
+func perNode(in *Input, active ...bool) {
+	c := in.Cluster
+	c.Spec.Scaling.Mode, c.Spec.Replicas = api.ScalingPerNode, nil
+	c.Status.Scaling = &api.ScalingStatus{Replicas: int32(len(active))}
+	for i, a := range active {
+		c.Status.Scaling.Nodes = append(c.Status.Scaling.Nodes, api.ScalingNode{Broker: int32(i), Node: fmt.Sprintf("n%d", i+1), Active: a})
+	}
+	n := int32(len(active))
+	c.Spec.Replicas = &n // as the reconciler passes it
+}
+
 type want struct {
 	ready                 bool
 	readyReason, progress string // progress: a substring of Ready's message
@@ -125,6 +139,15 @@ func TestCompute(t *testing.T) {
 		{"ACL rules on every broker", func(in *Input) {
 			in.Auth = &AuthView{Version: "v2", Rules: 2, Enforced: true, Applied: []int{0, 1, 2}, Brokers: 3}
 		}, want{ready: true, readyReason: "AllRunning", progress: "3/3 brokers running", progressing: "False", degraded: "False", hub: "iot-broker-0", endpoints: 2, acls: "True"}},
+		{"PerNode with broker 2's node drained: parked, Ready on the others", func(in *Input) {
+			perNode(in, true, true, false)
+			in.Tasks = append(in.Tasks[:2], in.Tasks[3:]...)
+			in.Auth = &AuthView{Version: "v2", Rules: 2, Enforced: true, Applied: []int{0, 1}, Brokers: 3, Parked: map[int]bool{2: true}}
+		}, want{ready: true, readyReason: "AllRunning", progress: "2/2 brokers running (1 parked", progressing: "False", degraded: "False", hub: "iot-broker-0", endpoints: 2, acls: "True"}},
+		{"PerNode with no node admitting a broker", func(in *Input) {
+			perNode(in, false, false, false)
+			in.Tasks = in.Tasks[3:]
+		}, want{readyReason: "NotAllRunning", progress: "no node admits a broker", progressing: "True", degraded: "False", endpoints: 2}},
 		{"ACL rules with no way to push them", func(in *Input) {
 			in.Auth = &AuthView{Version: "v2", Rules: 2, Brokers: 3}
 		}, want{ready: true, readyReason: "AllRunning", progress: "3/3 brokers running", progressing: "False", degraded: "False", hub: "iot-broker-0", endpoints: 2, acls: "False"}},
