@@ -100,8 +100,9 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 
 // collectCluster: brokers, bridges and conditions, from the status.
 func (c *storeCollector) collectCluster(ch chan<- prometheus.Metric, cl *api.MqttCluster) {
-	if cl.Spec.Replicas != nil || cl.Spec.Scaling.Auto() {
-		ch <- prometheus.MustNewConstMetric(c.brokers, prometheus.GaugeValue, float64(api.Brokers(cl)), cl.Name, "desired")
+	if cl.Spec.Replicas != nil || cl.Spec.Scaling.Auto() || cl.Spec.Scaling.PerNode() {
+		// The brokers meant to run: a parked PerNode broker is not.
+		ch <- prometheus.MustNewConstMetric(c.brokers, prometheus.GaugeValue, float64(api.Brokers(cl)-len(api.Parked(cl))), cl.Name, "desired")
 	}
 	running := 0
 	for _, b := range cl.Status.Brokers {

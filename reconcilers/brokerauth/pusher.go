@@ -39,7 +39,9 @@ type Target struct {
 }
 
 func (t Target) same(o Target) bool {
-	return t.Brokers == o.Brokers && t.User == o.User && t.Password == o.Password && bytes.Equal(t.CA, o.CA) && slices.Equal(t.Parked, o.Parked)
+	// Parked is left out: a broker parked or back opens or closes its own
+	// connection only (Set).
+	return t.Brokers == o.Brokers && t.User == o.User && t.Password == o.Password && bytes.Equal(t.CA, o.CA)
 }
 
 // wants says whether broker i is one of the target's running brokers.
