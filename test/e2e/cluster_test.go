@@ -89,15 +89,7 @@ func lbTask(t *testing.T, cluster string) string {
 func TestScaleKillAndInvalidSpec(t *testing.T) {
 	ctx := context.Background()
 	c := newClient(t)
-	t.Cleanup(func() {
-		_ = c.Delete(ctx, scaleCluster)
-		eventually(t, "the cluster's services removed", 60*time.Second, func() error {
-			if n := docker(t, "service", "ls", "-q", "--filter", "label=mqtt.swarm/cluster="+scaleCluster); n != "" {
-				return errStr("services left: " + n)
-			}
-			return nil
-		})
-	})
+	deleteOnCleanup(t, c, scaleCluster)
 	if _, err := c.Apply(ctx, scaleSpec(3)); err != nil {
 		t.Fatal(err)
 	}
@@ -276,6 +268,20 @@ func TestScaleKillAndInvalidSpec(t *testing.T) {
 	if now := serviceVersions(t, scaleCluster); !maps.Equal(now, versions) {
 		t.Fatalf("a rejected spec changed Swarm: %v -> %v", versions, now)
 	}
+}
+
+// deleteOnCleanup deletes the cluster name when the test ends and waits
+// until its services are gone.
+func deleteOnCleanup(t *testing.T, c *client.Client, name string) {
+	t.Cleanup(func() {
+		_ = c.Delete(context.Background(), name)
+		eventually(t, "the cluster's services removed", 60*time.Second, func() error {
+			if n := docker(t, "service", "ls", "-q", "--filter", "label=mqtt.swarm/cluster="+name); n != "" {
+				return errStr("services left: " + n)
+			}
+			return nil
+		})
+	})
 }
 
 // reconciles reads the operator's successful reconcile count.

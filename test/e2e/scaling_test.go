@@ -66,15 +66,7 @@ func waitScaled(t *testing.T, c *client.Client, want int, timeout time.Duration)
 func TestAutoscaling(t *testing.T) {
 	ctx := context.Background()
 	c := newClient(t)
-	t.Cleanup(func() {
-		_ = c.Delete(ctx, autoCluster)
-		eventually(t, "the cluster's services removed", 60*time.Second, func() error {
-			if n := docker(t, "service", "ls", "-q", "--filter", "label=mqtt.swarm/cluster="+autoCluster); n != "" {
-				return errStr("services left: " + n)
-			}
-			return nil
-		})
-	})
+	deleteOnCleanup(t, c, autoCluster)
 	if _, err := c.Apply(ctx, autoSpec()); err != nil {
 		t.Fatal(err)
 	}

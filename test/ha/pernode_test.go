@@ -5,7 +5,6 @@ package ha
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -126,13 +125,7 @@ func TestPerNodeBrokersFollowTheNodes(t *testing.T) {
 
 	// A worker joins: a broker of its own, serving through HAProxy.
 	joined := time.Now()
-	sh(t, root()+"/hack/dind.sh", "worker", "5")
-	t.Cleanup(func() {
-		_ = exec.Command("docker", "exec", "mqtt-m5", "docker", "swarm", "leave", "--force").Run()
-		_ = exec.Command("docker", "exec", nodes[0], "docker", "node", "rm", "--force", "mqtt-m5").Run()
-		_ = exec.Command("docker", "rm", "-f", "mqtt-m5").Run()
-		_ = os.RemoveAll("/var/lib/mqtt-m5")
-	})
+	addWorker(t, 5)
 	next := api.BrokerService(name, len(nodes))
 	eventually(t, next+" on mqtt-m5, the cluster Ready", 180*time.Second, func() error {
 		c = e.cluster(t, name)

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -49,6 +50,20 @@ func mqttClient(host string, port int, id string, clean bool, onMsg mqtt.Message
 		return nil, fmt.Errorf("connect %s to %s:%d: %v", id, host, port, tok.Error())
 	}
 	return c, nil
+}
+
+// addWorker starts node mqtt-m<i> and joins it to the Swarm as a worker;
+// it leaves and is removed when the test ends.
+func addWorker(t *testing.T, i int) {
+	t.Helper()
+	name := fmt.Sprintf("mqtt-m%d", i)
+	sh(t, root()+"/hack/dind.sh", "worker", strconv.Itoa(i))
+	t.Cleanup(func() {
+		_ = exec.Command("docker", "exec", name, "docker", "swarm", "leave", "--force").Run()
+		_ = exec.Command("docker", "exec", nodes[0], "docker", "node", "rm", "--force", name).Run()
+		_ = exec.Command("docker", "rm", "-f", name).Run()
+		_ = os.RemoveAll("/var/lib/" + name)
+	})
 }
 
 func wait(tok mqtt.Token) error {
@@ -354,13 +369,7 @@ func TestBrokerDataFollowsItsBroker(t *testing.T) {
 		}
 		return nil
 	})
-	sh(t, root()+"/hack/dind.sh", "worker", "4")
-	t.Cleanup(func() {
-		_ = exec.Command("docker", "exec", "mqtt-m4", "docker", "swarm", "leave", "--force").Run()
-		_ = exec.Command("docker", "exec", nodes[0], "docker", "node", "rm", "--force", "mqtt-m4").Run()
-		_ = exec.Command("docker", "rm", "-f", "mqtt-m4").Run()
-		_ = os.RemoveAll("/var/lib/mqtt-m4")
-	})
+	addWorker(t, 4)
 	eventually(t, "the new worker mqtt-m4 a target", 120*time.Second, func() error {
 		cl, err := e.c.GetConsistent(ctx, name)
 		if err != nil {
