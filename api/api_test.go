@@ -155,6 +155,7 @@ func TestIotExampleKeepsEveryValue(t *testing.T) {
 		"secret":     {s.Auth.PasswordFileSecret, "iot-passwd"},
 		"sync":       {*s.Sync.Enabled, true},
 		"delay":      {s.Sync.Delay, Duration("1s")},
+		"connRate":   {*s.LoadBalancer.Limits.ConnectionRate, int32(200)},
 		"constraint": {s.Placement.Constraints, []string{"node.labels.mqtt == true"}},
 		"label":      {obj.Labels["team"], "edge"},
 	}
@@ -187,6 +188,7 @@ func TestDefaultsFillEveryField(t *testing.T) {
 		"anon":       {*s.Auth.AllowAnonymous, false},
 		"sync":       {*s.Sync.Enabled, false},
 		"delay":      {s.Sync.Delay, Duration("1s")},
+		"connRate":   {*s.LoadBalancer.Limits.ConnectionRate, int32(200)},
 	}
 	for name, c := range checks {
 		if !reflect.DeepEqual(c.got, c.want) {

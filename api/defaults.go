@@ -23,6 +23,9 @@ const (
 	DefaultConnectTimeout    = Duration("1500ms")
 	DefaultBalance           = BalanceClientID
 	DefaultScaleDownDelay    = Duration("5m")
+	// DefaultConnectionRate paces a reconnect storm (connections a second
+	// into each HAProxy task; README, "Reconnect storms").
+	DefaultConnectionRate = 200
 )
 
 // Defaults are the operator's configurable defaults.
@@ -80,6 +83,7 @@ func Default(obj *MqttCluster, d Defaults) {
 	setInt32(&s.LoadBalancer.Ports.MQTT, DefaultMQTTPort)
 	setInt32(&s.LoadBalancer.Ports.MQTTS, DefaultMQTTSPort)
 	setString((*string)(&s.LoadBalancer.ConnectTimeout), string(DefaultConnectTimeout))
+	setInt32(&s.LoadBalancer.Limits.ConnectionRate, DefaultConnectionRate)
 	setString((*string)(&s.TLS.Duration), string(DefaultCertDuration))
 	if s.TLS.RenewBefore == "" {
 		// A third of the lifetime, as cert-manager does. An unparsable

@@ -131,8 +131,8 @@ func validateSpec(s *MqttClusterSpec, errs *ErrorList) {
 		errs.add("spec.loadBalancer.balance", ReasonNotSupported, "unsupported value %q: must be one of clientid, leastconn, roundrobin", lb.Balance)
 	}
 	validateDuration(lb.ConnectTimeout, "spec.loadBalancer.connectTimeout", 10*time.Millisecond, 10*time.Second, errs)
-	if r := lb.Limits.ConnectionRate; r != nil && (*r < 10 || *r > 1000000) {
-		errs.add("spec.loadBalancer.limits.connectionRate", ReasonInvalid, "must be between 10 and 1000000 connections per second, got %d", *r)
+	if r := lb.Limits.ConnectionRate; r != nil && *r != 0 && (*r < 10 || *r > 1000000) {
+		errs.add("spec.loadBalancer.limits.connectionRate", ReasonInvalid, "must be 0 (no limit) or between 10 and 1000000 connections per second, got %d", *r)
 	}
 	if r := lb.Limits.ConnectionRatePerClient; r != nil && (*r < 1 || *r > 100000) {
 		errs.add("spec.loadBalancer.limits.connectionRatePerClient", ReasonInvalid, "must be between 1 and 100000 connections per minute, got %d", *r)

@@ -52,6 +52,7 @@ func TestRenderRules(t *testing.T) {
 		"bind :8883 ssl crt /run/secrets/mqtts.pem": true,
 		"ssl-min-ver TLSv1.2":                       true,
 		"prometheus-exporter":                       true,
+		"maxconnrate 200\n":                         true, // the default pacing
 	}
 	for want, present := range checks {
 		if strings.Contains(s, want) != present {
@@ -60,6 +61,11 @@ func TestRenderRules(t *testing.T) {
 	}
 	if _, err := Render(&api.MqttCluster{}, Options{}); err == nil {
 		t.Fatal("an undefaulted spec rendered")
+	}
+	// connectionRate 0: no pacing at all.
+	unpaced, _ := Render(cluster(t, "spec: {loadBalancer: {limits: {connectionRate: 0}}}\n"), Options{})
+	if strings.Contains(string(unpaced), "maxconnrate") {
+		t.Error("connectionRate 0 rendered a maxconnrate")
 	}
 }
 

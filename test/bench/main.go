@@ -27,7 +27,7 @@ func main() {
 	n := flag.Int("n", 1000, "number of applies (and stored objects)")
 	only := flag.String("only", "", "comma-separated data-plane parts to run: ready, rolling, autoscale, storm, bridge, rotation, qos, onebroker, users, kill (default all)")
 	stormClients := flag.Int("storm-clients", 8000, "MQTTS clients held and brought back in the storm benchmark (one HAProxy here holds at most about 9,900: its open-files limit)")
-	stormRate := flag.Int("storm-rate", 500, "the paced round's spec.loadBalancer.limits.connectionRate")
+	stormRate := flag.Int("storm-rate", 200, "the paced round's spec.loadBalancer.limits.connectionRate (200: the default)")
 	clients := flag.Int("clients", 8, "publishers in the QoS 1 benchmark")
 	messages := flag.Int("messages", 1000, "messages per publisher in the QoS 1 benchmark")
 	skipControl := flag.Bool("skip-control-plane", false, "skip the control-plane benchmark")

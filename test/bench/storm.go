@@ -23,10 +23,7 @@ const (
 )
 
 func stormSpec(rate int) string {
-	limits := ""
-	if rate > 0 {
-		limits = fmt.Sprintf(", limits: {connectionRate: %d}", rate)
-	}
+	limits := fmt.Sprintf(", limits: {connectionRate: %d}", rate) // 0: unpaced
 	return fmt.Sprintf(`apiVersion: mqtt.swarm/v1alpha1
 kind: MqttCluster
 metadata: {name: %s}
