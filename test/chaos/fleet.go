@@ -43,6 +43,7 @@ type Fleet struct {
 	lost      atomic.Int64
 	wg        sync.WaitGroup
 	stop      chan struct{}
+	stopped   sync.Once
 }
 
 type fleetClient struct {
@@ -193,15 +194,18 @@ func (f *Fleet) Stop() {
 	if f.stop == nil {
 		return
 	}
-	close(f.stop)
-	f.stop = nil
-	var wg sync.WaitGroup
-	for _, fc := range f.clients {
-		wg.Add(1)
-		go func() { defer wg.Done(); fc.c.Disconnect(0) }()
-	}
-	wg.Wait()
-	f.wg.Wait()
+	// Once: the reconnect loops read f.stop, which must stay the closed
+	// channel (a nil one would block them for ever).
+	f.stopped.Do(func() {
+		close(f.stop)
+		var wg sync.WaitGroup
+		for _, fc := range f.clients {
+			wg.Add(1)
+			go func() { defer wg.Done(); fc.c.Disconnect(0) }()
+		}
+		wg.Wait()
+		f.wg.Wait()
+	})
 }
 
 // FleetHost is the address a fleet on this machine reaches host's load
