@@ -2,13 +2,16 @@ package cluster
 
 import (
 	"context"
+	"strconv"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/broker"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/rollout"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/scaling"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
 )
 
 // AutoscaleRefresh is how often a cluster with spec.scaling.mode Auto is
@@ -32,7 +35,8 @@ func (r *Reconciler) autoscale(ctx context.Context, c *api.MqttCluster) *api.Mqt
 			f.Connections = &n
 		}
 	}
-	ready := meta.IsStatusConditionTrue(c.Status.Conditions, api.ConditionReady) && c.Status.ObservedGeneration == c.Generation
+	ready := meta.IsStatusConditionTrue(c.Status.Conditions, api.ConditionReady) && c.Status.ObservedGeneration == c.Generation &&
+		!r.removing(ctx, c)
 	d := scaling.Decide(scaling.Input{Spec: c.Spec.Scaling, Prev: c.Status.Scaling, Figures: f, Ready: ready, Now: r.now()})
 	r.scalingEvents(c.Name, d.Events)
 	cc := c.DeepCopy()
@@ -40,6 +44,23 @@ func (r *Reconciler) autoscale(ctx context.Context, c *api.MqttCluster) *api.Mqt
 	cc.Spec.Replicas = &n
 	cc.Status.Scaling = &d.Status
 	return cc
+}
+
+// removing: a broker past the count in use is still being removed (with
+// spec.sync: stopped, its last state syncing), or the services cannot be
+// read. The next scale-down waits for it.
+func (r *Reconciler) removing(ctx context.Context, c *api.MqttCluster) bool {
+	svcs, err := r.Swarm.Services(ctx, swarm.OwnedComponent(r.OperatorID, c.Name, broker.ComponentSvc))
+	if err != nil {
+		return true
+	}
+	n := api.Brokers(c)
+	for _, s := range svcs {
+		if i, err := strconv.Atoi(s.Spec.Labels[broker.LabelIndex]); err == nil && i >= n {
+			return true
+		}
+	}
+	return false
 }
 
 // perNode ties a broker to every node that admits one (scaling.PerNode)
