@@ -18,14 +18,16 @@ func TestParkingABrokerTouchesOnlyItsConnection(t *testing.T) {
 	defer cancel()
 	p := &Pusher{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Retry: time.Hour}
 	go p.Run(ctx)
-	for {
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
 		p.mu.Lock()
 		running := p.ctx != nil
 		p.mu.Unlock()
 		if running {
 			break
 		}
-		time.Sleep(time.Millisecond)
+		if time.Now().After(deadline) {
+			t.Fatal("the pusher did not start within 5 s")
+		}
 	}
 	tgt := Target{Brokers: 3, Addr: func(int) string { return "127.0.0.1:1" }, User: "u", Password: "p", CA: []byte("x")}
 	conns := func() map[int]*conn {

@@ -258,13 +258,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster) (res Res
 		return Result{}, err
 	}
 	defer func() { res.Events = r.takeEvents(c.Name) }()
-	switch {
-	case c.Spec.Scaling.Auto():
-		c = r.autoscale(ctx, c)
-	case c.Spec.Scaling.PerNode():
-		if c, err = r.perNode(ctx, c); err != nil {
-			return Result{}, err
-		}
+	if c, err = r.scaled(ctx, c); err != nil {
+		return Result{}, err
 	}
 	var sv passView
 	res, keep, push, recErr := r.apply(ctx, c, &sv)
@@ -310,17 +305,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster) (res Res
 			res.RequeueAfter = next
 		}
 	}
-	for _, every := range []struct {
-		on    bool
-		after time.Duration
-	}{
-		{sv.enabled, SyncRefresh},                 // the sync status follows the agents' syncs
-		{c.Spec.Scaling.Auto(), AutoscaleRefresh}, // the count follows the load
-	} {
-		if every.on && (res.RequeueAfter == 0 || res.RequeueAfter > every.after) {
-			res.RequeueAfter = every.after
-		}
-	}
+	res.RequeueAfter = refresh(res.RequeueAfter, sv.enabled, c.Spec.Scaling.Auto())
 	if errors.Is(recErr, broker.ErrMissingSecret) || errors.Is(recErr, issuer.ErrSigning) {
 		// Retrying cannot fix it until the user acts (or the signer job
 		// ends): the condition says so, and the requeue, the resync and
@@ -347,6 +332,20 @@ func (r *Reconciler) admit(ctx context.Context, c *api.MqttCluster, sv *passView
 		r.log().Warn("admission in HAProxy failed", "cluster", c.Name, "err", err)
 	}
 	return nil
+}
+
+// refresh is the requeue delay with the periodic passes a cluster needs:
+// its sync status follows the agents' syncs, its Auto count the load.
+func refresh(after time.Duration, syncing, auto bool) time.Duration {
+	for _, every := range []struct {
+		on    bool
+		after time.Duration
+	}{{syncing, SyncRefresh}, {auto, AutoscaleRefresh}} {
+		if every.on && (after == 0 || after > every.after) {
+			after = every.after
+		}
+	}
+	return after
 }
 
 // SyncRefresh is how often a cluster with spec.sync is reconciled, so its

@@ -22,6 +22,18 @@ const AutoscaleRefresh = 5 * time.Second
 // publishes it every 10 s).
 const loadAge = 90 * time.Second
 
+// scaled is c with the broker count of its scaling mode for this pass
+// (c itself for Fixed).
+func (r *Reconciler) scaled(ctx context.Context, c *api.MqttCluster) (*api.MqttCluster, error) {
+	switch {
+	case c.Spec.Scaling.Auto():
+		return r.autoscale(ctx, c), nil
+	case c.Spec.Scaling.PerNode():
+		return r.perNode(ctx, c)
+	}
+	return c, nil
+}
+
 // autoscale decides the broker count of an Auto cluster for this pass
 // (scaling.Decide, from HAProxy's connections and the brokers' message
 // rates) and returns a copy of c that runs it: spec.replicas set, and
