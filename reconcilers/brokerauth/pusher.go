@@ -430,26 +430,29 @@ func (p *Pusher) connect(name string, i int, t Target) (mqtt.Client, <-chan stru
 		return nil, nil, nil, fmt.Errorf("connect to %s timed out", addr)
 	}
 	if p.OnBridge != nil {
-		tok := cl.Subscribe(BridgeStateTopic, 0, func(_ mqtt.Client, m mqtt.Message) {
+		p.subscribe(cl, name, i, BridgeStateTopic, "bridge notifications", func(m mqtt.Message) {
 			if id, ok := bridgeOf(m.Topic()); ok {
 				p.OnBridge(name, i, id, string(m.Payload()) == "1")
 			}
 		})
-		if !tok.WaitTimeout(2*time.Second) || tok.Error() != nil {
-			p.log().Warn("auth: no subscription to the broker's bridge notifications", "cluster", name, "broker", i, "err", tok.Error())
-		}
 	}
 	if p.OnLoad != nil {
-		tok := cl.Subscribe(LoadTopic, 0, func(_ mqtt.Client, m mqtt.Message) {
+		p.subscribe(cl, name, i, LoadTopic, "load figures", func(m mqtt.Message) {
 			if v, err := strconv.ParseFloat(strings.TrimSpace(string(m.Payload())), 64); err == nil && v >= 0 {
 				p.OnLoad(name, i, v)
 			}
 		})
-		if !tok.WaitTimeout(2*time.Second) || tok.Error() != nil {
-			p.log().Warn("auth: no subscription to the broker's load figures", "cluster", name, "broker", i, "err", tok.Error())
-		}
 	}
 	return cl, lost, replies, nil
+}
+
+// subscribe subscribes cl to one of the broker's own $SYS topics (what,
+// for the log when it fails).
+func (p *Pusher) subscribe(cl mqtt.Client, name string, i int, topic, what string, on func(mqtt.Message)) {
+	tok := cl.Subscribe(topic, 0, func(_ mqtt.Client, m mqtt.Message) { on(m) })
+	if !tok.WaitTimeout(2*time.Second) || tok.Error() != nil {
+		p.log().Warn("auth: no subscription to the broker's "+what, "cluster", name, "broker", i, "err", tok.Error())
+	}
 }
 
 // LoadTopic is where a broker publishes the one-minute moving average of
