@@ -175,8 +175,19 @@ func Brokers(c *MqttCluster) int {
 }
 
 // Parked lists the brokers of a PerNode cluster whose node does not admit
-// them now (nil for other modes): their services stay, scaled to 0.
+// them now (nil for other modes, and with spec.sync): their services stay,
+// scaled to 0.
 func Parked(c *MqttCluster) map[int]bool {
+	if c.Spec.Sync.Enabled != nil && *c.Spec.Sync.Enabled {
+		return nil
+	}
+	return Away(c)
+}
+
+// Away lists the brokers of a PerNode cluster whose node does not admit
+// them now (nil for other modes): parked, or with spec.sync running on
+// another node.
+func Away(c *MqttCluster) map[int]bool {
 	if !c.Spec.Scaling.PerNode() || c.Status.Scaling == nil {
 		return nil
 	}

@@ -42,7 +42,6 @@ type MqttCluster struct {
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.sync) || !has(self.sync.enabled) || !self.sync.enabled || !has(self.broker) || !has(self.broker.persistence) || !has(self.broker.persistence.enabled) || self.broker.persistence.enabled",message="spec.sync.enabled requires spec.broker.persistence.enabled"
 // +kubebuilder:validation:XValidation:rule="!has(self.scaling) || !has(self.scaling.mode) || self.scaling.mode == 'Fixed' || !has(self.replicas)",message="spec.replicas must be omitted with spec.scaling.mode Auto or PerNode"
-// +kubebuilder:validation:XValidation:rule="!has(self.scaling) || !has(self.scaling.mode) || self.scaling.mode != 'PerNode' || !has(self.sync) || !has(self.sync.enabled) || !self.sync.enabled",message="spec.sync.enabled is not supported with spec.scaling.mode PerNode"
 type MqttClusterSpec struct {
 	// Replicas is the number of Mosquitto brokers, 1 to 15 (default 3),
 	// with spec.scaling.mode Fixed. With Auto it is omitted: the operator
@@ -532,7 +531,9 @@ type ScalingStatus struct {
 	// Nodes are the brokers of a PerNode cluster, each tied to its node:
 	// broker Broker runs on Node while Active; a node that is drained,
 	// loses the placement's labels or leaves parks its broker (stopped,
-	// its data kept) until it returns.
+	// its data kept) until it returns — or, with spec.sync, sends it away
+	// (it runs on another node the placement admits, its data following
+	// it) until the node returns.
 	// +optional
 	Nodes []ScalingNode `json:"nodes,omitempty"`
 }
@@ -545,7 +546,7 @@ type ScalingNode struct {
 	// +optional
 	Hostname string `json:"hostname,omitempty"`
 	// Active: the node admits the broker (ready, active, matches the
-	// placement); otherwise the broker is parked.
+	// placement); otherwise the broker is parked, or away with spec.sync.
 	Active bool `json:"active"`
 }
 

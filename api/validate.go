@@ -259,9 +259,6 @@ func validateScaling(s *MqttClusterSpec, errs *ErrorList) {
 			errs.add("spec.replicas", ReasonForbidden, "must be omitted with spec.scaling.mode PerNode: a broker runs on every node spec.placement admits")
 		}
 		forbidAutoFields(sc, "PerNode (a broker on every node spec.placement admits)", errs)
-		if s.Sync.Enabled != nil && *s.Sync.Enabled {
-			errs.add("spec.sync.enabled", ReasonForbidden, "not with spec.scaling.mode PerNode: a PerNode broker never leaves its node, its data stays on the node's volume while it is parked")
-		}
 	default:
 		errs.add("spec.scaling.mode", ReasonNotSupported, "unsupported value %q: must be one of Fixed, Auto, PerNode", sc.Mode)
 	}

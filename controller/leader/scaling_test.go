@@ -207,3 +207,46 @@ func TestClusterPerNodeTiesBrokersToNodes(t *testing.T) {
 		t.Fatalf("broker 2: %v x%d", cons, n)
 	}
 }
+
+// With spec.sync, a PerNode broker whose node is drained is not parked: it
+// runs on another node (its data follows it, as any moved broker's), and
+// goes home when the node returns.
+func TestClusterPerNodeWithSyncSendsABrokerAway(t *testing.T) {
+	t.Parallel()
+	e := newClusterEnv(t)
+	e.withSync()
+	e.running("spec: {scaling: {mode: PerNode}, sync: {enabled: true}, loadBalancer: {replicas: 1}}\n")
+	e.runAll()
+	e.runAgents()
+	e.reconcile()
+	if c := e.cluster(); api.Brokers(c) != 2 {
+		t.Fatalf("brokers %d: %+v", api.Brokers(c), c.Status.Scaling)
+	}
+	if cons, n := e.brokerPlacement(1); !slices.Equal(cons, []string{"node.id==n2"}) || n != 1 {
+		t.Fatalf("broker 1: %v x%d, want pinned to n2", cons, n)
+	}
+
+	// n2 drained: broker 1 runs elsewhere, not parked.
+	e.fake.NodeList[1].Spec.Availability = dswarm.NodeAvailabilityDrain
+	e.reconcile()
+	if cons, n := e.brokerPlacement(1); !slices.Equal(cons, []string{"node.id!=n2"}) || n != 1 {
+		t.Fatalf("broker 1 with n2 drained: %v x%d, want one task off n2", cons, n)
+	}
+	c := e.cluster()
+	if len(api.Parked(c)) != 0 || !api.Away(c)[1] || c.Status.Scaling.Desired != 2 {
+		t.Fatalf("parked %v away %v desired %d", api.Parked(c), api.Away(c), c.Status.Scaling.Desired)
+	}
+	if ev := e.eventsWith("BrokerAway"); len(ev) != 1 || !strings.Contains(ev[0].Message, "broker 1 moves off node node-2, which is drained") {
+		t.Fatalf("events %v", ev)
+	}
+	if ev := e.eventsWith("BrokerParked"); len(ev) != 0 {
+		t.Fatalf("parked with sync on: %v", ev)
+	}
+
+	// n2 back: broker 1 pinned to it again.
+	e.fake.NodeList[1].Spec.Availability = dswarm.NodeAvailabilityActive
+	e.reconcile()
+	if cons, n := e.brokerPlacement(1); !slices.Equal(cons, []string{"node.id==n2"}) || n != 1 {
+		t.Fatalf("broker 1 after the return: %v x%d", cons, n)
+	}
+}

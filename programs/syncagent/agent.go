@@ -79,6 +79,8 @@ type Agent struct {
 	volumes map[string]bool
 	// prepared: volume -> task id whose data was prepared.
 	prepared map[string]string
+	// waiting: volume -> the task waiting for its previous one to stop.
+	waiting map[string]waiting
 	running  map[string]Container // by volume
 	// lsyncd
 	pushes     []Push
@@ -181,6 +183,7 @@ func (a *Agent) prepare(ctx context.Context, cfg *datasync.Config, vol string, c
 	}
 	local := CopyOf(dir)
 	best, bestAddr, bestNode := local.Modified, "", a.Node
+	var still []string
 	for _, p := range cfg.Peers {
 		if p.Node == a.Node {
 			continue
@@ -192,9 +195,18 @@ func (a *Agent) prepare(ctx context.Context, cfg *datasync.Config, vol string, c
 			a.log().Warn("peer unreachable while preparing a broker: its copy is not considered", "broker", c.Service, "peer", p.Hostname, "err", err)
 			continue
 		}
-		if cp := st.Copies[vol]; cp.Modified.After(best) {
+		cp := st.Copies[vol]
+		if cp.Running {
+			still = append(still, p.Hostname)
+		}
+		if cp.Modified.After(best) {
 			best, bestAddr, bestNode = cp.Modified, p.Addr, p.Hostname
 		}
+	}
+	if len(still) > 0 && a.waitFor(vol, c.TaskID) {
+		// The broker's last task still runs there (a drain stops both at
+		// once): its copy is complete only once it has saved and exited.
+		return nil
 	}
 	if bestAddr != "" {
 		start := a.now()
@@ -215,6 +227,41 @@ func (a *Agent) prepare(ctx context.Context, cfg *datasync.Config, vol string, c
 	}
 	a.setPrepared(vol, c.TaskID)
 	return nil
+}
+
+// HandoffWait bounds how long a broker that starts here waits for its
+// previous task, still running on another node, to stop.
+const HandoffWait = 20 * time.Second
+
+// waitFor says whether task, about to start here with vol, should wait
+// for the previous task to stop (first asked: now; up to HandoffWait).
+func (a *Agent) waitFor(vol, task string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.waiting == nil {
+		a.waiting = map[string]waiting{}
+	}
+	w, ok := a.waiting[vol]
+	if !ok || w.task != task {
+		w = waiting{task: task, since: a.now()}
+		a.waiting[vol] = w
+		a.log().Info("waiting for the broker's previous task to stop and save before pulling its copy", "volume", vol)
+	}
+	if a.now().Sub(w.since) < HandoffWait {
+		return true
+	}
+	if !w.gaveUp {
+		w.gaveUp = true
+		a.waiting[vol] = w
+		a.log().Warn("the broker's previous task still runs on another node: starting from the newest copy without waiting longer", "volume", vol, "waited", HandoffWait.String())
+	}
+	return false
+}
+
+type waiting struct {
+	task   string
+	since  time.Time
+	gaveUp bool
 }
 
 func (a *Agent) setPrepared(vol, task string) {

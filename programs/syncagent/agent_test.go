@@ -249,3 +249,108 @@ func TestRsyncdConfigConfinesToBrokerVolumes(t *testing.T) {
 		t.Errorf("with no broker: %s", none)
 	}
 }
+
+// A broker whose previous task still runs on another node (a drain stops
+// the node's agent and broker at once, and Swarm starts the new task at
+// once) waits until it has stopped — and saved — then pulls that node's
+// copy; after HandoffWait it starts from the newest copy anyway.
+func TestPrepareWaitsForThePreviousTaskToStop(t *testing.T) {
+	old, saved := time.Unix(1000, 0), time.Unix(3000, 0)
+	peers := map[string]datasync.Status{
+		"10.0.0.2": {Copies: map[string]datasync.Copy{"x-broker-0-data": {Modified: old, Running: true}}},
+	}
+	a, _, pulls := newAgent(t, peers)
+	now := time.Unix(5000, 0)
+	a.Now = func() time.Time { return now }
+	writeCopy(t, a.VolumesDir, "x-broker-0-data", old)
+	if err := a.Configure(config("a")); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	marker := filepath.Join(a.VolumesDir, "x-broker-0-data", "_data", datasync.ReadyMarker)
+	for i := 0; i < 3; i++ {
+		if err := a.Step(ctx); err != nil {
+			t.Fatal(err)
+		}
+		now = now.Add(time.Second)
+	}
+	if _, err := os.Stat(marker); err == nil || len(*pulls) != 0 {
+		t.Fatalf("started while the previous task still runs on b: pulls %v", *pulls)
+	}
+	// b's broker exits, having saved: its copy is the newest.
+	peers["10.0.0.2"] = datasync.Status{Copies: map[string]datasync.Copy{"x-broker-0-data": {Modified: saved}}}
+	if err := a.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(*pulls, ",") != "10.0.0.2 x-broker-0-data" {
+		t.Fatalf("pulls: %v, want b's saved copy", *pulls)
+	}
+	if b, err := os.ReadFile(marker); err != nil || strings.TrimSpace(string(b)) != "t1" {
+		t.Fatalf("marker %q %v", b, err)
+	}
+
+	// A previous task that never stops (a node cut off, then back): the
+	// wait ends after HandoffWait.
+	b, _, pulls := newAgent(t, map[string]datasync.Status{
+		"10.0.0.2": {Copies: map[string]datasync.Copy{"x-broker-0-data": {Modified: old, Running: true}}},
+	})
+	b.Now = func() time.Time { return now }
+	writeCopy(t, b.VolumesDir, "x-broker-0-data", old)
+	if err := b.Configure(config("a")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(HandoffWait)
+	if err := b.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(b.VolumesDir, "x-broker-0-data", "_data", datasync.ReadyMarker)); err != nil || len(*pulls) != 0 {
+		t.Fatalf("not started after HandoffWait: %v, pulls %v", err, *pulls)
+	}
+}
+
+// A stopping agent that is a broker's source keeps stepping while the
+// broker stops and HandoffLinger after; it returns at once when it sources
+// nothing, and after HandoffStopWait when the broker keeps running.
+func TestHandoffOutlivesTheStoppingBrokers(t *testing.T) {
+	run := func(source string, stopsAfter int) (steps int, took time.Duration) {
+		a, d, _ := newAgent(t, nil)
+		start := time.Unix(5000, 0)
+		now := start
+		a.Now = func() time.Time { return now }
+		cfg := config("a")
+		cfg.Brokers[0].Source = source
+		writeCopy(t, a.VolumesDir, "x-broker-0-data", start)
+		if err := a.Configure(cfg); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Step(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		tick := make(chan time.Time, 1)
+		tick <- now
+		a.Handoff(tick, func() {
+			tick <- now
+			steps++
+			now = now.Add(time.Second)
+			if steps == stopsAfter {
+				d.running = nil
+			}
+			_ = a.Step(context.Background())
+		})
+		return steps, now.Sub(start)
+	}
+	if steps, _ := run("b", 1); steps != 0 {
+		t.Fatalf("an agent that sources nothing stepped %d times before stopping", steps)
+	}
+	// The broker stops at the 2nd step (2 s); the agent serves 5 s more.
+	if _, took := run("a", 2); took != 2*time.Second+HandoffLinger {
+		t.Fatalf("handoff took %s, want the stop plus %s", took, HandoffLinger)
+	}
+	// The broker keeps running: only the agent is being replaced.
+	if _, took := run("a", 1000); took != HandoffStopWait {
+		t.Fatalf("handoff with the broker running took %s, want %s", took, HandoffStopWait)
+	}
+}

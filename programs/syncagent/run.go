@@ -35,9 +35,13 @@ type Options struct {
 }
 
 // Run starts the rsync daemon and the HTTP API, then runs the agent's loop
-// until ctx ends.
+// until ctx ends, then hands off (Handoff) before it returns.
 func Run(ctx context.Context, o Options) error {
 	a := o.Agent
+	// What serves peers (the API, the rsync daemon and its tunnel) and
+	// lsyncd outlive ctx by the handoff.
+	serving, stopServing := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopServing()
 	if err := os.MkdirAll(filepath.Join(a.StateDir, "rsync"), 0o700); err != nil {
 		return err
 	}
@@ -94,9 +98,9 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 		defer tln.Close()
-		go ServeTunnel(ctx, tln, a.TLS.ServerConfig(true), net.JoinHostPort("127.0.0.1", strconv.Itoa(datasync.RsyncLocalPort)), a.log())
+		go ServeTunnel(serving, tln, a.TLS.ServerConfig(true), net.JoinHostPort("127.0.0.1", strconv.Itoa(datasync.RsyncLocalPort)), a.log())
 	}
-	go supervise(ctx, a.log(), "rsync daemon", func(ctx context.Context) error {
+	go supervise(serving, a.log(), "rsync daemon", func(ctx context.Context) error {
 		_ = os.Remove("/run/mqtt-sync/rsyncd.pid")
 		return runProcess(ctx, "rsync", "--daemon", "--no-detach", "--config="+conf)
 	})
@@ -104,14 +108,8 @@ func Run(ctx context.Context, o Options) error {
 	tick := time.NewTicker(300 * time.Millisecond)
 	defer tick.Stop()
 	var lastErr string
-	for {
-		select {
-		case <-ctx.Done():
-			a.Stop()
-			return nil
-		case <-tick.C:
-		}
-		err := a.Step(ctx)
+	step := func() {
+		err := a.Step(serving)
 		msg := ""
 		if err != nil {
 			msg = err.Error()
@@ -121,6 +119,74 @@ func Run(ctx context.Context, o Options) error {
 		}
 		lastErr = msg
 	}
+	for {
+		select {
+		case <-ctx.Done():
+			a.Handoff(tick.C, step)
+			a.Stop()
+			return nil
+		case <-tick.C:
+		}
+		step()
+	}
+}
+
+// Handoff ends the agent's life after Swarm stopped it. A drain stops a
+// node's sync agent together with its brokers: the agent keeps stepping —
+// pushing what the brokers save on their way out, serving its copies to
+// the node where a broker starts next (which waits for the broker to stop
+// here, then pulls the newest copy) — until no broker has run here for
+// HandoffLinger. It returns at once when it is the source of no broker,
+// and after HandoffStopWait when the brokers here keep running (the agent
+// alone is stopped: an update, sync turned off).
+func (a *Agent) Handoff(tick <-chan time.Time, step func()) {
+	a.mu.Lock()
+	cfg := a.cfg
+	a.mu.Unlock()
+	source := false
+	for _, b := range cfgBrokers(cfg) {
+		source = source || b.Source == a.Node
+	}
+	if !source {
+		return
+	}
+	a.log().Info("stopping: handing this node's broker data off first")
+	start, quiet := a.now(), time.Time{}
+	for {
+		<-tick
+		step()
+		a.mu.Lock()
+		busy := len(a.running) > 0
+		a.mu.Unlock()
+		switch {
+		case busy && quiet.IsZero() && a.now().Sub(start) >= HandoffStopWait:
+			a.log().Info("the brokers here keep running: nothing to hand off")
+			return
+		case busy:
+		case quiet.IsZero():
+			quiet = a.now()
+		case a.now().Sub(quiet) >= HandoffLinger:
+			a.log().Info("handed off", "took", a.now().Sub(start).Round(time.Millisecond).String())
+			return
+		}
+	}
+}
+
+// HandoffStopWait is how long a stopping agent waits for its node's
+// brokers to stop (Mosquitto saves its state and exits within a second or
+// two); HandoffLinger how long it keeps serving after they have (a peer
+// pulling the copy, lsyncd's last push). Both fit in the agent service's
+// stop grace period.
+const (
+	HandoffStopWait = 5 * time.Second
+	HandoffLinger   = 5 * time.Second
+)
+
+func cfgBrokers(c *datasync.Config) []datasync.Broker {
+	if c == nil {
+		return nil
+	}
+	return c.Brokers
 }
 
 // ServeTunnel accepts mutual-TLS connections (only peers with the same

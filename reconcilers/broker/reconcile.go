@@ -366,21 +366,24 @@ func (r *Reconciler) serviceSpec(c *api.MqttCluster, i int, confID, confName str
 // placement is where broker i runs and how many tasks it has: one, on the
 // nodes spec.placement admits; with scaling PerNode one on its own node
 // (the operator evaluates spec.placement itself, so that a node losing a
-// label parks its broker through the operator: drained first), and none
-// while it is parked.
+// label parks its broker through the operator: drained first), none while
+// it is parked, and with spec.sync, while its node does not admit it, one
+// on any other node spec.placement admits (its data follows it there).
 func placement(c *api.MqttCluster, i int) (*dswarm.Placement, uint64) {
+	anywhere := slices.Clone(c.Spec.Placement.Constraints)
 	if !c.Spec.Scaling.PerNode() {
-		return &dswarm.Placement{Constraints: slices.Clone(c.Spec.Placement.Constraints)}, 1
+		return &dswarm.Placement{Constraints: anywhere}, 1
 	}
 	node := api.BrokerNode(c, i)
-	if node == "" {
-		return &dswarm.Placement{Constraints: slices.Clone(c.Spec.Placement.Constraints)}, 0
+	switch {
+	case node == "":
+		return &dswarm.Placement{Constraints: anywhere}, 0
+	case api.Parked(c)[i]:
+		return &dswarm.Placement{Constraints: []string{"node.id==" + node}}, 0
+	case api.Away(c)[i]:
+		return &dswarm.Placement{Constraints: append(anywhere, "node.id!="+node)}, 1
 	}
-	tasks := uint64(1)
-	if api.Parked(c)[i] {
-		tasks = 0
-	}
-	return &dswarm.Placement{Constraints: []string{"node.id==" + node}}, tasks
+	return &dswarm.Placement{Constraints: []string{"node.id==" + node}}, 1
 }
 
 // networks: the cluster's network (the broker reached by its service

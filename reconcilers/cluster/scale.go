@@ -77,7 +77,8 @@ func (r *Reconciler) removing(ctx context.Context, c *api.MqttCluster) bool {
 
 // perNode ties a broker to every node that admits one (scaling.PerNode)
 // and returns a copy of c that runs them: spec.replicas the indexes in
-// use, status.scaling which node each is tied to and which are parked.
+// use, status.scaling which node each is tied to and which are parked (or
+// away, with spec.sync).
 func (r *Reconciler) perNode(ctx context.Context, c *api.MqttCluster) (*api.MqttCluster, error) {
 	nodes, err := r.Swarm.Nodes(ctx)
 	if err != nil {
@@ -87,7 +88,7 @@ func (r *Reconciler) perNode(ctx context.Context, c *api.MqttCluster) (*api.Mqtt
 	for _, n := range nodes {
 		ns = append(ns, scaling.NodeOf(n))
 	}
-	d := scaling.PerNode(c.Spec.Placement.Constraints, c.Status.Scaling, ns)
+	d := scaling.PerNode(c.Spec.Placement.Constraints, c.Status.Scaling, ns, c.Spec.Sync.Enabled != nil && *c.Spec.Sync.Enabled)
 	r.scalingEvents(c.Name, d.Events)
 	cc := c.DeepCopy()
 	n := d.Status.Replicas

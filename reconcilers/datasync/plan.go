@@ -32,9 +32,12 @@ type PlanInput struct {
 
 // Plan computes the config every agent should run, by node id, from live
 // task placement and node state:
-//   - the peers are the nodes whose agent task runs, on a Ready node open
-//     to new tasks (a drained, paused or Down node is no target: a broker
-//     cannot be moved there, or it is not reachable);
+//   - the peers are the nodes whose agent task runs on a Ready node — on a
+//     drained or paused node also an agent Swarm is stopping, which hands
+//     off (serves its copies and pushes what its brokers saved on the way
+//     out) before it exits; a Down node is not reachable;
+//   - only a peer open to new tasks (active, its agent meant to run) is a
+//     target: a broker cannot be moved to the others;
 //   - a broker's source is the node running its task; if none runs, the
 //     node of its newest task (it pushes the state saved at the stop);
 //   - its targets are the other peers.
@@ -44,7 +47,7 @@ func Plan(in PlanInput) map[string]Config {
 		nodes[n.ID] = n
 	}
 	var peers []Peer
-	seen := map[string]bool{}
+	seen, target := map[string]bool{}, map[string]bool{}
 	// Newest first: after a node restarts, Swarm can list its old agent
 	// task as running beside the new one for a while, and the old address
 	// answers nobody.
@@ -52,7 +55,8 @@ func Plan(in PlanInput) map[string]Config {
 	slices.SortStableFunc(agents, func(a, b dswarm.Task) int { return b.Meta.CreatedAt.Compare(a.Meta.CreatedAt) })
 	for _, t := range agents {
 		n, ok := nodes[t.NodeID]
-		if !ok || seen[t.NodeID] || !Running(t) || n.Status.State != dswarm.NodeStateReady || n.Spec.Availability != dswarm.NodeAvailabilityActive {
+		active := n.Spec.Availability == dswarm.NodeAvailabilityActive
+		if !ok || seen[t.NodeID] || n.Status.State != dswarm.NodeStateReady || !(Running(t) || !active && t.Status.State == dswarm.TaskStateRunning) {
 			continue
 		}
 		addr := swarm.TaskAddress(t, in.Network)
@@ -60,6 +64,7 @@ func Plan(in PlanInput) map[string]Config {
 			continue
 		}
 		seen[t.NodeID] = true
+		target[t.NodeID] = active && Running(t)
 		peers = append(peers, Peer{Node: t.NodeID, Hostname: n.Description.Hostname, Addr: addr})
 	}
 	slices.SortFunc(peers, func(a, b Peer) int { return cmp.Compare(a.Node, b.Node) })
@@ -78,7 +83,7 @@ func Plan(in PlanInput) map[string]Config {
 			b.Source = n
 		}
 		for _, p := range peers {
-			if p.Node != b.Source {
+			if p.Node != b.Source && target[p.Node] {
 				b.Targets = append(b.Targets, p.Node)
 			}
 		}

@@ -37,11 +37,15 @@ func TestPlan(t *testing.T) {
 		node("c", dswarm.NodeStateReady, dswarm.NodeAvailabilityDrain),
 		node("d", dswarm.NodeStateDown, dswarm.NodeAvailabilityActive),
 		node("e", dswarm.NodeStateReady, dswarm.NodeAvailabilityActive),
+		node("f", dswarm.NodeStateReady, dswarm.NodeAvailabilityDrain),
+		node("g", dswarm.NodeStateReady, dswarm.NodeAvailabilityActive),
 	}
 	agents := []dswarm.Task{
 		task("ag-a", "a", run, run, t0, "10.0.0.1"),
 		task("ag-b", "b", run, run, t0, "10.0.0.2"),
-		task("ag-c", "c", run, run, t0, "10.0.0.3"),             // drained: no target
+		task("ag-c", "c", run, run, t0, "10.0.0.3"),             // drained: a peer, no target
+		task("ag-f", "f", shut, run, t0, "10.0.0.6"),            // being stopped on a drained node: hands off
+		task("ag-g", "g", shut, run, t0, "10.0.0.7"),            // being stopped on an active node: not a peer
 		task("ag-d", "d", run, run, t0, "10.0.0.4"),             // Down: no target
 		task("ag-e", "e", run, dswarm.TaskStatePending, t0, ""), // not running yet
 	}
@@ -60,11 +64,11 @@ func TestPlan(t *testing.T) {
 				return
 			}
 		}
-	}); !slices.Equal(got, []string{"a", "b"}) {
-		t.Fatalf("agents configured: %v, want a and b", got)
+	}); !slices.Equal(got, []string{"a", "b", "c", "f"}) {
+		t.Fatalf("agents configured: %v, want a, b and the drained c and f", got)
 	}
 	cfg := plan["b"]
-	if cfg.Node != "b" || cfg.Cluster != "x" || len(cfg.Peers) != 2 || cfg.Peers[0].Addr != "10.0.0.1" {
+	if cfg.Node != "b" || cfg.Cluster != "x" || len(cfg.Peers) != 4 || cfg.Peers[0].Addr != "10.0.0.1" || cfg.Peers[3].Addr != "10.0.0.6" {
 		t.Fatalf("config of b: %+v", cfg)
 	}
 	want := []Broker{

@@ -65,7 +65,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, c *api.MqttCluster, secret S
 func (r *Reconciler) ServiceSpec(c *api.MqttCluster, in Secrets) (dswarm.ServiceSpec, error) {
 	secret := in.Password
 	labels := swarm.OwnedComponent(r.OperatorID, c.Name, ComponentAgent)
-	grace := 10 * time.Second
+	// Past the agent's handoff (syncagent.HandoffStopWait + Linger).
+	grace := 15 * time.Second
 	delay := time.Second
 	spec := dswarm.ServiceSpec{
 		Annotations: dswarm.Annotations{Name: api.SyncService(c.Name), Labels: labels},

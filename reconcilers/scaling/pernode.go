@@ -78,10 +78,10 @@ func (n Node) attr(key string) (string, bool) {
 // index free — one whose node left the Swarm for good, or a new one (at
 // most api.MaxReplicas); a broker whose node stops admitting it (drained,
 // down, a label gone, left) is parked, its index and data kept for the
-// node's return. The brokers keep their index: a broker never moves to
-// another node, and the bridge tree (edges toward lower indices) stays a
-// tree.
-func PerNode(constraints []string, prev *api.ScalingStatus, nodes []Node) Decision {
+// node's return — or, with away (spec.sync), runs on another node with its
+// data until then. The brokers keep their index wherever they run, so the
+// bridge tree (edges toward lower indices) stays a tree.
+func PerNode(constraints []string, prev *api.ScalingStatus, nodes []Node, away bool) Decision {
 	var st api.ScalingStatus
 	if prev != nil {
 		st.Nodes = slices.Clone(prev.Nodes)
@@ -111,6 +111,8 @@ func PerNode(constraints []string, prev *api.ScalingStatus, nodes []Node) Decisi
 			b.Hostname = n.Hostname
 		}
 		switch {
+		case b.Active && !ok && away:
+			evs = append(evs, *event("BrokerAway", fmt.Sprintf("broker %d moves off node %s, which %s: to another node with its data, until the node returns", b.Broker, b.Hostname, why)))
 		case b.Active && !ok:
 			evs = append(evs, *event("BrokerParked", fmt.Sprintf("broker %d parked: node %s %s (stopped, its data kept until the node returns)", b.Broker, b.Hostname, why)))
 		case !b.Active && ok:
@@ -138,7 +140,12 @@ func PerNode(constraints []string, prev *api.ScalingStatus, nodes []Node) Decisi
 		}
 	}
 	st.Desired = int32(active)
-	st.Next = fmt.Sprintf("a broker on each of %d nodes, %d parked; a node that joins gets one", active, len(st.Nodes)-active)
+	parked := "parked"
+	if away {
+		parked = "away from their nodes"
+		st.Desired = int32(len(st.Nodes))
+	}
+	st.Next = fmt.Sprintf("a broker on each of %d nodes, %d %s; a node that joins gets one", active, len(st.Nodes)-active, parked)
 	return Decision{Status: st, Events: evs}
 }
 

@@ -54,24 +54,24 @@ func TestPerNodeTiesABrokerToEachNode(t *testing.T) {
 	edge := map[string]string{"role": "mqtt"}
 	cons := []string{"node.labels.role==mqtt"}
 	nodes := []Node{node("c", edge), node("a", edge), node("b", nil)}
-	d := PerNode(cons, nil, nodes)
+	d := PerNode(cons, nil, nodes, false)
 	if got := brokersOf(d.Status); len(got) != 2 || got["a"] != 0 || got["c"] != 1 || d.Status.Replicas != 2 || len(d.Events) != 2 {
 		t.Fatalf("first: %v replicas %d events %v", got, d.Status.Replicas, d.Events)
 	}
 	// Unchanged: nothing happens.
-	again := PerNode(cons, &d.Status, nodes)
+	again := PerNode(cons, &d.Status, nodes, false)
 	if len(again.Events) != 0 || !slices.Equal(again.Status.Nodes, d.Status.Nodes) {
 		t.Fatalf("unchanged nodes changed the status: %v %v", again.Events, again.Status.Nodes)
 	}
 	// b gets the label: broker 2.
 	nodes[2].Labels = edge
-	d = PerNode(cons, &d.Status, nodes)
+	d = PerNode(cons, &d.Status, nodes, false)
 	if got := brokersOf(d.Status); got["b"] != 2 || d.Status.Replicas != 3 {
 		t.Fatalf("join: %v", got)
 	}
 	// a is drained: broker 0 parked, the others keep theirs.
 	nodes[1].Active = false
-	d = PerNode(cons, &d.Status, nodes)
+	d = PerNode(cons, &d.Status, nodes, false)
 	c := &api.MqttCluster{}
 	c.Spec.Scaling.Mode = api.ScalingPerNode
 	c.Status.Scaling = &d.Status
@@ -81,13 +81,13 @@ func TestPerNodeTiesABrokerToEachNode(t *testing.T) {
 	}
 	// a returns: broker 0 again.
 	nodes[1].Active = true
-	d = PerNode(cons, &d.Status, nodes)
+	d = PerNode(cons, &d.Status, nodes, false)
 	if got := brokersOf(d.Status); got["a"] != 0 || d.Events[0].Reason != "BrokerReturned" {
 		t.Fatalf("return: %v %v", got, d.Events)
 	}
 	// c leaves the Swarm for good, d joins: d takes broker 1.
 	nodes = []Node{nodes[1], nodes[2], node("d", edge)}
-	d = PerNode(cons, &d.Status, nodes)
+	d = PerNode(cons, &d.Status, nodes, false)
 	if got := brokersOf(d.Status); got["d"] != 1 || got["a"] != 0 || got["b"] != 2 || d.Status.Replicas != 3 {
 		t.Fatalf("replace: %v %v", got, d.Events)
 	}
@@ -102,7 +102,7 @@ func TestPerNodeStopsAtFifteenBrokers(t *testing.T) {
 	for i := 0; i < 17; i++ {
 		nodes = append(nodes, node(string(rune('a'+i)), nil))
 	}
-	d := PerNode(nil, nil, nodes)
+	d := PerNode(nil, nil, nodes, false)
 	if d.Status.Replicas != 15 || len(brokersOf(d.Status)) != 15 {
 		t.Fatalf("replicas %d", d.Status.Replicas)
 	}
