@@ -81,7 +81,7 @@ type Agent struct {
 	prepared map[string]string
 	// waiting: volume -> the task waiting for its previous one to stop.
 	waiting map[string]waiting
-	running  map[string]Container // by volume
+	running map[string]Container // by volume
 	// lsyncd
 	pushes     []Push
 	lsyncdStop context.CancelFunc
