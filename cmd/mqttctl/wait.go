@@ -59,7 +59,9 @@ func (c *cli) wait(ctx context.Context, name string, o waitOpts) error {
 	defer p.done()
 	deadline := time.Now().Add(o.timeout)
 	for {
-		obj, err := cl.Get(ctx, name)
+		// A consistent read: right after an apply, a follower may not
+		// have the object yet (seen: "not found" from apply --wait).
+		obj, err := cl.GetConsistent(ctx, name)
 		if err != nil {
 			// A restarting operator (no answer, 503) is waited out, as
 			// kubectl wait does; a real answer is not.

@@ -82,6 +82,8 @@ type Agent struct {
 	// waiting: volume -> the task waiting for its previous one to stop.
 	waiting map[string]waiting
 	running map[string]Container // by volume
+	// lastRan: when a broker container was last seen running here.
+	lastRan time.Time
 	// lsyncd
 	pushes     []Push
 	lsyncdStop context.CancelFunc
@@ -142,6 +144,9 @@ func (a *Agent) Step(ctx context.Context) error {
 	}
 	a.mu.Lock()
 	a.running = running
+	if len(running) > 0 {
+		a.lastRan = a.now()
+	}
 	cfg := a.cfg
 	a.mu.Unlock()
 	if cfg == nil {

@@ -311,12 +311,16 @@ func TestPrepareWaitsForThePreviousTaskToStop(t *testing.T) {
 	}
 }
 
-// A stopping agent that is a broker's source keeps stepping while the
-// broker stops and HandoffLinger after; it returns at once when it sources
-// nothing, and after HandoffStopWait when the broker keeps running.
+// A stopping agent on whose node a broker ran keeps stepping while the
+// broker stops and HandoffLinger after — whether or not the operator still
+// names it the source; it returns at once when no broker ran here lately,
+// and after HandoffStopWait when the broker keeps running.
 func TestHandoffOutlivesTheStoppingBrokers(t *testing.T) {
 	run := func(source string, stopsAfter int) (steps int, took time.Duration) {
 		a, d, _ := newAgent(t, nil)
+		if stopsAfter == 0 {
+			d.running = nil
+		}
 		start := time.Unix(5000, 0)
 		now := start
 		a.Now = func() time.Time { return now }
@@ -342,12 +346,15 @@ func TestHandoffOutlivesTheStoppingBrokers(t *testing.T) {
 		})
 		return steps, now.Sub(start)
 	}
-	if steps, _ := run("b", 1); steps != 0 {
-		t.Fatalf("an agent that sources nothing stepped %d times before stopping", steps)
+	if steps, _ := run("a", 0); steps != 0 {
+		t.Fatalf("an agent whose node ran no broker stepped %d times before stopping", steps)
 	}
-	// The broker stops at the 2nd step (2 s); the agent serves 5 s more.
-	if _, took := run("a", 2); took != 2*time.Second+HandoffLinger {
-		t.Fatalf("handoff took %s, want the stop plus %s", took, HandoffLinger)
+	// The broker stops at the 2nd step (2 s); the agent serves 5 s more,
+	// also when the operator named another node the source already.
+	for _, src := range []string{"a", "b"} {
+		if _, took := run(src, 2); took != 2*time.Second+HandoffLinger {
+			t.Fatalf("source %s: handoff took %s, want the stop plus %s", src, took, HandoffLinger)
+		}
 	}
 	// The broker keeps running: only the agent is being replaced.
 	if _, took := run("a", 1000); took != HandoffStopWait {

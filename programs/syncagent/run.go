@@ -136,18 +136,16 @@ func Run(ctx context.Context, o Options) error {
 // pushing what the brokers save on their way out, serving its copies to
 // the node where a broker starts next (which waits for the broker to stop
 // here, then pulls the newest copy) — until no broker has run here for
-// HandoffLinger. It returns at once when it is the source of no broker,
-// and after HandoffStopWait when the brokers here keep running (the agent
-// alone is stopped: an update, sync turned off).
+// HandoffLinger. It returns at once when no broker ran here lately (the
+// operator may already have named another node the source: the copy
+// here is still the one to pull), and after HandoffStopWait when the
+// brokers here keep running (the agent alone is stopped: an update, sync
+// turned off).
 func (a *Agent) Handoff(tick <-chan time.Time, step func()) {
 	a.mu.Lock()
-	cfg := a.cfg
+	ran := len(a.running) > 0 || !a.lastRan.IsZero() && a.now().Sub(a.lastRan) < HandoffLinger
 	a.mu.Unlock()
-	source := false
-	for _, b := range cfgBrokers(cfg) {
-		source = source || b.Source == a.Node
-	}
-	if !source {
+	if !ran {
 		return
 	}
 	a.log().Info("stopping: handing this node's broker data off first")
@@ -181,13 +179,6 @@ const (
 	HandoffStopWait = 5 * time.Second
 	HandoffLinger   = 5 * time.Second
 )
-
-func cfgBrokers(c *datasync.Config) []datasync.Broker {
-	if c == nil {
-		return nil
-	}
-	return c.Brokers
-}
 
 // ServeTunnel accepts mutual-TLS connections (only peers with the same
 // identity: the cluster's other agents) and relays each to the rsync

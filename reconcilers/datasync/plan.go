@@ -97,13 +97,15 @@ func Plan(in PlanInput) map[string]Config {
 }
 
 // SourceNode is the node a broker's data comes from: the node running its
-// task; else, when its newest task has stopped, that task's node (it
-// pushes the state saved at the stop). "" while a new task is being
-// placed or started: no node pushes then (the new task's node pulls the
+// task; else the node of a task Swarm is stopping but that still runs (a
+// drain, an update: it saves on its way out and pushes that); else, when
+// its newest task has stopped, that task's node (it pushes the state
+// saved at the stop). "" while a new task is being placed or started and
+// no old one runs: no node pushes then (the new task's node pulls the
 // newest copy before the broker starts, and becomes the source once it
 // runs).
 func SourceNode(tasks []dswarm.Task) string {
-	var newest, running dswarm.Task
+	var newest, running, stopping dswarm.Task
 	for _, t := range tasks {
 		if t.NodeID == "" {
 			continue // not placed yet
@@ -111,12 +113,18 @@ func SourceNode(tasks []dswarm.Task) string {
 		if Running(t) && (running.ID == "" || t.Meta.CreatedAt.After(running.Meta.CreatedAt)) {
 			running = t
 		}
+		if t.Status.State == dswarm.TaskStateRunning && (stopping.ID == "" || t.Meta.CreatedAt.After(stopping.Meta.CreatedAt)) {
+			stopping = t
+		}
 		if newest.ID == "" || t.Meta.CreatedAt.After(newest.Meta.CreatedAt) {
 			newest = t
 		}
 	}
 	if running.ID != "" {
 		return running.NodeID
+	}
+	if stopping.ID != "" {
+		return stopping.NodeID
 	}
 	if newest.ID == "" || !Stopped(newest) {
 		return ""

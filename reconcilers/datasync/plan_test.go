@@ -56,8 +56,11 @@ func TestPlan(t *testing.T) {
 		"x-broker-1": {task("1-old", "b", shut, shut, t0, "")},
 		// Being started on a after running on b: nobody pushes.
 		"x-broker-2": {task("2-old", "b", shut, shut, t0, ""), task("2-new", "a", run, dswarm.TaskStateStarting, t0.Add(time.Second), "")},
+		// Being stopped on the drained c, still running (saving), its new
+		// task starting on a: c pushes what it saves.
+		"x-broker-3": {task("3-old", "c", shut, run, t0, ""), task("3-new", "a", run, dswarm.TaskStateStarting, t0.Add(time.Second), "")},
 	}
-	plan := Plan(PlanInput{Cluster: "x", Brokers: []string{"x-broker-2", "x-broker-0", "x-broker-1", "x-broker-0"}, BrokerTasks: brokers, AgentTasks: agents, Nodes: nodes, Network: "ctl", Delay: time.Second})
+	plan := Plan(PlanInput{Cluster: "x", Brokers: []string{"x-broker-2", "x-broker-0", "x-broker-1", "x-broker-0", "x-broker-3"}, BrokerTasks: brokers, AgentTasks: agents, Nodes: nodes, Network: "ctl", Delay: time.Second})
 	if got := slices.Sorted(func(yield func(string) bool) {
 		for k := range plan {
 			if !yield(k) {
@@ -75,17 +78,18 @@ func TestPlan(t *testing.T) {
 		{Name: "x-broker-0", Volume: "x-broker-0-data", Source: "a", Targets: []string{"b"}},
 		{Name: "x-broker-1", Volume: "x-broker-1-data", Source: "b", Targets: []string{"a"}},
 		{Name: "x-broker-2", Volume: "x-broker-2-data", Source: "", Targets: []string{"a", "b"}},
+		{Name: "x-broker-3", Volume: "x-broker-3-data", Source: "c", Targets: []string{"a", "b"}},
 	}
 	for i, b := range cfg.Brokers {
 		if b.Name != want[i].Name || b.Volume != want[i].Volume || b.Source != want[i].Source || !slices.Equal(b.Targets, want[i].Targets) {
 			t.Errorf("broker %d: %+v, want %+v", i, b, want[i])
 		}
 	}
-	if len(cfg.Brokers) != 3 {
-		t.Fatalf("brokers: %d, want 3", len(cfg.Brokers))
+	if len(cfg.Brokers) != 4 {
+		t.Fatalf("brokers: %d, want 4", len(cfg.Brokers))
 	}
 	// Same input, same config (hash stable): no push when nothing changed.
-	again := Plan(PlanInput{Cluster: "x", Brokers: []string{"x-broker-0", "x-broker-1", "x-broker-2"}, BrokerTasks: brokers, AgentTasks: agents, Nodes: nodes, Network: "ctl", Delay: time.Second})
+	again := Plan(PlanInput{Cluster: "x", Brokers: []string{"x-broker-0", "x-broker-1", "x-broker-2", "x-broker-3"}, BrokerTasks: brokers, AgentTasks: agents, Nodes: nodes, Network: "ctl", Delay: time.Second})
 	if again["b"].Hash() != cfg.Hash() {
 		t.Fatal("the same state gave a different config")
 	}

@@ -39,7 +39,8 @@ func main() {
 	self := flag.String("self", "", "this program built static, run in containers on the cluster network for in-network baselines")
 	ha := flag.Bool("ha", false, "run only the control plane's HA figures against the docker-in-docker Swarm of make up MANAGERS=3 (MQTTCTL_SERVERS)")
 	gitB := flag.Bool("gitsync", false, "run only the git sync figures (in process)")
-	syncB := flag.Bool("sync", false, "run only the broker data sync figures (spec.sync) against the docker-in-docker Swarm of make up MANAGERS=3")
+	syncB := flag.Bool("sync", false, "run only the broker data sync and PerNode figures (spec.sync, spec.scaling PerNode) against the docker-in-docker Swarm of make up MANAGERS=3")
+	perNodeB := flag.Bool("pernode", false, "with -sync: only the PerNode figures")
 	cluster := flag.Bool("cluster", false, "also run the data-plane benchmarks against the operator make up deployed (MQTTCTL_SERVER, MQTTCTL_TOKEN_FILE)")
 	flag.Parse()
 	if *loadAddr != "" {
@@ -67,8 +68,11 @@ func main() {
 		if err == nil {
 			cl, err = client.New(client.Options{Server: os.Getenv("MQTTCTL_SERVERS"), Token: strings.TrimSpace(string(tok)), CAFile: os.Getenv("MQTTCTL_CA_FILE"), Timeout: 10 * time.Second})
 		}
-		if err == nil {
+		if err == nil && !*perNodeB {
 			err = runSyncBench(context.Background(), cl, nodes)
+		}
+		if err == nil {
+			err = runPerNodeBench(context.Background(), cl, nodes)
 		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)

@@ -190,7 +190,11 @@ func TestPerNodeWithSyncMovesADrainedNodesBroker(t *testing.T) {
 		}
 		return nil
 	})
-	sub := append([]string{"mosquitto_sub", "-i", "pns-sub", "-c", "-q", "1", "-t", "pns/q"}, brokerTLS...)
+	// A client id and payloads of this run's: the volumes outlive a
+	// deleted cluster.
+	run := fmt.Sprint(time.Now().UnixNano())
+	queued, awayMsg := "queued-"+run+"-", "away-"+run+"-"
+	sub := append([]string{"mosquitto_sub", "-i", "pns-sub-" + run, "-c", "-q", "1", "-t", "pns/q"}, brokerTLS...)
 	pub := func(on, msg string) {
 		t.Helper()
 		if out, err := brokerExec(t, on, svc, append([]string{"mosquitto_pub", "-q", "1", "-t", "pns/q", "-m", msg}, brokerTLS...)...); err != nil {
@@ -201,14 +205,14 @@ func TestPerNodeWithSyncMovesADrainedNodesBroker(t *testing.T) {
 		t.Fatalf("subscribe: %v %s", err, out)
 	}
 	for i := 0; i < 3; i++ {
-		pub(node, fmt.Sprintf("queued-%d", i))
+		pub(node, fmt.Sprintf("%s%d", queued, i))
 	}
-	pub(node, "queued-late")
+	pub(node, queued+"late")
 	// With autosave at 1h the messages are only in the state the broker
 	// saves when the drain stops it: handed off by the node's stopping
 	// sync agent, or lost.
 	for _, n := range others(nodes, node) {
-		if copyHas(n, volume, "queued-") {
+		if copyHas(n, volume, queued) {
 			t.Fatalf("a queued message reached %s before the drain: the test cannot tell the handoff", n)
 		}
 	}
@@ -231,13 +235,13 @@ func TestPerNodeWithSyncMovesADrainedNodesBroker(t *testing.T) {
 	})
 	t.Logf("node drained -> its broker running on %s and the cluster Ready in %s", away, time.Since(drained).Round(100*time.Millisecond))
 	out, err := brokerExec(t, away, svc, append(sub, "-C", "4", "-W", "10")...)
-	if err != nil || strings.Count(out, "queued-") != 4 || !strings.Contains(out, "queued-late") {
+	if err != nil || strings.Count(out, queued) != 4 || !strings.Contains(out, queued+"late") {
 		t.Fatalf("the moved broker's queued messages (the last one saved at the stop): %v %q", err, out)
 	}
 	// Queued while it is away, delivered at home: the return is a
 	// planned move (stopped, saved, the newest copy pulled first).
-	pub(away, "away-0")
-	pub(away, "away-1")
+	pub(away, awayMsg+"0")
+	pub(away, awayMsg+"1")
 
 	onNode(t, nodes[0], "node", "update", "--availability", "active", node)
 	back := time.Now()
@@ -250,7 +254,7 @@ func TestPerNodeWithSyncMovesADrainedNodesBroker(t *testing.T) {
 	})
 	t.Logf("node back -> its broker home and the cluster Ready in %s", time.Since(back).Round(100*time.Millisecond))
 	out, err = brokerExec(t, node, svc, append(sub, "-C", "2", "-W", "10")...)
-	if err != nil || strings.Count(out, "away-") != 2 {
+	if err != nil || strings.Count(out, awayMsg) != 2 {
 		t.Fatalf("messages queued while away, after the return: %v %q", err, out)
 	}
 }
