@@ -143,6 +143,8 @@ if [[ -n "${REGISTRY:-}" ]]; then
   RESOLVE=always
 fi
 log "deploying the operator stack ($STACK) on $MANAGERS manager(s)"
+op_version() { "${D[@]}" service inspect -f '{{.Version.Index}}' "${STACK}_operator" 2>/dev/null || echo none; }
+before=$(op_version)
 TOKEN_SECRET="$TOKEN_SECRET" KEY_SECRET="$KEY_SECRET" CA_SECRET="$CA_SECRET" REGISTRY_AUTH_SECRET="$REGISTRY_AUTH_SECRET" \
   API_PORT="$API_PORT" OPERATOR_IMAGE="$OPERATOR_IMAGE" SYNC_IMAGE="$SYNC_IMAGE" BROKER_IMAGE="$BROKER_IMAGE" LB_IMAGE="$LB_IMAGE" \
   docker stack deploy --with-registry-auth --resolve-image "$RESOLVE" -c "$ROOT/charts/operator/stack.yml" "$STACK" >/dev/null
@@ -176,6 +178,19 @@ wait_for "the operator to accept the token" 90 "$MQTTCTL" get
 if ((MANAGERS > 1)); then
   wait_for "a raft cluster of $MANAGERS voters" 120 bash -c \
     "[[ \$(curl -fsS --cacert $CA_CERT $SERVER/v1/status/peers | grep -c '\"suffrage\": \"Voter\"') == $MANAGERS ]]"
+fi
+# A rerun that changed the operator updates it one manager at a time, each
+# watched 30 s and the whole rolled back on a failure (the stack's
+# update_config): wait for the roll to end, and fail if Swarm rolled it
+# back — the previous version would still be running.
+if [[ "$before" != none && "$(op_version)" != "$before" ]]; then
+  roll_state() { "${D[@]}" service inspect -f '{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}' "${STACK}_operator"; }
+  roll_ended() { case "$(roll_state)" in updating | rollback_started | paused | rollback_paused) return 1 ;; esac; }
+  log "waiting for the operator's rolling update to end"
+  wait_for "the operator's rolling update to end" 600 roll_ended
+  case "$(roll_state)" in rollback_*)
+    die "Swarm rolled the operator update back ($("${D[@]}" service inspect -f '{{.UpdateStatus.Message}}' "${STACK}_operator")): the previous version still runs; see docker service ps ${STACK}_operator" ;;
+  esac
 fi
 
 CLUSTER=quickstart
