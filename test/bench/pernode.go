@@ -178,8 +178,8 @@ func runPerNodeBench(ctx context.Context, cl *client.Client, nodes []haNode) err
 		}
 	}
 	fmt.Printf("\nnode drained -> its broker's persistent session serving its 4 queued QoS 1 messages on another node (spec.sync, autosave 1h: only in the state saved at the stop), %d runs each:\n", runs)
-	fmt.Printf("  Fixed (Swarm moves the broker): median %s (min %s max %s)\n", pct(fixed, 50), pct(fixed, 0), pct(fixed, 100))
-	fmt.Printf("  PerNode (the operator sends it away): median %s (min %s max %s)  ratio %.2f\n", pct(pernode, 50), pct(pernode, 0), pct(pernode, 100),
+	fmt.Printf("  Fixed (Swarm moves the broker): median %s (min %s max %s)\n", ms(pct(fixed, 50)), ms(pct(fixed, 0)), ms(pct(fixed, 100)))
+	fmt.Printf("  PerNode (the operator sends it away): median %s (min %s max %s)  ratio %.2f\n", ms(pct(pernode, 50)), ms(pct(pernode, 0)), ms(pct(pernode, 100)),
 		float64(pct(pernode, 50))/float64(pct(fixed, 50)))
 
 	// A worker joins: its broker Ready, against one more broker by hand.
@@ -247,3 +247,5 @@ func gone(ctx context.Context, cl *client.Client, via, name string) error {
 	}
 	return fmt.Errorf("%s not gone within 2m", name)
 }
+
+func ms(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
