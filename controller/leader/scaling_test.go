@@ -113,6 +113,51 @@ func TestClusterAutoScalesWithTheConnections(t *testing.T) {
 	}
 }
 
+// An Auto cluster with a message target follows the brokers' own figures
+// ($SYS publish/received/1min, heard by the users pusher): the highest
+// recent one counts, a figure older than loadAge does not.
+func TestClusterAutoScalesWithTheMessageRate(t *testing.T) {
+	t.Parallel()
+	e := newClusterEnv(t)
+	e.withControlNetwork()
+	e.running("spec: {scaling: {mode: Auto, min: 1, max: 4, messagesPerSecondPerBroker: 100, scaleDownDelay: 30s}, loadBalancer: {replicas: 1}}\n")
+	e.attachLB(1)
+	// 250 messages/s (15,000 a minute) need 3 brokers.
+	e.rec.BrokerLoad("iot", 0, 15000)
+	e.fake.ResetCalls()
+	e.reconcile()
+	if got := written(e.fake.Calls(), "CreateService"); !slices.Equal(got, []string{"iot-broker-1", "iot-broker-2"}) {
+		t.Fatalf("scale-up created %v", got)
+	}
+	if ev := e.eventsWith("ScaledUp"); len(ev) != 1 || !strings.Contains(ev[0].Message, "1 → 3 brokers") || !strings.Contains(ev[0].Message, "250 messages/s") {
+		t.Fatalf("events %v", ev)
+	}
+	e.runAll()
+	e.attachLB(1)
+	e.reconcile()
+	// The figure goes stale (the pusher heard nothing for loadAge): the
+	// count holds, whatever the time.
+	e.now = e.now.Add(2 * time.Minute)
+	e.fake.ResetCalls()
+	e.reconcile()
+	e.now = e.now.Add(time.Minute)
+	e.reconcile()
+	if got := written(e.fake.Calls(), "RemoveService"); len(got) != 0 {
+		t.Fatalf("scaled down on a stale figure: removed %v", got)
+	}
+	// 40 messages/s now, on two brokers: down after the delay (one step).
+	e.rec.BrokerLoad("iot", 1, 2400)
+	e.rec.BrokerLoad("iot", 2, 1800)
+	e.reconcile()
+	e.now = e.now.Add(31 * time.Second)
+	e.rec.BrokerLoad("iot", 1, 2400)
+	e.fake.ResetCalls()
+	e.reconcile()
+	if got := written(e.fake.Calls(), "RemoveService"); !slices.Equal(got, []string{"iot-broker-2"}) {
+		t.Fatalf("scale-down removed %v", got)
+	}
+}
+
 // Without figures (HAProxy's runtime API out of reach) the count holds.
 func TestClusterAutoHoldsWithoutFigures(t *testing.T) {
 	t.Parallel()
