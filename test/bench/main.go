@@ -40,7 +40,7 @@ func main() {
 	ha := flag.Bool("ha", false, "run only the control plane's HA figures against the docker-in-docker Swarm of make up MANAGERS=3 (MQTTCTL_SERVERS)")
 	gitB := flag.Bool("gitsync", false, "run only the git sync figures (in process)")
 	syncB := flag.Bool("sync", false, "run only the broker data sync and PerNode figures (spec.sync, spec.scaling PerNode) against the docker-in-docker Swarm of make up MANAGERS=3")
-	perNodeB := flag.Bool("pernode", false, "with -sync: only the PerNode figures")
+	syncParts := flag.String("sync-parts", "lag,loss,pernode", "with -sync: the parts to run (lag: sync lag; loss: node loss, killed, with Swarm's default dispatcher heartbeat and with 1 s; pernode: the PerNode figures)")
 	cluster := flag.Bool("cluster", false, "also run the data-plane benchmarks against the operator make up deployed (MQTTCTL_SERVER, MQTTCTL_TOKEN_FILE)")
 	flag.Parse()
 	if *loadAddr != "" {
@@ -68,10 +68,14 @@ func main() {
 		if err == nil {
 			cl, err = client.New(client.Options{Server: os.Getenv("MQTTCTL_SERVERS"), Token: strings.TrimSpace(string(tok)), CAFile: os.Getenv("MQTTCTL_CA_FILE"), Timeout: 10 * time.Second})
 		}
-		if err == nil && !*perNodeB {
-			err = runSyncBench(context.Background(), cl, nodes)
+		parts := map[string]bool{}
+		for _, p := range strings.Split(*syncParts, ",") {
+			parts[strings.TrimSpace(p)] = true
 		}
-		if err == nil {
+		if err == nil && (parts["lag"] || parts["loss"]) {
+			err = runSyncBench(context.Background(), cl, nodes, parts)
+		}
+		if err == nil && parts["pernode"] {
 			err = runPerNodeBench(context.Background(), cl, nodes)
 		}
 		if err != nil {

@@ -109,7 +109,7 @@ while ! grep -q -a %q "$f" 2>/dev/null; do i=$((i+1)); [ $i -gt %d ] && exit 1; 
 // runSyncBench measures spec.sync on the docker-in-docker Swarm: the lag
 // from a retained publish to the data on every target, and node loss to
 // the broker serving its retained messages on another node.
-func runSyncBench(ctx context.Context, cl *client.Client, nodes []haNode) error {
+func runSyncBench(ctx context.Context, cl *client.Client, nodes []haNode, parts map[string]bool) error {
 	const name, port, topic = "bsync", 21890, "bench/retained"
 	const broker, volume = name + "-broker-0", name + "-broker-0-data"
 	if _, err := cl.Apply(ctx, syncBenchSpec(name, port)); err != nil {
@@ -157,38 +157,14 @@ func runSyncBench(ctx context.Context, cl *client.Client, nodes []haNode) error 
 	if err != nil {
 		return err
 	}
-	// Sync lag.
-	const runs = 20
-	var lags []time.Duration
-	for i := 0; i < runs; i++ {
-		payload := fmt.Sprintf("lag-%d-%d", time.Now().UnixNano(), i)
-		var chans []<-chan time.Time
-		for _, t := range targets {
-			ch, err := arrival(t, volume, payload, 30*time.Second)
-			if err != nil {
-				return err
-			}
-			chans = append(chans, ch)
-		}
-		start := time.Now()
-		if err := publishRetained(srcIP, port, topic, payload); err != nil {
+	if parts["lag"] {
+		if err := syncLag(srcIP, port, topic, volume, targets); err != nil {
 			return err
 		}
-		var last time.Time
-		for j, ch := range chans {
-			at, ok := <-ch
-			if !ok {
-				return fmt.Errorf("the publish %s never reached %s", payload, targets[j])
-			}
-			if at.After(last) {
-				last = at
-			}
-		}
-		lags = append(lags, last.Sub(start))
 	}
-	fmt.Printf("\nsync lag, retained publish -> in the copy on every target (%d targets), %d runs, autosaveInterval 1s + sync delay 1s:\n", len(targets), runs)
-	fmt.Printf("  p50 %s  p99 %s  (min %s max %s; expected about autosave/2 + delay + rsync)\n", pct(lags, 50), pct(lags, 99), pct(lags, 0), pct(lags, 100))
-
+	if !parts["loss"] {
+		return nil
+	}
 	// Node loss -> the broker serving its old retained messages elsewhere,
 	// with Swarm's default dispatcher heartbeat (5 s) and with 1 s.
 	for _, hb := range []string{"5s", "1s"} {
@@ -204,7 +180,7 @@ func runSyncBench(ctx context.Context, cl *client.Client, nodes []haNode) error 
 	return err
 }
 
-// nodeLoss stops the node running broker (3 times) and times Swarm's
+// nodeLoss kills the node running broker (3 times: a power loss) and times Swarm's
 // detection, the new task and the retained message served elsewhere.
 func nodeLoss(nodes []haNode, port int, topic, broker, volume, hb string,
 	waitSynced func(time.Duration) (string, []string, error)) error {
@@ -242,7 +218,7 @@ func nodeLoss(nodes []haNode, port int, topic, broker, volume, hb string,
 		}
 		survivorIP, _ := nodeIP(survivor)
 		start := time.Now()
-		if _, err := sh("docker", "stop", src); err != nil {
+		if _, err := sh("docker", "kill", src); err != nil {
 			return err
 		}
 		var tDown, tPlaced, tServed time.Duration
@@ -268,7 +244,7 @@ func nodeLoss(nodes []haNode, port int, topic, broker, volume, hb string,
 			time.Sleep(100 * time.Millisecond)
 		}
 		total, down, placed = append(total, tServed), append(down, tDown), append(placed, tPlaced)
-		fmt.Printf("  node loss run %d: %s stopped -> Swarm marks it down %s -> broker running elsewhere %s -> its retained message served %s\n", i+1, src, tDown.Round(time.Millisecond), tPlaced.Round(time.Millisecond), tServed.Round(time.Millisecond))
+		fmt.Printf("  node loss run %d: %s killed -> Swarm marks it down %s -> broker running elsewhere %s -> its retained message served %s\n", i+1, src, tDown.Round(time.Millisecond), tPlaced.Round(time.Millisecond), tServed.Round(time.Millisecond))
 		if _, err := sh("docker", "start", src); err != nil {
 			return err
 		}
@@ -278,5 +254,41 @@ func nodeLoss(nodes []haNode, port int, topic, broker, volume, hb string,
 	}
 	fmt.Printf("node loss -> broker serving its retained messages on another node, dispatcher heartbeat %s, %d runs: min %s median %s max %s\n", hb, lossRuns, pct(total, 0), pct(total, 50), pct(total, 100))
 	fmt.Printf("  of which Swarm's failure detection (node marked down): median %s; down -> serving: median %s\n", pct(down, 50), pct(total, 50)-pct(down, 50))
+	return nil
+}
+
+// syncLag times a retained publish on the source to the data in the copy
+// on every target.
+func syncLag(srcIP string, port int, topic, volume string, targets []string) error {
+	const runs = 20
+	var lags []time.Duration
+	for i := 0; i < runs; i++ {
+		payload := fmt.Sprintf("lag-%d-%d", time.Now().UnixNano(), i)
+		var chans []<-chan time.Time
+		for _, t := range targets {
+			ch, err := arrival(t, volume, payload, 30*time.Second)
+			if err != nil {
+				return err
+			}
+			chans = append(chans, ch)
+		}
+		start := time.Now()
+		if err := publishRetained(srcIP, port, topic, payload); err != nil {
+			return err
+		}
+		var last time.Time
+		for j, ch := range chans {
+			at, ok := <-ch
+			if !ok {
+				return fmt.Errorf("the publish %s never reached %s", payload, targets[j])
+			}
+			if at.After(last) {
+				last = at
+			}
+		}
+		lags = append(lags, last.Sub(start))
+	}
+	fmt.Printf("\nsync lag, retained publish -> in the copy on every target (%d targets), %d runs, autosaveInterval 1s + sync delay 1s:\n", len(targets), runs)
+	fmt.Printf("  p50 %s  p99 %s  (min %s max %s; expected about autosave/2 + delay + rsync)\n", pct(lags, 50), pct(lags, 99), pct(lags, 0), pct(lags, 100))
 	return nil
 }
