@@ -189,13 +189,8 @@ func (a *Agent) prepare(ctx context.Context, cfg *datasync.Config, vol string, c
 	local := CopyOf(dir)
 	best, bestAddr, bestNode := local.Modified, "", a.Node
 	var still []string
-	for _, p := range cfg.Peers {
-		if p.Node == a.Node {
-			continue
-		}
-		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		st, err := a.peerStatus(pctx, p.Addr)
-		cancel()
+	for _, ans := range a.askPeers(ctx, cfg) {
+		p, st, err := ans.peer, ans.status, ans.err
 		if err != nil {
 			a.log().Warn("peer unreachable while preparing a broker: its copy is not considered", "broker", c.Service, "peer", p.Hostname, "err", err)
 			continue
@@ -232,6 +227,34 @@ func (a *Agent) prepare(ctx context.Context, cfg *datasync.Config, vol string, c
 	}
 	a.setPrepared(vol, c.TaskID)
 	return nil
+}
+
+// peerAnswer is what one peer said of its copies.
+type peerAnswer struct {
+	peer   datasync.Peer
+	status datasync.Status
+	err    error
+}
+
+// askPeers asks every other peer for its status, all at once (a dead
+// node costs its timeout once, not once per dead node), in cfg's order.
+func (a *Agent) askPeers(ctx context.Context, cfg *datasync.Config) []peerAnswer {
+	var out []peerAnswer
+	for _, p := range cfg.Peers {
+		if p.Node != a.Node {
+			out = append(out, peerAnswer{peer: p})
+		}
+	}
+	var wg sync.WaitGroup
+	for i := range out {
+		wg.Go(func() {
+			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			out[i].status, out[i].err = a.peerStatus(pctx, out[i].peer.Addr)
+		})
+	}
+	wg.Wait()
+	return out
 }
 
 // HandoffWait bounds how long a broker that starts here waits for its
