@@ -174,6 +174,22 @@ func TestPerNodeWithSyncMovesADrainedNodesBroker(t *testing.T) {
 	t.Cleanup(func() { _ = e.c.Delete(context.Background(), name) })
 	const k = 2
 	svc, volume := api.BrokerService(name, k), api.BrokerVolume(api.BrokerService(name, k))
+	// On failure, before the cluster goes: what the agents and the
+	// broker's containers said, on every node.
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		for _, n := range nodes {
+			for _, s := range []string{name + "-sync", svc} {
+				ids, _ := exec.Command("docker", "exec", n, "docker", "ps", "-aq", "--filter", "label=com.docker.swarm.service.name="+s).Output()
+				for _, id := range strings.Fields(string(ids)) {
+					out, _ := exec.Command("docker", "exec", n, "docker", "logs", "--timestamps", id).CombinedOutput()
+					t.Logf("%s %s %s:\n%s", n, s, id, out)
+				}
+			}
+		}
+	})
 	var node string
 	eventually(t, name+" Ready and SyncHealthy with a broker on each manager", 180*time.Second, func() error {
 		c := e.cluster(t, name)
