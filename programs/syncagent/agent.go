@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -22,6 +23,7 @@ import (
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/tlsutil"
 
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/broker"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/datasync"
 )
 
@@ -348,8 +350,15 @@ func (a *Agent) runPushes(ctx context.Context, cfg *datasync.Config) error {
 		return nil
 	}
 	if a.lsyncdStop != nil {
-		a.lsyncdStop()
-		<-a.lsyncdDone
+		// Waited for without the lock: lsyncd may take seconds to end a
+		// transfer, and the API (a starting broker's node asking for
+		// this copy, with a 2 s timeout) must answer meanwhile. Only
+		// this loop starts and stops lsyncd.
+		stop, done := a.lsyncdStop, a.lsyncdDone
+		a.mu.Unlock()
+		stop()
+		<-done
+		a.mu.Lock()
 		a.lsyncdStop, a.lsyncdDone = nil, nil
 	}
 	a.pushes = want
@@ -489,14 +498,19 @@ func (a *Agent) Allow(request, host string, pull bool) error {
 }
 
 // CopyOf describes the copy in dir: the newest modification time of its
-// files, the agent's marker and partial files excepted.
+// files, the agent's marker, partial files and the auth plugin's state
+// excepted. That state (users and rules) is rewritten from the operator's
+// word when a broker starts and says nothing of its sessions: counted, it
+// made a copy holding an old database look newer than the one a broker
+// had just saved on its way out (seen in the PerNode return).
 func CopyOf(dir string) datasync.Copy {
 	var cp datasync.Copy
+	authState := path.Base(broker.AuthStateFile)
 	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return nil
 		}
-		if d.Name() == datasync.ReadyMarker || strings.HasSuffix(d.Name(), ".new") {
+		if d.Name() == datasync.ReadyMarker || d.Name() == authState || strings.HasSuffix(d.Name(), ".new") {
 			return nil
 		}
 		if info, err := d.Info(); err == nil && info.ModTime().After(cp.Modified) {

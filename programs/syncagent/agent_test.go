@@ -361,3 +361,62 @@ func TestHandoffOutlivesTheStoppingBrokers(t *testing.T) {
 		t.Fatalf("handoff with the broker running took %s, want %s", took, HandoffStopWait)
 	}
 }
+
+// The auth plugin's state, rewritten when a broker starts, does not make a
+// copy newer: only the broker's data does.
+func TestCopyOfIgnoresTheAuthState(t *testing.T) {
+	dir := t.TempDir()
+	db, later := time.Unix(1000, 0), time.Unix(2000, 0)
+	writeCopy(t, dir, "v", db)
+	st := filepath.Join(dir, "v", "_data", "cluster-auth.state")
+	if err := os.WriteFile(st, []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(st, later, later); err != nil {
+		t.Fatal(err)
+	}
+	if got := CopyOf(filepath.Join(dir, "v", "_data")).Modified; !got.Equal(db) {
+		t.Fatalf("copy modified %s, want the database's %s", got, db)
+	}
+}
+
+// The API answers while lsyncd takes its time to stop (a peer preparing a
+// broker asks with a 2 s timeout).
+func TestStatusAnswersWhileLsyncdStops(t *testing.T) {
+	a, _, _ := newAgent(t, nil)
+	writeCopy(t, a.VolumesDir, "x-broker-0-data", time.Unix(1000, 0))
+	stopping, release := make(chan struct{}), make(chan struct{})
+	a.Lsyncd = func(ctx context.Context, _ string) error {
+		<-ctx.Done()
+		close(stopping)
+		<-release // ending a transfer
+		return nil
+	}
+	cfg := config("a")
+	if err := a.Configure(cfg); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := a.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// b becomes the source: lsyncd is stopped.
+	cfg.Brokers[0].Source, cfg.Brokers[0].Targets = "b", []string{"a", "c"}
+	if err := a.Configure(cfg); err != nil {
+		t.Fatal(err)
+	}
+	stepped := make(chan error, 1)
+	go func() { stepped <- a.Step(ctx) }()
+	<-stopping
+	answered := make(chan struct{})
+	go func() { a.Status(); close(answered) }()
+	select {
+	case <-answered:
+	case <-time.After(2 * time.Second):
+		t.Fatal("the status waited for lsyncd to stop")
+	}
+	close(release)
+	if err := <-stepped; err != nil {
+		t.Fatal(err)
+	}
+}

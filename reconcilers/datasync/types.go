@@ -120,9 +120,9 @@ type Status struct {
 
 // Copy describes one broker's data on a node.
 type Copy struct {
-	// Modified is the newest modification time of its files (zero: no
-	// data). rsync keeps modification times, so a copy of the same state
-	// has the same time on every node.
+	// Modified is the newest modification time of its files, the auth
+	// plugin's state excepted (zero: no data). rsync keeps modification
+	// times, so a copy of the same state has the same time on every node.
 	Modified time.Time `json:"modified,omitzero"`
 	// Running: the broker runs on this node now.
 	Running bool `json:"running,omitempty"`
