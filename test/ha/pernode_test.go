@@ -250,9 +250,20 @@ func TestPerNodeWithSyncMovesADrainedNodesBroker(t *testing.T) {
 		return ready(c)
 	})
 	t.Logf("node drained -> its broker running on %s and the cluster Ready in %s", away, time.Since(drained).Round(100*time.Millisecond))
-	out, err := brokerExec(t, away, svc, append(sub, "-C", "4", "-W", "10")...)
-	if err != nil || strings.Count(out, queued) != 4 || !strings.Contains(out, queued+"late") {
-		t.Fatalf("the moved broker's queued messages (the last one saved at the stop): %v %q", err, out)
+	// Read for 5 s, not up to a count: mosquitto_sub -C disconnects from
+	// the last message's callback, and the broker may not have every
+	// acknowledgment by then (seen: QoS 1 redelivers what was not
+	// acknowledged, at home after the return).
+	received := func(on string) string {
+		t.Helper()
+		out, _ := brokerExec(t, on, svc, append(sub, "-W", "5")...) // exits 27 when the 5 s are up
+		return out
+	}
+	out := received(away)
+	for _, m := range []string{"0", "1", "2", "late"} {
+		if !strings.Contains(out, queued+m+"\n") {
+			t.Fatalf("the moved broker's queued messages (the last one saved at the stop): %s missing from %q", queued+m, out)
+		}
 	}
 	// Queued while it is away, delivered at home: the return is a
 	// planned move (stopped, saved, the newest copy pulled first).
@@ -269,9 +280,9 @@ func TestPerNodeWithSyncMovesADrainedNodesBroker(t *testing.T) {
 		return ready(c)
 	})
 	t.Logf("node back -> its broker home and the cluster Ready in %s", time.Since(back).Round(100*time.Millisecond))
-	out, err = brokerExec(t, node, svc, append(sub, "-C", "2", "-W", "10")...)
-	if err != nil || strings.Count(out, awayMsg) != 2 {
-		t.Fatalf("messages queued while away, after the return: %v %q", err, out)
+	out = received(node)
+	if !strings.Contains(out, awayMsg+"0\n") || !strings.Contains(out, awayMsg+"1\n") || strings.Contains(out, queued) {
+		t.Fatalf("messages queued while away, after the return (and none of those delivered before it): %q", out)
 	}
 }
 
