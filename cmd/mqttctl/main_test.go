@@ -52,7 +52,7 @@ func TestApplyGetDescribeDelete(t *testing.T) {
 	withToken(t)
 	inst := servertest.Start(t, "")
 	r := mqttctl(t, inst, "", "apply", "-f", "../../examples/")
-	if r.code != 0 || r.out != "mqttcluster/iot created\nmqttcluster/minimal created\nmqttcluster/quickstart created\nmqttcluster/durable created\nmqttuser/dashboard created\n" {
+	if r.code != 0 || r.out != "mqttcluster/iot created\nmqttcluster/minimal created\nmqttcluster/edge created\nmqttcluster/quickstart created\nmqttcluster/durable created\nmqttuser/dashboard created\n" {
 		t.Fatalf("apply: %+v", r)
 	}
 	// Users: listed, described, their password readable once the leader
