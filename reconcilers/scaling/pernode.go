@@ -110,13 +110,8 @@ func PerNode(constraints []string, prev *api.ScalingStatus, nodes []Node, away b
 			ok, why = admits(n)
 			b.Hostname = n.Hostname
 		}
-		switch {
-		case b.Active && !ok && away:
-			evs = append(evs, *event("BrokerAway", fmt.Sprintf("broker %d moves off node %s, which %s: to another node with its data, until the node returns", b.Broker, b.Hostname, why)))
-		case b.Active && !ok:
-			evs = append(evs, *event("BrokerParked", fmt.Sprintf("broker %d parked: node %s %s (stopped, its data kept until the node returns)", b.Broker, b.Hostname, why)))
-		case !b.Active && ok:
-			evs = append(evs, *event("BrokerReturned", fmt.Sprintf("broker %d back on node %s", b.Broker, b.Hostname)))
+		if e := transition(*b, ok, why, away); e != nil {
+			evs = append(evs, *e)
 		}
 		b.Active = ok
 	}
@@ -131,6 +126,27 @@ func PerNode(constraints []string, prev *api.ScalingStatus, nodes []Node, away b
 		evs = append(evs, place(&st, n, present)...)
 	}
 	slices.SortFunc(st.Nodes, func(a, b api.ScalingNode) int { return cmp.Compare(a.Broker, b.Broker) })
+	countNodes(&st, away)
+	return Decision{Status: st, Events: evs}
+}
+
+// transition is the event of broker b's node starting (ok) or ceasing to
+// admit it (nil: no change).
+func transition(b api.ScalingNode, ok bool, why string, away bool) *api.Event {
+	switch {
+	case b.Active && !ok && away:
+		return event("BrokerAway", fmt.Sprintf("broker %d moves off node %s, which %s: to another node with its data, until the node returns", b.Broker, b.Hostname, why))
+	case b.Active && !ok:
+		return event("BrokerParked", fmt.Sprintf("broker %d parked: node %s %s (stopped, its data kept until the node returns)", b.Broker, b.Hostname, why))
+	case !b.Active && ok:
+		return event("BrokerReturned", fmt.Sprintf("broker %d back on node %s", b.Broker, b.Hostname))
+	}
+	return nil
+}
+
+// countNodes sets the broker indexes in use, how many run and the next step in
+// words: all with away (spec.sync), else the active ones.
+func countNodes(st *api.ScalingStatus, away bool) {
 	st.Replicas = 1
 	active := 0
 	for _, b := range st.Nodes {
@@ -146,7 +162,6 @@ func PerNode(constraints []string, prev *api.ScalingStatus, nodes []Node, away b
 		st.Desired = int32(len(st.Nodes))
 	}
 	st.Next = fmt.Sprintf("a broker on each of %d nodes, %d %s; a node that joins gets one", active, len(st.Nodes)-active, parked)
-	return Decision{Status: st, Events: evs}
 }
 
 // place gives node n a broker: the lowest index whose node left the Swarm
