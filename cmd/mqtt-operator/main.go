@@ -66,6 +66,7 @@ type options struct {
 	resync                                            time.Duration
 	reconcile, showVersion, swarmRaft, brokerMetrics  bool
 	drainLost                                         bool
+	moveOffLost                                       bool
 	insecure                                          bool
 	peerAPIPort                                       int
 }
@@ -145,6 +146,7 @@ func main() {
 	fs.BoolVar(&o.swarmRaft, "swarm-raft", false, "form one raft cluster with the operators on the Swarm's other managers: raft id = Swarm node id, address = the manager's address with the --raft-addr port; the Swarm's leader manager bootstraps, the raft leader adds the others as voters and removes former managers")
 	fs.IntVar(&o.peerAPIPort, "peer-api-port", 0, "port the other managers' operator APIs are published on, for forwarding writes to the leader (default: the --api-addr port)")
 	fs.DurationVar(&o.resync, "resync", 30*time.Second, "reconcile every cluster at least this often")
+	fs.BoolVar(&o.moveOffLost, "move-off-lost-nodes", true, "for clusters with spec.sync: when this operator and every sync agent it hears have not heard a node's agent for 2 s, move that node's brokers to other nodes at once (their newest copy), ahead of Swarm's own detection (false: Swarm's node-down detection alone)")
 	fs.BoolVar(&o.drainLost, "drain-lost-brokers", true, "drain a broker in HAProxy as soon as this operator's own connection to it is closed by the broker's side (killed, crashed, stopped), before HAProxy's checks see it (needs --control-network; false: HAProxy's checks alone, 2 s or more)")
 	fs.BoolVar(&o.reconcile, "reconcile", true, "reconcile clusters into Swarm while leader (false: serve the API and store only)")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
@@ -376,6 +378,11 @@ func run(ctx context.Context, o options) error {
 			}
 			cr.Reconciler.Auth = pusher
 			l.Tasks = append(l.Tasks, leader.Task{Name: "broker auth", Run: pusher.Run})
+		}
+		if o.moveOffLost && o.controlNetwork != "" {
+			l.Tasks = append(l.Tasks, leader.Task{Name: "node watch", Run: func(ctx context.Context) {
+				cr.Reconciler.WatchNodes(ctx, l.Trigger)
+			}})
 		}
 		l.Reconcile, l.Discover, l.Metrics = cr.Reconcile, cr.Discover, m
 		l.Establish = append(l.Establish, cr.MigrateSealing)

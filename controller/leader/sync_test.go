@@ -25,6 +25,9 @@ type fakeAgents struct {
 	configured []string
 	synced     time.Time
 	running    map[string]bool // volume -> runs on its source
+	// dead: agents (by address) that answer nobody; the others report
+	// not having heard them for a minute.
+	dead map[string]bool
 }
 
 func (f *fakeAgents) Status(_ context.Context, addr string) (datasync.Status, error) {
@@ -55,6 +58,26 @@ func (f *fakeAgents) Configure(_ context.Context, addr string, cfg datasync.Conf
 	f.cfg[addr] = cfg
 	f.configured = append(f.configured, cfg.Node)
 	return nil
+}
+
+func (f *fakeAgents) Peers(_ context.Context, addr string) (datasync.PeerView, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.dead[addr] {
+		return datasync.PeerView{}, fmt.Errorf("dial %s: i/o timeout", addr)
+	}
+	cfg := f.cfg[addr]
+	v := datasync.PeerView{Node: cfg.Node, Unseen: map[string]datasync.Duration{}}
+	for _, p := range cfg.Peers {
+		if p.Node == cfg.Node {
+			continue
+		}
+		v.Unseen[p.Node] = 0
+		if f.dead[p.Addr+":8474"] {
+			v.Unseen[p.Node] = datasync.Duration(time.Minute)
+		}
+	}
+	return v, nil
 }
 
 func (f *fakeAgents) takeConfigured() []string {
@@ -202,5 +225,87 @@ func TestClusterSyncConfiguresAgentsThenStaysQuiet(t *testing.T) {
 	c = e.cluster()
 	if meta.FindStatusCondition(c.Status.Conditions, api.ConditionSyncHealthy) != nil || c.Status.Sync != nil {
 		t.Fatalf("sync status left: %+v", c.Status)
+	}
+}
+
+// A node whose agent neither the operator nor the other agents hear is
+// lost before Swarm says so: its brokers' services exclude it and update
+// start-first at once (the watch, no pass needed), with no drain through
+// the rollout gate; the next pass writes nothing more, the lost node's
+// agent leaves the others' config; when it answers again, the exclusion
+// is lifted, again without a drain.
+func TestClusterMovesBrokersOffALostNode(t *testing.T) {
+	e := newClusterEnv(t)
+	agents := e.withSync()
+	rt := e.withControlNetwork()
+	e.running("spec: {replicas: 2, sync: {enabled: true}}\n")
+	e.runAll() // brokers on n1
+	e.runAgents()
+	e.reconcile()
+	e.reconcile()
+	ctx := context.Background()
+	if e.rec.Reconciler.WatchOnce(ctx) {
+		t.Fatal("a node found lost or back while every agent answers")
+	}
+	e.fake.ResetCalls()
+	agents.mu.Lock()
+	agents.dead = map[string]bool{"10.9.1.1:8474": true} // n1's agent
+	agents.mu.Unlock()
+	e.now = e.now.Add(time.Second)
+	if e.rec.Reconciler.WatchOnce(ctx) {
+		t.Fatal("n1 lost after 1 s")
+	}
+	e.now = e.now.Add(1500 * time.Millisecond)
+	if !e.rec.Reconciler.WatchOnce(ctx) {
+		t.Fatal("n1 not found lost after 2.5 s of silence to the operator and to n2's agent")
+	}
+	if got := written(e.fake.Calls(), "UpdateService"); !slices.Equal(got, []string{"iot-broker-0", "iot-broker-1"}) {
+		t.Fatalf("the watch updated %v, want both brokers at once", got)
+	}
+	for i := range 2 {
+		cons, _ := e.brokerPlacement(i)
+		if !slices.Contains(cons, "node.id!=n1") {
+			t.Fatalf("broker %d placement %v does not exclude the lost node", i, cons)
+		}
+	}
+	svcs, _ := e.fake.Services(ctx, map[string]string{swarm.LabelComponent: "broker"})
+	for _, s := range svcs {
+		if s.Spec.UpdateConfig == nil || s.Spec.UpdateConfig.Order != dswarm.UpdateOrderStartFirst {
+			t.Fatalf("%s does not update start-first: %+v", s.Spec.Name, s.Spec.UpdateConfig)
+		}
+	}
+	if len(rt.states) != 0 {
+		t.Fatalf("HAProxy asked %v: an eviction drains nothing", rt.states)
+	}
+	// The pass renders the same: no more writes; n2's agent no longer
+	// has n1 among its peers.
+	e.fake.ResetCalls()
+	e.reconcile()
+	if got := written(e.fake.Calls(), "UpdateService"); len(got) != 0 {
+		t.Fatalf("the pass after the eviction updated %v", got)
+	}
+	if evs := e.eventsWith("NodeLost"); len(evs) != 1 {
+		t.Fatalf("NodeLost events: %v", evs)
+	}
+	if cfg := agents.cfg["10.9.1.2:8474"]; len(cfg.Peers) != 1 || cfg.Peers[0].Node != "n2" {
+		t.Fatalf("n2's agent config keeps the lost node: %+v", cfg.Peers)
+	}
+	// Back: the exclusion is lifted without a drain.
+	agents.mu.Lock()
+	agents.dead = nil
+	agents.mu.Unlock()
+	if !e.rec.Reconciler.WatchOnce(ctx) {
+		t.Fatal("n1 not found back")
+	}
+	e.fake.ResetCalls()
+	e.reconcile()
+	if got := written(e.fake.Calls(), "UpdateService"); !slices.Equal(got, []string{"iot-broker-0", "iot-broker-1"}) {
+		t.Fatalf("lifting the exclusion updated %v", got)
+	}
+	if cons, _ := e.brokerPlacement(0); slices.Contains(cons, "node.id!=n1") {
+		t.Fatalf("placement %v still excludes n1", cons)
+	}
+	if len(rt.states) != 0 {
+		t.Fatalf("HAProxy asked %v: lifting an eviction drains nothing", rt.states)
 	}
 }

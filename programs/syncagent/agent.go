@@ -58,6 +58,8 @@ type Agent struct {
 	Pull func(ctx context.Context, addr, volume, dst string) error
 	// PeerStatus asks a peer for its status (default: HTTP).
 	PeerStatus func(ctx context.Context, addr string) (datasync.Status, error)
+	// Probe asks a peer whether it is there (default: HTTP, GET /v1/peers).
+	Probe func(ctx context.Context, addr string) error
 	// Lsyncd runs lsyncd with a config file until ctx ends (default:
 	// the lsyncd binary). Nil disables pushing (tests).
 	Lsyncd func(ctx context.Context, config string) error
@@ -93,6 +95,8 @@ type Agent struct {
 	lsyncdErr  string
 	// since: when each push target was first configured.
 	since map[string]time.Time
+	// seen: when each peer's agent last answered this one (WatchPeers).
+	seen map[string]time.Time
 }
 
 func (a *Agent) now() time.Time {
@@ -121,6 +125,14 @@ func (a *Agent) Configure(c datasync.Config) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.cfg = &c
+	if a.seen == nil {
+		a.seen = map[string]time.Time{}
+	}
+	for _, p := range c.Peers {
+		if _, ok := a.seen[p.Node]; !ok {
+			a.seen[p.Node] = a.now() // a new peer: just seen
+		}
+	}
 	if a.WriteRsyncd != nil {
 		var vols []string
 		for _, b := range c.Brokers {
@@ -242,8 +254,16 @@ type peerAnswer struct {
 // node costs its timeout once, not once per dead node), in cfg's order.
 func (a *Agent) askPeers(ctx context.Context, cfg *datasync.Config) []peerAnswer {
 	var out []peerAnswer
+	silent := a.Peers().Unseen
 	for _, p := range cfg.Peers {
-		if p.Node != a.Node {
+		switch {
+		case p.Node == a.Node:
+		case time.Duration(silent[p.Node]) >= SilentPeer:
+			// Not heard for a while (WatchPeers): its copy is out of reach
+			// anyway, and asking would cost the whole timeout (a node that
+			// was just lost, before the operator's config says so).
+			a.log().Warn("peer silent: its copy is not considered", "peer", p.Hostname, "silentFor", time.Duration(silent[p.Node]).Round(time.Millisecond).String())
+		default:
 			out = append(out, peerAnswer{peer: p})
 		}
 	}
@@ -525,13 +545,18 @@ func (a *Agent) peerStatus(ctx context.Context, addr string) (datasync.Status, e
 	if a.PeerStatus != nil {
 		return a.PeerStatus(ctx, addr)
 	}
+	a.client()
+	return a.peerClient.Status(ctx, net.JoinHostPort(addr, fmt.Sprint(datasync.AgentPort)))
+}
+
+// client makes the client peers are asked with (once: one transport).
+func (a *Agent) client() {
 	a.peerOnce.Do(func() {
 		a.peerClient = &datasync.AgentClient{Token: a.Password}
 		if a.TLS != nil {
 			a.peerClient.TLS = a.TLS.ClientConfig()
 		}
 	})
-	return a.peerClient.Status(ctx, net.JoinHostPort(addr, fmt.Sprint(datasync.AgentPort)))
 }
 
 func (a *Agent) pull(ctx context.Context, addr, volume, dst string) error {
@@ -586,6 +611,10 @@ func (a *Agent) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/status", auth(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(a.Status())
+	}))
+	mux.HandleFunc("GET /v1/peers", auth(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(a.Peers())
 	}))
 	mux.HandleFunc("GET /v1/allow", a.allowHandler)
 	return mux

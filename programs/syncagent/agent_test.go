@@ -70,6 +70,12 @@ func newAgent(t *testing.T, peers map[string]datasync.Status) (*Agent, *fakeDock
 			pulls = append(pulls, addr+" "+volume)
 			return nil
 		},
+		Probe: func(_ context.Context, addr string) error {
+			if _, ok := peers[addr]; !ok {
+				return errors.New("unreachable")
+			}
+			return nil
+		},
 	}
 	return a, d, &pulls
 }
@@ -269,6 +275,7 @@ func TestPrepareWaitsForThePreviousTaskToStop(t *testing.T) {
 	ctx := context.Background()
 	marker := filepath.Join(a.VolumesDir, "x-broker-0-data", "_data", datasync.ReadyMarker)
 	for i := 0; i < 3; i++ {
+		a.probePeers(ctx) // WatchPeers: b answers
 		if err := a.Step(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -303,6 +310,7 @@ func TestPrepareWaitsForThePreviousTaskToStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	now = now.Add(HandoffWait)
+	b.probePeers(ctx) // b's previous task still answers
 	if err := b.Step(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -418,5 +426,40 @@ func TestStatusAnswersWhileLsyncdStops(t *testing.T) {
 	close(release)
 	if err := <-stepped; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A peer the agent has not heard for SilentPeer (a node just lost, before
+// the operator's config leaves it out) is not asked when a broker starts:
+// the broker starts from the newest copy among the others at once instead
+// of waiting out the timeout on it.
+func TestPrepareSkipsASilentPeer(t *testing.T) {
+	newer := time.Unix(2000, 0)
+	asked := 0
+	a, _, pulls := newAgent(t, map[string]datasync.Status{"10.0.0.2": {}})
+	a.PeerStatus = func(context.Context, string) (datasync.Status, error) {
+		asked++
+		return datasync.Status{Copies: map[string]datasync.Copy{"x-broker-0-data": {Modified: newer, Running: true}}}, nil
+	}
+	a.Probe = func(context.Context, string) error { return errors.New("i/o timeout") }
+	now := time.Unix(5000, 0)
+	a.Now = func() time.Time { return now }
+	writeCopy(t, a.VolumesDir, "x-broker-0-data", time.Unix(1000, 0))
+	if err := a.Configure(config("a")); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(SilentPeer)
+	a.probePeers(context.Background())
+	if err := a.Step(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if asked != 0 || len(*pulls) != 0 {
+		t.Fatalf("a silent peer was asked %d times (pulls %v)", asked, *pulls)
+	}
+	if _, err := os.Stat(filepath.Join(a.VolumesDir, "x-broker-0-data", "_data", datasync.ReadyMarker)); err != nil {
+		t.Fatalf("the broker did not start from the local copy: %v", err)
+	}
+	if v := a.Peers(); time.Duration(v.Unseen["b"]) != SilentPeer {
+		t.Fatalf("view %+v, want b unseen for %s", v, SilentPeer)
 	}
 }

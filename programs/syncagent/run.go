@@ -104,6 +104,7 @@ func Run(ctx context.Context, o Options) error {
 		_ = os.Remove("/run/mqtt-sync/rsyncd.pid")
 		return runProcess(ctx, "rsync", "--daemon", "--no-detach", "--config="+conf)
 	})
+	go a.WatchPeers(serving)
 	a.log().Info("sync agent started", "node", a.Node, "listen", o.Listen)
 	tick := time.NewTicker(300 * time.Millisecond)
 	defer tick.Stop()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -58,6 +59,10 @@ type Reconciler struct {
 	// (its task replaced): false holds the update for a later pass (a
 	// rolling update, an approval).
 	MayUpdate func(ctx context.Context, i int, cur dswarm.Service) (bool, error)
+	// Rendered, when set, is told broker i's service spec as rendered
+	// (before any eviction) once the live service runs it: the node watch
+	// evicts from it between passes (Evict).
+	Rendered func(i int, spec dswarm.ServiceSpec)
 }
 
 // Outcome lists what a pass changed, by object name.
@@ -86,6 +91,12 @@ type Inputs struct {
 	// (reconcilers/brokerauth); each broker refuses clients until it has
 	// them.
 	ControlNetwork string
+	// Evicted are brokers to keep off a node the operator found lost
+	// before Swarm did (by index: the node id). Their service excludes the
+	// node and updates start-first: Swarm starts the new task at once
+	// instead of waiting to hear from the old one. The rollout gate is not
+	// asked (the broker is gone already).
+	Evicted map[int]string
 }
 
 // Options are the rendering options Inputs call for.
@@ -192,6 +203,13 @@ func (bp *brokerPass) ensure(ctx context.Context, i int) error {
 	if err != nil {
 		return err
 	}
+	rendered := want
+	evicted := bp.in.Evicted[i] != ""
+	if evicted {
+		if want, err = Evict(want, bp.in.Evicted[i]); err != nil {
+			return err
+		}
+	}
 	cur, exists := bp.byIndex[i]
 	switch {
 	case !exists:
@@ -201,7 +219,7 @@ func (bp *brokerPass) ensure(ctx context.Context, i int) error {
 		}
 		bp.out.Created = append(bp.out.Created, want.Name)
 	case !swarm.UpToDate(cur, want):
-		if r.MayUpdate != nil {
+		if r.MayUpdate != nil && !evicted && !onlyEvictionLifted(cur, want) {
 			ok, err := r.MayUpdate(ctx, i, cur)
 			if err != nil {
 				bp.errs = append(bp.errs, err)
@@ -217,6 +235,9 @@ func (bp *brokerPass) ensure(ctx context.Context, i int) error {
 			return nil
 		}
 		bp.out.Updated = append(bp.out.Updated, want.Name)
+	}
+	if r.Rendered != nil && !evicted {
+		r.Rendered(i, rendered)
 	}
 	return nil
 }
@@ -384,6 +405,39 @@ func placement(c *api.MqttCluster, i int) (*dswarm.Placement, uint64) {
 		return &dswarm.Placement{Constraints: append(anywhere, "node.id!="+node)}, 1
 	}
 	return &dswarm.Placement{Constraints: []string{"node.id==" + node}}, 1
+}
+
+// LabelEvictedFrom, on a broker service, names the lost node it is kept
+// off (Inputs.Evicted).
+const LabelEvictedFrom = "mqtt.swarm/evicted-from"
+
+// Evict returns spec kept off a lost node: its placement excludes the
+// node and its update is start-first (see Inputs.Evicted); spec is not
+// changed.
+func Evict(spec dswarm.ServiceSpec, node string) (dswarm.ServiceSpec, error) {
+	cs := *spec.TaskTemplate.ContainerSpec
+	cs.Labels = maps.Clone(cs.Labels)
+	spec.TaskTemplate.ContainerSpec = &cs
+	p := *spec.TaskTemplate.Placement
+	p.Constraints = append(slices.Clone(p.Constraints), "node.id!="+node)
+	spec.TaskTemplate.Placement = &p
+	spec.UpdateConfig = &dswarm.UpdateConfig{Parallelism: 1, Order: dswarm.UpdateOrderStartFirst}
+	spec.Labels = maps.Clone(spec.Labels)
+	spec.Labels[LabelEvictedFrom] = node
+	return spec, swarm.StampSpecHash(&spec)
+}
+
+// onlyEvictionLifted: live differs from want only by the eviction (the
+// node is back). Lifting it widens the placement, which the task's node
+// still meets: Swarm restarts nothing, so the rollout gate (which drains
+// a broker before its task is replaced) is not asked.
+func onlyEvictionLifted(live dswarm.Service, want dswarm.ServiceSpec) bool {
+	node := live.Spec.Labels[LabelEvictedFrom]
+	if node == "" || want.Labels[LabelEvictedFrom] != "" {
+		return false
+	}
+	w, err := Evict(want, node)
+	return err == nil && swarm.UpToDate(live, w)
 }
 
 // networks: the cluster's network (the broker reached by its service

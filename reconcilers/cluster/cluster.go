@@ -145,6 +145,8 @@ type Reconciler struct {
 	bridgeStates map[string]map[int]bridgeState
 	// loads are the brokers' message rates (BrokerLoad), by cluster.
 	loads map[string]map[int]brokerLoad
+	// nodes is the watch for lost nodes (WatchNodes).
+	nodes nodeWatch
 }
 
 // CertRuntime is HAProxy's runtime API: the certificate a task serves,
@@ -540,7 +542,7 @@ func (p *pass) tlsInputs() (loadbalancer.TLS, error) {
 // from the control-plane CA) and each broker's bridge section.
 func (p *pass) brokerInputs(tlsIn *loadbalancer.TLS) (broker.Inputs, error) {
 	c, m := p.c, p.m
-	in := broker.Inputs{Bridges: map[int]*dswarm.Secret{}}
+	in := broker.Inputs{Bridges: map[int]*dswarm.Secret{}, Evicted: p.r.evictedBrokers(c.Name)}
 	var err error
 	if c.Spec.Auth.PasswordFileSecret == "" && !*c.Spec.Auth.AllowAnonymous {
 		if in.Passwd, err = p.ensure(secrets.ComponentPasswd, m.PasswordFile); err != nil {
@@ -593,6 +595,8 @@ func (p *pass) sideServices(sv *passView, controlCA *dswarm.Secret) error {
 		if err := r.pushSync(ctx, c, p.m, sv); err != nil {
 			return err
 		}
+	} else {
+		r.forgetNodes(c.Name) // no agents to watch
 	}
 	var exporterSecret *dswarm.Secret
 	if r.BrokerMetrics && p.control != nil && r.SignerImage != "" {
@@ -618,6 +622,9 @@ func (p *pass) workloads(sv *passView, in broker.Inputs, tlsIn loadbalancer.TLS)
 	sv.roll = &rollout.Gate{Swarm: r.Swarm, OperatorID: r.OperatorID, Cluster: c, Control: p.control, Runtime: r.runtime(c.Name),
 		Fence: r.fence, Now: r.now, StableAfter: r.stableAfter(), Log: r.log()}
 	br.MayUpdate = sv.roll.MayUpdate
+	if sv.enabled {
+		br.Rendered = func(i int, spec dswarm.ServiceSpec) { r.rendered(c.Name, i, spec) }
+	}
 	bout, berr := br.Reconcile(ctx, c, in)
 	for _, e := range sv.roll.Events {
 		r.event(c.Name, e.Type, e.Reason, "%s", e.Message)
@@ -1224,6 +1231,7 @@ func (r *Reconciler) Delete(ctx context.Context, name string) error {
 	delete(r.bridgeStates, name)
 	delete(r.loads, name)
 	r.mu.Unlock()
+	r.forgetNodes(name)
 	if r.Auth != nil {
 		r.Auth.Forget(name)
 	}

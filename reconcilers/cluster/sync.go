@@ -26,6 +26,7 @@ import (
 type SyncAgentClient interface {
 	Status(ctx context.Context, addr string) (datasync.Status, error)
 	Configure(ctx context.Context, addr string, cfg datasync.Config) error
+	Peers(ctx context.Context, addr string) (datasync.PeerView, error)
 }
 
 // LabelRetiring marks a broker service stopped before its removal (its
@@ -138,12 +139,17 @@ func (r *Reconciler) pushSync(ctx context.Context, c *api.MqttCluster, m credent
 		v.Hostname[n.ID] = n.Description.Hostname
 	}
 	delay, _ := c.Spec.Sync.Delay.Parse()
-	v.Plan = datasync.Plan(datasync.PlanInput{
+	in := datasync.PlanInput{
 		Cluster: c.Name, Delay: delay, Brokers: brokers, BrokerTasks: v.tasks,
 		AgentTasks: agentTasks, Nodes: nodes, Network: r.ControlNetwork, Stopped: stopped,
-	})
-	v.Status, v.Errs = map[string]datasync.Status{}, map[string]string{}
+	}
+	// The node watch asks every agent, those of nodes found lost too (it
+	// hears them come back); the plan leaves the lost ones out.
 	cl := r.syncClient(c, m)
+	r.watchTarget(c, cl, datasync.Plan(in), v.Hostname)
+	in.Lost = r.lostNodes(c.Name)
+	v.Plan = datasync.Plan(in)
+	v.Status, v.Errs = map[string]datasync.Status{}, map[string]string{}
 	for _, node := range slices.Sorted(maps.Keys(v.Plan)) {
 		cfg := v.Plan[node]
 		p, _ := cfg.Peer(node)

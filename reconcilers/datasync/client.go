@@ -86,3 +86,10 @@ func (c *AgentClient) Configure(ctx context.Context, addr string, cfg Config) er
 	}
 	return c.do(ctx, http.MethodPut, c.scheme()+addr+"/v1/config", b, nil)
 }
+
+// Peers reads an agent's view of its peers; addr is host:port.
+func (c *AgentClient) Peers(ctx context.Context, addr string) (PeerView, error) {
+	var v PeerView
+	err := c.do(ctx, http.MethodGet, c.scheme()+addr+"/v1/peers", nil, &v)
+	return v, err
+}

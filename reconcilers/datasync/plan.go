@@ -28,6 +28,9 @@ type PlanInput struct {
 	// ran on: Swarm deletes the tasks of a service scaled to zero, and
 	// that node must still push the state saved at the stop.
 	Stopped map[string]string
+	// Lost are nodes the operator found lost before Swarm did: their
+	// agents are neither peers nor targets (nobody waits on them).
+	Lost map[string]bool
 }
 
 // Plan computes the config every agent should run, by node id, from live
@@ -35,7 +38,8 @@ type PlanInput struct {
 //   - the peers are the nodes whose agent task runs on a Ready node — on a
 //     drained or paused node also an agent Swarm is stopping, which hands
 //     off (serves its copies and pushes what its brokers saved on the way
-//     out) before it exits; a Down node is not reachable;
+//     out) before it exits; a Down node is not reachable, nor is one the
+//     operator found lost (Lost);
 //   - only a peer open to new tasks (active, its agent meant to run) is a
 //     target: a broker cannot be moved to the others;
 //   - a broker's source is the node running its task; if none runs, the
@@ -56,7 +60,7 @@ func Plan(in PlanInput) map[string]Config {
 	for _, t := range agents {
 		n, ok := nodes[t.NodeID]
 		active := n.Spec.Availability == dswarm.NodeAvailabilityActive
-		if !ok || seen[t.NodeID] || n.Status.State != dswarm.NodeStateReady || !(Running(t) || !active && t.Status.State == dswarm.TaskStateRunning) {
+		if !ok || seen[t.NodeID] || in.Lost[t.NodeID] || n.Status.State != dswarm.NodeStateReady || !(Running(t) || !active && t.Status.State == dswarm.TaskStateRunning) {
 			continue
 		}
 		addr := swarm.TaskAddress(t, in.Network)

@@ -149,3 +149,11 @@ type TargetStatus struct {
 	// Error is the last failed sync's error, if it came after LastSync.
 	Error string `json:"error,omitempty"`
 }
+
+// PeerView is an agent's view of its peers (GET /v1/peers): how long
+// since each peer's agent last answered it, by node id. The operator
+// takes it as one observer's word on whether a node is lost.
+type PeerView struct {
+	Node   string              `json:"node"`
+	Unseen map[string]Duration `json:"unseen,omitempty"`
+}
