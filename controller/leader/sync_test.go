@@ -3,7 +3,9 @@ package leader
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -248,6 +250,7 @@ func TestClusterMovesBrokersOffALostNode(t *testing.T) {
 		t.Fatal("a node found lost or back while every agent answers")
 	}
 	e.fake.ResetCalls()
+	containers := e.brokerContainers()
 	agents.mu.Lock()
 	agents.dead = map[string]bool{"10.9.1.1:8474": true} // n1's agent
 	agents.mu.Unlock()
@@ -308,4 +311,19 @@ func TestClusterMovesBrokersOffALostNode(t *testing.T) {
 	if len(rt.states) != 0 {
 		t.Fatalf("HAProxy asked %v: lifting an eviction drains nothing", rt.states)
 	}
+	// Only the placement (and the update order) changed, never the
+	// container spec: Swarm replaces no task when the exclusion goes.
+	if got := e.brokerContainers(); !reflect.DeepEqual(got, containers) {
+		t.Fatalf("container specs changed:\n%+v\n%+v", got, containers)
+	}
+}
+
+func (e *clusterEnv) brokerContainers() []dswarm.ContainerSpec {
+	svcs, _ := e.fake.Services(context.Background(), map[string]string{swarm.LabelComponent: "broker"})
+	slices.SortFunc(svcs, func(a, b dswarm.Service) int { return strings.Compare(a.Spec.Name, b.Spec.Name) })
+	var out []dswarm.ContainerSpec
+	for _, s := range svcs {
+		out = append(out, *s.Spec.TaskTemplate.ContainerSpec)
+	}
+	return out
 }

@@ -14,7 +14,7 @@ import (
 // waits for the answer.
 const (
 	PeerProbeEvery   = 500 * time.Millisecond
-	PeerProbeTimeout = time.Second
+	PeerProbeTimeout = 500 * time.Millisecond
 	// SilentPeer: a peer not heard for this long is not asked for its copy
 	// when a broker starts here (the operator's LostAfter).
 	SilentPeer = 2 * time.Second

@@ -206,9 +206,7 @@ func (bp *brokerPass) ensure(ctx context.Context, i int) error {
 	rendered := want
 	evicted := bp.in.Evicted[i] != ""
 	if evicted {
-		if want, err = Evict(want, bp.in.Evicted[i]); err != nil {
-			return err
-		}
+		want = Evict(want, bp.in.Evicted[i])
 	}
 	cur, exists := bp.byIndex[i]
 	switch {
@@ -218,7 +216,7 @@ func (bp *brokerPass) ensure(ctx context.Context, i int) error {
 			return nil
 		}
 		bp.out.Created = append(bp.out.Created, want.Name)
-	case !swarm.UpToDate(cur, want):
+	case !UpToDate(cur, want):
 		if r.MayUpdate != nil && !evicted && !onlyEvictionLifted(cur, want) {
 			ok, err := r.MayUpdate(ctx, i, cur)
 			if err != nil {
@@ -413,18 +411,23 @@ const LabelEvictedFrom = "mqtt.swarm/evicted-from"
 
 // Evict returns spec kept off a lost node: its placement excludes the
 // node and its update is start-first (see Inputs.Evicted); spec is not
-// changed.
-func Evict(spec dswarm.ServiceSpec, node string) (dswarm.ServiceSpec, error) {
-	cs := *spec.TaskTemplate.ContainerSpec
-	cs.Labels = maps.Clone(cs.Labels)
-	spec.TaskTemplate.ContainerSpec = &cs
+// changed. The spec hash stays that of spec (it is also on the container
+// spec, and a changed container spec would make Swarm replace the task
+// again when the eviction is lifted): the eviction is told by
+// LabelEvictedFrom (UpToDate).
+func Evict(spec dswarm.ServiceSpec, node string) dswarm.ServiceSpec {
 	p := *spec.TaskTemplate.Placement
 	p.Constraints = append(slices.Clone(p.Constraints), "node.id!="+node)
 	spec.TaskTemplate.Placement = &p
 	spec.UpdateConfig = &dswarm.UpdateConfig{Parallelism: 1, Order: dswarm.UpdateOrderStartFirst}
 	spec.Labels = maps.Clone(spec.Labels)
 	spec.Labels[LabelEvictedFrom] = node
-	return spec, swarm.StampSpecHash(&spec)
+	return spec
+}
+
+// UpToDate: live runs want, its eviction included.
+func UpToDate(live dswarm.Service, want dswarm.ServiceSpec) bool {
+	return swarm.UpToDate(live, want) && live.Spec.Labels[LabelEvictedFrom] == want.Labels[LabelEvictedFrom]
 }
 
 // onlyEvictionLifted: live differs from want only by the eviction (the
@@ -432,12 +435,7 @@ func Evict(spec dswarm.ServiceSpec, node string) (dswarm.ServiceSpec, error) {
 // still meets: Swarm restarts nothing, so the rollout gate (which drains
 // a broker before its task is replaced) is not asked.
 func onlyEvictionLifted(live dswarm.Service, want dswarm.ServiceSpec) bool {
-	node := live.Spec.Labels[LabelEvictedFrom]
-	if node == "" || want.Labels[LabelEvictedFrom] != "" {
-		return false
-	}
-	w, err := Evict(want, node)
-	return err == nil && swarm.UpToDate(live, w)
+	return live.Spec.Labels[LabelEvictedFrom] != "" && want.Labels[LabelEvictedFrom] == "" && swarm.UpToDate(live, want)
 }
 
 // networks: the cluster's network (the broker reached by its service

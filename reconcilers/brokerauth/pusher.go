@@ -394,6 +394,11 @@ func (p *Pusher) connect(name string, i int, t Target) (mqtt.Client, <-chan stru
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	// The certificate is checked against the name; the connection goes to
+	// whichever of its addresses answers first.
+	if addr, err = Answering(context.Background(), addr, 2*time.Second); err != nil {
+		return nil, nil, nil, err
+	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(t.CA) {
 		return nil, nil, nil, fmt.Errorf("no CA certificate to verify broker %d", i)
@@ -492,4 +497,48 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-t.C:
 	}
+}
+
+// lookupHost resolves names (tests replace it).
+var lookupHost = net.DefaultResolver.LookupHost
+
+// Answering returns the first of a name's addresses (host:port) to accept
+// a TCP connection, all dialled at once. Swarm's DNS keeps a task's
+// address for a while after its node was lost, beside the address of the
+// task that replaced it: dialling the name would try them in turn and
+// spend most of the timeout on the dead one.
+func Answering(ctx context.Context, addr string, timeout time.Duration) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	ips, err := lookupHost(ctx, host)
+	if err != nil {
+		return "", err
+	}
+	if len(ips) == 1 {
+		return net.JoinHostPort(ips[0], port), nil
+	}
+	first := make(chan string, len(ips))
+	var d net.Dialer
+	for _, ip := range ips {
+		go func() {
+			a := net.JoinHostPort(ip, port)
+			c, err := d.DialContext(ctx, "tcp", a)
+			if err != nil {
+				first <- ""
+				return
+			}
+			c.Close()
+			first <- a
+		}()
+	}
+	for range ips {
+		if a := <-first; a != "" {
+			return a, nil
+		}
+	}
+	return "", fmt.Errorf("none of %s's addresses %v answered", host, ips)
 }

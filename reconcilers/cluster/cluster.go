@@ -542,7 +542,7 @@ func (p *pass) tlsInputs() (loadbalancer.TLS, error) {
 // from the control-plane CA) and each broker's bridge section.
 func (p *pass) brokerInputs(tlsIn *loadbalancer.TLS) (broker.Inputs, error) {
 	c, m := p.c, p.m
-	in := broker.Inputs{Bridges: map[int]*dswarm.Secret{}, Evicted: p.r.evictedBrokers(c.Name)}
+	in := broker.Inputs{Bridges: map[int]*dswarm.Secret{}}
 	var err error
 	if c.Spec.Auth.PasswordFileSecret == "" && !*c.Spec.Auth.AllowAnonymous {
 		if in.Passwd, err = p.ensure(secrets.ComponentPasswd, m.PasswordFile); err != nil {
@@ -620,8 +620,10 @@ func (p *pass) workloads(sv *passView, in broker.Inputs, tlsIn loadbalancer.TLS)
 	br := &broker.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID, Network: api.NetworkName}
 	br.Retire = func(ctx context.Context, s dswarm.Service) (bool, error) { return r.retire(ctx, c, sv, s) }
 	sv.roll = &rollout.Gate{Swarm: r.Swarm, OperatorID: r.OperatorID, Cluster: c, Control: p.control, Runtime: r.runtime(c.Name),
-		Fence: r.fence, Now: r.now, StableAfter: r.stableAfter(), Log: r.log()}
+		Fence: r.fence, Now: r.now, StableAfter: r.stableAfter(), Log: r.log(), LostNodes: r.lostNodes(c.Name)}
 	br.MayUpdate = sv.roll.MayUpdate
+	// Read last: the node watch may have moved a broker during the pass.
+	in.Evicted = r.evictedBrokers(c.Name)
 	if sv.enabled {
 		br.Rendered = func(i int, spec dswarm.ServiceSpec) { r.rendered(c.Name, i, spec) }
 	}

@@ -41,8 +41,9 @@ const (
 	// LostAfter is how long a node's agent must have been silent, to the
 	// operator and to every agent that answers, for the node to be lost.
 	LostAfter = 2 * time.Second
-	// nodeProbeTimeout bounds one question to one agent.
-	nodeProbeTimeout = time.Second
+	// nodeProbeTimeout bounds one question to one agent (an agent
+	// answers in milliseconds; a lost node's never does).
+	nodeProbeTimeout = 500 * time.Millisecond
 )
 
 // nodeWatch is what the leader knows of each sync cluster's nodes.
@@ -234,13 +235,11 @@ func (r *Reconciler) evictNow(ctx context.Context, cluster string, e eviction) {
 		return
 	}
 	for _, s := range svcs {
-		if s.Spec.Name != name || !swarm.UpToDate(s, e.spec) {
+		if s.Spec.Name != name || !swarm.UpToDate(s, e.spec) || s.Spec.Labels[broker.LabelEvictedFrom] == e.node {
 			continue
 		}
-		want, err := broker.Evict(e.spec, e.node)
-		if err == nil {
-			err = r.fence()
-		}
+		want := broker.Evict(e.spec, e.node)
+		err := r.fence()
 		if err == nil {
 			err = r.Swarm.UpdateService(ctx, s.ID, s.Version, want)
 		}

@@ -192,6 +192,42 @@ func (rt Runtime) DrainedServers(ctx context.Context, addr string) (map[string]b
 	return drained, nil
 }
 
+// ServerAddrs lists where HAProxy sends each broker server's connections
+// (its resolved address), by server name.
+func (rt Runtime) ServerAddrs(ctx context.Context, addr string) (map[string]string, error) {
+	out, err := rt.exec(ctx, addr, "show servers state "+BackendName+"\n")
+	if err != nil {
+		return nil, fmt.Errorf("show servers state: %w", err)
+	}
+	return parseServerAddrs(out), nil
+}
+
+func parseServerAddrs(out string) map[string]string {
+	addrs := map[string]string{}
+	for _, l := range strings.Split(out, "\n") {
+		// be_id be_name srv_id srv_name srv_addr ...
+		if f := strings.Fields(l); len(f) >= 5 && f[1] == BackendName {
+			addrs[f[3]] = f[4]
+		}
+	}
+	return addrs
+}
+
+// SetServerAddr points a broker server at ip: the address of the task
+// that runs the broker now, which Swarm's DNS may not name yet, or names
+// beside the address of a task on a lost node (HAProxy keeps a resolved
+// address for as long as the DNS answer still holds it).
+func (rt Runtime) SetServerAddr(ctx context.Context, addr, server, ip string) error {
+	out, err := rt.exec(ctx, addr, "set server "+BackendName+"/"+server+" addr "+ip+"\n")
+	if err != nil {
+		return fmt.Errorf("set server addr: %w", err)
+	}
+	if s := strings.TrimSpace(out); !strings.Contains(s, "changed from") && !strings.Contains(s, "no need to change") {
+		return fmt.Errorf("%w: set server %s addr %s: %s", ErrRuntime, server, ip, firstLine(out))
+	}
+	return nil
+}
+
 // SetServerState sets a broker server's admin state: "drain" (no new
 // connection; HAProxy's hash skips it) or "ready".
 func (rt Runtime) SetServerState(ctx context.Context, addr, server, state string) error {

@@ -44,6 +44,9 @@ type Gate struct {
 	// API is out of reach, nothing is drained).
 	Control *loadbalancer.ControlNetwork
 	Runtime Runtime
+	// LostNodes are nodes the operator found lost: their HAProxy tasks are not
+	// asked (each would cost the runtime API's timeout).
+	LostNodes map[string]bool
 	// Fence runs before every write.
 	Fence       func() error
 	Now         func() time.Time
@@ -249,6 +252,51 @@ func (g *Gate) Admit(ctx context.Context) error {
 				g.Log.Info("broker held out of HAProxy until it runs its current spec, is stable, reachable and joined to the bridge tree", "cluster", c.Name, "server", name, "haproxy", addr)
 			}
 		}
+		if ra, ok := rt.(Readdresser); ok {
+			if err := g.readdress(ctx, ra, addr); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Readdresser is the part of HAProxy's runtime API that says and sets
+// where a broker server's connections go.
+type Readdresser interface {
+	ServerAddrs(ctx context.Context, addr string) (map[string]string, error)
+	SetServerAddr(ctx context.Context, addr, server, ip string) error
+}
+
+// readdress points every broker server of one HAProxy task at the
+// address of the broker's running task on the cluster network, where it
+// differs: after a move Swarm's DNS can keep naming the previous task for
+// seconds (until Swarm marks a lost node down), and HAProxy keeps an
+// address its DNS answer still holds. It fails only when leadership is
+// lost.
+func (g *Gate) readdress(ctx context.Context, ra Readdresser, addr string) error {
+	cur, err := ra.ServerAddrs(ctx, addr)
+	if err != nil {
+		return nil
+	}
+	for i, s := range g.services {
+		t, ok := g.latest[s.ID]
+		if !ok || t.Status.State != dswarm.TaskStateRunning || t.DesiredState != dswarm.TaskStateRunning {
+			continue
+		}
+		name := loadbalancer.ServerName(i)
+		ip := swarm.TaskAddress(t, api.NetworkName(g.Cluster.Name))
+		if have, known := cur[name]; ip == "" || !known || have == ip {
+			continue
+		}
+		if err := g.Fence(); err != nil {
+			return err
+		}
+		if err := ra.SetServerAddr(ctx, addr, name, ip); err != nil {
+			g.Log.Warn("pointing a broker server at its running task failed", "cluster", g.Cluster.Name, "server", name, "haproxy", addr, "err", err)
+			continue
+		}
+		g.Log.Info("broker server pointed at its running task (Swarm's DNS still named another)", "cluster", g.Cluster.Name, "server", name, "from", cur[name], "to", ip, "haproxy", addr)
 	}
 	return nil
 }
@@ -369,7 +417,7 @@ func (g *Gate) lbAdmin(ctx context.Context) []string {
 	}
 	var out []string
 	for _, t := range tasks {
-		if t.DesiredState != dswarm.TaskStateRunning || t.Status.State != dswarm.TaskStateRunning {
+		if t.DesiredState != dswarm.TaskStateRunning || t.Status.State != dswarm.TaskStateRunning || g.LostNodes[t.NodeID] {
 			continue
 		}
 		if ip := swarm.TaskAddress(t, g.Control.Name); ip != "" {

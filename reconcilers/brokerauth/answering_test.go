@@ -1,0 +1,35 @@
+package brokerauth
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+)
+
+// Answering takes the address that accepts a connection, not the first
+// one the name resolves to (a lost task's address stays in Swarm's DNS
+// beside its replacement's for a while).
+func TestAnsweringTakesTheAddressThatAccepts(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	dead, err := net.Listen("tcp4", "127.0.0.2:0") // bound, then closed: refuses
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead.Close()
+	defer func() { lookupHost = net.DefaultResolver.LookupHost }()
+	lookupHost = func(context.Context, string) ([]string, error) { return []string{"127.0.0.2", "127.0.0.1"}, nil }
+	got, err := Answering(context.Background(), net.JoinHostPort("tasks.x-broker-0", port), time.Second)
+	if err != nil || got != ln.Addr().String() {
+		t.Fatalf("Answering: %q %v, want %s", got, err, ln.Addr())
+	}
+	ln.Close()
+	if got, err := Answering(context.Background(), net.JoinHostPort("tasks.x-broker-0", port), 300*time.Millisecond); err == nil {
+		t.Fatalf("nothing listens, Answering gave %q", got)
+	}
+}
