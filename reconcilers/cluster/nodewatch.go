@@ -16,6 +16,7 @@ import (
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/broker"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/datasync"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/rollout"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
 )
 
@@ -72,6 +73,9 @@ type watched struct {
 	// specs are the brokers' service specs as the last pass rendered and
 	// Swarm runs them, by index: the watch evicts from them at once.
 	specs map[int]dswarm.ServiceSpec
+	// readdress: brokers were moved; HAProxy is pointed at their new tasks
+	// by the watch until done (Swarm's DNS lags).
+	readdress time.Time
 }
 
 // watchTarget records what a pass learnt of a sync cluster's agents and
@@ -208,7 +212,41 @@ func (r *Reconciler) watchCluster(ctx context.Context, name string) bool {
 	for _, e := range evictions {
 		r.evictNow(ctx, name, e)
 	}
+	r.nodes.mu.Lock()
+	w := r.nodes.clusters[name]
+	var since time.Time
+	if w != nil {
+		if len(evictions) > 0 {
+			w.readdress = r.now()
+		}
+		since = w.readdress
+	}
+	r.nodes.mu.Unlock()
+	if !since.IsZero() {
+		r.readdressMoved(ctx, name, since)
+	}
 	return changed
+}
+
+// readdressMoved points the cluster's HAProxy tasks at the moved brokers'
+// new tasks, every round until done or a minute has passed.
+func (r *Reconciler) readdressMoved(ctx context.Context, name string, since time.Time) {
+	control, err := r.controlNetwork(ctx)
+	if err != nil || control == nil {
+		return
+	}
+	c := &api.MqttCluster{}
+	c.Name = name
+	g := &rollout.Gate{Swarm: r.Swarm, OperatorID: r.OperatorID, Cluster: c, Control: control, Runtime: r.runtime(name),
+		Fence: r.fence, Now: r.now, Log: r.log(), LostNodes: r.lostNodes(name)}
+	done, err := g.Readdress(ctx)
+	if err == nil && (done || r.now().Sub(since) > time.Minute) {
+		r.nodes.mu.Lock()
+		if w := r.nodes.clusters[name]; w != nil && w.readdress.Equal(since) {
+			w.readdress = time.Time{}
+		}
+		r.nodes.mu.Unlock()
+	}
 }
 
 // eviction is a broker to move off a lost node now.

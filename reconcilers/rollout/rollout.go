@@ -253,7 +253,7 @@ func (g *Gate) Admit(ctx context.Context) error {
 			}
 		}
 		if ra, ok := rt.(Readdresser); ok {
-			if err := g.readdress(ctx, ra, addr); err != nil {
+			if _, err := g.readdress(ctx, ra, addr); err != nil {
 				return err
 			}
 		}
@@ -268,37 +268,67 @@ type Readdresser interface {
 	SetServerAddr(ctx context.Context, addr, server, ip string) error
 }
 
+// Readdress is readdress on every reachable HAProxy task, for the node
+// watch right after it moved brokers off a lost node (a pass may be held
+// up by timeouts toward that node); done: every broker server points at
+// its running task.
+func (g *Gate) Readdress(ctx context.Context) (done bool, err error) {
+	ra, ok := g.Runtime.(Readdresser)
+	if g.Control == nil || !ok {
+		return true, nil
+	}
+	g.loaded = false
+	if err := g.loadBrokers(ctx); err != nil {
+		return false, err
+	}
+	done = true
+	for _, addr := range g.lbAdmin(ctx) {
+		ok, err := g.readdress(ctx, ra, addr)
+		if err != nil {
+			return false, err
+		}
+		done = done && ok
+	}
+	return done, nil
+}
+
 // readdress points every broker server of one HAProxy task at the
-// address of the broker's running task on the cluster network, where it
-// differs: after a move Swarm's DNS can keep naming the previous task for
-// seconds (until Swarm marks a lost node down), and HAProxy keeps an
-// address its DNS answer still holds. It fails only when leadership is
-// lost.
-func (g *Gate) readdress(ctx context.Context, ra Readdresser, addr string) error {
+// address of the broker's running task, where HAProxy has none of its
+// addresses: after a move Swarm's DNS can keep naming the previous task
+// for seconds (until Swarm marks a lost node down), and HAProxy keeps an
+// address its DNS answer still holds. ok: every broker with a running
+// task is pointed at it. It fails only when leadership is lost.
+func (g *Gate) readdress(ctx context.Context, ra Readdresser, addr string) (ok bool, err error) {
 	cur, err := ra.ServerAddrs(ctx, addr)
 	if err != nil {
-		return nil
+		return false, nil
 	}
+	ok = true
 	for i, s := range g.services {
-		t, ok := g.latest[s.ID]
-		if !ok || t.Status.State != dswarm.TaskStateRunning || t.DesiredState != dswarm.TaskStateRunning {
+		t, running := g.latest[s.ID]
+		if !running || t.Status.State != dswarm.TaskStateRunning || t.DesiredState != dswarm.TaskStateRunning {
+			ok = false
 			continue
 		}
 		name := loadbalancer.ServerName(i)
+		// HAProxy shares the cluster's and the control network with the
+		// brokers: Swarm's DNS names a task by either address.
 		ip := swarm.TaskAddress(t, api.NetworkName(g.Cluster.Name))
-		if have, known := cur[name]; ip == "" || !known || have == ip {
+		have, known := cur[name]
+		if ip == "" || !known || have == ip || have == swarm.TaskAddress(t, g.Control.Name) {
 			continue
 		}
 		if err := g.Fence(); err != nil {
-			return err
+			return false, err
 		}
 		if err := ra.SetServerAddr(ctx, addr, name, ip); err != nil {
 			g.Log.Warn("pointing a broker server at its running task failed", "cluster", g.Cluster.Name, "server", name, "haproxy", addr, "err", err)
+			ok = false
 			continue
 		}
-		g.Log.Info("broker server pointed at its running task (Swarm's DNS still named another)", "cluster", g.Cluster.Name, "server", name, "from", cur[name], "to", ip, "haproxy", addr)
+		g.Log.Info("broker server pointed at its running task (Swarm's DNS still named another)", "cluster", g.Cluster.Name, "server", name, "from", have, "to", ip, "haproxy", addr)
 	}
-	return nil
+	return ok, nil
 }
 
 // admission is, by server name, whether each broker gets new clients:
