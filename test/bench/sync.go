@@ -34,18 +34,18 @@ spec:
 `, name, port, avoid))
 }
 
-// swarmLeader is the node id of Swarm's raft leader.
-func swarmLeader(node string) (string, error) {
-	out, err := sh("docker", "exec", node, "docker", "node", "ls", "--filter", "role=manager", "--format", "{{.ID}} {{.ManagerStatus}}")
+// swarmLeader is the node id and hostname of Swarm's raft leader.
+func swarmLeader(node string) (id, host string, err error) {
+	out, err := sh("docker", "exec", node, "docker", "node", "ls", "--filter", "role=manager", "--format", "{{.ID}} {{.ManagerStatus}} {{.Hostname}}")
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	for _, l := range strings.Split(out, "\n") {
-		if id, st, _ := strings.Cut(l, " "); st == "Leader" {
-			return id, nil
+		if f := strings.Fields(l); len(f) == 3 && f[1] == "Leader" {
+			return f[0], f[2], nil
 		}
 	}
-	return "", fmt.Errorf("no Swarm leader in %q", out)
+	return "", "", fmt.Errorf("no Swarm leader in %q", out)
 }
 
 // setMoveOffLost rolls the operator service of the docker-in-docker Swarm
@@ -118,7 +118,20 @@ func retainedOn(host string, port int, topic string) (string, error) {
 	}
 }
 
+// publishRetained publishes a retained QoS 1 message, retrying for 10 s
+// as a client would (a broker that just started refuses clients until it
+// has the operator's users and rules).
 func publishRetained(host string, port int, topic, payload string) error {
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if err = publishRetainedOnce(host, port, topic, payload); err == nil {
+			return nil
+		}
+	}
+	return err
+}
+
+func publishRetainedOnce(host string, port int, topic, payload string) error {
 	o := mqtt.NewClientOptions().AddBroker(fmt.Sprintf("tcp://%s:%d", host, port)).SetClientID(fmt.Sprintf("bench-p-%d", time.Now().UnixNano())).
 		SetAutoReconnect(false).SetConnectTimeout(2 * time.Second)
 	c := mqtt.NewClient(o)
@@ -170,7 +183,7 @@ while ! grep -q -a %q "$f" 2>/dev/null; do i=$((i+1)); [ $i -gt %d ] && exit 1; 
 func runSyncBench(ctx context.Context, cl *client.Client, nodes []haNode, parts map[string]bool) error {
 	const name, port, topic = "bsync", 21890, "bench/retained"
 	const broker, volume = name + "-broker-0", name + "-broker-0-data"
-	leader, err := swarmLeader(nodes[0].name)
+	leader, leaderHost, err := swarmLeader(nodes[0].name)
 	if err != nil {
 		return err
 	}
@@ -202,7 +215,7 @@ func runSyncBench(ctx context.Context, cl *client.Client, nodes []haNode, parts 
 		deadline := time.Now().Add(timeout)
 		for {
 			src, ts, err := where()
-			if err == nil && src != "" && len(ts) == len(nodes)-1 {
+			if err == nil && src != "" && len(ts) == len(nodes)-2 {
 				return src, ts, nil
 			}
 			if time.Now().After(deadline) {
@@ -245,7 +258,7 @@ func runSyncBench(ctx context.Context, cl *client.Client, nodes []haNode, parts 
 		if _, err := sh("docker", "exec", nodes[0].name, "docker", "swarm", "update", "--dispatcher-heartbeat", round.hb); err != nil {
 			return err
 		}
-		if err := nodeLoss(nodes, port, topic, broker, volume, round.what+", dispatcher heartbeat "+round.hb, waitSynced); err != nil {
+		if err := nodeLoss(nodes, leaderHost, port, topic, broker, volume, round.what+", dispatcher heartbeat "+round.hb, waitSynced); err != nil {
 			return err
 		}
 	}
@@ -254,7 +267,7 @@ func runSyncBench(ctx context.Context, cl *client.Client, nodes []haNode, parts 
 
 // nodeLoss kills the node running broker (3 times: a power loss) and times Swarm's
 // detection, the new task and the retained message served elsewhere.
-func nodeLoss(nodes []haNode, port int, topic, broker, volume, what string,
+func nodeLoss(nodes []haNode, leaderHost string, port int, topic, broker, volume, what string,
 	waitSynced func(time.Duration) (string, []string, error)) error {
 	const lossRuns = 3
 	var total, down, placed []time.Duration
@@ -268,9 +281,9 @@ func nodeLoss(nodes []haNode, port int, topic, broker, volume, what string,
 		if err := publishRetained(srcIP, port, topic, payload); err != nil {
 			return err
 		}
-		// On every target first (the data a node loss must not lose).
+		// On the target first (the data a node loss must not lose).
 		for _, n := range nodes {
-			if n.name == src {
+			if n.name == src || n.name == leaderHost {
 				continue
 			}
 			ch, err := arrival(n.name, volume, payload, 30*time.Second)
