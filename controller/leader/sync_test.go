@@ -259,6 +259,22 @@ func TestClusterMovesBrokersOffALostNode(t *testing.T) {
 		t.Fatal("n1 lost after 1 s")
 	}
 	e.now = e.now.Add(1500 * time.Millisecond)
+	// An agent Swarm is replacing (its task told to stop) is not a lost
+	// node, however silent.
+	agentTask := func(node string) *dswarm.Task {
+		for i := range e.fake.TaskList {
+			if e.fake.TaskList[i].ID == "agent-"+node {
+				return &e.fake.TaskList[i]
+			}
+		}
+		t.Fatalf("no agent task on %s", node)
+		return nil
+	}
+	agentTask("n1").DesiredState = dswarm.TaskStateShutdown
+	if e.rec.Reconciler.WatchOnce(ctx) || len(written(e.fake.Calls(), "UpdateService")) != 0 {
+		t.Fatal("n1 found lost while Swarm replaces its agent")
+	}
+	agentTask("n1").DesiredState = dswarm.TaskStateRunning
 	if !e.rec.Reconciler.WatchOnce(ctx) {
 		t.Fatal("n1 not found lost after 2.5 s of silence to the operator and to n2's agent")
 	}

@@ -124,13 +124,19 @@ func (a *Agent) Configure(c datasync.Config) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	prev := a.cfg
 	a.cfg = &c
 	if a.seen == nil {
 		a.seen = map[string]time.Time{}
 	}
 	for _, p := range c.Peers {
-		if _, ok := a.seen[p.Node]; !ok {
-			a.seen[p.Node] = a.now() // a new peer: just seen
+		old, known := datasync.Peer{}, false
+		if prev != nil {
+			old, known = prev.Peer(p.Node)
+		}
+		if _, ok := a.seen[p.Node]; !ok || !known || old.Addr != p.Addr {
+			// A new peer, or a new agent there (another address): just seen.
+			a.seen[p.Node] = a.now()
 		}
 	}
 	if a.WriteRsyncd != nil {

@@ -323,7 +323,18 @@ func (r *Reconciler) judgeCluster(ctx context.Context, name string) (bool, []evi
 			changed = true
 		}
 	}
-	for node, why := range Judge(now, w.seen, views, slices.Collect(maps.Keys(agents)), LostAfter) {
+	judged := Judge(now, w.seen, views, slices.Collect(maps.Keys(agents)), LostAfter)
+	maps.DeleteFunc(judged, func(node string, _ Evidence) bool { return w.lost[node] })
+	if len(judged) > 0 {
+		// Asked of Swarm without the lock.
+		r.nodes.mu.Unlock()
+		r.stillRunning(ctx, name, agents, judged)
+		r.nodes.mu.Lock()
+		if r.nodes.clusters[name] != w {
+			return false, nil
+		}
+	}
+	for node, why := range judged {
 		if w.lost[node] {
 			continue
 		}
@@ -342,6 +353,30 @@ func (r *Reconciler) judgeCluster(ctx context.Context, name string) (bool, []evi
 		r.event(name, api.EventWarning, "NodeLost", "node %s is lost (%s): %s", w.host(node), w.explain(why), movedText(moved))
 	}
 	return changed, evictions
+}
+
+// stillRunning keeps, of the nodes judged lost, those whose agent task
+// Swarm still shows running, meant to run, at the address that went
+// silent: Swarm has not noticed the node yet. An agent being replaced (an
+// update of the agent service: its old task told to stop, the new one
+// starting at another address), or stopped with its node (a drain), is
+// not a lost node. Without Swarm's answer, nobody is judged lost.
+func (r *Reconciler) stillRunning(ctx context.Context, cluster string, agents map[string]string, judged map[string]Evidence) {
+	tasks, err := r.Swarm.Tasks(ctx, swarm.OwnedComponent(r.OperatorID, cluster, datasync.ComponentAgent))
+	if err != nil {
+		clear(judged)
+		return
+	}
+	for node := range judged {
+		host, _, _ := net.SplitHostPort(agents[node])
+		if !slices.ContainsFunc(tasks, func(t dswarm.Task) bool {
+			return t.NodeID == node && t.DesiredState == dswarm.TaskStateRunning && t.Status.State == dswarm.TaskStateRunning &&
+				swarm.TaskAddress(t, r.ControlNetwork) == host
+		}) {
+			r.log().Info("a node's sync agent is silent while Swarm replaces or stops it: not a lost node", "cluster", cluster, "node", node)
+			delete(judged, node)
+		}
+	}
 }
 
 func movedText(moved []string) string {
