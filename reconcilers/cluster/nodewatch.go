@@ -104,9 +104,9 @@ func (r *Reconciler) watchTarget(c *api.MqttCluster, cl SyncAgentClient, plan ma
 			}
 		}
 	}
-	for node := range agents {
-		if _, ok := w.seen[node]; !ok {
-			w.seen[node] = r.now() // new: just seen
+	for node, addr := range agents {
+		if _, ok := w.seen[node]; !ok || w.agents[node] != addr {
+			w.seen[node] = r.now() // a new agent (or a new one there): just seen
 		}
 	}
 	for node := range w.lost {
