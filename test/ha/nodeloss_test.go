@@ -159,22 +159,7 @@ func TestLostNodesBrokerMovesAheadOfSwarm(t *testing.T) {
 	if served > 15*time.Second {
 		t.Errorf("served again after %s, want well under Swarm's detection (bound 15 s here, 5 s aimed)", served.Round(time.Millisecond))
 	}
-	got := make(chan string, 10)
-	sub, err = mqttClient(e.ip[spare], port, "keeper-"+run, false, func(_ mqtt.Client, m mqtt.Message) { got <- string(m.Payload()) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := map[string]bool{}
-	deadline := time.After(10 * time.Second)
-	for len(seen) < queued {
-		select {
-		case p := <-got:
-			seen[p] = true
-		case <-deadline:
-			t.Fatalf("queued messages after the move: %d of %d: %v", len(seen), queued, seen)
-		}
-	}
-	sub.Disconnect(100)
+	receiveQueued(t, e.ip[spare], port, "keeper-"+run, queued, 10*time.Second)
 	movedTask := taskID(t, spare, broker)
 	evs, err := e.c.Events(ctx, name)
 	if err != nil {

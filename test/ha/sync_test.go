@@ -66,6 +66,28 @@ func addWorker(t *testing.T, i int) {
 	})
 }
 
+// receiveQueued connects a persistent session back (id, clean session
+// off) and waits for n distinct messages queued for it.
+func receiveQueued(t *testing.T, host string, port int, id string, n int, within time.Duration) {
+	t.Helper()
+	got := make(chan string, 100)
+	sub, err := mqttClient(host, port, id, false, func(_ mqtt.Client, m mqtt.Message) { got <- string(m.Payload()) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Disconnect(100)
+	seen := map[string]bool{}
+	deadline := time.After(within)
+	for len(seen) < n {
+		select {
+		case p := <-got:
+			seen[p] = true
+		case <-deadline:
+			t.Fatalf("queued messages received by %s: %d of %d: %v", id, len(seen), n, seen)
+		}
+	}
+}
+
 func wait(tok mqtt.Token) error {
 	if !tok.WaitTimeout(5 * time.Second) {
 		return fmt.Errorf("timed out")
@@ -243,49 +265,17 @@ func TestBrokerDataFollowsItsBroker(t *testing.T) {
 		return nil
 	})
 	var retained string
-	got := make(chan string, 100)
 	took = eventually(t, "the retained message served on "+moved, 60*time.Second, func() error {
-		c, err := mqttClient(e.ip[moved], port, "reader-"+nonce, true, func(_ mqtt.Client, m mqtt.Message) {})
-		if err != nil {
-			return err
-		}
-		defer c.Disconnect(100)
-		r := make(chan string, 1)
-		if err := wait(c.Subscribe("s1/retained", 1, func(_ mqtt.Client, m mqtt.Message) {
-			select {
-			case r <- string(m.Payload()):
-			default:
-			}
-		})); err != nil {
-			return err
-		}
-		select {
-		case retained = <-r:
-		case <-time.After(2 * time.Second):
-			return fmt.Errorf("no retained message")
-		}
-		return nil
+		var err error
+		retained, err = readRetained(e.ip[moved], port, "reader-"+nonce, "s1/retained")
+		return err
 	})
 	if retained != "retained-"+nonce {
 		t.Fatalf("retained message after the move: %q, want %q", retained, "retained-"+nonce)
 	}
 	t.Logf("node stopped → retained message served on %s: %s (probe %s)", moved, time.Since(stopped).Round(time.Millisecond), took.Round(time.Millisecond))
 	// The subscriber comes back to its session and gets what was queued.
-	sub, err = mqttClient(e.ip[moved], port, "keeper-"+nonce, false, func(_ mqtt.Client, m mqtt.Message) { got <- string(m.Payload()) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	seen := map[string]bool{}
-	deadline := time.After(15 * time.Second)
-	for len(seen) < queued {
-		select {
-		case p := <-got:
-			seen[p] = true
-		case <-deadline:
-			t.Fatalf("queued messages received after the move: %d of %d: %v", len(seen), queued, seen)
-		}
-	}
-	sub.Disconnect(100)
+	receiveQueued(t, e.ip[moved], port, "keeper-"+nonce, queued, 15*time.Second)
 
 	// A change on the new node, then the old node returns: it becomes a
 	// target again and its old copy is replaced, never the other way.
