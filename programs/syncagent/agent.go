@@ -74,9 +74,10 @@ type Agent struct {
 	TLS *tlsutil.Peer
 	Now func() time.Time
 
-	// peerClient asks peers for their status (one transport, reused).
-	peerOnce   sync.Once
-	peerClient *datasync.AgentClient
+	// peerClient asks peers for their status (one transport, reused);
+	// probeClient asks whether they are there (WatchPeers: its own).
+	peerOnce, probeOnce     sync.Once
+	peerClient, probeClient *datasync.AgentClient
 
 	mu      sync.Mutex
 	cfg     *datasync.Config
@@ -551,18 +552,17 @@ func (a *Agent) peerStatus(ctx context.Context, addr string) (datasync.Status, e
 	if a.PeerStatus != nil {
 		return a.PeerStatus(ctx, addr)
 	}
-	a.client()
+	a.peerOnce.Do(func() { a.peerClient = a.newClient() })
 	return a.peerClient.Status(ctx, net.JoinHostPort(addr, fmt.Sprint(datasync.AgentPort)))
 }
 
-// client makes the client peers are asked with (once: one transport).
-func (a *Agent) client() {
-	a.peerOnce.Do(func() {
-		a.peerClient = &datasync.AgentClient{Token: a.Password}
-		if a.TLS != nil {
-			a.peerClient.TLS = a.TLS.ClientConfig()
-		}
-	})
+// newClient makes a client to ask peers with (its own transport).
+func (a *Agent) newClient() *datasync.AgentClient {
+	c := &datasync.AgentClient{Token: a.Password}
+	if a.TLS != nil {
+		c.TLS = a.TLS.ClientConfig()
+	}
+	return c
 }
 
 func (a *Agent) pull(ctx context.Context, addr, volume, dst string) error {

@@ -68,8 +68,8 @@ func (a *Agent) probe(ctx context.Context, addr string) error {
 	if a.Probe != nil {
 		return a.Probe(ctx, addr)
 	}
-	a.client()
-	_, err := a.peerClient.Peers(ctx, net.JoinHostPort(addr, fmt.Sprint(datasync.AgentPort)))
+	a.probeOnce.Do(func() { a.probeClient = a.newClient() })
+	_, err := a.probeClient.Peers(ctx, net.JoinHostPort(addr, fmt.Sprint(datasync.AgentPort)))
 	return err
 }
 
