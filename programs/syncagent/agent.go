@@ -89,6 +89,8 @@ type Agent struct {
 	running map[string]Container // by volume
 	// lastRan: when a broker container was last seen running here.
 	lastRan time.Time
+	// stoppedAt: when Swarm stopped the agent (Stopping).
+	stoppedAt time.Time
 	// lsyncd
 	pushes     []Push
 	lsyncdStop context.CancelFunc

@@ -370,6 +370,43 @@ func TestHandoffOutlivesTheStoppingBrokers(t *testing.T) {
 	}
 }
 
+// A stop that comes while a step takes seconds (lsyncd ending a transfer
+// when a drain changes the pushes) still hands off: "a broker ran here
+// lately" is measured from the stop, not from when the loop sees it (seen
+// on the docker-in-docker Swarm: the drained node's agent left at once and
+// its broker's last state was lost).
+func TestHandoffAfterAStopDuringALongStep(t *testing.T) {
+	a, d, _ := newAgent(t, nil)
+	now := time.Unix(5000, 0)
+	a.Now = func() time.Time { return now }
+	writeCopy(t, a.VolumesDir, "x-broker-0-data", now)
+	if err := a.Configure(config("a")); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Step(context.Background()); err != nil { // the broker runs
+		t.Fatal(err)
+	}
+	// The drain: the broker stops, the agent is stopped one second into a
+	// step that ends 6 s later.
+	d.running = nil
+	now = now.Add(time.Second)
+	a.Stopping()
+	now = now.Add(6 * time.Second)
+	_ = a.Step(context.Background())
+	steps := 0
+	tick := make(chan time.Time, 1)
+	tick <- now
+	a.Handoff(tick, func() {
+		tick <- now
+		steps++
+		now = now.Add(time.Second)
+		_ = a.Step(context.Background())
+	})
+	if steps == 0 {
+		t.Fatal("the agent left without handing off: the broker ran until the stop")
+	}
+}
+
 // The auth plugin's state, rewritten when a broker starts, does not make a
 // copy newer: only the broker's data does.
 func TestCopyOfIgnoresTheAuthState(t *testing.T) {

@@ -105,6 +105,10 @@ func Run(ctx context.Context, o Options) error {
 		return runProcess(ctx, "rsync", "--daemon", "--no-detach", "--config="+conf)
 	})
 	go a.WatchPeers(serving)
+	// The moment of the stop, not the moment the loop sees it: a step can
+	// take seconds (lsyncd ending a transfer) and the handoff asks whether
+	// a broker ran here just before the stop.
+	context.AfterFunc(ctx, a.Stopping)
 	a.log().Info("sync agent started", "node", a.Node, "listen", o.Listen)
 	tick := time.NewTicker(300 * time.Millisecond)
 	defer tick.Stop()
@@ -144,7 +148,15 @@ func Run(ctx context.Context, o Options) error {
 // turned off).
 func (a *Agent) Handoff(tick <-chan time.Time, step func()) {
 	a.mu.Lock()
-	ran := len(a.running) > 0 || !a.lastRan.IsZero() && a.now().Sub(a.lastRan) < HandoffLinger
+	stopped := a.stoppedAt
+	if stopped.IsZero() {
+		stopped = a.now()
+	}
+	// Lately: before the stop. Measured from now, a step that was still
+	// running when Swarm stopped the agent (lsyncd ending, up to 5 s)
+	// would make a broker that ran until the drain look long gone, and
+	// the agent would leave without handing its data off.
+	ran := len(a.running) > 0 || !a.lastRan.IsZero() && stopped.Sub(a.lastRan) < HandoffLinger
 	a.mu.Unlock()
 	if !ran {
 		return
@@ -168,6 +180,16 @@ func (a *Agent) Handoff(tick <-chan time.Time, step func()) {
 			a.log().Info("handed off", "took", a.now().Sub(start).Round(time.Millisecond).String())
 			return
 		}
+	}
+}
+
+// Stopping records when Swarm stopped the agent (Run calls it on SIGTERM,
+// while the loop may still be in a step).
+func (a *Agent) Stopping() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.stoppedAt.IsZero() {
+		a.stoppedAt = a.now()
 	}
 }
 

@@ -185,7 +185,8 @@ func TestPerNodeWithSyncMovesADrainedNodesBroker(t *testing.T) {
 				ids, _ := exec.Command("docker", "exec", n, "docker", "ps", "-aq", "--filter", "label=com.docker.swarm.service.name="+s).Output()
 				for _, id := range strings.Fields(string(ids)) {
 					out, _ := exec.Command("docker", "exec", n, "docker", "logs", "--timestamps", id).CombinedOutput()
-					t.Logf("%s %s %s:\n%s", n, s, id, out)
+					st, _ := exec.Command("docker", "exec", n, "docker", "inspect", "--format", "{{json .State}}", id).CombinedOutput()
+					t.Logf("%s %s %s %s:\n%s", n, s, id, st, out)
 				}
 			}
 		}
