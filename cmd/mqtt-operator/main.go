@@ -146,7 +146,7 @@ func main() {
 	fs.BoolVar(&o.swarmRaft, "swarm-raft", false, "form one raft cluster with the operators on the Swarm's other managers: raft id = Swarm node id, address = the manager's address with the --raft-addr port; the Swarm's leader manager bootstraps, the raft leader adds the others as voters and removes former managers")
 	fs.IntVar(&o.peerAPIPort, "peer-api-port", 0, "port the other managers' operator APIs are published on, for forwarding writes to the leader (default: the --api-addr port)")
 	fs.DurationVar(&o.resync, "resync", 30*time.Second, "reconcile every cluster at least this often")
-	fs.BoolVar(&o.moveOffLost, "move-off-lost-nodes", true, "for clusters with spec.sync: when this operator and every sync agent it hears have not heard a node's agent for 2 s, move that node's brokers to other nodes at once (their newest copy), ahead of Swarm's own detection (false: Swarm's node-down detection alone)")
+	fs.BoolVar(&o.moveOffLost, "move-off-lost-nodes", true, "for clusters with spec.sync: when this operator and every sync agent it hears have not heard a node's agent for 2 s, move that node's brokers to other nodes at once (their newest copy), ahead of Swarm's own detection; and have the sync agents stop their node's brokers when they hear no peer and no operator for 1.5 s (fencing a node cut off from the rest) (false: Swarm's node-down detection alone, no fencing)")
 	fs.BoolVar(&o.drainLost, "drain-lost-brokers", true, "drain a broker in HAProxy as soon as this operator's own connection to it is closed by the broker's side (killed, crashed, stopped), before HAProxy's checks see it (needs --control-network; false: HAProxy's checks alone, 2 s or more)")
 	fs.BoolVar(&o.reconcile, "reconcile", true, "reconcile clusters into Swarm while leader (false: serve the API and store only)")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
@@ -341,7 +341,7 @@ func run(ctx context.Context, o options) error {
 		cr := &leader.Clusters{Objects: objs, Defaults: defaults, Reconciler: &cluster.Reconciler{
 			Swarm: d, Leadership: st, Credentials: objs, Identity: node, OperatorID: o.operatorID, Log: log, Metrics: m,
 			ControlNetwork: o.controlNetwork, SignerImage: o.operatorImage, SyncImage: o.syncImage, BrokerMetrics: o.brokerMetrics,
-			Users: objs,
+			Users: objs, NoFence: !o.moveOffLost,
 		}}
 		if node != nil && o.controlNetwork != "" {
 			// Users and ACL rules are pushed to the brokers over the

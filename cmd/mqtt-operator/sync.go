@@ -49,6 +49,7 @@ func syncAgentCmd(args []string) error {
 	caFile := fs.String("ca-file", datasync.CAFile, "the control-plane CA certificate (with --tls-file)")
 	volumes := fs.String("volumes-dir", datasync.VolumesDir, "the node's Docker volume directory, mounted at the same path")
 	listen := fs.String("listen", fmt.Sprintf(":%d", datasync.AgentPort), "HTTP API address")
+	fenceAfter := fs.Duration("fence-after", syncagent.DefaultFenceAfter, "stop this node's brokers when no peer agent and no operator has been heard for this long (0: never)")
 	_ = fs.Parse(args)
 	if *cluster == "" || *node == "" {
 		return errors.New("sync-agent: --cluster and --node (or $NODE_ID) are required")
@@ -85,6 +86,7 @@ func syncAgentCmd(args []string) error {
 		Node:   *node, Password: strings.TrimSpace(string(pw)),
 		VolumesDir: *volumes, StateDir: syncStateDir,
 		RsyncBinary: "/usr/local/bin/" + RsyncWrapperName,
+		FenceAfter:  *fenceAfter,
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -130,6 +132,10 @@ func (l *localDocker) BrokerContainers(ctx context.Context) ([]syncagent.Contain
 		out = append(out, syncagent.Container{ID: c.ID, Service: svc, TaskID: task})
 	}
 	return out, nil
+}
+
+func (l *localDocker) StopBroker(ctx context.Context, id string) error {
+	return l.d.StopContainer(ctx, id, time.Second)
 }
 
 func (l *localDocker) EnsureVolume(ctx context.Context, name string) error {

@@ -39,6 +39,9 @@ type Docker interface {
 	// EnsureVolume creates a broker's data volume if it is missing, so a
 	// copy can be received before the broker ever runs here.
 	EnsureVolume(ctx context.Context, name string) error
+	// StopBroker stops one of them (SIGTERM, SIGKILL a second later): the
+	// fence of a node cut off from the rest (Fence).
+	StopBroker(ctx context.Context, id string) error
 }
 
 // Agent is one node's sync agent.
@@ -72,7 +75,11 @@ type Agent struct {
 	// reached over TLS and checked, and rsync runs through a mutual-TLS
 	// tunnel (see Run). Nil: plain (tests).
 	TLS *tlsutil.Peer
-	Now func() time.Time
+	// FenceAfter: when this agent has heard neither a peer nor the
+	// operator for this long, it stops the brokers on its node (Fence).
+	// Zero: never.
+	FenceAfter time.Duration
+	Now        func() time.Time
 
 	// peerClient asks peers for their status (one transport, reused);
 	// probeClient asks whether they are there (WatchPeers: its own).
@@ -91,6 +98,10 @@ type Agent struct {
 	lastRan time.Time
 	// stoppedAt: when Swarm stopped the agent (Stopping).
 	stoppedAt time.Time
+	// heard: when the API last served an authenticated request (a peer's
+	// or the operator's); fenced: the brokers here were stopped for it.
+	heard  time.Time
+	fenced bool
 	// lsyncd
 	pushes     []Push
 	lsyncdStop context.CancelFunc
@@ -601,6 +612,9 @@ func (a *Agent) Handler() http.Handler {
 				http.Error(w, "unauthorized", http.StatusUnauthorized)
 				return
 			}
+			a.mu.Lock()
+			a.heard = a.now()
+			a.mu.Unlock()
 			h(w, r)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,13 @@ import (
 type fakeDocker struct {
 	running []Container
 	volumes []string
+	stopped []string
+}
+
+func (f *fakeDocker) StopBroker(_ context.Context, id string) error {
+	f.stopped = append(f.stopped, id)
+	f.running = slices.DeleteFunc(f.running, func(c Container) bool { return c.ID == id })
+	return nil
 }
 
 func (f *fakeDocker) BrokerContainers(context.Context) ([]Container, error) { return f.running, nil }
@@ -498,5 +506,81 @@ func TestPrepareSkipsASilentPeer(t *testing.T) {
 	}
 	if v := a.Peers(); time.Duration(v.Unseen["b"]) != SilentPeer {
 		t.Fatalf("view %+v, want b unseen for %s", v, SilentPeer)
+	}
+}
+
+// A node cut off from the rest stops its brokers once it has heard no
+// peer and no operator for FenceAfter — before the operator's LostAfter, so
+// before they can start elsewhere — and not while anyone is heard, nor
+// with nobody to hand them to.
+func TestFenceStopsTheBrokersOfACutOffNode(t *testing.T) {
+	step := 500 * time.Millisecond
+	// cutOff runs the probe loop's rounds for the given time with the
+	// peers answering or not, the operator asking each round or not, and
+	// returns the brokers stopped and when the first was.
+	cutOff := func(t *testing.T, cfg datasync.Config, fenceAfter time.Duration, peers map[string]datasync.Status, operator bool) ([]string, time.Duration) {
+		a, d, _ := newAgent(t, peers)
+		a.FenceAfter = fenceAfter
+		start := time.Unix(7000, 0)
+		now := start
+		a.Now = func() time.Time { return now }
+		if err := a.Configure(cfg); err != nil {
+			t.Fatal(err)
+		}
+		h := a.Handler()
+		var at time.Duration
+		for now.Sub(start) <= 5*time.Second {
+			if operator {
+				r := httptest.NewRequest(http.MethodGet, "/v1/peers", nil)
+				r.Header.Set("Authorization", "Bearer pw")
+				h.ServeHTTP(httptest.NewRecorder(), r)
+			}
+			a.probePeers(context.Background())
+			a.Fence(context.Background())
+			if len(d.stopped) > 0 && at == 0 {
+				at = now.Sub(start)
+			}
+			now = now.Add(step)
+		}
+		return d.stopped, at
+	}
+	none := map[string]datasync.Status{}
+	stopped, at := cutOff(t, config("a"), DefaultFenceAfter, none, false)
+	if !slices.Equal(stopped, []string{"c1"}) {
+		t.Fatalf("cut off: stopped %v, want the broker c1", stopped)
+	}
+	// The operator's cluster.LostAfter (that package's test checks the
+	// two constants against each other).
+	const lostAfter = 2 * time.Second
+	if at < DefaultFenceAfter || at >= lostAfter {
+		t.Fatalf("cut off: fenced after %s, want from %s and before the operator's %s", at, DefaultFenceAfter, lostAfter)
+	}
+	if stopped, _ := cutOff(t, config("a"), DefaultFenceAfter, map[string]datasync.Status{"10.0.0.3": {}}, false); len(stopped) != 0 {
+		t.Fatalf("one peer heard: stopped %v", stopped)
+	}
+	if stopped, _ := cutOff(t, config("a"), DefaultFenceAfter, none, true); len(stopped) != 0 {
+		t.Fatalf("the operator heard: stopped %v", stopped)
+	}
+	alone := config("a")
+	alone.Peers = alone.Peers[:1]
+	if stopped, _ := cutOff(t, alone, DefaultFenceAfter, none, false); len(stopped) != 0 {
+		t.Fatalf("no peer in the config (nowhere to move to): stopped %v", stopped)
+	}
+	if stopped, _ := cutOff(t, config("a"), 0, none, false); len(stopped) != 0 {
+		t.Fatalf("FenceAfter 0: stopped %v", stopped)
+	}
+	// Unauthenticated requests are not "heard".
+	a, d, _ := newAgent(t, none)
+	a.FenceAfter = DefaultFenceAfter
+	now := time.Unix(7000, 0)
+	a.Now = func() time.Time { return now }
+	if err := a.Configure(config("a")); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(2 * time.Second)
+	a.Handler().ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/v1/peers", nil))
+	a.Fence(context.Background())
+	if len(d.stopped) != 1 {
+		t.Fatalf("an unauthenticated request kept the fence off: stopped %v", d.stopped)
 	}
 }

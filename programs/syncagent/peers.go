@@ -92,3 +92,85 @@ func (a *Agent) Peers() datasync.PeerView {
 	}
 	return v
 }
+
+// DefaultFenceAfter is the agents' FenceAfter: shorter than the operator's
+// LostAfter (2 s), so a node cut off from the rest has stopped its brokers
+// before the operator (on the other side) starts them elsewhere — both
+// sides measure the same silence, each on its own clock, and the move
+// adds Swarm's scheduling and the broker's start on top.
+const DefaultFenceAfter = 1500 * time.Millisecond
+
+// FenceCheckEvery is how often the agent asks itself whether to fence.
+const FenceCheckEvery = 250 * time.Millisecond
+
+// WatchFence runs Fence every FenceCheckEvery until ctx ends (apart from
+// the probes: a round toward unreachable peers takes their timeout).
+func (a *Agent) WatchFence(ctx context.Context) {
+	if a.FenceAfter <= 0 {
+		return
+	}
+	t := time.NewTicker(FenceCheckEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		a.Fence(ctx)
+	}
+}
+
+// Fence stops the brokers on this node when the agent has heard neither
+// a peer (its probes, theirs) nor the operator for FenceAfter: the node is
+// cut off from the rest, which the operator may be moving its brokers to
+// (they must not serve the same clients' sessions on both sides). An
+// agent with no peer in its config never fences (nothing could take its
+// brokers over), and it heals by itself: once it hears again, Swarm's
+// placement (the operator's exclusion, lifted when the node answers)
+// decides where the stopped brokers run.
+func (a *Agent) Fence(ctx context.Context) {
+	if a.FenceAfter <= 0 {
+		return
+	}
+	a.mu.Lock()
+	cfg, last, peers := a.cfg, a.heard, 0
+	if cfg != nil {
+		for _, p := range cfg.Peers {
+			if p.Node != a.Node {
+				peers++
+				if s := a.seen[p.Node]; s.After(last) {
+					last = s
+				}
+			}
+		}
+	}
+	silent := a.now().Sub(last)
+	a.mu.Unlock()
+	if peers == 0 {
+		return
+	}
+	if silent < a.FenceAfter {
+		if a.fenced {
+			a.fenced = false
+			a.log().Info("heard from the cluster again: no longer fenced")
+		}
+		return
+	}
+	cs, err := a.Docker.BrokerContainers(ctx)
+	if err != nil {
+		a.log().Warn("fence: listing this node's brokers", "err", err.Error())
+		return
+	}
+	if !a.fenced {
+		a.fenced = true
+		a.log().Warn("fenced: no peer and no operator heard: stopping this node's brokers (the operator may be starting them elsewhere)", "silentFor", silent.Round(time.Millisecond).String(), "brokers", len(cs))
+	}
+	for _, c := range cs {
+		if err := a.Docker.StopBroker(ctx, c.ID); err != nil {
+			a.log().Warn("fence: stopping a broker", "broker", c.Service, "err", err.Error())
+			continue
+		}
+		a.log().Warn("fence: broker stopped", "broker", c.Service, "task", c.TaskID)
+	}
+}

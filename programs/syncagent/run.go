@@ -105,6 +105,7 @@ func Run(ctx context.Context, o Options) error {
 		return runProcess(ctx, "rsync", "--daemon", "--no-detach", "--config="+conf)
 	})
 	go a.WatchPeers(serving)
+	go a.WatchFence(serving)
 	// The moment of the stop, not the moment the loop sees it: a step can
 	// take seconds (lsyncd ending a transfer) and the handoff asks whether
 	// a broker ran here just before the stop.

@@ -117,6 +117,10 @@ type Reconciler struct {
 	// SyncImage runs the sync agents of clusters with spec.sync (lsyncd,
 	// rsync and this binary; empty: spec.sync is refused).
 	SyncImage string
+	// NoFence: the sync agents never stop their node's brokers when cut
+	// off (with --move-off-lost-nodes=false: nothing moves them ahead of
+	// Swarm).
+	NoFence bool
 	// SyncAgents reaches the sync agents (default: their HTTP API).
 	SyncAgents SyncAgentClient
 	// BrokerMetrics runs each cluster's broker exporter (SignerImage,
@@ -585,7 +589,7 @@ func (p *pass) sideServices(sv *passView, controlCA *dswarm.Secret) error {
 	if err := r.fence(); err != nil {
 		return err
 	}
-	dr := &datasync.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID, Image: r.SyncImage, ControlNetwork: r.ControlNetwork}
+	dr := &datasync.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID, Image: r.SyncImage, ControlNetwork: r.ControlNetwork, NoFence: r.NoFence}
 	dout, err := dr.Reconcile(ctx, c, syncSecret)
 	r.outcome(c.Name, p.log, "sync", dout)
 	if err != nil {

@@ -27,6 +27,9 @@ type Reconciler struct {
 	Image string
 	// ControlNetwork is the operator's network the agents are reached on.
 	ControlNetwork string
+	// NoFence: the agents never stop their node's brokers when cut off
+	// (--fence-after=0).
+	NoFence bool
 }
 
 // Enabled reports whether a defaulted cluster asks for sync.
@@ -73,7 +76,7 @@ func (r *Reconciler) ServiceSpec(c *api.MqttCluster, in Secrets) (dswarm.Service
 		TaskTemplate: dswarm.TaskSpec{
 			ContainerSpec: &dswarm.ContainerSpec{
 				Image:   r.Image,
-				Command: []string{"/usr/local/bin/mqtt-operator", "sync-agent", "--cluster", c.Name, "--operator-id", r.OperatorID},
+				Command: r.command(c),
 				Env:     []string{"NODE_ID={{.Node.ID}}"},
 				Labels:  swarm.OwnedComponent(r.OperatorID, c.Name, ComponentAgent),
 				Mounts: []mount.Mount{
@@ -106,4 +109,13 @@ func (r *Reconciler) ServiceSpec(c *api.MqttCluster, in Secrets) (dswarm.Service
 		return dswarm.ServiceSpec{}, err
 	}
 	return spec, nil
+}
+
+// command is the agent's command line.
+func (r *Reconciler) command(c *api.MqttCluster) []string {
+	cmd := []string{"/usr/local/bin/mqtt-operator", "sync-agent", "--cluster", c.Name, "--operator-id", r.OperatorID}
+	if r.NoFence {
+		cmd = append(cmd, "--fence-after=0")
+	}
+	return cmd
 }

@@ -294,6 +294,16 @@ func (d *Docker) RunningContainers(ctx context.Context, labels map[string]string
 	return out, nil
 }
 
+// StopContainer stops a local container: SIGTERM, then SIGKILL after
+// timeout (whole seconds).
+func (d *Docker) StopContainer(ctx context.Context, id string, timeout time.Duration) error {
+	secs := int(timeout / time.Second)
+	if err := d.c.ContainerStop(ctx, id, container.StopOptions{Timeout: &secs}); err != nil {
+		return fmt.Errorf("stop container %s: %w", id, err)
+	}
+	return nil
+}
+
 // ContainerStats are one container's resource figures, as the local
 // daemon's stats API reports them (one sample, not primed).
 type ContainerStats struct {

@@ -198,3 +198,119 @@ func TestLostNodesBrokerMovesAheadOfSwarm(t *testing.T) {
 func nodeID(t *testing.T, host string) string {
 	return strings.TrimSpace(onNode(t, nodes[0], "node", "inspect", host, "-f", "{{.ID}}"))
 }
+
+// containerState is a container's state on a node: running, and when it
+// started and finished (RFC 3339, one clock: the nodes share the host's).
+func containerState(node, id string) (running bool, started, finished time.Time, err error) {
+	out, err := exec.Command("docker", "exec", node, "docker", "inspect", "-f", "{{.State.Running}} {{.State.StartedAt}} {{.State.FinishedAt}}", id).Output()
+	if err != nil {
+		return false, time.Time{}, time.Time{}, err
+	}
+	f := strings.Fields(string(out))
+	if len(f) != 3 {
+		return false, time.Time{}, time.Time{}, fmt.Errorf("state %q", out)
+	}
+	started, _ = time.Parse(time.RFC3339Nano, f[1])
+	finished, _ = time.Parse(time.RFC3339Nano, f[2])
+	return f[0] == "true", started, finished, nil
+}
+
+// TestCutOffNodeStopsItsBrokerBeforeItRunsElsewhere: the node of a broker
+// of a cluster with spec.sync is cut off from the others (its network
+// disconnected: it keeps running, unlike a power loss). Its sync agent,
+// hearing no peer and no operator, stops the broker there (the fence)
+// before the operator's node watch has it started on another node: the
+// two never run at the same time, so the broker's clients on each side
+// of the partition are never served by two copies of its sessions. When
+// the network heals, the cluster converges with the broker where it
+// moved.
+func TestCutOffNodeStopsItsBrokerBeforeItRunsElsewhere(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	run := strconv.FormatInt(time.Now().Unix()%1000000, 36)
+	name, port := "fc-"+run, 21897
+	broker := name + "-broker-0"
+	leaderHost := swarmLeaderNode(t)
+	spec := strings.Replace(string(syncSpec(name, 1, port, "1s")), "  sync:", "  placement: {constraints: [\"node.id!="+nodeID(t, leaderHost)+"\"]}\n  sync:", 1)
+	if _, err := e.c.Apply(ctx, []byte(spec)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.c.Delete(context.Background(), name) })
+	var home, spare string
+	eventually(t, name+" Ready and SyncHealthy", 120*time.Second, func() error {
+		c := e.cluster(t, name)
+		if err := healthy(c); err != nil {
+			return err
+		}
+		home, _ = brokerNode(c, broker)
+		rest := slices.DeleteFunc(others(nodes, home), func(n string) bool { return n == leaderHost })
+		if src, targets := syncTargets(c, broker); src != home || len(rest) != 1 || !slices.Contains(targets, rest[0]) {
+			return fmt.Errorf("broker on %s: source %s, targets %v", home, src, targets)
+		}
+		spare = rest[0]
+		return nil
+	})
+	ids := strings.Fields(onNode(t, home, "ps", "-q", "--no-trunc", "--filter", "label=com.docker.swarm.service.name="+broker))
+	if len(ids) != 1 {
+		t.Fatalf("broker containers on %s: %v", home, ids)
+	}
+	old := ids[0]
+
+	ip := e.ip[home]
+	cut := time.Now()
+	sh(t, "docker", "network", "disconnect", net, home)
+	healed := false
+	heal := func() {
+		if !healed {
+			healed = true
+			_ = exec.Command("docker", "network", "connect", "--ip", ip, net, home).Run()
+		}
+	}
+	t.Cleanup(heal)
+	// Both ends, one clock: when the cut-off copy stopped, when the new one
+	// started.
+	var stopped, started time.Time
+	var moved string
+	for stopped.IsZero() || started.IsZero() {
+		if time.Since(cut) > 60*time.Second {
+			t.Fatalf("within 60 s of the cut: the copy on %s stopped %v, a copy on %s started %v", home, stopped, spare, started)
+		}
+		if stopped.IsZero() {
+			if running, _, fin, err := containerState(home, old); err == nil && !running {
+				stopped = fin
+			}
+		}
+		if started.IsZero() {
+			if ids := strings.Fields(onNode(t, spare, "ps", "-q", "--no-trunc", "--filter", "label=com.docker.swarm.service.name="+broker)); len(ids) > 0 {
+				if running, st, _, err := containerState(spare, ids[0]); err == nil && running {
+					started, moved = st, ids[0]
+				}
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("%s cut off at %s: its copy of %s stopped %s later, the copy on %s started %s later", home, cut.UTC().Format("15:04:05.000"), broker, stopped.Sub(cut).Round(time.Millisecond), spare, started.Sub(cut).Round(time.Millisecond))
+	if !stopped.Before(started) {
+		t.Errorf("the copy on %s started (%s) before the cut-off one stopped (%s): both ran at once", spare, started.Format("15:04:05.000"), stopped.Format("15:04:05.000"))
+	}
+	// The agent's own container (service logs would go through a manager).
+	out, _ := exec.Command("docker", "exec", home, "sh", "-c", "docker logs $(docker ps -q --filter label=com.docker.swarm.service.name="+name+"-sync) 2>&1").CombinedOutput()
+	if !strings.Contains(string(out), "fenced") {
+		t.Errorf("the agent on %s does not say it fenced:\n%s", home, out)
+	}
+
+	heal()
+	eventually(t, name+" Ready and SyncHealthy after the heal, the broker where it moved", 180*time.Second, func() error {
+		c := e.cluster(t, name)
+		if err := healthy(c); err != nil {
+			return err
+		}
+		if on, _ := brokerNode(c, broker); on != spare {
+			return fmt.Errorf("broker on %s", on)
+		}
+		return nil
+	})
+	if ids := strings.Fields(onNode(t, spare, "ps", "-q", "--no-trunc", "--filter", "label=com.docker.swarm.service.name="+broker)); len(ids) != 1 || ids[0] != moved {
+		t.Errorf("the moved broker's container on %s is %v, was %s: restarted by the heal", spare, ids, moved)
+	}
+}
