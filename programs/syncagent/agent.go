@@ -202,7 +202,19 @@ func (a *Agent) Step(ctx context.Context) error {
 		a.volumes[b.Volume] = true
 		a.mu.Unlock()
 	}
+	a.mu.Lock()
+	stopping := !a.stoppedAt.IsZero()
+	a.mu.Unlock()
 	for vol, c := range running {
+		if stopping {
+			// A stopping agent prepares nothing: a broker that starts here
+			// now is the next agent's (seen: the agent of a deleted cluster,
+			// in its handoff, let the broker of a new cluster of the same
+			// name start from this node's stale copy — the same labels and
+			// volume names — before the new agent could wait for the
+			// broker's previous task to save).
+			break
+		}
 		if err := a.prepare(ctx, cfg, vol, c); err != nil {
 			errs = append(errs, err)
 		}

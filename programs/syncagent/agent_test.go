@@ -415,6 +415,24 @@ func TestHandoffAfterAStopDuringALongStep(t *testing.T) {
 	}
 }
 
+// A stopping agent lets no broker start: one that starts on its node
+// during its handoff (a new cluster of a deleted one's name: the same
+// labels and volumes) waits for the next agent, which asks the peers.
+func TestAStoppingAgentPreparesNothing(t *testing.T) {
+	a, d, _ := newAgent(t, nil)
+	writeCopy(t, a.VolumesDir, "x-broker-0-data", time.Unix(1000, 0))
+	d.running = nil
+	if err := a.Configure(config("a")); err != nil {
+		t.Fatal(err)
+	}
+	a.Stopping()
+	d.running = []Container{{ID: "c2", Service: "x-broker-0", TaskID: "t2"}}
+	_ = a.Step(context.Background())
+	if b, err := os.ReadFile(filepath.Join(a.VolumesDir, "x-broker-0-data", "_data", datasync.ReadyMarker)); err == nil {
+		t.Fatalf("a stopping agent let task %q start", strings.TrimSpace(string(b)))
+	}
+}
+
 // The auth plugin's state, rewritten when a broker starts, does not make a
 // copy newer: only the broker's data does.
 func TestCopyOfIgnoresTheAuthState(t *testing.T) {
