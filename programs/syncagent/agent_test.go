@@ -587,6 +587,23 @@ func TestFenceStopsTheBrokersOfACutOffNode(t *testing.T) {
 	if stopped, _ := cutOff(t, config("a"), 0, none, false); len(stopped) != 0 {
 		t.Fatalf("FenceAfter 0: stopped %v", stopped)
 	}
+	// A stopping agent (its cluster deleted, sync turned off: its peers
+	// stop too) never fences: the brokers here may be a new cluster's.
+	{
+		a, d, _ := newAgent(t, none)
+		a.FenceAfter = DefaultFenceAfter
+		now := time.Unix(7000, 0)
+		a.Now = func() time.Time { return now }
+		if err := a.Configure(config("a")); err != nil {
+			t.Fatal(err)
+		}
+		a.Stopping()
+		now = now.Add(5 * time.Second)
+		a.Fence(context.Background())
+		if len(d.stopped) != 0 {
+			t.Fatalf("a stopping agent fenced: stopped %v", d.stopped)
+		}
+	}
 	// Unauthenticated requests are not "heard".
 	a, d, _ := newAgent(t, none)
 	a.FenceAfter = DefaultFenceAfter

@@ -134,6 +134,13 @@ func (a *Agent) Fence(ctx context.Context) {
 		return
 	}
 	a.mu.Lock()
+	if !a.stoppedAt.IsZero() {
+		// A stopping agent's peers go too (a deleted cluster, sync turned
+		// off): their silence says nothing, and the brokers here may
+		// already be a new cluster's of the same name.
+		a.mu.Unlock()
+		return
+	}
 	cfg, last, peers := a.cfg, a.heard, 0
 	if cfg != nil {
 		for _, p := range cfg.Peers {
