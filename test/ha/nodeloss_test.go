@@ -69,29 +69,8 @@ func TestLostNodesBrokerMovesAheadOfSwarm(t *testing.T) {
 	ctx := context.Background()
 	run := strconv.FormatInt(time.Now().Unix()%1000000, 36)
 	name, port := "nl-"+run, 21896
-	broker := name + "-broker-0"
+	broker, home, spare := offLeaderCluster(t, e, name, port)
 	volume := broker + "-data"
-	leaderHost := swarmLeaderNode(t)
-	leaderID := nodeID(t, leaderHost)
-	spec := strings.Replace(string(syncSpec(name, 1, port, "1s")), "  sync:", "  placement: {constraints: [\"node.id!="+leaderID+"\"]}\n  sync:", 1)
-	if _, err := e.c.Apply(ctx, []byte(spec)); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = e.c.Delete(context.Background(), name) })
-	var home, spare string
-	eventually(t, name+" Ready and SyncHealthy, synced to the other node it may run on", 120*time.Second, func() error {
-		c := e.cluster(t, name)
-		if err := healthy(c); err != nil {
-			return err
-		}
-		home, _ = brokerNode(c, broker)
-		rest := slices.DeleteFunc(others(nodes, home), func(n string) bool { return n == leaderHost })
-		if src, targets := syncTargets(c, broker); src != home || len(rest) != 1 || !slices.Contains(targets, rest[0]) {
-			return fmt.Errorf("broker on %s: source %s, targets %v", home, src, targets)
-		}
-		spare = rest[0]
-		return nil
-	})
 
 	// A persistent session offline with queued QoS 1 messages, and a
 	// retained message, saved (autosave 1 s) and synced to the spare node.
@@ -194,6 +173,36 @@ func TestLostNodesBrokerMovesAheadOfSwarm(t *testing.T) {
 	})
 }
 
+// offLeaderCluster applies a one-broker cluster with spec.sync kept off
+// Swarm's raft leader (losing that node stalls every Swarm write until
+// Swarm elects another: README), deleted when the test ends, and waits
+// until it is Ready and SyncHealthy with the broker's data synced to the
+// one other node it may run on: home runs the broker, spare is that node.
+func offLeaderCluster(t *testing.T, e *env, name string, port int) (broker, home, spare string) {
+	t.Helper()
+	broker = name + "-broker-0"
+	leaderHost := swarmLeaderNode(t)
+	spec := strings.Replace(string(syncSpec(name, 1, port, "1s")), "  sync:", "  placement: {constraints: [\"node.id!="+nodeID(t, leaderHost)+"\"]}\n  sync:", 1)
+	if _, err := e.c.Apply(context.Background(), []byte(spec)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.c.Delete(context.Background(), name) })
+	eventually(t, name+" Ready and SyncHealthy, synced to the other node it may run on", 120*time.Second, func() error {
+		c := e.cluster(t, name)
+		if err := healthy(c); err != nil {
+			return err
+		}
+		home, _ = brokerNode(c, broker)
+		rest := slices.DeleteFunc(others(nodes, home), func(n string) bool { return n == leaderHost })
+		if src, targets := syncTargets(c, broker); src != home || len(rest) != 1 || !slices.Contains(targets, rest[0]) {
+			return fmt.Errorf("broker on %s: source %s, targets %v", home, src, targets)
+		}
+		spare = rest[0]
+		return nil
+	})
+	return broker, home, spare
+}
+
 // nodeID is a node's Swarm id.
 func nodeID(t *testing.T, host string) string {
 	return strings.TrimSpace(onNode(t, nodes[0], "node", "inspect", host, "-f", "{{.ID}}"))
@@ -226,30 +235,9 @@ func containerState(node, id string) (running bool, started, finished time.Time,
 // moved.
 func TestCutOffNodeStopsItsBrokerBeforeItRunsElsewhere(t *testing.T) {
 	e := setup(t)
-	ctx := context.Background()
 	run := strconv.FormatInt(time.Now().Unix()%1000000, 36)
-	name, port := "fc-"+run, 21897
-	broker := name + "-broker-0"
-	leaderHost := swarmLeaderNode(t)
-	spec := strings.Replace(string(syncSpec(name, 1, port, "1s")), "  sync:", "  placement: {constraints: [\"node.id!="+nodeID(t, leaderHost)+"\"]}\n  sync:", 1)
-	if _, err := e.c.Apply(ctx, []byte(spec)); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = e.c.Delete(context.Background(), name) })
-	var home, spare string
-	eventually(t, name+" Ready and SyncHealthy", 120*time.Second, func() error {
-		c := e.cluster(t, name)
-		if err := healthy(c); err != nil {
-			return err
-		}
-		home, _ = brokerNode(c, broker)
-		rest := slices.DeleteFunc(others(nodes, home), func(n string) bool { return n == leaderHost })
-		if src, targets := syncTargets(c, broker); src != home || len(rest) != 1 || !slices.Contains(targets, rest[0]) {
-			return fmt.Errorf("broker on %s: source %s, targets %v", home, src, targets)
-		}
-		spare = rest[0]
-		return nil
-	})
+	name := "fc-" + run
+	broker, home, spare := offLeaderCluster(t, e, name, 21897)
 	ids := strings.Fields(onNode(t, home, "ps", "-q", "--no-trunc", "--filter", "label=com.docker.swarm.service.name="+broker))
 	if len(ids) != 1 {
 		t.Fatalf("broker containers on %s: %v", home, ids)
