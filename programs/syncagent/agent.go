@@ -99,8 +99,10 @@ type Agent struct {
 	// stoppedAt: when Swarm stopped the agent (Stopping).
 	stoppedAt time.Time
 	// heard: when the API last served an authenticated request (a peer's
-	// or the operator's); fenced: the brokers here were stopped for it.
-	heard  time.Time
+	// or the operator's).
+	heard time.Time
+	// fenced: the brokers here were stopped for silence (read and written
+	// by Fence only, on WatchFence's goroutine).
 	fenced bool
 	// lsyncd
 	pushes     []Push
@@ -205,14 +207,13 @@ func (a *Agent) Step(ctx context.Context) error {
 	a.mu.Lock()
 	stopping := !a.stoppedAt.IsZero()
 	a.mu.Unlock()
+	// A stopping agent prepares nothing: a broker that starts here now is
+	// the next agent's (seen: the agent of a deleted cluster, in its
+	// handoff, let the broker of a new cluster of the same name start from
+	// this node's stale copy — the same labels and volume names — before
+	// the new agent could wait for the broker's previous task to save).
 	for vol, c := range running {
 		if stopping {
-			// A stopping agent prepares nothing: a broker that starts here
-			// now is the next agent's (seen: the agent of a deleted cluster,
-			// in its handoff, let the broker of a new cluster of the same
-			// name start from this node's stale copy — the same labels and
-			// volume names — before the new agent could wait for the
-			// broker's previous task to save).
 			break
 		}
 		if err := a.prepare(ctx, cfg, vol, c); err != nil {

@@ -567,11 +567,8 @@ func TestFenceStopsTheBrokersOfACutOffNode(t *testing.T) {
 	if !slices.Equal(stopped, []string{"c1"}) {
 		t.Fatalf("cut off: stopped %v, want the broker c1", stopped)
 	}
-	// The operator's cluster.LostAfter (that package's test checks the
-	// two constants against each other).
-	const lostAfter = 2 * time.Second
-	if at < DefaultFenceAfter || at >= lostAfter {
-		t.Fatalf("cut off: fenced after %s, want from %s and before the operator's %s", at, DefaultFenceAfter, lostAfter)
+	if at < DefaultFenceAfter || at >= datasync.LostAfter {
+		t.Fatalf("cut off: fenced after %s, want from %s and before the operator's %s", at, DefaultFenceAfter, datasync.LostAfter)
 	}
 	if stopped, _ := cutOff(t, config("a"), DefaultFenceAfter, map[string]datasync.Status{"10.0.0.3": {}}, false); len(stopped) != 0 {
 		t.Fatalf("one peer heard: stopped %v", stopped)
@@ -617,5 +614,13 @@ func TestFenceStopsTheBrokersOfACutOffNode(t *testing.T) {
 	a.Fence(context.Background())
 	if len(d.stopped) != 1 {
 		t.Fatalf("an unauthenticated request kept the fence off: stopped %v", d.stopped)
+	}
+}
+
+// The agents fence before the operator's node watch moves (the fence's
+// silence plus the period of its check is shorter than LostAfter).
+func TestTheAgentsFenceBeforeTheWatchMoves(t *testing.T) {
+	if DefaultFenceAfter+FenceCheckEvery >= datasync.LostAfter {
+		t.Fatalf("fence after %s + its check period %s is not before LostAfter %s", DefaultFenceAfter, FenceCheckEvery, datasync.LostAfter)
 	}
 }

@@ -17,7 +17,7 @@ const (
 	PeerProbeTimeout = 500 * time.Millisecond
 	// SilentPeer: a peer not heard for this long is not asked for its copy
 	// when a broker starts here (the operator's LostAfter).
-	SilentPeer = 2 * time.Second
+	SilentPeer = datasync.LostAfter
 )
 
 // WatchPeers asks every peer of the config, every PeerProbeEvery until
@@ -94,7 +94,7 @@ func (a *Agent) Peers() datasync.PeerView {
 }
 
 // DefaultFenceAfter is the agents' FenceAfter: shorter than the operator's
-// LostAfter (2 s), so a node cut off from the rest has stopped its brokers
+// datasync.LostAfter (2 s), so a node cut off from the rest has stopped its brokers
 // before the operator (on the other side) starts them elsewhere — both
 // sides measure the same silence, each on its own clock, and the move
 // adds Swarm's scheduling and the broker's start on top.

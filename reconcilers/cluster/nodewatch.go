@@ -41,7 +41,7 @@ const (
 	NodeWatchEvery = 500 * time.Millisecond
 	// LostAfter is how long a node's agent must have been silent, to the
 	// operator and to every agent that answers, for the node to be lost.
-	LostAfter = 2 * time.Second
+	LostAfter = datasync.LostAfter
 	// nodeProbeTimeout bounds one question to one agent (an agent
 	// answers in milliseconds; a lost node's never does).
 	nodeProbeTimeout = 500 * time.Millisecond

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/programs/syncagent"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/datasync"
 )
 
@@ -61,14 +60,5 @@ func TestJudgeNeedsTheOperatorAndEveryAgentThatAnswers(t *testing.T) {
 				t.Fatalf("lost %v, want %v", got, tc.want)
 			}
 		})
-	}
-}
-
-// A cut-off node's agents stop its brokers (their fence) before the
-// operator finds the node lost and starts them elsewhere: the fence's
-// silence plus the period of its check is shorter than LostAfter.
-func TestTheAgentsFenceBeforeTheWatchMoves(t *testing.T) {
-	if syncagent.DefaultFenceAfter+syncagent.FenceCheckEvery >= LostAfter {
-		t.Fatalf("fence after %s + its check period %s is not before LostAfter %s", syncagent.DefaultFenceAfter, syncagent.FenceCheckEvery, LostAfter)
 	}
 }

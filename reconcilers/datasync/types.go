@@ -7,6 +7,12 @@ import (
 	"time"
 )
 
+// LostAfter is how long a node's sync agent must have been silent for the
+// operator's node watch to find the node lost (and a starting broker's
+// agent to pass over that peer); the agents fence their own node sooner.
+// One value for both sides: the fence's safety rests on the order.
+const LostAfter = 2 * time.Second
+
 // Names and ports shared by the operator and the agent.
 const (
 	// ComponentAgent labels the sync agent's service, ComponentSecret its
