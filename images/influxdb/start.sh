@@ -1,11 +1,15 @@
 #!/bin/sh
-# Start influxd over HTTPS with authentication on. On the first start (no
-# user made yet) it first runs on loopback only, makes the one user
-# (prometheus, with the password of the Docker secret influxdb-password;
-# InfluxDB lets the first admin user be made without credentials, so
-# nobody on the network may reach it before that user exists) and the
-# database Prometheus writes to, then restarts on the network. The password
-# never appears on a command line: curl reads it from stdin.
+# Start influxd over HTTPS with authentication on. The Docker secret
+# influxdb-password is the truth for the one user's password: at every start
+# influxd first runs on loopback only with authentication off (nobody on the
+# network can reach it then), makes the user prometheus or sets its password
+# to the secret's, and makes the database Prometheus writes to; then it
+# restarts on the network with authentication on. So a volume kept from an
+# earlier install (make down keeps volumes) serves a new install's password,
+# a new secret rotates the password, and Prometheus never meets a
+# listening InfluxDB without its user or database (which it would count as
+# failed samples: HTTP 401 and 404 are not retried). The password never
+# appears on a command line: curl reads it from stdin.
 set -eu
 PASS_FILE=/run/secrets/influxdb-password
 DB=${INFLUXDB_DB:-prometheus}
@@ -23,29 +27,33 @@ wait_up() {
   done
 }
 
-MARK=/var/lib/influxdb/.user-made
-if [ ! -e "$MARK" ]; then
-  INFLUXDB_HTTP_BIND_ADDRESS=127.0.0.1:8086 influxd -config "$CONF" &
-  pid=$!
-  wait_up $pid
-  pw=$(sed "s/'/\\\\'/g" "$PASS_FILE")
-  # (A user made before the mark existed: its password opens it.)
-  printf "CREATE USER prometheus WITH PASSWORD '%s' WITH ALL PRIVILEGES" "$pw" |
-    curl -sSfk -o /dev/null -X POST https://127.0.0.1:8086/query --data-urlencode q@- ||
-    printf 'user = "prometheus:%s"\n' "$(cat "$PASS_FILE")" |
-    curl -sSfk -K - -o /dev/null -X POST https://127.0.0.1:8086/query --data-urlencode "q=SHOW USERS" ||
-    { echo "influxdb: creating the user failed" >&2; exit 1; }
-  touch "$MARK"
-  kill -TERM $pid
-  wait $pid || true
-fi
+INFLUXDB_HTTP_BIND_ADDRESS=127.0.0.1:8086 INFLUXDB_HTTP_AUTH_ENABLED=false influxd -config "$CONF" &
+pid=$!
+wait_up $pid
+pw=$(sed "s/'/\\\\'/g" "$PASS_FILE")
+# CREATE USER fails when the user exists with another password; SET
+# PASSWORD then makes it the secret's. Statement errors come back in the
+# body (HTTP 200), so the body is checked.
+out=$(printf "CREATE USER prometheus WITH PASSWORD '%s' WITH ALL PRIVILEGES" "$pw" |
+  curl -sSk -X POST https://127.0.0.1:8086/query --data-urlencode q@- || true)
+case "$out" in
+*'"error"'*)
+  out=$(printf "SET PASSWORD FOR prometheus = '%s'; GRANT ALL PRIVILEGES TO prometheus" "$pw" |
+    curl -sSk -X POST https://127.0.0.1:8086/query --data-urlencode q@- || true) ;;
+esac
+out="$out$(curl -sSk -X POST https://127.0.0.1:8086/query --data-urlencode "q=CREATE DATABASE $DB" || true)"
+case "$out" in
+*'"error"'* | '') echo "influxdb: making the user and database failed" >&2; exit 1 ;;
+esac
+kill -TERM $pid
+wait $pid || true
 
 influxd -config "$CONF" &
 pid=$!
 trap 'kill -TERM $pid; wait $pid' TERM INT
 wait_up $pid
 printf 'user = "prometheus:%s"\n' "$(cat "$PASS_FILE")" |
-  curl -sSfk -K - -o /dev/null -X POST https://127.0.0.1:8086/query --data-urlencode "q=CREATE DATABASE $DB" ||
-  { echo "influxdb: creating database $DB failed: is the password the one the user was made with?" >&2; exit 1; }
+  curl -sSfk -K - -o /dev/null -X POST https://127.0.0.1:8086/query --data-urlencode "q=SHOW DATABASES" ||
+  { echo "influxdb: the user prometheus does not open it" >&2; exit 1; }
 echo "influxdb: serving database $DB over HTTPS on :8086" >&2
 wait $pid

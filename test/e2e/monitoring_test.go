@@ -3,10 +3,18 @@
 package e2e
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"math"
+	"math/big"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -407,4 +415,106 @@ func TestMetricsOutliveThePrometheusVolume(t *testing.T) {
 		t.Fatalf("the operator target at the mark: up %v before the restart, %v read back", before, after)
 	}
 	t.Logf("the samples of %s read back from InfluxDB after Prometheus's volume was removed (the operator target up: %v)", mark.Format(time.RFC3339), after)
+}
+
+// TestInfluxDBTakesItsPasswordFromTheSecret: the InfluxDB image on one
+// volume, started with one password and then with another (a fresh
+// install's .local on a machine whose volume an earlier install made, or a
+// rotated secret): the second start serves, its password opens it and the
+// first one no longer does, and the database is there. (It used to keep the
+// first password and crash-loop on 401, while Prometheus counted every
+// sample it sent meanwhile as failed.)
+func TestInfluxDBTakesItsPasswordFromTheSecret(t *testing.T) {
+	dir := t.TempDir()
+	tlsFile := filepath.Join(dir, "tls.pem")
+	if err := os.WriteFile(tlsFile, selfSignedPEM(t, "influxdb"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	vol := "swarm-mqtt-e2e-influxdb"
+	_ = exec.Command("docker", "volume", "rm", "-f", vol).Run()
+	t.Cleanup(func() { _ = exec.Command("docker", "volume", "rm", "-f", vol).Run() })
+
+	// start runs the image with password pw on the volume and waits until
+	// it says it serves; it returns the container's name.
+	start := func(i int, pw string) string {
+		t.Helper()
+		pwFile := filepath.Join(dir, fmt.Sprintf("pw%d", i))
+		if err := os.WriteFile(pwFile, []byte(pw), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		name := fmt.Sprintf("swarm-mqtt-e2e-influxdb-%d", i)
+		_ = exec.Command("docker", "rm", "-f", name).Run()
+		t.Cleanup(func() { _ = exec.Command("docker", "rm", "-f", name).Run() })
+		docker(t, "run", "-d", "--name", name, "--label", "swarm-mqtt.e2e=true", "-v", vol+":/var/lib/influxdb",
+			"-v", pwFile+":/run/secrets/influxdb-password:ro", "-v", tlsFile+":/run/secrets/influxdb-tls:ro",
+			"swarm-mqtt/influxdb:local")
+		eventually(t, "influxdb serving with password "+strconv.Itoa(i), time.Minute, func() error {
+			out, _ := exec.Command("docker", "logs", name).CombinedOutput()
+			if strings.Contains(string(out), "influxdb: serving") {
+				return nil
+			}
+			if state := docker(t, "inspect", "-f", "{{.State.Status}}", name); state != "running" {
+				t.Fatalf("influxdb %s:\n%s", state, out)
+			}
+			return errStr("not serving yet")
+		})
+		return name
+	}
+	// query runs an authenticated query inside the container and returns
+	// the HTTP status and body.
+	query := func(name, pw, q string) string {
+		t.Helper()
+		cmd := exec.Command("docker", "exec", "-i", name, "curl", "-sk", "-K", "-", "-w", " %{http_code}",
+			"https://127.0.0.1:8086/query", "--data-urlencode", "q="+q)
+		cmd.Stdin = strings.NewReader(fmt.Sprintf("user = \"prometheus:%s\"\n", pw))
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("query: %v: %s", err, out)
+		}
+		return string(out)
+	}
+
+	first := start(1, "first-'password")
+	if out := query(first, "first-'password", "SHOW DATABASES"); !strings.HasSuffix(out, " 200") || !strings.Contains(out, `"prometheus"`) {
+		t.Fatalf("first start: %s", out)
+	}
+	docker(t, "rm", "-f", first)
+
+	second := start(2, "second-password")
+	if out := query(second, "second-password", "SHOW DATABASES"); !strings.HasSuffix(out, " 200") || !strings.Contains(out, `"prometheus"`) {
+		t.Fatalf("second start, new password: %s", out)
+	}
+	if out := query(second, "first-'password", "SHOW DATABASES"); !strings.HasSuffix(out, " 401") {
+		t.Fatalf("second start, old password: %s (want 401)", out)
+	}
+}
+
+// selfSignedPEM returns a self-signed certificate for name and its key, in
+// one PEM file (as InfluxDB reads its https-certificate and -private-key).
+func selfSignedPEM(t *testing.T, name string) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: name},
+		DNSNames:     []string{name, "localhost"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:    time.Now().Add(-time.Minute),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})...)
 }
