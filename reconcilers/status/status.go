@@ -167,20 +167,8 @@ func Compute(in Input) Output {
 			Message: fmt.Sprintf("the bridges' hub moved from %s to %s", prevHub, st.Hub)})
 	}
 	st.Endpoints = v.endpoints()
-	st.Certificate, st.CARotation = nil, nil
-	if m := in.Material; m != nil {
-		st.CAFingerprint = caFingerprint(*m, st.CAFingerprint)
-		if *c.Spec.LoadBalancer.Ports.MQTTS != 0 {
-			st.Certificate = certificate(*m, c, in.Serving)
-		}
-		st.CARotation = caRotation(*m, c)
-	}
-	// A rolling update under way (a broker being replaced, or the next one
-	// waiting for the last to be stable) is not Ready, even at a moment
-	// when every task runs its service's current spec: the next broker's
-	// service is not updated yet.
-	rolling := in.Rollout.Message != "" && !in.Rollout.Held
-	out.Ready = in.Failure == nil && v.want() > 0 && v.running == v.want() && len(v.lbRunning) >= v.lbWant && len(unbridged) == 0 && in.Serving.All() && in.Auth.all() && !rolling
+	certificateStatus(in, &st)
+	out.Ready = ready(in, v, unbridged)
 	set := conditionSetter(&st, c.Generation, in.Now)
 	progress := v.progress(unbridged)
 	switch {
@@ -203,6 +191,34 @@ func Compute(in Input) Output {
 	degraded(in.Failure, set)
 	out.Status, out.Settle = st, v.settle
 	return out
+}
+
+// certificateStatus sets the certificate, CA fingerprint and CA rotation
+// figures from the cluster's certificate material.
+func certificateStatus(in Input, st *api.MqttClusterStatus) {
+	st.Certificate, st.CARotation = nil, nil
+	m := in.Material
+	if m == nil {
+		return
+	}
+	c := in.Cluster
+	st.CAFingerprint = caFingerprint(*m, st.CAFingerprint)
+	if *c.Spec.LoadBalancer.Ports.MQTTS != 0 {
+		st.Certificate = certificate(*m, c, in.Serving)
+	}
+	st.CARotation = caRotation(*m, c)
+}
+
+// ready: no failure, every broker and load balancer running, every broker
+// bridged, every task serving the current certificate and credentials, and
+// no rolling update under way (a broker being replaced, or the next one
+// waiting for the last to be stable is not Ready, even at a moment when
+// every task runs its service's current spec: the next broker's service is
+// not updated yet).
+func ready(in Input, v *view, unbridged []string) bool {
+	rolling := in.Rollout.Message != "" && !in.Rollout.Held
+	return in.Failure == nil && v.want() > 0 && v.running == v.want() && len(v.lbRunning) >= v.lbWant &&
+		len(unbridged) == 0 && in.Serving.All() && in.Auth.all() && !rolling
 }
 
 // setFunc sets one condition.
