@@ -146,6 +146,18 @@ func TestLostNodesBrokerMovesAheadOfSwarm(t *testing.T) {
 			t.Logf("%s on %s:\n%s", svc, spare, strings.Join(lines[:min(len(lines), 12)], "\n"))
 		}
 	}
+	// And the operators' lines about the cluster (the leader's: the node
+	// lost, the broker moved, HAProxy re-addressed).
+	for _, n := range nodes {
+		if n == home {
+			continue
+		}
+		for _, l := range strings.Split(e.operatorLogs(t, n, killed), "\n") {
+			if strings.Contains(l, name) {
+				t.Logf("operator on %s: %s", n, l)
+			}
+		}
+	}
 	if d := time.Duration(down.Load()); d != 0 && d < served {
 		t.Errorf("Swarm marked %s down (%s) before the broker served again (%s): the operator did not move it ahead of Swarm", home, d.Round(time.Millisecond), served.Round(time.Millisecond))
 	}
