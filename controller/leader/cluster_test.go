@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/big"
 	"slices"
 	"strings"
@@ -435,6 +436,25 @@ type fakeRuntime struct {
 	states  []string
 	// connections: what each task address reports holding.
 	connections map[string]int64
+	// addrs: where each task address sends each broker server.
+	addrs map[string]map[string]string
+}
+
+func (f *fakeRuntime) ServerAddrs(_ context.Context, addr string) (map[string]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return maps.Clone(f.addrs[addr]), nil
+}
+
+func (f *fakeRuntime) SetServerAddr(_ context.Context, addr, server, ip string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.addrs[addr] == nil {
+		return errors.New("no such task")
+	}
+	f.addrs[addr][server] = ip
+	f.states = append(f.states, addr+" "+server+" addr "+ip)
+	return nil
 }
 
 func (f *fakeRuntime) DrainedServers(_ context.Context, addr string) (map[string]bool, error) {

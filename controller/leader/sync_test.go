@@ -343,3 +343,62 @@ func (e *clusterEnv) brokerContainers() []dswarm.ContainerSpec {
 	}
 	return out
 }
+
+// After moving a broker off a lost node, the watch points HAProxy at the
+// broker's new task as soon as it runs, without waiting for a pass (Swarm's
+// DNS keeps naming the task on the lost node): the task on the lost node,
+// which Swarm still lists as running and as the newest until the new one
+// is made, does not count as done.
+func TestTheWatchPointsHAProxyAtTheMovedBroker(t *testing.T) {
+	e := newClusterEnv(t)
+	agents := e.withSync()
+	rt := e.withControlNetwork()
+	e.running("spec: {replicas: 1, sync: {enabled: true}}\n")
+	e.runAll() // every task on n1
+	e.runAgents()
+	lbs := e.attachLB(20)
+	clusterNet := func(ip string) []dswarm.NetworkAttachment {
+		return []dswarm.NetworkAttachment{{Network: dswarm.Network{Spec: dswarm.NetworkSpec{Annotations: dswarm.Annotations{Name: "iot-net"}}}, Addresses: []string{ip + "/24"}}}
+	}
+	var broker dswarm.Task
+	for i, tk := range e.fake.TaskList {
+		switch tk.Spec.ContainerSpec.Labels[swarm.LabelComponent] {
+		case "loadbalancer":
+			e.fake.TaskList[i].NodeID = "n2" // HAProxy on the node that stays
+		case "broker":
+			e.fake.TaskList[i].NetworksAttachments = clusterNet("10.0.5.1")
+			broker = e.fake.TaskList[i]
+		}
+	}
+	rt.addrs = map[string]map[string]string{}
+	for _, lb := range lbs {
+		rt.addrs[lb] = map[string]string{"broker-0": "10.0.5.1"}
+	}
+	e.reconcile()
+	e.reconcile()
+	ctx := context.Background()
+	e.rec.Reconciler.WatchOnce(ctx)
+	agents.mu.Lock()
+	agents.dead = map[string]bool{"10.9.1.1:8474": true} // n1's agent
+	agents.mu.Unlock()
+	e.now = e.now.Add(2500 * time.Millisecond)
+	if !e.rec.Reconciler.WatchOnce(ctx) {
+		t.Fatal("n1 not found lost")
+	}
+	// Swarm has not made the new task yet: the old one is the newest.
+	e.now = e.now.Add(500 * time.Millisecond)
+	e.rec.Reconciler.WatchOnce(ctx)
+	// Now it runs on n2.
+	moved := broker
+	moved.ID, moved.NodeID = broker.ID+"-2", "n2"
+	moved.Status.Timestamp, moved.Meta.CreatedAt = e.now, e.now
+	moved.NetworksAttachments = clusterNet("10.0.5.2")
+	e.fake.TaskList = append(e.fake.TaskList, moved)
+	e.now = e.now.Add(500 * time.Millisecond)
+	e.rec.Reconciler.WatchOnce(ctx)
+	for _, lb := range lbs {
+		if got := rt.addrs[lb]["broker-0"]; got != "10.0.5.2" {
+			t.Errorf("HAProxy %s sends broker-0 to %s, want the moved task's 10.0.5.2", lb, got)
+		}
+	}
+}

@@ -306,7 +306,10 @@ func (g *Gate) readdress(ctx context.Context, ra Readdresser, addr string) (ok b
 	ok = true
 	for i, s := range g.services {
 		t, running := g.latest[s.ID]
-		if !running || t.Status.State != dswarm.TaskStateRunning || t.DesiredState != dswarm.TaskStateRunning {
+		// A task on a lost node is not the running task, even while Swarm
+		// still lists it as running (and as the newest until the move's
+		// task is made): not done until the new one runs.
+		if !running || t.Status.State != dswarm.TaskStateRunning || t.DesiredState != dswarm.TaskStateRunning || g.LostNodes[t.NodeID] {
 			ok = false
 			continue
 		}
