@@ -503,10 +503,14 @@ func sleep(ctx context.Context, d time.Duration) {
 var lookupHost = net.DefaultResolver.LookupHost
 
 // Answering returns the first of a name's addresses (host:port) to accept
-// a TCP connection, all dialled at once. Swarm's DNS keeps a task's
-// address for a while after its node was lost, beside the address of the
-// task that replaced it: dialling the name would try them in turn and
-// spend most of the timeout on the dead one.
+// a TCP connection. Swarm's DNS keeps a task's address for a while after
+// its node was lost, beside the address of the task that replaced it, and
+// names the replacement only once it is made: so every address is dialled
+// at once, and the name is resolved again every resolveEvery while none
+// has answered, a new address dialled as soon as it appears (and one that
+// refused, again). Waiting on the one address the name had when it began
+// — a lost node's, which never answers — held the operator's connection to
+// a moved broker up by the whole timeout.
 func Answering(ctx context.Context, addr string, timeout time.Duration) (string, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -514,31 +518,59 @@ func Answering(ctx context.Context, addr string, timeout time.Duration) (string,
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	ips, err := lookupHost(ctx, host)
-	if err != nil {
-		return "", err
-	}
-	if len(ips) == 1 {
-		return net.JoinHostPort(ips[0], port), nil
-	}
-	first := make(chan string, len(ips))
-	var d net.Dialer
-	for _, ip := range ips {
-		go func() {
-			a := net.JoinHostPort(ip, port)
-			c, err := d.DialContext(ctx, "tcp", a)
-			if err != nil {
-				first <- ""
-				return
+	var (
+		mu      sync.Mutex
+		dialing = map[string]bool{}
+		seen    []string
+		d       net.Dialer
+	)
+	first := make(chan string, 1)
+	tick := time.NewTicker(resolveEvery)
+	defer tick.Stop()
+	for {
+		ips, _ := lookupHost(ctx, host)
+		for _, ip := range ips {
+			mu.Lock()
+			busy := dialing[ip]
+			dialing[ip] = true
+			mu.Unlock()
+			if busy {
+				continue
 			}
-			c.Close()
-			first <- a
-		}()
-	}
-	for range ips {
-		if a := <-first; a != "" {
+			if !slices.Contains(seen, ip) {
+				seen = append(seen, ip)
+			}
+			go func() {
+				a := net.JoinHostPort(ip, port)
+				c, err := d.DialContext(ctx, "tcp", a)
+				if err == nil {
+					c.Close()
+					select {
+					case first <- a:
+					default:
+					}
+					return
+				}
+				mu.Lock()
+				dialing[ip] = false // refused: dialled again at the next resolve
+				mu.Unlock()
+			}()
+		}
+		select {
+		case a := <-first:
 			return a, nil
+		case <-ctx.Done():
+			select {
+			case a := <-first:
+				return a, nil
+			default:
+			}
+			return "", fmt.Errorf("none of %s's addresses %v answered within %s", host, seen, timeout)
+		case <-tick.C:
 		}
 	}
-	return "", fmt.Errorf("none of %s's addresses %v answered", host, ips)
 }
+
+// resolveEvery is how often Answering resolves a name again while none of
+// its addresses has answered.
+const resolveEvery = 250 * time.Millisecond
