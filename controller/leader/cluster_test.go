@@ -436,24 +436,40 @@ type fakeRuntime struct {
 	states  []string
 	// connections: what each task address reports holding.
 	connections map[string]int64
-	// addrs: where each task address sends each broker server.
-	addrs map[string]map[string]string
+	// servers: where each task address sends each broker server, and
+	// whether it has it up.
+	servers map[string]map[string]loadbalancer.ServerState
 }
 
-func (f *fakeRuntime) ServerAddrs(_ context.Context, addr string) (map[string]string, error) {
+func (f *fakeRuntime) ServerStates(_ context.Context, addr string) (map[string]loadbalancer.ServerState, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return maps.Clone(f.addrs[addr]), nil
+	return maps.Clone(f.servers[addr]), nil
 }
 
 func (f *fakeRuntime) SetServerAddr(_ context.Context, addr, server, ip string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.addrs[addr] == nil {
-		return errors.New("no such task")
+	st, ok := f.servers[addr][server]
+	if !ok {
+		return errors.New("no such server")
 	}
-	f.addrs[addr][server] = ip
+	st.Addr = ip
+	f.servers[addr][server] = st
 	f.states = append(f.states, addr+" "+server+" addr "+ip)
+	return nil
+}
+
+func (f *fakeRuntime) SetServerHealthUp(_ context.Context, addr, server string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st, ok := f.servers[addr][server]
+	if !ok {
+		return errors.New("no such server")
+	}
+	st.Up = true
+	f.servers[addr][server] = st
+	f.states = append(f.states, addr+" "+server+" health up")
 	return nil
 }
 

@@ -16,6 +16,8 @@ import (
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/cluster"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/datasync"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/loadbalancer"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/rollout"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
 )
 
@@ -348,17 +350,24 @@ func (e *clusterEnv) brokerContainers() []dswarm.ContainerSpec {
 // broker's new task as soon as it runs, without waiting for a pass (Swarm's
 // DNS keeps naming the task on the lost node): the task on the lost node,
 // which Swarm still lists as running and as the newest until the new one
-// is made, does not count as done.
+// is made, does not count as done. HAProxy, which has the server down
+// (its checks of a down server run once a second), is told it is up as
+// soon as the new task answers the operator, and not before.
 func TestTheWatchPointsHAProxyAtTheMovedBroker(t *testing.T) {
 	e := newClusterEnv(t)
 	agents := e.withSync()
 	rt := e.withControlNetwork()
+	answering := map[string]bool{}
+	e.rec.Reconciler.BrokerAnswers = func(_ context.Context, ip string) bool { return answering[ip] }
 	e.running("spec: {replicas: 1, sync: {enabled: true}}\n")
 	e.runAll() // every task on n1
 	e.runAgents()
 	lbs := e.attachLB(20)
-	clusterNet := func(ip string) []dswarm.NetworkAttachment {
-		return []dswarm.NetworkAttachment{{Network: dswarm.Network{Spec: dswarm.NetworkSpec{Annotations: dswarm.Annotations{Name: "iot-net"}}}, Addresses: []string{ip + "/24"}}}
+	nets := func(ip, control string) []dswarm.NetworkAttachment {
+		return []dswarm.NetworkAttachment{
+			{Network: dswarm.Network{Spec: dswarm.NetworkSpec{Annotations: dswarm.Annotations{Name: "iot-net"}}}, Addresses: []string{ip + "/24"}},
+			{Network: dswarm.Network{Spec: dswarm.NetworkSpec{Annotations: dswarm.Annotations{Name: "mqtt-operator-control"}}}, Addresses: []string{control + "/24"}},
+		}
 	}
 	var broker dswarm.Task
 	for i, tk := range e.fake.TaskList {
@@ -366,13 +375,13 @@ func TestTheWatchPointsHAProxyAtTheMovedBroker(t *testing.T) {
 		case "loadbalancer":
 			e.fake.TaskList[i].NodeID = "n2" // HAProxy on the node that stays
 		case "broker":
-			e.fake.TaskList[i].NetworksAttachments = clusterNet("10.0.5.1")
+			e.fake.TaskList[i].NetworksAttachments = nets("10.0.5.1", "10.9.0.51")
 			broker = e.fake.TaskList[i]
 		}
 	}
-	rt.addrs = map[string]map[string]string{}
+	rt.servers = map[string]map[string]loadbalancer.ServerState{}
 	for _, lb := range lbs {
-		rt.addrs[lb] = map[string]string{"broker-0": "10.0.5.1"}
+		rt.servers[lb] = map[string]loadbalancer.ServerState{"broker-0": {Addr: "10.0.5.1", Up: true}}
 	}
 	e.reconcile()
 	e.reconcile()
@@ -381,6 +390,9 @@ func TestTheWatchPointsHAProxyAtTheMovedBroker(t *testing.T) {
 	agents.mu.Lock()
 	agents.dead = map[string]bool{"10.9.1.1:8474": true} // n1's agent
 	agents.mu.Unlock()
+	for _, lb := range lbs {
+		rt.servers[lb]["broker-0"] = loadbalancer.ServerState{Addr: "10.0.5.1"} // HAProxy's checks found it down
+	}
 	e.now = e.now.Add(2500 * time.Millisecond)
 	if !e.rec.Reconciler.WatchOnce(ctx) {
 		t.Fatal("n1 not found lost")
@@ -388,17 +400,39 @@ func TestTheWatchPointsHAProxyAtTheMovedBroker(t *testing.T) {
 	// Swarm has not made the new task yet: the old one is the newest.
 	e.now = e.now.Add(500 * time.Millisecond)
 	e.rec.Reconciler.WatchOnce(ctx)
-	// Now it runs on n2.
+	// Now it runs on n2, its broker not listening yet.
 	moved := broker
 	moved.ID, moved.NodeID = broker.ID+"-2", "n2"
 	moved.Status.Timestamp, moved.Meta.CreatedAt = e.now, e.now
-	moved.NetworksAttachments = clusterNet("10.0.5.2")
+	moved.NetworksAttachments = nets("10.0.5.2", "10.9.0.52")
 	e.fake.TaskList = append(e.fake.TaskList, moved)
 	e.now = e.now.Add(500 * time.Millisecond)
 	e.rec.Reconciler.WatchOnce(ctx)
 	for _, lb := range lbs {
-		if got := rt.addrs[lb]["broker-0"]; got != "10.0.5.2" {
-			t.Errorf("HAProxy %s sends broker-0 to %s, want the moved task's 10.0.5.2", lb, got)
+		if got := rt.servers[lb]["broker-0"]; got != (loadbalancer.ServerState{Addr: "10.0.5.2"}) {
+			t.Errorf("HAProxy %s has broker-0 at %+v, want the moved task's 10.0.5.2, still down", lb, got)
 		}
+	}
+	// It listens.
+	answering["10.9.0.52"] = true
+	e.now = e.now.Add(500 * time.Millisecond)
+	e.rec.Reconciler.WatchOnce(ctx)
+	for _, lb := range lbs {
+		if got := rt.servers[lb]["broker-0"]; got != (loadbalancer.ServerState{Addr: "10.0.5.2", Up: true}) {
+			t.Errorf("HAProxy %s has broker-0 at %+v, want 10.0.5.2 up", lb, got)
+		}
+	}
+	// A broker whose checks take it down later (a storm filling its
+	// accept queue) is left to them, though it answers the operator.
+	for _, lb := range lbs {
+		rt.servers[lb]["broker-0"] = loadbalancer.ServerState{Addr: "10.0.5.2"}
+	}
+	rt.mu.Lock()
+	rt.states = nil
+	rt.mu.Unlock()
+	e.now = e.now.Add(rollout.FreshTask)
+	e.reconcile()
+	if slices.ContainsFunc(rt.states, func(s string) bool { return strings.HasSuffix(s, "health up") }) {
+		t.Errorf("a broker running for %s marked up by force: %v", rollout.FreshTask, rt.states)
 	}
 }

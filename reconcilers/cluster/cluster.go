@@ -117,6 +117,10 @@ type Reconciler struct {
 	// SyncImage runs the sync agents of clusters with spec.sync (lsyncd,
 	// rsync and this binary; empty: spec.sync is refused).
 	SyncImage string
+	// BrokerAnswers says whether a broker task accepts a connection at
+	// ip (its control-network address) now. Default: a TCP connection to
+	// its MQTT port within BrokerAnswerTimeout.
+	BrokerAnswers func(ctx context.Context, ip string) bool
 	// NoFence: the sync agents never stop their node's brokers when cut
 	// off (with --move-off-lost-nodes=false: nothing moves them ahead of
 	// Swarm).
@@ -624,7 +628,7 @@ func (p *pass) workloads(sv *passView, in broker.Inputs, tlsIn loadbalancer.TLS)
 	br := &broker.Reconciler{Swarm: r.Swarm, OperatorID: r.OperatorID, Network: api.NetworkName}
 	br.Retire = func(ctx context.Context, s dswarm.Service) (bool, error) { return r.retire(ctx, c, sv, s) }
 	sv.roll = &rollout.Gate{Swarm: r.Swarm, OperatorID: r.OperatorID, Cluster: c, Control: p.control, Runtime: r.runtime(c.Name),
-		Fence: r.fence, Now: r.now, StableAfter: r.stableAfter(), Log: r.log(), LostNodes: r.lostNodes(c.Name)}
+		Fence: r.fence, Now: r.now, StableAfter: r.stableAfter(), Log: r.log(), LostNodes: r.lostNodes(c.Name), Answers: r.brokerAnswers}
 	br.MayUpdate = sv.roll.MayUpdate
 	// Read last: the node watch may have moved a broker during the pass.
 	in.Evicted = r.evictedBrokers(c.Name)
@@ -810,6 +814,25 @@ func (r *Reconciler) startupCertificate(ctx context.Context, cluster string) (*d
 		}
 	}
 	return nil, nil
+}
+
+// BrokerAnswerTimeout bounds the operator's connection to a broker task
+// that HAProxy has down (a broker on the overlay answers in milliseconds).
+const BrokerAnswerTimeout = 300 * time.Millisecond
+
+func (r *Reconciler) brokerAnswers(ctx context.Context, ip string) bool {
+	if r.BrokerAnswers != nil {
+		return r.BrokerAnswers(ctx, ip)
+	}
+	ctx, cancel := context.WithTimeout(ctx, BrokerAnswerTimeout)
+	defer cancel()
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", net.JoinHostPort(ip, strconv.Itoa(loadbalancer.BrokerPort)))
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
 }
 
 func (r *Reconciler) runtime(cluster string) CertRuntime {

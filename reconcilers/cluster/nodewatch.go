@@ -238,7 +238,7 @@ func (r *Reconciler) readdressMoved(ctx context.Context, name string, since time
 	c := &api.MqttCluster{}
 	c.Name = name
 	g := &rollout.Gate{Swarm: r.Swarm, OperatorID: r.OperatorID, Cluster: c, Control: control, Runtime: r.runtime(name),
-		Fence: r.fence, Now: r.now, Log: r.log(), LostNodes: r.lostNodes(name)}
+		Fence: r.fence, Now: r.now, Log: r.log(), LostNodes: r.lostNodes(name), Answers: r.brokerAnswers}
 	done, err := g.Readdress(ctx)
 	if err == nil && (done || r.now().Sub(since) > time.Minute) {
 		r.nodes.mu.Lock()

@@ -192,25 +192,47 @@ func (rt Runtime) DrainedServers(ctx context.Context, addr string) (map[string]b
 	return drained, nil
 }
 
-// ServerAddrs lists where HAProxy sends each broker server's connections
-// (its resolved address), by server name.
-func (rt Runtime) ServerAddrs(ctx context.Context, addr string) (map[string]string, error) {
+// ServerState is where HAProxy sends a broker server's connections (its
+// resolved address, "-" for none) and whether its checks have it up.
+type ServerState struct {
+	Addr string
+	Up   bool
+}
+
+// ServerStates lists the brokers backend's servers, by name.
+func (rt Runtime) ServerStates(ctx context.Context, addr string) (map[string]ServerState, error) {
 	out, err := rt.exec(ctx, addr, "show servers state "+BackendName+"\n")
 	if err != nil {
 		return nil, fmt.Errorf("show servers state: %w", err)
 	}
-	return parseServerAddrs(out), nil
+	return parseServerStates(out), nil
 }
 
-func parseServerAddrs(out string) map[string]string {
-	addrs := map[string]string{}
+func parseServerStates(out string) map[string]ServerState {
+	states := map[string]ServerState{}
 	for _, l := range strings.Split(out, "\n") {
-		// be_id be_name srv_id srv_name srv_addr ...
-		if f := strings.Fields(l); len(f) >= 5 && f[1] == BackendName {
-			addrs[f[3]] = f[4]
+		// be_id be_name srv_id srv_name srv_addr srv_op_state ...
+		// (op state 0: stopped, i.e. down; 2: running)
+		if f := strings.Fields(l); len(f) >= 6 && f[1] == BackendName {
+			states[f[3]] = ServerState{Addr: f[4], Up: f[5] != "0"}
 		}
 	}
-	return addrs
+	return states
+}
+
+// SetServerHealthUp marks a broker server up at once, ahead of HAProxy's
+// next check of a server it has down (one a second): for a server whose
+// new task the operator has just reached. The checks go on: three failed
+// in a row mark it down again.
+func (rt Runtime) SetServerHealthUp(ctx context.Context, addr, server string) error {
+	out, err := rt.exec(ctx, addr, "set server "+BackendName+"/"+server+" health up\n")
+	if err != nil {
+		return fmt.Errorf("set server health: %w", err)
+	}
+	if s := strings.TrimSpace(out); s != "" {
+		return fmt.Errorf("%w: set server %s health up: %s", ErrRuntime, server, firstLine(out))
+	}
+	return nil
 }
 
 // SetServerAddr points a broker server at ip: the address of the task

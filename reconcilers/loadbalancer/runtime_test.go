@@ -170,15 +170,15 @@ func TestParseBackendSessions(t *testing.T) {
 	}
 }
 
-func TestParseServerAddrs(t *testing.T) {
+func TestParseServerStates(t *testing.T) {
 	out := `1
 # be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port
 3 brokers 1 broker-0 10.0.1.63 2 0 1 1 5 6 3 4 6 0 0 0 tasks.nl-broker-0 1883 - 0 0 - - 0
 3 brokers 2 broker-1 - 0 0 1 1 5 6 3 4 6 0 0 0 tasks.nl-broker-1 1883 - 0 0 - - 0
 4 stats 1 other 10.0.0.1 2 0 1 1 5 6 3 4 6 0 0 0 - 1883 - 0 0 - - 0
 `
-	got := parseServerAddrs(out)
-	if len(got) != 2 || got["broker-0"] != "10.0.1.63" || got["broker-1"] != "-" {
-		t.Fatalf("addresses: %v", got)
+	got := parseServerStates(out)
+	if len(got) != 2 || got["broker-0"] != (ServerState{"10.0.1.63", true}) || got["broker-1"] != (ServerState{"-", false}) {
+		t.Fatalf("states: %v", got)
 	}
 }

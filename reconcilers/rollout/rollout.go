@@ -58,11 +58,16 @@ type Gate struct {
 	// reached since: Swarm may still list its dead task as running, and
 	// HAProxy's checks may still see it up (Admit). Nil: none is.
 	Gone func(i int) bool
-	Log  *slog.Logger
+	// Answers, when set, says whether a broker task accepts a connection
+	// at its control-network address now (readdress marks such a server
+	// up in HAProxy at once). Nil: HAProxy's own checks alone.
+	Answers func(ctx context.Context, ip string) bool
+	Log     *slog.Logger
 	// Events are what the gate did, for the caller to record.
 	Events []api.Event
 
 	loaded   bool
+	answered map[string]bool // Answers, by address, this gate
 	services map[int]dswarm.Service
 	latest   map[string]dswarm.Task // by service id
 	// started: the broker this pass replaces; held: waiting for approval;
@@ -262,10 +267,11 @@ func (g *Gate) Admit(ctx context.Context) error {
 }
 
 // Readdresser is the part of HAProxy's runtime API that says and sets
-// where a broker server's connections go.
+// where a broker server's connections go, and marks one up.
 type Readdresser interface {
-	ServerAddrs(ctx context.Context, addr string) (map[string]string, error)
+	ServerStates(ctx context.Context, addr string) (map[string]loadbalancer.ServerState, error)
 	SetServerAddr(ctx context.Context, addr, server, ip string) error
+	SetServerHealthUp(ctx context.Context, addr, server string) error
 }
 
 // Readdress is readdress on every reachable HAProxy task, for the node
@@ -296,10 +302,14 @@ func (g *Gate) Readdress(ctx context.Context) (done bool, err error) {
 // address of the broker's running task, where HAProxy has none of its
 // addresses: after a move Swarm's DNS can keep naming the previous task
 // for seconds (until Swarm marks a lost node down), and HAProxy keeps an
-// address its DNS answer still holds. ok: every broker with a running
-// task is pointed at it. It fails only when leadership is lost.
+// address its DNS answer still holds. A server HAProxy has down while its
+// task, started less than FreshTask ago, answers the operator (Answers) is
+// marked up at once: HAProxy checks a server it has down only once a
+// second. ok: every
+// broker with a running task is pointed at it and up. It fails only when
+// leadership is lost.
 func (g *Gate) readdress(ctx context.Context, ra Readdresser, addr string) (ok bool, err error) {
-	cur, err := ra.ServerAddrs(ctx, addr)
+	cur, err := ra.ServerStates(ctx, addr)
 	if err != nil {
 		return false, nil
 	}
@@ -316,22 +326,65 @@ func (g *Gate) readdress(ctx context.Context, ra Readdresser, addr string) (ok b
 		name := loadbalancer.ServerName(i)
 		// HAProxy shares the cluster's and the control network with the
 		// brokers: Swarm's DNS names a task by either address.
-		ip := swarm.TaskAddress(t, api.NetworkName(g.Cluster.Name))
+		ip, controlIP := swarm.TaskAddress(t, api.NetworkName(g.Cluster.Name)), swarm.TaskAddress(t, g.Control.Name)
 		have, known := cur[name]
-		if ip == "" || !known || have == ip || have == swarm.TaskAddress(t, g.Control.Name) {
+		if ip == "" || !known {
+			continue
+		}
+		if have.Addr != ip && have.Addr != controlIP {
+			if err := g.Fence(); err != nil {
+				return false, err
+			}
+			if err := ra.SetServerAddr(ctx, addr, name, ip); err != nil {
+				g.Log.Warn("pointing a broker server at its running task failed", "cluster", g.Cluster.Name, "server", name, "haproxy", addr, "err", err)
+				ok = false
+				continue
+			}
+			g.Log.Info("broker server pointed at its running task (Swarm's DNS still named another)", "cluster", g.Cluster.Name, "server", name, "from", have.Addr, "to", ip, "haproxy", addr)
+		}
+		// Only a task that has just started: one HAProxy has not checked
+		// since. A broker its checks took down later (a storm filling its
+		// accept queue) is left to them: marked up by force it would be
+		// marked down again, cutting every session sent back to it.
+		if have.Up || g.Now().Sub(t.Status.Timestamp) > FreshTask {
+			continue
+		}
+		if !g.answers(ctx, controlIP) {
+			ok = false // not done: marked up once it answers
 			continue
 		}
 		if err := g.Fence(); err != nil {
 			return false, err
 		}
-		if err := ra.SetServerAddr(ctx, addr, name, ip); err != nil {
-			g.Log.Warn("pointing a broker server at its running task failed", "cluster", g.Cluster.Name, "server", name, "haproxy", addr, "err", err)
+		if err := ra.SetServerHealthUp(ctx, addr, name); err != nil {
+			g.Log.Warn("marking a broker server up failed", "cluster", g.Cluster.Name, "server", name, "haproxy", addr, "err", err)
 			ok = false
 			continue
 		}
-		g.Log.Info("broker server pointed at its running task (Swarm's DNS still named another)", "cluster", g.Cluster.Name, "server", name, "from", have, "to", ip, "haproxy", addr)
+		g.Log.Info("broker server marked up: its running task answers (ahead of HAProxy's next check)", "cluster", g.Cluster.Name, "server", name, "haproxy", addr)
 	}
 	return ok, nil
+}
+
+// FreshTask is how long after its task started readdress may mark a
+// broker server up ahead of HAProxy's checks.
+const FreshTask = 10 * time.Second
+
+// answers: the broker task at ip (its control-network address) accepts a
+// connection now, asked once per address per gate.
+func (g *Gate) answers(ctx context.Context, ip string) bool {
+	if g.Answers == nil || ip == "" {
+		return false
+	}
+	if a, ok := g.answered[ip]; ok {
+		return a
+	}
+	if g.answered == nil {
+		g.answered = map[string]bool{}
+	}
+	a := g.Answers(ctx, ip)
+	g.answered[ip] = a
+	return a
 }
 
 // admission is, by server name, whether each broker gets new clients:
