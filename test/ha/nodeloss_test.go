@@ -166,13 +166,18 @@ func TestLostNodesBrokerMovesAheadOfSwarm(t *testing.T) {
 	}
 	receiveQueued(t, e.ip[spare], port, "keeper-"+run, queued, 10*time.Second)
 	movedTask := taskID(t, spare, broker)
-	evs, err := e.c.Events(ctx, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !slices.ContainsFunc(evs.Items, func(x api.Event) bool { return x.Reason == "NodeLost" && strings.Contains(x.Message, home) }) {
-		t.Errorf("no NodeLost event naming %s: %+v", home, evs.Items)
-	}
+	// (Events are stored with the leader's next writes: it may serve
+	// before.)
+	eventually(t, "a NodeLost event naming "+home, 15*time.Second, func() error {
+		evs, err := e.c.Events(ctx, name)
+		if err != nil {
+			return err
+		}
+		if !slices.ContainsFunc(evs.Items, func(x api.Event) bool { return x.Reason == "NodeLost" && strings.Contains(x.Message, home) }) {
+			return fmt.Errorf("none in %+v", evs.Items)
+		}
+		return nil
+	})
 
 	// The node returns: its exclusion is lifted and the broker keeps
 	// running where it is.
