@@ -448,28 +448,24 @@ func (f *fakeRuntime) ServerStates(_ context.Context, addr string) (map[string]l
 }
 
 func (f *fakeRuntime) SetServerAddr(_ context.Context, addr, server, ip string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	st, ok := f.servers[addr][server]
-	if !ok {
-		return errors.New("no such server")
-	}
-	st.Addr = ip
-	f.servers[addr][server] = st
-	f.states = append(f.states, addr+" "+server+" addr "+ip)
-	return nil
+	return f.setServer(addr, server, "addr "+ip, func(st *loadbalancer.ServerState) { st.Addr = ip })
 }
 
 func (f *fakeRuntime) SetServerHealthUp(_ context.Context, addr, server string) error {
+	return f.setServer(addr, server, "health up", func(st *loadbalancer.ServerState) { st.Up = true })
+}
+
+// setServer changes one server of one task and records the change.
+func (f *fakeRuntime) setServer(addr, server, what string, change func(*loadbalancer.ServerState)) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	st, ok := f.servers[addr][server]
 	if !ok {
 		return errors.New("no such server")
 	}
-	st.Up = true
+	change(&st)
 	f.servers[addr][server] = st
-	f.states = append(f.states, addr+" "+server+" health up")
+	f.states = append(f.states, addr+" "+server+" "+what)
 	return nil
 }
 
