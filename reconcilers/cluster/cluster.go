@@ -817,8 +817,9 @@ func (r *Reconciler) startupCertificate(ctx context.Context, cluster string) (*d
 }
 
 // BrokerAnswerTimeout bounds the operator's connection to a broker task
-// that HAProxy has down (a broker on the overlay answers in milliseconds).
-const BrokerAnswerTimeout = 300 * time.Millisecond
+// that HAProxy has down: a broker on the overlay answers in a millisecond or
+// two, and the cluster loop (one pass at a time, every cluster) waits.
+const BrokerAnswerTimeout = 100 * time.Millisecond
 
 func (r *Reconciler) brokerAnswers(ctx context.Context, ip string) bool {
 	if r.BrokerAnswers != nil {
