@@ -161,8 +161,8 @@ func TestLostNodesBrokerMovesAheadOfSwarm(t *testing.T) {
 	if d := time.Duration(down.Load()); d != 0 && d < served {
 		t.Errorf("Swarm marked %s down (%s) before the broker served again (%s): the operator did not move it ahead of Swarm", home, d.Round(time.Millisecond), served.Round(time.Millisecond))
 	}
-	if served > 6*time.Second {
-		t.Errorf("served again after %s, want at most 6 s (3.6-4.6 s measured; 5 s aimed; Swarm alone 12-45 s)", served.Round(time.Millisecond))
+	if served > 8*time.Second {
+		t.Errorf("served again after %s, want at most 8 s (3.6-4.6 s measured here, 5.9 s once on a loaded CI run; 5 s aimed; Swarm alone 12-45 s)", served.Round(time.Millisecond))
 	}
 	receiveQueued(t, e.ip[spare], port, "keeper-"+run, queued, 10*time.Second)
 	movedTask := taskID(t, spare, broker)
