@@ -11,12 +11,7 @@ import (
 // one the name resolves to (a lost task's address stays in Swarm's DNS
 // beside its replacement's for a while).
 func TestAnsweringTakesTheAddressThatAccepts(t *testing.T) {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	ln, port := listen(t)
 	dead, err := net.Listen("tcp4", "127.0.0.2:0") // bound, then closed: refuses
 	if err != nil {
 		t.Fatal(err)
@@ -39,12 +34,7 @@ func TestAnsweringTakesTheAddressThatAccepts(t *testing.T) {
 // replacement is taken as soon as the name gives it, not after the
 // timeout spent on the first.
 func TestAnsweringTakesAnAddressThatAppearsLater(t *testing.T) {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	ln, port := listen(t)
 	start := time.Now()
 	defer func() { lookupHost = net.DefaultResolver.LookupHost }()
 	lookupHost = func(context.Context, string) ([]string, error) {
@@ -60,4 +50,17 @@ func TestAnsweringTakesAnAddressThatAppearsLater(t *testing.T) {
 	if d := time.Since(start); d > time.Second {
 		t.Fatalf("took %s: the new address was not dialled when it appeared", d)
 	}
+}
+
+// listen opens a listener on 127.0.0.1 (closed when the test ends) and
+// returns it and its port.
+func listen(t *testing.T) (net.Listener, string) {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return ln, port
 }

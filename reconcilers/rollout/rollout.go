@@ -342,28 +342,38 @@ func (g *Gate) readdress(ctx context.Context, ra Readdresser, addr string) (ok b
 			}
 			g.Log.Info("broker server pointed at its running task (Swarm's DNS still named another)", "cluster", g.Cluster.Name, "server", name, "from", have.Addr, "to", ip, "haproxy", addr)
 		}
-		// Only a task that has just started: one HAProxy has not checked
-		// since. A broker its checks took down later (a storm filling its
-		// accept queue) is left to them: marked up by force it would be
-		// marked down again, cutting every session sent back to it.
-		if have.Up || g.Now().Sub(t.Status.Timestamp) > FreshTask {
-			continue
-		}
-		if !g.answers(ctx, controlIP) {
-			ok = false // not done: marked up once it answers
-			continue
-		}
-		if err := g.Fence(); err != nil {
+		up, err := g.markUp(ctx, ra, addr, name, have.Up, t, controlIP)
+		if err != nil {
 			return false, err
 		}
-		if err := ra.SetServerHealthUp(ctx, addr, name); err != nil {
-			g.Log.Warn("marking a broker server up failed", "cluster", g.Cluster.Name, "server", name, "haproxy", addr, "err", err)
-			ok = false
-			continue
-		}
-		g.Log.Info("broker server marked up: its running task answers (ahead of HAProxy's next check)", "cluster", g.Cluster.Name, "server", name, "haproxy", addr)
+		ok = ok && up
 	}
 	return ok, nil
+}
+
+// markUp marks server name up in one HAProxy task when HAProxy has it down
+// and its task has just started and answers the operator; up: the server
+// is up or left to HAProxy's checks. Only a task that has just started:
+// one HAProxy has not checked since. A broker its checks took down later
+// (a storm filling its accept queue) is left to them: marked up by force
+// it would be marked down again, cutting every session sent back to it.
+// It fails only when leadership is lost.
+func (g *Gate) markUp(ctx context.Context, ra Readdresser, addr, name string, isUp bool, t dswarm.Task, controlIP string) (up bool, err error) {
+	if isUp || g.Now().Sub(t.Status.Timestamp) > FreshTask {
+		return true, nil
+	}
+	if !g.answers(ctx, controlIP) {
+		return false, nil // not done: marked up once it answers
+	}
+	if err := g.Fence(); err != nil {
+		return false, err
+	}
+	if err := ra.SetServerHealthUp(ctx, addr, name); err != nil {
+		g.Log.Warn("marking a broker server up failed", "cluster", g.Cluster.Name, "server", name, "haproxy", addr, "err", err)
+		return false, nil
+	}
+	g.Log.Info("broker server marked up: its running task answers (ahead of HAProxy's next check)", "cluster", g.Cluster.Name, "server", name, "haproxy", addr)
+	return true, nil
 }
 
 // FreshTask is how long after its task started readdress may mark a
