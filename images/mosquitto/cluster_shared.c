@@ -43,6 +43,7 @@
 #include <uthash.h>
 
 #include "cluster_auth.h"
+#include "cluster_catchup.h"
 
 #define GOSSIP_PREFIX "$cluster/shared/"
 #define MAX_BROKERS 64
@@ -52,6 +53,16 @@
  * (another broker's gossip came over its bridge), or after this many
  * seconds alone. */
 #define JOIN_GRACE 10.0
+/* Catch-up (cluster_catchup.c): messages kept this long (and at most this
+ * many bytes), replayed from this long before a moved session stopped
+ * receiving, to subscriptions made this soon after the move. */
+#define CATCHUP_SECONDS 60.0
+#define CATCHUP_BYTES (64UL << 20)
+#define CATCHUP_MARGIN 2.0
+#define CATCHUP_GRACE 10.0
+/* Every broker says again which sessions it holds this often (and when
+ * it hears a broker it had not heard). */
+#define DIR_EVERY 30.0
 
 struct sub {
 	char *group; /* NULL: a normal subscription */
@@ -70,6 +81,10 @@ struct client {
 	const struct mosquitto *pending;
 	bool pending_clean;
 	bool reconnecting; /* between its CONNECT and the next tick */
+	/* A persistent session new here whose client had one elsewhere: its
+	 * subscriptions until catchup_until get what it missed since
+	 * catchup_from (0: nothing to catch up). */
+	double catchup_from, catchup_until;
 	struct sub *subs;
 	UT_hash_handle hh;
 };
@@ -97,6 +112,10 @@ static bool gossip_dirty = true, state_dirty, connects, counts_dirty;
 static double last_gossip, last_state, last_recount;
 static double started, join_grace = JOIN_GRACE;
 static bool has_joined, join_gate_logged;
+static bool dir_due = true;
+static double last_dir, last_sweep;
+
+static void dir_tick(double t);
 
 static double now(void)
 {
@@ -302,6 +321,7 @@ static bool matches(const char *filter, const char *topic)
  * subscriptions. */
 static void commit(struct client *c)
 {
+	bool bridge;
 	if(!c->pending) return;
 	if(c->pending_clean || (c->clean && c->ctx == NULL)){
 		subs_free(c->subs);
@@ -312,6 +332,45 @@ static void commit(struct client *c)
 	c->pending = NULL;
 	counts_dirty = true;
 	state_dirty = true;
+	c->catchup_from = 0;
+	/* Persistent sessions, and the bridges of other brokers: a bridge
+	 * keeps no session on its parent (cleansession), and what it missed
+	 * while it moved or its broker restarted is what that broker's
+	 * subscribers missed. */
+	bridge = is_bridge(c->ctx);
+	if((c->clean && !bridge) || !catchup_on()) return;
+	/* A session restored here has its subscriptions before the first
+	 * SUBSCRIBE; a new one has none. */
+	if(bridge || mosquitto_client_sub_count(c->ctx) == 0){
+		double seen[MAX_BROKERS], t = now();
+		for(int i = 0; i < MAX_BROKERS; i++){
+			seen[i] = peers[i].seen;
+		}
+		c->catchup_from = dir_arrived(c->id, self, t, seen, VIEW_TTL);
+		c->catchup_until = t + CATCHUP_GRACE;
+	}else{
+		dir_here(c->id, self);
+	}
+}
+
+/* catch_up starts a moved session's catch-up for a filter it subscribed
+ * to (its other filters are caught up on their own). */
+static void catch_up(struct client *c, const struct mosquitto *ctx, const char *filter, int qos)
+{
+	const char *skip[64];
+	int n = 0;
+	double t = now();
+	if(c->catchup_from <= 0 || t > c->catchup_until || c->ctx != ctx) return;
+	for(struct sub *s = c->subs; s && n < 64; s = s->next){
+		if(!s->group && strcmp(s->filter, filter)) skip[n++] = s->filter;
+	}
+	catchup_start(c->id, ctx, filter, qos, c->catchup_from, t, skip, n);
+}
+
+static bool live(const char *id, const struct mosquitto *ctx)
+{
+	struct client *c = client_get(id, false);
+	return c && c->ctx == ctx;
 }
 
 static int on_acl(int event, void *event_data, void *userdata)
@@ -344,6 +403,7 @@ static int on_acl(int event, void *event_data, void *userdata)
 				counts_dirty = true;
 			}else{
 				sub_set(c, NULL, ed->topic, ed->access == MOSQ_ACL_SUBSCRIBE);
+				if(ed->access == MOSQ_ACL_SUBSCRIBE) catch_up(c, ed->client, ed->topic, ed->qos);
 			}
 			state_dirty = true;
 			return MOSQ_ERR_SUCCESS;
@@ -442,6 +502,7 @@ static int on_disconnect(int event, void *event_data, void *userdata)
 		return MOSQ_ERR_SUCCESS;
 	}
 	if(c->ctx != ed->client) return MOSQ_ERR_SUCCESS;
+	if(!c->clean || is_bridge(ed->client)) dir_left(id, self, now());
 	if(c->clean && !c->pending){
 		client_del(c);
 	}else{
@@ -512,7 +573,11 @@ static void read_gossip(int from, const char *buf, uint32_t len)
 	}
 	counts_free(&peers[from].counts);
 	peers[from].counts = h;
-	peers[from].seen = now();
+	double t = now();
+	/* A broker heard for the first time, or again after a silence: it
+	 * learns from everyone which sessions they hold. */
+	if(peers[from].seen <= 0 || t - peers[from].seen > VIEW_TTL) dir_due = true;
+	peers[from].seen = t;
 }
 
 static int on_message(int event, void *event_data, void *userdata)
@@ -521,7 +586,15 @@ static int on_message(int event, void *event_data, void *userdata)
 	(void)event;
 	(void)userdata;
 	if(!strcmp(ed->topic, AUTH_STATE_TOPIC)) return auth_apply(mosquitto_client_id(ed->client), ed->payload, ed->payloadlen);
-	if(strncmp(ed->topic, GOSSIP_PREFIX, strlen(GOSSIP_PREFIX))) return MOSQ_ERR_SUCCESS;
+	if(!strncmp(ed->topic, DIR_PREFIX, strlen(DIR_PREFIX))){
+		int from = atoi(ed->topic + strlen(DIR_PREFIX));
+		if(from >= 0 && from < MAX_BROKERS && from != self) dir_read(from, ed->payload, ed->payloadlen, now());
+		return MOSQ_ERR_SUCCESS;
+	}
+	if(strncmp(ed->topic, GOSSIP_PREFIX, strlen(GOSSIP_PREFIX))){
+		catchup_keep(ed->topic, ed->payload, ed->payloadlen, ed->qos, ed->properties, is_bridge(ed->client) ? mosquitto_client_id(ed->client) : NULL, now());
+		return MOSQ_ERR_SUCCESS;
+	}
 	/* Only the bridge user and this broker's own bridge get here: the
 	 * WRITE check (on_acl), which runs first, refuses everyone else, and
 	 * Mosquitto checks nothing for its bridges. */
@@ -620,12 +693,43 @@ static int on_tick(int event, void *event_data, void *userdata)
 		last_gossip = t;
 	}
 	auth_tick(t);
+	dir_tick(t);
 	if(state_dirty && t - last_state >= 1.0){
 		save_state();
 		state_dirty = false;
 		last_state = t;
 	}
 	return MOSQ_ERR_SUCCESS;
+}
+
+/* dir_tick runs the catch-ups and sends the directory's gossip. */
+static void dir_tick(double t)
+{
+	struct client *c, *tmp;
+	char topic[64], *buf;
+	size_t len = 0;
+	if(!catchup_on()) return;
+	catchup_run(t, live);
+	if(dir_due || t - last_dir >= DIR_EVERY){
+		HASH_ITER(hh, clients, c, tmp){
+			if(c->ctx && (!c->clean || is_bridge(c->ctx))) dir_announce(c->id, self);
+		}
+		dir_due = false;
+		last_dir = t;
+	}
+	if(t - last_sweep >= 10.0){
+		double seen[MAX_BROKERS];
+		for(int i = 0; i < MAX_BROKERS; i++){
+			seen[i] = peers[i].seen;
+		}
+		dir_sweep(t, seen, VIEW_TTL);
+		last_sweep = t;
+	}
+	buf = dir_take(&len);
+	if(!buf) return;
+	snprintf(topic, sizeof(topic), DIR_PREFIX "%d", self);
+	mosquitto_broker_publish_copy(NULL, topic, (int)len, buf, 1, false, NULL);
+	mosquitto_free(buf);
 }
 
 int mosquitto_plugin_version(int supported_version_count, const int *supported_versions)
@@ -640,7 +744,8 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
 {
 	bool auth_on = false;
 	const char *auth_file = NULL;
-	double auth_grace = 0;
+	double auth_grace = 0, catchup_seconds = CATCHUP_SECONDS, catchup_margin = CATCHUP_MARGIN;
+	size_t catchup_bytes = CATCHUP_BYTES;
 	(void)userdata;
 	plugin_id = identifier;
 	for(int i = 0; i < opt_count; i++){
@@ -658,6 +763,12 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
 			auth_grace = atof(opts[i].value);
 		}else if(!strcmp(opts[i].key, "join_grace")){
 			join_grace = atof(opts[i].value);
+		}else if(!strcmp(opts[i].key, "catchup_seconds")){
+			catchup_seconds = atof(opts[i].value);
+		}else if(!strcmp(opts[i].key, "catchup_bytes")){
+			catchup_bytes = (size_t)strtoull(opts[i].value, NULL, 10);
+		}else if(!strcmp(opts[i].key, "catchup_margin")){
+			catchup_margin = atof(opts[i].value);
 		}
 	}
 	if(self < 0 || self >= MAX_BROKERS || !bridge_user){
@@ -665,6 +776,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
 		return MOSQ_ERR_INVAL;
 	}
 	started = now();
+	catchup_init(catchup_seconds, catchup_bytes, catchup_margin);
 	load_state();
 	auth_init(auth_on, auth_file, auth_grace, bridge_user);
 	if(mosquitto_callback_register(plugin_id, MOSQ_EVT_ACL_CHECK, on_acl, NULL, NULL)
@@ -698,6 +810,7 @@ int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *opts, int opt
 		counts_free(&peers[i].counts);
 	}
 	auth_cleanup();
+	catchup_cleanup();
 	mosquitto_free(bridge_user);
 	mosquitto_free(state_file);
 	return MOSQ_ERR_SUCCESS;

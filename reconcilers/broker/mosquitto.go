@@ -207,6 +207,9 @@ round_robin true
 topic # both 2
 # The brokers' shared-subscription views (the cluster_shared plugin).
 topic $cluster/shared/# both 0
+# Which broker holds which persistent session (the plugin's catch-up of a
+# client that moves between brokers): events, so at least once.
+topic $cluster/dir/# both 1
 # No session left on a parent (cleansession), but messages published here
 # while the bridge reconnects are queued here and sent on (local side).
 cleansession true

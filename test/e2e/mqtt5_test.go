@@ -12,6 +12,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -44,18 +45,34 @@ type client5 struct {
 	got  chan *paho.Publish
 	// stash keeps what a reader of got set aside for another.
 	stash []*paho.Publish
+	// lost is closed when the connection ends (a network error or the
+	// server's DISCONNECT).
+	lost     chan struct{}
+	lostOnce sync.Once
 }
 
 // dial5 connects an MQTT 5 client through the load balancer (plain port).
 // mod changes the CONNECT before it is sent.
 func dial5(t *testing.T, e endpoint, id string, mod func(*paho.Connect)) (*client5, *paho.Connack) {
 	t.Helper()
-	nc, err := net.DialTimeout("tcp", fmt.Sprintf("%s:%d", e.host, e.mqtt), 5*time.Second)
+	c, ca, err := tryDial5(t, e, id, mod)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &client5{id: id, conn: nc, got: make(chan *paho.Publish, 4096)}
+	return c, ca
+}
+
+// tryDial5 is dial5 that returns its error (a client that retries).
+func tryDial5(t *testing.T, e endpoint, id string, mod func(*paho.Connect)) (*client5, *paho.Connack, error) {
+	nc, err := net.DialTimeout("tcp", fmt.Sprintf("%s:%d", e.host, e.mqtt), 5*time.Second)
+	if err != nil {
+		return nil, nil, err
+	}
+	c := &client5{id: id, conn: nc, got: make(chan *paho.Publish, 4096), lost: make(chan struct{})}
+	gone := func() { c.lostOnce.Do(func() { close(c.lost) }) }
 	c.Client = paho.NewClient(paho.ClientConfig{ClientID: id, Conn: nc,
+		OnClientError:      func(error) { gone() },
+		OnServerDisconnect: func(*paho.Disconnect) { gone() },
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(r paho.PublishReceived) (bool, error) {
 			select {
 			case c.got <- r.Packet:
@@ -73,10 +90,11 @@ func dial5(t *testing.T, e endpoint, id string, mod func(*paho.Connect)) (*clien
 	defer cancel()
 	ca, err := c.Connect(ctx, cp)
 	if err != nil {
-		t.Fatalf("connect %s (MQTT 5): %v", id, err)
+		nc.Close()
+		return nil, nil, fmt.Errorf("connect %s (MQTT 5): %v", id, err)
 	}
 	t.Cleanup(func() { _ = c.Disconnect(&paho.Disconnect{}) })
-	return c, ca
+	return c, ca, nil
 }
 
 func (c *client5) subscribe(t *testing.T, filter string, qos byte) {

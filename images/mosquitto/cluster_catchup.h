@@ -1,0 +1,64 @@
+/*
+ * cluster_catchup: what a client missed while it moved between brokers
+ * (see cluster_catchup.c). Called from cluster_shared.c's callbacks.
+ */
+#ifndef CLUSTER_CATCHUP_H
+#define CLUSTER_CATCHUP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <mosquitto_broker.h>
+#include <mosquitto_plugin.h>
+
+/* The directory's gossip: which broker holds which persistent session.
+ * Carried by the bridges (QoS 1), written and read only by the bridge
+ * user, like the shared-subscription views. */
+#define DIR_PREFIX "$cluster/dir/"
+
+/* catchup_init: keep: seconds and bytes of messages kept (0 seconds:
+ * catch-up off); margin: seconds replayed before the moment a session
+ * stopped receiving. */
+void catchup_init(double keep, size_t keep_bytes, double margin);
+void catchup_cleanup(void);
+bool catchup_on(void);
+
+/* catchup_keep: a message this broker took in, from a client or over a
+ * bridge (bridge: the id of the bridge it came in on, else NULL; never
+ * sent back to that bridge). */
+void catchup_keep(const char *topic, const void *payload, uint32_t len, int qos, const mosquitto_property *props, const char *bridge, double now);
+
+/* catchup_start: send client id, whose connection is ctx, the kept
+ * messages that arrived at or after from and match filter but none of
+ * skip (its other filters, caught up on their own), at most qos. */
+void catchup_start(const char *id, const struct mosquitto *ctx, const char *filter, int qos, double from, double now,
+		const char *const *skip, int nskip);
+/* catchup_run: go on with the catch-ups (a bounded amount of work), drop
+ * what is older than the keep. live(id, ctx): whether that connection is
+ * still the client's. */
+void catchup_run(double now, bool (*live)(const char *id, const struct mosquitto *ctx));
+
+/* The directory. dir_arrived: a persistent client connected here with no
+ * session (self: this broker); returns the moment from which it may have
+ * missed messages (its session elsewhere stopped receiving, less the
+ * margin), or 0 when it had no session elsewhere that the directory
+ * knows. seen[i]: when broker i was last heard (0: never), ttl: after how
+ * long silence it counts as gone. */
+double dir_arrived(const char *id, int self, double now, const double *seen, double ttl);
+/* dir_here: a persistent client connected here with its session. */
+void dir_here(const char *id, int self);
+/* dir_left: a persistent client's connection here ended. */
+void dir_left(const char *id, int self, double now);
+/* dir_announce: gossip again that id is online here (a peer that joins
+ * learns the sessions it missed). */
+void dir_announce(const char *id, int self);
+/* dir_read: another broker's directory gossip. */
+void dir_read(int from, const char *buf, uint32_t len, double now);
+/* dir_take: the gossip to send (the caller frees it), NULL when none. */
+char *dir_take(size_t *len);
+/* dir_sweep: forget sessions offline, or on a broker gone, for longer
+ * than the keep. */
+void dir_sweep(double now, const double *seen, double ttl);
+
+#endif
