@@ -15,6 +15,7 @@ const (
 	DefaultMQTTPort          = 1883
 	DefaultMQTTSPort         = 8883
 	DefaultAutosaveInterval  = Duration("30s")
+	DefaultCatchUpWindow     = Duration("60s")
 	DefaultCertDuration      = Duration("2160h")
 	DefaultCAOverlap         = Duration("720h")
 	DefaultKeyAlgorithm      = KeyECDSAP256
@@ -77,6 +78,7 @@ func Default(obj *MqttCluster, d Defaults) {
 	setString(&s.Broker.Image, d.BrokerImage)
 	setBool(&s.Broker.Persistence.Enabled, true)
 	setString((*string)(&s.Broker.Persistence.AutosaveInterval), string(DefaultAutosaveInterval))
+	setString((*string)(&s.Broker.CatchUp.Window), string(DefaultCatchUpWindow))
 	setString(&s.LoadBalancer.Image, d.LoadBalancerImage)
 	setInt32(&s.LoadBalancer.Replicas, DefaultLBReplicas)
 	setString((*string)(&s.LoadBalancer.Balance), string(DefaultBalance))

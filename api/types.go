@@ -176,6 +176,23 @@ type BrokerSpec struct {
 	// +optional
 	// +kubebuilder:default={}
 	Resources ResourcesSpec `json:"resources,omitempty"`
+	// +optional
+	// +kubebuilder:default={}
+	CatchUp CatchUpSpec `json:"catchUp,omitempty"`
+}
+
+// CatchUpSpec: a persistent session lives on one broker. When its client
+// comes back through another broker (its own was stopped, killed or lost
+// with its node), that broker replays to it what it missed, from the
+// messages it kept; a broker's bridge is caught up the same way after a
+// restart.
+type CatchUpSpec struct {
+	// Window is how long each broker keeps the messages it took in (in
+	// memory: at most a quarter of resources.memory, at most 64Mi). A
+	// session that moves within it misses nothing; 0s turns catch-up off.
+	// +optional
+	// +kubebuilder:default="60s"
+	Window Duration `json:"window,omitempty"`
 }
 
 // PersistenceSpec configures Mosquitto's on-disk persistence.

@@ -111,6 +111,7 @@ func validateSpec(s *MqttClusterSpec, errs *ErrorList) {
 
 	validateImage(s.Broker.Image, "spec.broker.image", errs)
 	validateDuration(s.Broker.Persistence.AutosaveInterval, "spec.broker.persistence.autosaveInterval", time.Second, 24*time.Hour, errs)
+	validateDuration(s.Broker.CatchUp.Window, "spec.broker.catchUp.window", 0, 10*time.Minute, errs)
 	if q, ok := validateQuantity(s.Broker.Resources.Memory, "spec.broker.resources.memory", errs); ok {
 		if q.Value() < MinMemoryBytes {
 			errs.add("spec.broker.resources.memory", ReasonInvalid, "must be at least 6Mi (Docker's smallest limit), got %s", s.Broker.Resources.Memory)

@@ -7,8 +7,8 @@
  * new subscription would be lost to it. Every broker gets every message
  * over the bridges, so the broker it lands on has those messages too:
  *
- *   - every broker keeps the messages it took in for the last few
- *     seconds (catchup_seconds, at most catchup_bytes);
+ *   - every broker keeps the messages it took in for the last
+ *     minute (catchup_seconds, at most catchup_bytes);
  *   - every broker knows where each persistent session is (the
  *     directory: connects and disconnects gossiped over the bridges,
  *     versioned so that the newest wins everywhere), and when its broker
@@ -18,7 +18,12 @@
  *     each filter, the kept messages that match it from the moment its
  *     session elsewhere stopped receiving (its disconnect there, or the
  *     last gossip of its broker) less a margin: delivered to it alone, at
- *     most its subscription's QoS, after this broker's ACL check.
+ *     most its subscription's QoS, after this broker's ACL check;
+ *   - the bridges of other brokers count as such clients: a bridge keeps
+ *     no session on its parent, so a broker that restarts, or whose bridge
+ *     moves to another parent when its parent stops, gets from the parent
+ *     what was published while it was away (less what came from that very
+ *     bridge), and passes it to its own subscribers' sessions.
  *
  * A message in the margin can arrive twice (QoS 1 is at least once); a
  * caught-up copy carries the message's properties (user properties,

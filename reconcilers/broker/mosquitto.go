@@ -12,6 +12,7 @@ import (
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/datasync"
+	"k8s.io/apimachinery/pkg/api/resource"
 )
 
 // Paths and ports inside the broker container.
@@ -266,6 +267,8 @@ func SharedPlugin(c *api.MqttCluster, i int, auth bool) string {
 	if persist {
 		out += "plugin_opt_state_file " + SharedStateFile + "\n"
 	}
+	window, keep := CatchUp(c)
+	out += fmt.Sprintf("plugin_opt_catchup_seconds %g\nplugin_opt_catchup_bytes %d\n", window.Seconds(), keep)
 	if auth {
 		out += fmt.Sprintf("plugin_opt_auth true\nplugin_opt_auth_grace %d\n", int(AuthGrace.Seconds()))
 		if persist {
@@ -273,6 +276,28 @@ func SharedPlugin(c *api.MqttCluster, i int, auth bool) string {
 		}
 	}
 	return out
+}
+
+// MaxCatchUpBytes bounds the memory a broker keeps messages in for
+// catch-up (spec.broker.catchUp).
+const MaxCatchUpBytes = 64 << 20
+
+// CatchUp returns how long and in how many bytes at most each broker keeps
+// the messages it took in, for sessions that move to it: the spec's
+// window (default 60s; 0: off), a quarter of the broker's memory limit and
+// at most MaxCatchUpBytes.
+func CatchUp(c *api.MqttCluster) (time.Duration, int64) {
+	window, err := c.Spec.Broker.CatchUp.Window.Parse()
+	if err != nil || c.Spec.Broker.CatchUp.Window == "" {
+		window, _ = api.DefaultCatchUpWindow.Parse()
+	}
+	keep := int64(MaxCatchUpBytes)
+	if q := c.Spec.Broker.Resources.Memory; q != "" {
+		if v, err := resource.ParseQuantity(string(q)); err == nil && v.Value()/4 < keep {
+			keep = v.Value() / 4
+		}
+	}
+	return window, keep
 }
 
 // StartScript is the broker's command: check the image's contract (see

@@ -68,3 +68,22 @@ func TestRenderTLSGolden(t *testing.T) {
 		t.Errorf("%d listeners with TLS, want both", n)
 	}
 }
+
+// TestCatchUpFollowsTheSpecAndTheMemoryLimit: the plugin keeps messages
+// for spec.broker.catchUp.window, in at most a quarter of the broker's
+// memory limit and at most 64Mi; a window of 0s turns catch-up off.
+func TestCatchUpFollowsTheSpecAndTheMemoryLimit(t *testing.T) {
+	for name, tc := range map[string]struct {
+		spec string
+		want string
+	}{
+		"default":      {"spec: {}\n", "plugin_opt_catchup_seconds 60\nplugin_opt_catchup_bytes 67108864\n"},
+		"small memory": {"spec: {broker: {resources: {memory: 64Mi}, catchUp: {window: 2m}}}\n", "plugin_opt_catchup_seconds 120\nplugin_opt_catchup_bytes 16777216\n"},
+		"large memory": {"spec: {broker: {resources: {memory: 4Gi}}}\n", "plugin_opt_catchup_seconds 60\nplugin_opt_catchup_bytes 67108864\n"},
+		"off":          {"spec: {broker: {catchUp: {window: 0s}}}\n", "plugin_opt_catchup_seconds 0\n"},
+	} {
+		if got := SharedPlugin(cluster(t, tc.spec), 1, false); !strings.Contains(got, tc.want) {
+			t.Errorf("%s: plugin section\n%s\nwants %q", name, got, tc.want)
+		}
+	}
+}
