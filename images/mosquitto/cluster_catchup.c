@@ -441,7 +441,7 @@ void catchup_cleanup(void)
  * ended). */
 static void say(char op, uint32_t ver, const char *id)
 {
-	size_t n = strlen(id), need = out_len + n + 32;
+	size_t n = strlen(id), need = out_len + n + 64;
 	if(need > out_cap){
 		size_t ncap = need * 2;
 		char *b = mosquitto_realloc(out, ncap);
@@ -509,6 +509,12 @@ double dir_arrived(const char *id, int self, double now, const double *seen, dou
 	}
 	take_home(e, self);
 	return from;
+}
+
+bool dir_elsewhere(const char *id, int self)
+{
+	struct dentry *e = entry(id, false);
+	return e && e->home >= 0 && e->home != self;
 }
 
 void dir_here(const char *id, int self)

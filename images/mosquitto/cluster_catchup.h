@@ -46,6 +46,9 @@ void catchup_run(double now, bool (*live)(const char *id, const struct mosquitto
  * knows. seen[i]: when broker i was last heard (0: never), ttl: after how
  * long silence it counts as gone. */
 double dir_arrived(const char *id, int self, double now, const double *seen, double ttl);
+/* dir_elsewhere: whether id's newest session, as the directory knows it,
+ * is on another broker. */
+bool dir_elsewhere(const char *id, int self);
 /* dir_here: a persistent client connected here with its session. */
 void dir_here(const char *id, int self);
 /* dir_left: a persistent client's connection here ended. */

@@ -68,6 +68,8 @@ struct sub {
 	char *group; /* NULL: a normal subscription */
 	char *filter;
 	char *key;   /* a shared one's group_key, made once */
+	int qos;     /* as subscribed (2 when read from the state file) */
+	bool caught; /* caught up in this connection (cluster_catchup.c) */
 	struct sub *next;
 };
 
@@ -233,6 +235,7 @@ static void sub_set(struct client *c, const char *group, const char *filter, boo
 	s = mosquitto_calloc(1, sizeof(*s));
 	if(!s) return;
 	s->filter = mosquitto_strdup(filter);
+	s->qos = 2;
 	s->group = group ? mosquitto_strdup(group) : NULL;
 	s->key = group ? group_key(group, filter) : NULL;
 	s->next = c->subs;
@@ -319,9 +322,11 @@ static bool matches(const char *filter, const char *topic)
 /* commit makes a client's pending CONNECT its session: a clean start (or
  * a takeover of a session that ended with its connection) starts with no
  * subscriptions. */
+static void catch_up(struct client *c, const struct mosquitto *ctx, const char *filter, int qos);
+
 static void commit(struct client *c)
 {
-	bool bridge;
+	bool bridge, restored;
 	if(!c->pending) return;
 	if(c->pending_clean || (c->clean && c->ctx == NULL)){
 		subs_free(c->subs);
@@ -337,17 +342,34 @@ static void commit(struct client *c)
 	 * keeps no session on its parent (cleansession), and what it missed
 	 * while it moved or its broker restarted is what that broker's
 	 * subscribers missed. */
+	for(struct sub *s = c->subs; s; s = s->next){
+		s->caught = false;
+	}
 	bridge = is_bridge(c->ctx);
 	if((c->clean && !bridge) || !catchup_on()) return;
 	/* A session restored here has its subscriptions before the first
-	 * SUBSCRIBE; a new one has none. */
-	if(bridge || mosquitto_client_sub_count(c->ctx) == 0){
+	 * SUBSCRIBE; a new one has none (and what this plugin kept of an
+	 * older one is gone with it). */
+	restored = mosquitto_client_sub_count(c->ctx) > 0;
+	if(!restored && !bridge && c->subs){
+		subs_free(c->subs);
+		c->subs = NULL;
+	}
+	/* Caught up: a session new here, a bridge (no session kept), and a
+	 * session left here while its client was on another broker since
+	 * (it stopped queueing then: see on_acl). */
+	if(bridge || !restored || dir_elsewhere(c->id, self)){
 		double seen[MAX_BROKERS], t = now();
 		for(int i = 0; i < MAX_BROKERS; i++){
 			seen[i] = peers[i].seen;
 		}
 		c->catchup_from = dir_arrived(c->id, self, t, seen, VIEW_TTL);
 		c->catchup_until = t + CATCHUP_GRACE;
+		/* A restored session's subscriptions are caught up at once: its
+		 * client need not subscribe again. */
+		for(struct sub *s = c->subs; restored && s; s = s->next){
+			if(!s->group) catch_up(c, c->ctx, s->filter, s->qos);
+		}
 	}else{
 		dir_here(c->id, self);
 	}
@@ -358,12 +380,20 @@ static void commit(struct client *c)
 static void catch_up(struct client *c, const struct mosquitto *ctx, const char *filter, int qos)
 {
 	const char *skip[64];
+	struct sub *mine = NULL;
 	int n = 0;
 	double t = now();
 	if(c->catchup_from <= 0 || t > c->catchup_until || c->ctx != ctx) return;
-	for(struct sub *s = c->subs; s && n < 64; s = s->next){
-		if(!s->group && strcmp(s->filter, filter)) skip[n++] = s->filter;
+	for(struct sub *s = c->subs; s; s = s->next){
+		if(s->group) continue;
+		if(!strcmp(s->filter, filter)){
+			mine = s;
+		}else if(s->caught && n < 64){
+			skip[n++] = s->filter;
+		}
 	}
+	if(!mine || mine->caught) return;
+	mine->caught = true;
 	catchup_start(c->id, ctx, filter, qos, c->catchup_from, t, skip, n);
 }
 
@@ -403,7 +433,12 @@ static int on_acl(int event, void *event_data, void *userdata)
 				counts_dirty = true;
 			}else{
 				sub_set(c, NULL, ed->topic, ed->access == MOSQ_ACL_SUBSCRIBE);
-				if(ed->access == MOSQ_ACL_SUBSCRIBE) catch_up(c, ed->client, ed->topic, ed->qos);
+				if(ed->access == MOSQ_ACL_SUBSCRIBE){
+					for(struct sub *s = c->subs; s; s = s->next){
+						if(!s->group && !strcmp(s->filter, ed->topic)) s->qos = ed->qos;
+					}
+					catch_up(c, ed->client, ed->topic, ed->qos);
+				}
 			}
 			state_dirty = true;
 			return MOSQ_ERR_SUCCESS;
@@ -411,6 +446,12 @@ static int on_acl(int event, void *event_data, void *userdata)
 			bool normal = false, shared = false, here = false;
 			c = client_get(id, false);
 			if(!c || c->reconnecting) return MOSQ_ERR_SUCCESS;
+			/* An offline session whose client is on another broker since
+			 * queues nothing here: what it would queue is what the client
+			 * gets there (a backlog of duplicates that, past
+			 * max_queued_messages, drops the newest); what it missed in
+			 * between is caught up wherever it connects next. */
+			if(!c->ctx && !c->pending && !c->clean && catchup_on() && dir_elsewhere(c->id, self)) return MOSQ_ERR_ACL_DENIED;
 			for(struct sub *s = c->subs; s; s = s->next){
 				if(!matches(s->filter, ed->topic)) continue;
 				if(!s->group){
