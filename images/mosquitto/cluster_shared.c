@@ -357,7 +357,8 @@ static void commit(struct client *c)
 	}
 	/* Caught up: a session new here, a bridge (no session kept), and a
 	 * session left here while its client was on another broker since
-	 * (it stopped queueing then: see on_acl). */
+	 * (its queue here may have dropped the newest past
+	 * max_queued_messages). */
 	if(bridge || !restored || dir_elsewhere(c->id, self)){
 		double seen[MAX_BROKERS], t = now();
 		for(int i = 0; i < MAX_BROKERS; i++){
@@ -446,12 +447,6 @@ static int on_acl(int event, void *event_data, void *userdata)
 			bool normal = false, shared = false, here = false;
 			c = client_get(id, false);
 			if(!c || c->reconnecting) return MOSQ_ERR_SUCCESS;
-			/* An offline session whose client is on another broker since
-			 * queues nothing here: what it would queue is what the client
-			 * gets there (a backlog of duplicates that, past
-			 * max_queued_messages, drops the newest); what it missed in
-			 * between is caught up wherever it connects next. */
-			if(!c->ctx && !c->pending && !c->clean && catchup_on() && dir_elsewhere(c->id, self)) return MOSQ_ERR_ACL_DENIED;
 			for(struct sub *s = c->subs; s; s = s->next){
 				if(!matches(s->filter, ed->topic)) continue;
 				if(!s->group){
