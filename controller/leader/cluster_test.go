@@ -436,6 +436,8 @@ type fakeRuntime struct {
 	states  []string
 	// connections: what each task address reports holding.
 	connections map[string]int64
+	// afterWrite, when set, runs after each recorded write.
+	afterWrite func()
 	// servers: where each task address sends each broker server, and
 	// whether it has it up.
 	servers map[string]map[string]loadbalancer.ServerState
@@ -479,18 +481,34 @@ func (f *fakeRuntime) DrainedServers(_ context.Context, addr string) (map[string
 	return out, nil
 }
 
-func (f *fakeRuntime) ShutdownSessions(_ context.Context, addr, server string, rate int, budget time.Duration) (int, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.states = append(f.states, addr+" "+server+" shutdown-sessions")
+// ShutdownSessions closes one session (fenced first, as the runtime does
+// before each).
+func (f *fakeRuntime) ShutdownSessions(_ context.Context, addr, server string, rate int, budget time.Duration, fence func() error) (int, error) {
+	if err := fence(); err != nil {
+		return 0, err
+	}
+	f.record(addr + " " + server + " shutdown-sessions")
 	return 0, nil
 }
 
-func (f *fakeRuntime) ShutdownYoungSessions(_ context.Context, addr, server string, maxAge time.Duration) (int, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.states = append(f.states, addr+" "+server+" shutdown-young-sessions")
+func (f *fakeRuntime) ShutdownYoungSessions(_ context.Context, addr, server string, maxAge time.Duration, fence func() error) (int, error) {
+	if err := fence(); err != nil {
+		return 0, err
+	}
+	f.record(addr + " " + server + " shutdown-young-sessions")
 	return 0, nil
+}
+
+// record appends a write to states, then runs afterWrite (outside the
+// lock): a test's hook to change the world between two writes.
+func (f *fakeRuntime) record(what string) {
+	f.mu.Lock()
+	f.states = append(f.states, what)
+	hook := f.afterWrite
+	f.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
 }
 
 func (f *fakeRuntime) Connections(_ context.Context, addr string) (int64, error) {
@@ -501,7 +519,6 @@ func (f *fakeRuntime) Connections(_ context.Context, addr string) (int64, error)
 
 func (f *fakeRuntime) SetServerState(_ context.Context, addr, server, state string) error {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	if f.drained == nil {
 		f.drained = map[string]map[string]bool{}
 	}
@@ -513,7 +530,8 @@ func (f *fakeRuntime) SetServerState(_ context.Context, addr, server, state stri
 	} else {
 		delete(f.drained[addr], server)
 	}
-	f.states = append(f.states, addr+" "+server+" "+state)
+	f.mu.Unlock()
+	f.record(addr + " " + server + " " + state)
 	return nil
 }
 

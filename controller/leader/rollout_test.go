@@ -2,6 +2,7 @@ package leader
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/api"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/controller/store"
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/cluster"
 	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/reconcilers/swarm"
 )
 
@@ -278,4 +280,46 @@ func TestClusterTakesABrokersOwnWordWhenItsParentsLogIsOutOfReach(t *testing.T) 
 	}
 	e.step()
 	e.bridgedAndReady("broker 2's own word", 2)
+}
+
+// TestADeposedLeaderStopsMidwayThroughHAProxyWrites: a leader that stops
+// leading between two of its HAProxy writes (its operator paused past its
+// lease just after the first, as in the HA suite) makes no further write:
+// each write is fenced, not only the first of a batch — taking a lost
+// broker out of every HAProxy task, and draining a broker before a
+// rolling update replaces it.
+func TestADeposedLeaderStopsMidwayThroughHAProxyWrites(t *testing.T) {
+	t.Parallel()
+	e := newClusterEnv(t)
+	rt := e.withControlNetwork()
+	e.running("spec: {replicas: 3, loadBalancer: {replicas: 2}}\n")
+	if addrs := e.attachLB(1); len(addrs) != 2 {
+		t.Fatalf("HAProxy tasks %v, want 2", addrs)
+	}
+	deposeAfterNextWrite := func() {
+		rt.mu.Lock()
+		rt.states = nil
+		rt.afterWrite = func() { e.store.stale.Store(true) }
+		rt.mu.Unlock()
+	}
+
+	deposeAfterNextWrite()
+	e.rec.Reconciler.BrokerLost(context.Background(), "iot", 2, 3)
+	if len(rt.states) != 1 {
+		t.Fatalf("lost broker: writes after leadership was lost: %v", rt.states)
+	}
+
+	// A rolling update: broker 0 is drained (the first write), then the
+	// leader is deposed: no more drain, no session closed, no update.
+	rt.afterWrite = nil
+	e.store.stale.Store(false)
+	e.apply("spec: {replicas: 3, loadBalancer: {replicas: 2}, broker: {persistence: {autosaveInterval: 5s}}}\n")
+	e.fake.ResetCalls()
+	deposeAfterNextWrite()
+	if _, err := e.rec.Reconcile(context.Background(), "iot"); !errors.Is(err, cluster.ErrNotLeaderAnyMore) {
+		t.Fatalf("rolling update by a deposed leader: err %v", err)
+	}
+	if len(rt.states) != 1 || len(written(e.fake.Calls(), "UpdateService")) != 0 {
+		t.Fatalf("rolling update: writes after leadership was lost: HAProxy %v, Swarm %v", rt.states, e.fake.Calls())
+	}
 }

@@ -194,6 +194,24 @@ func (p *Pusher) start(name string, c *cluster) {
 	}
 }
 
+// Reconnect drops the connection to broker i of cluster name and opens a
+// new one: the broker was moved off a node found lost, and the connection
+// to its old task is half open (a vanished node sends no reset) — left
+// alone, it would be noticed only when a push or ping on it times out
+// (up to 15 s), and the moved broker would wait that long for its users
+// and rules.
+func (p *Pusher) Reconnect(name string, i int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c := p.clusters[name]
+	if c == nil || c.conns[i] == nil {
+		return
+	}
+	c.conns[i].cancel()
+	delete(c.conns, i)
+	p.start(name, c)
+}
+
 // Forget closes a cluster's connections (the cluster is deleted).
 func (p *Pusher) Forget(name string) {
 	p.mu.Lock()

@@ -164,8 +164,8 @@ type CertRuntime interface {
 	PushCertificate(ctx context.Context, addr string, pem []byte) error
 	DrainedServers(ctx context.Context, addr string) (map[string]bool, error)
 	SetServerState(ctx context.Context, addr, server, state string) error
-	ShutdownSessions(ctx context.Context, addr, server string, rate int, budget time.Duration) (int, error)
-	ShutdownYoungSessions(ctx context.Context, addr, server string, maxAge time.Duration) (int, error)
+	ShutdownSessions(ctx context.Context, addr, server string, rate int, budget time.Duration, fence func() error) (int, error)
+	ShutdownYoungSessions(ctx context.Context, addr, server string, maxAge time.Duration, fence func() error) (int, error)
 	Connections(ctx context.Context, addr string) (int64, error)
 }
 

@@ -211,6 +211,9 @@ func (r *Reconciler) watchCluster(ctx context.Context, name string) bool {
 	changed, evictions := r.judgeCluster(ctx, name)
 	for _, e := range evictions {
 		r.evictNow(ctx, name, e)
+		if r.Auth != nil {
+			r.Auth.Reconnect(name, e.broker) // its connection went with the node
+		}
 	}
 	r.nodes.mu.Lock()
 	w := r.nodes.clusters[name]

@@ -262,7 +262,7 @@ func TestRealHAProxyDrainsAServer(t *testing.T) {
 	if n, err := rt.Connections(ctx, addr); err != nil || n != 0 {
 		t.Fatalf("connections: %d %v", n, err)
 	}
-	if n, err := rt.ShutdownSessions(ctx, addr, ServerName(1), 100, time.Second); err != nil || n != 0 {
+	if n, err := rt.ShutdownSessions(ctx, addr, ServerName(1), 100, time.Second, func() error { return nil }); err != nil || n != 0 {
 		t.Fatalf("shutdown sessions: %d %v", n, err)
 	}
 	if err := rt.SetServerState(ctx, addr, ServerName(1), "ready"); err != nil {

@@ -307,8 +307,10 @@ func parseSessions(out, server string) []session {
 // ShutdownSessions closes the client sessions HAProxy holds to a broker
 // server, at most rate per second, for at most budget: drained first, the
 // clients reconnect to the other brokers a few at a time instead of all at
-// once when the broker stops. It returns how many it closed.
-func (rt Runtime) ShutdownSessions(ctx context.Context, addr, server string, rate int, budget time.Duration) (int, error) {
+// once when the broker stops. fence runs before each close (the operator
+// must still lead): its error stops the closing and is returned. It
+// returns how many it closed.
+func (rt Runtime) ShutdownSessions(ctx context.Context, addr, server string, rate int, budget time.Duration, fence func() error) (int, error) {
 	ss, err := rt.sessions(ctx, addr, server)
 	if err != nil {
 		return 0, err
@@ -319,6 +321,9 @@ func (rt Runtime) ShutdownSessions(ctx context.Context, addr, server string, rat
 	for _, s := range ss {
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			break
+		}
+		if err := fence(); err != nil {
+			return closed, err
 		}
 		if _, err := rt.exec(ctx, addr, "shutdown session "+s.id+"\n"); err == nil {
 			closed++
@@ -337,8 +342,9 @@ func (rt Runtime) ShutdownSessions(ctx context.Context, addr, server string, rat
 // and were sent to it again, waiting out the connect timeout on an
 // address that answers nothing: closed, they try again and land on
 // another broker. (Were the broker alive after all, only its newest
-// clients reconnect.) It returns how many it closed.
-func (rt Runtime) ShutdownYoungSessions(ctx context.Context, addr, server string, maxAge time.Duration) (int, error) {
+// clients reconnect.) fence runs before each close, as for
+// ShutdownSessions. It returns how many it closed.
+func (rt Runtime) ShutdownYoungSessions(ctx context.Context, addr, server string, maxAge time.Duration, fence func() error) (int, error) {
 	ss, err := rt.sessions(ctx, addr, server)
 	if err != nil {
 		return 0, err
@@ -347,6 +353,9 @@ func (rt Runtime) ShutdownYoungSessions(ctx context.Context, addr, server string
 	for _, s := range ss {
 		if s.age >= maxAge || ctx.Err() != nil {
 			continue
+		}
+		if err := fence(); err != nil {
+			return closed, err
 		}
 		if _, err := rt.exec(ctx, addr, "shutdown session "+s.id+"\n"); err == nil {
 			closed++

@@ -22,8 +22,8 @@ import (
 type Runtime interface {
 	DrainedServers(ctx context.Context, addr string) (map[string]bool, error)
 	SetServerState(ctx context.Context, addr, server, state string) error
-	ShutdownSessions(ctx context.Context, addr, server string, rate int, budget time.Duration) (int, error)
-	ShutdownYoungSessions(ctx context.Context, addr, server string, maxAge time.Duration) (int, error)
+	ShutdownSessions(ctx context.Context, addr, server string, rate int, budget time.Duration, fence func() error) (int, error)
+	ShutdownYoungSessions(ctx context.Context, addr, server string, maxAge time.Duration, fence func() error) (int, error)
 	Connections(ctx context.Context, addr string) (int64, error)
 }
 
@@ -151,7 +151,9 @@ func (g *Gate) MayUpdate(ctx context.Context, i int, cur dswarm.Service) (bool, 
 				return false, nil
 			}
 		}
-		g.drain(ctx, i)
+		if err := g.drain(ctx, i); err != nil {
+			return false, err
+		}
 	}
 	g.started = cur.Spec.Name
 	g.Events = append(g.Events, api.Event{Type: api.EventNormal, Reason: "RollingUpdate", Message: fmt.Sprintf("replacing %s's task (one broker at a time)", cur.Spec.Name)})
@@ -164,36 +166,53 @@ func (g *Gate) Drain(ctx context.Context, i int) error {
 	if err := g.Fence(); err != nil {
 		return err
 	}
-	g.drain(ctx, i)
-	return nil
+	return g.drain(ctx, i)
 }
 
 // drain puts broker i in drain on every running HAProxy task, so no new
 // client is sent to it; its clients are disconnected when Swarm stops it
 // and reconnect to the others (HAProxy's hash skips a drained server).
-func (g *Gate) drain(ctx context.Context, i int) {
+// Each write is fenced: a leader that stops leading midway (paused, cut
+// off) stops there, with the fence's error.
+func (g *Gate) drain(ctx context.Context, i int) error {
 	if g.Control == nil {
-		return
+		return nil
 	}
 	c := g.Cluster
+	server := loadbalancer.ServerName(i)
 	addrs := g.lbAdmin(ctx)
 	for _, addr := range addrs {
-		if err := g.Runtime.SetServerState(ctx, addr, loadbalancer.ServerName(i), "drain"); err != nil {
+		if err := g.Fence(); err != nil {
+			return err
+		}
+		if err := g.Runtime.SetServerState(ctx, addr, server, "drain"); err != nil {
 			g.Log.Warn("drain in HAProxy failed", "cluster", c.Name, "broker", i, "haproxy", addr, "err", err)
 		}
 	}
 	// Then its clients are moved a few at a time (the rest go when Swarm
 	// stops it): DrainRate per second per HAProxy task, DrainBudget at most.
+	fence, fenced := g.trackedFence()
 	for _, addr := range addrs {
-		n, err := g.Runtime.ShutdownSessions(ctx, addr, loadbalancer.ServerName(i), DrainRate, DrainBudget/time.Duration(max(len(addrs), 1)))
-		if err != nil {
-			g.Log.Warn("closing sessions in HAProxy failed", "cluster", c.Name, "broker", i, "haproxy", addr, "err", err)
-			continue
-		}
+		n, err := g.Runtime.ShutdownSessions(ctx, addr, server, DrainRate, DrainBudget/time.Duration(max(len(addrs), 1)), fence)
 		if n > 0 {
 			g.Log.Info("moved clients off a drained broker", "cluster", c.Name, "broker", i, "haproxy", addr, "sessions", n)
 		}
+		if err := fenced(); err != nil {
+			return err
+		}
+		if err != nil {
+			g.Log.Warn("closing sessions in HAProxy failed", "cluster", c.Name, "broker", i, "haproxy", addr, "err", err)
+		}
 	}
+	return nil
+}
+
+// trackedFence is g.Fence for a runtime call that fences each of its own
+// writes, and what the last run of it returned: the caller tells a lost
+// leadership from a failed write.
+func (g *Gate) trackedFence() (fence func() error, fenced func() error) {
+	var last error
+	return func() error { last = g.Fence(); return last }, func() error { return last }
 }
 
 // DrainRate and DrainBudget bound how a drained broker's clients are moved
@@ -459,7 +478,9 @@ const LostAge = 2 * time.Second
 // and land on another broker. HAProxy's checks need a second or more to
 // see the broker gone. A later pass makes it ready again once the
 // operator reaches it again (Gone) and its task has joined the bridge tree
-// (Admit). It returns how many streams it closed.
+// (Admit). Every write is fenced: a leader that stops leading midway
+// (paused past its lease, cut off) writes nothing more. It returns how
+// many streams it closed.
 func (g *Gate) Lost(ctx context.Context, i int) (int, error) {
 	if g.Control == nil {
 		return 0, nil
@@ -470,17 +491,24 @@ func (g *Gate) Lost(ctx context.Context, i int) (int, error) {
 	addrs := g.lbAdmin(ctx)
 	server := loadbalancer.ServerName(i)
 	for _, addr := range addrs {
+		if err := g.Fence(); err != nil {
+			return 0, err
+		}
 		if err := g.Runtime.SetServerState(ctx, addr, server, "drain"); err != nil {
 			g.Log.Warn("drain of a lost broker in HAProxy failed", "cluster", g.Cluster.Name, "server", server, "haproxy", addr, "err", err)
 		}
 	}
 	closed := 0
+	fence, fenced := g.trackedFence()
 	for _, addr := range addrs {
-		n, err := g.Runtime.ShutdownYoungSessions(ctx, addr, server, LostAge)
+		n, err := g.Runtime.ShutdownYoungSessions(ctx, addr, server, LostAge, fence)
+		closed += n
+		if err := fenced(); err != nil {
+			return closed, err
+		}
 		if err != nil {
 			g.Log.Warn("closing streams to a lost broker failed", "cluster", g.Cluster.Name, "server", server, "haproxy", addr, "err", err)
 		}
-		closed += n
 	}
 	return closed, nil
 }
