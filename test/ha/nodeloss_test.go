@@ -76,18 +76,12 @@ func TestLostNodesBrokerMovesAheadOfSwarm(t *testing.T) {
 
 	// A persistent session offline with queued QoS 1 messages, and a
 	// retained message, saved (autosave 1 s) and synced to the spare node.
-	sub, err := mqttClient(e.ip[spare], port, "keeper-"+run, false, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sub := deviceClient(t, e.ip[spare], port, "keeper-"+run, false)
 	if err := wait(sub.Subscribe(name+"/queue", 1, nil)); err != nil {
 		t.Fatal(err)
 	}
 	sub.Disconnect(100)
-	pub, err := mqttClient(e.ip[spare], port, "pub-"+run, true, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub := deviceClient(t, e.ip[spare], port, "pub-"+run, true)
 	const queued = 3
 	if err := wait(pub.Publish(name+"/retained", 1, true, "retained-"+run)); err != nil {
 		t.Fatal(err)

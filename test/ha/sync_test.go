@@ -52,6 +52,23 @@ func mqttClient(host string, port int, id string, clean bool, onMsg mqtt.Message
 	return c, nil
 }
 
+// deviceClient connects as a device does, trying again every poll for up
+// to 15 s while the connection is refused: a broker that has just started
+// (or restarted) admits clients only once it has joined the cluster and
+// has the operator's users, at most 10 s (README "Chaos soak"), and a
+// cluster's Ready says its bridges are up, not that every broker has
+// heard the others' gossip yet.
+func deviceClient(t *testing.T, host string, port int, id string, clean bool) mqtt.Client {
+	t.Helper()
+	var c mqtt.Client
+	eventually(t, "connecting "+id, 15*time.Second, func() error {
+		var err error
+		c, err = mqttClient(host, port, id, clean, nil)
+		return err
+	})
+	return c
+}
+
 // addWorker starts node mqtt-m<i> and joins it to the Swarm as a worker;
 // it leaves and is removed when the test ends.
 func addWorker(t *testing.T, i int) {
@@ -180,18 +197,12 @@ func TestBrokerDataFollowsItsBroker(t *testing.T) {
 	// A persistent session with a QoS 1 subscription, offline while
 	// messages are queued for it, and a retained message.
 	nonce := fmt.Sprint(time.Now().UnixNano())
-	sub, err := mqttClient(e.ip[rest[0]], port, "keeper-"+nonce, false, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sub := deviceClient(t, e.ip[rest[0]], port, "keeper-"+nonce, false)
 	if err := wait(sub.Subscribe("s1/queue", 1, nil)); err != nil {
 		t.Fatal(err)
 	}
 	sub.Disconnect(100)
-	pub, err := mqttClient(e.ip[rest[0]], port, "pub-"+nonce, true, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub := deviceClient(t, e.ip[rest[0]], port, "pub-"+nonce, true)
 	if err := wait(pub.Publish("s1/retained", 1, true, "retained-"+nonce)); err != nil {
 		t.Fatal(err)
 	}
@@ -279,10 +290,7 @@ func TestBrokerDataFollowsItsBroker(t *testing.T) {
 
 	// A change on the new node, then the old node returns: it becomes a
 	// target again and its old copy is replaced, never the other way.
-	pub, err = mqttClient(e.ip[moved], port, "pub2-"+nonce, true, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub = deviceClient(t, e.ip[moved], port, "pub2-"+nonce, true)
 	if err := wait(pub.Publish("s1/retained", 1, true, "after-"+nonce)); err != nil {
 		t.Fatal(err)
 	}
@@ -399,10 +407,7 @@ func TestScaleDownSyncsTheLastState(t *testing.T) {
 	home, _ := brokerNode(c, name+"-broker-1")
 	nonce := fmt.Sprint(time.Now().UnixNano())
 	// Retained messages reach every broker over the bridges.
-	pub, err := mqttClient(e.ip[nodes[0]], port, "pub-"+nonce, true, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub := deviceClient(t, e.ip[nodes[0]], port, "pub-"+nonce, true)
 	if err := wait(pub.Publish("s2/last", 1, true, "final-"+nonce)); err != nil {
 		t.Fatal(err)
 	}

@@ -135,10 +135,7 @@ func TestNoSecretOnTheWire(t *testing.T) {
 		return healthy(c)
 	})
 	nonce := fmt.Sprint(time.Now().UnixNano())
-	pub, err := mqttClient(e.ip[home], port, "wire-"+nonce, true, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub := deviceClient(t, e.ip[home], port, "wire-"+nonce, true)
 	if err := wait(pub.Publish("w1/retained", 1, true, "retained-"+nonce)); err != nil {
 		t.Fatal(err)
 	}
