@@ -174,12 +174,14 @@ func TestSoak(t *testing.T) {
 	for _, fe := range rep.FaultErrors {
 		t.Errorf("fault not injected or not healed: %s", fe)
 	}
+	lost := 0
 	for _, row := range rep.Rows {
+		lost += row.Lost
 		if b := lossBound(row, w); row.Lost > b {
 			t.Errorf("%s: %d of %d owed deliveries lost (bound %d)", row.Kind, row.Lost, row.Owed, b)
 		}
 	}
-	if t.Failed() {
+	if t.Failed() || lost > 0 {
 		keepLogs(t, filepath.Join(root(), ".local", "soak-logs"))
 	}
 	if owed > 0 {
@@ -584,7 +586,8 @@ func (e *env) nodesBack(name string) error {
 
 // keepLogs writes the logs of the soak cluster's services and of the
 // operator to dir, one file per service, before the cluster is deleted:
-// what a failed run is diagnosed from (with soak-history.json).
+// what a failed run, or one that lost anything within its bounds, is
+// diagnosed from (with soak-history.json).
 func keepLogs(t *testing.T, dir string) {
 	_ = os.RemoveAll(dir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
