@@ -88,9 +88,9 @@ func TestPerNodeBrokersFollowTheNodes(t *testing.T) {
 	}
 
 	// Drained: broker k parked, the cluster Ready on the two others.
-	onNode(t, nodes[0], "node", "update", "--availability", "drain", node)
+	setAvailability(t, nodes[0], node, "drain")
 	t.Cleanup(func() {
-		_ = exec.Command("docker", "exec", nodes[0], "docker", "node", "update", "--availability", "active", node).Run()
+		setAvailability(t, nodes[0], node, "active")
 	})
 	eventually(t, svc+" parked, the cluster Ready without it", 120*time.Second, func() error {
 		c = e.cluster(t, name)
@@ -111,7 +111,7 @@ func TestPerNodeBrokersFollowTheNodes(t *testing.T) {
 	})
 
 	// Back: the same broker on the same node, its session and queue kept.
-	onNode(t, nodes[0], "node", "update", "--availability", "active", node)
+	setAvailability(t, nodes[0], node, "active")
 	back := time.Now()
 	eventually(t, svc+" back on "+node, 120*time.Second, func() error {
 		c = e.cluster(t, name)
@@ -233,9 +233,9 @@ func TestPerNodeWithSyncMovesADrainedNodesBroker(t *testing.T) {
 			t.Fatalf("a queued message reached %s before the drain: the test cannot tell the handoff", n)
 		}
 	}
-	onNode(t, nodes[0], "node", "update", "--availability", "drain", node)
+	setAvailability(t, nodes[0], node, "drain")
 	t.Cleanup(func() {
-		_ = exec.Command("docker", "exec", nodes[0], "docker", "node", "update", "--availability", "active", node).Run()
+		setAvailability(t, nodes[0], node, "active")
 	})
 	drained := time.Now()
 	var away string
@@ -271,7 +271,7 @@ func TestPerNodeWithSyncMovesADrainedNodesBroker(t *testing.T) {
 	pub(away, awayMsg+"0")
 	pub(away, awayMsg+"1")
 
-	onNode(t, nodes[0], "node", "update", "--availability", "active", node)
+	setAvailability(t, nodes[0], node, "active")
 	back := time.Now()
 	eventually(t, svc+" back on "+node, 120*time.Second, func() error {
 		c := e.cluster(t, name)

@@ -69,6 +69,27 @@ func deviceClient(t *testing.T, host string, port int, id string, clean bool) mq
 	return c
 }
 
+// setAvailability sets a node's availability through manager via, as
+// `docker node update` does, trying again (at most 10 times, 200 ms
+// apart) when Swarm answers "update out of sequence": the node object
+// changed between the CLI's read and its write (Swarm updates a node's
+// status itself), the optimistic-concurrency conflict a client retries.
+func setAvailability(t *testing.T, via, node, availability string) {
+	t.Helper()
+	var out []byte
+	var err error
+	for range 10 {
+		out, err = exec.Command("docker", "exec", via, "docker", "node", "update", "--availability", availability, node).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "update out of sequence") {
+			break
+		}
+		time.Sleep(200 * time.Millisecond) // the retry's pause, not a wait for readiness
+	}
+	if err != nil {
+		t.Fatalf("node update --availability %s %s: %v\n%s", availability, node, err, out)
+	}
+}
+
 // addWorker starts node mqtt-m<i> and joins it to the Swarm as a worker;
 // it leaves and is removed when the test ends.
 func addWorker(t *testing.T, i int) {
@@ -345,7 +366,7 @@ func TestBrokerDataFollowsItsBroker(t *testing.T) {
 	if drain == home {
 		drain = others(nodes, moved)[1]
 	}
-	onNode(t, moved, "node", "update", "--availability", "drain", drain)
+	setAvailability(t, moved, drain, "drain")
 	eventually(t, drain+" dropped from the targets", 60*time.Second, func() error {
 		cl, err := e.c.GetConsistent(ctx, name)
 		if err != nil {
@@ -356,7 +377,7 @@ func TestBrokerDataFollowsItsBroker(t *testing.T) {
 		}
 		return nil
 	})
-	onNode(t, moved, "node", "update", "--availability", "active", drain)
+	setAvailability(t, moved, drain, "active")
 	eventually(t, drain+" a target again", 60*time.Second, func() error {
 		cl, err := e.c.GetConsistent(ctx, name)
 		if err != nil {
