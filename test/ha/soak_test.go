@@ -33,7 +33,8 @@ const (
 )
 
 // The fault kinds. Announced ones (a SIGTERM, a rolling update, a
-// renewal, a leader handover, a scale-down) must lose nothing.
+// renewal, a leader handover) must lose nothing; a scale up and down is
+// held to the unannounced bound for now (boundOf).
 const (
 	faultBrokerKill  = "broker-sigkill"
 	faultBrokerTerm  = "broker-sigterm"
