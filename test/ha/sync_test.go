@@ -70,21 +70,22 @@ func deviceClient(t *testing.T, host string, port int, id string, clean bool) mq
 }
 
 // setAvailability sets a node's availability through manager via, as
-// `docker node update` does, trying again (at most 10 times, 200 ms
-// apart) when Swarm answers "update out of sequence": the node object
-// changed between the CLI's read and its write (Swarm updates a node's
-// status itself), the optimistic-concurrency conflict a client retries.
+// `docker node update` does, trying again for up to 5 s while Swarm
+// answers "update out of sequence": the node object changed between the
+// CLI's read and its write (Swarm updates a node's status itself), the
+// optimistic-concurrency conflict a client retries. Any other error fails
+// the test at once.
 func setAvailability(t *testing.T, via, node, availability string) {
 	t.Helper()
 	var out []byte
 	var err error
-	for range 10 {
+	eventually(t, "node update --availability "+availability+" "+node, 5*time.Second, func() error {
 		out, err = exec.Command("docker", "exec", via, "docker", "node", "update", "--availability", availability, node).CombinedOutput()
-		if err == nil || !strings.Contains(string(out), "update out of sequence") {
-			break
+		if err != nil && strings.Contains(string(out), "update out of sequence") {
+			return fmt.Errorf("%s", strings.TrimSpace(string(out)))
 		}
-		time.Sleep(200 * time.Millisecond) // the retry's pause, not a wait for readiness
-	}
+		return nil
+	})
 	if err != nil {
 		t.Fatalf("node update --availability %s %s: %v\n%s", availability, node, err, out)
 	}
