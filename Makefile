@@ -58,6 +58,7 @@ bench: build
 	MANAGERS=3 hack/up.sh >/dev/null
 	set -a && . .local/quickstart.env && set +a && $(BIN)/bench -ha
 	set -a && . .local/quickstart.env && set +a && $(BIN)/bench -sync
+	set -a && . .local/quickstart.env && set +a && $(BIN)/bench -fleet
 	hack/dind.sh down
 
 ## fuzz: a short run of the parse+default+validate fuzz target

@@ -41,6 +41,11 @@ func main() {
 	gitB := flag.Bool("gitsync", false, "run only the git sync figures (in process)")
 	syncB := flag.Bool("sync", false, "run only the broker data sync and PerNode figures (spec.sync, spec.scaling PerNode) against the docker-in-docker Swarm of make up MANAGERS=3")
 	syncParts := flag.String("sync-parts", "lag,loss,pernode", "with -sync: the parts to run (lag: sync lag; loss: node loss, killed, with Swarm's default dispatcher heartbeat and with 1 s; pernode: the PerNode figures)")
+	fleetB := flag.Bool("fleet", false, "run only the fleet figures (connections held by three load-balancer tasks, a storm after all three are killed) against the docker-in-docker Swarm of make up MANAGERS=3")
+	fleetHeldN := flag.Int("fleet-clients", 20000, "with -fleet: MQTTS clients held")
+	fleetStormN := flag.Int("fleet-storm", 10000, "with -fleet: MQTTS clients in the storm")
+	fleetRate := flag.Int("fleet-rate", 65, "with -fleet: the paced rounds' connectionRate per load-balancer task (the three tasks share this VM's 2 cores: about 200/s in all)")
+	fleetWorker := flag.Bool("fleet-worker", false, "internal: hold a share of a fleet (config on stdin, counts on stdout)")
 	cluster := flag.Bool("cluster", false, "also run the data-plane benchmarks against the operator make up deployed (MQTTCTL_SERVER, MQTTCTL_TOKEN_FILE)")
 	flag.Parse()
 	if *loadAddr != "" {
@@ -50,7 +55,25 @@ func main() {
 		}
 		return
 	}
+	if *fleetWorker {
+		if err := runFleetWorker(os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	benchBinary = *self
+	if *fleetB {
+		nodes, cl, err := dindClient()
+		if err == nil {
+			err = runFleetBench(context.Background(), cl, nodes, *fleetHeldN, *fleetStormN, *fleetRate)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *gitB {
 		if err := runGitSyncBench(); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
@@ -59,15 +82,7 @@ func main() {
 		return
 	}
 	if *syncB {
-		tok, err := os.ReadFile(os.Getenv("MQTTCTL_TOKEN_FILE"))
-		var nodes []haNode
-		var cl *client.Client
-		if err == nil {
-			nodes, err = haNodes(os.Getenv("MQTTCTL_SERVERS"))
-		}
-		if err == nil {
-			cl, err = client.New(client.Options{Server: os.Getenv("MQTTCTL_SERVERS"), Token: strings.TrimSpace(string(tok)), CAFile: os.Getenv("MQTTCTL_CA_FILE"), Timeout: 10 * time.Second})
-		}
+		nodes, cl, err := dindClient()
 		parts := map[string]bool{}
 		for _, p := range strings.Split(*syncParts, ",") {
 			parts[strings.TrimSpace(p)] = true
@@ -122,6 +137,21 @@ func main() {
 			os.Exit(1)
 		}
 	}
+}
+
+// dindClient: the docker-in-docker managers of make up MANAGERS=3 and a
+// client of their operators (MQTTCTL_SERVERS).
+func dindClient() ([]haNode, *client.Client, error) {
+	tok, err := os.ReadFile(os.Getenv("MQTTCTL_TOKEN_FILE"))
+	if err != nil {
+		return nil, nil, err
+	}
+	nodes, err := haNodes(os.Getenv("MQTTCTL_SERVERS"))
+	if err != nil {
+		return nil, nil, err
+	}
+	cl, err := client.New(client.Options{Server: os.Getenv("MQTTCTL_SERVERS"), Token: strings.TrimSpace(string(tok)), CAFile: os.Getenv("MQTTCTL_CA_FILE"), Timeout: 10 * time.Second})
+	return nodes, cl, err
 }
 
 func freePort() (string, error) {

@@ -192,24 +192,28 @@ func probeLatency(url string, tc *tls.Config, user, pass string) (time.Duration,
 // containers (docker stats), in bytes.
 func memOf() map[string]float64 {
 	out := map[string]float64{}
-	s, err := sh("docker", "stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}}")
-	if err != nil {
-		return out
+	if s, err := sh("docker", "stats", "--no-stream", "--format", "{{.Name}} {{.MemUsage}}"); err == nil {
+		addMem(out, s, stormCluster)
 	}
+	return out
+}
+
+// addMem adds the memory of cluster's containers in s (docker stats lines
+// "NAME USAGE / LIMIT") to out["lb"] and out["broker"], in bytes.
+func addMem(out map[string]float64, s, cluster string) {
 	for _, l := range strings.Split(s, "\n") {
 		f := strings.Fields(l)
-		if len(f) < 2 || !strings.HasPrefix(f[0], stormCluster+"-") {
+		if len(f) < 2 || !strings.HasPrefix(f[0], cluster+"-") {
 			continue
 		}
 		kind := "broker"
-		if strings.HasPrefix(f[0], stormCluster+"-lb") {
+		if strings.HasPrefix(f[0], cluster+"-lb") {
 			kind = "lb"
-		} else if !strings.HasPrefix(f[0], stormCluster+"-broker") {
+		} else if !strings.HasPrefix(f[0], cluster+"-broker") {
 			continue
 		}
 		out[kind] += parseMem(f[1])
 	}
-	return out
 }
 
 func parseMem(s string) float64 {

@@ -20,7 +20,12 @@ import (
 // back spread out rather than all in the same millisecond.
 type Fleet struct {
 	// URL is the broker address (tcp:// or ssl://), TLS its configuration.
-	URL        string
+	URL string
+	// URLs, when set, replace URL: several load balancers' addresses, as a
+	// device that resolves a name to a list gets them. Client i tries them
+	// in turn starting at the (i mod len)-th, so the fleet is spread evenly
+	// and a client whose load balancer is gone tries the next one.
+	URLs       []string
 	TLS        *tls.Config
 	User, Pass string
 	// N clients with ids IDPrefix-0..N-1.
@@ -77,7 +82,15 @@ func (f *Fleet) Start(ctx context.Context, parallel int) error {
 	sem := make(chan struct{}, parallel)
 	for i := range f.N {
 		fc := &fleetClient{f: f}
-		o := mqtt.NewClientOptions().AddBroker(f.URL).SetClientID(fmt.Sprintf("%s-%d", f.IDPrefix, i)).
+		o := mqtt.NewClientOptions()
+		urls := f.URLs
+		if len(urls) == 0 {
+			urls = []string{f.URL}
+		}
+		for k := range urls {
+			o.AddBroker(urls[(i+k)%len(urls)])
+		}
+		o.SetClientID(fmt.Sprintf("%s-%d", f.IDPrefix, i)).
 			SetUsername(f.User).SetPassword(f.Pass).SetTLSConfig(f.TLS).SetCleanSession(true).
 			SetKeepAlive(f.KeepAlive).SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(f.ConnectTimeout).
 			SetConnectionLostHandler(func(_ mqtt.Client, err error) {
@@ -143,7 +156,8 @@ func (fc *fleetClient) connect(ctx context.Context) {
 		default:
 		}
 		tok := fc.c.Connect()
-		done := tok.WaitTimeout(f.ConnectTimeout + time.Second)
+		// paho tries each address in turn, each for up to ConnectTimeout.
+		done := tok.WaitTimeout(time.Duration(max(1, len(f.URLs)))*f.ConnectTimeout + time.Second)
 		if done && tok.Error() == nil {
 			if fc.up.CompareAndSwap(false, true) {
 				f.connected.Add(1)
