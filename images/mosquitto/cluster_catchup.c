@@ -489,7 +489,7 @@ static void take_home(struct dentry *e, int self)
 	say('+', e->ver, e->id);
 }
 
-double dir_arrived(const char *id, int self, double now, const double *seen, double ttl)
+double dir_arrived(const char *id, int self, double now, const double *seen, double ttl, int via)
 {
 	struct dentry *e = entry(id, true);
 	double from = 0, stop;
@@ -504,6 +504,13 @@ double dir_arrived(const char *id, int self, double now, const double *seen, dou
 		}else{
 			stop = e->left;
 		}
+		/* A bridge whose broker was not heard here for a while: its old
+		 * connection was half open (its node cut off, the bridge waiting
+		 * out its keepalive) or its broker restarted elsewhere, and the
+		 * directory still says online (here, or on a parent whose new
+		 * task is heard again). Its broker got nothing from this side
+		 * since it was last heard. */
+		if(via >= 0 && via != self && seen[via] > 0 && now - seen[via] > ttl && seen[via] < stop) stop = seen[via];
 		from = stop - margin;
 		if(from < now - keep_seconds - margin) from = now - keep_seconds - margin;
 	}

@@ -44,8 +44,11 @@ void catchup_run(double now, bool (*live)(const char *id, const struct mosquitto
  * missed messages (its session elsewhere stopped receiving, less the
  * margin), or 0 when it had no session elsewhere that the directory
  * knows. seen[i]: when broker i was last heard (0: never), ttl: after how
- * long silence it counts as gone. */
-double dir_arrived(const char *id, int self, double now, const double *seen, double ttl);
+ * long silence it counts as gone. via: for another broker's bridge, that
+ * broker's index (-1 for a client): what this broker took in while that
+ * broker was not heard here never reached it, whatever the directory
+ * says of its bridge's old connection. */
+double dir_arrived(const char *id, int self, double now, const double *seen, double ttl, int via);
 /* dir_elsewhere: whether id's newest session, as the directory knows it,
  * is on another broker. */
 bool dir_elsewhere(const char *id, int self);

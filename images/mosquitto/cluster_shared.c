@@ -313,6 +313,22 @@ static bool is_bridge(const struct mosquitto *client)
 	return u && bridge_user && !strcmp(u, bridge_user);
 }
 
+/* bridge_broker: the index of the broker whose bridge's client id is id
+ * (<cluster>-broker-N-bridge, the operator's remote_clientid), or -1. */
+static int bridge_broker(const char *id)
+{
+	static const char suffix[] = "-bridge";
+	size_t n = strlen(id), k;
+	int i = 0;
+	if(n < sizeof(suffix) || strcmp(id + n - (sizeof(suffix) - 1), suffix)) return -1;
+	n -= sizeof(suffix) - 1;
+	k = n;
+	while(k > 0 && id[k - 1] >= '0' && id[k - 1] <= '9') k--;
+	if(k == n || n - k > 2 || k == 0 || id[k - 1] != '-') return -1;
+	for(size_t j = k; j < n; j++) i = i * 10 + (id[j] - '0');
+	return i < MAX_BROKERS ? i : -1;
+}
+
 static bool matches(const char *filter, const char *topic)
 {
 	bool r = false;
@@ -364,7 +380,7 @@ static void commit(struct client *c)
 		for(int i = 0; i < MAX_BROKERS; i++){
 			seen[i] = peers[i].seen;
 		}
-		c->catchup_from = dir_arrived(c->id, self, t, seen, VIEW_TTL);
+		c->catchup_from = dir_arrived(c->id, self, t, seen, VIEW_TTL, bridge ? bridge_broker(c->id) : -1);
 		c->catchup_until = t + CATCHUP_GRACE;
 		/* A restored session's subscriptions are caught up at once: its
 		 * client need not subscribe again. */
