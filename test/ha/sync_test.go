@@ -70,25 +70,20 @@ func deviceClient(t *testing.T, host string, port int, id string, clean bool) mq
 }
 
 // setAvailability sets a node's availability through manager via, as
-// `docker node update` does, trying again for up to 5 s while Swarm
-// answers "update out of sequence": the node object changed between the
-// CLI's read and its write (Swarm updates a node's status itself), the
-// optimistic-concurrency conflict a client retries. Any other error fails
-// the test at once.
+// `docker node update` does, trying again for up to 30 s while Swarm
+// refuses: "update out of sequence" (the node object changed between the
+// CLI's read and its write, as Swarm updates a node's status itself: the
+// optimistic-concurrency conflict a client retries), or its managers are
+// electing a leader (right after a node cut). An error that lasts fails
+// the test with Swarm's answer.
 func setAvailability(t *testing.T, via, node, availability string) {
 	t.Helper()
-	var out []byte
-	var err error
-	eventually(t, "node update --availability "+availability+" "+node, 5*time.Second, func() error {
-		out, err = exec.Command("docker", "exec", via, "docker", "node", "update", "--availability", availability, node).CombinedOutput()
-		if err != nil && strings.Contains(string(out), "update out of sequence") {
-			return fmt.Errorf("%s", strings.TrimSpace(string(out)))
+	eventually(t, "node update --availability "+availability+" "+node, 30*time.Second, func() error {
+		if out, err := exec.Command("docker", "exec", via, "docker", "node", "update", "--availability", availability, node).CombinedOutput(); err != nil {
+			return fmt.Errorf("%v: %s", err, strings.TrimSpace(string(out)))
 		}
 		return nil
 	})
-	if err != nil {
-		t.Fatalf("node update --availability %s %s: %v\n%s", availability, node, err, out)
-	}
 }
 
 // addWorker starts node mqtt-m<i> and joins it to the Swarm as a worker;
