@@ -44,7 +44,7 @@ func main() {
 	fleetB := flag.Bool("fleet", false, "run only the fleet figures (connections held by three load-balancer tasks, a storm after all three are killed) against the docker-in-docker Swarm of make up MANAGERS=3")
 	fleetHeldN := flag.Int("fleet-clients", 20000, "with -fleet: MQTTS clients held")
 	fleetStormN := flag.Int("fleet-storm", 10000, "with -fleet: MQTTS clients in the storm")
-	fleetRate := flag.Int("fleet-rate", 65, "with -fleet: the paced rounds' connectionRate per load-balancer task (the three tasks share this VM's 2 cores: about 200/s in all)")
+	fleetRate := flag.Int("fleet-rate", 200, "with -fleet: the paced round's connectionRate per load-balancer task (200: the default)")
 	fleetWorker := flag.Bool("fleet-worker", false, "internal: hold a share of a fleet (config on stdin, counts on stdout)")
 	cluster := flag.Bool("cluster", false, "also run the data-plane benchmarks against the operator make up deployed (MQTTCTL_SERVER, MQTTCTL_TOKEN_FILE)")
 	flag.Parse()
