@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -220,33 +219,8 @@ func fleetStorm(ctx context.Context, cfg fleetWorkerConfig, nodes []haNode, n, r
 			return "", err
 		}
 	}
-	for f.Lost() < n && time.Since(killed) < time.Minute {
-		time.Sleep(20 * time.Millisecond)
-	}
-	deadline := killed.Add(5 * time.Minute)
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		for {
-			select {
-			case <-done:
-				return
-			case <-time.After(10 * time.Second):
-				fmt.Fprintf(os.Stderr, "  fleet storm +%s: %d of %d connected, %d losses; last connect error %q\n",
-					time.Since(killed).Round(time.Second), f.Connected(), n, f.Lost(), f.LastError())
-			}
-		}
-	}()
-	ok99 := f.WaitConnected(n*99/100, deadline)
-	t99 := time.Since(killed)
-	ok100 := f.WaitConnected(n, deadline)
-	t100 := time.Since(killed)
-	what := "unpaced (baseline)"
-	if rate > 0 {
-		what = fmt.Sprintf("paced (connectionRate %d/s per load-balancer task)", rate)
-	}
-	res := fmt.Sprintf("reconnect storm, %d MQTTS clients, all 3 load-balancer tasks killed at once, %s: 99%% back in %s, 100%% in %s",
-		n, what, fmtWait(ok99, t99), fmtWait(ok100, t100))
+	back := stormBack(f, n, killed, "fleet storm")
+	res := fmt.Sprintf("reconnect storm, %d MQTTS clients, all 3 load-balancer tasks killed at once, %s: %s", n, paceLabel(rate), back)
 	if after := dindBrokerTasks(nodes[0].name, fleetCluster); !slices.Equal(after, brokers) {
 		res += "; BROKERS RESTARTED"
 	} else {

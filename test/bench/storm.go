@@ -125,21 +125,44 @@ func stormRound(ctx context.Context, url string, tc *tls.Config, user, pass stri
 	if _, err := sh("docker", "kill", strings.Fields(lbc)[0]); err != nil {
 		return "", err
 	}
+	back := stormBack(f, n, killed, "storm")
+	res := fmt.Sprintf("reconnect storm, %d MQTTS clients, the load balancer killed, %s: %s", n, paceLabel(rate), back)
+	if after := brokerTasks(stormCluster); !slices.Equal(after, brokers) {
+		res += "; BROKERS RESTARTED"
+	} else {
+		res += "; no broker restarted"
+	}
+	return out + res, nil
+}
+
+// stormFleet is what a storm figure reads of a fleet (test/chaos.Fleet,
+// or procFleet, one split over worker processes).
+type stormFleet interface {
+	Connected() int
+	Lost() int
+	LastError() string
+	WaitConnected(n int, deadline time.Time) bool
+}
+
+// stormBack waits, after the kill at killed, until the n clients have
+// all lost their connection (at most a minute), then until 99 % and all
+// are connected again (at most 5 min from the kill), saying where the
+// storm stands on stderr every 10 s; it returns the two times.
+func stormBack(f stormFleet, n int, killed time.Time, label string) string {
 	for f.Lost() < n && time.Since(killed) < time.Minute {
 		time.Sleep(20 * time.Millisecond)
 	}
 	deadline := killed.Add(5 * time.Minute)
-	// Progress on stderr: where a storm that does not converge stands.
-	progress := make(chan struct{})
-	defer close(progress)
+	done := make(chan struct{})
+	defer close(done)
 	go func() {
 		for {
 			select {
-			case <-progress:
+			case <-done:
 				return
 			case <-time.After(10 * time.Second):
-				fmt.Fprintf(os.Stderr, "  storm +%s: %d of %d connected, %d losses; last connect error %q, last loss %q\n",
-					time.Since(killed).Round(time.Second), f.Connected(), n, f.Lost(), f.LastError(), f.LastLost())
+				fmt.Fprintf(os.Stderr, "  %s +%s: %d of %d connected, %d losses; last connect error %q\n",
+					label, time.Since(killed).Round(time.Second), f.Connected(), n, f.Lost(), f.LastError())
 			}
 		}
 	}()
@@ -147,18 +170,15 @@ func stormRound(ctx context.Context, url string, tc *tls.Config, user, pass stri
 	t99 := time.Since(killed)
 	ok100 := f.WaitConnected(n, deadline)
 	t100 := time.Since(killed)
-	what := "unpaced (baseline)"
+	return fmt.Sprintf("99%% back in %s, 100%% in %s", fmtWait(ok99, t99), fmtWait(ok100, t100))
+}
+
+// paceLabel names a storm round by its connectionRate per task (0: none).
+func paceLabel(rate int) string {
 	if rate > 0 {
-		what = fmt.Sprintf("paced (connectionRate %d/s per load-balancer task)", rate)
+		return fmt.Sprintf("paced (connectionRate %d/s per load-balancer task)", rate)
 	}
-	res := fmt.Sprintf("reconnect storm, %d MQTTS clients, the load balancer killed, %s: 99%% back in %s, 100%% in %s",
-		n, what, fmtWait(ok99, t99), fmtWait(ok100, t100))
-	if after := brokerTasks(stormCluster); !slices.Equal(after, brokers) {
-		res += "; BROKERS RESTARTED"
-	} else {
-		res += "; no broker restarted"
-	}
-	return out + res, nil
+	return "unpaced (baseline)"
 }
 
 func fmtWait(ok bool, d time.Duration) string {
