@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,6 +49,16 @@ func TestSpokeBridgedToACutOffSpokeMissesNothing(t *testing.T) {
 		}
 	}
 	home = []string{lead, home[0], home[1]}
+	// only leaves the given nodes active and pauses the others.
+	only := func(active ...string) {
+		for _, n := range nodes {
+			if slices.Contains(active, n) {
+				setAvailability(t, nodes[0], n, "active")
+			} else {
+				setAvailability(t, nodes[0], n, "pause")
+			}
+		}
+	}
 	t.Cleanup(func() {
 		for _, n := range nodes {
 			if a, _ := exec.Command("docker", "exec", nodes[0], "docker", "node", "inspect", n, "-f", "{{.Spec.Availability}}").Output(); strings.TrimSpace(string(a)) != "active" {
@@ -56,13 +67,7 @@ func TestSpokeBridgedToACutOffSpokeMissesNothing(t *testing.T) {
 		}
 	})
 	for i := 0; i < 3; i++ {
-		for _, n := range nodes {
-			if n == home[i] {
-				setAvailability(t, nodes[0], n, "active")
-			} else {
-				setAvailability(t, nodes[0], n, "pause")
-			}
-		}
+		only(home[i])
 		if _, err := e.c.Apply(ctx, syncSpec(name, i+1, 24887, "1s")); err != nil {
 			t.Fatal(err)
 		}
@@ -76,9 +81,7 @@ func TestSpokeBridgedToACutOffSpokeMissesNothing(t *testing.T) {
 			return nil
 		})
 	}
-	for _, n := range nodes {
-		setAvailability(t, nodes[0], n, "active")
-	}
+	only(nodes...)
 	on := map[string]string{}
 	eventually(t, name+" Ready with a broker on each manager", 180*time.Second, func() error {
 		c := e.cluster(t, name)
@@ -98,9 +101,7 @@ func TestSpokeBridgedToACutOffSpokeMissesNothing(t *testing.T) {
 	// broker-0 killed: broker-2's bridge moves to broker-1 and stays there
 	// once broker-0 is back. Swarm schedules the replacement task afresh:
 	// the other nodes paused keep it on its node.
-	for _, n := range home[1:] {
-		setAvailability(t, nodes[0], n, "pause")
-	}
+	only(home[0])
 	ctr0 := strings.TrimSpace(onNode(t, on[b(0)], "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+b(0)))
 	onNode(t, on[b(0)], "kill", ctr0)
 	parent := "(tasks." + b(1) + ":1884)"
@@ -131,9 +132,7 @@ func TestSpokeBridgedToACutOffSpokeMissesNothing(t *testing.T) {
 		}
 		return nil
 	})
-	for _, n := range home[1:] {
-		setAvailability(t, nodes[0], n, "active")
-	}
+	only(nodes...)
 
 	// A subscriber on broker-2, a publisher on broker-0 (the hub).
 	ctr2 := strings.TrimSpace(onNode(t, on[b(2)], "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+b(2)))

@@ -243,15 +243,7 @@ func (e *env) settle(ctx context.Context) error {
 // no hub to kill.
 func brokersRunning(n int) error {
 	for i := 0; i < n; i++ {
-		svc := api.BrokerService(soakCluster, i)
-		up := false
-		for _, nd := range nodes {
-			if out, _ := run("docker", "exec", nd, "docker", "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+svc); out != "" {
-				up = true
-				break
-			}
-		}
-		if !up {
+		if svc := api.BrokerService(soakCluster, i); len(runningContainers(svc)) == 0 {
 			return fmt.Errorf("no running container of %s", svc)
 		}
 	}
@@ -363,22 +355,27 @@ func run(args ...string) (string, error) {
 	return strings.TrimSpace(string(out)), nil
 }
 
-// container finds a running task container of a service: on which node,
-// and its id (a random one when there are several).
-func (n *nemesis) container(service string) (node, id string, err error) {
-	type found struct{ node, id string }
-	var all []found
+// runningContainers are a service's running task containers, by node.
+func runningContainers(service string) [][2]string {
+	var all [][2]string // node, id
 	for _, nd := range nodes {
 		out, _ := run("docker", "exec", nd, "docker", "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+service)
 		for _, id := range strings.Fields(out) {
-			all = append(all, found{nd, id})
+			all = append(all, [2]string{nd, id})
 		}
 	}
+	return all
+}
+
+// container finds a running task container of a service: on which node,
+// and its id (a random one when there are several).
+func (n *nemesis) container(service string) (node, id string, err error) {
+	all := runningContainers(service)
 	if len(all) == 0 {
 		return "", "", fmt.Errorf("no running container of %s", service)
 	}
 	f := all[n.rng.IntN(len(all))]
-	return f.node, f.id, nil
+	return f[0], f[1], nil
 }
 
 // signal sends a signal to one task container of a service, and waits
