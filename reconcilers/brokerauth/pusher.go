@@ -234,6 +234,13 @@ func (p *Pusher) current(name string) (Target, State) {
 	return c.target, c.state
 }
 
+// served is the version k's broker last answered on this connection.
+func (p *Pusher) served(k *conn) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return k.applied
+}
+
 func (p *Pusher) setApplied(k *conn, v string, connected bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -346,8 +353,15 @@ func (p *Pusher) serve(ctx context.Context, name string, i int, k *conn, cl mqtt
 				v, before, _ := strings.Cut(answer, " ")
 				if v == s.Version {
 					p.drift(name, i, k, before)
+					// Logged once per connection and version: when a broker
+					// starts admitting clients is worth a line; the recheck
+					// every 10 s is not.
+					level := slog.LevelDebug
+					if p.served(k) != s.Version {
+						level = slog.LevelInfo
+					}
 					p.setApplied(k, s.Version, true)
-					p.log().Debug("auth: state applied", "cluster", name, "broker", i, "version", s.Version)
+					p.log().Log(ctx, level, "auth: the broker serves the users and rules", "cluster", name, "broker", i, "version", s.Version)
 					break wait
 				}
 				if v == "refused" || v == "disabled" {

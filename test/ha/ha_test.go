@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -898,3 +899,36 @@ func readFile(t *testing.T, p string) string {
 type errStr string
 
 func (e errStr) Error() string { return string(e) }
+
+// explainOnFailure, when t fails, logs what the cluster's containers and
+// the operators said since now: every container of the cluster on every
+// node (stopped ones too) with its last lines, and the operators' lines
+// naming the cluster. A rare failure is then explained by its own run.
+func (e *env) explainOnFailure(t *testing.T, cluster string) {
+	since := time.Now()
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		hosts, _ := exec.Command("docker", "ps", "--format", "{{.Names}}", "--filter", "name=^mqtt-m").Output()
+		for _, n := range strings.Fields(string(hosts)) {
+			ps, _ := exec.Command("docker", "exec", n, "docker", "ps", "-a", "--format", "{{.ID}} {{.Names}} {{.Status}}", "--filter", "name="+cluster+"-").Output()
+			for _, row := range strings.Split(strings.TrimSpace(string(ps)), "\n") {
+				f := strings.Fields(row)
+				if len(f) < 2 || !strings.HasPrefix(f[1], cluster+"-") {
+					continue
+				}
+				out, _ := exec.Command("docker", "exec", n, "docker", "logs", "-t", "--tail", "40", f[0]).CombinedOutput()
+				t.Logf("on %s: %s\n%s", n, row, out)
+			}
+			if !slices.Contains(nodes, n) {
+				continue
+			}
+			for _, l := range strings.Split(e.allOperatorLogs(t, n, since), "\n") {
+				if strings.Contains(l, `"`+cluster+`"`) || strings.Contains(l, cluster+"-") {
+					t.Logf("operator on %s: %s", n, l)
+				}
+			}
+		}
+	})
+}

@@ -73,6 +73,7 @@ func TestSpokeBridgedToACutOffSpokeMissesNothing(t *testing.T) {
 		}
 		if i == 0 {
 			t.Cleanup(func() { _ = e.c.Delete(context.Background(), name) })
+			e.explainOnFailure(t, name)
 		}
 		eventually(t, b(i)+" running on "+home[i], 120*time.Second, func() error {
 			if n, state := brokerNode(e.cluster(t, name), b(i)); n != home[i] || state != "running" {

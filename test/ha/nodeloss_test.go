@@ -212,6 +212,7 @@ func offLeaderCluster(t *testing.T, e *env, name string, port int) (broker, home
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = e.c.Delete(context.Background(), name) })
+	e.explainOnFailure(t, name)
 	eventually(t, name+" Ready and SyncHealthy, synced to the other node it may run on", 120*time.Second, func() error {
 		c := e.cluster(t, name)
 		if err := healthy(c); err != nil {

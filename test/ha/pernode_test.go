@@ -53,6 +53,7 @@ func TestPerNodeBrokersFollowTheNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = e.c.Delete(context.Background(), name) })
+	e.explainOnFailure(t, name)
 	var c *api.MqttCluster
 	eventually(t, name+" Ready with a broker on each manager", 180*time.Second, func() error {
 		c = e.cluster(t, name)
@@ -172,6 +173,7 @@ func TestPerNodeWithSyncMovesADrainedNodesBroker(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = e.c.Delete(context.Background(), name) })
+	e.explainOnFailure(t, name)
 	const k = 2
 	svc, volume := api.BrokerService(name, k), api.BrokerVolume(api.BrokerService(name, k))
 	// On failure, before the cluster goes: what the agents and the

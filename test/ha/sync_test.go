@@ -196,6 +196,7 @@ func TestBrokerDataFollowsItsBroker(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = e.c.Delete(context.Background(), name) })
+	e.explainOnFailure(t, name)
 	var home string
 	eventually(t, name+" Ready and SyncHealthy, its broker's node the source and the two others targets", 120*time.Second, func() error {
 		c := e.cluster(t, name)
@@ -416,6 +417,7 @@ func TestScaleDownSyncsTheLastState(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = e.c.Delete(context.Background(), name) })
+	e.explainOnFailure(t, name)
 	var c *api.MqttCluster
 	eventually(t, name+" Ready and SyncHealthy", 120*time.Second, func() error {
 		c = e.cluster(t, name)
