@@ -22,13 +22,23 @@ import (
 // swarmLeaderNode is the hostname of Swarm's raft leader.
 func swarmLeaderNode(t *testing.T) string {
 	t.Helper()
-	for _, l := range strings.Split(onNode(t, nodes[0], "node", "ls", "--format", "{{.Hostname}} {{.ManagerStatus}}"), "\n") {
-		if h, st, _ := strings.Cut(strings.TrimSpace(l), " "); st == "Leader" {
-			return h
+	// Right after a test that cut a node off, Swarm may be electing its
+	// leader (a seed-12 run read no leader 2 s into the next test).
+	var leader string
+	eventually(t, "a Swarm leader", 30*time.Second, func() error {
+		out, err := exec.Command("docker", "exec", nodes[0], "docker", "node", "ls", "--format", "{{.Hostname}} {{.ManagerStatus}}").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("node ls: %v %s", err, out)
 		}
-	}
-	t.Fatal("no Swarm leader")
-	return ""
+		for _, l := range strings.Split(string(out), "\n") {
+			if h, st, _ := strings.Cut(strings.TrimSpace(l), " "); st == "Leader" {
+				leader = h
+				return nil
+			}
+		}
+		return fmt.Errorf("no leader in %q", out)
+	})
+	return leader
 }
 
 // readRetained connects to host:port, subscribes to topic and returns the
