@@ -631,7 +631,13 @@ func keepLogs(t *testing.T, dir string) {
 			if !strings.HasPrefix(svc, soakCluster+"-") && !strings.HasSuffix(svc, "_operator") {
 				continue
 			}
-			logs, _ := exec.Command("docker", "exec", n, "docker", "service", "logs", "--timestamps", "--raw", svc).CombinedOutput()
+			// Bounded: Swarm may stream a service's logs forever when a
+			// node's part cannot be read (two runs hung 20 minutes here).
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			cmd := exec.CommandContext(ctx, "docker", "exec", n, "docker", "service", "logs", "--timestamps", "--raw", svc)
+			cmd.WaitDelay = 5 * time.Second
+			logs, _ := cmd.CombinedOutput()
+			cancel()
 			_ = os.WriteFile(filepath.Join(dir, svc+".log"), logs, 0o644)
 		}
 		t.Logf("the services' logs are in %s", dir)
