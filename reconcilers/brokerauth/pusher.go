@@ -234,16 +234,12 @@ func (p *Pusher) current(name string) (Target, State) {
 	return c.target, c.state
 }
 
-// served is the version k's broker last answered on this connection.
-func (p *Pusher) served(k *conn) string {
+// setApplied records what k's broker answers and returns the version it
+// answered before on this connection.
+func (p *Pusher) setApplied(k *conn, v string, connected bool) (before string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return k.applied
-}
-
-func (p *Pusher) setApplied(k *conn, v string, connected bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	before = k.applied
 	k.applied, k.connected = v, connected
 	if v != "" {
 		k.given = v
@@ -252,6 +248,7 @@ func (p *Pusher) setApplied(k *conn, v string, connected bool) {
 		close(p.answered)
 	}
 	p.answered = make(chan struct{})
+	return before
 }
 
 // Wait returns, within timeout, once every broker of cluster name that the
@@ -357,10 +354,9 @@ func (p *Pusher) serve(ctx context.Context, name string, i int, k *conn, cl mqtt
 					// starts admitting clients is worth a line; the recheck
 					// every 10 s is not.
 					level := slog.LevelDebug
-					if p.served(k) != s.Version {
+					if p.setApplied(k, s.Version, true) != s.Version {
 						level = slog.LevelInfo
 					}
-					p.setApplied(k, s.Version, true)
 					p.log().Log(ctx, level, "auth: the broker serves the users and rules", "cluster", name, "broker", i, "version", s.Version)
 					break wait
 				}
