@@ -138,11 +138,13 @@ func (t *Tracker) Notify(i int, connected bool, at time.Time) {
 }
 
 // Restarted says broker j's current task started at; bridges it held from
-// before are gone (a killed broker logs no goodbye).
+// before are gone (a killed broker logs no goodbye), its own to its parent
+// too: the new task is bridged once a connection after its start is seen
+// (until then it refuses clients: it has not joined the tree).
 func (t *Tracker) Restarted(j int, at time.Time) {
 	for i, l := range t.links {
-		if l.Parent == j && l.Connected && l.Since.Before(at) {
-			t.links[i] = Link{Child: i, Parent: j, Connected: false, Since: at}
+		if (l.Parent == j || i == j) && l.Connected && l.Since.Before(at) {
+			t.links[i] = Link{Child: i, Parent: l.Parent, Connected: false, Since: at}
 		}
 	}
 }

@@ -41,6 +41,13 @@ func TestTrackerFollowsConnectsDisconnectsAndRestarts(t *testing.T) {
 	if l := tr.Link(2); l.Parent != 1 || !l.Connected || !l.Since.Equal(at(11)) {
 		t.Fatalf("broker 2 moved: %+v", l)
 	}
+	// Broker 2 is killed too and its new task starts: its old bridge
+	// (its parent not timed it out yet) is not the new task's.
+	tr.Restarted(2, at(12))
+	if l := tr.Link(2); l.Connected || l.Parent != 1 || !l.Since.Equal(at(12)) {
+		t.Fatalf("broker 2 after it restarted: %+v", l)
+	}
+	tr.Feed(1, []swarm.LogLine{{Time: at(12), Text: "New client connected from 10.0.0.6:4005 as iot-broker-2-bridge (p5, c1, k5, u'bridge')."}})
 	// Broker 1 comes back to the new hub; broker 2 leaves broker 1 for
 	// broker 0: a goodbye on broker 1, a hello on broker 0.
 	tr.Feed(0, []swarm.LogLine{
