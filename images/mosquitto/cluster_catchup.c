@@ -524,6 +524,12 @@ bool dir_elsewhere(const char *id, int self)
 	return e && e->home >= 0 && e->home != self;
 }
 
+bool dir_online_elsewhere(const char *id, int self, double now, const double *seen, double ttl)
+{
+	struct dentry *e = entry(id, false);
+	return e && e->online && e->home >= 0 && e->home != self && seen[e->home] > 0 && now - seen[e->home] <= ttl;
+}
+
 void dir_here(const char *id, int self)
 {
 	struct dentry *e = entry(id, true);

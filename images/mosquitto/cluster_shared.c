@@ -414,6 +414,25 @@ static void catch_up(struct client *c, const struct mosquitto *ctx, const char *
 	catchup_start(c->id, ctx, filter, qos, c->catchup_from, t, skip, n);
 }
 
+/* moved_on: an offline session here whose client is online on another
+ * broker now (it moved when this broker stopped, or when its connection
+ * here was lost). A message queued here for it would be a copy of one it
+ * gets there: when the client came back here, it would receive everything
+ * published since it left, again, up to max_queued_messages (and the
+ * session would hold that much meanwhile). It is not queued. Once the
+ * client leaves that broker, or that broker is not heard from for
+ * VIEW_TTL, this session queues again; what it missed in between, the
+ * catch-up replays when the client returns here (dir_elsewhere). */
+static bool moved_on(const char *id, const struct mosquitto *ctx)
+{
+	double seen[MAX_BROKERS];
+	if(!catchup_on() || is_bridge(ctx)) return false;
+	for(int i = 0; i < MAX_BROKERS; i++){
+		seen[i] = peers[i].seen;
+	}
+	return dir_online_elsewhere(id, self, now(), seen, VIEW_TTL);
+}
+
 static bool live(const char *id, const struct mosquitto *ctx)
 {
 	struct client *c = client_get(id, false);
@@ -462,6 +481,7 @@ static int on_acl(int event, void *event_data, void *userdata)
 		case MOSQ_ACL_READ: {
 			bool normal = false, shared = false, here = false;
 			c = client_get(id, false);
+			if((!c || (!c->ctx && !c->pending)) && moved_on(id, ed->client)) return MOSQ_ERR_ACL_DENIED;
 			if(!c || c->reconnecting) return MOSQ_ERR_SUCCESS;
 			for(struct sub *s = c->subs; s; s = s->next){
 				if(!matches(s->filter, ed->topic)) continue;

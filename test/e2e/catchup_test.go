@@ -5,13 +5,16 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"strconv"
+	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/swarm-mqtt-operator/swarm-mqtt-operator/internal/testutil"
 )
 
 // TestMovedSubscriberCatchesUp: a persistent subscriber whose broker is
@@ -27,163 +30,19 @@ func TestMovedSubscriberCatchesUp(t *testing.T) {
 	run := strconv.FormatInt(time.Now().UnixNano(), 36)
 	subID, pubID := idsOn(t, e, "cu-sub-"+run)[1], idsOn(t, e, "cu-pub-"+run)[2]
 	topic := "e2e/catchup/" + run
-	persistent := func(cp *paho.Connect) {
-		cp.CleanStart = false
-		cp.Properties = &paho.ConnectProperties{SessionExpiryInterval: u32(600)}
-	}
-
-	// The subscriber: connect, subscribe, read until the connection ends,
-	// again (every 100 ms while it cannot connect), until stopped.
-	var (
-		mu       sync.Mutex
-		got      = map[int]int{}
-		badProps []string
-		conns    []time.Time
-		alive    bool
-	)
-	stop := make(chan struct{})
-	subscribed := make(chan struct{}, 16)
-	subDone := make(chan struct{})
-	go func() {
-		defer close(subDone)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			s, _, err := tryDial5(t, e, subID, persistent)
-			if err != nil {
-				time.Sleep(100 * time.Millisecond) // the client's retry interval
-				continue
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_, err = s.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: topic + "/#", QoS: 1}}})
-			cancel()
-			if err != nil {
-				continue
-			}
-			mu.Lock()
-			conns = append(conns, time.Now())
-			alive = true
-			mu.Unlock()
-			select {
-			case subscribed <- struct{}{}:
-			default:
-			}
-			for open := true; open; {
-				select {
-				case p := <-s.got:
-					n, _ := strconv.Atoi(string(p.Payload))
-					mu.Lock()
-					got[n]++
-					if p.Properties == nil || p.Properties.User.Get("n") != string(p.Payload) || p.Properties.ContentType != "text/plain" {
-						badProps = append(badProps, string(p.Payload))
-					}
-					mu.Unlock()
-				case <-s.lost:
-					mu.Lock()
-					alive = false
-					mu.Unlock()
-					open = false
-				case <-stop:
-					_ = s.Disconnect(&paho.Disconnect{})
-					return
-				}
-			}
-		}
-	}()
-	select {
-	case <-subscribed:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the subscriber did not subscribe")
-	}
-
-	// The publisher, on another broker: numbered QoS 1 messages, each
-	// acknowledged before the next, 200 a second at most.
-	p, _ := dial5(t, e, pubID, nil)
-	var sent atomic.Int64
-	pubErr := make(chan error, 1)
-	pubStop := make(chan struct{})
-	go func() {
-		defer close(pubErr)
-		tick := time.NewTicker(5 * time.Millisecond)
-		defer tick.Stop()
-		for n := 0; ; n++ {
-			select {
-			case <-pubStop:
-				return
-			case <-tick.C:
-			}
-			body := strconv.Itoa(n)
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			_, err := p.Publish(ctx, &paho.Publish{Topic: topic + "/m", QoS: 1, Payload: []byte(body),
-				Properties: &paho.PublishProperties{ContentType: "text/plain", User: paho.UserProperties{{Key: "n", Value: body}}}})
-			cancel()
-			if err != nil {
-				pubErr <- fmt.Errorf("publish #%d: %v", n, err)
-				return
-			}
-			sent.Store(int64(n + 1))
-		}
-	}()
-	eventually(t, "the subscriber receiving", 10*time.Second, func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		if len(got) < 100 {
-			return fmt.Errorf("%d messages so far", len(got))
-		}
-		return nil
-	})
+	s := startMovingSubscriber(t, e, subID, topic+"/#")
+	p := startNumbered(t, e, pubID, topic+"/m")
+	s.waitGot(t, 100)
 
 	// Its broker stopped as Swarm stops a task.
-	svc := quickstartCluster + "-broker-1"
-	container := docker(t, "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+svc)
-	docker(t, "kill", "-s", "TERM", container)
-	stopped := time.Now()
-	docker(t, "wait", container)
-	var again time.Time
-	eventually(t, "the subscriber subscribed again after its broker's exit", 30*time.Second, func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		again = conns[len(conns)-1]
-		if !alive || len(conns) < 2 {
-			return errStr("not subscribed again yet")
-		}
-		return nil
-	})
+	stopped := stopBroker(t, quickstartCluster+"-broker-1")
+	again := s.subscribedAgain(t, 2)
 	where := brokerOf(t, quickstartCluster, 3, []string{subID})[subID]
 	// Two more seconds of traffic, then every acknowledged message must
 	// arrive.
 	<-time.After(time.Until(again.Add(2 * time.Second))) // the workload's length, not a readiness wait
-	close(pubStop)
-	if err := <-pubErr; err != nil {
-		t.Fatal(err)
-	}
-	total := int(sent.Load())
-	missing := func() []int {
-		mu.Lock()
-		defer mu.Unlock()
-		var m []int
-		for n := 0; n < total; n++ {
-			if got[n] == 0 {
-				m = append(m, n)
-			}
-		}
-		return m
-	}
-	deadline := time.Now().Add(15 * time.Second)
-	for len(missing()) > 0 && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
-	}
-	close(stop)
-	<-subDone
-	m := missing()
-	mu.Lock()
-	dup := 0
-	for _, k := range got {
-		dup += k - 1
-	}
+	total := p.finish(t)
+	m, dup, badProps := s.finish(total)
 	t.Logf("broker-1 stopped; the subscriber subscribed again %v later (now on %s); %d messages published, %d missing, %d duplicated",
 		again.Sub(stopped).Round(time.Millisecond), where, total, len(m), dup)
 	if len(m) > 0 {
@@ -192,8 +51,295 @@ func TestMovedSubscriberCatchesUp(t *testing.T) {
 	if len(badProps) > 0 {
 		t.Errorf("%d messages arrived without their properties (user property n, content type): %v", len(badProps), badProps[:min(10, len(badProps))])
 	}
-	mu.Unlock()
 	waitReady(t, c, quickstartCluster, 60*time.Second)
+}
+
+// TestReturningSubscriberGetsNoStaleCopies: a persistent subscriber moved
+// off its broker when that broker stopped comes back to it once it runs
+// again (HAProxy sends a client id to the same broker). The restarted
+// broker restored the subscriber's old session from its data; had it
+// queued for that session while the client was online on the other
+// broker, the client would get, on its return, everything published
+// since the restart a second time (up to max_queued_messages, held in the
+// broker meanwhile). It gets what it missed and no such copies.
+func TestReturningSubscriberGetsNoStaleCopies(t *testing.T) {
+	e := quickstart(t)
+	c := newClient(t)
+	run := strconv.FormatInt(time.Now().UnixNano(), 36)
+	subID, pubID := idsOn(t, e, "rs-sub-"+run)[1], idsOn(t, e, "rs-pub-"+run)[2]
+	topic := "e2e/return/" + run
+	svc := quickstartCluster + "-broker-1"
+	s := startMovingSubscriber(t, e, subID, topic+"/#")
+	p := startNumbered(t, e, pubID, topic+"/m")
+	s.waitGot(t, 100)
+
+	old := stopBroker(t, svc)
+	s.subscribedAgain(t, 2)
+	eventually(t, svc+" running again", 60*time.Second, func() error {
+		if strings.TrimSpace(testutil.RunningLogs(svc)) == "" {
+			return errStr("no running container yet")
+		}
+		return nil
+	})
+	waitReady(t, c, quickstartCluster, 60*time.Second)
+	back := time.Now()
+	// Ten seconds of traffic while the client is elsewhere and its broker
+	// runs again (the workload's length, not a readiness wait).
+	<-time.After(10 * time.Second)
+	left := time.Now()
+	s.reconnect()
+	s.subscribedAgain(t, 3)
+	if !regexp.MustCompile(` as ` + regexp.QuoteMeta(subID) + ` \(`).MatchString(testutil.RunningLogs(svc)) {
+		t.Fatalf("the subscriber did not come back to %s (its log does not show it connecting)", svc)
+	}
+	<-time.After(2 * time.Second) // the workload's length
+	total := p.finish(t)
+	m, _, _ := s.finish(total)
+	// Copies: messages published while the client was online elsewhere
+	// and its broker ran again, received twice. The window leaves out 2 s
+	// after the broker was back (the directory's gossip reaching it) and
+	// 3 s before the client left (the catch-up's 2 s margin replays those).
+	s.mu.Lock()
+	stale, in := 0, 0
+	for n := 0; n < total; n++ {
+		if at := p.sentAt(n); at.After(back.Add(2*time.Second)) && at.Before(left.Add(-3*time.Second)) {
+			in++
+			if s.got[n] > 1 {
+				stale++
+			}
+		}
+	}
+	s.mu.Unlock()
+	t.Logf("%s stopped at %s, back and Ready at %s; the subscriber came back to it at %s: %d messages published, %d missing; of the %d published while it was elsewhere, %d arrived twice",
+		svc, old.Format("15:04:05.000"), back.Format("15:04:05.000"), left.Format("15:04:05.000"), total, len(m), in, stale)
+	if len(m) > 0 {
+		t.Errorf("%d of %d acknowledged messages never reached the returning subscriber: %v", len(m), total, span(m))
+	}
+	if in == 0 {
+		t.Fatal("no message published in the window the check looks at")
+	}
+	if stale > 0 {
+		t.Errorf("%d of %d messages the subscriber got on the other broker arrived again when it came back: the restarted broker queued them for its old session", stale, in)
+	}
+}
+
+// stopBroker stops a broker's container as Swarm stops a task (SIGTERM)
+// and waits for it to exit; it returns when it was stopped.
+func stopBroker(t *testing.T, svc string) time.Time {
+	t.Helper()
+	container := docker(t, "ps", "-q", "--filter", "label=com.docker.swarm.service.name="+svc)
+	docker(t, "kill", "-s", "TERM", container)
+	stopped := time.Now()
+	docker(t, "wait", container)
+	return stopped
+}
+
+// movingSubscriber is a persistent MQTT 5 subscriber through HAProxy: it
+// connects (every 100 ms while it cannot), subscribes, reads until the
+// connection ends, and again, as MQTT clients do, counting the numbered
+// messages it gets and checking their properties.
+type movingSubscriber struct {
+	mu       sync.Mutex
+	got      map[int]int
+	badProps []string
+	conns    []time.Time
+	alive    bool
+
+	again      chan struct{}
+	stop, done chan struct{}
+}
+
+func startMovingSubscriber(t *testing.T, e endpoint, id, filter string) *movingSubscriber {
+	t.Helper()
+	s := &movingSubscriber{got: map[int]int{}, again: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	subscribed := make(chan struct{}, 16)
+	persistent := func(cp *paho.Connect) {
+		cp.CleanStart = false
+		cp.Properties = &paho.ConnectProperties{SessionExpiryInterval: u32(600)}
+	}
+	go func() {
+		defer close(s.done)
+		for {
+			select {
+			case <-s.stop:
+				return
+			default:
+			}
+			c, _, err := tryDial5(t, e, id, persistent)
+			if err != nil {
+				time.Sleep(100 * time.Millisecond) // the client's retry interval
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, err = c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: 1}}})
+			cancel()
+			if err != nil {
+				continue
+			}
+			s.mu.Lock()
+			s.conns = append(s.conns, time.Now())
+			s.alive = true
+			s.mu.Unlock()
+			select {
+			case subscribed <- struct{}{}:
+			default:
+			}
+			for open := true; open; {
+				select {
+				case p := <-c.got:
+					n, _ := strconv.Atoi(string(p.Payload))
+					s.mu.Lock()
+					s.got[n]++
+					if p.Properties == nil || p.Properties.User.Get("n") != string(p.Payload) || p.Properties.ContentType != "text/plain" {
+						s.badProps = append(s.badProps, string(p.Payload))
+					}
+					s.mu.Unlock()
+				case <-c.lost:
+					open = false
+				case <-s.again:
+					// A clean DISCONNECT: the session stays where it was.
+					_ = c.Disconnect(&paho.Disconnect{})
+					open = false
+				case <-s.stop:
+					_ = c.Disconnect(&paho.Disconnect{})
+					return
+				}
+			}
+			s.mu.Lock()
+			s.alive = false
+			s.mu.Unlock()
+		}
+	}()
+	select {
+	case <-subscribed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the subscriber did not subscribe")
+	}
+	return s
+}
+
+// reconnect has the subscriber leave with a clean DISCONNECT (its session
+// kept) and connect again.
+func (s *movingSubscriber) reconnect() { s.again <- struct{}{} }
+
+// waitGot waits until the subscriber has received n messages.
+func (s *movingSubscriber) waitGot(t *testing.T, n int) {
+	t.Helper()
+	eventually(t, "the subscriber receiving", 10*time.Second, func() error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if len(s.got) < n {
+			return fmt.Errorf("%d messages so far", len(s.got))
+		}
+		return nil
+	})
+}
+
+// subscribedAgain waits until the subscriber's nth subscription (1: the
+// first) and returns when it was made.
+func (s *movingSubscriber) subscribedAgain(t *testing.T, n int) time.Time {
+	t.Helper()
+	var at time.Time
+	eventually(t, fmt.Sprintf("the subscriber's subscription #%d", n), 30*time.Second, func() error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if !s.alive || len(s.conns) < n {
+			return errStr("not subscribed again yet")
+		}
+		at = s.conns[len(s.conns)-1]
+		return nil
+	})
+	return at
+}
+
+// finish waits (15 s at most) until every one of the total messages
+// arrived, stops the subscriber, and returns the missing ones, the
+// duplicates, and the messages that came without their properties.
+func (s *movingSubscriber) finish(total int) (missing []int, dup int, badProps []string) {
+	miss := func() []int {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		var m []int
+		for n := 0; n < total; n++ {
+			if s.got[n] == 0 {
+				m = append(m, n)
+			}
+		}
+		return m
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for len(miss()) > 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	close(s.stop)
+	<-s.done
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, k := range s.got {
+		dup += k - 1
+	}
+	return miss(), dup, s.badProps
+}
+
+// numbered publishes numbered QoS 1 messages with properties (user
+// property n, content type), each acknowledged before the next, 200 a
+// second at most, and records when each was sent.
+type numbered struct {
+	mu   sync.Mutex
+	sent []time.Time
+	stop chan struct{}
+	err  chan error
+}
+
+func startNumbered(t *testing.T, e endpoint, id, topic string) *numbered {
+	p, _ := dial5(t, e, id, nil)
+	n := &numbered{stop: make(chan struct{}), err: make(chan error, 1)}
+	go func() {
+		defer close(n.err)
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-n.stop:
+				return
+			case <-tick.C:
+			}
+			body := strconv.Itoa(i)
+			at := time.Now()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_, err := p.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Payload: []byte(body),
+				Properties: &paho.PublishProperties{ContentType: "text/plain", User: paho.UserProperties{{Key: "n", Value: body}}}})
+			cancel()
+			if err != nil {
+				n.err <- fmt.Errorf("publish #%d: %v", i, err)
+				return
+			}
+			n.mu.Lock()
+			n.sent = append(n.sent, at)
+			n.mu.Unlock()
+		}
+	}()
+	return n
+}
+
+// finish stops the publisher and returns how many messages it had
+// acknowledged.
+func (n *numbered) finish(t *testing.T) int {
+	t.Helper()
+	close(n.stop)
+	if err := <-n.err; err != nil {
+		t.Fatal(err)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return len(n.sent)
+}
+
+// sentAt is when message i was sent.
+func (n *numbered) sentAt(i int) time.Time {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.sent[i]
 }
 
 // span prints a sorted list of numbers as ranges.
