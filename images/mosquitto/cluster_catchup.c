@@ -31,11 +31,13 @@
  * expiry interval, and never the retained flag. A session away for longer
  * than the keep gets the part that was kept.
  */
+#include <inttypes.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <mosquitto.h>
 #include <mosquitto_broker.h>
@@ -105,9 +107,17 @@ struct job {
 struct dentry {
 	char *id;
 	int home;
-	uint32_t ver;
+	uint64_t ver;
 	bool online;
 	double left;
+	/* The session its client had on another broker, when it arrived here
+	 * while the directory still said it was online there (prev_home >= 0,
+	 * until dir_settle): that broker's '-' for it (prev_left) or silence
+	 * tells when it stopped receiving; neither, that its connection there
+	 * is half open. */
+	int prev_home;
+	uint64_t prev_ver;
+	double prev_left, arrived;
 	UT_hash_handle hh;
 };
 
@@ -439,7 +449,7 @@ void catchup_cleanup(void)
 /* The directory's gossip: per change "+<version> <idlen>\n<id>" (online
  * on the sender) or "-<version> <idlen>\n<id>" (its connection there
  * ended). */
-static void say(char op, uint32_t ver, const char *id)
+static void say(char op, uint64_t ver, const char *id)
 {
 	size_t n = strlen(id), need = out_len + n + 64;
 	if(need > out_cap){
@@ -449,7 +459,7 @@ static void say(char op, uint32_t ver, const char *id)
 		out = b;
 		out_cap = ncap;
 	}
-	out_len += (size_t)sprintf(out + out_len, "%c%u %zu\n", op, ver, n);
+	out_len += (size_t)sprintf(out + out_len, "%c%" PRIu64 " %zu\n", op, ver, n);
 	memcpy(out + out_len, id, n);
 	out_len += n;
 }
@@ -477,13 +487,33 @@ static struct dentry *entry(const char *id, bool create)
 		return NULL;
 	}
 	e->home = -1;
+	e->prev_home = -1;
 	HASH_ADD_KEYPTR(hh, dir, e->id, strlen(e->id), e);
 	return e;
 }
 
+/* next_ver is a session's next version: a hybrid logical clock in
+ * milliseconds, above every version this broker knows of the session and
+ * at least the wall clock. A client that moves faster than the gossip is
+ * taken by a broker that has not heard of its last session yet (or that
+ * restarted and knows none of it): the later taking still wins, as long as
+ * the nodes' clocks agree to better than the move (Swarm needs them
+ * synced). A counter made both brokers give the same version, and the
+ * higher-numbered broker won whichever was newer. (A plugin from before
+ * read versions as 32 bits: during an image upgrade it may order them
+ * wrongly, as it did on its own.) */
+static uint64_t next_ver(uint64_t known)
+{
+	struct timespec ts;
+	uint64_t ms;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return ms > known ? ms : known + 1;
+}
+
 static void take_home(struct dentry *e, int self)
 {
-	e->ver++;
+	e->ver = next_ver(e->ver);
 	e->home = self;
 	e->online = true;
 	say('+', e->ver, e->id);
@@ -494,6 +524,20 @@ double dir_arrived(const char *id, int self, double now, const double *seen, dou
 	struct dentry *e = entry(id, true);
 	double from = 0, stop;
 	if(!e) return 0;
+	/* A client still online, the directory says, on another broker heard
+	 * from: it left there just now (a move faster than the gossip), or
+	 * that broker is stopping (its silence follows), or its connection
+	 * there is half open (a path cut off: the client noticed by its
+	 * keepalive, long after it stopped receiving). dir_settle tells. */
+	e->prev_home = -1;
+	if(via < 0 && e->home >= 0 && e->home != self && e->online && seen[e->home] > 0 && now - seen[e->home] <= ttl){
+		e->prev_home = e->home;
+		e->prev_ver = e->ver;
+		e->prev_left = 0;
+		e->arrived = now;
+		take_home(e, self);
+		return DIR_SETTLING;
+	}
 	/* Known: it had a session here or elsewhere that is gone (a bridge,
 	 * whose session ends with its connection, or a broker that lost it). */
 	if(e->home >= 0){
@@ -522,6 +566,26 @@ bool dir_elsewhere(const char *id, int self)
 {
 	struct dentry *e = entry(id, false);
 	return e && e->home >= 0 && e->home != self;
+}
+
+double dir_settle(const char *id, double now, const double *seen, double ttl, double wait, double span)
+{
+	struct dentry *e = entry(id, false);
+	double stop, from;
+	if(!e || e->prev_home < 0) return now - margin;
+	if(e->prev_left > 0){
+		stop = e->prev_left;
+	}else if(seen[e->prev_home] > 0 && now - seen[e->prev_home] > ttl){
+		stop = seen[e->prev_home];
+	}else if(now - e->arrived >= wait){
+		stop = e->arrived - span;
+	}else{
+		return 0;
+	}
+	e->prev_home = -1;
+	from = stop - margin;
+	if(from < now - keep_seconds - margin) from = now - keep_seconds - margin;
+	return from;
 }
 
 bool dir_online_elsewhere(const char *id, int self, double now, const double *seen, double ttl)
@@ -556,14 +620,14 @@ void dir_read(int from, const char *buf, uint32_t len, double now)
 	const char *p = buf, *end = buf + len;
 	while(p < end){
 		char line[48], op, *id;
-		unsigned ver;
+		uint64_t ver;
 		size_t n;
 		struct dentry *e;
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		if(!nl || nl - p >= (long)sizeof(line)) return;
 		memcpy(line, p, (size_t)(nl - p));
 		line[nl - p] = '\0';
-		if(sscanf(line, "%c%u %zu", &op, &ver, &n) != 3 || (op != '+' && op != '-')) return;
+		if(sscanf(line, "%c%" SCNu64 " %zu", &op, &ver, &n) != 3 || (op != '+' && op != '-')) return;
 		p = nl + 1;
 		if(n > (size_t)(end - p)) return;
 		id = dup_n(p, (uint16_t)(n > 65535 ? 65535 : n));
@@ -580,9 +644,12 @@ void dir_read(int from, const char *buf, uint32_t len, double now)
 				e->home = from;
 				e->online = true;
 			}
-		}else if(e->home == from && e->ver == ver && e->online){
-			e->online = false;
-			e->left = now;
+		}else{
+			if(e->prev_home == from && e->prev_ver == ver && e->prev_left <= 0) e->prev_left = now;
+			if(e->home == from && e->ver == ver && e->online){
+				e->online = false;
+				e->left = now;
+			}
 		}
 	}
 }

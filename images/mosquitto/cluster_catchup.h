@@ -49,6 +49,17 @@ void catchup_run(double now, bool (*live)(const char *id, const struct mosquitto
  * broker was not heard here never reached it, whatever the directory
  * says of its bridge's old connection. */
 double dir_arrived(const char *id, int self, double now, const double *seen, double ttl, int via);
+/* DIR_SETTLING: dir_arrived's answer for a client whose session the
+ * directory says is still online on another broker heard from: when it
+ * stopped receiving there is not known yet (dir_settle). */
+#define DIR_SETTLING (-1.0)
+/* dir_settle, for a client dir_arrived answered DIR_SETTLING: 0 while
+ * unknown, else the moment from which it may have missed messages — when
+ * its broker there said it left, or was last heard, less the margin; or,
+ * when neither within wait seconds of its arrival (its connection there
+ * half open), span seconds before it arrived (how long a client may take
+ * to notice a dead connection), less the margin. */
+double dir_settle(const char *id, double now, const double *seen, double ttl, double wait, double span);
 /* dir_elsewhere: whether id's newest session, as the directory knows it,
  * is on another broker. */
 bool dir_elsewhere(const char *id, int self);

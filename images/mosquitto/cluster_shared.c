@@ -60,6 +60,10 @@
 #define CATCHUP_BYTES (64UL << 20)
 #define CATCHUP_MARGIN 2.0
 #define CATCHUP_GRACE 10.0
+/* How long a catch-up waits to learn when a session still online on
+ * another broker stopped receiving there: that broker's '-' comes within
+ * a gossip round, its silence within VIEW_TTL. */
+#define SETTLE_WAIT 3.0
 /* Every broker says again which sessions it holds this often (and when
  * it hears a broker it had not heard). */
 #define DIR_EVERY 30.0
@@ -87,6 +91,12 @@ struct client {
 	 * subscriptions until catchup_until get what it missed since
 	 * catchup_from (0: nothing to catch up). */
 	double catchup_from, catchup_until;
+	/* Arrived while its session elsewhere was still online there: the
+	 * catch-up waits for dir_settle (at most SETTLE_WAIT); settle_span is
+	 * how long before its arrival it may have stopped receiving if that
+	 * connection was half open (1.5 times its keepalive). */
+	bool settling;
+	double settle_span;
 	struct sub *subs;
 	UT_hash_handle hh;
 };
@@ -111,6 +121,7 @@ static int self = -1;
 static char *bridge_user;
 static char *state_file;
 static bool gossip_dirty = true, state_dirty, connects, counts_dirty;
+static int settling; /* clients whose catch-up waits for dir_settle (at most) */
 static double last_gossip, last_state, last_recount;
 static double started, join_grace = JOIN_GRACE;
 static bool has_joined, join_gate_logged;
@@ -354,6 +365,7 @@ static void commit(struct client *c)
 	counts_dirty = true;
 	state_dirty = true;
 	c->catchup_from = 0;
+	c->settling = false;
 	/* Persistent sessions, and the bridges of other brokers: a bridge
 	 * keeps no session on its parent (cleansession), and what it missed
 	 * while it moved or its broker restarted is what that broker's
@@ -382,6 +394,14 @@ static void commit(struct client *c)
 		}
 		c->catchup_from = dir_arrived(c->id, self, t, seen, VIEW_TTL, bridge ? bridge_broker(c->id) : -1);
 		c->catchup_until = t + CATCHUP_GRACE;
+		if(c->catchup_from == DIR_SETTLING){
+			int ka = mosquitto_client_keepalive(c->ctx);
+			c->catchup_from = 0;
+			c->settling = true;
+			c->settle_span = ka > 0 ? 1.5 * ka : 1e9; /* no keepalive: the whole keep */
+			settling++;
+			return;
+		}
 		/* A restored session's subscriptions are caught up at once: its
 		 * client need not subscribe again. */
 		for(struct sub *s = c->subs; restored && s; s = s->next){
@@ -774,6 +794,38 @@ static int on_tick(int event, void *event_data, void *userdata)
 	return MOSQ_ERR_SUCCESS;
 }
 
+/* settle starts the catch-ups that waited to learn when their session
+ * elsewhere stopped receiving (dir_settle): every subscription the
+ * session has so far; later ones as they come (catch_up). */
+static void settle(double t)
+{
+	struct client *c, *tmp;
+	double seen[MAX_BROKERS];
+	int left = 0;
+	for(int i = 0; i < MAX_BROKERS; i++){
+		seen[i] = peers[i].seen;
+	}
+	HASH_ITER(hh, clients, c, tmp){
+		if(!c->settling) continue;
+		if(!c->ctx){
+			c->settling = false; /* gone again: its next arrival decides */
+			continue;
+		}
+		double from = dir_settle(c->id, t, seen, VIEW_TTL, SETTLE_WAIT, c->settle_span);
+		if(from <= 0){
+			left++;
+			continue;
+		}
+		c->settling = false;
+		c->catchup_from = from;
+		c->catchup_until = t + CATCHUP_GRACE;
+		for(struct sub *s = c->subs; s; s = s->next){
+			if(!s->group) catch_up(c, c->ctx, s->filter, s->qos);
+		}
+	}
+	settling = left;
+}
+
 /* dir_tick runs the catch-ups and sends the directory's gossip. */
 static void dir_tick(double t)
 {
@@ -781,6 +833,7 @@ static void dir_tick(double t)
 	char topic[64], *buf;
 	size_t len = 0;
 	if(!catchup_on()) return;
+	if(settling > 0) settle(t);
 	catchup_run(t, live);
 	if(dir_due || t - last_dir >= DIR_EVERY){
 		HASH_ITER(hh, clients, c, tmp){
