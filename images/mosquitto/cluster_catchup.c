@@ -588,10 +588,10 @@ double dir_settle(const char *id, double now, const double *seen, double ttl, do
 	return from;
 }
 
-bool dir_online_elsewhere(const char *id, int self, double now, const double *seen, double ttl)
+int dir_online_elsewhere(const char *id, int self)
 {
 	struct dentry *e = entry(id, false);
-	return e && e->online && e->home >= 0 && e->home != self && seen[e->home] > 0 && now - seen[e->home] <= ttl;
+	return e && e->online && e->home >= 0 && e->home != self ? e->home : -1;
 }
 
 void dir_here(const char *id, int self)

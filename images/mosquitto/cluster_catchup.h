@@ -63,10 +63,9 @@ double dir_settle(const char *id, double now, const double *seen, double ttl, do
 /* dir_elsewhere: whether id's newest session, as the directory knows it,
  * is on another broker. */
 bool dir_elsewhere(const char *id, int self);
-/* dir_online_elsewhere: whether id's newest session is online on another
- * broker, heard within ttl (a broker gone silent is not trusted to
- * deliver). */
-bool dir_online_elsewhere(const char *id, int self, double now, const double *seen, double ttl);
+/* dir_online_elsewhere: the broker id's newest session is online on, when
+ * that is another one; else -1. */
+int dir_online_elsewhere(const char *id, int self);
 /* dir_here: a persistent client connected here with its session. */
 void dir_here(const char *id, int self);
 /* dir_left: a persistent client's connection here ended. */

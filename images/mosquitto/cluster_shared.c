@@ -445,12 +445,10 @@ static void catch_up(struct client *c, const struct mosquitto *ctx, const char *
  * catch-up replays when the client returns here (dir_elsewhere). */
 static bool moved_on(const char *id, const struct mosquitto *ctx)
 {
-	double seen[MAX_BROKERS];
+	int home;
 	if(!catchup_on() || is_bridge(ctx)) return false;
-	for(int i = 0; i < MAX_BROKERS; i++){
-		seen[i] = peers[i].seen;
-	}
-	return dir_online_elsewhere(id, self, now(), seen, VIEW_TTL);
+	home = dir_online_elsewhere(id, self);
+	return home >= 0 && peers[home].seen > 0 && now() - peers[home].seen <= VIEW_TTL;
 }
 
 static bool live(const char *id, const struct mosquitto *ctx)
