@@ -519,7 +519,7 @@ static void take_home(struct dentry *e, int self)
 	say('+', e->ver, e->id);
 }
 
-double dir_arrived(const char *id, int self, double now, const double *seen, double ttl, int via)
+double dir_arrived(const char *id, int self, double now, const double *seen, double ttl, int via, double span)
 {
 	struct dentry *e = entry(id, true);
 	double from = 0, stop;
@@ -545,6 +545,13 @@ double dir_arrived(const char *id, int self, double now, const double *seen, dou
 			/* Still online there: it stopped receiving just now (a move
 			 * faster than the gossip), or when its broker was last heard. */
 			stop = e->home != self && seen[e->home] > 0 && now - seen[e->home] > ttl ? seen[e->home] : now;
+		}else if(e->home != self && via < 0){
+			/* Gone from there: its broker said so when the connection
+			 * ended, and that may be its keepalive running out on a half
+			 * open connection, 1.5 keepalives after the client stopped
+			 * receiving (a broker's plugin is not told why a client
+			 * went). */
+			stop = e->left - span;
 		}else{
 			stop = e->left;
 		}

@@ -47,8 +47,11 @@ void catchup_run(double now, bool (*live)(const char *id, const struct mosquitto
  * long silence it counts as gone. via: for another broker's bridge, that
  * broker's index (-1 for a client): what this broker took in while that
  * broker was not heard here never reached it, whatever the directory
- * says of its bridge's old connection. */
-double dir_arrived(const char *id, int self, double now, const double *seen, double ttl, int via);
+ * says of its bridge's old connection. span: for a client, how long
+ * before its broker there saw its connection end it may have stopped
+ * receiving (1.5 keepalives: a half-open connection ends when its
+ * keepalive runs out). */
+double dir_arrived(const char *id, int self, double now, const double *seen, double ttl, int via, double span);
 /* DIR_SETTLING: dir_arrived's answer for a client whose session the
  * directory says is still online on another broker heard from: when it
  * stopped receiving there is not known yet (dir_settle). */

@@ -392,13 +392,14 @@ static void commit(struct client *c)
 		for(int i = 0; i < MAX_BROKERS; i++){
 			seen[i] = peers[i].seen;
 		}
-		c->catchup_from = dir_arrived(c->id, self, t, seen, VIEW_TTL, bridge ? bridge_broker(c->id) : -1);
+		int ka = mosquitto_client_keepalive(c->ctx);
+		double span = ka > 0 ? 1.5 * ka : 1e9; /* no keepalive: the whole keep */
+		c->catchup_from = dir_arrived(c->id, self, t, seen, VIEW_TTL, bridge ? bridge_broker(c->id) : -1, bridge ? 0 : span);
 		c->catchup_until = t + CATCHUP_GRACE;
 		if(c->catchup_from == DIR_SETTLING){
-			int ka = mosquitto_client_keepalive(c->ctx);
 			c->catchup_from = 0;
 			c->settling = true;
-			c->settle_span = ka > 0 ? 1.5 * ka : 1e9; /* no keepalive: the whole keep */
+			c->settle_span = span;
 			settling++;
 			return;
 		}

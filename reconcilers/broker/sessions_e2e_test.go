@@ -30,6 +30,10 @@ import (
 //     cut off: broker-0 still thinks it online) and that connects to
 //     broker-1 gets everything published since it stopped receiving, not
 //     only the last 2 s (broker-0 never says it left, and is still heard);
+//   - half open, expired: the same, but broker-0 ends the stalled
+//     connection (its keepalive runs out) before the client arrives on
+//     broker-1: broker-0 says it left 1.5 keepalives after it stopped
+//     receiving;
 //   - home gone: a subscriber online on broker-0 when broker-0 is killed
 //     gets on broker-1, where its old session is, everything published
 //     there meanwhile (broker-1 queues for it again once broker-0 is
@@ -40,17 +44,19 @@ func TestMovedSessionsOnRealBrokers(t *testing.T) {
 
 	t.Run("returning", func(t *testing.T) {
 		id, topic := "ret", "sess/ret"
-		newSub(t, b1, id, topic, 30).close() // a session on broker-1, offline
-		s := newSub(t, b0, id, topic, 30)
+		// A keepalive of 2 s: coming back, it is caught up from 1.5
+		// keepalives and the 2 s margin before it left broker-0 (5 s).
+		newSub(t, b1, id, topic, 2).close() // a session on broker-1, offline
+		s := newSub(t, b0, id, topic, 2)
 		dir.waitOnline(t, id, 0)
 		publishN(t, b0, topic, "a", 100, 0)
 		s.wait(t, "a", 100)
-		// More than the catch-up's 2 s margin before it leaves broker-0:
-		// the workload's shape, not a readiness wait.
-		time.Sleep(3 * time.Second)
+		// More than those 5 s before it leaves broker-0: the workload's
+		// shape, not a readiness wait.
+		time.Sleep(6 * time.Second)
 		s.close()
 		publishN(t, b0, topic, "b", 10, 0)
-		back := newSub(t, b1, id, topic, 30)
+		back := newSub(t, b1, id, topic, 2)
 		back.wait(t, "b", 10)
 		// A live message after the session's queue: once it is here, so is
 		// whatever the queue held.
@@ -75,6 +81,26 @@ func TestMovedSessionsOnRealBrokers(t *testing.T) {
 		got := moved.waitUpTo("c", 100, 15*time.Second)
 		if got < 100 {
 			t.Errorf("moved to broker-1 while its connection to broker-0 was half open, the subscriber got %d of the 100 messages published since it stalled", got)
+		}
+		moved.close()
+	})
+
+	t.Run("half open, expired", func(t *testing.T) {
+		id, topic := "expired", "sess/expired"
+		p := newStallProxy(t, b0)
+		s := newSub(t, p.addr(), id, topic, 2)
+		dir.waitOnline(t, id, 0)
+		publishN(t, b0, topic, "w", 5, 0)
+		s.wait(t, "w", 5)
+		p.stall()
+		// Broker-0 ends the stalled connection when its keepalive runs out
+		// (1.5 x 2 s), while the messages go on for 4 s; the client comes
+		// to broker-1 after broker-0 said it left.
+		publishN(t, b0, topic, "e", 80, 50*time.Millisecond)
+		dir.waitOffline(t, id, 0)
+		moved := newSub(t, b1, id, topic, 2)
+		if got := moved.waitUpTo("e", 80, 10*time.Second); got < 80 {
+			t.Errorf("moved to broker-1 after broker-0 timed out its half-open connection, the subscriber got %d of the 80 messages published since it stalled", got)
 		}
 		moved.close()
 	})
@@ -391,6 +417,24 @@ func (w *dirWatch) waitOnline(t *testing.T, id string, i int) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("the directory never said %s is online on broker-%d", id, i)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitOffline waits until the gossip says id left broker i.
+func (w *dirWatch) waitOffline(t *testing.T, id string, i int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		w.mu.Lock()
+		e, ok := w.entries[id]
+		w.mu.Unlock()
+		if ok && !e.online && e.home == i {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the directory never said %s left broker-%d", id, i)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
