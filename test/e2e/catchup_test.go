@@ -273,12 +273,13 @@ func (s *movingSubscriber) finish(total int) (missing []int, dup int, badProps [
 	}
 	close(s.stop)
 	<-s.done
+	missing = miss()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, k := range s.got {
 		dup += k - 1
 	}
-	return miss(), dup, s.badProps
+	return missing, dup, s.badProps
 }
 
 // numbered publishes numbered QoS 1 messages with properties (user
