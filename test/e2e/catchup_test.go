@@ -30,7 +30,7 @@ func TestMovedSubscriberCatchesUp(t *testing.T) {
 	run := strconv.FormatInt(time.Now().UnixNano(), 36)
 	subID, pubID := idsOn(t, e, "cu-sub-"+run)[1], idsOn(t, e, "cu-pub-"+run)[2]
 	topic := "e2e/catchup/" + run
-	s := startMovingSubscriber(t, e, subID, topic+"/#")
+	s := startMovingSubscriber(t, e, subID, topic+"/#", 30)
 	p := startNumbered(t, e, pubID, topic+"/m")
 	s.waitGot(t, 100)
 
@@ -69,7 +69,9 @@ func TestReturningSubscriberGetsNoStaleCopies(t *testing.T) {
 	subID, pubID := idsOn(t, e, "rs-sub-"+run)[1], idsOn(t, e, "rs-pub-"+run)[2]
 	topic := "e2e/return/" + run
 	svc := quickstartCluster + "-broker-1"
-	s := startMovingSubscriber(t, e, subID, topic+"/#")
+	// A keepalive of 2 s: coming back, it is caught up from 1.5
+	// keepalives and the 2 s margin before it left the other broker (5 s).
+	s := startMovingSubscriber(t, e, subID, topic+"/#", 2)
 	p := startNumbered(t, e, pubID, topic+"/m")
 	s.waitGot(t, 100)
 
@@ -83,9 +85,9 @@ func TestReturningSubscriberGetsNoStaleCopies(t *testing.T) {
 	})
 	waitReady(t, c, quickstartCluster, 60*time.Second)
 	back := time.Now()
-	// Ten seconds of traffic while the client is elsewhere and its broker
-	// runs again (the workload's length, not a readiness wait).
-	<-time.After(10 * time.Second)
+	// Twelve seconds of traffic while the client is elsewhere and its
+	// broker runs again (the workload's length, not a readiness wait).
+	<-time.After(12 * time.Second)
 	left := time.Now()
 	s.reconnect()
 	s.subscribedAgain(t, 3)
@@ -98,11 +100,12 @@ func TestReturningSubscriberGetsNoStaleCopies(t *testing.T) {
 	// Copies: messages published while the client was online elsewhere
 	// and its broker ran again, received twice. The window leaves out 2 s
 	// after the broker was back (the directory's gossip reaching it) and
-	// 3 s before the client left (the catch-up's 2 s margin replays those).
+	// 6 s before the client left (the catch-up replays 1.5 keepalives and
+	// 2 s before it left).
 	s.mu.Lock()
 	stale, in := 0, 0
 	for n := 0; n < total; n++ {
-		if at := p.sentAt(n); at.After(back.Add(2*time.Second)) && at.Before(left.Add(-3*time.Second)) {
+		if at := p.sentAt(n); at.After(back.Add(2*time.Second)) && at.Before(left.Add(-6*time.Second)) {
 			in++
 			if s.got[n] > 1 {
 				stale++
@@ -149,12 +152,13 @@ type movingSubscriber struct {
 	stop, done chan struct{}
 }
 
-func startMovingSubscriber(t *testing.T, e endpoint, id, filter string) *movingSubscriber {
+func startMovingSubscriber(t *testing.T, e endpoint, id, filter string, keepalive uint16) *movingSubscriber {
 	t.Helper()
 	s := &movingSubscriber{got: map[int]int{}, again: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	subscribed := make(chan struct{}, 16)
 	persistent := func(cp *paho.Connect) {
 		cp.CleanStart = false
+		cp.KeepAlive = keepalive
 		cp.Properties = &paho.ConnectProperties{SessionExpiryInterval: u32(600)}
 	}
 	go func() {
