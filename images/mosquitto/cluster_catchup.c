@@ -118,8 +118,14 @@ struct dentry {
 	int prev_home;
 	uint64_t prev_ver;
 	double prev_left, arrived;
+	/* A catch-up here that its client left before it was done (the
+	 * moment of the first message it did not get yet), or that waited
+	 * for dir_settle: its next arrival here goes on with it. */
+	double owed;
 	UT_hash_handle hh;
 };
+
+static struct dentry *entry(const char *id, bool create);
 
 static double keep_seconds, margin;
 static size_t keep_bytes, bytes;
@@ -403,12 +409,43 @@ void catchup_start(const char *id, const struct mosquitto *ctx, const char *filt
 	*p = j;
 }
 
+/* owe remembers where a catch-up stopped whose client left before it was
+ * done: an arrival here goes on from there (dir_arrived). */
+static void owe(struct job *j)
+{
+	struct dentry *e = entry(j->id, false);
+	double t;
+	if(j->pos < first_seq) j->pos = first_seq;
+	if(!e || j->pos >= j->end) return;
+	t = at(j->pos)->t;
+	if(e->owed <= 0 || t < e->owed) e->owed = t;
+	mosquitto_log_printf(MOSQ_LOG_NOTICE, "cluster_shared: catch-up of %s on %s stopped after %d messages: its connection ended (the rest when it is back here)",
+			j->id, j->filter, j->sent);
+}
+
+void catchup_drop(const char *id)
+{
+	struct job **p = &jobs;
+	while(*p){
+		struct job *j = *p;
+		if(!strcmp(j->id, id)){
+			owe(j);
+			*p = j->next;
+			job_free(j);
+		}else{
+			p = &j->next;
+		}
+	}
+}
+
 void catchup_run(double now, bool (*live)(const char *id, const struct mosquitto *ctx))
 {
 	struct job **p = &jobs;
 	while(*p){
 		struct job *j = *p;
-		if(!live(j->id, j->ctx) || step(j, now)){
+		bool gone = !live(j->id, j->ctx);
+		if(gone) owe(j);
+		if(gone || step(j, now)){
 			*p = j->next;
 			job_free(j);
 		}else{
@@ -522,8 +559,16 @@ static void take_home(struct dentry *e, int self)
 double dir_arrived(const char *id, int self, double now, const double *seen, double ttl, int via, double span)
 {
 	struct dentry *e = entry(id, true);
-	double from = 0, stop;
+	double from = 0, stop, owed;
 	if(!e) return 0;
+	/* Back here while its catch-up still waited for dir_settle: the wait
+	 * goes on from its first arrival. */
+	if(via < 0 && e->home == self && e->prev_home >= 0){
+		take_home(e, self);
+		return DIR_SETTLING;
+	}
+	owed = e->owed;
+	e->owed = 0;
 	/* A client still online, the directory says, on another broker heard
 	 * from: it left there just now (a move faster than the gossip), or
 	 * that broker is stopping (its silence follows), or its connection
@@ -535,6 +580,7 @@ double dir_arrived(const char *id, int self, double now, const double *seen, dou
 		e->prev_ver = e->ver;
 		e->prev_left = 0;
 		e->arrived = now;
+		e->owed = owed;
 		take_home(e, self);
 		return DIR_SETTLING;
 	}
@@ -563,10 +609,17 @@ double dir_arrived(const char *id, int self, double now, const double *seen, dou
 		 * since it was last heard. */
 		if(via >= 0 && via != self && seen[via] > 0 && now - seen[via] > ttl && seen[via] < stop) stop = seen[via];
 		from = stop - margin;
-		if(from < now - keep_seconds - margin) from = now - keep_seconds - margin;
 	}
+	if(owed > 0 && (from <= 0 || owed < from)) from = owed;
+	if(from > 0 && from < now - keep_seconds - margin) from = now - keep_seconds - margin;
 	take_home(e, self);
 	return from;
+}
+
+bool dir_owed(const char *id, int self)
+{
+	struct dentry *e = entry(id, false);
+	return e && (e->owed > 0 || (e->home == self && e->prev_home >= 0));
 }
 
 bool dir_elsewhere(const char *id, int self)
@@ -591,6 +644,8 @@ double dir_settle(const char *id, double now, const double *seen, double ttl, do
 	}
 	e->prev_home = -1;
 	from = stop - margin;
+	if(e->owed > 0 && e->owed < from) from = e->owed;
+	e->owed = 0;
 	if(from < now - keep_seconds - margin) from = now - keep_seconds - margin;
 	return from;
 }
@@ -647,6 +702,12 @@ void dir_read(int from, const char *buf, uint32_t len, double now)
 			/* The newest session wins, the same everywhere: the higher
 			 * version, then the higher broker. */
 			if(ver > e->ver || (ver == e->ver && from > e->home) || (ver == e->ver && from == e->home)){
+				if(e->home != from){
+					/* Its client is on that broker now: what this one
+					 * owed it (or waited to learn) is that one's to give. */
+					e->owed = 0;
+					e->prev_home = -1;
+				}
 				e->ver = ver;
 				e->home = from;
 				e->online = true;

@@ -34,6 +34,9 @@ void catchup_keep(const char *topic, const void *payload, uint32_t len, int qos,
  * skip (its other filters, caught up on their own), at most qos. */
 void catchup_start(const char *id, const struct mosquitto *ctx, const char *filter, int qos, double from, double now,
 		const char *const *skip, int nskip);
+/* catchup_drop: stop id's catch-ups (its connection ended or was taken
+ * over); where each stopped is owed to its next arrival here. */
+void catchup_drop(const char *id);
 /* catchup_run: go on with the catch-ups (a bounded amount of work), drop
  * what is older than the keep. live(id, ctx): whether that connection is
  * still the client's. */
@@ -69,6 +72,10 @@ bool dir_elsewhere(const char *id, int self);
 /* dir_online_elsewhere: the broker id's newest session is online on, when
  * that is another one; else -1. */
 int dir_online_elsewhere(const char *id, int self);
+/* dir_owed: whether a catch-up here was left unfinished for id (its
+ * connection ended before it was done, or while it waited for
+ * dir_settle): its arrival here goes on with it (dir_arrived). */
+bool dir_owed(const char *id, int self);
 /* dir_here: a persistent client connected here with its session. */
 void dir_here(const char *id, int self);
 /* dir_left: a persistent client's connection here ended. */

@@ -366,6 +366,9 @@ static void commit(struct client *c)
 	state_dirty = true;
 	c->catchup_from = 0;
 	c->settling = false;
+	/* A takeover: the catch-up of the connection it replaces is owed to
+	 * this one (dir_owed). */
+	catchup_drop(c->id);
 	/* Persistent sessions, and the bridges of other brokers: a bridge
 	 * keeps no session on its parent (cleansession), and what it missed
 	 * while it moved or its broker restarted is what that broker's
@@ -387,7 +390,7 @@ static void commit(struct client *c)
 	 * session left here while its client was on another broker since
 	 * (its queue here may have dropped the newest past
 	 * max_queued_messages). */
-	if(bridge || !restored || dir_elsewhere(c->id, self)){
+	if(bridge || !restored || dir_elsewhere(c->id, self) || dir_owed(c->id, self)){
 		double seen[MAX_BROKERS], t = now();
 		for(int i = 0; i < MAX_BROKERS; i++){
 			seen[i] = peers[i].seen;
@@ -599,7 +602,10 @@ static int on_disconnect(int event, void *event_data, void *userdata)
 		return MOSQ_ERR_SUCCESS;
 	}
 	if(c->ctx != ed->client) return MOSQ_ERR_SUCCESS;
-	if(!c->clean || is_bridge(ed->client)) dir_left(id, self, now());
+	if(!c->clean || is_bridge(ed->client)){
+		catchup_drop(id);
+		dir_left(id, self, now());
+	}
 	if(c->clean && !c->pending){
 		client_del(c);
 	}else{

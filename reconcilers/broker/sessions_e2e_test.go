@@ -34,6 +34,9 @@ import (
 //     connection (its keepalive runs out) before the client arrives on
 //     broker-1: broker-0 says it left 1.5 keepalives after it stopped
 //     receiving;
+//   - half open, back again: the same as half open, but the subscriber
+//     leaves broker-1 before its catch-up there learnt where to start,
+//     and comes back: the catch-up goes on;
 //   - home gone: a subscriber online on broker-0 when broker-0 is killed
 //     gets on broker-1, where its old session is, everything published
 //     there meanwhile (broker-1 queues for it again once broker-0 is
@@ -103,6 +106,25 @@ func TestMovedSessionsOnRealBrokers(t *testing.T) {
 			t.Errorf("moved to broker-1 after broker-0 timed out its half-open connection, the subscriber got %d of the 80 messages published since it stalled", got)
 		}
 		moved.close()
+	})
+
+	t.Run("half open, back again", func(t *testing.T) {
+		id, topic := "again", "sess/again"
+		p := newStallProxy(t, b0)
+		s := newSub(t, p.addr(), id, topic, 10)
+		dir.waitOnline(t, id, 0)
+		publishN(t, b0, topic, "w", 5, 0)
+		s.wait(t, "w", 5)
+		p.stall()
+		publishN(t, b0, topic, "c", 60, 50*time.Millisecond)
+		// On broker-1 it waits to learn when it stopped receiving on
+		// broker-0; it leaves before that is known, and comes back.
+		newSub(t, b1, id, topic, 10).close()
+		back := newSub(t, b1, id, topic, 10)
+		if got := back.waitUpTo("c", 60, 15*time.Second); got < 60 {
+			t.Errorf("back on broker-1 after leaving it while its catch-up waited, the subscriber got %d of the 60 messages published since it stalled", got)
+		}
+		back.close()
 	})
 
 	// Its own pair, keeping 2 s of messages: the subscriber comes back
