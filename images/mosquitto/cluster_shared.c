@@ -92,11 +92,8 @@ struct client {
 	 * catchup_from (0: nothing to catch up). */
 	double catchup_from, catchup_until;
 	/* Arrived while its session elsewhere was still online there: the
-	 * catch-up waits for dir_settle (at most SETTLE_WAIT); settle_span is
-	 * how long before its arrival it may have stopped receiving if that
-	 * connection was half open. */
+	 * catch-up waits for dir_settle (at most SETTLE_WAIT). */
 	bool settling;
-	double settle_span;
 	struct sub *subs;
 	UT_hash_handle hh;
 };
@@ -402,13 +399,6 @@ static void commit(struct client *c)
 		if(c->catchup_from == DIR_SETTLING){
 			c->catchup_from = 0;
 			c->settling = true;
-			/* Still online there when the wait ends: its connection there
-			 * is half open and its broker has not timed it out yet, so
-			 * when it stopped receiving is not known (the client took
-			 * its keepalive, its ping's timeout and its reconnections to
-			 * notice: 10.8 s with a 5 s keepalive in a seed-9 soak): the
-			 * whole keep is replayed. */
-			c->settle_span = 1e9;
 			settling++;
 			return;
 		}
@@ -822,7 +812,12 @@ static void settle(double t)
 			c->settling = false; /* gone again: its next arrival decides */
 			continue;
 		}
-		double from = dir_settle(c->id, t, seen, VIEW_TTL, SETTLE_WAIT, c->settle_span);
+		/* Still online there when the wait ends: its connection there is
+		 * half open and its broker has not timed it out yet, so when it
+		 * stopped receiving is not known (the client took its keepalive,
+		 * its ping's timeout and its reconnections to notice: 10.8 s with
+		 * a 5 s keepalive in a seed-9 soak): the whole keep is replayed. */
+		double from = dir_settle(c->id, t, seen, VIEW_TTL, SETTLE_WAIT, 1e9);
 		if(from <= 0){
 			left++;
 			continue;
