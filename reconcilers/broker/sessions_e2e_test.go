@@ -45,6 +45,18 @@ func TestMovedSessionsOnRealBrokers(t *testing.T) {
 	b0, b1 := bridgedPair(t, "")
 	dir := watchDir(t, b1)
 
+	// stalled: a subscriber online on broker-0 through a proxy that then
+	// stalls (broker-0 still thinks it online, until its keepalive runs
+	// out).
+	stalled := func(t *testing.T, id, topic string, keepalive int) {
+		p := newStallProxy(t, b0)
+		s := newSub(t, p.addr(), id, topic, keepalive)
+		dir.waitOnline(t, id, 0)
+		publishN(t, b0, topic, "w", 5, 0)
+		s.wait(t, "w", 5)
+		p.stall()
+	}
+
 	t.Run("returning", func(t *testing.T) {
 		id, topic := "ret", "sess/ret"
 		// A keepalive of 2 s: coming back, it is caught up from 1.5
@@ -73,12 +85,7 @@ func TestMovedSessionsOnRealBrokers(t *testing.T) {
 
 	t.Run("half open", func(t *testing.T) {
 		id, topic := "half", "sess/half"
-		p := newStallProxy(t, b0)
-		s := newSub(t, p.addr(), id, topic, 10)
-		dir.waitOnline(t, id, 0)
-		publishN(t, b0, topic, "w", 5, 0)
-		s.wait(t, "w", 5)
-		p.stall() // broker-0 keeps the connection: the client online there
+		stalled(t, id, topic, 10) // broker-0 keeps the connection: the client online there
 		publishN(t, b0, topic, "c", 100, 50*time.Millisecond)
 		moved := newSub(t, b1, id, topic, 10)
 		got := moved.waitUpTo("c", 100, 15*time.Second)
@@ -90,12 +97,7 @@ func TestMovedSessionsOnRealBrokers(t *testing.T) {
 
 	t.Run("half open, expired", func(t *testing.T) {
 		id, topic := "expired", "sess/expired"
-		p := newStallProxy(t, b0)
-		s := newSub(t, p.addr(), id, topic, 2)
-		dir.waitOnline(t, id, 0)
-		publishN(t, b0, topic, "w", 5, 0)
-		s.wait(t, "w", 5)
-		p.stall()
+		stalled(t, id, topic, 2)
 		// Broker-0 ends the stalled connection when its keepalive runs out
 		// (1.5 x 2 s), while the messages go on for 4 s; the client comes
 		// to broker-1 after broker-0 said it left.
@@ -110,12 +112,7 @@ func TestMovedSessionsOnRealBrokers(t *testing.T) {
 
 	t.Run("half open, back again", func(t *testing.T) {
 		id, topic := "again", "sess/again"
-		p := newStallProxy(t, b0)
-		s := newSub(t, p.addr(), id, topic, 10)
-		dir.waitOnline(t, id, 0)
-		publishN(t, b0, topic, "w", 5, 0)
-		s.wait(t, "w", 5)
-		p.stall()
+		stalled(t, id, topic, 10)
 		publishN(t, b0, topic, "c", 60, 50*time.Millisecond)
 		// On broker-1 it waits to learn when it stopped receiving on
 		// broker-0; it leaves before that is known, and comes back.
