@@ -127,7 +127,7 @@ struct dentry {
 
 static struct dentry *entry(const char *id, bool create);
 
-static double keep_seconds, margin;
+static double keep_seconds, margin, born;
 static size_t keep_bytes, bytes;
 static struct kept **ring;
 static size_t cap, head;
@@ -157,8 +157,9 @@ bool catchup_on(void)
 	return keep_seconds > 0;
 }
 
-void catchup_init(double keep, size_t kbytes, double m)
+void catchup_init(double keep, size_t kbytes, double m, double started)
 {
+	born = started;
 	keep_seconds = keep;
 	keep_bytes = kbytes;
 	margin = m;
@@ -609,6 +610,14 @@ double dir_arrived(const char *id, int self, double now, const double *seen, dou
 		 * since it was last heard. */
 		if(via >= 0 && via != self && seen[via] > 0 && now - seen[via] > ttl && seen[via] < stop) stop = seen[via];
 		from = stop - margin;
+	}else if(via >= 0 && now - born < keep_seconds){
+		/* A bridge this broker has no record of, while it has run for
+		 * less than the window kept: it restarted, and what it took in
+		 * since, that bridge's broker may have missed (it was bridged
+		 * nowhere, or its parent restarted too). Everything kept is
+		 * replayed, less what came in over that bridge. (A broker up
+		 * longer meets a new broker's bridge: nothing to replay.) */
+		from = born - margin;
 	}
 	if(owed > 0 && (from <= 0 || owed < from)) from = owed;
 	if(from > 0 && from < now - keep_seconds - margin) from = now - keep_seconds - margin;

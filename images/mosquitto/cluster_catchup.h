@@ -19,8 +19,8 @@
 
 /* catchup_init: keep: seconds and bytes of messages kept (0 seconds:
  * catch-up off); margin: seconds replayed before the moment a session
- * stopped receiving. */
-void catchup_init(double keep, size_t keep_bytes, double margin);
+ * stopped receiving; started: when this broker started. */
+void catchup_init(double keep, size_t keep_bytes, double margin, double started);
 void catchup_cleanup(void);
 bool catchup_on(void);
 

@@ -907,7 +907,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
 		return MOSQ_ERR_INVAL;
 	}
 	started = now();
-	catchup_init(catchup_seconds, catchup_bytes, catchup_margin);
+	catchup_init(catchup_seconds, catchup_bytes, catchup_margin, started);
 	load_state();
 	auth_init(auth_on, auth_file, auth_grace, bridge_user);
 	if(mosquitto_callback_register(plugin_id, MOSQ_EVT_ACL_CHECK, on_acl, NULL, NULL)

@@ -124,6 +124,28 @@ func TestMovedSessionsOnRealBrokers(t *testing.T) {
 		back.close()
 	})
 
+	// Its own pair: broker-0 restarts.
+	t.Run("parent restarted", func(t *testing.T) {
+		b0, b1 := bridgedPair(t, "")
+		id, topic := "parent", "sess/parent"
+		s := newSub(t, b1, id, topic, 60)
+		publishN(t, b0, topic, "w", 5, 0)
+		s.wait(t, "w", 5)
+		// Broker-1 frozen (its bridge cannot reconnect) while broker-0
+		// restarts and takes messages: broker-0 starts with no record of
+		// broker-1's bridge.
+		docker(t, "pause", b1.ctr)
+		docker(t, "restart", "-t", "1", b0.ctr)
+		b0 = rePort(t, b0)
+		waitUp(t, b0)
+		publishN(t, b0, topic, "r", 50, 0)
+		docker(t, "unpause", b1.ctr)
+		if got := s.waitUpTo("r", 50, 15*time.Second); got < 50 {
+			t.Errorf("after its parent restarted, broker-1's subscriber got %d of the 50 messages published on the parent before the bridge came back", got)
+		}
+		s.close()
+	})
+
 	// Its own pair, keeping 2 s of messages: the subscriber comes back
 	// after more than that, so what it gets is its session's queue.
 	t.Run("home gone", func(t *testing.T) {
@@ -151,6 +173,41 @@ func TestMovedSessionsOnRealBrokers(t *testing.T) {
 		}
 		back.close()
 	})
+}
+
+func docker(t *testing.T, args ...string) {
+	t.Helper()
+	if out, err := exec.Command("docker", args...).CombinedOutput(); err != nil {
+		t.Fatalf("docker %s: %v %s", strings.Join(args, " "), err, out)
+	}
+}
+
+// rePort is b after its container restarted (a new host port).
+func rePort(t *testing.T, b realBroker) realBroker {
+	t.Helper()
+	out, err := exec.Command("docker", "port", b.ctr, strconv.Itoa(Port)+"/tcp").Output()
+	if err != nil {
+		t.Fatalf("docker port: %v", err)
+	}
+	_, b.port, _ = net.SplitHostPort(strings.TrimSpace(strings.Split(string(out), "\n")[0]))
+	return b
+}
+
+// waitUp returns once b takes a connection (at most 15 s).
+func waitUp(t *testing.T, b realBroker) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		c, err := connect(b.String(), "", true, 30, nil)
+		if err == nil {
+			c.Disconnect(0)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not up: %v", b.ctr, err)
+		}
+		time.Sleep(100 * time.Millisecond) // the retry interval
+	}
 }
 
 // brokerImage is the broker image under test: BROKER_IMAGE, as make up
