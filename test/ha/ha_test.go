@@ -377,13 +377,28 @@ func logTime(l string) (time.Time, bool) {
 // allOperatorLogs are a node's operator logs since t, of every operator
 // container on it (a stopped one's too).
 func (e *env) allOperatorLogs(t *testing.T, node string, since time.Time) string {
+	t.Helper()
+	logs, err := operatorLogs(node, since)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return logs
+}
+
+// operatorLogs is allOperatorLogs for callers that must not stop the test
+// (failure diagnostics, where a node may be unreachable).
+func operatorLogs(node string, since time.Time) (string, error) {
+	ids, err := exec.Command("docker", "exec", node, "docker", "ps", "-aq", "--filter", "label=com.docker.swarm.service.name="+stack+"_operator").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("operator containers on %s: %v\n%s", node, err, ids)
+	}
 	var logs strings.Builder
-	for _, id := range strings.Fields(onNode(t, node, "ps", "-aq", "--filter", "label=com.docker.swarm.service.name="+stack+"_operator")) {
+	for _, id := range strings.Fields(string(ids)) {
 		b, _ := exec.Command("docker", "exec", node, "docker", "logs", "--since", since.Format(time.RFC3339Nano), id).CombinedOutput()
 		logs.Write(b)
 		logs.WriteString("\n")
 	}
-	return logs.String()
+	return logs.String(), nil
 }
 
 // writesIn are a node's Swarm writes logged between from and to.
@@ -924,7 +939,12 @@ func (e *env) explainOnFailure(t *testing.T, cluster string) {
 			if !slices.Contains(nodes, n) {
 				continue
 			}
-			for _, l := range strings.Split(e.allOperatorLogs(t, n, since), "\n") {
+			logs, err := operatorLogs(n, since)
+			if err != nil {
+				t.Logf("%v", err)
+				continue
+			}
+			for _, l := range strings.Split(logs, "\n") {
 				if strings.Contains(l, `"`+cluster+`"`) || strings.Contains(l, cluster+"-") {
 					t.Logf("operator on %s: %s", n, l)
 				}
