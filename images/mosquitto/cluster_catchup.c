@@ -343,7 +343,9 @@ static bool step(struct job *j, double now)
 		for(int i = 0; !skip && i < j->nskip; i++){
 			skip = matches(j->skip[i], m->topic);
 		}
-		if(skip || auth_acl(j->ctx, MOSQ_ACL_READ, m->topic) != MOSQ_ERR_SUCCESS) continue;
+		/* An offline session (no connection): Mosquitto checks each queued
+		 * message against the ACL again when its client connects. */
+		if(skip || (j->ctx && auth_acl(j->ctx, MOSQ_ACL_READ, m->topic) != MOSQ_ERR_SUCCESS)) continue;
 		mosquitto_property *p = props_make(m->props);
 		if(mosquitto_broker_publish_copy(j->id, m->topic, (int)m->len, m->payload, m->qos < j->qos ? m->qos : j->qos, false, p) == MOSQ_ERR_SUCCESS){
 			j->sent++;
@@ -352,8 +354,13 @@ static bool step(struct job *j, double now)
 		}
 	}
 	if(j->pos < j->end) return false;
-	mosquitto_log_printf(MOSQ_LOG_NOTICE, "cluster_shared: caught up %s on %s: %d messages of the last %.1f s (its session elsewhere stopped receiving then)",
-			j->id, j->filter, j->sent, now - j->from);
+	if(j->ctx){
+		mosquitto_log_printf(MOSQ_LOG_NOTICE, "cluster_shared: caught up %s on %s: %d messages of the last %.1f s (its session elsewhere stopped receiving then)",
+				j->id, j->filter, j->sent, now - j->from);
+	}else{
+		mosquitto_log_printf(MOSQ_LOG_NOTICE, "cluster_shared: queued for offline %s on %s: %d messages held back while this broker learnt where its client is",
+				j->id, j->filter, j->sent);
+	}
 	return true;
 }
 
@@ -625,6 +632,22 @@ double dir_arrived(const char *id, int self, double now, const double *seen, dou
 	return from;
 }
 
+void dir_owe(const char *id, double t)
+{
+	struct dentry *e = entry(id, true);
+	if(e && (e->owed <= 0 || t < e->owed)) e->owed = t;
+}
+
+double dir_take_owed(const char *id)
+{
+	struct dentry *e = entry(id, false);
+	double t;
+	if(!e || e->owed <= 0) return 0;
+	t = e->owed;
+	e->owed = 0;
+	return t;
+}
+
 bool dir_owed(const char *id, int self)
 {
 	struct dentry *e = entry(id, false);
@@ -736,7 +759,9 @@ void dir_sweep(double now, const double *seen, double ttl)
 	struct dentry *e, *tmp;
 	HASH_ITER(hh, dir, e, tmp){
 		bool gone = e->home >= 0 && seen[e->home] > 0 && now - seen[e->home] > ttl + keep_seconds + margin;
-		if((!e->online && now - e->left > keep_seconds + margin) || (e->online && gone)){
+		/* What is owed is kept as long as the messages are. */
+		bool owes = e->owed > 0 && e->owed >= now - keep_seconds - margin;
+		if(!owes && ((!e->online && now - e->left > keep_seconds + margin) || (e->online && gone))){
 			HASH_DEL(dir, e);
 			mosquitto_free(e->id);
 			mosquitto_free(e);

@@ -29,7 +29,8 @@ bool catchup_on(void);
  * sent back to that bridge). */
 void catchup_keep(const char *topic, const void *payload, uint32_t len, int qos, const mosquitto_property *props, const char *bridge, double now);
 
-/* catchup_start: send client id, whose connection is ctx, the kept
+/* catchup_start: send client id, whose connection is ctx (NULL: its
+ * offline session, queued), the kept
  * messages that arrived at or after from and match filter but none of
  * skip (its other filters, caught up on their own), at most qos. */
 void catchup_start(const char *id, const struct mosquitto *ctx, const char *filter, int qos, double from, double now,
@@ -76,6 +77,13 @@ int dir_online_elsewhere(const char *id, int self);
  * connection ended before it was done, or while it waited for
  * dir_settle): its arrival here goes on with it (dir_arrived). */
 bool dir_owed(const char *id, int self);
+/* dir_owe: a message from t on was held back from id's offline session
+ * here (this broker did not know yet whether its client is online on
+ * another broker): owed to it, unless another broker announces it (its
+ * client is there). dir_take_owed: the moment owed from (0: none), now
+ * no longer owed. */
+void dir_owe(const char *id, double t);
+double dir_take_owed(const char *id);
 /* dir_here: a persistent client connected here with its session. */
 void dir_here(const char *id, int self);
 /* dir_left: a persistent client's connection here ended. */

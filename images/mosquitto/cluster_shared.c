@@ -67,6 +67,10 @@
 /* Every broker says again which sessions it holds this often (and when
  * it hears a broker it had not heard). */
 #define DIR_EVERY 30.0
+/* After a start, how long the sessions restored here hold back what they
+ * would queue (see learning): from the first other broker heard, or from
+ * the start when none is heard within JOIN_GRACE. */
+#define LEARN_SECONDS 5.0
 
 struct sub {
 	char *group; /* NULL: a normal subscription */
@@ -122,6 +126,8 @@ static int settling; /* clients whose catch-up waits for dir_settle (at most) */
 static double last_gossip, last_state, last_recount;
 static double started, join_grace = JOIN_GRACE;
 static bool has_joined, join_gate_logged;
+static double heard_at; /* when another broker was first heard */
+static bool learnt;
 static bool dir_due = true;
 static double last_dir, last_sweep;
 
@@ -451,6 +457,47 @@ static bool moved_on(const char *id, const struct mosquitto *ctx)
 	return home >= 0 && peers[home].seen > 0 && now() - peers[home].seen <= VIEW_TTL;
 }
 
+/* learning: whether this broker, just started, may not know yet which of
+ * its offline sessions have their client online on another broker. Each
+ * broker says which sessions it holds when it hears this one (after a
+ * start, within a gossip round of the bridge coming up); until then, a
+ * session restored here from before the stop would queue copies of what
+ * its client gets elsewhere — the bridge's catch-up replays everything
+ * this broker missed while down — and its client, back here minutes
+ * later, would get them all again (up to 171 s old in a seed-14 soak).
+ * While learning, such a session queues nothing and the messages are
+ * owed to it (dir_owe): dropped when another broker says its client is
+ * there (dir_read), queued once learning ends (learnt_owed, at the tick
+ * that ends it: nothing is let through before), or caught up when the
+ * client connects here first. */
+static bool learning(double t)
+{
+	return !((heard_at > 0 && t - heard_at >= LEARN_SECONDS) || t - started >= join_grace + LEARN_SECONDS);
+}
+
+/* learnt_owed queues, once learning ended, what was held back from each
+ * offline session whose client no other broker holds. */
+static void learnt_owed(double t)
+{
+	struct client *c, *tmp;
+	int n = 0;
+	HASH_ITER(hh, clients, c, tmp){
+		double from;
+		if(c->ctx || c->pending || c->clean || (from = dir_take_owed(c->id)) <= 0) continue;
+		c->catchup_from = from;
+		c->catchup_until = t + CATCHUP_GRACE;
+		for(struct sub *s = c->subs; s; s = s->next){
+			s->caught = false;
+		}
+		for(struct sub *s = c->subs; s; s = s->next){
+			if(!s->group) catch_up(c, NULL, s->filter, s->qos);
+		}
+		n++;
+	}
+	mosquitto_log_printf(MOSQ_LOG_NOTICE, "cluster_shared: learnt where the clients of the sessions restored here are (%.1f s after start): %d offline sessions get what was held back for them",
+			t - started, n);
+}
+
 static bool live(const char *id, const struct mosquitto *ctx)
 {
 	struct client *c = client_get(id, false);
@@ -511,6 +558,12 @@ static int on_acl(int event, void *event_data, void *userdata)
 				if(!here && s->key && deliverer(s->key, ed->topic, ed->payload, ed->payloadlen) == self){
 					here = true;
 				}
+			}
+			/* An offline session while this broker learns where its
+			 * client is: held back, owed (learning). */
+			if(normal && !learnt && !c->ctx && !c->pending && !c->clean){
+				dir_owe(id, now());
+				return MOSQ_ERR_ACL_DENIED;
 			}
 			if(normal || !shared || here) return MOSQ_ERR_SUCCESS;
 			return MOSQ_ERR_ACL_DENIED;
@@ -671,6 +724,7 @@ static void read_gossip(int from, const char *buf, uint32_t len)
 	 * learns from everyone which sessions they hold. */
 	if(peers[from].seen <= 0 || t - peers[from].seen > VIEW_TTL) dir_due = true;
 	peers[from].seen = t;
+	if(heard_at <= 0) heard_at = t;
 }
 
 static int on_message(int event, void *event_data, void *userdata)
@@ -839,6 +893,10 @@ static void dir_tick(double t)
 	char topic[64], *buf;
 	size_t len = 0;
 	if(!catchup_on()) return;
+	if(!learnt && !learning(t)){
+		learnt = true;
+		learnt_owed(t);
+	}
 	if(settling > 0) settle(t);
 	catchup_run(t, live);
 	if(dir_due || t - last_dir >= DIR_EVERY){
@@ -907,6 +965,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
 		return MOSQ_ERR_INVAL;
 	}
 	started = now();
+	learnt = catchup_seconds <= 0;
 	catchup_init(catchup_seconds, catchup_bytes, catchup_margin, started);
 	load_state();
 	auth_init(auth_on, auth_file, auth_grace, bridge_user);

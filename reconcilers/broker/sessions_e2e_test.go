@@ -37,12 +37,17 @@ import (
 //   - half open, back again: the same as half open, but the subscriber
 //     leaves broker-1 before its catch-up there learnt where to start,
 //     and comes back: the catch-up goes on;
+//   - restarted, its client elsewhere: broker-1 restarts from its
+//     persistence with the session of a subscriber that moved to broker-0
+//     meanwhile: the messages its bridge is caught up on are not queued
+//     for that session (its client got them on broker-0), and are for a
+//     restored session whose client is offline;
 //   - home gone: a subscriber online on broker-0 when broker-0 is killed
 //     gets on broker-1, where its old session is, everything published
 //     there meanwhile (broker-1 queues for it again once broker-0 is
 //     silent, and catches up the moment before).
 func TestMovedSessionsOnRealBrokers(t *testing.T) {
-	b0, b1 := bridgedPair(t, "")
+	b0, b1 := bridgedPair(t, ephemeral)
 	dir := watchDir(t, b1)
 
 	// stalled: a subscriber online on broker-0 through a proxy that then
@@ -126,7 +131,7 @@ func TestMovedSessionsOnRealBrokers(t *testing.T) {
 
 	// Its own pair: broker-0 restarts.
 	t.Run("parent restarted", func(t *testing.T) {
-		b0, b1 := bridgedPair(t, "")
+		b0, b1 := bridgedPair(t, ephemeral)
 		id, topic := "parent", "sess/parent"
 		s := newSub(t, b1, id, topic, 60)
 		publishN(t, b0, topic, "w", 5, 0)
@@ -146,10 +151,54 @@ func TestMovedSessionsOnRealBrokers(t *testing.T) {
 		s.close()
 	})
 
+	// Its own pair, with persistence: broker-1 stops and starts again with
+	// the sessions it held.
+	t.Run("restarted, its client elsewhere", func(t *testing.T) {
+		b0, b1 := bridgedPair(t, "persistence: {enabled: true}")
+		id, topic := "restored", "sess/restored"
+		idle := newSub(t, b1, "idle", topic, 30) // offline everywhere from here on
+		idle.close()
+		s := newSub(t, b1, id, topic, 2)
+		publishN(t, b0, topic, "w", 5, 0)
+		s.wait(t, "w", 5)
+		docker(t, "stop", "-t", "5", b1.ctr)
+		// Its client moves to broker-0 and gets what is published there
+		// while broker-1 is down.
+		s = newSub(t, b0, id, topic, 2)
+		publishN(t, b0, topic, "d", 50, 0)
+		last := time.Now()
+		s.wait(t, "d", 50)
+		// Broker-1 comes back with both sessions; its bridge is caught up
+		// on the 50 (broker-0 replays what broker-1 missed), before
+		// broker-0 has told it where the moved client is.
+		docker(t, "start", b1.ctr)
+		b1 = rePort(t, b1)
+		waitUp(t, b1)
+		// The client leaves broker-0 more than 1.5 keepalives and the 2 s
+		// margin (5 s) after the last message, so coming back to broker-1
+		// it is caught up on none of them: the workload's shape, not a
+		// readiness wait.
+		time.Sleep(time.Until(last.Add(6 * time.Second)))
+		s.close()
+		back := newSub(t, b1, id, topic, 2)
+		publishN(t, b1, topic, "z", 1, 0)
+		back.wait(t, "z", 1) // after the session's queue: whatever it held is here
+		if n := back.count("d"); n > 0 {
+			t.Errorf("back on broker-1, the subscriber got %d of the 50 messages it had on broker-0 again (its restored session queued them)", n)
+		}
+		back.close()
+		// The session whose client is nowhere else gets them all.
+		idle = newSub(t, b1, "idle", topic, 30)
+		if got := idle.waitUpTo("d", 50, 15*time.Second); got < 50 {
+			t.Errorf("the session restored on broker-1 whose client was offline got %d of the 50 messages published while broker-1 was down", got)
+		}
+		idle.close()
+	})
+
 	// Its own pair, keeping 2 s of messages: the subscriber comes back
 	// after more than that, so what it gets is its session's queue.
 	t.Run("home gone", func(t *testing.T) {
-		b0, b1 := bridgedPair(t, ", catchUp: {window: 2s}")
+		b0, b1 := bridgedPair(t, ephemeral+", catchUp: {window: 2s}")
 		dir := watchDir(t, b1)
 		id, topic := "gone", "sess/gone"
 		newSub(t, b1, id, topic, 30).close()
@@ -227,13 +276,17 @@ type realBroker struct {
 
 func (b realBroker) String() string { return "127.0.0.1:" + b.port }
 
-// bridgedPair runs broker-0 and broker-1 of cluster "iot" (broker: more
+// ephemeral is a spec.broker without persistence: a broker that stops
+// loses its sessions.
+const ephemeral = "persistence: {enabled: false}"
+
+// bridgedPair runs broker-0 and broker-1 of cluster "iot" (broker: the
 // fields of its spec.broker) on a network of their own (broker-0 under the name broker-1's bridge dials), without TLS,
 // anonymous clients allowed, and returns once a message crosses the bridge
 // both ways.
 func bridgedPair(t *testing.T, broker string) (realBroker, realBroker) {
 	t.Helper()
-	c := cluster(t, "spec: {auth: {allowAnonymous: true}, broker: {persistence: {enabled: false}"+broker+"}}\n")
+	c := cluster(t, "spec: {auth: {allowAnonymous: true}, broker: {"+broker+"}}\n")
 	run := strconv.FormatInt(time.Now().UnixNano(), 36)
 	network := "swarm-mqtt-e2e-sessions-" + run
 	if out, err := exec.Command("docker", "network", "create", network).CombinedOutput(); err != nil {
