@@ -315,6 +315,15 @@ void catchup_keep(const char *topic, const void *payload, uint32_t len, int qos,
 	bytes += m->size;
 }
 
+double catchup_last(const char *topic, const void *payload, uint32_t len)
+{
+	struct kept *m;
+	if(next_seq == first_seq) return 0;
+	m = at(next_seq - 1);
+	if(m->len != len || strcmp(m->topic, topic) || (len && memcmp(m->payload, payload, len))) return 0;
+	return m->t;
+}
+
 static void job_free(struct job *j)
 {
 	for(int i = 0; i < j->nskip; i++){

@@ -29,6 +29,10 @@ bool catchup_on(void);
  * sent back to that bridge). */
 void catchup_keep(const char *topic, const void *payload, uint32_t len, int qos, const mosquitto_property *props, const char *bridge, double now);
 
+/* catchup_last: when the newest message kept arrived, if it is this one
+ * (the one being delivered); else 0. */
+double catchup_last(const char *topic, const void *payload, uint32_t len);
+
 /* catchup_start: send client id, whose connection is ctx (NULL: its
  * offline session, queued), the kept
  * messages that arrived at or after from and match filter but none of

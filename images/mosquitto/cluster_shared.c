@@ -127,6 +127,8 @@ static double last_gossip, last_state, last_recount;
 static double started, join_grace = JOIN_GRACE;
 static bool has_joined, join_gate_logged;
 static double heard_at; /* when another broker was first heard */
+static double held_at; /* when learning first held a message back */
+static double keep_window; /* catch-up: seconds of messages kept */
 static bool learnt;
 static bool dir_due = true;
 static double last_dir, last_sweep;
@@ -472,6 +474,8 @@ static bool moved_on(const char *id, const struct mosquitto *ctx)
  * client connects here first. */
 static bool learning(double t)
 {
+	/* What was held back is queued while it is still kept. */
+	if(held_at > 0 && t - held_at >= keep_window / 2) return false;
 	return !((heard_at > 0 && t - heard_at >= LEARN_SECONDS) || t - started >= join_grace + LEARN_SECONDS);
 }
 
@@ -560,10 +564,16 @@ static int on_acl(int event, void *event_data, void *userdata)
 				}
 			}
 			/* An offline session while this broker learns where its
-			 * client is: held back, owed (learning). */
+			 * client is: held back, owed from when it was kept
+			 * (learning). Only a message kept can be owed (not a will,
+			 * nor a $ topic). */
 			if(normal && !learnt && !c->ctx && !c->pending && !c->clean){
-				dir_owe(id, now());
-				return MOSQ_ERR_ACL_DENIED;
+				double kept = catchup_last(ed->topic, ed->payload, ed->payloadlen);
+				if(kept > 0){
+					if(held_at <= 0) held_at = kept;
+					dir_owe(id, kept);
+					return MOSQ_ERR_ACL_DENIED;
+				}
 			}
 			if(normal || !shared || here) return MOSQ_ERR_SUCCESS;
 			return MOSQ_ERR_ACL_DENIED;
@@ -966,6 +976,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **userdata, st
 	}
 	started = now();
 	learnt = catchup_seconds <= 0;
+	keep_window = catchup_seconds;
 	catchup_init(catchup_seconds, catchup_bytes, catchup_margin, started);
 	load_state();
 	auth_init(auth_on, auth_file, auth_grace, bridge_user);

@@ -166,19 +166,20 @@ func TestMovedSessionsOnRealBrokers(t *testing.T) {
 		// while broker-1 is down.
 		s = newSub(t, b0, id, topic, 2)
 		publishN(t, b0, topic, "d", 50, 0)
-		last := time.Now()
 		s.wait(t, "d", 50)
 		// Broker-1 comes back with both sessions; its bridge is caught up
 		// on the 50 (broker-0 replays what broker-1 missed), before
-		// broker-0 has told it where the moved client is.
+		// broker-0 has told it where the moved client is. Broker-1 keeps
+		// them as arrived then; it admits clients once its bridge is up.
 		docker(t, "start", b1.ctr)
 		b1 = rePort(t, b1)
 		waitUp(t, b1)
+		kept := time.Now()
 		// The client leaves broker-0 more than 1.5 keepalives and the 2 s
-		// margin (5 s) after the last message, so coming back to broker-1
-		// it is caught up on none of them: the workload's shape, not a
-		// readiness wait.
-		time.Sleep(time.Until(last.Add(6 * time.Second)))
+		// margin (5 s) after broker-1 took the 50 in, so coming back to
+		// broker-1 it is caught up on none of them: the workload's shape,
+		// not a readiness wait.
+		time.Sleep(time.Until(kept.Add(6 * time.Second)))
 		s.close()
 		back := newSub(t, b1, id, topic, 2)
 		publishN(t, b1, topic, "z", 1, 0)
