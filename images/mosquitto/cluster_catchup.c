@@ -743,12 +743,13 @@ void dir_read(int from, const char *buf, uint32_t len, double now)
 			/* The newest session wins, the same everywhere: the higher
 			 * version, then the higher broker. */
 			if(ver > e->ver || (ver == e->ver && from > e->home) || (ver == e->ver && from == e->home)){
-				if(e->home != from){
-					/* Its client is on that broker now: what this one
-					 * owed it (or waited to learn) is that one's to give. */
-					e->owed = 0;
-					e->prev_home = -1;
-				}
+				/* Its client is on that broker now: what this one owed
+				 * it (or waited to learn) is that one's to give. The
+				 * same '+' again (said again when that broker heard this
+				 * one) counts too: the first may have come from before
+				 * anything was owed (a bridge's queue from its outage). */
+				e->owed = 0;
+				if(e->home != from) e->prev_home = -1;
 				e->ver = ver;
 				e->home = from;
 				e->online = true;

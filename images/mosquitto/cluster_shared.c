@@ -488,6 +488,7 @@ static void learnt_owed(double t)
 	HASH_ITER(hh, clients, c, tmp){
 		double from;
 		if(c->ctx || c->pending || c->clean || (from = dir_take_owed(c->id)) <= 0) continue;
+		if(moved_on(c->id, NULL)) continue; /* its client is on a broker heard from */
 		c->catchup_from = from;
 		c->catchup_until = t + CATCHUP_GRACE;
 		for(struct sub *s = c->subs; s; s = s->next){
