@@ -442,6 +442,20 @@ static void catch_up(struct client *c, const struct mosquitto *ctx, const char *
 	catchup_start(c->id, ctx, filter, qos, c->catchup_from, t, skip, n);
 }
 
+/* catch_up_subs starts a session's catch-up from from on every normal
+ * subscription it has (connection ctx; NULL: its offline session). */
+static void catch_up_subs(struct client *c, const struct mosquitto *ctx, double from, double t)
+{
+	c->catchup_from = from;
+	c->catchup_until = t + CATCHUP_GRACE;
+	for(struct sub *s = c->subs; s; s = s->next){
+		s->caught = false;
+	}
+	for(struct sub *s = c->subs; s; s = s->next){
+		if(!s->group) catch_up(c, ctx, s->filter, s->qos);
+	}
+}
+
 /* moved_on: an offline session here whose client is online on another
  * broker now (it moved when this broker stopped, or when its connection
  * here was lost). A message queued here for it would be a copy of one it
@@ -489,14 +503,7 @@ static void learnt_owed(double t)
 		double from;
 		if(c->ctx || c->pending || c->clean || (from = dir_take_owed(c->id)) <= 0) continue;
 		if(moved_on(c->id, NULL)) continue; /* its client is on a broker heard from */
-		c->catchup_from = from;
-		c->catchup_until = t + CATCHUP_GRACE;
-		for(struct sub *s = c->subs; s; s = s->next){
-			s->caught = false;
-		}
-		for(struct sub *s = c->subs; s; s = s->next){
-			if(!s->group) catch_up(c, NULL, s->filter, s->qos);
-		}
+		catch_up_subs(c, NULL, from, t);
 		n++;
 	}
 	mosquitto_log_printf(MOSQ_LOG_NOTICE, "cluster_shared: learnt where the clients of the sessions restored here are (%.1f s after start): %d offline sessions get what was held back for them",
@@ -888,11 +895,7 @@ static void settle(double t)
 			continue;
 		}
 		c->settling = false;
-		c->catchup_from = from;
-		c->catchup_until = t + CATCHUP_GRACE;
-		for(struct sub *s = c->subs; s; s = s->next){
-			if(!s->group) catch_up(c, c->ctx, s->filter, s->qos);
-		}
+		catch_up_subs(c, c->ctx, from, t);
 	}
 	settling = left;
 }
